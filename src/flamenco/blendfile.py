@@ -1,0 +1,46 @@
+"""Recognise .blend files from their first bytes, without Blender.
+
+The Server refuses a job whose scene is not a .blend before any Worker wastes a Blender
+start on it. Blender writes plain, gzip- or zstd-compressed files.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import zstandard
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+HEAD_BYTES = 64
+
+
+def _decompressed_head(data: bytes) -> bytes:
+    if data.startswith(GZIP_MAGIC):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data, HEAD_BYTES)
+    if data.startswith(ZSTD_MAGIC):
+        reader = zstandard.ZstdDecompressor().stream_reader(data)
+        return reader.read(HEAD_BYTES)
+    return data[:HEAD_BYTES]
+
+
+def _first_block_code(head: bytes) -> bytes:
+    # Blender up to 4.x: 12-byte header "BLENDER-v279"; 5.0: "BLENDER17-01v0500" (17 bytes).
+    header_len = 17 if head[7:9].isdigit() else 12
+    return head[header_len : header_len + 4]
+
+
+def blend_problem(path: Path, name: str) -> str | None:
+    """Return why the file is not a usable .blend, or None when it looks like one."""
+    with path.open("rb") as f:
+        data = f.read(1024 * 1024)
+    try:
+        head = _decompressed_head(data)
+    except (zlib.error, zstandard.ZstdError):
+        return f"The file '{name}' is compressed but its contents cannot be read."
+    if not head.startswith(b"BLENDER"):
+        return f"The file '{name}' is not a .blend file."
+    if _first_block_code(head) in (b"ENDB", b""):
+        return f"The file '{name}' is a .blend file without any data blocks."
+    return None

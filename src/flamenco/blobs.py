@@ -1,0 +1,142 @@
+"""Content-addressed file storage shared by the Server, the Manager's cache and the Worker's cache.
+
+Every blob is stored under its SHA-256. Writes go to a temporary file in the same folder and
+are renamed into place only after the hash checks out, so a reader never sees half a blob.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import AsyncIterable, Iterable
+from pathlib import Path, PurePosixPath
+
+SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+CHUNK = 1024 * 1024
+
+
+class HashMismatch(ValueError):
+    """The bytes received do not hash to the SHA-256 they were announced with."""
+
+
+class BlobTooLarge(ValueError):
+    """A blob exceeded the size limit while it was being received."""
+
+
+class UnsafePath(ValueError):
+    """A relative path tries to leave the folder it belongs to."""
+
+
+def is_sha256(value: str) -> bool:
+    return bool(SHA256_PATTERN.match(value))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_relative_path(relpath: str) -> PurePosixPath:
+    """Return relpath as a normalised relative path, or raise UnsafePath.
+
+    Job files, frame names and cache entries are all addressed by paths that came over the
+    network; none of them may point outside the folder they are joined to.
+    """
+    if not relpath or "\\" in relpath or "\0" in relpath:
+        raise UnsafePath(f"The path '{relpath}' is not a valid relative path.")
+    path = PurePosixPath(relpath)
+    if path.is_absolute() or any(part in ("..", "") for part in path.parts) or ":" in path.parts[0]:
+        raise UnsafePath(f"The path '{relpath}' tries to leave its folder.")
+    return path
+
+
+def safe_join(root: Path, relpath: str) -> Path:
+    return root.joinpath(*check_relative_path(relpath).parts)
+
+
+class BlobStore:
+    """Blobs on disk at root/ab/abcdef…; safe for several processes writing the same blob."""
+
+    def __init__(self, root: Path, max_blob_bytes: int | None = None) -> None:
+        self.root = root
+        self.max_blob_bytes = max_blob_bytes
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "tmp").mkdir(exist_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        if not is_sha256(sha256):
+            raise ValueError(f"'{sha256}' is not a SHA-256 hex digest.")
+        return self.root / sha256[:2] / sha256
+
+    def has(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    def missing(self, hashes: Iterable[str]) -> list[str]:
+        return sorted({h for h in hashes if not self.has(h)})
+
+    def size(self, sha256: str) -> int:
+        return self.path(sha256).stat().st_size
+
+    def _temp(self) -> tuple[int, str]:
+        return tempfile.mkstemp(dir=self.root / "tmp", prefix="incoming-")
+
+    def _commit(self, tmp_name: str, digest: str, expected: str | None) -> str:
+        if expected is not None and digest != expected:
+            os.unlink(tmp_name)
+            raise HashMismatch(
+                f"The uploaded bytes hash to {digest}, not to the announced {expected}."
+            )
+        final = self.path(digest)
+        final.parent.mkdir(exist_ok=True)
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, final)
+        return digest
+
+    def _check_size(self, received: int, tmp_name: str) -> None:
+        if self.max_blob_bytes is not None and received > self.max_blob_bytes:
+            os.unlink(tmp_name)
+            raise BlobTooLarge(f"The upload is larger than the limit of {self.max_blob_bytes} bytes.")
+
+    async def put_stream(self, chunks: AsyncIterable[bytes], expected: str | None = None) -> str:
+        """Store the bytes of an async stream; return their SHA-256."""
+        fd, tmp_name = self._temp()
+        digest, received = hashlib.sha256(), 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                async for chunk in chunks:
+                    received += len(chunk)
+                    self._check_size(received, tmp_name)
+                    digest.update(chunk)
+                    out.write(chunk)
+        except BaseException:
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+            raise
+        return self._commit(tmp_name, digest.hexdigest(), expected)
+
+    def put_file(self, source: Path, expected: str | None = None) -> str:
+        """Copy a local file into the store; return its SHA-256."""
+        fd, tmp_name = self._temp()
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+            while chunk := src.read(CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+        return self._commit(tmp_name, digest.hexdigest(), expected)
+
+    def link_to(self, sha256: str, dest: Path) -> None:
+        """Place a blob at dest, hard-linked where the file system allows, else copied."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".partial")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(self.path(sha256), tmp)
+        except OSError:
+            shutil.copyfile(self.path(sha256), tmp)
+        os.replace(tmp, dest)

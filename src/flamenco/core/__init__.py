@@ -1,0 +1,1 @@
+"""Pure domain logic shared by Server, Manager and Worker: frames, states, job compilation."""

@@ -1,0 +1,226 @@
+"""Job compilation: turn a job type and its settings into the list of tasks to run.
+
+Compilers are pure functions registered in JOB_TYPES, so a new job type plugs in by
+registering one function; the Server stores whatever TaskSpecs come back.
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flamenco.core.frames import (
+    FrameRangeError,
+    chunk_frames,
+    format_frame_range,
+    parse_frame_range,
+    quote_for_message,
+)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task to create; depends_on holds indexes of other TaskSpecs in the same list."""
+
+    name: str
+    type: str
+    frames: tuple[int, ...]
+    command: dict[str, Any]
+    depends_on: tuple[int, ...] = ()
+
+
+class JobCompileError(ValueError):
+    """Job settings cannot be compiled; the message is one sentence for the user."""
+
+
+JobCompiler = Callable[[Mapping[str, Any]], list[TaskSpec]]
+
+JOB_TYPES: dict[str, JobCompiler] = {}
+"""Job type name -> compiler; add to it with register_job_type."""
+
+
+def register_job_type(name: str) -> Callable[[JobCompiler], JobCompiler]:
+    """Decorator that adds a compiler to JOB_TYPES under `name`."""
+
+    def register(compiler: JobCompiler) -> JobCompiler:
+        JOB_TYPES[name] = compiler
+        return compiler
+
+    return register
+
+
+def compile_job(job_type: str, settings: Mapping[str, Any]) -> list[TaskSpec]:
+    """Compile settings for `job_type` into tasks, raising JobCompileError on bad input."""
+    compiler = JOB_TYPES.get(job_type)
+    if compiler is None:
+        known = ", ".join(sorted(JOB_TYPES))
+        raise JobCompileError(
+            f"Unknown job type {quote_for_message(job_type)}; known types: {known}."
+        )
+    if not isinstance(settings, Mapping):
+        raise JobCompileError(
+            f"Job settings must be a mapping of names to values, got {type(settings).__name__}."
+        )
+    return compiler(settings)
+
+
+# --- Setting readers, shared by compilers. Each returns a valid value or raises. ---
+
+
+def _check_known_keys(job_type: str, settings: Mapping[str, Any], allowed: set[str]) -> None:
+    """Refuse unknown keys: a typo like 'chunksize' must not be silently ignored."""
+    unknown = sorted(str(key) for key in settings if key not in allowed)
+    if unknown:
+        names = ", ".join(quote_for_message(key) for key in unknown)
+        noun = "setting" if len(unknown) == 1 else "settings"
+        raise JobCompileError(f"Unknown {noun} {names} for job type {job_type!r}.")
+
+
+def _read_str(settings: Mapping[str, Any], key: str, default: str | None = None) -> str:
+    """Read a string setting; a None default means the setting is required."""
+    value = settings.get(key, default)
+    if value is None:
+        raise JobCompileError(f"Setting {key!r} is required.")
+    if not isinstance(value, str):
+        raise JobCompileError(
+            f"Setting {key!r} must be text, got {type(value).__name__} {quote_for_message(value)}."
+        )
+    return value
+
+
+def _read_int(settings: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
+    """Read a whole-number setting within [low, high]; bools and numeric strings are refused."""
+    value = settings.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise JobCompileError(
+            f"Setting {key!r} must be a whole number, got {quote_for_message(value)}."
+        )
+    if not low <= value <= high:
+        raise JobCompileError(f"Setting {key!r} must be from {low} to {high}, got {value}.")
+    return value
+
+
+def _read_bool(settings: Mapping[str, Any], key: str, default: bool) -> bool:
+    """Read a true/false setting; truthy strings like 'no' are refused rather than guessed."""
+    value = settings.get(key, default)
+    if not isinstance(value, bool):
+        raise JobCompileError(
+            f"Setting {key!r} must be true or false, got {quote_for_message(value)}."
+        )
+    return value
+
+
+def _read_choice(
+    settings: Mapping[str, Any], key: str, default: str, choices: tuple[str, ...]
+) -> str:
+    """Read a string setting that must be one of `choices`."""
+    value = _read_str(settings, key, default)
+    if value not in choices:
+        raise JobCompileError(
+            f"Setting {key!r} must be one of {', '.join(choices)}, got {quote_for_message(value)}."
+        )
+    return value
+
+
+# --- blender-render ---
+
+OUTPUT_FORMATS = ("PNG", "JPEG", "OPEN_EXR", "TIFF")
+RENDER_DEVICES = ("CPU", "GPU", "CUDA", "OPTIX", "HIP", "ONEAPI", "METAL")
+DEFAULT_OUTPUT_PATTERN = "frame_######"
+_BLENDER_RENDER_KEYS = {
+    "blend",
+    "frames",
+    "chunk_size",
+    "output_format",
+    "render_device",
+    "output_pattern",
+    "preview_video",
+    "fps",
+}
+# Chunks larger than the frame limit can never be filled, so this only stops absurd input.
+_MAX_CHUNK_SIZE = 100_000
+
+
+def _read_blend_path(settings: Mapping[str, Any]) -> str:
+    """Read 'blend': a relative path inside the job's files, so it cannot escape them."""
+    blend = _read_str(settings, "blend")
+    parts = blend.replace("\\", "/").split("/")
+    if blend.startswith(("/", "\\")) or ":" in blend or ".." in parts:
+        raise JobCompileError(
+            "Setting 'blend' must be a relative path inside the job's files, "
+            f"got {quote_for_message(blend)}."
+        )
+    if not blend.endswith(".blend") or parts[-1] == ".blend":
+        raise JobCompileError(
+            f"Setting 'blend' must name a .blend file, got {quote_for_message(blend)}."
+        )
+    return blend
+
+
+def _read_output_pattern(settings: Mapping[str, Any]) -> str:
+    """Read 'output_pattern': a file name stem with '#' frame padding, never a path.
+
+    ':' is refused too, because on Windows 'C:name' would switch drives when joined.
+    """
+    pattern = _read_str(settings, "output_pattern", DEFAULT_OUTPUT_PATTERN)
+    if "#" not in pattern:
+        raise JobCompileError(
+            f"Setting 'output_pattern' must contain '#' for the frame number, "
+            f"got {quote_for_message(pattern)}."
+        )
+    if any(bad in pattern for bad in ("/", "\\", "..", ":")) or not pattern.isprintable():
+        raise JobCompileError(
+            f"Setting 'output_pattern' must be a plain file name without '/', '\\', '..' or ':', "
+            f"got {quote_for_message(pattern)}."
+        )
+    return pattern
+
+
+def _read_frames(settings: Mapping[str, Any]) -> list[int]:
+    """Read 'frames', passing the frame parser's user-facing sentence through unchanged."""
+    try:
+        return parse_frame_range(_read_str(settings, "frames"))
+    except FrameRangeError as err:
+        raise JobCompileError(str(err)) from err
+
+
+@register_job_type("blender-render")
+def compile_blender_render(settings: Mapping[str, Any]) -> list[TaskSpec]:
+    """One 'blender' task per chunk of frames, plus an optional 'ffmpeg' preview video task."""
+    _check_known_keys("blender-render", settings, _BLENDER_RENDER_KEYS)
+    blend = _read_blend_path(settings)
+    frames = _read_frames(settings)
+    chunk_size = _read_int(settings, "chunk_size", 1, 1, _MAX_CHUNK_SIZE)
+    output = {
+        "output_pattern": _read_output_pattern(settings),
+        "output_format": _read_choice(settings, "output_format", "PNG", OUTPUT_FORMATS),
+    }
+    device = _read_choice(settings, "render_device", "CPU", RENDER_DEVICES)
+    fps = _read_int(settings, "fps", 24, 1, 240)  # Validated even without a preview video.
+    tasks = [
+        _render_task(blend, chunk, output, device) for chunk in chunk_frames(frames, chunk_size)
+    ]
+    if _read_bool(settings, "preview_video", False):
+        tasks.append(_preview_task(frames, output, fps, len(tasks)))
+    return tasks
+
+
+def _render_task(blend: str, chunk: list[int], output: dict[str, str], device: str) -> TaskSpec:
+    """The Blender task rendering one chunk of frames."""
+    command = {"blend": blend, "frames": chunk, **output, "render_device": device}
+    return TaskSpec(
+        name=f"render {format_frame_range(chunk)}",
+        type="blender",
+        frames=tuple(chunk),
+        command=command,
+    )
+
+
+def _preview_task(frames: list[int], output: dict[str, str], fps: int, renders: int) -> TaskSpec:
+    """The ffmpeg task that turns all rendered frames into a video, after every render task."""
+    return TaskSpec(
+        name="preview video",
+        type="ffmpeg",
+        frames=tuple(frames),
+        command={"frames": list(frames), **output, "fps": fps},
+        depends_on=tuple(range(renders)),
+    )

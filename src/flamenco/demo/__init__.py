@@ -1,0 +1,1 @@
+"""The bundled demo scene, built by a script inside whatever Blender a worker has."""

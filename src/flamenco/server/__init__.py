@@ -1,0 +1,1 @@
+"""The Server: the farm's source of truth for jobs, tasks, frames, users and Managers."""

@@ -1,0 +1,74 @@
+"""Users, API tokens and Manager tokens. Only hashes of secrets are stored."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
+
+from flamenco.db import utcnow
+from flamenco.errors import Conflict, NotFound, Unauthorized
+from flamenco.security import hash_password, new_token, token_hash, verify_password
+from flamenco.server.models import ApiToken, ManagerRow, User
+
+WRONG_TOKEN = "The token is missing, wrong or revoked; check FLAMENCO_TOKEN or log in again."
+
+
+class AuthService:
+    def __init__(self, sessions: sessionmaker) -> None:
+        self.sessions = sessions
+
+    def create_user(self, name: str, password: str, admin: bool = False) -> None:
+        with self.sessions.begin() as s:
+            if s.scalar(select(User).where(User.name == name)):
+                raise Conflict(f"A user named '{name}' already exists.")
+            s.add(User(name=name, password_hash=hash_password(password), is_admin=admin))
+
+    def user_exists(self, name: str) -> bool:
+        with self.sessions() as s:
+            return s.scalar(select(User.id).where(User.name == name)) is not None
+
+    def issue_token(self, user_name: str, label: str = "") -> str:
+        token = new_token("flu")
+        with self.sessions.begin() as s:
+            user = s.scalar(select(User).where(User.name == user_name))
+            if user is None:
+                raise NotFound(f"There is no user named '{user_name}'.")
+            s.add(ApiToken(user_id=user.id, token_hash=token_hash(token), label=label))
+        return token
+
+    def login(self, name: str, password: str) -> str:
+        with self.sessions() as s:
+            user = s.scalar(select(User).where(User.name == name))
+        if user is None or not verify_password(password, user.password_hash):
+            raise Unauthorized("The user name or password is wrong.")
+        return self.issue_token(name, label="login")
+
+    def user_for_token(self, token: str | None) -> User:
+        if not token:
+            raise Unauthorized(WRONG_TOKEN)
+        with self.sessions() as s:
+            user = s.scalar(
+                select(User).join(ApiToken).where(ApiToken.token_hash == token_hash(token))
+            )
+        if user is None:
+            raise Unauthorized(WRONG_TOKEN)
+        return user
+
+    def create_manager(self, name: str) -> str:
+        token = new_token("flm")
+        with self.sessions.begin() as s:
+            if s.scalar(select(ManagerRow).where(ManagerRow.name == name)):
+                raise Conflict(f"A Manager named '{name}' already exists.")
+            s.add(ManagerRow(name=name, token_hash=token_hash(token)))
+        return token
+
+    def manager_for_token(self, token: str | None, address: str = "") -> ManagerRow:
+        if not token:
+            raise Unauthorized("The Manager token is missing.")
+        with self.sessions.begin() as s:
+            row = s.scalar(select(ManagerRow).where(ManagerRow.token_hash == token_hash(token)))
+            if row is None:
+                raise Unauthorized("The Manager token is wrong or revoked.")
+            row.last_seen = utcnow()
+            row.address = address
+        return row

@@ -1,0 +1,234 @@
+"""Jobs: submission, compilation into tasks, queries, and the frames they produce."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import shutil
+from collections import Counter
+from collections.abc import AsyncIterable
+from pathlib import Path
+
+from PIL import Image
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from flamenco import wire
+from flamenco.blendfile import blend_problem
+from flamenco.blobs import BlobStore, check_relative_path, safe_join
+from flamenco.core.compiler import JobCompileError, compile_job
+from flamenco.core.states import JobStatus, TaskStatus, job_status_from_tasks
+from flamenco.errors import BadRequest, NotFound, UnsupportedMedia, Unprocessable
+from flamenco.server.models import BlobRow, JobRow, OutputRow, TaskRow
+
+log = logging.getLogger("flamenco.server.jobs")
+
+
+def new_id() -> str:
+    return secrets.token_hex(6)
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[:60] or "job"
+
+
+class JobService:
+    def __init__(self, sessions: sessionmaker, blobs: BlobStore, outputs_root: Path) -> None:
+        self.sessions = sessions
+        self.blobs = blobs
+        self.outputs_root = outputs_root
+
+    # ---- submission ------------------------------------------------------------------------
+
+    def submit(self, sub: wire.JobSubmission, submitter: str) -> wire.Job:
+        try:
+            specs = compile_job(sub.type, sub.settings)
+        except JobCompileError as exc:
+            raise Unprocessable(str(exc)) from exc
+        self._check_files(sub)
+        job_id = new_id()
+        frames_total = sum(len(spec.frames) for spec in specs if spec.type == "blender")
+        output_dir = self.outputs_root / f"{slug(sub.name)}-{job_id}"
+        with self.sessions.begin() as s:
+            job = JobRow(
+                id=job_id, name=sub.name, type=sub.type, status=JobStatus.QUEUED,
+                priority=sub.priority, submitter=submitter, settings=sub.settings,
+                files=sub.files, output_dir=str(output_dir), frames_total=frames_total,
+            )
+            s.add(job)
+            s.flush()
+            for index, spec in enumerate(specs):
+                s.add(TaskRow(
+                    id=secrets.token_hex(8), job_id=job_id, index=index, name=spec.name,
+                    type=spec.type, status=TaskStatus.QUEUED, frames=list(spec.frames),
+                    command=spec.command, depends_on=list(spec.depends_on),
+                ))
+        log.info("job %s submitted: %s, %d tasks", job_id, sub.name, len(specs),
+                 extra={"job": job_id})
+        return self.get(job_id)
+
+    def _check_files(self, sub: wire.JobSubmission) -> None:
+        for path in sub.files:
+            check_relative_path(path)
+        blend = str(sub.settings.get("blend", ""))
+        if blend not in sub.files:
+            raise Unprocessable(f"The scene '{blend}' is not among the job's files.")
+        missing = self.blobs.missing(sub.files.values())
+        if missing:
+            names = [p for p, h in sub.files.items() if h in missing]
+            raise Unprocessable(
+                f"{len(missing)} file(s) of the job were never uploaded, e.g. '{names[0]}'."
+            )
+        problem = blend_problem(self.blobs.path(sub.files[blend]), blend)
+        if problem:
+            raise UnsupportedMedia(problem)
+
+    # ---- queries ---------------------------------------------------------------------------
+
+    def _job_or_404(self, s: Session, job_id: str) -> JobRow:
+        job = s.get(JobRow, job_id)
+        if job is None:
+            raise NotFound(f"There is no job with id '{job_id}'.")
+        return job
+
+    def get(self, job_id: str) -> wire.Job:
+        with self.sessions() as s:
+            return self._to_wire(s, self._job_or_404(s, job_id))
+
+    def list(self) -> list[wire.Job]:
+        with self.sessions() as s:
+            jobs = s.scalars(select(JobRow).order_by(JobRow.created.desc())).all()
+            return [self._to_wire(s, job) for job in jobs]
+
+    def _to_wire(self, s: Session, job: JobRow) -> wire.Job:
+        tasks = s.execute(
+            select(TaskRow.status, TaskRow.progress, TaskRow.frames).where(TaskRow.job_id == job.id)
+        ).all()
+        frames_done = s.scalar(
+            select(func.count()).select_from(OutputRow).where(OutputRow.job_id == job.id)
+        ) or 0
+        completed = sum(1 for t in tasks if t.status == TaskStatus.COMPLETED)
+        work = sum(len(t.frames) for t in tasks) or 1
+        done = sum(len(t.frames) * (1.0 if t.status == TaskStatus.COMPLETED else t.progress)
+                   for t in tasks)
+        return wire.Job(
+            id=job.id, name=job.name, type=job.type, status=JobStatus(job.status),
+            priority=job.priority, submitter=job.submitter, settings=job.settings,
+            created=job.created, updated=job.updated, tasks_total=len(tasks),
+            tasks_completed=completed, frames_total=job.frames_total, frames_done=frames_done,
+            progress=round(min(done / work, 1.0), 4), output_dir=job.output_dir,
+        )
+
+    def tasks(self, job_id: str) -> list[wire.Task]:
+        with self.sessions() as s:
+            self._job_or_404(s, job_id)
+            rows = s.scalars(
+                select(TaskRow).where(TaskRow.job_id == job_id).order_by(TaskRow.index)
+            ).all()
+            managers = _manager_names(s)
+            return [task_to_wire(t, managers) for t in rows]
+
+    def frames(self, job_id: str) -> list[wire.FrameInfo]:
+        with self.sessions() as s:
+            self._job_or_404(s, job_id)
+            rows = s.scalars(
+                select(OutputRow).where(OutputRow.job_id == job_id).order_by(OutputRow.frame)
+            ).all()
+            return [
+                wire.FrameInfo(frame=r.frame, task_id=r.task_id, sha256=r.sha256, size=r.size,
+                               width=r.width, height=r.height, filename=r.filename)
+                for r in rows
+            ]
+
+    def frame_file(self, job_id: str, frame: int) -> tuple[Path, str]:
+        with self.sessions() as s:
+            self._job_or_404(s, job_id)
+            row = s.scalar(
+                select(OutputRow).where(OutputRow.job_id == job_id, OutputRow.frame == frame)
+            )
+            if row is None:
+                raise NotFound(f"Job '{job_id}' has no rendered frame {frame} yet.")
+            return self.blobs.path(row.sha256), row.filename
+
+    # ---- frames ----------------------------------------------------------------------------
+
+    async def receive_frame(
+        self, manager_id: int, task_id: str, frame: int, filename: str, sha256: str,
+        body: AsyncIterable[bytes],
+    ) -> wire.FrameInfo:
+        check_relative_path(filename)
+        if "/" in filename:
+            raise BadRequest(f"The frame file name '{filename}' must not contain a folder.")
+        with self.sessions() as s:
+            task = s.get(TaskRow, task_id)
+            if task is None or task.manager_id != manager_id:
+                raise NotFound(f"Task '{task_id}' is not leased to this Manager.")
+            if frame not in task.frames:
+                raise BadRequest(f"Frame {frame} is not one of task '{task_id}''s frames.")
+            job_id = task.job_id
+        digest = await self.blobs.put_stream(body, expected=sha256)
+        return self._record_frame(job_id, task_id, frame, filename, digest)
+
+    def _record_frame(
+        self, job_id: str, task_id: str, frame: int, filename: str, digest: str
+    ) -> wire.FrameInfo:
+        path = self.blobs.path(digest)
+        width = height = None
+        try:
+            with Image.open(path) as img:
+                width, height = img.size
+        except Exception:  # noqa: BLE001 - EXR and friends need not be readable here.
+            log.info("frame %d of job %s: size unknown", frame, job_id, extra={"job": job_id})
+        with self.sessions.begin() as s:
+            job = self._job_or_404(s, job_id)
+            if s.get(BlobRow, digest) is None:
+                s.add(BlobRow(sha256=digest, size=path.stat().st_size))
+            row = s.scalar(
+                select(OutputRow).where(OutputRow.job_id == job_id, OutputRow.frame == frame)
+            )
+            if row is None:
+                row = OutputRow(job_id=job_id, frame=frame)
+                s.add(row)
+            row.task_id, row.sha256, row.size = task_id, digest, path.stat().st_size
+            row.width, row.height, row.filename = width, height, filename
+            output_dir = Path(job.output_dir)
+        dest = safe_join(output_dir, filename)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".partial")
+        shutil.copyfile(path, tmp)
+        tmp.replace(dest)
+        return wire.FrameInfo(frame=frame, task_id=task_id, sha256=digest, size=row.size,
+                              width=width, height=height, filename=filename)
+
+    # ---- status ----------------------------------------------------------------------------
+
+    @staticmethod
+    def refresh_job_status(s: Session, job_id: str) -> None:
+        """Move the job's status to what its tasks imply (core rules)."""
+        job = s.get(JobRow, job_id)
+        if job is None:
+            return
+        counts = Counter(
+            TaskStatus(status)
+            for status in s.scalars(select(TaskRow.status).where(TaskRow.job_id == job_id))
+        )
+        new = job_status_from_tasks(JobStatus(job.status), counts)
+        if new != job.status:
+            log.info("job %s: %s -> %s", job_id, job.status, new, extra={"job": job_id})
+            job.status = new
+
+
+def _manager_names(s: Session) -> dict[int, str]:
+    from flamenco.server.models import ManagerRow
+
+    return dict(s.execute(select(ManagerRow.id, ManagerRow.name)).tuples().all())
+
+
+def task_to_wire(t: TaskRow, managers: dict[int, str]) -> wire.Task:
+    return wire.Task(
+        id=t.id, job_id=t.job_id, index=t.index, name=t.name, type=t.type,
+        status=TaskStatus(t.status), frames=t.frames, progress=t.progress, activity=t.activity,
+        manager=managers.get(t.manager_id) if t.manager_id else None, worker=t.worker,
+        blender_pid=t.blender_pid, failure_count=t.failure_count, updated=t.updated,
+    )

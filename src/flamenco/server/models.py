@@ -1,0 +1,120 @@
+"""The Server's tables."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from flamenco.db import Base, utcnow
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(300))
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(200), default="")
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ManagerRow(Base):
+    __tablename__ = "managers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    last_seen: Mapped[datetime | None] = mapped_column(default=None)
+    address: Mapped[str] = mapped_column(String(200), default="")
+    workers: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class BlobRow(Base):
+    __tablename__ = "blobs"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int]
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    priority: Mapped[int]
+    submitter: Mapped[str] = mapped_column(String(200))
+    settings: Mapped[dict[str, Any]]
+    files: Mapped[dict[str, Any]]
+    output_dir: Mapped[str] = mapped_column(Text)
+    frames_total: Mapped[int]
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+    updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TaskRow(Base):
+    __tablename__ = "tasks"
+    __table_args__ = (Index("ix_tasks_status_job", "status", "job_id"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int]
+    name: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32))
+    frames: Mapped[list[Any]]
+    command: Mapped[dict[str, Any]]
+    depends_on: Mapped[list[Any]] = mapped_column(default=list)
+    progress: Mapped[float] = mapped_column(default=0.0)
+    activity: Mapped[str] = mapped_column(Text, default="")
+    manager_id: Mapped[int | None] = mapped_column(ForeignKey("managers.id"), default=None)
+    lease_expires: Mapped[datetime | None] = mapped_column(default=None)
+    worker: Mapped[str | None] = mapped_column(String(200), default=None)
+    blender_pid: Mapped[int | None] = mapped_column(default=None)
+    failure_count: Mapped[int] = mapped_column(default=0)
+    log_tail: Mapped[str] = mapped_column(Text, default="")
+    updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AppliedUpdate(Base):
+    """Every update id ever received, so a replayed update changes nothing."""
+
+    __tablename__ = "applied_updates"
+    update_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(32))
+    received: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OutputRow(Base):
+    __tablename__ = "outputs"
+    __table_args__ = (UniqueConstraint("job_id", "frame"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[str] = mapped_column(String(32))
+    frame: Mapped[int]
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int]
+    width: Mapped[int | None] = mapped_column(default=None)
+    height: Mapped[int | None] = mapped_column(default=None)
+    filename: Mapped[str] = mapped_column(String(300))
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TaskLogChunk(Base):
+    """The full log of a task, in the chunks it arrived in; the tail also sits on the task."""
+
+    __tablename__ = "task_logs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(32), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,220 @@
+"""Every request and response body on the farm's wire, shared by all components.
+
+The Server, the Manager, the Worker, the CLI and the add-on speak through these models only,
+so a change here is a change of protocol, visible in each service's OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from flamenco.core.states import JobStatus, TaskStatus
+
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+# ---- blobs ---------------------------------------------------------------------------------
+
+
+class BlobQuery(Strict):
+    hashes: list[Sha256] = Field(max_length=100_000)
+
+
+class BlobQueryResult(BaseModel):
+    missing: list[str]
+
+
+# ---- users and tokens ----------------------------------------------------------------------
+
+
+class LoginRequest(Strict):
+    username: Name
+    password: str = Field(min_length=1, max_length=1000)
+
+
+class TokenIssued(BaseModel):
+    token: str
+    name: str
+
+
+class ManagerCreate(Strict):
+    name: Name
+
+
+# ---- jobs ----------------------------------------------------------------------------------
+
+
+class JobSubmission(Strict):
+    name: Name
+    type: str = "blender-render"
+    priority: int = Field(default=50, ge=0, le=100)
+    files: dict[str, Sha256] = Field(description="Path inside the job's folder -> blob hash.")
+    settings: dict[str, Any]
+
+
+class Job(BaseModel):
+    id: str
+    name: str
+    type: str
+    status: JobStatus
+    priority: int
+    submitter: str
+    settings: dict[str, Any]
+    created: datetime
+    updated: datetime
+    tasks_total: int
+    tasks_completed: int
+    frames_total: int
+    frames_done: int
+    progress: float
+    output_dir: str
+
+
+class Task(BaseModel):
+    id: str
+    job_id: str
+    index: int
+    name: str
+    type: str
+    status: TaskStatus
+    frames: list[int]
+    progress: float
+    activity: str
+    manager: str | None
+    worker: str | None
+    blender_pid: int | None
+    failure_count: int
+    updated: datetime
+
+
+class FrameInfo(BaseModel):
+    frame: int
+    task_id: str
+    sha256: str
+    size: int
+    width: int | None
+    height: int | None
+    filename: str
+
+
+# ---- task updates (Worker -> Manager -> Server) ----------------------------------------------
+
+
+class TaskUpdate(Strict):
+    """One change of a task; update_id makes a replay harmless."""
+
+    update_id: Annotated[str, StringConstraints(min_length=8, max_length=64)]
+    task_id: str
+    status: TaskStatus | None = None
+    progress: float | None = Field(default=None, ge=0, le=1)
+    activity: str | None = Field(default=None, max_length=500)
+    log: list[str] = Field(default_factory=list, max_length=10_000)
+    worker: str | None = None
+    blender_pid: int | None = None
+    error: str | None = Field(default=None, max_length=5000)
+
+
+class UpdateBatch(Strict):
+    updates: list[TaskUpdate] = Field(max_length=1000)
+
+
+class UpdatesApplied(BaseModel):
+    applied: list[str]
+
+
+class Progress(Strict):
+    """Volatile progress: newer replaces older, so it is never queued in an outbox."""
+
+    task_id: str
+    progress: float = Field(ge=0, le=1)
+    activity: str = Field(default="", max_length=500)
+
+
+# ---- Manager <-> Server ------------------------------------------------------------------------
+
+
+class WorkerSummary(BaseModel):
+    name: str
+    status: str
+    task_id: str | None = None
+    blender_version: str | None = None
+
+
+class ManagerSync(Strict):
+    want: int = Field(default=0, ge=0, le=10_000, description="How many more tasks to lease.")
+    held: list[str] = Field(default_factory=list, description="Task ids still held; renews them.")
+    progress: list[Progress] = Field(default_factory=list)
+    workers: list[WorkerSummary] = Field(default_factory=list)
+
+
+class Lease(BaseModel):
+    task_id: str
+    job_id: str
+    job_name: str
+    job_priority: int
+    type: str
+    name: str
+    frames: list[int]
+    command: dict[str, Any]
+    files: dict[str, str]
+    lease_expires: datetime
+
+
+class ManagerSyncReply(BaseModel):
+    leases: list[Lease]
+    revoked: list[str] = Field(description="Task ids the Manager must stop and drop.")
+    next_sync_s: float
+
+
+# ---- Worker <-> Manager ------------------------------------------------------------------------
+
+
+class WorkerRegistration(Strict):
+    secret: str
+    name: Name
+    platform: str = ""
+    cpu_count: int = 0
+    memory_mb: int = 0
+    blender_version: str = ""
+
+
+class WorkerRegistered(BaseModel):
+    worker_id: str
+    token: str
+
+
+class WorkerSync(Strict):
+    want_task: bool = False
+    wait_s: float = Field(default=0, ge=0, le=30)
+    warm_job_id: str | None = None
+    progress: Progress | None = None
+    status: str = "awake"
+
+
+class Assignment(BaseModel):
+    task_id: str
+    job_id: str
+    job_name: str
+    name: str
+    type: str
+    frames: list[int]
+    command: dict[str, Any]
+    files: dict[str, str]
+
+
+class WorkerSyncReply(BaseModel):
+    assignment: Assignment | None = None
+    cancel: list[str] = Field(default_factory=list)
+    next_sync_s: float = 1.0

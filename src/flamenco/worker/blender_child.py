@@ -1,0 +1,245 @@
+"""Runs INSIDE Blender's Python: keeps one .blend loaded and renders frames on request.
+
+Started either as ``blender -b --factory-startup -y --python blender_child.py -- ARGS`` or,
+with the bpy wheel, as ``python blender_child.py ARGS``. Only the standard library and bpy
+may be used here: Blender's own Python cannot see the worker's virtualenv.
+
+Events go to stdout as single lines ``@@FLAMENCO@@ {json}``; everything else Blender prints
+on the same stream stays a plain log line for the parent. Commands arrive on stdin, one JSON
+object per line: ``{"op": "render", ...}`` or ``{"op": "quit"}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import re
+import sys
+import threading
+import time
+from typing import Any, NoReturn
+
+import bpy
+
+MARKER = "@@FLAMENCO@@"
+GPU_PREFERENCE = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
+DEVICES = ("CPU", "GPU", *GPU_PREFERENCE)
+SAMPLE_RE = re.compile(r"Sample (\d+)/(\d+)")
+HASH_RUN_RE = re.compile(r"#+")
+EXIT_UNUSABLE = 2
+
+_emit_lock = threading.Lock()
+_current_frame: int | None = None  # set while bpy renders, read by the stats handler
+_command_frame: int | None = None  # frame of the running command, named in error events
+_last_progress: tuple[int, int, int] | None = None
+
+
+def emit(event: str, **fields: Any) -> None:
+    """Write one event line; the lock keeps render-thread callbacks from interleaving."""
+    line = json.dumps({"event": event, **fields}, separators=(",", ":"))
+    with _emit_lock:
+        # The leading newline guarantees the marker starts a line even if Blender's C code
+        # left a partial line on stdout; the parent ignores the empty line.
+        sys.stdout.write(f"\n{MARKER} {line}\n")
+        sys.stdout.flush()
+
+
+def die(message: str, code: int = EXIT_UNUSABLE) -> NoReturn:
+    """Report an error and leave at once (skipping Blender's slow, chatty teardown)."""
+    emit("error", message=message)
+    _exit(code)
+
+
+def _exit(code: int) -> NoReturn:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Blender writes through C stdio, which os._exit would not flush. Without a libc to
+    # load (Windows) there is nothing to lose.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).fflush(None)
+    os._exit(code)
+
+
+def script_args(argv: list[str]) -> list[str]:
+    """Blender passes our arguments after ``--``; a plain Python run passes them directly."""
+    if "--" in argv:
+        return argv[argv.index("--") + 1 :]
+    return argv[1:]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="blender_child")
+    parser.add_argument("--blend", required=True)
+    parser.add_argument("--device", default="CPU", type=str.upper, choices=DEVICES)
+    return parser.parse_args(script_args(argv))
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def open_blend(path: str) -> bpy.types.Scene:
+    # Drivers and registered scripts in production files need this; Flamenco trusts its jobs.
+    bpy.context.preferences.filepaths.use_scripts_auto_execute = True
+    try:
+        bpy.ops.wm.open_mainfile(filepath=path)
+    except RuntimeError as exc:
+        die(f"Could not read blend file {path}: {clean_error(exc)}")
+    scene = bpy.context.scene
+    if scene is None:
+        die(f"Blend file {path} has no scene to render.")
+    return scene
+
+
+def clean_error(exc: BaseException) -> str:
+    """bpy errors look like 'Error: text\\n'; keep only the text."""
+    text = str(exc).strip()
+    return text.removeprefix("Error: ").strip() or type(exc).__name__
+
+
+def effective_resolution(scene: bpy.types.Scene) -> list[int]:
+    render = scene.render
+    pct = render.resolution_percentage
+    return [render.resolution_x * pct // 100, render.resolution_y * pct // 100]
+
+
+# --- devices -------------------------------------------------------------------------------
+
+
+def configure_device(scene: bpy.types.Scene, device: str) -> None:
+    if device == "CPU":
+        # Be explicit: a file saved on a GPU machine must not silently expect a GPU here.
+        scene.cycles.device = "CPU"
+        return
+    kinds = GPU_PREFERENCE if device == "GPU" else (device,)
+    for kind in kinds:
+        if enable_gpu_kind(kind):
+            scene.cycles.device = "GPU"
+            return
+    die(f"Found no Cycles device of type {device}.")
+
+
+def enable_gpu_kind(kind: str) -> bool:
+    """Select `kind` as compute backend and enable its devices; False if none exist."""
+    cprefs = bpy.context.preferences.addons["cycles"].preferences
+    try:
+        cprefs.compute_device_type = kind
+    except TypeError:  # The backend is not compiled in on this platform (e.g. METAL on Linux).
+        return False
+    refresh = getattr(cprefs, "refresh_devices", None) or cprefs.get_devices
+    refresh()
+    found = False
+    for dev in cprefs.devices:
+        # CPU devices are listed too; leave them off so "GPU" means GPU only.
+        dev.use = dev.type == kind
+        found = found or dev.use
+    return found
+
+
+# --- progress ------------------------------------------------------------------------------
+
+
+@bpy.app.handlers.persistent
+def on_render_stats(*args: Any) -> None:
+    """Blender 5 passes the stats string; 3.4 passes nothing (its CLI prints ``Fra:`` lines)."""
+    global _last_progress
+    text = args[0] if args and isinstance(args[0], str) else None
+    if text is None or _current_frame is None:
+        return  # Printing here in 3.4 would split Blender's half-written Fra: line.
+    match = SAMPLE_RE.search(text)
+    if not match:
+        return
+    key = (_current_frame, int(match[1]), int(match[2]))
+    if key != _last_progress:
+        _last_progress = key
+        emit("progress", frame=key[0], sample=key[1], samples=key[2])
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+
+def frame_basename(pattern: str, frame: int) -> str:
+    """Expand each run of '#' to the zero-padded frame; write_still does not do it for us."""
+    if "#" not in pattern:
+        return f"{pattern}{frame:04d}"
+    return HASH_RUN_RE.sub(lambda m: f"{frame:0{len(m[0])}d}", pattern)
+
+
+def render_frame(scene: bpy.types.Scene, frame: int, output_dir: str, pattern: str) -> str:
+    global _current_frame
+    base = os.path.join(output_dir, frame_basename(pattern, frame))
+    scene.frame_set(frame)
+    scene.render.filepath = base
+    scene.render.use_file_extension = True
+    expected = base + scene.render.file_extension
+    _current_frame = frame
+    try:
+        bpy.ops.render.render(write_still=True)
+    finally:
+        _current_frame = None
+    if not os.path.isfile(expected):
+        raise RuntimeError(f"Blender rendered frame {frame} but did not write {expected}")
+    return expected
+
+
+def run_render(scene: bpy.types.Scene, cmd: dict[str, Any]) -> None:
+    frames = [int(f) for f in cmd["frames"]]
+    output_dir = os.path.abspath(cmd["output_dir"])
+    os.makedirs(output_dir, exist_ok=True)
+    scene.render.image_settings.file_format = cmd.get("output_format", "PNG")
+    global _command_frame
+    for frame in frames:
+        _command_frame = frame
+        started = time.monotonic()
+        path = render_frame(scene, frame, output_dir, cmd.get("output_pattern", "######"))
+        emit("frame", frame=frame, path=path, seconds=round(time.monotonic() - started, 3))
+    _command_frame = None
+    emit("done", frames=frames)
+
+
+def handle(scene: bpy.types.Scene, line: str) -> None:
+    """Run one command; errors are reported and the loop goes on with the next command."""
+    global _command_frame
+    _command_frame = None
+    try:
+        cmd = json.loads(line)
+        op = cmd.get("op")
+        if op == "quit":
+            _exit(0)
+        if op != "render":
+            raise ValueError(f"unknown op {op!r}")
+        run_render(scene, cmd)
+    except Exception as exc:  # any failure must reach the parent as an event
+        emit("error", message=clean_error(exc), frame=_command_frame)
+
+
+def command_loop(scene: bpy.types.Scene) -> NoReturn:
+    while True:
+        line = sys.stdin.readline()
+        if not line:  # The parent went away: nobody will read our output any more.
+            _exit(0)
+        if line.strip():
+            handle(scene, line)
+
+
+def main() -> NoReturn:
+    args = parse_args(sys.argv)
+    scene = open_blend(os.path.abspath(args.blend))
+    try:
+        configure_device(scene, args.device)
+    except Exception as exc:  # e.g. a broken cycles add-on: still tell the parent
+        die(f"Could not configure Cycles device {args.device}: {clean_error(exc)}")
+    bpy.app.handlers.render_stats.append(on_render_stats)
+    emit(
+        "ready",
+        blender_version=bpy.app.version_string,
+        pid=os.getpid(),
+        resolution=effective_resolution(scene),
+    )
+    command_loop(scene)
+
+
+if __name__ == "__main__":
+    main()
