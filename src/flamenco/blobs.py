@@ -101,7 +101,9 @@ class BlobStore:
     def _check_size(self, received: int, tmp_name: str) -> None:
         if self.max_blob_bytes is not None and received > self.max_blob_bytes:
             os.unlink(tmp_name)
-            raise BlobTooLarge(f"The upload is larger than the limit of {self.max_blob_bytes} bytes.")
+            raise BlobTooLarge(
+                f"The upload is larger than the limit of {self.max_blob_bytes} bytes."
+            )
 
     async def put_stream(self, chunks: AsyncIterable[bytes], expected: str | None = None) -> str:
         """Store the bytes of an async stream; return their SHA-256."""

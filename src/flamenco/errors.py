@@ -41,3 +41,7 @@ class UnsupportedMedia(FlamencoError):
 
 class Unprocessable(FlamencoError):
     status_code = 422
+
+
+class Unavailable(FlamencoError):
+    status_code = 503

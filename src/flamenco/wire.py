@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StringConstraints
 
 from flamenco.core.states import JobStatus, TaskStatus
 
@@ -218,3 +218,8 @@ class WorkerSyncReply(BaseModel):
     assignment: Assignment | None = None
     cancel: list[str] = Field(default_factory=list)
     next_sync_s: float = 1.0
+
+
+JobList = RootModel[list[Job]]
+TaskList = RootModel[list[Task]]
+FrameList = RootModel[list[FrameInfo]]

@@ -25,8 +25,8 @@ import bmesh
 from mathutils import Vector
 
 # --heavy is meant to take about 1 s per frame on a 2-core CPU (measured on the dev VM).
-HEAVY_RESOLUTION = (640, 360)
-HEAVY_SAMPLES = 64
+HEAVY_RESOLUTION = (480, 270)
+HEAVY_SAMPLES = 15
 
 Colour = tuple[float, float, float]
 
@@ -71,7 +71,9 @@ def add_object(
     return obj
 
 
-def mesh_from_bmesh(name: str, build: str, smooth: bool = False, **kwargs: object) -> bpy.types.Mesh:
+def mesh_from_bmesh(
+    name: str, build: str, smooth: bool = False, **kwargs: object
+) -> bpy.types.Mesh:
     bm = bmesh.new()
     getattr(bmesh.ops, build)(bm, **kwargs)
     mesh = bpy.data.meshes.new(name)
@@ -83,13 +85,13 @@ def mesh_from_bmesh(name: str, build: str, smooth: bool = False, **kwargs: objec
 
 
 def build_ground(scene: bpy.types.Scene) -> None:
-    mesh = mesh_from_bmesh("Ground", "create_grid", x_segments=1, y_segments=1, size=12.0)
-    add_object(scene, "Ground", mesh, material("Ground", (0.55, 0.55, 0.6), 0.8))
+    mesh = mesh_from_bmesh("Ground", "create_grid", x_segments=1, y_segments=1, size=40.0)
+    add_object(scene, "Ground", mesh, material("Ground", (0.42, 0.44, 0.47), 0.8))
 
 
 def build_cube(scene: bpy.types.Scene, frames: int) -> None:
     mesh = mesh_from_bmesh("Cube", "create_cube", size=1.4)
-    cube = add_object(scene, "Cube", mesh, material("Cube", (0.95, 0.35, 0.08), 0.35))
+    cube = add_object(scene, "Cube", mesh, material("Cube", (0.9, 0.18, 0.02), 0.35))
     # Travels left to right while tumbling; a non-multiple of 90 degrees avoids
     # symmetric poses that would look identical.
     key(cube, 1, location=(-2.6, 0.0, 0.7), rotation_euler=(0.0, 0.0, 0.0))
@@ -102,7 +104,7 @@ def build_sphere(scene: bpy.types.Scene, frames: int, segments: int) -> None:
         "Sphere", "create_uvsphere", smooth=True, u_segments=segments,
         v_segments=segments // 2, radius=0.8,
     )  # fmt: skip
-    sphere = add_object(scene, "Sphere", mesh, material("Sphere", (0.1, 0.35, 0.9), 0.15))
+    sphere = add_object(scene, "Sphere", mesh, material("Sphere", (0.03, 0.18, 0.75), 0.15))
     last = max(frames, 2)
     for frame in range(1, last + 1):
         t = (frame - 1) / (last - 1)
@@ -120,8 +122,9 @@ def key(obj: bpy.types.Object, frame: int, **values: Sequence[float]) -> None:
 def build_camera(scene: bpy.types.Scene) -> None:
     cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
     scene.collection.objects.link(cam)
-    cam.location = (0.0, -9.0, 4.2)
-    direction = Vector((0.0, 0.5, 0.8)) - cam.location
+    cam.data.lens = 32
+    cam.location = (0.0, -10.0, 4.0)
+    direction = Vector((0.0, 0.6, 1.0)) - cam.location
     cam.rotation_euler = direction.to_track_quat("-Z", "Y").to_euler()
     scene.camera = cam
 
@@ -140,7 +143,7 @@ def build_world(scene: bpy.types.Scene) -> None:
     if world.node_tree is None:  # Blender < 5 creates worlds without nodes.
         world.use_nodes = True
     background = world.node_tree.nodes.get("Background")
-    background.inputs["Color"].default_value = (0.35, 0.55, 0.85, 1.0)
+    background.inputs["Color"].default_value = (0.25, 0.45, 0.85, 1.0)
     background.inputs["Strength"].default_value = 0.8
     scene.world = world
 

@@ -19,7 +19,7 @@ from flamenco.blendfile import blend_problem
 from flamenco.blobs import BlobStore, check_relative_path, safe_join
 from flamenco.core.compiler import JobCompileError, compile_job
 from flamenco.core.states import JobStatus, TaskStatus, job_status_from_tasks
-from flamenco.errors import BadRequest, NotFound, UnsupportedMedia, Unprocessable
+from flamenco.errors import BadRequest, NotFound, Unprocessable, UnsupportedMedia
 from flamenco.server.models import BlobRow, JobRow, OutputRow, TaskRow
 
 log = logging.getLogger("flamenco.server.jobs")
@@ -52,20 +52,36 @@ class JobService:
         output_dir = self.outputs_root / f"{slug(sub.name)}-{job_id}"
         with self.sessions.begin() as s:
             job = JobRow(
-                id=job_id, name=sub.name, type=sub.type, status=JobStatus.QUEUED,
-                priority=sub.priority, submitter=submitter, settings=sub.settings,
-                files=sub.files, output_dir=str(output_dir), frames_total=frames_total,
+                id=job_id,
+                name=sub.name,
+                type=sub.type,
+                status=JobStatus.QUEUED,
+                priority=sub.priority,
+                submitter=submitter,
+                settings=sub.settings,
+                files=sub.files,
+                output_dir=str(output_dir),
+                frames_total=frames_total,
             )
             s.add(job)
             s.flush()
             for index, spec in enumerate(specs):
-                s.add(TaskRow(
-                    id=secrets.token_hex(8), job_id=job_id, index=index, name=spec.name,
-                    type=spec.type, status=TaskStatus.QUEUED, frames=list(spec.frames),
-                    command=spec.command, depends_on=list(spec.depends_on),
-                ))
-        log.info("job %s submitted: %s, %d tasks", job_id, sub.name, len(specs),
-                 extra={"job": job_id})
+                s.add(
+                    TaskRow(
+                        id=secrets.token_hex(8),
+                        job_id=job_id,
+                        index=index,
+                        name=spec.name,
+                        type=spec.type,
+                        status=TaskStatus.QUEUED,
+                        frames=list(spec.frames),
+                        command=spec.command,
+                        depends_on=list(spec.depends_on),
+                    )
+                )
+        log.info(
+            "job %s submitted: %s, %d tasks", job_id, sub.name, len(specs), extra={"job": job_id}
+        )
         return self.get(job_id)
 
     def _check_files(self, sub: wire.JobSubmission) -> None:
@@ -105,19 +121,31 @@ class JobService:
         tasks = s.execute(
             select(TaskRow.status, TaskRow.progress, TaskRow.frames).where(TaskRow.job_id == job.id)
         ).all()
-        frames_done = s.scalar(
-            select(func.count()).select_from(OutputRow).where(OutputRow.job_id == job.id)
-        ) or 0
+        frames_done = (
+            s.scalar(select(func.count()).select_from(OutputRow).where(OutputRow.job_id == job.id))
+            or 0
+        )
         completed = sum(1 for t in tasks if t.status == TaskStatus.COMPLETED)
         work = sum(len(t.frames) for t in tasks) or 1
-        done = sum(len(t.frames) * (1.0 if t.status == TaskStatus.COMPLETED else t.progress)
-                   for t in tasks)
+        done = sum(
+            len(t.frames) * (1.0 if t.status == TaskStatus.COMPLETED else t.progress) for t in tasks
+        )
         return wire.Job(
-            id=job.id, name=job.name, type=job.type, status=JobStatus(job.status),
-            priority=job.priority, submitter=job.submitter, settings=job.settings,
-            created=job.created, updated=job.updated, tasks_total=len(tasks),
-            tasks_completed=completed, frames_total=job.frames_total, frames_done=frames_done,
-            progress=round(min(done / work, 1.0), 4), output_dir=job.output_dir,
+            id=job.id,
+            name=job.name,
+            type=job.type,
+            status=JobStatus(job.status),
+            priority=job.priority,
+            submitter=job.submitter,
+            settings=job.settings,
+            created=job.created,
+            updated=job.updated,
+            tasks_total=len(tasks),
+            tasks_completed=completed,
+            frames_total=job.frames_total,
+            frames_done=frames_done,
+            progress=round(min(done / work, 1.0), 4),
+            output_dir=job.output_dir,
         )
 
     def tasks(self, job_id: str) -> list[wire.Task]:
@@ -136,8 +164,15 @@ class JobService:
                 select(OutputRow).where(OutputRow.job_id == job_id).order_by(OutputRow.frame)
             ).all()
             return [
-                wire.FrameInfo(frame=r.frame, task_id=r.task_id, sha256=r.sha256, size=r.size,
-                               width=r.width, height=r.height, filename=r.filename)
+                wire.FrameInfo(
+                    frame=r.frame,
+                    task_id=r.task_id,
+                    sha256=r.sha256,
+                    size=r.size,
+                    width=r.width,
+                    height=r.height,
+                    filename=r.filename,
+                )
                 for r in rows
             ]
 
@@ -154,7 +189,12 @@ class JobService:
     # ---- frames ----------------------------------------------------------------------------
 
     async def receive_frame(
-        self, manager_id: int, task_id: str, frame: int, filename: str, sha256: str,
+        self,
+        manager_id: int,
+        task_id: str,
+        frame: int,
+        filename: str,
+        sha256: str,
         body: AsyncIterable[bytes],
     ) -> wire.FrameInfo:
         check_relative_path(filename)
@@ -178,7 +218,7 @@ class JobService:
         try:
             with Image.open(path) as img:
                 width, height = img.size
-        except Exception:  # noqa: BLE001 - EXR and friends need not be readable here.
+        except Exception:
             log.info("frame %d of job %s: size unknown", frame, job_id, extra={"job": job_id})
         with self.sessions.begin() as s:
             job = self._job_or_404(s, job_id)
@@ -198,8 +238,15 @@ class JobService:
         tmp = dest.with_name(dest.name + ".partial")
         shutil.copyfile(path, tmp)
         tmp.replace(dest)
-        return wire.FrameInfo(frame=frame, task_id=task_id, sha256=digest, size=row.size,
-                              width=width, height=height, filename=filename)
+        return wire.FrameInfo(
+            frame=frame,
+            task_id=task_id,
+            sha256=digest,
+            size=row.size,
+            width=width,
+            height=height,
+            filename=filename,
+        )
 
     # ---- status ----------------------------------------------------------------------------
 
@@ -227,8 +274,18 @@ def _manager_names(s: Session) -> dict[int, str]:
 
 def task_to_wire(t: TaskRow, managers: dict[int, str]) -> wire.Task:
     return wire.Task(
-        id=t.id, job_id=t.job_id, index=t.index, name=t.name, type=t.type,
-        status=TaskStatus(t.status), frames=t.frames, progress=t.progress, activity=t.activity,
-        manager=managers.get(t.manager_id) if t.manager_id else None, worker=t.worker,
-        blender_pid=t.blender_pid, failure_count=t.failure_count, updated=t.updated,
+        id=t.id,
+        job_id=t.job_id,
+        index=t.index,
+        name=t.name,
+        type=t.type,
+        status=TaskStatus(t.status),
+        frames=t.frames,
+        progress=t.progress,
+        activity=t.activity,
+        manager=managers.get(t.manager_id) if t.manager_id else None,
+        worker=t.worker,
+        blender_pid=t.blender_pid,
+        failure_count=t.failure_count,
+        updated=t.updated,
     )

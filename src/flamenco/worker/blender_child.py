@@ -184,11 +184,20 @@ def render_frame(scene: bpy.types.Scene, frame: int, output_dir: str, pattern: s
     return expected
 
 
+def set_file_format(scene: bpy.types.Scene, fmt: str) -> None:
+    settings = scene.render.image_settings
+    try:
+        settings.file_format = fmt
+    except TypeError:  # bpy's own message is a raw enum dump
+        known = settings.bl_rna.properties["file_format"].enum_items.keys()
+        raise ValueError(f"Unknown output format {fmt!r}; this Blender knows {known}") from None
+
+
 def run_render(scene: bpy.types.Scene, cmd: dict[str, Any]) -> None:
     frames = [int(f) for f in cmd["frames"]]
     output_dir = os.path.abspath(cmd["output_dir"])
     os.makedirs(output_dir, exist_ok=True)
-    scene.render.image_settings.file_format = cmd.get("output_format", "PNG")
+    set_file_format(scene, cmd.get("output_format", "PNG"))
     global _command_frame
     for frame in frames:
         _command_frame = frame

@@ -1,0 +1,3 @@
+from flamenco.cli.main import app
+
+app()

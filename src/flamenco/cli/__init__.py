@@ -1,0 +1,1 @@
+"""The `flamenco` command line."""

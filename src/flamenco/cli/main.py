@@ -1,0 +1,298 @@
+"""The `flamenco` command: one sub-command per component, plus the client commands."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flamenco import wire
+from flamenco.client import ApiError, SyncApi, Unreachable
+from flamenco.config import (
+    ClientSettings,
+    ManagerSettings,
+    ServerSettings,
+    WorkerSettings,
+    load,
+)
+from flamenco.logs import setup_logging
+
+app = typer.Typer(help="Flamenco: a network renderer for Blender.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Look at and fetch jobs.", no_args_is_help=True)
+managers_app = typer.Typer(help="The Managers (sites) of the farm.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(managers_app, name="managers")
+
+out = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+ServerOpt = Annotated[str | None, typer.Option("--server", help="Server URL [FLAMENCO_SERVER].")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+def friendly_errors(fn: F) -> F:
+    """Print the service's one-sentence reason instead of a traceback, and exit non-zero."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ApiError as exc:
+            err.print(f"[red]Error ({exc.status}):[/red] {exc.message}", highlight=False)
+        except (Unreachable, FileNotFoundError, ValueError) as exc:
+            err.print(f"[red]Error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def client(server: str | None) -> SyncApi:
+    settings = load(ClientSettings, {"server": server})
+    return SyncApi(settings.server, settings.token)
+
+
+# ---- components ------------------------------------------------------------------------------
+
+
+@app.command()
+def server(
+    port: Annotated[int | None, typer.Option(help="Port [9999].")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where jobs, frames and the DB live.")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on [127.0.0.1].")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="SQLAlchemy URL; default SQLite.")
+    ] = None,
+) -> None:
+    """Run the Server."""
+    import uvicorn
+
+    from flamenco.server.app import create_server_app
+    from flamenco.server.services import build_services
+
+    setup_logging("server")
+    settings = load(
+        ServerSettings,
+        {"port": port, "data_dir": data_dir, "host": host, "database_url": database_url},
+    )
+    services = build_services(settings)
+    err.print(
+        f"Flamenco Server on http://{settings.host}:{settings.port} (data in {settings.data_dir})"
+    )
+    uvicorn.run(
+        create_server_app(services), host=settings.host, port=settings.port, log_level="warning"
+    )
+
+
+@app.command()
+def manager(
+    server: ServerOpt = None,
+    port: Annotated[int | None, typer.Option(help="Port [7777].")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Its SQLite, outbox and cache.")] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on [127.0.0.1].")] = None,
+    name: Annotated[str | None, typer.Option(help="The Manager's name on the Server.")] = None,
+    token: Annotated[str | None, typer.Option(help="Token from `flamenco managers add`.")] = None,
+) -> None:
+    """Run a Manager for the Workers of this network."""
+    import uvicorn
+
+    from flamenco.manager.app import build_manager, create_manager_app
+
+    setup_logging("manager")
+    settings = load(
+        ManagerSettings,
+        {
+            "server": server,
+            "port": port,
+            "data_dir": data_dir,
+            "host": host,
+            "name": name,
+            "token": token,
+        },
+    )
+    if not settings.token:
+        err.print(
+            "[red]Error:[/red] the Manager needs its token: --token or "
+            "FLAMENCO_MANAGER_TOKEN (from `flamenco managers add NAME`)."
+        )
+        raise typer.Exit(2)
+    built = build_manager(settings)
+    url = f"http://{settings.host}:{settings.port}"
+    err.print(f"Flamenco Manager '{settings.name}' on {url}, Server {settings.server}")
+    err.print(f"Workers join with: flamenco worker --manager {url} --secret {settings.secret}")
+    uvicorn.run(
+        create_manager_app(built), host=settings.host, port=settings.port, log_level="warning"
+    )
+
+
+@app.command()
+def worker(
+    manager: Annotated[str | None, typer.Option("--manager", help="Manager URL.")] = None,
+    secret: Annotated[str | None, typer.Option(help="The Manager's join secret.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Cache, outbox and frames.")] = None,
+    name: Annotated[str | None, typer.Option(help="Name shown for this Worker.")] = None,
+    blender: Annotated[str | None, typer.Option(help="Blender executable to use.")] = None,
+) -> None:
+    """Run a Worker that renders what its Manager hands out."""
+    from flamenco.worker.agent import WorkerAgent
+
+    setup_logging("worker")
+    settings = load(
+        WorkerSettings,
+        {
+            "manager": manager,
+            "secret": secret,
+            "data_dir": data_dir,
+            "name": name,
+            "blender": blender,
+        },
+    )
+    agent = WorkerAgent(settings)
+    err.print(
+        f"Flamenco Worker '{settings.name}' with Blender {agent.install.version} "
+        f"({agent.install.kind}), Manager {settings.manager}"
+    )
+    asyncio.run(_serve_until_signal(agent.serve))
+
+
+async def _serve_until_signal(serve: Callable[[asyncio.Event], Any]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(stop)
+
+
+# ---- client commands ---------------------------------------------------------------------------
+
+
+@app.command()
+@friendly_errors
+def submit(
+    scene: Annotated[Path, typer.Argument(help="The .blend file to render.")],
+    frames: Annotated[str, typer.Option(help="Frames, e.g. 1-10,15,20-24.")],
+    chunk: Annotated[int, typer.Option(help="Frames per task.")] = 1,
+    name: Annotated[str | None, typer.Option(help="Job name [the file's name].")] = None,
+    priority: Annotated[int, typer.Option(help="0-100, higher first.")] = 50,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait with a progress bar.")] = False,
+    server: ServerOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Upload a scene and create a render job; prints the job id."""
+    from flamenco.cli.submit import SubmitRequest, submit_scene, wait_for_job
+
+    api = client(server)
+    job = submit_scene(api, SubmitRequest(scene, frames, chunk, name, priority))
+    err.print(f"Submitted job {job.id} ({job.name}), {job.tasks_total} tasks.")
+    if wait:
+        job = wait_for_job(api, job.id)
+        err.print(f"Job {job.id} {job.status}; frames in {job.output_dir}")
+    if as_json:
+        print(job.model_dump_json())
+    else:
+        print(job.id)
+    if wait and job.status != "completed":
+        raise typer.Exit(1)
+
+
+@jobs_app.command("list")
+@friendly_errors
+def jobs_list(server: ServerOpt = None, as_json: JsonOpt = False) -> None:
+    """All jobs, newest first."""
+    jobs = client(server).call("GET", "/api/v1/jobs", wire.JobList).root
+    if as_json:
+        print(json.dumps([j.model_dump(mode="json") for j in jobs]))
+        return
+    table = Table("id", "name", "status", "progress", "frames", "priority", "submitter")
+    for j in jobs:
+        table.add_row(
+            j.id,
+            j.name,
+            str(j.status),
+            f"{j.progress:.0%}",
+            f"{j.frames_done}/{j.frames_total}",
+            str(j.priority),
+            j.submitter,
+        )
+    out.print(table)
+
+
+@jobs_app.command("show")
+@friendly_errors
+def jobs_show(
+    job_id: Annotated[str, typer.Argument(metavar="JOB")],
+    server: ServerOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One job and its tasks."""
+    api = client(server)
+    job = api.call("GET", f"/api/v1/jobs/{job_id}", wire.Job)
+    tasks = api.call("GET", f"/api/v1/jobs/{job_id}/tasks", wire.TaskList).root
+    if as_json:
+        doc = job.model_dump(mode="json") | {"tasks": [t.model_dump(mode="json") for t in tasks]}
+        print(json.dumps(doc))
+        return
+    out.print(
+        f"[bold]{job.name}[/bold] ({job.id}) {job.status}, {job.progress:.0%}, "
+        f"{job.frames_done}/{job.frames_total} frames, priority {job.priority}"
+    )
+    out.print(f"Output folder: {job.output_dir}", highlight=False)
+    table = Table("task", "name", "status", "progress", "worker", "activity")
+    for t in tasks:
+        table.add_row(t.id, t.name, str(t.status), f"{t.progress:.0%}", t.worker or "", t.activity)
+    out.print(table)
+
+
+@jobs_app.command("download")
+@friendly_errors
+def jobs_download(
+    job_id: Annotated[str, typer.Argument(metavar="JOB")],
+    dest: Annotated[Path, typer.Argument(help="Folder to write the frames into.")],
+    server: ServerOpt = None,
+) -> None:
+    """Write a job's rendered frames into DEST."""
+    from flamenco.cli.download import download_frames
+
+    written = download_frames(client(server), job_id, dest)
+    err.print(f"{len(written)} frames written to {dest}")
+
+
+@managers_app.command("add")
+@friendly_errors
+def managers_add(name: str, server: ServerOpt = None) -> None:
+    """Register a Manager on the Server and print its token."""
+    issued = client(server).call(
+        "POST", "/api/v1/managers", wire.TokenIssued, wire.ManagerCreate(name=name)
+    )
+    err.print(
+        f"Manager '{name}' added. Start it with: flamenco manager --name {name} "
+        "--token TOKEN --server URL"
+    )
+    print(issued.token)
+
+
+@app.command()
+def up(
+    data_dir: Annotated[Path, typer.Option(help="Everything of this farm.")] = Path(
+        "flamenco-data"
+    ),
+    workers: Annotated[int, typer.Option(help="Workers on this machine.")] = 1,
+    port_offset: Annotated[int, typer.Option(help="Added to every default port.")] = 0,
+    demo: Annotated[bool, typer.Option("--demo", help="Render the demo scene first.")] = False,
+) -> None:
+    """Run Server, Manager and Workers on this machine until Ctrl-C."""
+    from flamenco.cli.up import run_farm
+
+    setup_logging("up")
+    sys.exit(run_farm(data_dir.absolute(), workers, port_offset, demo))

@@ -1,0 +1,93 @@
+"""Submitting a scene: hash its files, upload what the Server lacks, create the job."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn
+
+from flamenco import wire
+from flamenco.blobs import sha256_file
+from flamenco.client import SyncApi
+from flamenco.core.states import JobStatus
+
+FINAL_JOB_STATUSES = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED}
+err = Console(stderr=True)
+
+
+@dataclass
+class SubmitRequest:
+    scene: Path
+    frames: str
+    chunk: int = 1
+    name: str | None = None
+    priority: int = 50
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def upload_missing(api: SyncApi, files: dict[str, Path]) -> dict[str, str]:
+    """Upload the files the Server lacks; return the manifest (path in job -> hash)."""
+    manifest = {relpath: sha256_file(path) for relpath, path in files.items()}
+    query = wire.BlobQuery(hashes=sorted(set(manifest.values())))
+    missing = set(api.call("POST", "/api/v1/blobs/missing", wire.BlobQueryResult, query).missing)
+    to_send = {h: files[p] for p, h in manifest.items() if h in missing}
+    total = sum(path.stat().st_size for path in to_send.values())
+    with Progress(
+        TextColumn("uploading"),
+        BarColumn(),
+        TaskProgressColumn(),
+        DownloadColumn(),
+        console=err,
+        transient=True,
+        disable=not to_send,
+    ) as bar:
+        task = bar.add_task("upload", total=total)
+        for sha256, path in to_send.items():
+            api.upload_blob(path, sha256, progress=lambda n: bar.advance(task, n))
+    return manifest
+
+
+def submit_scene(api: SyncApi, req: SubmitRequest) -> wire.Job:
+    if not req.scene.is_file():
+        raise FileNotFoundError(f"The scene '{req.scene}' does not exist.")
+    blend_name = req.scene.name
+    manifest = upload_missing(api, {blend_name: req.scene})
+    submission = wire.JobSubmission(
+        name=req.name or req.scene.stem,
+        priority=req.priority,
+        files=manifest,
+        settings={
+            "blend": blend_name,
+            "frames": req.frames,
+            "chunk_size": req.chunk,
+            **req.settings,
+        },
+    )
+    return api.call("POST", "/api/v1/jobs", wire.Job, submission)
+
+
+def wait_for_job(api: SyncApi, job_id: str, poll_s: float = 1.0) -> wire.Job:
+    """Show a progress bar on stderr until the job ends; return its final state."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[frames]}"),
+        console=err,
+    ) as bar:
+        task = bar.add_task(f"job {job_id}", total=1.0, frames="")
+        while True:
+            job = api.call("GET", f"/api/v1/jobs/{job_id}", wire.Job)
+            bar.update(
+                task,
+                completed=job.progress,
+                description=f"job {job_id} {job.status}",
+                frames=f"{job.frames_done}/{job.frames_total} frames",
+            )
+            if job.status in FINAL_JOB_STATUSES:
+                return job
+            time.sleep(poll_s)

@@ -1,0 +1,246 @@
+"""`flamenco up`: a whole farm on this machine, as separate processes, until Ctrl-C."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from flamenco.cli.submit import SubmitRequest, err, submit_scene, wait_for_job
+from flamenco.client import SyncApi
+from flamenco.config import (
+    DEFAULT_DASHBOARD_PORT,
+    DEFAULT_MANAGER_PORT,
+    DEFAULT_SERVER_PORT,
+    ServerSettings,
+    write_client_config,
+)
+from flamenco.procs import child_preexec
+
+log = logging.getLogger("flamenco.up")
+
+ADMIN = "admin"
+MANAGER_NAME = "local"
+READY_TIMEOUT_S = 60.0
+
+
+@dataclass
+class FarmSecrets:
+    admin_password: str
+    admin_token: str
+    manager_token: str
+    worker_secret: str
+
+
+def bootstrap(data_dir: Path) -> FarmSecrets:
+    """Create the admin, its API token and the local Manager once; reuse them afterwards."""
+    path = data_dir / "farm.toml"
+    if path.exists():
+        with path.open("rb") as f:
+            return FarmSecrets(**tomllib.load(f))
+    from flamenco.server.services import build_services
+
+    services = build_services(ServerSettings(data_dir=data_dir / "server"))
+    try:
+        password = secrets.token_urlsafe(12)
+        if not services.auth.user_exists(ADMIN):
+            services.auth.create_user(ADMIN, password, admin=True)
+        farm = FarmSecrets(
+            admin_password=password,
+            admin_token=services.auth.issue_token(ADMIN, label="flamenco up"),
+            manager_token=services.auth.create_manager(MANAGER_NAME),
+            worker_secret=secrets.token_urlsafe(24),
+        )
+    finally:
+        services.close()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f'{k} = "{v}"\n' for k, v in farm.__dict__.items()))
+    path.chmod(0o600)
+    return farm
+
+
+class Farm:
+    """The child processes of one farm; they stop together, whatever happens."""
+
+    def __init__(self) -> None:
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, label: str, args: list[str], env: dict[str, str], log_file: Path) -> None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with log_file.open("ab") as sink:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "flamenco", *args],
+                env={**os.environ, **env},
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                preexec_fn=child_preexec(),
+            )
+        self.procs.append((label, proc))
+
+    def dead(self) -> list[str]:
+        return [label for label, proc in self.procs if proc.poll() is not None]
+
+    def stop(self) -> None:
+        for _, proc in reversed(self.procs):
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+        deadline = time.monotonic() + 15
+        for _, proc in self.procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_ready(url: str, farm: Farm, label: str) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if label in farm.dead():
+            raise RuntimeError(f"The {label} exited during start-up; see its log.")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/api/v1/version", timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"The {label} did not answer at {url} within {READY_TIMEOUT_S:.0f} s.")
+
+
+def run_farm(data_dir: Path, workers: int, port_offset: int, demo: bool) -> int:
+    farm_secrets = bootstrap(data_dir)
+    server_url = f"http://127.0.0.1:{DEFAULT_SERVER_PORT + port_offset}"
+    manager_url = f"http://127.0.0.1:{DEFAULT_MANAGER_PORT + port_offset}"
+    logs = data_dir / "logs"
+    farm = Farm()
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        _start_all(farm, data_dir, farm_secrets, server_url, manager_url, workers, port_offset)
+        config = write_client_config(server_url, farm_secrets.admin_token)
+        _print_welcome(server_url, manager_url, port_offset, farm_secrets, config, logs)
+        if demo:
+            _render_demo(data_dir, server_url, farm_secrets.admin_token)
+        while not stopping:
+            if farm.dead():
+                err.print(f"[red]{', '.join(farm.dead())} stopped unexpectedly; see {logs}.")
+                return 1
+            time.sleep(0.5)
+        return 0
+    except RuntimeError as exc:
+        err.print(f"[red]Error:[/red] {exc}")
+        return 1
+    finally:
+        err.print("Stopping the farm…")
+        farm.stop()
+
+
+def _start_all(
+    farm: Farm,
+    data_dir: Path,
+    s: FarmSecrets,
+    server_url: str,
+    manager_url: str,
+    workers: int,
+    port_offset: int,
+) -> None:
+    logs = data_dir / "logs"
+    farm.start(
+        "Server",
+        [
+            "server",
+            "--port",
+            str(DEFAULT_SERVER_PORT + port_offset),
+            "--data-dir",
+            str(data_dir / "server"),
+        ],
+        {},
+        logs / "server.log",
+    )
+    wait_ready(server_url, farm, "Server")
+    farm.start(
+        "Manager",
+        [
+            "manager",
+            "--server",
+            server_url,
+            "--name",
+            MANAGER_NAME,
+            "--port",
+            str(DEFAULT_MANAGER_PORT + port_offset),
+            "--data-dir",
+            str(data_dir / "manager"),
+        ],
+        {"FLAMENCO_MANAGER_TOKEN": s.manager_token, "FLAMENCO_MANAGER_SECRET": s.worker_secret},
+        logs / "manager.log",
+    )
+    wait_ready(manager_url, farm, "Manager")
+    host = os.uname().nodename
+    for i in range(1, workers + 1):
+        farm.start(
+            f"Worker {i}",
+            [
+                "worker",
+                "--manager",
+                manager_url,
+                "--name",
+                f"{host}-{i}",
+                "--data-dir",
+                str(data_dir / f"worker-{i}"),
+            ],
+            {"FLAMENCO_WORKER_SECRET": s.worker_secret},
+            logs / f"worker-{i}.log",
+        )
+
+
+def _print_welcome(
+    server_url: str,
+    manager_url: str,
+    port_offset: int,
+    s: FarmSecrets,
+    config: Path,
+    logs: Path,
+) -> None:
+    err.print(
+        f"[bold green]Flamenco farm running.[/bold green] Server {server_url}, "
+        f"Manager {manager_url}"
+    )
+    err.print(
+        f"Dashboard port reserved: {DEFAULT_DASHBOARD_PORT + port_offset}. "
+        f"Log in as '{ADMIN}' with password '{s.admin_password}'."
+    )
+    err.print(f"Client configuration written to {config}; try `flamenco jobs list`.")
+    err.print(
+        f"Workers on other machines: flamenco worker --manager {manager_url} "
+        f"--secret {s.worker_secret}"
+    )
+    err.print(f"Logs in {logs}. Press Ctrl-C to stop.")
+
+
+def _render_demo(data_dir: Path, server_url: str, token: str) -> None:
+    from flamenco.demo.scene import build_demo_scene
+    from flamenco.worker.blender import find_blender
+
+    scene = data_dir / "demo" / "flamenco-demo.blend"
+    if not scene.exists():
+        err.print("Building the demo scene…")
+        build_demo_scene(find_blender(), scene, frames=24, user_resources=data_dir / "demo-user")
+    api = SyncApi(server_url, token)
+    job = submit_scene(api, SubmitRequest(scene, "1-24", chunk=4, name="Flamenco demo"))
+    err.print(f"Demo job {job.id} submitted; rendering…")
+    job = wait_for_job(api, job.id)
+    err.print(f"[bold]Demo job {job.status}.[/bold] Its frames are in {job.output_dir}")

@@ -1,0 +1,147 @@
+"""HTTP clients for talking upwards: CLI -> Server, Manager -> Server, Worker -> Manager.
+
+One place turns an error response into ApiError carrying the service's one-sentence reason,
+and tells transient failures (retry later) from permanent ones (the request is wrong).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from flamenco.blobs import BlobStore
+
+M = TypeVar("M", bound=BaseModel)
+UPLOAD_CHUNK = 1024 * 1024
+
+
+class ApiError(Exception):
+    """The other side answered with an error status; message is its one-sentence reason."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    @property
+    def transient(self) -> bool:
+        # Authentication and server-side trouble may heal; anything else will fail again.
+        return self.status >= 500 or self.status in (401, 408, 425, 429)
+
+
+class Unreachable(Exception):
+    """The other side could not be reached at all."""
+
+
+def _reason(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    if isinstance(detail, str) and detail:
+        return detail
+    return f"The request failed with HTTP status {response.status_code}."
+
+
+def check(response: httpx.Response) -> httpx.Response:
+    if response.is_error:
+        raise ApiError(response.status_code, _reason(response))
+    return response
+
+
+def auth_headers(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _body(model: BaseModel | None) -> dict[str, Any] | None:
+    return None if model is None else model.model_dump(mode="json")
+
+
+class AsyncApi:
+    """Async JSON client used by the Manager and the Worker."""
+
+    def __init__(self, base_url: str, token: str = "", timeout: float = 30.0) -> None:
+        self.http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), headers=auth_headers(token), timeout=timeout
+        )
+
+    def set_token(self, token: str) -> None:
+        self.http.headers.update(auth_headers(token))
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return check(await self.http.request(method, path, **kwargs))
+        except httpx.TransportError as exc:
+            raise Unreachable(f"{self.http.base_url} cannot be reached: {exc!r}.") from exc
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        reply: type[M],
+        body: BaseModel | None = None,
+        timeout: float | None = None,
+    ) -> M:
+        extra = {"timeout": timeout} if timeout is not None else {}
+        response = await self.request(method, path, json=_body(body), **extra)
+        return reply.model_validate(response.json())
+
+    async def upload_file(
+        self, path: str, source: Path, sha256: str, params: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        async def chunks() -> AsyncIterator[bytes]:
+            with source.open("rb") as f:
+                while chunk := f.read(UPLOAD_CHUNK):
+                    yield chunk
+
+        headers = {"X-Flamenco-SHA256": sha256, "Content-Length": str(source.stat().st_size)}
+        return await self.request("PUT", path, content=chunks(), headers=headers, params=params)
+
+    async def download_blob(self, sha256: str, store: BlobStore) -> None:
+        """Stream a blob into the store; the store checks the bytes against the hash."""
+        try:
+            async with self.http.stream("GET", f"/api/v1/blobs/{sha256}") as response:
+                if response.is_error:
+                    await response.aread()
+                    raise ApiError(response.status_code, _reason(response))
+                await store.put_stream(response.aiter_bytes(), expected=sha256)
+        except httpx.TransportError as exc:
+            raise Unreachable(f"{self.http.base_url} cannot be reached: {exc!r}.") from exc
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+class SyncApi:
+    """Blocking client used by the CLI."""
+
+    def __init__(self, base_url: str, token: str = "", timeout: float = 60.0) -> None:
+        self.http = httpx.Client(
+            base_url=base_url.rstrip("/"), headers=auth_headers(token), timeout=timeout
+        )
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return check(self.http.request(method, path, **kwargs))
+        except httpx.TransportError as exc:
+            raise Unreachable(
+                f"The Server at {self.http.base_url} cannot be reached ({exc.__class__.__name__})."
+            ) from exc
+
+    def call(self, method: str, path: str, reply: type[M], body: BaseModel | None = None) -> M:
+        return reply.model_validate(self.request(method, path, json=_body(body)).json())
+
+    def upload_blob(self, source: Path, sha256: str, progress: Any = None) -> None:
+        def chunks() -> Iterator[bytes]:
+            with source.open("rb") as f:
+                while chunk := f.read(UPLOAD_CHUNK):
+                    if progress is not None:
+                        progress(len(chunk))
+                    yield chunk
+
+        headers = {"Content-Length": str(source.stat().st_size)}
+        self.request("PUT", f"/api/v1/blobs/{sha256}", content=chunks(), headers=headers)

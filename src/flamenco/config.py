@@ -1,0 +1,126 @@
+"""Configuration of every component, in one place.
+
+Each setting is resolved in this order: command-line flag, environment variable
+`FLAMENCO_<SECTION>_<NAME>` (e.g. FLAMENCO_SERVER_PORT), the section of the optional TOML file
+(`FLAMENCO_CONFIG`, else `~/.config/flamenco/config.toml`), then the default below. The
+defaults run a farm on this machine with nothing configured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+DEFAULT_SERVER_PORT = 9999
+DEFAULT_MANAGER_PORT = 7777
+DEFAULT_DASHBOARD_PORT = 8888
+
+
+def user_config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "flamenco"
+
+
+def config_file() -> Path:
+    return Path(os.environ.get("FLAMENCO_CONFIG") or user_config_dir() / "config.toml")
+
+
+def client_config_file() -> Path:
+    return user_config_dir() / "client.toml"
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    with path.open("rb") as f:
+        return tomllib.load(f)
+
+
+@dataclass
+class ServerSettings:
+    data_dir: Path = Path("flamenco-data/server")
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_SERVER_PORT
+    database_url: str = ""  # empty: SQLite file in data_dir
+    lease_timeout_s: float = 120.0
+    max_task_failures: int = 3
+    max_upload_bytes: int = 50 * 1024**3
+
+
+@dataclass
+class ManagerSettings:
+    data_dir: Path = Path("flamenco-data/manager")
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_MANAGER_PORT
+    server: str = f"http://127.0.0.1:{DEFAULT_SERVER_PORT}"
+    name: str = "local"
+    token: str = ""  # the Manager's token issued by the Server
+    secret: str = ""  # the join secret for Workers; generated on first start when empty
+    prefetch: int = 1
+    sync_interval_s: float = 1.0
+
+
+@dataclass
+class WorkerSettings:
+    data_dir: Path = Path("flamenco-data/worker")
+    manager: str = f"http://127.0.0.1:{DEFAULT_MANAGER_PORT}"
+    secret: str = ""
+    name: str = field(default_factory=lambda: os.uname().nodename)
+    blender: str = ""  # a blender executable; empty: `blender` on PATH, else the bpy wheel
+    warm_idle_s: float = 120.0  # how long a warm Blender waits for its job's next task
+
+
+@dataclass
+class ClientSettings:
+    server: str = f"http://127.0.0.1:{DEFAULT_SERVER_PORT}"
+    token: str = ""
+
+
+S = TypeVar("S")
+
+SECTIONS: dict[type, str] = {
+    ServerSettings: "server",
+    ManagerSettings: "manager",
+    WorkerSettings: "worker",
+    ClientSettings: "client",
+}
+
+
+def _cast(kind: Any, value: Any) -> Any:
+    kind = {"Path": Path, "int": int, "float": float, "str": str}.get(str(kind), kind)
+    return kind(value) if callable(kind) else value
+
+
+def load(cls: type[S], flags: dict[str, Any] | None = None) -> S:
+    """Resolve the settings of one component; flags whose value is None are not given."""
+    section = SECTIONS[cls]
+    from_file = read_toml(config_file()).get(section, {})
+    if cls is ClientSettings:
+        from_file = {**read_toml(client_config_file()), **from_file}
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        env = _client_env(f.name) if cls is ClientSettings else None
+        env = env or os.environ.get(f"FLAMENCO_{section.upper()}_{f.name.upper()}")
+        given = (flags or {}).get(f.name)
+        for candidate in (given, env, from_file.get(f.name)):
+            if candidate is not None and candidate != "":
+                values[f.name] = _cast(f.type, candidate)
+                break
+    return cls(**values)
+
+
+def _client_env(name: str) -> str | None:
+    # The client's variables are the short, documented ones: FLAMENCO_SERVER, FLAMENCO_TOKEN.
+    return os.environ.get(f"FLAMENCO_{name.upper()}")
+
+
+def write_client_config(server: str, token: str) -> Path:
+    path = client_config_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'server = "{server}"\ntoken = "{token}"\n')
+    path.chmod(0o600)
+    return path

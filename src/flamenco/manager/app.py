@@ -1,0 +1,140 @@
+"""The Manager's HTTP layer for its Workers, and its start-up wiring."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi.responses import FileResponse
+
+from flamenco import wire
+from flamenco.blobs import BlobStore, is_sha256
+from flamenco.client import AsyncApi
+from flamenco.config import ManagerSettings
+from flamenco.db import Base, make_engine, make_sessions, sqlite_url
+from flamenco.errors import BadRequest, Unauthorized
+from flamenco.manager.models import WorkerRow
+from flamenco.manager.service import ManagerService
+from flamenco.manager.upstream import ServerLink
+from flamenco.outbox import Outbox
+from flamenco.security import bearer_token, token_hash
+from flamenco.web import JSON_BODY_LIMIT, create_app
+
+log = logging.getLogger("flamenco.manager")
+Sha = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
+
+
+@dataclass
+class Manager:
+    service: ManagerService
+    link: ServerLink
+
+
+def join_secret(settings: ManagerSettings) -> str:
+    """The join secret: from the settings, else the one generated on this Manager's first start."""
+    if settings.secret:
+        return settings.secret
+    path = settings.data_dir / "join-secret"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def build_manager(settings: ManagerSettings) -> Manager:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.secret = join_secret(settings)
+    engine = make_engine(sqlite_url(settings.data_dir / "manager.sqlite"))
+    Base.metadata.create_all(engine)
+    outbox = Outbox(settings.data_dir / "outbox.sqlite")
+    server = AsyncApi(settings.server, settings.token)
+    service = ManagerService(
+        settings, make_sessions(engine), BlobStore(settings.data_dir / "blobs"), outbox, server
+    )
+    return Manager(service, ServerLink(service, server, outbox, settings.sync_interval_s))
+
+
+def _service(request: Request) -> ManagerService:
+    return request.app.state.manager.service
+
+
+Service = Annotated[ManagerService, Depends(_service)]
+
+
+def current_worker(request: Request, svc: Service) -> WorkerRow:
+    return svc.authenticate_worker(bearer_token(request.headers.get("authorization")))
+
+
+AnyWorker = Annotated[WorkerRow, Depends(current_worker)]
+
+
+def create_manager_app(manager: Manager) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        link_task = asyncio.create_task(manager.link.run(stop))
+        yield
+        stop.set()
+        await link_task
+        await manager.service.server.close()
+
+    def limit_for(path: str) -> int:
+        return 50 * 1024**3 if "/frames/" in path else JSON_BODY_LIMIT
+
+    app = create_app("Flamenco Manager", limit_for=limit_for, lifespan=lifespan)
+    app.state.manager = manager
+
+    @app.post("/api/v1/workers/register")
+    def register(reg: wire.WorkerRegistration, svc: Service) -> wire.WorkerRegistered:
+        return svc.register_worker(reg)
+
+    @app.post("/api/v1/worker/sync")
+    async def sync(req: wire.WorkerSync, worker: AnyWorker, svc: Service) -> wire.WorkerSyncReply:
+        return await svc.worker_sync(worker, req)
+
+    @app.post("/api/v1/worker/updates")
+    def updates(batch: wire.UpdateBatch, worker: AnyWorker, svc: Service) -> wire.UpdatesApplied:
+        return wire.UpdatesApplied(applied=svc.apply_worker_updates(worker, batch.updates))
+
+    @app.put("/api/v1/worker/tasks/{task_id}/frames/{frame}", status_code=201)
+    async def frame(
+        task_id: str,
+        frame: int,
+        request: Request,
+        worker: AnyWorker,
+        svc: Service,
+        filename: Annotated[str, Query(max_length=300)],
+        x_flamenco_sha256: Annotated[str, Header()],
+    ) -> dict:
+        if not is_sha256(x_flamenco_sha256):
+            raise BadRequest("The X-Flamenco-SHA256 header is not a SHA-256 hex digest.")
+        await svc.receive_frame(
+            worker, task_id, frame, filename, x_flamenco_sha256, request.stream()
+        )
+        return {"sha256": x_flamenco_sha256}
+
+    @app.get("/api/v1/blobs/{sha256}", dependencies=[Depends(current_worker)])
+    async def blob(sha256: Sha, svc: Service) -> FileResponse:
+        return FileResponse(await svc.blob_path(sha256), media_type="application/octet-stream")
+
+    @app.get("/api/v1/status")
+    def status(request: Request, svc: Service) -> dict:
+        token = bearer_token(request.headers.get("authorization")) or ""
+        if token_hash(token) != token_hash(svc.settings.token):
+            raise Unauthorized("The status needs this Manager's Server token.")
+        return {
+            "name": svc.settings.name,
+            "server_online": manager.link.online,
+            "held_tasks": len(svc.held_ids()),
+            "outbox": len(svc.outbox),
+            "blob_downloads": svc.blob_downloads,
+            "workers": [w.model_dump() for w in svc.workers()],
+        }
+
+    return app

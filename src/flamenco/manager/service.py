@@ -1,0 +1,326 @@
+"""The Manager's logic: its Workers, the tasks it holds, and its cache of job files."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterable
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from flamenco import wire
+from flamenco.blobs import BlobStore, check_relative_path
+from flamenco.client import ApiError, AsyncApi, Unreachable
+from flamenco.config import ManagerSettings
+from flamenco.core.states import TaskStatus
+from flamenco.db import utcnow
+from flamenco.errors import BadRequest, NotFound, Unauthorized, Unavailable
+from flamenco.manager.models import HeldTask, SeenUpdate, WorkerRow
+from flamenco.outbox import FrameItem, Outbox
+from flamenco.security import new_token, token_hash
+
+log = logging.getLogger("flamenco.manager")
+
+# Statuses after which a Worker no longer holds the task.
+RELEASING_STATUSES = {
+    TaskStatus.COMPLETED,
+    TaskStatus.FAILED,
+    TaskStatus.SOFT_FAILED,
+    TaskStatus.CANCELED,
+    TaskStatus.PAUSED,
+    TaskStatus.QUEUED,
+}
+
+
+class ManagerService:
+    def __init__(
+        self,
+        settings: ManagerSettings,
+        sessions: sessionmaker,
+        blobs: BlobStore,
+        outbox: Outbox,
+        server: AsyncApi,
+        worker_timeout_s: float = 60.0,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.blobs = blobs
+        self.outbox = outbox
+        self.server = server
+        self.worker_timeout = timedelta(seconds=worker_timeout_s)
+        self.link_wake = asyncio.Event()  # asks the Server link to sync now
+        self._work = asyncio.Event()
+        self._idle: dict[str, float] = {}
+        self._blob_locks: dict[str, asyncio.Lock] = {}
+        self.blob_downloads = 0
+
+    # ---- Workers -----------------------------------------------------------------------------
+
+    def register_worker(self, reg: wire.WorkerRegistration) -> wire.WorkerRegistered:
+        if not hmac.compare_digest(reg.secret.encode(), self.settings.secret.encode()):
+            raise Unauthorized("The join secret is wrong; use the one this Manager printed.")
+        worker_id, token = secrets.token_hex(6), new_token("flw")
+        info = reg.model_dump(exclude={"secret", "name"})
+        with self.sessions.begin() as s:
+            s.add(WorkerRow(id=worker_id, name=reg.name, token_hash=token_hash(token), info=info))
+        log.info("worker %s registered as %s", reg.name, worker_id, extra={"worker": reg.name})
+        return wire.WorkerRegistered(worker_id=worker_id, token=token)
+
+    def authenticate_worker(self, token: str | None) -> WorkerRow:
+        if not token:
+            raise Unauthorized("The Worker token is missing.")
+        with self.sessions() as s:
+            worker = s.scalar(select(WorkerRow).where(WorkerRow.token_hash == token_hash(token)))
+        if worker is None:
+            raise Unauthorized("The Worker token is wrong; register again with the join secret.")
+        return worker
+
+    async def worker_sync(self, worker: WorkerRow, req: wire.WorkerSync) -> wire.WorkerSyncReply:
+        cancel = self._check_in(worker.id, req)
+        if not req.want_task or cancel:
+            return wire.WorkerSyncReply(cancel=cancel)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + req.wait_s
+        try:
+            while (assignment := self._assign(worker.id, req.warm_job_id)) is None:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                self._idle[worker.id] = time.monotonic()
+                self.link_wake.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._work.wait(), remaining)
+        finally:
+            self._idle.pop(worker.id, None)
+        return wire.WorkerSyncReply(assignment=assignment)
+
+    def _check_in(self, worker_id: str, req: wire.WorkerSync) -> list[str]:
+        """Record that the Worker is alive; hand it the tasks it must stop."""
+        with self.sessions.begin() as s:
+            worker = s.get(WorkerRow, worker_id)
+            assert worker is not None
+            worker.last_seen, worker.status = utcnow(), req.status
+            cancel, worker.cancel = list(worker.cancel), []
+            if req.progress:
+                held = s.scalar(select(HeldTask).where(HeldTask.task_id == req.progress.task_id))
+                if held is not None and held.worker_id == worker_id:
+                    held.progress, held.activity = req.progress.progress, req.progress.activity
+        return cancel
+
+    def _assign(self, worker_id: str, warm_job_id: str | None) -> wire.Assignment | None:
+        with self.sessions.begin() as s:
+            mine = s.scalar(select(HeldTask).where(HeldTask.worker_id == worker_id))
+            task = mine or self._pick(s, warm_job_id)
+            if task is None:
+                return None
+            task.state, task.worker_id = "assigned", worker_id
+            worker = s.get(WorkerRow, worker_id)
+            assert worker is not None
+            worker.current_task = task.task_id
+            lease = wire.Lease.model_validate(task.lease)
+        log.info(
+            "task %s -> worker %s",
+            lease.task_id,
+            worker_id,
+            extra={"job": lease.job_id, "task": lease.task_id, "worker": worker_id},
+        )
+        return wire.Assignment(**lease.model_dump(include=set(wire.Assignment.model_fields)))
+
+    @staticmethod
+    def _pick(s: Session, warm_job_id: str | None) -> HeldTask | None:
+        """Highest priority first; among equals, the job whose Blender is already warm."""
+        queued = select(HeldTask).where(HeldTask.state == "queued")
+        top = s.scalar(queued.order_by(HeldTask.priority.desc(), HeldTask.seq).limit(1))
+        if top is None or warm_job_id is None or top.job_id == warm_job_id:
+            return top
+        warm = s.scalar(
+            queued.where(HeldTask.job_id == warm_job_id, HeldTask.priority == top.priority)
+            .order_by(HeldTask.seq)
+            .limit(1)
+        )
+        return warm or top
+
+    def apply_worker_updates(self, worker: WorkerRow, updates: list[wire.TaskUpdate]) -> list[str]:
+        for update in updates:
+            with self.sessions.begin() as s:
+                if s.get(SeenUpdate, update.update_id) is not None:
+                    continue
+                s.add(SeenUpdate(update_id=update.update_id))
+                held = s.scalar(select(HeldTask).where(HeldTask.task_id == update.task_id))
+                if held is None or held.worker_id != worker.id:
+                    log.info(
+                        "update %s for task %s not held by %s: ignored",
+                        update.update_id,
+                        update.task_id,
+                        worker.name,
+                        extra={"worker": worker.name},
+                    )
+                    continue
+                self._hold_or_release(s, held, worker, update)
+                self.outbox.add_update(update.model_copy(update={"worker": worker.name}))
+        self.link_wake.set()
+        return [u.update_id for u in updates]
+
+    @staticmethod
+    def _hold_or_release(s: Session, held: HeldTask, worker: WorkerRow, u: wire.TaskUpdate) -> None:
+        if u.progress is not None:
+            held.progress = u.progress
+        if u.activity is not None:
+            held.activity = u.activity
+        if u.status in RELEASING_STATUSES:
+            s.delete(held)
+            row = s.get(WorkerRow, worker.id)
+            if row is not None and row.current_task == held.task_id:
+                row.current_task = None
+
+    async def receive_frame(
+        self,
+        worker: WorkerRow,
+        task_id: str,
+        frame: int,
+        filename: str,
+        sha256: str,
+        body: AsyncIterable[bytes],
+    ) -> None:
+        check_relative_path(filename)
+        if "/" in filename:
+            raise BadRequest(f"The frame file name '{filename}' must not contain a folder.")
+        with self.sessions() as s:
+            held = s.scalar(select(HeldTask).where(HeldTask.task_id == task_id))
+            if held is None or held.worker_id != worker.id:
+                raise NotFound(f"Task '{task_id}' is not assigned to this Worker.")
+        digest = await self.blobs.put_stream(body, expected=sha256)
+        self.outbox.add_frame(FrameItem(task_id, frame, digest, filename))
+        self.link_wake.set()
+
+    # ---- job files ---------------------------------------------------------------------------
+
+    async def blob_path(self, sha256: str) -> Path:
+        """The cached blob, fetched from the Server once however many Workers ask at once."""
+        path = self.blobs.path(sha256)
+        if path.is_file():
+            return path
+        lock = self._blob_locks.setdefault(sha256, asyncio.Lock())
+        async with lock:
+            if not path.is_file():
+                await self._download(sha256)
+        self._blob_locks.pop(sha256, None)
+        return path
+
+    async def _download(self, sha256: str) -> None:
+        try:
+            await self.server.download_blob(sha256, self.blobs)
+        except ApiError as exc:
+            if exc.status == 404:
+                raise NotFound(f"The Server has no blob {sha256}.") from exc
+            raise Unavailable(f"The Server refused blob {sha256}: {exc.message}") from exc
+        except Unreachable as exc:
+            raise Unavailable(
+                "The Server cannot be reached to fetch the blob; retry later."
+            ) from exc
+        self.blob_downloads += 1
+
+    # ---- the Server side ---------------------------------------------------------------------
+
+    def take_leases(self, leases: list[wire.Lease]) -> None:
+        if not leases:
+            return
+        with self.sessions.begin() as s:
+            known = set(
+                s.scalars(
+                    select(HeldTask.task_id).where(
+                        HeldTask.task_id.in_([lease.task_id for lease in leases])
+                    )
+                )
+            )
+            for lease in leases:
+                if lease.task_id not in known:
+                    s.add(
+                        HeldTask(
+                            task_id=lease.task_id,
+                            job_id=lease.job_id,
+                            priority=lease.job_priority,
+                            lease=lease.model_dump(mode="json"),
+                        )
+                    )
+        self._notify_work()
+
+    def revoke(self, task_ids: list[str]) -> None:
+        if not task_ids:
+            return
+        with self.sessions.begin() as s:
+            for held in s.scalars(select(HeldTask).where(HeldTask.task_id.in_(task_ids))).all():
+                if held.worker_id:
+                    worker = s.get(WorkerRow, held.worker_id)
+                    if worker is not None:
+                        worker.cancel = [*worker.cancel, held.task_id]
+                log.info(
+                    "task %s revoked by the Server",
+                    held.task_id,
+                    extra={"job": held.job_id, "task": held.task_id},
+                )
+                s.delete(held)
+
+    def _notify_work(self) -> None:
+        self._work.set()
+        self._work = asyncio.Event()
+
+    def want(self) -> int:
+        with self.sessions() as s:
+            queued = (
+                s.scalar(
+                    select(func.count()).select_from(HeldTask).where(HeldTask.state == "queued")
+                )
+                or 0
+            )
+        return max(0, len(self._idle) + self.settings.prefetch - queued)
+
+    def held_ids(self) -> list[str]:
+        with self.sessions() as s:
+            return list(s.scalars(select(HeldTask.task_id)))
+
+    def progress(self) -> list[wire.Progress]:
+        with self.sessions() as s:
+            rows = s.scalars(select(HeldTask).where(HeldTask.state == "assigned")).all()
+            return [
+                wire.Progress(task_id=r.task_id, progress=r.progress, activity=r.activity)
+                for r in rows
+            ]
+
+    def workers(self) -> list[wire.WorkerSummary]:
+        with self.sessions() as s:
+            return [
+                wire.WorkerSummary(
+                    name=w.name,
+                    status=w.status,
+                    task_id=w.current_task,
+                    blender_version=w.info.get("blender_version"),
+                )
+                for w in s.scalars(select(WorkerRow)).all()
+            ]
+
+    def reap_silent_workers(self) -> None:
+        """A Worker silent past the timeout is offline; its task goes back to the queue."""
+        cutoff = utcnow() - self.worker_timeout
+        with self.sessions.begin() as s:
+            lost = s.scalars(
+                select(WorkerRow).where(WorkerRow.last_seen < cutoff, WorkerRow.status != "offline")
+            ).all()
+            for worker in lost:
+                log.warning(
+                    "worker %s is silent; marked offline",
+                    worker.name,
+                    extra={"worker": worker.name},
+                )
+                worker.status, worker.current_task = "offline", None
+                for held in s.scalars(select(HeldTask).where(HeldTask.worker_id == worker.id)):
+                    held.state, held.worker_id, held.progress = "queued", None, 0.0
+        if lost:
+            self._notify_work()

@@ -1,0 +1,109 @@
+"""A persistent, ordered queue of what must reach the component above.
+
+The Worker keeps one towards its Manager and the Manager one towards the Server. Frames and
+task updates share one queue so that a task's completion never overtakes its frames. Items
+leave the queue only once the other side has taken them, so a crash or an unreachable
+upstream loses nothing; replays are harmless because every update carries its id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from flamenco import wire
+from flamenco.client import ApiError
+
+log = logging.getLogger("flamenco.outbox")
+
+MAX_BATCH = 200
+
+
+@dataclass(frozen=True)
+class FrameItem:
+    task_id: str
+    frame: int
+    sha256: str
+    filename: str
+
+
+SendUpdates = Callable[[list[wire.TaskUpdate]], Awaitable[None]]
+SendFrame = Callable[[FrameItem], Awaitable[None]]
+
+
+class Outbox:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS outbox ("
+            " seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, payload TEXT NOT NULL)"
+        )
+
+    def add_update(self, update: wire.TaskUpdate) -> None:
+        self._add("update", update.model_dump_json())
+
+    def add_frame(self, item: FrameItem) -> None:
+        self._add("frame", json.dumps(item.__dict__))
+
+    def _add(self, kind: str, payload: str) -> None:
+        self.db.execute("INSERT INTO outbox (kind, payload) VALUES (?, ?)", (kind, payload))
+
+    def __len__(self) -> int:
+        return self.db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+
+    def _head(self) -> list[tuple[int, str, str]]:
+        return self.db.execute(
+            "SELECT seq, kind, payload FROM outbox ORDER BY seq LIMIT ?", (MAX_BATCH,)
+        ).fetchall()
+
+    def _remove(self, seqs: list[int]) -> None:
+        self.db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+
+    async def flush(self, send_updates: SendUpdates, send_frame: SendFrame) -> int:
+        """Deliver everything in order; return how many items went out.
+
+        Transport errors propagate, leaving the rest queued for the next try. An item the other
+        side refuses for good (a 4xx that will not heal) is logged and dropped, so that one bad
+        item cannot block the queue forever.
+        """
+        delivered = 0
+        while head := self._head():
+            seq, kind, payload = head[0]
+            if kind == "frame":
+                batch = [seq]
+                await self._deliver(send_frame(FrameItem(**json.loads(payload))), payload)
+            else:
+                run = _leading_run(head, "update")
+                batch = [row[0] for row in run]
+                updates = [wire.TaskUpdate.model_validate_json(row[2]) for row in run]
+                await self._deliver(send_updates(updates), f"{len(updates)} updates")
+            self._remove(batch)
+            delivered += len(batch)
+        return delivered
+
+    @staticmethod
+    async def _deliver(sending: Awaitable[None], what: str) -> None:
+        try:
+            await sending
+        except ApiError as exc:
+            if exc.transient:
+                raise
+            log.error("dropping outbox item refused by upstream (%s): %s", exc.message, what)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _leading_run(rows: list[tuple[int, str, str]], kind: str) -> list[tuple[int, str, str]]:
+    run = []
+    for row in rows:
+        if row[1] != kind:
+            break
+        run.append(row)
+    return run

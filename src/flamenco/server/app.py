@@ -1,0 +1,141 @@
+"""The Server's HTTP layer: thin routes over the services."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi.responses import FileResponse
+
+from flamenco import wire
+from flamenco.blobs import is_sha256
+from flamenco.errors import BadRequest, Forbidden, NotFound
+from flamenco.security import bearer_token
+from flamenco.server.models import ManagerRow, User
+from flamenco.server.services import ServerServices
+from flamenco.web import JSON_BODY_LIMIT, create_app
+
+Sha = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
+
+
+def services(request: Request) -> ServerServices:
+    return request.app.state.services
+
+
+Services = Annotated[ServerServices, Depends(services)]
+
+
+def current_user(request: Request, svc: Services) -> User:
+    return svc.auth.user_for_token(bearer_token(request.headers.get("authorization")))
+
+
+def current_manager(request: Request, svc: Services) -> ManagerRow:
+    address = request.client.host if request.client else ""
+    return svc.auth.manager_for_token(bearer_token(request.headers.get("authorization")), address)
+
+
+def user_or_manager(request: Request, svc: Services) -> str:
+    token = bearer_token(request.headers.get("authorization"))
+    if token and token.startswith("flm_"):
+        return current_manager(request, svc).name
+    return current_user(request, svc).name
+
+
+AnyUser = Annotated[User, Depends(current_user)]
+AnyManager = Annotated[ManagerRow, Depends(current_manager)]
+
+
+def create_server_app(svc: ServerServices) -> FastAPI:
+    upload_limit = svc.settings.max_upload_bytes
+
+    def limit_for(path: str) -> int:
+        return upload_limit if "/blobs/" in path or "/frames/" in path else JSON_BODY_LIMIT
+
+    app = create_app("Flamenco Server", limit_for=limit_for)
+    app.state.services = svc
+
+    @app.post("/api/v1/login")
+    def login(req: wire.LoginRequest, svc: Services) -> wire.TokenIssued:
+        return wire.TokenIssued(token=svc.auth.login(req.username, req.password), name=req.username)
+
+    @app.post("/api/v1/managers")
+    def create_manager(req: wire.ManagerCreate, user: AnyUser, svc: Services) -> wire.TokenIssued:
+        if not user.is_admin:
+            raise Forbidden("Only an administrator can add Managers.")
+        return wire.TokenIssued(token=svc.auth.create_manager(req.name), name=req.name)
+
+    # ---- blobs -------------------------------------------------------------------------------
+
+    @app.post("/api/v1/blobs/missing")
+    def missing_blobs(q: wire.BlobQuery, _: AnyUser, svc: Services) -> wire.BlobQueryResult:
+        return wire.BlobQueryResult(missing=svc.blobs.missing(q.hashes))
+
+    @app.put("/api/v1/blobs/{sha256}", status_code=201)
+    async def upload_blob(sha256: Sha, request: Request, _: AnyUser, svc: Services) -> dict:
+        await svc.blobs.put_stream(request.stream(), expected=sha256)
+        return {"sha256": sha256, "size": svc.blobs.size(sha256)}
+
+    @app.get("/api/v1/blobs/{sha256}", dependencies=[Depends(user_or_manager)])
+    def download_blob(sha256: Sha, svc: Services) -> FileResponse:
+        if not svc.blobs.has(sha256):
+            raise NotFound(f"There is no blob {sha256} on this Server.")
+        return FileResponse(svc.blobs.path(sha256), media_type="application/octet-stream")
+
+    # ---- jobs --------------------------------------------------------------------------------
+
+    @app.post("/api/v1/jobs", status_code=201)
+    def submit_job(sub: wire.JobSubmission, user: AnyUser, svc: Services) -> wire.Job:
+        return svc.jobs.submit(sub, submitter=user.name)
+
+    @app.get("/api/v1/jobs")
+    def list_jobs(_: AnyUser, svc: Services) -> list[wire.Job]:
+        return svc.jobs.list()
+
+    @app.get("/api/v1/jobs/{job_id}")
+    def get_job(job_id: str, _: AnyUser, svc: Services) -> wire.Job:
+        return svc.jobs.get(job_id)
+
+    @app.get("/api/v1/jobs/{job_id}/tasks")
+    def job_tasks(job_id: str, _: AnyUser, svc: Services) -> list[wire.Task]:
+        return svc.jobs.tasks(job_id)
+
+    @app.get("/api/v1/jobs/{job_id}/frames")
+    def job_frames(job_id: str, _: AnyUser, svc: Services) -> list[wire.FrameInfo]:
+        return svc.jobs.frames(job_id)
+
+    @app.get("/api/v1/jobs/{job_id}/frames/{frame}")
+    def frame_file(job_id: str, frame: int, _: AnyUser, svc: Services) -> FileResponse:
+        path, filename = svc.jobs.frame_file(job_id, frame)
+        return FileResponse(path, filename=filename)
+
+    # ---- Managers ----------------------------------------------------------------------------
+
+    @app.post("/api/v1/manager/sync")
+    def manager_sync(
+        req: wire.ManagerSync, manager: AnyManager, svc: Services
+    ) -> wire.ManagerSyncReply:
+        return svc.leases.sync(manager, req)
+
+    @app.post("/api/v1/manager/updates")
+    def manager_updates(
+        batch: wire.UpdateBatch, manager: AnyManager, svc: Services
+    ) -> wire.UpdatesApplied:
+        return wire.UpdatesApplied(applied=svc.leases.apply_updates(manager, batch.updates))
+
+    @app.put("/api/v1/manager/tasks/{task_id}/frames/{frame}", status_code=201)
+    async def manager_frame(
+        task_id: str,
+        frame: int,
+        request: Request,
+        manager: AnyManager,
+        svc: Services,
+        filename: Annotated[str, Query(max_length=300)],
+        x_flamenco_sha256: Annotated[str, Header()],
+    ) -> wire.FrameInfo:
+        if not is_sha256(x_flamenco_sha256):
+            raise BadRequest("The X-Flamenco-SHA256 header is not a SHA-256 hex digest.")
+        return await svc.jobs.receive_frame(
+            manager.id, task_id, frame, filename, x_flamenco_sha256, request.stream()
+        )
+
+    return app

@@ -1,0 +1,247 @@
+"""Handing tasks to Managers, taking their updates, and taking back what they let go."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from flamenco import wire
+from flamenco.core.states import (
+    RUNNABLE_TASK_STATUSES,
+    TERMINAL_TASK_STATUSES,
+    InvalidTransition,
+    JobStatus,
+    TaskStatus,
+    check_task_transition,
+)
+from flamenco.db import utcnow
+from flamenco.server.jobs import JobService
+from flamenco.server.models import AppliedUpdate, JobRow, ManagerRow, TaskLogChunk, TaskRow
+
+log = logging.getLogger("flamenco.server.leases")
+
+LEASABLE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.ACTIVE)
+HELD_TASK_STATUSES = (TaskStatus.LEASED, TaskStatus.ACTIVE)
+LOG_TAIL_CHARS = 4000
+
+
+class LeaseService:
+    def __init__(
+        self,
+        sessions: sessionmaker,
+        lease_timeout_s: float = 120.0,
+        max_task_failures: int = 3,
+        sync_interval_s: float = 1.0,
+    ) -> None:
+        self.sessions = sessions
+        self.lease_timeout = timedelta(seconds=lease_timeout_s)
+        self.max_task_failures = max_task_failures
+        self.sync_interval_s = sync_interval_s
+
+    # ---- the Manager's sync call -----------------------------------------------------------
+
+    def sync(self, manager: ManagerRow, req: wire.ManagerSync) -> wire.ManagerSyncReply:
+        with self.sessions.begin() as s:
+            self.expire_leases(s)
+            row = s.get(ManagerRow, manager.id)
+            assert row is not None
+            row.workers = [w.model_dump() for w in req.workers]
+            revoked = self._renew(s, manager.id, req.held)
+            self._apply_progress(s, manager.id, req.progress)
+            leases = self._lease(s, manager.id, req.want)
+        return wire.ManagerSyncReply(
+            leases=leases, revoked=revoked, next_sync_s=self.sync_interval_s
+        )
+
+    def expire_leases(self, s: Session) -> None:
+        """Tasks whose Manager stayed silent past the lease timeout go back to the queue."""
+        expired = s.scalars(
+            select(TaskRow).where(
+                TaskRow.status.in_(HELD_TASK_STATUSES), TaskRow.lease_expires < utcnow()
+            )
+        ).all()
+        for task in expired:
+            log.warning(
+                "task %s: lease of manager %s expired",
+                task.id,
+                task.manager_id,
+                extra={"job": task.job_id, "task": task.id},
+            )
+            task.status, task.manager_id, task.lease_expires = TaskStatus.QUEUED, None, None
+            task.worker, task.progress = None, 0.0
+
+    def _renew(self, s: Session, manager_id: int, held: list[str]) -> list[str]:
+        """Extend the leases the Manager still holds; list those it must drop."""
+        if not held:
+            return []
+        expires = utcnow() + self.lease_timeout
+        revoked = []
+        rows = {t.id: t for t in s.scalars(select(TaskRow).where(TaskRow.id.in_(held)))}
+        jobs = {
+            j.id: j.status
+            for j in s.scalars(
+                select(JobRow).where(JobRow.id.in_({t.job_id for t in rows.values()}))
+            )
+        }
+        for task_id in held:
+            task = rows.get(task_id)
+            if (
+                task is None
+                or task.manager_id != manager_id
+                or task.status not in HELD_TASK_STATUSES
+                or jobs.get(task.job_id) not in LEASABLE_JOB_STATUSES
+            ):
+                revoked.append(task_id)
+                continue
+            task.lease_expires = expires
+        return revoked
+
+    def _apply_progress(self, s: Session, manager_id: int, progress: list[wire.Progress]) -> None:
+        for p in progress:
+            task = s.get(TaskRow, p.task_id)
+            if (
+                task is not None
+                and task.manager_id == manager_id
+                and task.status in HELD_TASK_STATUSES
+            ):
+                task.progress, task.activity = p.progress, p.activity
+
+    def _lease(self, s: Session, manager_id: int, want: int) -> list[wire.Lease]:
+        if want <= 0:
+            return []
+        candidates = s.execute(
+            select(TaskRow, JobRow)
+            .join(JobRow, TaskRow.job_id == JobRow.id)
+            .where(
+                TaskRow.status.in_(RUNNABLE_TASK_STATUSES),
+                JobRow.status.in_(LEASABLE_JOB_STATUSES),
+            )
+            .order_by(JobRow.priority.desc(), JobRow.created, JobRow.id, TaskRow.index)
+            .limit(want * 4 + 16)
+            .with_for_update(skip_locked=True, of=TaskRow)
+        ).all()
+        expires = utcnow() + self.lease_timeout
+        leases = []
+        for task, job in candidates:
+            if len(leases) >= want:
+                break
+            if task.depends_on and not self._dependencies_done(s, task):
+                continue
+            task.status, task.manager_id, task.lease_expires = (
+                TaskStatus.LEASED,
+                manager_id,
+                expires,
+            )
+            leases.append(
+                wire.Lease(
+                    task_id=task.id,
+                    job_id=job.id,
+                    job_name=job.name,
+                    job_priority=job.priority,
+                    type=task.type,
+                    name=task.name,
+                    frames=task.frames,
+                    command=task.command,
+                    files=job.files,
+                    lease_expires=expires,
+                )
+            )
+        for job_id in {lease.job_id for lease in leases}:
+            JobService.refresh_job_status(s, job_id)
+        return leases
+
+    @staticmethod
+    def _dependencies_done(s: Session, task: TaskRow) -> bool:
+        statuses = s.scalars(
+            select(TaskRow.status).where(
+                TaskRow.job_id == task.job_id, TaskRow.index.in_(task.depends_on)
+            )
+        ).all()
+        return all(status == TaskStatus.COMPLETED for status in statuses)
+
+    # ---- updates ---------------------------------------------------------------------------
+
+    def apply_updates(self, manager: ManagerRow, updates: list[wire.TaskUpdate]) -> list[str]:
+        """Apply each update once; every id received is acknowledged, applied or not."""
+        acknowledged = []
+        for update in updates:
+            try:
+                with self.sessions.begin() as s:
+                    if s.get(AppliedUpdate, update.update_id) is None:
+                        outcome = self._apply(s, manager.id, update)
+                        s.add(
+                            AppliedUpdate(
+                                update_id=update.update_id, task_id=update.task_id, outcome=outcome
+                            )
+                        )
+            except IntegrityError:
+                pass  # the same update arrived twice at once; the other one applied it.
+            acknowledged.append(update.update_id)
+        return acknowledged
+
+    def _apply(self, s: Session, manager_id: int, update: wire.TaskUpdate) -> str:
+        task = s.get(TaskRow, update.task_id)
+        if task is None:
+            return "unknown-task"
+        ctx = {"job": task.job_id, "task": task.id, "worker": update.worker}
+        self._append_log(s, task, update)
+        if task.manager_id != manager_id or task.status in TERMINAL_TASK_STATUSES:
+            log.info(
+                "task %s: update %s ignored, task is %s elsewhere",
+                task.id,
+                update.update_id,
+                task.status,
+                extra=ctx,
+            )
+            return "ignored"
+        if update.worker:
+            task.worker = update.worker
+        if update.blender_pid is not None:
+            task.blender_pid = update.blender_pid
+        if update.activity is not None:
+            task.activity = update.activity
+        if update.progress is not None:
+            task.progress = update.progress
+        if update.status is not None and update.status != task.status:
+            new = self._outcome_status(task, update)
+            try:
+                check_task_transition(TaskStatus(task.status), new)
+            except InvalidTransition as exc:
+                log.warning("task %s: %s", task.id, exc, extra=ctx)
+                return "invalid-transition"
+            log.info("task %s: %s -> %s", task.id, task.status, new, extra=ctx)
+            self._enter(task, new)
+            JobService.refresh_job_status(s, task.job_id)
+        return "applied"
+
+    def _outcome_status(self, task: TaskRow, update: wire.TaskUpdate) -> TaskStatus:
+        """A failure is retried (soft-failed) until the task has failed too often."""
+        if update.status != TaskStatus.FAILED:
+            return TaskStatus(update.status)
+        task.failure_count += 1
+        if task.failure_count < self.max_task_failures:
+            return TaskStatus.SOFT_FAILED
+        return TaskStatus.FAILED
+
+    @staticmethod
+    def _enter(task: TaskRow, new: TaskStatus) -> None:
+        task.status = new
+        if new == TaskStatus.COMPLETED:
+            task.progress, task.lease_expires = 1.0, None
+        elif new in (TaskStatus.SOFT_FAILED, TaskStatus.FAILED):
+            task.manager_id, task.lease_expires, task.progress = None, None, 0.0
+
+    @staticmethod
+    def _append_log(s: Session, task: TaskRow, update: wire.TaskUpdate) -> None:
+        lines = list(update.log)
+        if update.error:
+            lines.append(f"ERROR: {update.error}")
+        if not lines:
+            return
+        text = "\n".join(lines) + "\n"
+        s.add(TaskLogChunk(task_id=task.id, text=text))
+        task.log_tail = (task.log_tail + text)[-LOG_TAIL_CHARS:]

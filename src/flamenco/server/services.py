@@ -1,0 +1,48 @@
+"""Wiring of the Server's services to its database and folders; used by the app and tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from flamenco.blobs import BlobStore
+from flamenco.config import ServerSettings
+from flamenco.db import Base, make_engine, make_sessions, sqlite_url
+from flamenco.server.auth import AuthService
+from flamenco.server.jobs import JobService
+from flamenco.server.leases import LeaseService
+
+
+@dataclass
+class ServerServices:
+    settings: ServerSettings
+    engine: Engine
+    auth: AuthService
+    jobs: JobService
+    leases: LeaseService
+    blobs: BlobStore
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build_services(settings: ServerSettings) -> ServerServices:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.database_url or sqlite_url(settings.data_dir / "server.sqlite")
+    engine = make_engine(url)
+    Base.metadata.create_all(engine)
+    sessions = make_sessions(engine)
+    blobs = BlobStore(settings.data_dir / "blobs", max_blob_bytes=settings.max_upload_bytes)
+    return ServerServices(
+        settings=settings,
+        engine=engine,
+        auth=AuthService(sessions),
+        jobs=JobService(sessions, blobs, settings.data_dir / "outputs"),
+        leases=LeaseService(
+            sessions,
+            lease_timeout_s=settings.lease_timeout_s,
+            max_task_failures=settings.max_task_failures,
+        ),
+        blobs=blobs,
+    )

@@ -1,0 +1,349 @@
+"""The Worker: asks its Manager for tasks, renders them in a warm Blender, reports back.
+
+Two loops run side by side: the main loop syncs with the Manager (heartbeat, progress, new
+work, cancels) and the delivery loop empties the outbox of frames and updates. While the
+Manager is unreachable the current render goes on and its results wait in the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import os
+import platform
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from flamenco import wire
+from flamenco.aio import wait_any, wait_quietly
+from flamenco.blobs import BlobStore, safe_join
+from flamenco.client import ApiError, AsyncApi, Unreachable
+from flamenco.config import WorkerSettings
+from flamenco.core.states import TaskStatus
+from flamenco.outbox import FrameItem, Outbox
+from flamenco.worker.blender import (
+    BlenderFailed,
+    BlenderInstall,
+    EventCallback,
+    WarmBlender,
+    find_blender,
+)
+
+log = logging.getLogger("flamenco.worker")
+
+IDLE_WAIT_S = 10.0
+LOG_FLUSH_S = 1.0
+LOG_FLUSH_LINES = 100
+MAX_BACKOFF_S = 10.0
+
+
+class TaskRun:
+    """What the Worker knows about the task it is running."""
+
+    def __init__(self, assignment: wire.Assignment) -> None:
+        self.a = assignment
+        self.frames_done = 0
+        self.progress = wire.Progress(task_id=assignment.task_id, progress=0.0, activity="")
+        self.log_lines: list[str] = []
+        self.last_log_flush = time.monotonic()
+
+    def set_progress(self, frame_fraction: float, activity: str) -> None:
+        total = max(len(self.a.frames), 1)
+        value = min((self.frames_done + frame_fraction) / total, 1.0)
+        self.progress = wire.Progress(task_id=self.a.task_id, progress=value, activity=activity)
+
+
+class WorkerAgent:
+    def __init__(self, settings: WorkerSettings, install: BlenderInstall | None = None) -> None:
+        self.settings = settings
+        self.data = settings.data_dir
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.install = install or find_blender(settings.blender or None)
+        self.blobs = BlobStore(self.data / "cache")
+        self.outbox = Outbox(self.data / "outbox.sqlite")
+        self.api = AsyncApi(settings.manager)
+        self.deliver_wake = asyncio.Event()
+        self.task_ended = asyncio.Event()
+        self.blender: WarmBlender | None = None
+        self.blender_job: str | None = None
+        self.blender_idle_since = time.monotonic()
+        self.run: TaskRun | None = None
+        self.runner: asyncio.Task[None] | None = None
+
+    # ---- identity ----------------------------------------------------------------------------
+
+    @property
+    def _identity_file(self) -> Path:
+        return self.data / "worker.json"
+
+    async def register(self, force: bool = False) -> None:
+        saved = json.loads(self._identity_file.read_text()) if self._identity_file.exists() else {}
+        if not force and saved.get("manager") == self.settings.manager and saved.get("token"):
+            self.api.set_token(saved["token"])
+            return
+        reg = wire.WorkerRegistration(
+            secret=self.settings.secret,
+            name=self.settings.name,
+            platform=platform.platform(),
+            cpu_count=os.cpu_count() or 0,
+            memory_mb=_memory_mb(),
+            blender_version=self.install.version,
+        )
+        done = await self.api.call("POST", "/api/v1/workers/register", wire.WorkerRegistered, reg)
+        self._identity_file.write_text(
+            json.dumps(
+                {"manager": self.settings.manager, "worker_id": done.worker_id, "token": done.token}
+            )
+        )
+        self._identity_file.chmod(0o600)
+        self.api.set_token(done.token)
+        log.info(
+            "registered with %s as %s",
+            self.settings.manager,
+            done.worker_id,
+            extra={"worker": self.settings.name},
+        )
+
+    # ---- main loops --------------------------------------------------------------------------
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        await self._until_registered(stop)
+        delivery = asyncio.create_task(self._deliver_loop(stop))
+        try:
+            await self._sync_loop(stop)
+        finally:
+            await self._shutdown()
+            await wait_quietly(delivery)
+            await self.api.close()
+
+    async def _until_registered(self, stop: asyncio.Event) -> None:
+        delay = 1.0
+        while not stop.is_set():
+            try:
+                await self.register()
+                return
+            except Unreachable as exc:
+                log.warning("Manager unreachable, retrying: %s", exc)
+            await wait_any(stop, timeout=delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
+
+    async def _sync_loop(self, stop: asyncio.Event) -> None:
+        delay = 1.0
+        while not stop.is_set():
+            try:
+                await self._sync_once()
+                delay = 1.0
+            except Unreachable as exc:
+                log.warning("Manager unreachable: %s", exc)
+                delay = min(delay * 2, MAX_BACKOFF_S)
+            except ApiError as exc:
+                if exc.status == 401:
+                    await self._reregister()
+                else:
+                    log.error("Manager refused the sync: %s", exc.message)
+            await self._retire_idle_blender()
+            if self.runner is not None or delay > 1.0:
+                await wait_any(stop, self.task_ended, timeout=delay)
+                self.task_ended.clear()
+
+    async def _reregister(self) -> None:
+        with contextlib.suppress(Unreachable, ApiError):
+            await self.register(force=True)
+
+    async def _sync_once(self) -> None:
+        idle = self.runner is None
+        req = wire.WorkerSync(
+            want_task=idle,
+            wait_s=IDLE_WAIT_S if idle else 0,
+            warm_job_id=self.blender_job,
+            progress=self.run.progress if self.run else None,
+            status="awake",
+        )
+        reply = await self.api.call(
+            "POST", "/api/v1/worker/sync", wire.WorkerSyncReply, req, timeout=IDLE_WAIT_S + 20
+        )
+        for task_id in reply.cancel:
+            await self._cancel(task_id)
+        if reply.assignment is not None and self.runner is None:
+            self.run = TaskRun(reply.assignment)
+            self.runner = asyncio.create_task(self._run_task(self.run))
+            self.runner.add_done_callback(self._task_finished)
+
+    def _task_finished(self, _: asyncio.Task[None]) -> None:
+        self.runner, self.run = None, None
+        self.blender_idle_since = time.monotonic()
+        self.task_ended.set()
+
+    async def _cancel(self, task_id: str) -> None:
+        if self.run is None or self.run.a.task_id != task_id or self.runner is None:
+            return
+        log.info("task %s canceled by the Manager", task_id, extra=self._ctx(self.run))
+        self.runner.cancel()
+        await wait_quietly(self.runner)
+
+    async def _deliver_loop(self, stop: asyncio.Event) -> None:
+        delay = 1.0
+        while not stop.is_set():
+            self.deliver_wake.clear()
+            try:
+                await self.outbox.flush(self._send_updates, self._send_frame)
+                delay = 1.0
+            except (Unreachable, ApiError) as exc:
+                log.warning("delivery to the Manager failed, will retry: %s", exc)
+                delay = min(delay * 2, MAX_BACKOFF_S)
+            await wait_any(stop, self.deliver_wake, timeout=delay)
+        with contextlib.suppress(Unreachable, ApiError):
+            await self.outbox.flush(self._send_updates, self._send_frame)
+
+    async def _send_updates(self, updates: list[wire.TaskUpdate]) -> None:
+        await self.api.call(
+            "POST", "/api/v1/worker/updates", wire.UpdatesApplied, wire.UpdateBatch(updates=updates)
+        )
+
+    async def _send_frame(self, item: FrameItem) -> None:
+        await self.api.upload_file(
+            f"/api/v1/worker/tasks/{item.task_id}/frames/{item.frame}",
+            self.blobs.path(item.sha256),
+            item.sha256,
+            params={"filename": item.filename},
+        )
+
+    # ---- running one task --------------------------------------------------------------------
+
+    def _ctx(self, run: TaskRun) -> dict[str, Any]:
+        return {"job": run.a.job_id, "task": run.a.task_id, "worker": self.settings.name}
+
+    def _report(self, run: TaskRun, **fields: Any) -> None:
+        update = wire.TaskUpdate(
+            update_id=uuid.uuid4().hex, task_id=run.a.task_id, worker=self.settings.name, **fields
+        )
+        self.outbox.add_update(update)
+        self.deliver_wake.set()
+
+    async def _run_task(self, run: TaskRun) -> None:
+        a = run.a
+        log.info(
+            "task %s (%s) of job %s started", a.task_id, a.name, a.job_id, extra=self._ctx(run)
+        )
+        self._report(run, status=TaskStatus.ACTIVE, activity="fetching job files", progress=0.0)
+        try:
+            job_dir = await self._fetch_files(a)
+            on_event = functools.partial(self._on_blender_event, run)
+            blender = await self._warm_blender(a, job_dir, on_event)
+            self._report(run, activity=f"rendering {a.name}", blender_pid=blender.pid)
+            await blender.render(
+                a.frames,
+                self.data / "jobs" / a.job_id / "out" / a.task_id,
+                output_pattern=a.command.get("output_pattern", "frame_######"),
+                output_format=a.command.get("output_format", "PNG"),
+                on_event=on_event,
+            )
+        except asyncio.CancelledError:
+            self._flush_log(run)
+            raise
+        except (BlenderFailed, ApiError, Unreachable, OSError) as exc:
+            message = getattr(exc, "message", None) or str(exc)
+            log.error("task %s failed: %s", a.task_id, message, extra=self._ctx(run))
+            self._flush_log(run)
+            self._report(run, status=TaskStatus.FAILED, error=message, activity="failed")
+            return
+        self._flush_log(run)
+        self._report(run, status=TaskStatus.COMPLETED, progress=1.0, activity="done")
+        log.info("task %s completed", a.task_id, extra=self._ctx(run))
+
+    async def _fetch_files(self, a: wire.Assignment) -> Path:
+        job_dir = self.data / "jobs" / a.job_id / "files"
+        for relpath, sha256 in a.files.items():
+            if not self.blobs.has(sha256):
+                await self.api.download_blob(sha256, self.blobs)
+            self.blobs.link_to(sha256, safe_join(job_dir, relpath))
+        return job_dir
+
+    async def _warm_blender(
+        self, a: wire.Assignment, job_dir: Path, on_event: EventCallback
+    ) -> WarmBlender:
+        """The job's warm Blender, started if this is the job's first task here."""
+        blend = safe_join(job_dir, a.command["blend"])
+        device = str(a.command.get("render_device", "CPU")).upper()
+        current = self.blender
+        if (
+            current is not None
+            and current.alive
+            and self.blender_job == a.job_id
+            and current.blend_path == blend.absolute()
+            and current.device == device
+        ):
+            return current
+        await self._stop_blender()
+        blender = WarmBlender(
+            self.install, blend, device=device, user_resources=self.data / "blender-user"
+        )
+        self.blender, self.blender_job = blender, a.job_id
+        await blender.start(on_event=on_event)
+        return blender
+
+    async def _on_blender_event(self, run: TaskRun, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "log":
+            run.log_lines.append(event["line"])
+        elif kind == "warning":
+            run.log_lines.append(f"WARNING: {event['line']}")
+        elif kind == "progress" and event.get("samples"):
+            fraction = event["sample"] / event["samples"]
+            run.set_progress(
+                fraction, f"frame {event.get('frame')}: sample {event['sample']}/{event['samples']}"
+            )
+        elif kind == "frame":
+            path = Path(event["path"])
+            sha256 = self.blobs.put_file(path)
+            self.outbox.add_frame(FrameItem(run.a.task_id, int(event["frame"]), sha256, path.name))
+            run.frames_done += 1
+            run.set_progress(0.0, f"frame {event['frame']} saved")
+            self._report(run, progress=run.progress.progress, activity=run.progress.activity)
+        if (
+            len(run.log_lines) >= LOG_FLUSH_LINES
+            or time.monotonic() - run.last_log_flush > LOG_FLUSH_S
+        ):
+            self._flush_log(run)
+
+    def _flush_log(self, run: TaskRun) -> None:
+        run.last_log_flush = time.monotonic()
+        if run.log_lines:
+            lines, run.log_lines = run.log_lines, []
+            self._report(run, log=lines)
+
+    # ---- Blender lifetime --------------------------------------------------------------------
+
+    async def _retire_idle_blender(self) -> None:
+        idle_for = time.monotonic() - self.blender_idle_since
+        if (
+            self.runner is None
+            and self.blender is not None
+            and idle_for > self.settings.warm_idle_s
+        ):
+            log.info(
+                "stopping the warm Blender of job %s after %.0f s idle", self.blender_job, idle_for
+            )
+            await self._stop_blender()
+
+    async def _stop_blender(self) -> None:
+        if self.blender is not None:
+            await self.blender.terminate()
+        self.blender, self.blender_job = None, None
+
+    async def _shutdown(self) -> None:
+        if self.runner is not None:
+            self.runner.cancel()
+            await wait_quietly(self.runner)
+        await self._stop_blender()
+
+
+def _memory_mb() -> int:
+    with contextlib.suppress(OSError, ValueError):
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    return 0

@@ -1,0 +1,481 @@
+"""Parent side of the warm Blender process: find Blender, start it, feed it frames.
+
+Starting Blender costs 0.5-0.8 s per process on a small machine (plus loading the .blend),
+so a Worker keeps ONE Blender per job alive and sends it frame after frame. The child
+script (``blender_child.py``) runs inside Blender; this module talks to it over pipes:
+JSON commands on stdin, ``@@FLAMENCO@@ {json}`` event lines mixed into stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from flamenco.procs import child_preexec
+
+MARKER = "@@FLAMENCO@@"
+CHILD_SCRIPT = Path(__file__).with_name("blender_child.py")
+DEFAULT_START_TIMEOUT = 300.0  # big production files can take minutes to load
+TERMINATE_GRACE = 5.0
+VERSION_TIMEOUT = 60.0
+STREAM_LIMIT = 4 * 1024 * 1024  # Blender may print very long lines (e.g. Python tracebacks)
+
+Event = dict[str, Any]
+EventCallback = Callable[[Event], Awaitable[None]]
+
+_VERSION_RE = re.compile(r"Blender (\d+\.\d+(?:\.\d+)?)")
+_PLAIN_VERSION_RE = re.compile(r"^\d+\.\d+(?:\.\d+)?\b")
+# Blender 3.4's CLI reports progress only as stdout lines like "Fra:1 ... | Sample 1/8".
+_FRA_SAMPLE_RE = re.compile(r"Fra:(\d+) .*\bSample (\d+)/(\d+)")
+# Output that is never the reason something failed; left out of error messages.
+_NOISE_RE = re.compile(
+    r"EGL Error|initialization failed|^Blender quit$|^Read blend:|\| Read blend:|"
+    r"^Warning: Falling back to"
+)
+
+
+class BlenderNotFound(RuntimeError):
+    """No usable Blender (executable or bpy module) was found."""
+
+
+class BlenderFailed(RuntimeError):
+    """Blender could not start, reported an error, or died."""
+
+
+class BlenderTerminated(BlenderFailed):
+    """Blender was stopped on purpose (terminate() or cancellation) while busy."""
+
+
+@dataclass(frozen=True)
+class BlenderInstall:
+    """How to run a script inside Blender: ``[*argv_prefix, script, *sep, *args]``."""
+
+    argv_prefix: tuple[str, ...]
+    kind: Literal["executable", "bpy"]
+    version: str
+
+    def script_argv(self, script: Path, args: Sequence[str]) -> list[str]:
+        # Blender itself stops parsing its own options at "--"; plain Python needs no marker.
+        separator = ["--"] if self.kind == "executable" else []
+        return [*self.argv_prefix, str(script), *separator, *args]
+
+
+@dataclass(frozen=True)
+class ReadyInfo:
+    blender_version: str
+    pid: int
+    resolution: tuple[int, int]
+
+
+# --- finding Blender -----------------------------------------------------------------------
+
+_NOT_FOUND_HINT = (
+    "Install the bpy wheel into this environment with `pip install -e '.[blender]'` "
+    "(needs Python 3.11) or pass `--blender PATH` to a Blender executable."
+)
+
+
+def find_blender(configured: str | None = None) -> BlenderInstall:
+    """A configured path wins, then `blender` on PATH, then the bpy module of this Python."""
+    if configured:
+        path = shutil.which(configured) or configured
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            raise BlenderNotFound(f"Blender executable {configured!r} not found. {_NOT_FOUND_HINT}")
+        return executable_install(path)
+    on_path = shutil.which("blender")
+    if on_path:
+        return executable_install(on_path)
+    if importlib.util.find_spec("bpy") is not None:
+        return bpy_install()
+    raise BlenderNotFound(
+        f"No Blender found: no `blender` on PATH and no bpy module. {_NOT_FOUND_HINT}"
+    )
+
+
+def executable_install(path: str) -> BlenderInstall:
+    output = _probe([path, "--version"], path)
+    match = _VERSION_RE.search(output)
+    if not match:
+        raise BlenderNotFound(f"{path} does not look like Blender: {output.strip()[-500:]}")
+    # --python-exit-code makes an uncaught exception in our script end Blender non-zero
+    # instead of Blender carrying on (and exiting 0) after printing the traceback.
+    prefix = (path, "-b", "--factory-startup", "-y", "--python-exit-code", "1", "--python")
+    return BlenderInstall(argv_prefix=prefix, kind="executable", version=match[1])
+
+
+def bpy_install() -> BlenderInstall:
+    code = "import bpy; print(bpy.app.version_string)"
+    # Probe in a throwaway user folder: importing bpy would otherwise write to ~/.config.
+    with tempfile.TemporaryDirectory(prefix="flamenco-bpy-probe-") as tmp:
+        output = _probe([sys.executable, "-c", code], "the bpy module", child_env(Path(tmp)))
+    versions = [ln for ln in output.splitlines() if _PLAIN_VERSION_RE.match(ln.strip())]
+    if not versions:
+        raise BlenderNotFound(f"Could not read the bpy version: {output.strip()[-500:]}")
+    version = _PLAIN_VERSION_RE.match(versions[-1].strip())[0]  # type: ignore[index]
+    # -P: never put the child script's folder first on sys.path, where a sibling module
+    # could shadow a standard-library module that bpy imports.
+    return BlenderInstall(argv_prefix=(sys.executable, "-P"), kind="bpy", version=version)
+
+
+def _probe(argv: list[str], what: str, env: Mapping[str, str] | None = None) -> str:
+    try:
+        done = subprocess.run(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            timeout=VERSION_TIMEOUT,
+            env=env,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BlenderNotFound(f"Could not run {what}: {exc}. {_NOT_FOUND_HINT}") from exc
+    if done.returncode != 0:
+        raise BlenderNotFound(
+            f"{what} failed with exit code {done.returncode}: {done.stdout.strip()[-500:]}"
+        )
+    return done.stdout
+
+
+def child_env(user_resources: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for a Blender child, with its user folder redirected.
+
+    Without BLENDER_USER_RESOURCES, bpy writes caches and preferences into ~/.config,
+    which may be read-only, shared between workers, or hold a user's personal add-ons.
+    """
+    user_resources.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["BLENDER_USER_RESOURCES"] = str(user_resources)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def default_user_resources() -> Path:
+    """One folder per parent process, i.e. per Worker, when the Worker does not choose."""
+    return Path(tempfile.gettempdir()) / "flamenco-blender" / str(os.getpid())
+
+
+# --- reading the child's output ------------------------------------------------------------
+
+
+def parse_line(raw: bytes) -> tuple[str | None, Event | None]:
+    """Split one output line into (plain Blender text, event). Either part may be None.
+
+    The marker is searched anywhere in the line because Blender's C code can leave a
+    half-written line on stdout right before our event.
+    """
+    text = raw.decode("utf-8", errors="replace").rstrip()
+    head, found, tail = text.partition(MARKER)
+    plain = head.rstrip() or None
+    if not found:
+        return plain, None
+    try:
+        event = json.loads(tail)
+    except json.JSONDecodeError:
+        return text, None  # not really ours: keep it as a log line
+    return plain, event if isinstance(event, dict) else None
+
+
+def exit_description(returncode: int | None) -> str:
+    if returncode is None:
+        return "is still running"
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with code {returncode}"
+
+
+# --- the warm process ----------------------------------------------------------------------
+
+
+class WarmBlender:
+    """One long-lived Blender process that keeps one job's .blend loaded."""
+
+    def __init__(
+        self,
+        install: BlenderInstall,
+        blend_path: Path,
+        *,
+        device: str = "CPU",
+        user_resources: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        start_timeout: float = DEFAULT_START_TIMEOUT,
+        tail_lines: int = 30,
+    ) -> None:
+        self.install = install
+        self._blend_path = Path(blend_path).absolute()
+        self.device = device.upper()
+        self._user_resources = user_resources or default_user_resources()
+        self._extra_env = dict(env or {})
+        self._start_timeout = start_timeout
+        self._proc: asyncio.subprocess.Process | None = None
+        self._tail: deque[str] = deque(maxlen=tail_lines)
+        self._lock = asyncio.Lock()
+        self._terminating = False
+        self._child_progress = False  # True once the child reports progress itself
+        self._renders = 0
+        self.ready: ReadyInfo | None = None
+        # Blender reports a broken driver once (usually while loading) and then disables
+        # it, so a warm process warns only once: keep the lines for every later task.
+        self.warnings: list[str] = []
+
+    # -- properties --
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    @property
+    def blend_path(self) -> Path:
+        return self._blend_path
+
+    @property
+    def renders(self) -> int:
+        """How many render commands this process has completed."""
+        return self._renders
+
+    def argv(self) -> list[str]:
+        args = ["--blend", str(self._blend_path), "--device", self.device]
+        return self.install.script_argv(CHILD_SCRIPT, args)
+
+    async def __aenter__(self) -> WarmBlender:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.terminate()
+
+    # -- starting --
+
+    async def start(self, on_event: EventCallback | None = None) -> ReadyInfo:
+        """Spawn Blender, load the file and wait until it is ready for render commands."""
+        if self._proc is not None:
+            raise RuntimeError("this WarmBlender was already started")
+        try:
+            self._proc = await self._spawn()
+        except OSError as exc:
+            raise BlenderFailed(f"Could not start Blender ({self.argv()[0]}): {exc}") from exc
+        try:
+            async with asyncio.timeout(self._start_timeout):
+                self.ready = await self._wait_ready(on_event)
+        except TimeoutError:
+            await self.terminate()
+            raise BlenderFailed(
+                f"Blender did not load {self._blend_path} within {self._start_timeout:.0f} s"
+                f"{self._tail_text()}"
+            ) from None
+        except BaseException:
+            await self.terminate()
+            raise
+        return self.ready
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            *self.argv(),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=child_env(self._user_resources, self._extra_env),
+            limit=STREAM_LIMIT,
+            # Its own session: a Ctrl-C meant for the Worker must not reach Blender (3.4
+            # would start a slow "graceful" cancel); the Worker stops it with SIGTERM.
+            start_new_session=True,
+            preexec_fn=child_preexec(),
+        )
+
+    async def _wait_ready(self, on_event: EventCallback | None) -> ReadyInfo:
+        while True:
+            event = await self._next_event(on_event)
+            if event is None:
+                raise await self._died("before it was ready")
+            if event.get("event") == "error":
+                await self._reap()
+                message = str(event.get("message"))
+                raise BlenderFailed(f"{message}{self._tail_text(skip_in=message)}")
+            if event.get("event") == "ready":
+                res = event.get("resolution") or (0, 0)
+                return ReadyInfo(
+                    blender_version=str(event.get("blender_version", self.install.version)),
+                    pid=int(event.get("pid", self.pid or 0)),
+                    resolution=(int(res[0]), int(res[1])),
+                )
+
+    async def _reap(self) -> None:
+        """After a fatal error event the child exits by itself; make sure it really does."""
+        assert self._proc is not None
+        try:
+            await asyncio.wait_for(self._proc.wait(), TERMINATE_GRACE)
+        except TimeoutError:
+            await self.terminate()
+
+    # -- rendering --
+
+    async def render(
+        self,
+        frames: Sequence[int],
+        output_dir: Path,
+        output_pattern: str = "frame_######",
+        output_format: str = "PNG",
+        on_event: EventCallback | None = None,
+    ) -> list[Path]:
+        """Render `frames` into `output_dir`; returns the written files in frame order.
+
+        Cancelling the calling task terminates Blender: a bpy render cannot be interrupted
+        in any other way, and a half-finished command would leave the pipes out of step.
+        """
+        async with self._lock:
+            if not self.alive:
+                raise BlenderFailed(f"Blender {exit_description(self._returncode())}")
+            command = {
+                "op": "render",
+                "frames": [int(f) for f in frames],
+                "output_dir": str(Path(output_dir).absolute()),
+                "output_pattern": output_pattern,
+                "output_format": output_format,
+            }
+            self._tail.clear()  # error messages should quote this command's output only
+            try:
+                await self._send(command)
+                paths = await self._collect_frames(on_event)
+            except BlenderFailed:
+                raise  # Blender is either dead or waiting for the next command: both clean.
+            except BaseException:
+                # Cancelled, or on_event raised: Blender is mid-command and cannot be
+                # interrupted, so the pipes are out of step for good.
+                await asyncio.shield(self.terminate())
+                raise
+            self._renders += 1
+            return paths
+
+    async def _send(self, command: Mapping[str, Any]) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(json.dumps(command).encode() + b"\n")
+            await self._proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            raise await self._died("before it could take the command") from None
+
+    async def _collect_frames(self, on_event: EventCallback | None) -> list[Path]:
+        paths: list[Path] = []
+        while True:
+            event = await self._next_event(on_event)
+            if event is None:
+                raise await self._died("while rendering")
+            kind = event.get("event")
+            if kind == "frame":
+                paths.append(Path(event["path"]))
+            elif kind == "done":
+                return paths
+            elif kind == "error":
+                raise BlenderFailed(str(event.get("message")))
+
+    # -- the output stream --
+
+    async def _next_event(self, on_event: EventCallback | None) -> Event | None:
+        """Relay output until the child's next event; None once its stdout is closed."""
+        assert self._proc is not None and self._proc.stdout is not None
+        while True:
+            try:
+                raw = await self._proc.stdout.readline()
+            except ValueError:  # a line longer than STREAM_LIMIT: skip what was buffered
+                continue
+            if not raw:
+                return None
+            plain, event = parse_line(raw)
+            if plain is not None:
+                await self._handle_plain(plain, on_event)
+            if event is not None:
+                if event.get("event") == "progress":
+                    self._child_progress = True
+                await _call(on_event, event)
+                return event
+
+    async def _handle_plain(self, line: str, on_event: EventCallback | None) -> None:
+        if not _NOISE_RE.search(line):
+            self._tail.append(line)
+        await _call(on_event, {"event": "log", "line": line})
+        if "Error in PyDriver" in line:
+            # Broken drivers render silently wrong images; the user must hear about it.
+            self.warnings.append(line)
+            await _call(on_event, {"event": "warning", "line": line})
+        match = None if self._child_progress else _FRA_SAMPLE_RE.search(line)
+        if match:
+            frame, sample, samples = (int(g) for g in match.groups())
+            progress = {"event": "progress", "frame": frame, "sample": sample, "samples": samples}
+            await _call(on_event, progress)
+
+    # -- stopping --
+
+    async def terminate(self) -> None:
+        """SIGTERM, then SIGKILL after a grace period. SIGINT would wait for the render."""
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        self._terminating = True
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), TERMINATE_GRACE)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+    async def quit(self, timeout: float = 10.0) -> None:
+        """Ask Blender to exit between commands; terminate it if it does not."""
+        if not self.alive:
+            return
+        async with self._lock:
+            with contextlib.suppress(BlenderFailed):
+                await self._send({"op": "quit"})
+            assert self._proc is not None
+            try:
+                await asyncio.wait_for(self._proc.wait(), timeout)
+            except TimeoutError:
+                await self.terminate()
+
+    # -- errors --
+
+    def _returncode(self) -> int | None:
+        return self._proc.returncode if self._proc else None
+
+    async def _died(self, when: str) -> BlenderFailed:
+        assert self._proc is not None
+        returncode = await self._proc.wait()
+        cls = BlenderTerminated if self._terminating else BlenderFailed
+        return cls(
+            f"Blender (pid {self._proc.pid}) {exit_description(returncode)} {when}"
+            f"{self._tail_text()}"
+        )
+
+    def _tail_text(self, skip_in: str = "") -> str:
+        """Recent meaningful output, leaving out lines that only repeat `skip_in`."""
+        lines = [ln for ln in self._tail if ln.removeprefix("Error: ") not in skip_in]
+        return ":\n" + "\n".join(lines) if lines else ""
+
+
+async def _call(on_event: EventCallback | None, event: Event) -> None:
+    if on_event is not None:
+        await on_event(event)
