@@ -214,16 +214,17 @@ def jobs_list(server: ServerOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         print(json.dumps([j.model_dump(mode="json") for j in jobs]))
         return
-    table = Table("id", "name", "status", "progress", "frames", "priority", "submitter")
+    table = Table("name", "status", "progress", "frames", "priority", "submitter")
+    table.add_column("id", no_wrap=True)  # ids are typed back into other commands
     for j in jobs:
         table.add_row(
-            j.id,
             j.name,
             str(j.status),
             f"{j.progress:.0%}",
             f"{j.frames_done}/{j.frames_total}",
             str(j.priority),
             j.submitter,
+            j.id,
         )
     out.print(table)
 
@@ -248,9 +249,10 @@ def jobs_show(
         f"{job.frames_done}/{job.frames_total} frames, priority {job.priority}"
     )
     out.print(f"Output folder: {job.output_dir}", highlight=False)
-    table = Table("task", "name", "status", "progress", "worker", "activity")
+    table = Table("name", "status", "progress", "worker", "activity")
+    table.add_column("task", no_wrap=True)
     for t in tasks:
-        table.add_row(t.id, t.name, str(t.status), f"{t.progress:.0%}", t.worker or "", t.activity)
+        table.add_row(t.name, str(t.status), f"{t.progress:.0%}", t.worker or "", t.activity, t.id)
     out.print(table)
 
 

@@ -7,6 +7,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 import httpx
 
 from flamenco.cli.submit import SubmitRequest, err, submit_scene, wait_for_job
-from flamenco.client import SyncApi
+from flamenco.client import ApiError, SyncApi, Unreachable
 from flamenco.config import (
     DEFAULT_DASHBOARD_PORT,
     DEFAULT_MANAGER_PORT,
@@ -115,7 +116,24 @@ def wait_ready(url: str, farm: Farm, label: str) -> None:
     raise RuntimeError(f"The {label} did not answer at {url} within {READY_TIMEOUT_S:.0f} s.")
 
 
+def check_port_free(port: int) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise RuntimeError(
+                f"Port {port} is already in use; is another farm running? Try --port-offset."
+            ) from None
+
+
 def run_farm(data_dir: Path, workers: int, port_offset: int, demo: bool) -> int:
+    try:
+        for port in (DEFAULT_SERVER_PORT, DEFAULT_MANAGER_PORT):
+            check_port_free(port + port_offset)
+    except RuntimeError as exc:
+        err.print(f"[red]Error:[/red] {exc}")
+        return 1
     farm_secrets = bootstrap(data_dir)
     server_url = f"http://127.0.0.1:{DEFAULT_SERVER_PORT + port_offset}"
     manager_url = f"http://127.0.0.1:{DEFAULT_MANAGER_PORT + port_offset}"
@@ -141,7 +159,7 @@ def run_farm(data_dir: Path, workers: int, port_offset: int, demo: bool) -> int:
                 return 1
             time.sleep(0.5)
         return 0
-    except RuntimeError as exc:
+    except (RuntimeError, ApiError, Unreachable) as exc:
         err.print(f"[red]Error:[/red] {exc}")
         return 1
     finally:

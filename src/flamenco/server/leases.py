@@ -232,7 +232,7 @@ class LeaseService:
         task.status = new
         if new == TaskStatus.COMPLETED:
             task.progress, task.lease_expires = 1.0, None
-        elif new in (TaskStatus.SOFT_FAILED, TaskStatus.FAILED):
+        elif new in (TaskStatus.SOFT_FAILED, TaskStatus.FAILED, TaskStatus.QUEUED):
             task.manager_id, task.lease_expires, task.progress = None, None, 0.0
 
     @staticmethod

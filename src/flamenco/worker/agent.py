@@ -69,6 +69,7 @@ class WorkerAgent:
         self.api = AsyncApi(settings.manager)
         self.deliver_wake = asyncio.Event()
         self.task_ended = asyncio.Event()
+        self.delivering = asyncio.Lock()
         self.blender: WarmBlender | None = None
         self.blender_job: str | None = None
         self.blender_idle_since = time.monotonic()
@@ -114,9 +115,15 @@ class WorkerAgent:
     async def serve(self, stop: asyncio.Event) -> None:
         await self._until_registered(stop)
         delivery = asyncio.create_task(self._deliver_loop(stop))
+        syncing = asyncio.create_task(self._sync_loop(stop))
         try:
-            await self._sync_loop(stop)
+            # A long poll may be in flight when asked to stop: do not wait for it to return.
+            await asyncio.wait(
+                {syncing, asyncio.ensure_future(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
+            syncing.cancel()
+            await wait_quietly(syncing)
             await self._shutdown()
             await wait_quietly(delivery)
             await self.api.close()
@@ -157,6 +164,9 @@ class WorkerAgent:
 
     async def _sync_once(self) -> None:
         idle = self.runner is None
+        if idle:
+            # The Manager must hear how the last task ended before it hands out the next one.
+            await self._deliver()
         req = wire.WorkerSync(
             want_task=idle,
             wait_s=IDLE_WAIT_S if idle else 0,
@@ -191,13 +201,17 @@ class WorkerAgent:
         while not stop.is_set():
             self.deliver_wake.clear()
             try:
-                await self.outbox.flush(self._send_updates, self._send_frame)
+                await self._deliver()
                 delay = 1.0
             except (Unreachable, ApiError) as exc:
                 log.warning("delivery to the Manager failed, will retry: %s", exc)
                 delay = min(delay * 2, MAX_BACKOFF_S)
             await wait_any(stop, self.deliver_wake, timeout=delay)
         with contextlib.suppress(Unreachable, ApiError):
+            await self._deliver()
+
+    async def _deliver(self) -> None:
+        async with self.delivering:
             await self.outbox.flush(self._send_updates, self._send_frame)
 
     async def _send_updates(self, updates: list[wire.TaskUpdate]) -> None:
@@ -337,7 +351,9 @@ class WorkerAgent:
         self.blender, self.blender_job = None, None
 
     async def _shutdown(self) -> None:
-        if self.runner is not None:
+        if self.runner is not None and self.run is not None:
+            # Hand the task back at once rather than let the Manager wait for us to go silent.
+            self._report(self.run, status=TaskStatus.QUEUED, activity="worker stopped")
             self.runner.cancel()
             await wait_quietly(self.runner)
         await self._stop_blender()
