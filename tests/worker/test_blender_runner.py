@@ -16,12 +16,10 @@ from flamenco.demo.scene import build_demo_scene
 from flamenco.worker.blender import (
     BlenderFailed,
     BlenderInstall,
-    BlenderNotFound,
     BlenderTerminated,
     Event,
     WarmBlender,
     child_env,
-    find_blender,
     parse_line,
 )
 
@@ -29,11 +27,8 @@ pytestmark = pytest.mark.blender
 
 
 @pytest.fixture(scope="module")
-def install() -> BlenderInstall:
-    try:
-        return find_blender()
-    except BlenderNotFound as exc:
-        pytest.skip(str(exc))
+def install(blender_install: BlenderInstall) -> BlenderInstall:
+    return blender_install
 
 
 @pytest.fixture(scope="module")

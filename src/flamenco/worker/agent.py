@@ -40,6 +40,7 @@ IDLE_WAIT_S = 10.0
 LOG_FLUSH_S = 1.0
 LOG_FLUSH_LINES = 100
 MAX_BACKOFF_S = 10.0
+FINAL_DELIVERY_S = 5.0
 
 
 class TaskRun:
@@ -126,6 +127,9 @@ class WorkerAgent:
             await wait_quietly(syncing)
             await self._shutdown()
             await wait_quietly(delivery)
+            # One last delivery, so that what happened before the stop is not held back.
+            with contextlib.suppress(Unreachable, ApiError, TimeoutError):
+                await asyncio.wait_for(self._deliver(), FINAL_DELIVERY_S)
             await self.api.close()
 
     async def _until_registered(self, stop: asyncio.Event) -> None:
@@ -207,8 +211,6 @@ class WorkerAgent:
                 log.warning("delivery to the Manager failed, will retry: %s", exc)
                 delay = min(delay * 2, MAX_BACKOFF_S)
             await wait_any(stop, self.deliver_wake, timeout=delay)
-        with contextlib.suppress(Unreachable, ApiError):
-            await self._deliver()
 
     async def _deliver(self) -> None:
         async with self.delivering:

@@ -1,0 +1,46 @@
+"""Fixtures shared by all tests: real Blender, real processes, real sockets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from farmkit import TestFarm
+from flamenco.demo.scene import build_demo_scene
+from flamenco.worker.blender import BlenderInstall, BlenderNotFound, find_blender
+
+DEMO_FRAMES = 10
+DEMO_RESOLUTION = (96, 54)
+
+
+@pytest.fixture(scope="session")
+def blender_install() -> BlenderInstall:
+    """The Blender the Workers will use. Missing Blender is a failure, never a skip."""
+    try:
+        return find_blender(os.environ.get("FLAMENCO_WORKER_BLENDER") or None)
+    except BlenderNotFound as exc:
+        pytest.fail(f"These tests need a real Blender: {exc}")
+
+
+@pytest.fixture(scope="session")
+def demo_scene(blender_install: BlenderInstall, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 10-frame animated Cycles scene, small enough to render fast."""
+    folder = tmp_path_factory.mktemp("demo-scene")
+    return build_demo_scene(
+        blender_install,
+        folder / "anim.blend",
+        frames=DEMO_FRAMES,
+        resolution=DEMO_RESOLUTION,
+        samples=4,
+        user_resources=folder / "user",
+    )
+
+
+@pytest.fixture
+def farm(tmp_path: Path) -> Iterator[TestFarm]:
+    """An empty farm folder; the test starts the parts it needs. All stop at the end."""
+    with TestFarm(tmp_path / "farm") as test_farm:
+        yield test_farm

@@ -1,0 +1,225 @@
+"""Running farm components as real processes on free ports, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from flamenco import wire
+from flamenco.cli.up import FarmSecrets, bootstrap
+from flamenco.client import SyncApi
+from flamenco.core.states import JobStatus
+
+T = TypeVar("T")
+FINAL = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check: Callable[[], T | None], timeout: float, what: str, every: float = 0.1) -> T:
+    """Poll an observable condition until it holds; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+class Proc:
+    def __init__(self, label: str, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.label, self.log = label, log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as sink:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "flamenco", *args],
+                env={**os.environ, **env},
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, sig)
+
+    def stop(self, grace: float = 10.0) -> None:
+        self.signal(signal.SIGTERM)
+        try:
+            self.popen.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.popen.wait()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+class TestFarm:
+    """Server, Managers and Workers of one test, each a process in its own group."""
+
+    __test__ = False
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.procs: list[Proc] = []
+        self.secrets: FarmSecrets | None = None
+        self.server_url = ""
+        self.manager_url = ""
+        self.config_home = root / "config"
+
+    def __enter__(self) -> TestFarm:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+
+    # ---- starting parts ----------------------------------------------------------------------
+
+    def start_server(self, env: dict[str, str] | None = None) -> str:
+        self.secrets = bootstrap(self.root)
+        port = free_port()
+        self.server_url = f"http://127.0.0.1:{port}"
+        proc = self._start(
+            "server",
+            ["server", "--port", str(port), "--data-dir", str(self.root / "server")],
+            env or {},
+        )
+        self._wait_http(self.server_url, proc)
+        return self.server_url
+
+    def start_manager(self, env: dict[str, str] | None = None) -> str:
+        assert self.secrets is not None
+        port = free_port()
+        self.manager_url = f"http://127.0.0.1:{port}"
+        proc = self._start(
+            "manager",
+            [
+                "manager",
+                "--server",
+                self.server_url,
+                "--name",
+                "local",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(self.root / "manager"),
+            ],
+            {
+                "FLAMENCO_MANAGER_TOKEN": self.secrets.manager_token,
+                "FLAMENCO_MANAGER_SECRET": self.secrets.worker_secret,
+                **(env or {}),
+            },
+        )
+        self._wait_http(self.manager_url, proc)
+        return self.manager_url
+
+    def start_worker(self, name: str, env: dict[str, str] | None = None) -> Proc:
+        assert self.secrets is not None
+        return self._start(
+            name,
+            [
+                "worker",
+                "--manager",
+                self.manager_url,
+                "--name",
+                name,
+                "--data-dir",
+                str(self.root / name),
+            ],
+            {"FLAMENCO_WORKER_SECRET": self.secrets.worker_secret, **(env or {})},
+        )
+
+    def _start(self, label: str, args: list[str], env: dict[str, str]) -> Proc:
+        proc = Proc(
+            label,
+            args,
+            {"XDG_CONFIG_HOME": str(self.config_home), **env},
+            self.root / "logs" / f"{label}.log",
+        )
+        self.procs.append(proc)
+        return proc
+
+    @staticmethod
+    def _wait_http(url: str, proc: Proc) -> None:
+        def answers() -> bool:
+            if not proc.alive():
+                raise AssertionError(f"{proc.label} exited:\n{proc.output()[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                return httpx.get(f"{url}/api/v1/version", timeout=2).status_code == 200
+            return False
+
+        wait_until(answers, 60, f"{proc.label} at {url}")
+
+    # ---- using the farm ----------------------------------------------------------------------
+
+    @property
+    def token(self) -> str:
+        assert self.secrets is not None
+        return self.secrets.admin_token
+
+    def api(self, token: str | None = None) -> SyncApi:
+        return SyncApi(self.server_url, self.token if token is None else token)
+
+    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> Any:
+        """Run the `flamenco` CLI as a user would, pointed at this farm."""
+        full_env = {
+            **os.environ,
+            "XDG_CONFIG_HOME": str(self.config_home),
+            "FLAMENCO_SERVER": self.server_url,
+            "FLAMENCO_TOKEN": self.token,
+            "COLUMNS": "200",
+            **(env or {}),
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "flamenco", *args],
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def job(self, job_id: str) -> wire.Job:
+        return self.api().call("GET", f"/api/v1/jobs/{job_id}", wire.Job)
+
+    def tasks(self, job_id: str) -> list[wire.Task]:
+        return self.api().call("GET", f"/api/v1/jobs/{job_id}/tasks", wire.TaskList).root
+
+    def wait_job(self, job_id: str, timeout: float = 240) -> wire.Job:
+        return wait_until(
+            lambda: (job := self.job(job_id)).status in FINAL and job,
+            timeout,
+            f"job {job_id}",
+            every=0.25,
+        )
+
+    def logs(self) -> str:
+        return "\n".join(f"== {p.label}\n{p.output()[-4000:]}" for p in self.procs)
