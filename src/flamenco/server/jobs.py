@@ -20,7 +20,7 @@ from flamenco.blobs import BlobStore, check_relative_path, safe_join
 from flamenco.core.compiler import JobCompileError, compile_job
 from flamenco.core.states import JobStatus, TaskStatus, job_status_from_tasks
 from flamenco.errors import BadRequest, NotFound, Unprocessable, UnsupportedMedia
-from flamenco.server.models import BlobRow, JobRow, OutputRow, TaskRow
+from flamenco.server.models import BlobRow, JobRow, ManagerRow, OutputRow, TaskRow
 
 log = logging.getLogger("flamenco.server.jobs")
 
@@ -267,9 +267,7 @@ class JobService:
 
 
 def _manager_names(s: Session) -> dict[int, str]:
-    from flamenco.server.models import ManagerRow
-
-    return dict(s.execute(select(ManagerRow.id, ManagerRow.name)).tuples().all())
+    return {row.id: row.name for row in s.execute(select(ManagerRow.id, ManagerRow.name))}
 
 
 def task_to_wire(t: TaskRow, managers: dict[int, str]) -> wire.Task:

@@ -1,0 +1,36 @@
+# Shared by scripts/farm and scripts/test: make sure .venv exists with Flamenco installed.
+# Works on a fresh Debian that has only Python 3.11 and pip (no python3-venv package needed).
+
+find_python() {
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+       "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      echo "$candidate"; return 0
+    fi
+  done
+  echo "Flamenco needs Python 3.11 (the Blender 5.0 bpy wheel is built for it only)." >&2
+  return 1
+}
+
+create_venv() {
+  local python="$1"
+  if "$python" -m venv .venv 2>/dev/null && [ -x .venv/bin/pip ]; then return 0; fi
+  rm -rf .venv
+  # Debian ships venv without ensurepip unless python3-venv is installed: fall back.
+  "$python" -m pip install --quiet --user virtualenv 2>/dev/null ||
+    "$python" -m pip install --quiet --user --break-system-packages virtualenv
+  "$python" -m virtualenv --quiet .venv
+}
+
+ensure_venv() {
+  local extras="$1" python stamp
+  python=$(find_python)
+  [ -x .venv/bin/python ] || create_venv "$python"
+  stamp=".venv/.flamenco-installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-${extras//,/-}"
+  if [ ! -e "$stamp" ]; then
+    echo "Installing Flamenco and its dependencies into .venv (extras: $extras)…" >&2
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet -e ".[$extras]"
+    touch "$stamp"
+  fi
+}

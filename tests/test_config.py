@@ -1,0 +1,72 @@
+"""Settings resolve flag > FLAMENCO_* environment > TOML file > default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flamenco.config import (
+    ClientSettings,
+    ServerSettings,
+    WorkerSettings,
+    load,
+    write_client_config,
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    for name in (
+        "FLAMENCO_CONFIG",
+        "FLAMENCO_SERVER",
+        "FLAMENCO_TOKEN",
+        "FLAMENCO_SERVER_PORT",
+        "FLAMENCO_WORKER_NAME",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "flamenco.toml"
+    config.write_text('[server]\nport = 1111\nhost = "0.0.0.0"\n[worker]\nname = "from-toml"\n')
+    monkeypatch.setenv("FLAMENCO_CONFIG", str(config))
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "expected_port", "expected_host"),
+    [
+        ({}, {}, 1111, "0.0.0.0"),
+        ({}, {"FLAMENCO_SERVER_PORT": "2222"}, 2222, "0.0.0.0"),
+        ({"port": 3333}, {"FLAMENCO_SERVER_PORT": "2222"}, 3333, "0.0.0.0"),
+        ({"port": None, "host": "127.0.0.2"}, {}, 1111, "127.0.0.2"),
+    ],
+    ids=["toml", "env-over-toml", "flag-over-env", "unset-flag-falls-through"],
+)
+def test_server_settings_precedence(
+    monkeypatch: pytest.MonkeyPatch,
+    flags: dict,
+    env: dict,
+    expected_port: int,
+    expected_host: str,
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = load(ServerSettings, flags)
+    assert (settings.port, settings.host) == (expected_port, expected_host)
+    assert settings.data_dir == Path("flamenco-data/server")  # the default stays
+
+
+def test_defaults_work_without_any_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("FLAMENCO_CONFIG", str(tmp_path / "absent.toml"))
+    assert load(ServerSettings).port == 9999
+    assert load(ClientSettings).server == "http://127.0.0.1:9999"
+    assert load(WorkerSettings).name  # the host name
+
+
+def test_client_reads_written_config_and_short_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    write_client_config("http://farm:1234", "tok-file")
+    assert load(ClientSettings) == ClientSettings(server="http://farm:1234", token="tok-file")
+    monkeypatch.setenv("FLAMENCO_TOKEN", "tok-env")
+    monkeypatch.setenv("FLAMENCO_SERVER", "http://other:1")
+    assert load(ClientSettings) == ClientSettings(server="http://other:1", token="tok-env")
+    assert load(ClientSettings, {"server": "http://flag:2"}).server == "http://flag:2"
