@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel
@@ -145,3 +146,8 @@ class SyncApi:
 
         headers = {"Content-Length": str(source.stat().st_size)}
         self.request("PUT", f"/api/v1/blobs/{sha256}", content=chunks(), headers=headers)
+
+
+def api_path(*parts: str | int) -> str:
+    """`/api/v1/` plus the parts, each escaped: ids typed by users may hold any character."""
+    return "/api/v1/" + "/".join(quote(str(part), safe="") for part in parts)

@@ -107,6 +107,8 @@ def load(cls: type[S], flags: dict[str, Any] | None = None) -> S:
         env = env or os.environ.get(f"FLAMENCO_{section.upper()}_{f.name.upper()}")
         given = (flags or {}).get(f.name)
         for candidate in (given, env, from_file.get(f.name)):
+            if isinstance(candidate, str):
+                candidate = candidate.strip()  # a pasted token often carries a newline
             if candidate is not None and candidate != "":
                 values[f.name] = _cast(f.type, candidate)
                 break

@@ -9,12 +9,12 @@ from rich.progress import Progress
 
 from flamenco import wire
 from flamenco.blobs import HashMismatch, safe_join
-from flamenco.cli.submit import err
-from flamenco.client import ApiError, SyncApi
+from flamenco.cli.console import err
+from flamenco.client import ApiError, SyncApi, api_path
 
 
 def download_frames(api: SyncApi, job_id: str, dest: Path) -> list[Path]:
-    frames = api.call("GET", f"/api/v1/jobs/{job_id}/frames", wire.FrameList).root
+    frames = api.call("GET", api_path("jobs", job_id, "frames"), wire.FrameList).root
     dest.mkdir(parents=True, exist_ok=True)
     written = []
     with Progress(console=err, transient=True) as bar:
@@ -29,7 +29,7 @@ def _download_one(api: SyncApi, job_id: str, info: wire.FrameInfo, dest: Path) -
     target = safe_join(dest, info.filename)
     partial = target.with_name(target.name + ".partial")
     digest = hashlib.sha256()
-    with api.http.stream("GET", f"/api/v1/jobs/{job_id}/frames/{info.frame}") as response:
+    with api.http.stream("GET", api_path("jobs", job_id, "frames", info.frame)) as response:
         if response.is_error:
             response.read()
             raise ApiError(response.status_code, response.json().get("detail", ""))

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from flamenco import wire
-from flamenco.client import ApiError, SyncApi, Unreachable
+from flamenco.cli.console import err, out
+from flamenco.client import ApiError, SyncApi, Unreachable, api_path
 from flamenco.config import (
     ClientSettings,
     ManagerSettings,
@@ -32,8 +32,6 @@ managers_app = typer.Typer(help="The Managers (sites) of the farm.", no_args_is_
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(managers_app, name="managers")
 
-out = Console()
-err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 ServerOpt = Annotated[str | None, typer.Option("--server", help="Server URL [FLAMENCO_SERVER].")]
@@ -48,9 +46,9 @@ def friendly_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except ApiError as exc:
-            err.print(f"[red]Error ({exc.status}):[/red] {exc.message}", highlight=False)
+            err.print(f"Error ({exc.status}): {exc.message}", style="red")
         except (Unreachable, FileNotFoundError, ValueError) as exc:
-            err.print(f"[red]Error:[/red] {exc}", highlight=False)
+            err.print(f"Error: {exc}", style="red")
         raise typer.Exit(1)
 
     return wrapper  # type: ignore[return-value]
@@ -123,8 +121,9 @@ def manager(
     )
     if not settings.token:
         err.print(
-            "[red]Error:[/red] the Manager needs its token: --token or "
-            "FLAMENCO_MANAGER_TOKEN (from `flamenco managers add NAME`)."
+            "Error: the Manager needs its token: --token or "
+            "FLAMENCO_MANAGER_TOKEN (from `flamenco managers add NAME`).",
+            style="red",
         )
         raise typer.Exit(2)
     built = build_manager(settings)
@@ -238,17 +237,18 @@ def jobs_show(
 ) -> None:
     """One job and its tasks."""
     api = client(server)
-    job = api.call("GET", f"/api/v1/jobs/{job_id}", wire.Job)
-    tasks = api.call("GET", f"/api/v1/jobs/{job_id}/tasks", wire.TaskList).root
+    job = api.call("GET", api_path("jobs", job_id), wire.Job)
+    tasks = api.call("GET", api_path("jobs", job_id, "tasks"), wire.TaskList).root
     if as_json:
         doc = job.model_dump(mode="json") | {"tasks": [t.model_dump(mode="json") for t in tasks]}
         print(json.dumps(doc))
         return
     out.print(
-        f"[bold]{job.name}[/bold] ({job.id}) {job.status}, {job.progress:.0%}, "
-        f"{job.frames_done}/{job.frames_total} frames, priority {job.priority}"
+        f"{job.name} ({job.id}) {job.status}, {job.progress:.0%}, "
+        f"{job.frames_done}/{job.frames_total} frames, priority {job.priority}",
+        style="bold",
     )
-    out.print(f"Output folder: {job.output_dir}", highlight=False)
+    out.print(f"Output folder: {job.output_dir}")
     table = Table("name", "status", "progress", "worker", "activity")
     table.add_column("task", no_wrap=True)
     for t in tasks:

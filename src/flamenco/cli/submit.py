@@ -7,16 +7,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn
 
 from flamenco import wire
 from flamenco.blobs import sha256_file
-from flamenco.client import SyncApi
+from flamenco.cli.console import err
+from flamenco.client import SyncApi, api_path
 from flamenco.core.states import JobStatus
 
 FINAL_JOB_STATUSES = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED}
-err = Console(stderr=True)
 
 
 @dataclass
@@ -81,7 +80,7 @@ def wait_for_job(api: SyncApi, job_id: str, poll_s: float = 1.0) -> wire.Job:
     ) as bar:
         task = bar.add_task(f"job {job_id}", total=1.0, frames="")
         while True:
-            job = api.call("GET", f"/api/v1/jobs/{job_id}", wire.Job)
+            job = api.call("GET", api_path("jobs", job_id), wire.Job)
             bar.update(
                 task,
                 completed=job.progress,

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import httpx
 
-from flamenco.cli.submit import SubmitRequest, err, submit_scene, wait_for_job
+from flamenco.cli.console import err
+from flamenco.cli.submit import SubmitRequest, submit_scene, wait_for_job
 from flamenco.client import ApiError, SyncApi, Unreachable
 from flamenco.config import (
     DEFAULT_DASHBOARD_PORT,
@@ -132,7 +133,7 @@ def run_farm(data_dir: Path, workers: int, port_offset: int, demo: bool) -> int:
         for port in (DEFAULT_SERVER_PORT, DEFAULT_MANAGER_PORT):
             check_port_free(port + port_offset)
     except RuntimeError as exc:
-        err.print(f"[red]Error:[/red] {exc}")
+        err.print(f"Error: {exc}", style="red")
         return 1
     farm_secrets = bootstrap(data_dir)
     server_url = f"http://127.0.0.1:{DEFAULT_SERVER_PORT + port_offset}"
@@ -155,12 +156,14 @@ def run_farm(data_dir: Path, workers: int, port_offset: int, demo: bool) -> int:
             _render_demo(data_dir, server_url, farm_secrets.admin_token)
         while not stopping:
             if farm.dead():
-                err.print(f"[red]{', '.join(farm.dead())} stopped unexpectedly; see {logs}.")
+                err.print(
+                    f"{', '.join(farm.dead())} stopped unexpectedly; see {logs}.", style="red"
+                )
                 return 1
             time.sleep(0.5)
         return 0
     except (RuntimeError, ApiError, Unreachable) as exc:
-        err.print(f"[red]Error:[/red] {exc}")
+        err.print(f"Error: {exc}", style="red")
         return 1
     finally:
         err.print("Stopping the farm…")
@@ -234,8 +237,7 @@ def _print_welcome(
     logs: Path,
 ) -> None:
     err.print(
-        f"[bold green]Flamenco farm running.[/bold green] Server {server_url}, "
-        f"Manager {manager_url}"
+        f"Flamenco farm running. Server {server_url}, Manager {manager_url}", style="bold green"
     )
     err.print(
         f"Dashboard port reserved: {DEFAULT_DASHBOARD_PORT + port_offset}. "
@@ -261,4 +263,4 @@ def _render_demo(data_dir: Path, server_url: str, token: str) -> None:
     job = submit_scene(api, SubmitRequest(scene, "1-24", chunk=4, name="Flamenco demo"))
     err.print(f"Demo job {job.id} submitted; rendering…")
     job = wait_for_job(api, job.id)
-    err.print(f"[bold]Demo job {job.status}.[/bold] Its frames are in {job.output_dir}")
+    err.print(f"Demo job {job.status}. Its frames are in {job.output_dir}", style="bold")

@@ -1,0 +1,581 @@
+"""Bad input gets a clear error and loses nothing.
+
+The HTTP status says which kind of error, the body's `detail` says why in one sentence, the CLI
+prints that sentence on stderr and exits non-zero, and nothing half-written stays behind: no
+job, no blob, no temporary file under the Server's blobs/tmp folder.
+
+One real Server process serves the whole module; every test checks what it left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from farmkit import TestFarm, wait_until
+
+MAX_UPLOAD = 2_000_000
+JSON_LIMIT = 16 * 1024 * 1024
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "blend-corpus"
+TEXT = b"This is a plain text file, not a Blender scene.\n"
+BLEND = "scene.blend"
+
+blender = pytest.mark.blender  # for the tests that need the demo scene built by real Blender
+
+
+# ---- one Server for the module ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestFarm]:
+    """A Server alone, with a small upload limit so that oversized blobs are cheap to send."""
+    with TestFarm(tmp_path_factory.mktemp("bad-input") / "farm") as farm:
+        farm.start_server(env={"FLAMENCO_SERVER_MAX_UPLOAD_BYTES": str(MAX_UPLOAD)})
+        yield farm
+
+
+@pytest.fixture(scope="module")
+def http(srv: TestFarm) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {srv.token}"}
+    with httpx.Client(base_url=srv.server_url, headers=headers, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def scene_sha(http: httpx.Client, demo_scene: Path) -> str:
+    return upload(http, demo_scene.read_bytes())
+
+
+@pytest.fixture(scope="module")
+def text_sha(http: httpx.Client) -> str:
+    return upload(http, TEXT)
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def upload(http: httpx.Client, data: bytes) -> str:
+    digest = sha256(data)
+    response = http.put(f"/api/v1/blobs/{digest}", content=data)
+    assert response.status_code == 201, response.text
+    return digest
+
+
+def missing(http: httpx.Client, *hashes: str) -> list[str]:
+    response = http.post("/api/v1/blobs/missing", json={"hashes": list(hashes)})
+    assert response.status_code == 200, response.text
+    return response.json()["missing"]
+
+
+def job_ids(http: httpx.Client) -> list[str]:
+    response = http.get("/api/v1/jobs")
+    assert response.status_code == 200, response.text
+    return [job["id"] for job in response.json()]
+
+
+def temp_files(farm: TestFarm) -> list[str]:
+    return sorted(p.name for p in (farm.root / "server" / "blobs" / "tmp").iterdir())
+
+
+def submission(scene: str, **settings: Any) -> dict[str, Any]:
+    """A valid job submission; each test spoils exactly one part of it."""
+    return {
+        "name": "bad-input",
+        "files": {BLEND: scene},
+        "settings": {"blend": BLEND, "frames": "1-3", **settings},
+    }
+
+
+def one_sentence(text: str) -> str:
+    """The same sentence whatever the terminal wrapped; for comparing CLI output."""
+    return " ".join(text.split())
+
+
+def assert_refused(response: httpx.Response, status: int, *mentions: str) -> str:
+    """The response is an error of `status` whose detail is one sentence naming `mentions`."""
+    assert response.status_code == status, f"{response.status_code}: {response.text}"
+    body = response.json()
+    assert set(body) == {"detail"}, body
+    detail = body["detail"]
+    assert isinstance(detail, str) and detail.strip() == detail and detail, body
+    assert detail.endswith("."), f"not a sentence: {detail!r}"
+    assert "\n" not in detail, f"more than one line: {detail!r}"
+    assert not re.search(r"[.!?]\s+[A-Z]", detail), f"more than one sentence: {detail!r}"
+    for mention in mentions:
+        assert mention in detail, f"{mention!r} not in {detail!r}"
+    return detail
+
+
+@contextlib.contextmanager
+def leaves_nothing(farm: TestFarm, http: httpx.Client) -> Iterator[None]:
+    """The block may be refused, but no job and no temporary upload file may stay behind."""
+    before = job_ids(http)
+    assert temp_files(farm) == [], "blobs/tmp was not empty before the test"
+    yield
+    assert job_ids(http) == before, "a refused request left a job behind"
+    assert temp_files(farm) == [], "a refused request left a temporary file in blobs/tmp"
+
+
+# ---- 1. frame ranges -------------------------------------------------------------------------
+
+
+@blender
+@pytest.mark.parametrize(
+    ("frames", "why"),
+    [
+        ("1-x", "'x' is not a whole number"),
+        ("10-1", "runs backwards"),
+        ("", "is empty"),
+        ("1,,2", "item 2 is empty"),
+    ],
+    ids=["letter", "backwards", "empty", "empty-item"],
+)
+def test_an_invalid_frame_range_is_refused_with_the_range_named(
+    srv: TestFarm, http: httpx.Client, scene_sha: str, frames: str, why: str
+) -> None:
+    with leaves_nothing(srv, http):
+        response = http.post("/api/v1/jobs", json=submission(scene_sha, frames=frames))
+        assert_refused(response, 422, f"Frame range {frames!r}", why)
+
+
+@blender
+def test_the_otherwise_valid_submission_is_accepted(
+    srv: TestFarm, http: httpx.Client, scene_sha: str
+) -> None:
+    """The control for every refusal here: only the one spoilt part is to blame."""
+    before = job_ids(http)
+    response = http.post("/api/v1/jobs", json=submission(scene_sha))
+    assert response.status_code == 201, response.text
+    job = response.json()
+    after = job_ids(http)
+    assert len(after) == len(before) + 1 and set(after) == {job["id"], *before}
+    assert (job["tasks_total"], job["frames_total"]) == (3, 3)
+    # An existing job without rendered frames is a 404 as well, with its own sentence.
+    assert_refused(http.get(f"/api/v1/jobs/{job['id']}/frames/2"), 404, "no rendered frame 2")
+
+
+# ---- 2. unknown jobs and blobs ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", ["", "/tasks", "/frames", "/frames/1"])
+def test_an_unknown_job_is_a_404(srv: TestFarm, http: httpx.Client, suffix: str) -> None:
+    with leaves_nothing(srv, http):
+        response = http.get(f"/api/v1/jobs/nope{suffix}")
+        assert_refused(response, 404, "There is no job with id 'nope'.")
+
+
+def test_an_unknown_blob_is_a_404(http: httpx.Client) -> None:
+    never = sha256(b"never uploaded")
+    assert_refused(http.get(f"/api/v1/blobs/{never}"), 404, never)
+
+
+# ---- 3. authentication -----------------------------------------------------------------------
+
+WRONG_TOKEN = "The token is missing, wrong or revoked; check FLAMENCO_TOKEN or log in again."
+
+
+def _auth_headers(srv: TestFarm, kind: str) -> dict[str, str]:
+    assert srv.secrets is not None
+    return {
+        "none": {},
+        "wrong": {"Authorization": "Bearer flu_this-token-was-never-issued"},
+        "manager-token": {"Authorization": f"Bearer {srv.secrets.manager_token}"},
+        "no-scheme": {"Authorization": srv.token},
+        "basic-scheme": {"Authorization": "Basic YWRtaW46YWRtaW4="},
+        "scheme-only": {"Authorization": "Bearer"},
+        "token-scheme": {"Authorization": f"Token {srv.token}"},
+    }[kind]
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize(
+    "kind",
+    ["none", "wrong", "manager-token", "no-scheme", "basic-scheme", "scheme-only", "token-scheme"],
+)
+def test_a_missing_wrong_or_malformed_token_is_a_401(
+    srv: TestFarm, http: httpx.Client, method: str, kind: str
+) -> None:
+    body = submission(sha256(b"")) if method == "POST" else None
+    with leaves_nothing(srv, http):
+        response = httpx.request(
+            method, f"{srv.server_url}/api/v1/jobs", json=body, headers=_auth_headers(srv, kind)
+        )
+        detail = assert_refused(response, 401)
+        assert detail == WRONG_TOKEN
+
+
+def test_an_upload_without_a_token_is_a_401_and_stores_nothing(
+    srv: TestFarm, http: httpx.Client
+) -> None:
+    data = b"uploaded without a token"
+    with leaves_nothing(srv, http):
+        response = httpx.put(f"{srv.server_url}/api/v1/blobs/{sha256(data)}", content=data)
+        assert_refused(response, 401, "token")
+    assert missing(http, sha256(data)) == [sha256(data)]
+
+
+# ---- 4. corrupt, cut-off and misaddressed uploads --------------------------------------------
+
+
+def test_bytes_that_do_not_match_their_hash_are_refused_and_not_stored(
+    srv: TestFarm, http: httpx.Client
+) -> None:
+    announced, sent = b"the bytes that were announced", b"other bytes arrived instead"
+    with leaves_nothing(srv, http):
+        response = http.put(f"/api/v1/blobs/{sha256(announced)}", content=sent)
+        assert_refused(response, 400, "hash", sha256(announced))
+    assert missing(http, sha256(announced), sha256(sent)) == sorted(
+        [sha256(announced), sha256(sent)]
+    )
+
+
+def test_wrong_bytes_for_a_stored_blob_leave_the_stored_blob_intact(
+    srv: TestFarm, http: httpx.Client
+) -> None:
+    good = b"a blob that is already on the Server"
+    digest = upload(http, good)
+    with leaves_nothing(srv, http):
+        response = http.put(f"/api/v1/blobs/{digest}", content=b"an impostor")
+        assert_refused(response, 400, "hash")
+    stored = http.get(f"/api/v1/blobs/{digest}")
+    assert stored.status_code == 200 and stored.content == good
+
+
+@pytest.mark.parametrize(
+    "name", ["not-a-hash", "A" * 64, "0" * 63], ids=["word", "upper-case", "too-short"]
+)
+def test_a_blob_address_that_is_not_a_sha256_is_a_422(
+    srv: TestFarm, http: httpx.Client, name: str
+) -> None:
+    with leaves_nothing(srv, http):
+        assert_refused(http.put(f"/api/v1/blobs/{name}", content=b"x"), 422, "sha256")
+
+
+def test_an_upload_cut_off_halfway_leaves_no_temporary_file(
+    srv: TestFarm, http: httpx.Client
+) -> None:
+    data = b"z" * 100_000
+    digest = sha256(data)
+    address = urlsplit(srv.server_url)
+    head = (
+        f"PUT /api/v1/blobs/{digest} HTTP/1.1\r\n"
+        f"Host: {address.netloc}\r\n"
+        f"Authorization: Bearer {srv.token}\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    ).encode()
+    assert temp_files(srv) == []
+    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+        sock.sendall(head + data[: len(data) // 2])
+        wait_until(lambda: temp_files(srv), 10, "the upload to reach blobs/tmp")
+    wait_until(lambda: temp_files(srv) == [], 10, "the cut-off upload's temp file to go")
+    assert missing(http, digest) == [digest]
+
+
+# ---- 5. paths that try to escape the job's folder --------------------------------------------
+
+
+@blender
+@pytest.mark.parametrize(
+    "path",
+    ["../evil.blend", "/etc/x.blend", "sub/../../evil.blend", "C:evil.blend", "sub\\evil.blend"],
+    ids=["dot-dot", "absolute", "nested-dot-dot", "drive", "backslash"],
+)
+def test_a_file_path_outside_the_job_folder_is_a_400(
+    srv: TestFarm, http: httpx.Client, scene_sha: str, path: str
+) -> None:
+    body = submission(scene_sha)
+    body["files"][path] = scene_sha
+    with leaves_nothing(srv, http):
+        assert_refused(http.post("/api/v1/jobs", json=body), 400, f"'{path}'")
+
+
+# ---- 6. scenes that are not .blend files ----------------------------------------------------
+
+
+def _corpus_file(name: str) -> bytes:
+    path = CORPUS / name
+    if not path.is_file():
+        pytest.fail(f"The shared blend corpus file {path} is missing; these tests need it.")
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (lambda: TEXT, "is not a .blend file"),
+        (lambda: b"", "is not a .blend file"),
+        (lambda: _corpus_file("corrupt_only_magic.blend"), "without any data blocks"),
+        (lambda: b"\x1f\x8b" + b"not really gzip" * 4, "cannot be read"),
+        (lambda: b"\x28\xb5\x2f\xfd" + b"not really zstd" * 4, "cannot be read"),
+        (lambda: gzip.compress(b"just text, gzipped\n" * 8), "is not a .blend file"),
+    ],
+    ids=["text", "empty", "only-magic", "bad-gzip", "bad-zstd", "gzipped-text"],
+)
+def test_a_scene_that_is_not_a_blend_file_is_a_415(
+    srv: TestFarm, http: httpx.Client, content: Any, why: str
+) -> None:
+    sha = upload(http, content())
+    with leaves_nothing(srv, http):
+        response = http.post("/api/v1/jobs", json=submission(sha))
+        assert_refused(response, 415, f"'{BLEND}'", why)
+
+
+def test_the_only_magic_corpus_file_is_the_36_byte_one() -> None:
+    data = _corpus_file("corrupt_only_magic.blend")
+    assert len(data) == 36 and data.startswith(b"BLENDER")
+
+
+def test_a_blend_setting_that_does_not_name_a_blend_file_is_a_422(
+    srv: TestFarm, http: httpx.Client, text_sha: str
+) -> None:
+    body = submission(text_sha, blend="scene.txt")
+    body["files"] = {"scene.txt": text_sha}
+    with leaves_nothing(srv, http):
+        response = http.post("/api/v1/jobs", json=body)
+        assert_refused(response, 422, "'scene.txt'", ".blend")
+
+
+@blender
+def test_a_blend_setting_that_is_not_among_the_files_is_a_422(
+    srv: TestFarm, http: httpx.Client, scene_sha: str
+) -> None:
+    with leaves_nothing(srv, http):
+        response = http.post("/api/v1/jobs", json=submission(scene_sha, blend="other.blend"))
+        assert_refused(response, 422, "'other.blend'")
+
+
+# ---- 7. oversized bodies ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["content-length", "chunked"])
+def test_a_blob_over_the_upload_limit_is_a_413_and_not_stored(
+    srv: TestFarm, http: httpx.Client, streamed: bool
+) -> None:
+    data = bytes(range(256)) * (MAX_UPLOAD // 256) + b"\0" * (MAX_UPLOAD % 256 + 1)
+    assert len(data) == MAX_UPLOAD + 1
+    digest = sha256(data)
+
+    def pieces() -> Iterator[bytes]:  # no Content-Length: the Server must count as it reads
+        for start in range(0, len(data), 64 * 1024):
+            yield data[start : start + 64 * 1024]
+
+    with leaves_nothing(srv, http):
+        response = http.put(f"/api/v1/blobs/{digest}", content=pieces() if streamed else data)
+        assert_refused(response, 413, str(MAX_UPLOAD))
+    assert missing(http, digest) == [digest]
+
+
+def test_a_blob_of_exactly_the_upload_limit_is_stored(http: httpx.Client) -> None:
+    data = b"\1" * MAX_UPLOAD
+    digest = upload(http, data)
+    assert http.get(f"/api/v1/blobs/{digest}").content == data
+
+
+@pytest.mark.parametrize("where", ["name", "settings"])
+def test_a_json_body_over_16_mib_is_a_413(srv: TestFarm, http: httpx.Client, where: str) -> None:
+    body = submission(sha256(b""))
+    filler = "n" * (JSON_LIMIT + 1)
+    if where == "name":
+        body["name"] = filler
+    else:
+        body["settings"]["padding"] = filler
+    with leaves_nothing(srv, http):
+        assert_refused(http.post("/api/v1/jobs", json=body), 413, str(JSON_LIMIT))
+
+
+# ---- 8.-10. malformed submissions ------------------------------------------------------------
+
+
+def _spoil(body: dict[str, Any], case: str) -> dict[str, Any] | bytes:
+    if case == "not-json":
+        return b'{"name": "half a document", "files": {'
+    if case == "not-an-object":
+        return b'["a", "list"]'
+    if case == "no-files":
+        del body["files"]
+    elif case == "no-settings":
+        del body["settings"]
+    elif case == "priority-500":
+        body["priority"] = 500
+    elif case == "unknown-key":
+        body["colour"] = "red"
+    elif case == "empty-name":
+        body["name"] = "   "
+    elif case == "hash-not-hex":
+        body["files"][BLEND] = "not-a-hash"
+    elif case == "settings-not-object":
+        body["settings"] = "1-10"
+    return body
+
+
+MALFORMED = [
+    ("not-json", "not valid JSON"),
+    ("not-an-object", "request body"),
+    ("no-files", "'files'"),
+    ("no-settings", "'settings'"),
+    ("priority-500", "'priority'"),
+    ("unknown-key", "'colour'"),
+    ("empty-name", "'name'"),
+    ("hash-not-hex", "'files.scene.blend'"),
+    ("settings-not-object", "'settings'"),
+]
+
+
+@pytest.mark.parametrize(("case", "mention"), MALFORMED, ids=[case for case, _ in MALFORMED])
+def test_a_malformed_job_document_is_a_422(
+    srv: TestFarm, http: httpx.Client, case: str, mention: str
+) -> None:
+    spoilt = _spoil(submission(sha256(b"")), case)
+    with leaves_nothing(srv, http):
+        if isinstance(spoilt, bytes):
+            response = http.post(
+                "/api/v1/jobs", content=spoilt, headers={"Content-Type": "application/json"}
+            )
+        else:
+            response = http.post("/api/v1/jobs", json=spoilt)
+        assert_refused(response, 422, mention)
+
+
+@blender
+def test_a_manifest_naming_a_blob_never_uploaded_is_a_422(
+    srv: TestFarm, http: httpx.Client, scene_sha: str
+) -> None:
+    body = submission(scene_sha)
+    body["files"]["textures/wood.png"] = sha256(b"a texture nobody uploaded")
+    with leaves_nothing(srv, http):
+        response = http.post("/api/v1/jobs", json=body)
+        assert_refused(response, 422, "never uploaded", "'textures/wood.png'")
+
+
+def test_a_scene_never_uploaded_is_a_422(srv: TestFarm, http: httpx.Client) -> None:
+    with leaves_nothing(srv, http):
+        response = http.post("/api/v1/jobs", json=submission(sha256(b"never sent")))
+        assert_refused(response, 422, "never uploaded", f"'{BLEND}'")
+
+
+@blender
+@pytest.mark.parametrize(
+    ("job_type", "settings", "mention"),
+    [
+        ("fax-render", {}, "Unknown job type 'fax-render'"),
+        ("blender-render", {"chunksize": 2}, "'chunksize'"),
+        ("blender-render", {"chunk_size": 0}, "'chunk_size'"),
+        ("blender-render", {"output_format": "GIF"}, "'GIF'"),
+    ],
+    ids=["unknown-type", "unknown-setting", "chunk-size-0", "unknown-format"],
+)
+def test_an_unknown_job_type_or_bad_setting_is_a_422(
+    srv: TestFarm,
+    http: httpx.Client,
+    scene_sha: str,
+    job_type: str,
+    settings: dict[str, Any],
+    mention: str,
+) -> None:
+    body = submission(scene_sha, **settings) | {"type": job_type}
+    with leaves_nothing(srv, http):
+        assert_refused(http.post("/api/v1/jobs", json=body), 422, mention)
+
+
+# ---- the CLI ---------------------------------------------------------------------------------
+
+
+def assert_cli_says(result: Any, sentence: str) -> None:
+    """The CLI failed, printed `sentence` on stderr, nothing on stdout, and no traceback."""
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert sentence.endswith("."), sentence
+    assert one_sentence(sentence) in one_sentence(result.stderr), result.stderr
+    assert result.stdout == "", result.stdout
+
+
+def _submission_sentence(http: httpx.Client, path: Path, frames: str) -> str:
+    """What the Server says to the submission `flamenco submit PATH --frames FRAMES` makes."""
+    digest = upload(http, path.read_bytes())
+    body = {
+        "name": path.stem,
+        "files": {path.name: digest},
+        "settings": {"blend": path.name, "frames": frames, "chunk_size": 1},
+    }
+    response = http.post("/api/v1/jobs", json=body)
+    assert response.status_code >= 400, response.text
+    return response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("filename", "status"), [("notes.txt", 422), ("fake.blend", 415)], ids=["txt", "text-as-blend"]
+)
+def test_cli_submit_of_a_file_that_is_not_a_blend_prints_the_servers_sentence(
+    srv: TestFarm, http: httpx.Client, tmp_path: Path, filename: str, status: int
+) -> None:
+    path = tmp_path / filename
+    path.write_bytes(TEXT)
+    with leaves_nothing(srv, http):
+        sentence = _submission_sentence(http, path, "1-3")
+        result = srv.cli("submit", str(path), "--frames", "1-3")
+    assert f"'{filename}'" in sentence
+    assert_cli_says(result, sentence)
+
+
+@blender
+@pytest.mark.parametrize(
+    "frames",
+    ["1-x", "[bold]1-x", "[/x]", ":thumbs_up:"],
+    ids=["letter", "markup-open", "markup-close", "emoji-code"],
+)
+def test_cli_submit_with_a_bad_frame_range_prints_the_servers_sentence_verbatim(
+    srv: TestFarm, http: httpx.Client, demo_scene: Path, frames: str
+) -> None:
+    with leaves_nothing(srv, http):
+        sentence = _submission_sentence(http, demo_scene, frames)
+        result = srv.cli("submit", str(demo_scene), "--frames", frames)
+    assert f"Frame range {frames!r}" in sentence
+    assert_cli_says(result, sentence)
+
+
+def test_cli_jobs_show_of_an_unknown_job_prints_the_404_sentence(
+    srv: TestFarm, http: httpx.Client
+) -> None:
+    sentence = assert_refused(http.get("/api/v1/jobs/nope"), 404)
+    assert_cli_says(srv.cli("jobs", "show", "nope"), sentence)
+
+
+@pytest.mark.parametrize("command", ["jobs-list", "jobs-show", "submit"])
+def test_cli_with_a_wrong_token_prints_the_401_sentence(
+    srv: TestFarm, http: httpx.Client, tmp_path: Path, command: str
+) -> None:
+    scene = tmp_path / "scene.blend"
+    scene.write_bytes(b"never uploaded: the token is checked first")
+    args = {
+        "jobs-list": ["jobs", "list"],
+        "jobs-show": ["jobs", "show", "nope"],
+        "submit": ["submit", str(scene), "--frames", "1"],
+    }[command]
+    with leaves_nothing(srv, http):
+        result = srv.cli(*args, env={"FLAMENCO_TOKEN": "wrong"})
+    assert_cli_says(result, WRONG_TOKEN)
+    assert missing(http, sha256(scene.read_bytes())) == [sha256(scene.read_bytes())]
+
+
+@pytest.mark.parametrize("name", ["missing.blend", "[/x].blend"], ids=["plain", "markup"])
+def test_cli_submit_of_a_path_that_does_not_exist_says_so(
+    srv: TestFarm, http: httpx.Client, tmp_path: Path, name: str
+) -> None:
+    path = tmp_path / "nowhere" / name
+    with leaves_nothing(srv, http):
+        result = srv.cli("submit", str(path), "--frames", "1")
+    assert_cli_says(result, f"The scene '{path}' does not exist.")
