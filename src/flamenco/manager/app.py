@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -126,7 +127,7 @@ def create_manager_app(manager: Manager) -> FastAPI:
     @app.get("/api/v1/status")
     def status(request: Request, svc: Service) -> dict:
         token = bearer_token(request.headers.get("authorization")) or ""
-        if token_hash(token) != token_hash(svc.settings.token):
+        if not hmac.compare_digest(token_hash(token), token_hash(svc.settings.token)):
             raise Unauthorized("The status needs this Manager's Server token.")
         return {
             "name": svc.settings.name,
