@@ -46,7 +46,8 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = DEFAULT_SERVER_PORT
     database_url: str = ""  # empty: SQLite file in data_dir
-    lease_timeout_s: float = 120.0
+    lease_timeout_s: float = 120.0  # a Manager silent this long loses its tasks
+    manager_offline_s: float = 30.0  # shown offline after this long without a sync
     max_task_failures: int = 3
     max_upload_bytes: int = 50 * 1024**3
 

@@ -62,6 +62,7 @@ class JobSubmission(Strict):
     priority: int = Field(default=50, ge=0, le=100)
     files: dict[str, Sha256] = Field(description="Path inside the job's folder -> blob hash.")
     settings: dict[str, Any]
+    sites: list[Name] = Field(default_factory=list, description="Managers allowed; empty: any.")
 
 
 class Job(BaseModel):
@@ -80,6 +81,7 @@ class Job(BaseModel):
     frames_done: int
     progress: float
     output_dir: str
+    sites: list[str]
 
 
 class Task(BaseModel):
@@ -150,6 +152,17 @@ class WorkerSummary(BaseModel):
     status: str
     task_id: str | None = None
     blender_version: str | None = None
+
+
+class ManagerInfo(BaseModel):
+    name: str
+    status: str  # online | offline
+    last_seen: datetime | None
+    address: str
+    workers: list[WorkerSummary]
+
+
+ManagerList = RootModel[list[ManagerInfo]]
 
 
 class ManagerSync(Strict):

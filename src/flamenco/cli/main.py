@@ -184,6 +184,12 @@ def submit(
     chunk: Annotated[int, typer.Option(help="Frames per task.")] = 1,
     name: Annotated[str | None, typer.Option(help="Job name [the file's name].")] = None,
     priority: Annotated[int, typer.Option(help="0-100, higher first.")] = 50,
+    site: Annotated[
+        list[str] | None, typer.Option("--site", help="Render only on this Manager; repeatable.")
+    ] = None,
+    allow_missing: Annotated[
+        bool, typer.Option("--allow-missing", help="Submit even if dependencies are missing.")
+    ] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Wait with a progress bar.")] = False,
     server: ServerOpt = None,
     as_json: JsonOpt = False,
@@ -192,7 +198,8 @@ def submit(
     from flamenco.cli.submit import SubmitRequest, submit_scene, wait_for_job
 
     api = client(server)
-    job = submit_scene(api, SubmitRequest(scene, frames, chunk, name, priority))
+    request = SubmitRequest(scene, frames, chunk, name, priority, site or [], allow_missing)
+    job = submit_scene(api, request)
     err.print(f"Submitted job {job.id} ({job.name}), {job.tasks_total} tasks.")
     if wait:
         job = wait_for_job(api, job.id)
@@ -282,6 +289,24 @@ def managers_add(name: str, server: ServerOpt = None) -> None:
         "--token TOKEN --server URL"
     )
     print(issued.token)
+
+
+@managers_app.command("list")
+@friendly_errors
+def managers_list(server: ServerOpt = None, as_json: JsonOpt = False) -> None:
+    """Every Manager (site), whether it is online, and what its Workers do."""
+    managers = client(server).call("GET", "/api/v1/managers", wire.ManagerList).root
+    if as_json:
+        print(json.dumps([m.model_dump(mode="json") for m in managers]))
+        return
+    table = Table("site", "state", "address", "workers")
+    for m in managers:
+        workers = "\n".join(
+            f"{w.name}: {w.status}" + (f", task {w.task_id}" if w.task_id else "")
+            for w in m.workers
+        )
+        table.add_row(m.name, m.status, m.address, workers or "none")
+    out.print(table)
 
 
 @app.command()

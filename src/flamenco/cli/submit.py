@@ -10,10 +10,12 @@ from typing import Any
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn
 
 from flamenco import wire
+from flamenco.blendfile import blend_problem
 from flamenco.blobs import sha256_file
 from flamenco.cli.console import err
 from flamenco.client import SyncApi, api_path
 from flamenco.core.states import JobStatus
+from flamenco.packing import PackedScene, pack_scene
 
 FINAL_JOB_STATUSES = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED}
 
@@ -25,6 +27,8 @@ class SubmitRequest:
     chunk: int = 1
     name: str | None = None
     priority: int = 50
+    sites: list[str] = field(default_factory=list)
+    allow_missing: bool = False
     settings: dict[str, Any] = field(default_factory=dict)
 
 
@@ -50,21 +54,45 @@ def upload_missing(api: SyncApi, files: dict[str, Path]) -> dict[str, str]:
     return manifest
 
 
-def submit_scene(api: SyncApi, req: SubmitRequest) -> wire.Job:
+class MissingDependencies(ValueError):
+    """The scene uses files that do not exist; the message lists them."""
+
+
+def collect_files(req: SubmitRequest) -> tuple[str, dict[str, Path], PackedScene | None]:
+    """The scene's path in the job and every file to send, dependencies included.
+
+    A file that is not a .blend is sent alone, so that the Server's refusal explains why.
+    """
     if not req.scene.is_file():
         raise FileNotFoundError(f"The scene '{req.scene}' does not exist.")
-    blend_name = req.scene.name
-    manifest = upload_missing(api, {blend_name: req.scene})
+    if req.scene.suffix != ".blend" or blend_problem(req.scene, req.scene.name):
+        return req.scene.name, {req.scene.name: req.scene}, None
+    packed = pack_scene(req.scene)
+    if packed.missing and not req.allow_missing:
+        packed.close()
+        names = ", ".join(str(p) for p in packed.missing)
+        raise MissingDependencies(
+            f"{len(packed.missing)} file(s) the scene uses are missing: {names}; "
+            "pass --allow-missing to submit anyway."
+        )
+    for path in packed.missing:
+        err.print(f"Warning: missing dependency {path}", style="yellow")
+    return packed.blend, packed.files, packed
+
+
+def submit_scene(api: SyncApi, req: SubmitRequest) -> wire.Job:
+    blend, files, packed = collect_files(req)
+    try:
+        manifest = upload_missing(api, files)
+    finally:
+        if packed is not None:
+            packed.close()
     submission = wire.JobSubmission(
         name=req.name or req.scene.stem,
         priority=req.priority,
         files=manifest,
-        settings={
-            "blend": blend_name,
-            "frames": req.frames,
-            "chunk_size": req.chunk,
-            **req.settings,
-        },
+        sites=req.sites,
+        settings={"blend": blend, "frames": req.frames, "chunk_size": req.chunk, **req.settings},
     )
     return api.call("POST", "/api/v1/jobs", wire.Job, submission)
 

@@ -64,6 +64,10 @@ def create_server_app(svc: ServerServices) -> FastAPI:
             raise Forbidden("Only an administrator can add Managers.")
         return wire.TokenIssued(token=svc.auth.create_manager(req.name), name=req.name)
 
+    @app.get("/api/v1/managers")
+    def list_managers(_: AnyUser, svc: Services) -> list[wire.ManagerInfo]:
+        return svc.leases.managers()
+
     # ---- blobs -------------------------------------------------------------------------------
 
     @app.post("/api/v1/blobs/missing")

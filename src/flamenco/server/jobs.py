@@ -20,7 +20,7 @@ from flamenco.blobs import BlobStore, check_relative_path, safe_join
 from flamenco.core.compiler import JobCompileError, compile_job
 from flamenco.core.states import JobStatus, TaskStatus, job_status_from_tasks
 from flamenco.errors import BadRequest, NotFound, Unprocessable, UnsupportedMedia
-from flamenco.server.models import BlobRow, JobRow, ManagerRow, OutputRow, TaskRow
+from flamenco.server.models import BlobRow, JobRow, JobSite, ManagerRow, OutputRow, TaskRow
 
 log = logging.getLogger("flamenco.server.jobs")
 
@@ -47,6 +47,7 @@ class JobService:
         except JobCompileError as exc:
             raise Unprocessable(str(exc)) from exc
         self._check_files(sub)
+        self._check_sites(sub.sites)
         job_id = new_id()
         frames_total = sum(len(spec.frames) for spec in specs if spec.type == "blender")
         output_dir = self.outputs_root / f"{slug(sub.name)}-{job_id}"
@@ -60,11 +61,13 @@ class JobService:
                 submitter=submitter,
                 settings=sub.settings,
                 files=sub.files,
+                sites=sorted(set(sub.sites)),
                 output_dir=str(output_dir),
                 frames_total=frames_total,
             )
             s.add(job)
             s.flush()
+            s.add_all(JobSite(job_id=job_id, site=site) for site in job.sites)
             for index, spec in enumerate(specs):
                 s.add(
                     TaskRow(
@@ -99,6 +102,16 @@ class JobService:
         problem = blend_problem(self.blobs.path(sub.files[blend]), blend)
         if problem:
             raise UnsupportedMedia(problem)
+
+    def _check_sites(self, sites: list[str]) -> None:
+        if not sites:
+            return
+        with self.sessions() as s:
+            known = set(s.scalars(select(ManagerRow.name)))
+        unknown = sorted(set(sites) - known)
+        if unknown:
+            names = ", ".join(sorted(known)) or "none yet"
+            raise Unprocessable(f"Unknown site '{unknown[0]}'; the farm's sites are: {names}.")
 
     # ---- queries ---------------------------------------------------------------------------
 
@@ -146,6 +159,7 @@ class JobService:
             frames_done=frames_done,
             progress=round(min(done / work, 1.0), 4),
             output_dir=job.output_dir,
+            sites=job.sites,
         )
 
     def tasks(self, job_id: str) -> list[wire.Task]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,7 +20,14 @@ from flamenco.core.states import (
 )
 from flamenco.db import utcnow
 from flamenco.server.jobs import JobService
-from flamenco.server.models import AppliedUpdate, JobRow, ManagerRow, TaskLogChunk, TaskRow
+from flamenco.server.models import (
+    AppliedUpdate,
+    JobRow,
+    JobSite,
+    ManagerRow,
+    TaskLogChunk,
+    TaskRow,
+)
 
 log = logging.getLogger("flamenco.server.leases")
 
@@ -36,7 +43,9 @@ class LeaseService:
         lease_timeout_s: float = 120.0,
         max_task_failures: int = 3,
         sync_interval_s: float = 1.0,
+        manager_offline_s: float = 30.0,
     ) -> None:
+        self.manager_offline = timedelta(seconds=manager_offline_s)
         self.sessions = sessions
         self.lease_timeout = timedelta(seconds=lease_timeout_s)
         self.max_task_failures = max_task_failures
@@ -52,10 +61,26 @@ class LeaseService:
             row.workers = [w.model_dump() for w in req.workers]
             revoked = self._renew(s, manager.id, req.held)
             self._apply_progress(s, manager.id, req.progress)
-            leases = self._lease(s, manager.id, req.want)
+            leases = self._lease(s, row, req.want)
         return wire.ManagerSyncReply(
             leases=leases, revoked=revoked, next_sync_s=self.sync_interval_s
         )
+
+    def managers(self) -> list[wire.ManagerInfo]:
+        """Every Manager with its Workers, as last reported, and whether it is online."""
+        cutoff = utcnow() - self.manager_offline
+        with self.sessions() as s:
+            rows = s.scalars(select(ManagerRow).order_by(ManagerRow.name)).all()
+            return [
+                wire.ManagerInfo(
+                    name=m.name,
+                    last_seen=m.last_seen,
+                    address=m.address,
+                    status="online" if m.last_seen and m.last_seen > cutoff else "offline",
+                    workers=[wire.WorkerSummary.model_validate(w) for w in m.workers],
+                )
+                for m in rows
+            ]
 
     def expire_leases(self, s: Session) -> None:
         """Tasks whose Manager stayed silent past the lease timeout go back to the queue."""
@@ -110,15 +135,17 @@ class LeaseService:
             ):
                 task.progress, task.activity = p.progress, p.activity
 
-    def _lease(self, s: Session, manager_id: int, want: int) -> list[wire.Lease]:
+    def _lease(self, s: Session, manager: ManagerRow, want: int) -> list[wire.Lease]:
         if want <= 0:
             return []
+        manager_id = manager.id
         candidates = s.execute(
             select(TaskRow, JobRow)
             .join(JobRow, TaskRow.job_id == JobRow.id)
             .where(
                 TaskRow.status.in_(RUNNABLE_TASK_STATUSES),
                 JobRow.status.in_(LEASABLE_JOB_STATUSES),
+                self._allowed_on(manager.name),
             )
             .order_by(JobRow.priority.desc(), JobRow.created, JobRow.id, TaskRow.index)
             .limit(want * 4 + 16)
@@ -153,6 +180,12 @@ class LeaseService:
         for job_id in {lease.job_id for lease in leases}:
             JobService.refresh_job_status(s, job_id)
         return leases
+
+    @staticmethod
+    def _allowed_on(site: str) -> ColumnElement[bool]:
+        """Jobs without a site list run anywhere; the others only on the sites they name."""
+        sites = select(JobSite.site).where(JobSite.job_id == JobRow.id)
+        return or_(~sites.exists(), sites.where(JobSite.site == site).exists())
 
     @staticmethod
     def _dependencies_done(s: Session, task: TaskRow) -> bool:

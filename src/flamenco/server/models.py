@@ -56,10 +56,19 @@ class JobRow(Base):
     submitter: Mapped[str] = mapped_column(String(200))
     settings: Mapped[dict[str, Any]]
     files: Mapped[dict[str, Any]]
+    sites: Mapped[list[Any]] = mapped_column(default=list)  # for display; JobSite for queries
     output_dir: Mapped[str] = mapped_column(Text)
     frames_total: Mapped[int]
     created: Mapped[datetime] = mapped_column(default=utcnow)
     updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class JobSite(Base):
+    """A site (Manager name) a job may run on; a job without rows may run anywhere."""
+
+    __tablename__ = "job_sites"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    site: Mapped[str] = mapped_column(String(200), primary_key=True)
 
 
 class TaskRow(Base):

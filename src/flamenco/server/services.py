@@ -43,6 +43,7 @@ def build_services(settings: ServerSettings) -> ServerServices:
             sessions,
             lease_timeout_s=settings.lease_timeout_s,
             max_task_failures=settings.max_task_failures,
+            manager_offline_s=settings.manager_offline_s,
         ),
         blobs=blobs,
     )
