@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,9 +44,18 @@ def wait_until(check: Callable[[], T | None], timeout: float, what: str, every: 
         time.sleep(every)
 
 
+@dataclass
+class ManagerHandle:
+    name: str
+    url: str
+    token: str
+    secret: str
+    proc: Proc
+
+
 class Proc:
     def __init__(self, label: str, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.label, self.log = label, log
+        self.label, self.log, self.args, self.env = label, log, args, env
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as sink:
             self.popen = subprocess.Popen(
@@ -89,6 +100,7 @@ class TestFarm:
         self.secrets: FarmSecrets | None = None
         self.server_url = ""
         self.manager_url = ""
+        self.managers: dict[str, ManagerHandle] = {}
         self.config_home = root / "config"
 
     def __enter__(self) -> TestFarm:
@@ -115,47 +127,61 @@ class TestFarm:
         self._wait_http(self.server_url, proc)
         return self.server_url
 
-    def start_manager(self, env: dict[str, str] | None = None) -> str:
+    def start_manager(self, name: str = "local", env: dict[str, str] | None = None) -> str:
+        """Start a Manager; `local` uses the bootstrap token, others are added through the API."""
         assert self.secrets is not None
+        if name == "local":
+            token, secret = self.secrets.manager_token, self.secrets.worker_secret
+        else:
+            issued = self.api().call(
+                "POST", "/api/v1/managers", wire.TokenIssued, wire.ManagerCreate(name=name)
+            )
+            token, secret = issued.token, secrets.token_urlsafe(16)
         port = free_port()
-        self.manager_url = f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{port}"
         proc = self._start(
-            "manager",
+            f"manager-{name}",
             [
                 "manager",
                 "--server",
                 self.server_url,
                 "--name",
-                "local",
+                name,
                 "--port",
                 str(port),
                 "--data-dir",
-                str(self.root / "manager"),
+                str(self.root / f"manager-{name}"),
             ],
-            {
-                "FLAMENCO_MANAGER_TOKEN": self.secrets.manager_token,
-                "FLAMENCO_MANAGER_SECRET": self.secrets.worker_secret,
-                **(env or {}),
-            },
+            {"FLAMENCO_MANAGER_TOKEN": token, "FLAMENCO_MANAGER_SECRET": secret, **(env or {})},
         )
-        self._wait_http(self.manager_url, proc)
-        return self.manager_url
+        self._wait_http(url, proc)
+        self.managers[name] = ManagerHandle(name, url, token, secret, proc)
+        self.manager_url = url
+        return url
 
-    def start_worker(self, name: str, env: dict[str, str] | None = None) -> Proc:
-        assert self.secrets is not None
+    def start_worker(
+        self, name: str, manager: str = "local", env: dict[str, str] | None = None
+    ) -> Proc:
+        handle = self.managers[manager]
         return self._start(
             name,
             [
                 "worker",
                 "--manager",
-                self.manager_url,
+                handle.url,
                 "--name",
                 name,
                 "--data-dir",
                 str(self.root / name),
             ],
-            {"FLAMENCO_WORKER_SECRET": self.secrets.worker_secret, **(env or {})},
+            {"FLAMENCO_WORKER_SECRET": handle.secret, **(env or {})},
         )
+
+    def restart(self, proc: Proc) -> Proc:
+        """Start the same command again, on the same data folder."""
+        again = Proc(proc.label, proc.args, proc.env, proc.log)
+        self.procs.append(again)
+        return again
 
     def _start(self, label: str, args: list[str], env: dict[str, str]) -> Proc:
         proc = Proc(

@@ -60,7 +60,7 @@ def test_the_manager_stores_only_hashes_of_worker_tokens(manager: TestFarm) -> N
         f"{manager.manager_url}/api/v1/workers/register",
         json={**REGISTRATION, "secret": manager.secrets.worker_secret},
     ).json()
-    database = (manager.root / "manager" / "manager.sqlite").read_bytes()
-    database += (manager.root / "manager" / "manager.sqlite-wal").read_bytes()
+    database = (manager.root / "manager-local" / "manager.sqlite").read_bytes()
+    database += (manager.root / "manager-local" / "manager.sqlite-wal").read_bytes()
     assert joined["token"].encode() not in database
     assert token_hash(joined["token"]).encode() in database

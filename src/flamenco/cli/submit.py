@@ -51,6 +51,10 @@ def upload_missing(api: SyncApi, files: dict[str, Path]) -> dict[str, str]:
         task = bar.add_task("upload", total=total)
         for sha256, path in to_send.items():
             api.upload_blob(path, sha256, progress=lambda n: bar.advance(task, n))
+    err.print(
+        f"Files: uploaded {len(to_send)} of {len(manifest)} files ({total} bytes); "
+        "the Server had the others."
+    )
     return manifest
 
 
