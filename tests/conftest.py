@@ -44,3 +44,17 @@ def farm(tmp_path: Path) -> Iterator[TestFarm]:
     """An empty farm folder; the test starts the parts it needs. All stop at the end."""
     with TestFarm(tmp_path / "farm") as test_farm:
         yield test_farm
+
+
+@pytest.fixture(scope="session")
+def slow_scene(blender_install: BlenderInstall, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 frames of about half a second each: long enough to break things mid-render."""
+    folder = tmp_path_factory.mktemp("slow-scene")
+    return build_demo_scene(
+        blender_install,
+        folder / "slow.blend",
+        frames=8,
+        resolution=(160, 90),
+        samples=64,
+        user_resources=folder / "user",
+    )

@@ -62,6 +62,7 @@ class ManagerSettings:
     token: str = ""  # the Manager's token issued by the Server
     secret: str = ""  # the join secret for Workers; generated on first start when empty
     prefetch: int = 1
+    worker_timeout_s: float = 60.0  # a Worker silent this long is offline; its task moves on
     sync_interval_s: float = 1.0
 
 

@@ -101,6 +101,17 @@ class Task(BaseModel):
     updated: datetime
 
 
+class TaskEvent(BaseModel):
+    """A status report about a task, and whether it counted."""
+
+    task_id: str
+    status: TaskStatus
+    outcome: str  # applied | ignored | invalid-transition | unknown-task
+    worker: str | None
+    manager: str | None
+    at: datetime
+
+
 class FrameInfo(BaseModel):
     frame: int
     task_id: str
@@ -234,5 +245,6 @@ class WorkerSyncReply(BaseModel):
 
 
 JobList = RootModel[list[Job]]
+TaskEventList = RootModel[list[TaskEvent]]
 TaskList = RootModel[list[Task]]
 FrameList = RootModel[list[FrameInfo]]

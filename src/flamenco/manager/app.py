@@ -56,7 +56,12 @@ def build_manager(settings: ManagerSettings) -> Manager:
     outbox = Outbox(settings.data_dir / "outbox.sqlite")
     server = AsyncApi(settings.server, settings.token)
     service = ManagerService(
-        settings, make_sessions(engine), BlobStore(settings.data_dir / "blobs"), outbox, server
+        settings,
+        make_sessions(engine),
+        BlobStore(settings.data_dir / "blobs"),
+        outbox,
+        server,
+        worker_timeout_s=settings.worker_timeout_s,
     )
     return Manager(service, ServerLink(service, server, outbox, settings.sync_interval_s))
 

@@ -103,6 +103,10 @@ def create_server_app(svc: ServerServices) -> FastAPI:
     def job_tasks(job_id: str, _: AnyUser, svc: Services) -> list[wire.Task]:
         return svc.jobs.tasks(job_id)
 
+    @app.get("/api/v1/jobs/{job_id}/history")
+    def job_history(job_id: str, _: AnyUser, svc: Services) -> list[wire.TaskEvent]:
+        return svc.jobs.history(job_id)
+
     @app.get("/api/v1/jobs/{job_id}/frames")
     def job_frames(job_id: str, _: AnyUser, svc: Services) -> list[wire.FrameInfo]:
         return svc.jobs.frames(job_id)

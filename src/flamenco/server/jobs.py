@@ -20,7 +20,15 @@ from flamenco.blobs import BlobStore, check_relative_path, safe_join
 from flamenco.core.compiler import JobCompileError, compile_job
 from flamenco.core.states import JobStatus, TaskStatus, job_status_from_tasks
 from flamenco.errors import BadRequest, NotFound, Unprocessable, UnsupportedMedia
-from flamenco.server.models import BlobRow, JobRow, JobSite, ManagerRow, OutputRow, TaskRow
+from flamenco.server.models import (
+    AppliedUpdate,
+    BlobRow,
+    JobRow,
+    JobSite,
+    ManagerRow,
+    OutputRow,
+    TaskRow,
+)
 
 log = logging.getLogger("flamenco.server.jobs")
 
@@ -170,6 +178,28 @@ class JobService:
             ).all()
             managers = _manager_names(s)
             return [task_to_wire(t, managers) for t in rows]
+
+    def history(self, job_id: str) -> list[wire.TaskEvent]:
+        with self.sessions() as s:
+            self._job_or_404(s, job_id)
+            managers = _manager_names(s)
+            rows = s.scalars(
+                select(AppliedUpdate)
+                .join(TaskRow, TaskRow.id == AppliedUpdate.task_id)
+                .where(TaskRow.job_id == job_id, AppliedUpdate.status.is_not(None))
+                .order_by(AppliedUpdate.received)
+            ).all()
+            return [
+                wire.TaskEvent(
+                    task_id=r.task_id,
+                    status=TaskStatus(r.status),
+                    outcome=r.outcome,
+                    worker=r.worker,
+                    manager=managers.get(r.manager_id or 0),
+                    at=r.received,
+                )
+                for r in rows
+            ]
 
     def frames(self, job_id: str) -> list[wire.FrameInfo]:
         with self.sessions() as s:

@@ -208,7 +208,12 @@ class LeaseService:
                         outcome = self._apply(s, manager.id, update)
                         s.add(
                             AppliedUpdate(
-                                update_id=update.update_id, task_id=update.task_id, outcome=outcome
+                                update_id=update.update_id,
+                                task_id=update.task_id,
+                                outcome=outcome,
+                                status=update.status,
+                                worker=update.worker,
+                                manager_id=manager.id,
                             )
                         )
             except IntegrityError:

@@ -95,12 +95,19 @@ class TaskRow(Base):
 
 
 class AppliedUpdate(Base):
-    """Every update id ever received, so a replayed update changes nothing."""
+    """Every update id ever received, so a replayed update changes nothing.
+
+    Those that carry a status are also the task's history: who reported what, when, and
+    whether it counted (a late report of a task finished elsewhere is kept, as ignored).
+    """
 
     __tablename__ = "applied_updates"
     update_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    task_id: Mapped[str] = mapped_column(String(32))
+    task_id: Mapped[str] = mapped_column(String(32), index=True)
     outcome: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str | None] = mapped_column(String(32), default=None)
+    worker: Mapped[str | None] = mapped_column(String(200), default=None)
+    manager_id: Mapped[int | None] = mapped_column(default=None)
     received: Mapped[datetime] = mapped_column(default=utcnow)
 
 
