@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from flamenco.core.states import JobStatus
 
 T = TypeVar("T")
 FINAL = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED}
+JOB_FRAMES = list(range(1, 9))  # the fault tests' job: frames 1-8, chunk 2
 
 
 def free_port() -> int:
@@ -54,12 +56,20 @@ class ManagerHandle:
 
 
 class Proc:
-    def __init__(self, label: str, args: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self,
+        label: str,
+        args: list[str],
+        env: dict[str, str],
+        log: Path,
+        prefix: list[str] | None = None,
+    ) -> None:
         self.label, self.log, self.args, self.env = label, log, args, env
+        self.prefix = prefix or []  # e.g. `ip netns exec NAME` to run it on another network
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as sink:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "flamenco", *args],
+                [*self.prefix, sys.executable, "-m", "flamenco", *args],
                 env={**os.environ, **env},
                 stdout=sink,
                 stderr=subprocess.STDOUT,
@@ -115,20 +125,26 @@ class TestFarm:
 
     # ---- starting parts ----------------------------------------------------------------------
 
-    def start_server(self, env: dict[str, str] | None = None) -> str:
+    def start_server(self, env: dict[str, str] | None = None, host: str = "127.0.0.1") -> str:
         self.secrets = bootstrap(self.root)
         port = free_port()
         self.server_url = f"http://127.0.0.1:{port}"
-        proc = self._start(
-            "server",
-            ["server", "--port", str(port), "--data-dir", str(self.root / "server")],
-            env or {},
-        )
+        args = ["server", "--host", host, "--port", str(port)]
+        proc = self._start("server", [*args, "--data-dir", str(self.root / "server")], env or {})
         self._wait_http(self.server_url, proc)
         return self.server_url
 
-    def start_manager(self, name: str = "local", env: dict[str, str] | None = None) -> str:
-        """Start a Manager; `local` uses the bootstrap token, others are added through the API."""
+    def start_manager(
+        self,
+        name: str = "local",
+        env: dict[str, str] | None = None,
+        prefix: list[str] | None = None,
+        server_url: str | None = None,
+    ) -> str:
+        """Start a Manager; `local` uses the bootstrap token, others are added through the API.
+
+        With a prefix (another network), readiness is when the Server sees it online.
+        """
         assert self.secrets is not None
         if name == "local":
             token, secret = self.secrets.manager_token, self.secrets.worker_secret
@@ -139,57 +155,58 @@ class TestFarm:
             token, secret = issued.token, secrets.token_urlsafe(16)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        proc = self._start(
-            f"manager-{name}",
-            [
-                "manager",
-                "--server",
-                self.server_url,
-                "--name",
-                name,
-                "--port",
-                str(port),
-                "--data-dir",
-                str(self.root / f"manager-{name}"),
-            ],
-            {"FLAMENCO_MANAGER_TOKEN": token, "FLAMENCO_MANAGER_SECRET": secret, **(env or {})},
-        )
-        self._wait_http(url, proc)
+        args = [
+            "manager",
+            "--server",
+            server_url or self.server_url,
+            "--name",
+            name,
+            "--port",
+            str(port),
+            "--data-dir",
+            str(self.root / f"manager-{name}"),
+        ]
+        env = {"FLAMENCO_MANAGER_TOKEN": token, "FLAMENCO_MANAGER_SECRET": secret, **(env or {})}
+        proc = self._start(f"manager-{name}", args, env, prefix)
+        if prefix:
+            wait_until(lambda: self.manager_online(name), 60, f"Manager {name} online")
+        else:
+            self._wait_http(url, proc)
         self.managers[name] = ManagerHandle(name, url, token, secret, proc)
         self.manager_url = url
         return url
+
+    def manager_online(self, name: str) -> bool:
+        managers = self.api().call("GET", "/api/v1/managers", wire.ManagerList).root
+        return any(m.name == name and m.status == "online" for m in managers)
 
     def start_worker(
         self, name: str, manager: str = "local", env: dict[str, str] | None = None
     ) -> Proc:
         handle = self.managers[manager]
-        return self._start(
+        args = [
+            "worker",
+            "--manager",
+            handle.url,
+            "--name",
             name,
-            [
-                "worker",
-                "--manager",
-                handle.url,
-                "--name",
-                name,
-                "--data-dir",
-                str(self.root / name),
-            ],
-            {"FLAMENCO_WORKER_SECRET": handle.secret, **(env or {})},
-        )
+            "--data-dir",
+            str(self.root / name),
+        ]
+        env = {"FLAMENCO_WORKER_SECRET": handle.secret, **(env or {})}
+        return self._start(name, args, env, handle.proc.prefix)
 
     def restart(self, proc: Proc) -> Proc:
         """Start the same command again, on the same data folder."""
-        again = Proc(proc.label, proc.args, proc.env, proc.log)
+        again = Proc(proc.label, proc.args, proc.env, proc.log, proc.prefix)
         self.procs.append(again)
         return again
 
-    def _start(self, label: str, args: list[str], env: dict[str, str]) -> Proc:
-        proc = Proc(
-            label,
-            args,
-            {"XDG_CONFIG_HOME": str(self.config_home), **env},
-            self.root / "logs" / f"{label}.log",
-        )
+    def _start(
+        self, label: str, args: list[str], env: dict[str, str], prefix: list[str] | None = None
+    ) -> Proc:
+        env = {"XDG_CONFIG_HOME": str(self.config_home), **env}
+        proc = Proc(label, args, env, self.root / "logs" / f"{label}.log", prefix)
         self.procs.append(proc)
         return proc
 
@@ -249,3 +266,28 @@ class TestFarm:
 
     def logs(self) -> str:
         return "\n".join(f"== {p.label}\n{p.output()[-4000:]}" for p in self.procs)
+
+
+def active_task(farm: TestFarm, job_id: str, manager: str | None = None) -> wire.Task | None:
+    """A task a Worker is rendering right now (optionally: under that Manager)."""
+    for task in farm.tasks(job_id):
+        rendering = task.status == "active" and task.worker and task.progress > 0
+        if rendering and (manager is None or task.manager == manager):
+            return task
+    return None
+
+
+def assert_completed_exactly_once(farm: TestFarm, job_id: str) -> wire.Job:
+    job = farm.wait_job(job_id, timeout=300)
+    assert job.status == "completed", farm.logs()
+    frames = farm.api().call("GET", f"/api/v1/jobs/{job_id}/frames", wire.FrameList).root
+    assert [f.frame for f in frames] == JOB_FRAMES
+    assert sorted(p.name for p in Path(job.output_dir).iterdir()) == [
+        f"frame_{n:06d}.png" for n in JOB_FRAMES
+    ]
+    history = farm.api().call("GET", f"/api/v1/jobs/{job_id}/history", wire.TaskEventList).root
+    completions = Counter(
+        e.task_id for e in history if e.status == "completed" and e.outcome == "applied"
+    )
+    assert completions == Counter({t.id: 1 for t in farm.tasks(job_id)}), history
+    return job

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import json
 import signal
-from collections import Counter
 from pathlib import Path
 
 import httpx
 import pytest
 
-from farmkit import TestFarm, wait_until
-from flamenco import wire
+from farmkit import TestFarm, active_task, assert_completed_exactly_once, wait_until
 
 pytestmark = pytest.mark.blender
 
-FRAMES = list(range(1, 9))
 FAST_WORKER_TIMEOUT = {"FLAMENCO_MANAGER_WORKER_TIMEOUT_S": "4"}
 
 
@@ -27,35 +24,6 @@ def submit(farm: TestFarm, scene: Path) -> str:
     done = farm.cli("submit", str(scene), "--frames", "1-8", "--chunk", "2", "--json")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)["id"]
-
-
-def active_task(farm: TestFarm, job_id: str, manager: str | None = None) -> wire.Task | None:
-    """A task a Worker is rendering right now (optionally: under that Manager)."""
-    for task in farm.tasks(job_id):
-        rendering = task.status == "active" and task.worker and task.progress > 0
-        if rendering and (manager is None or task.manager == manager):
-            return task
-    return None
-
-
-def assert_completed_exactly_once(farm: TestFarm, job_id: str) -> wire.Job:
-    job = farm.wait_job(job_id, timeout=300)
-    assert job.status == "completed", farm.logs()
-    frames = farm.api().call("GET", f"/api/v1/jobs/{job_id}/frames", wire.FrameList).root
-    assert [f.frame for f in frames] == FRAMES
-    assert sorted(p.name for p in Path(job.output_dir).iterdir()) == [
-        f"frame_{n:06d}.png" for n in FRAMES
-    ]
-    history = farm.api().call("GET", f"/api/v1/jobs/{job_id}/history", wire.TaskEventList).root
-    completions = Counter(
-        e.task_id for e in history if e.status == "completed" and e.outcome == "applied"
-    )
-    assert completions == Counter({t.id: 1 for t in farm.tasks(job_id)}), history
-    return job
-
-
-def history_of(farm: TestFarm, job_id: str) -> list[wire.TaskEvent]:
-    return farm.api().call("GET", f"/api/v1/jobs/{job_id}/history", wire.TaskEventList).root
 
 
 def test_a_worker_killed_mid_render_has_its_task_finished_by_another(
