@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, PlainTextResponse
 
 from flamenco import wire
 from flamenco.blobs import is_sha256
@@ -102,6 +102,10 @@ def create_server_app(svc: ServerServices) -> FastAPI:
     @app.get("/api/v1/jobs/{job_id}/tasks")
     def job_tasks(job_id: str, _: AnyUser, svc: Services) -> list[wire.Task]:
         return svc.jobs.tasks(job_id)
+
+    @app.get("/api/v1/jobs/{job_id}/tasks/{task_id}/log", response_class=PlainTextResponse)
+    def task_log(job_id: str, task_id: str, _: AnyUser, svc: Services) -> str:
+        return svc.jobs.task_log(job_id, task_id)
 
     @app.get("/api/v1/jobs/{job_id}/history")
     def job_history(job_id: str, _: AnyUser, svc: Services) -> list[wire.TaskEvent]:

@@ -27,6 +27,7 @@ from flamenco.server.models import (
     JobSite,
     ManagerRow,
     OutputRow,
+    TaskLogChunk,
     TaskRow,
 )
 
@@ -178,6 +179,19 @@ class JobService:
             ).all()
             managers = _manager_names(s)
             return [task_to_wire(t, managers) for t in rows]
+
+    def task_log(self, job_id: str, task_id: str) -> str:
+        """The whole log of a task, as the Worker sent it."""
+        with self.sessions() as s:
+            task = s.get(TaskRow, task_id)
+            if task is None or task.job_id != job_id:
+                raise NotFound(f"Job '{job_id}' has no task '{task_id}'.")
+            chunks = s.scalars(
+                select(TaskLogChunk.text)
+                .where(TaskLogChunk.task_id == task_id)
+                .order_by(TaskLogChunk.id)
+            )
+            return "".join(chunks)
 
     def history(self, job_id: str) -> list[wire.TaskEvent]:
         with self.sessions() as s:

@@ -93,6 +93,19 @@ def open_blend(path: str) -> bpy.types.Scene:
     return scene
 
 
+def report_missing_files() -> None:
+    """Name every file the scene uses that is not where the loaded file expects it.
+
+    Blender renders on with missing textures (pink) and libraries (absent objects); the
+    task log must say so. Sequence and UDIM patterns are not single files and are skipped.
+    """
+    for path in sorted(set(bpy.utils.blend_paths(absolute=True))):
+        if "#" in path or "<UDIM>" in path or "<UVTILE>" in path:
+            continue
+        if not os.path.exists(path):
+            print(f"Flamenco: missing file after loading: {path}", flush=True)
+
+
 def clean_error(exc: BaseException) -> str:
     """bpy errors look like 'Error: text\\n'; keep only the text."""
     text = str(exc).strip()
@@ -241,6 +254,7 @@ def main() -> NoReturn:
     except Exception as exc:  # e.g. a broken cycles add-on: still tell the parent
         die(f"Could not configure Cycles device {args.device}: {clean_error(exc)}")
     bpy.app.handlers.render_stats.append(on_render_stats)
+    report_missing_files()
     emit(
         "ready",
         blender_version=bpy.app.version_string,
