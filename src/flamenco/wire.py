@@ -49,6 +49,10 @@ class TokenIssued(BaseModel):
     name: str
 
 
+class PriorityChange(Strict):
+    priority: int = Field(ge=0, le=100)
+
+
 class ManagerCreate(Strict):
     name: Name
 

@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse, PlainTextResponse
 
 from flamenco import wire
 from flamenco.blobs import is_sha256
+from flamenco.core.actions import JobAction
 from flamenco.errors import BadRequest, Forbidden, NotFound
 from flamenco.security import bearer_token
 from flamenco.server.models import ManagerRow, User
@@ -98,6 +99,20 @@ def create_server_app(svc: ServerServices) -> FastAPI:
     @app.get("/api/v1/jobs/{job_id}")
     def get_job(job_id: str, _: AnyUser, svc: Services) -> wire.Job:
         return svc.jobs.get(job_id)
+
+    @app.post("/api/v1/jobs/{job_id}/{action}")
+    def job_action(job_id: str, action: JobAction, user: AnyUser, svc: Services) -> wire.Job:
+        return svc.jobs.act(job_id, action, user)
+
+    @app.put("/api/v1/jobs/{job_id}/priority")
+    def job_priority(
+        job_id: str, change: wire.PriorityChange, user: AnyUser, svc: Services
+    ) -> wire.Job:
+        return svc.jobs.set_priority(job_id, change.priority, user)
+
+    @app.delete("/api/v1/jobs/{job_id}", status_code=204)
+    def delete_job(job_id: str, user: AnyUser, svc: Services) -> None:
+        svc.jobs.delete(job_id, user)
 
     @app.get("/api/v1/jobs/{job_id}/tasks")
     def job_tasks(job_id: str, _: AnyUser, svc: Services) -> list[wire.Task]:

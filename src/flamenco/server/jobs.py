@@ -11,15 +11,23 @@ from collections.abc import AsyncIterable
 from pathlib import Path
 
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from flamenco import wire
 from flamenco.blendfile import blend_problem
 from flamenco.blobs import BlobStore, check_relative_path, safe_join
+from flamenco.core.actions import ActionNotAllowed, JobAction, plan_job_action
 from flamenco.core.compiler import JobCompileError, compile_job
 from flamenco.core.states import JobStatus, TaskStatus, job_status_from_tasks
-from flamenco.errors import BadRequest, NotFound, Unprocessable, UnsupportedMedia
+from flamenco.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unprocessable,
+    UnsupportedMedia,
+)
 from flamenco.server.models import (
     AppliedUpdate,
     BlobRow,
@@ -29,6 +37,7 @@ from flamenco.server.models import (
     OutputRow,
     TaskLogChunk,
     TaskRow,
+    User,
 )
 
 log = logging.getLogger("flamenco.server.jobs")
@@ -322,6 +331,92 @@ class JobService:
         if new != job.status:
             log.info("job %s: %s -> %s", job_id, job.status, new, extra={"job": job_id})
             job.status = new
+            if new == JobStatus.FAILED:
+                _stop_unfinished_tasks(s, job_id)
+
+    # ---- actions ---------------------------------------------------------------------------
+
+    def act(self, job_id: str, action: JobAction, user: User) -> wire.Job:
+        """Pause, resume, cancel or requeue a job; its Managers hear of it at their next sync."""
+        with self.sessions.begin() as s:
+            job = self._job_or_404(s, job_id)
+            _check_may_change(job, user)
+            try:
+                plan = plan_job_action(action, JobStatus(job.status))
+            except ActionNotAllowed as exc:
+                raise Conflict(str(exc)) from exc
+            for task in s.scalars(select(TaskRow).where(TaskRow.job_id == job_id)):
+                new = plan.task_changes.get(TaskStatus(task.status))
+                if new is not None:
+                    _release(task, new)
+                    if plan.reset_failures:
+                        task.failure_count = 0
+            job.status = plan.job_status
+        log.info("job %s: %s by %s", job_id, action, user.name, extra={"job": job_id})
+        return self.get(job_id)
+
+    def set_priority(self, job_id: str, priority: int, user: User) -> wire.Job:
+        with self.sessions.begin() as s:
+            job = self._job_or_404(s, job_id)
+            _check_may_change(job, user)
+            job.priority = priority
+        return self.get(job_id)
+
+    def delete(self, job_id: str, user: User) -> None:
+        """Remove the job, its tasks and frames, and the blobs no other job uses."""
+        with self.sessions.begin() as s:
+            job = self._job_or_404(s, job_id)
+            _check_may_change(job, user)
+            mine = set(job.files.values()) | set(
+                s.scalars(select(OutputRow.sha256).where(OutputRow.job_id == job_id))
+            )
+            task_ids = select(TaskRow.id).where(TaskRow.job_id == job_id)
+            s.execute(delete(TaskLogChunk).where(TaskLogChunk.task_id.in_(task_ids)))
+            s.execute(delete(AppliedUpdate).where(AppliedUpdate.task_id.in_(task_ids)))
+            for table in (OutputRow, JobSite, TaskRow):
+                s.execute(delete(table).where(table.job_id == job_id))
+            s.delete(job)
+            s.flush()
+            unused = mine - _blobs_in_use(s)
+            s.execute(delete(BlobRow).where(BlobRow.sha256.in_(unused)))
+            output_dir = Path(job.output_dir)
+        for sha256 in unused:
+            self.blobs.path(sha256).unlink(missing_ok=True)
+        shutil.rmtree(output_dir, ignore_errors=True)
+        log.info(
+            "job %s deleted by %s, %d blobs freed",
+            job_id,
+            user.name,
+            len(unused),
+            extra={"job": job_id},
+        )
+
+
+def _check_may_change(job: JobRow, user: User) -> None:
+    if not user.is_admin and job.submitter != user.name:
+        raise Forbidden(f"Only {job.submitter} or an administrator can change job '{job.id}'.")
+
+
+def _release(task: TaskRow, status: TaskStatus) -> None:
+    """Put a task in `status`, taking it away from whichever Manager held it."""
+    task.status, task.manager_id, task.lease_expires = status, None, None
+    if status != TaskStatus.COMPLETED:
+        task.progress = 0.0
+
+
+def _stop_unfinished_tasks(s: Session, job_id: str) -> None:
+    unfinished = [TaskStatus.QUEUED, TaskStatus.LEASED, TaskStatus.ACTIVE, TaskStatus.SOFT_FAILED]
+    for task in s.scalars(
+        select(TaskRow).where(TaskRow.job_id == job_id, TaskRow.status.in_(unfinished))
+    ):
+        _release(task, TaskStatus.CANCELED)
+
+
+def _blobs_in_use(s: Session) -> set[str]:
+    used = set(s.scalars(select(OutputRow.sha256)))
+    for files in s.scalars(select(JobRow.files)):
+        used.update(files.values())
+    return used
 
 
 def _manager_names(s: Session) -> dict[int, str]:
