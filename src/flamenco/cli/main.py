@@ -277,6 +277,73 @@ def jobs_download(
     err.print(f"{len(written)} frames written to {dest}")
 
 
+def _act(job_ids: list[str], action: str, server: str | None) -> None:
+    api = client(server)
+    for job_id in job_ids:
+        job = api.call("POST", api_path("jobs", job_id, action), wire.Job)
+        err.print(f"Job {job.id} is now {job.status}.")
+
+
+JobIds = Annotated[list[str], typer.Argument(metavar="JOB...", help="One or more job ids.")]
+
+
+@jobs_app.command("pause")
+@friendly_errors
+def jobs_pause(job_ids: JobIds, server: ServerOpt = None) -> None:
+    """Pause jobs: running renders stop; what was rendered stays."""
+    _act(job_ids, "pause", server)
+
+
+@jobs_app.command("resume")
+@friendly_errors
+def jobs_resume(job_ids: JobIds, server: ServerOpt = None) -> None:
+    """Resume paused jobs: the remaining frames are rendered."""
+    _act(job_ids, "resume", server)
+
+
+@jobs_app.command("cancel")
+@friendly_errors
+def jobs_cancel(job_ids: JobIds, server: ServerOpt = None) -> None:
+    """Cancel jobs: running renders stop within seconds."""
+    _act(job_ids, "cancel", server)
+
+
+@jobs_app.command("requeue")
+@friendly_errors
+def jobs_requeue(
+    job_ids: JobIds,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Only failed or canceled tasks.")
+    ] = False,
+    server: ServerOpt = None,
+) -> None:
+    """Render finished jobs again: everything, or only what failed."""
+    _act(job_ids, "requeue-failed" if failed else "requeue", server)
+
+
+@jobs_app.command("delete")
+@friendly_errors
+def jobs_delete(job_ids: JobIds, server: ServerOpt = None) -> None:
+    """Delete jobs with their frames and the files no other job uses."""
+    api = client(server)
+    for job_id in job_ids:
+        api.request("DELETE", api_path("jobs", job_id))
+        err.print(f"Job {job_id} deleted.")
+
+
+@jobs_app.command("priority")
+@friendly_errors
+def jobs_priority(
+    job_id: Annotated[str, typer.Argument(metavar="JOB")],
+    priority: Annotated[int, typer.Argument(help="0-100, higher first.")],
+    server: ServerOpt = None,
+) -> None:
+    """Change a job's priority."""
+    change = wire.PriorityChange(priority=priority)
+    job = client(server).call("PUT", api_path("jobs", job_id, "priority"), wire.Job, change)
+    err.print(f"Job {job.id} now has priority {job.priority}.")
+
+
 @managers_app.command("add")
 @friendly_errors
 def managers_add(name: str, server: ServerOpt = None) -> None:
