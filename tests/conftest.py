@@ -58,3 +58,19 @@ def slow_scene(blender_install: BlenderInstall, tmp_path_factory: pytest.TempPat
         samples=64,
         user_resources=folder / "user",
     )
+
+
+@pytest.fixture(scope="session")
+def endless_scene(
+    blender_install: BlenderInstall, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """Frames that take practically forever: for stopping renders in the middle."""
+    folder = tmp_path_factory.mktemp("endless-scene")
+    return build_demo_scene(
+        blender_install,
+        folder / "endless.blend",
+        frames=4,
+        resolution=(64, 48),
+        samples=1_000_000,
+        user_resources=folder / "user",
+    )
