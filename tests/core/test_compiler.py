@@ -12,6 +12,7 @@ from flamenco.core.compiler import (
     compile_job,
     register_job_type,
 )
+from flamenco.core.matching import Requirements
 
 BASE: dict[str, Any] = {"blend": "shots/010.blend", "frames": "1-3"}
 
@@ -42,6 +43,7 @@ def _render(frames: list[int], **command: Any) -> TaskSpec:
             "output_format": full["output_format"],
             "render_device": full["render_device"],
         },
+        requirements=Requirements(device=full["render_device"]),
     )
 
 
@@ -213,3 +215,33 @@ def test_task_spec_is_frozen() -> None:
     task = compile_job("blender-render", BASE)[0]
     with pytest.raises(AttributeError):
         task.name = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({}, Requirements()),
+        ({"worker_tag": "gpu-room"}, Requirements(tag="gpu-room")),
+        ({"min_blender_version": "4.2"}, Requirements(min_blender="4.2")),
+        ({"render_device": "CUDA", "worker_tag": "a"}, Requirements(tag="a", device="CUDA")),
+    ],
+)
+def test_requirements_travel_with_every_render_task(
+    changes: dict[str, Any], expected: Requirements
+) -> None:
+    tasks = compile_job("blender-render", _with(**changes))
+    assert {task.requirements for task in tasks} == {expected}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"worker_tag": "no spaces"}, "Setting 'worker_tag' must be letters"),
+        ({"worker_tag": 5}, "Setting 'worker_tag' must be letters"),
+        ({"min_blender_version": "five"}, "is not a Blender version"),
+        ({"min_blender_version": "4.2.1.7"}, "is not a Blender version"),
+    ],
+)
+def test_bad_requirements_are_refused(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(JobCompileError, match=message):
+        compile_job("blender-render", _with(**changes))

@@ -5,7 +5,7 @@ registering one function; the Server stores whatever TaskSpecs come back.
 """
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flamenco.core.frames import (
@@ -15,6 +15,7 @@ from flamenco.core.frames import (
     parse_frame_range,
     quote_for_message,
 )
+from flamenco.core.matching import RENDER_DEVICES, TAG_PATTERN, Requirements, parse_version
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class TaskSpec:
     frames: tuple[int, ...]
     command: dict[str, Any]
     depends_on: tuple[int, ...] = ()
+    requirements: Requirements = field(default_factory=Requirements)
 
 
 class JobCompileError(ValueError):
@@ -124,7 +126,6 @@ def _read_choice(
 # --- blender-render ---
 
 OUTPUT_FORMATS = ("PNG", "JPEG", "OPEN_EXR", "TIFF")
-RENDER_DEVICES = ("CPU", "GPU", "CUDA", "OPTIX", "HIP", "ONEAPI", "METAL")
 DEFAULT_OUTPUT_PATTERN = "frame_######"
 _BLENDER_RENDER_KEYS = {
     "blend",
@@ -135,6 +136,8 @@ _BLENDER_RENDER_KEYS = {
     "output_pattern",
     "preview_video",
     "fps",
+    "worker_tag",
+    "min_blender_version",
 }
 # Chunks larger than the frame limit can never be filled, so this only stops absurd input.
 _MAX_CHUNK_SIZE = 100_000
@@ -196,12 +199,38 @@ def compile_blender_render(settings: Mapping[str, Any]) -> list[TaskSpec]:
     }
     device = _read_choice(settings, "render_device", "CPU", RENDER_DEVICES)
     fps = _read_int(settings, "fps", 24, 1, 240)  # Validated even without a preview video.
+    needs = Requirements(_read_tag(settings), _read_min_blender(settings), device)
     tasks = [
-        _render_task(blend, chunk, output, device) for chunk in chunk_frames(frames, chunk_size)
+        replace(_render_task(blend, chunk, output, device), requirements=needs)
+        for chunk in chunk_frames(frames, chunk_size)
     ]
     if _read_bool(settings, "preview_video", False):
-        tasks.append(_preview_task(frames, output, fps, len(tasks)))
+        preview = _preview_task(frames, output, fps, len(tasks))
+        tasks.append(replace(preview, requirements=Requirements(tag=needs.tag)))
     return tasks
+
+
+def _read_tag(settings: Mapping[str, Any]) -> str | None:
+    tag = settings.get("worker_tag")
+    if tag is None or tag == "":
+        return None
+    if not isinstance(tag, str) or not TAG_PATTERN.match(tag):
+        raise JobCompileError(
+            f"Setting 'worker_tag' must be letters, digits, '.', '_' or '-', "
+            f"got {quote_for_message(tag)}."
+        )
+    return tag
+
+
+def _read_min_blender(settings: Mapping[str, Any]) -> str | None:
+    version = settings.get("min_blender_version")
+    if version is None or version == "":
+        return None
+    try:
+        parse_version(str(version))
+    except ValueError as exc:
+        raise JobCompileError(f"Setting 'min_blender_version': {exc}") from None
+    return str(version)
 
 
 def _render_task(blend: str, chunk: list[int], output: dict[str, str], device: str) -> TaskSpec:

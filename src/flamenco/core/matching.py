@@ -1,0 +1,82 @@
+"""Which Worker may run which task: tags, Blender version and render device.
+
+Pure: a task's Requirements against a Worker's Capabilities gives either None (it may) or
+the reason it may not, in one sentence, which is also what a waiting job shows its user.
+"""
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
+RENDER_DEVICES = ("CPU", "GPU", *GPU_BACKENDS)
+TAG_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_VERSION = re.compile(r"^\d+(\.\d+){0,2}$")
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """'4.2' -> (4, 2, 0); raises ValueError for anything that is not a version."""
+    text = text.strip()
+    if not _VERSION.match(text):
+        raise ValueError(f"'{text}' is not a Blender version such as 4.2 or 5.0.1.")
+    parts = [int(p) for p in text.split(".")]
+    return tuple(parts + [0] * (3 - len(parts)))
+
+
+@dataclass(frozen=True)
+class Requirements:
+    tag: str | None = None
+    min_blender: str | None = None
+    device: str = "CPU"  # CPU, GPU (any GPU) or one GPU backend
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tag": self.tag, "min_blender": self.min_blender, "device": self.device}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "Requirements":
+        data = data or {}
+        return cls(data.get("tag"), data.get("min_blender"), data.get("device") or "CPU")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    tags: frozenset[str] = frozenset()
+    blender_version: str = ""
+    gpu_backends: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(
+        cls, tags: Iterable[str], blender_version: str, backends: Iterable[str]
+    ) -> "Capabilities":
+        return cls(frozenset(tags), blender_version, frozenset(b.upper() for b in backends))
+
+
+def unmet(req: Requirements, cap: Capabilities) -> str | None:
+    """Why a Worker with `cap` cannot run a task needing `req`, or None when it can."""
+    if req.tag and req.tag not in cap.tags:
+        return f"needs a Worker with the tag '{req.tag}'"
+    if req.min_blender and not _new_enough(cap.blender_version, req.min_blender):
+        return f"needs Blender {req.min_blender} or newer"
+    if req.device == "GPU" and not cap.gpu_backends:
+        return "needs a Worker with a GPU"
+    if req.device in GPU_BACKENDS and req.device not in cap.gpu_backends:
+        return f"needs a Worker with a {req.device} GPU"
+    return None
+
+
+def _new_enough(have: str, need: str) -> bool:
+    try:
+        return parse_version(have) >= parse_version(need)
+    except ValueError:
+        return False  # a Worker that cannot say its version cannot promise one
+
+
+def waiting_reason(req: Requirements, workers: Iterable[Capabilities]) -> str | None:
+    """None when some Worker qualifies, else why the job waits (about the first misfit)."""
+    reasons = [unmet(req, cap) for cap in workers]
+    if any(reason is None for reason in reasons):
+        return None
+    if not reasons:
+        return "Waiting for a Worker to come online."
+    return f"Waiting: the job {reasons[0]}, and no Worker online has that."

@@ -1,0 +1,70 @@
+"""Matching tasks to Workers, table-driven."""
+
+from __future__ import annotations
+
+import pytest
+
+from flamenco.core.matching import (
+    Capabilities,
+    Requirements,
+    parse_version,
+    unmet,
+    waiting_reason,
+)
+
+CPU_ONLY = Capabilities.of([], "5.0.1", [])
+NVIDIA = Capabilities.of(["gpu-room"], "4.2.3", ["CUDA", "OPTIX"])
+OLD = Capabilities.of(["gpu-room"], "3.4.1", [])
+
+
+@pytest.mark.parametrize(
+    ("req", "cap", "reason"),
+    [
+        (Requirements(), CPU_ONLY, None),
+        (Requirements(tag="gpu-room"), NVIDIA, None),
+        (Requirements(tag="gpu-room"), CPU_ONLY, "needs a Worker with the tag 'gpu-room'"),
+        (Requirements(min_blender="4.2"), NVIDIA, None),
+        (Requirements(min_blender="4.2"), OLD, "needs Blender 4.2 or newer"),
+        (
+            Requirements(min_blender="5.0"),
+            Capabilities.of([], "", []),
+            "needs Blender 5.0 or newer",
+        ),
+        (Requirements(device="GPU"), NVIDIA, None),
+        (Requirements(device="GPU"), CPU_ONLY, "needs a Worker with a GPU"),
+        (Requirements(device="OPTIX"), NVIDIA, None),
+        (Requirements(device="HIP"), NVIDIA, "needs a Worker with a HIP GPU"),
+        (Requirements(device="CPU"), NVIDIA, None),
+    ],
+)
+def test_unmet(req: Requirements, cap: Capabilities, reason: str | None) -> None:
+    assert unmet(req, cap) == reason
+
+
+@pytest.mark.parametrize(
+    ("text", "version"),
+    [("4.2", (4, 2, 0)), ("5.0.1", (5, 0, 1)), ("5", (5, 0, 0)), (" 3.4.1 ", (3, 4, 1))],
+)
+def test_parse_version(text: str, version: tuple[int, ...]) -> None:
+    assert parse_version(text) == version
+
+
+@pytest.mark.parametrize("text", ["", "v5", "5.0.1.2", "5.x", "five"])
+def test_parse_version_refuses(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a Blender version"):
+        parse_version(text)
+
+
+def test_waiting_reason_names_what_is_missing() -> None:
+    req = Requirements(device="CUDA")
+    assert waiting_reason(req, [CPU_ONLY, NVIDIA]) is None
+    assert waiting_reason(req, [CPU_ONLY]) == (
+        "Waiting: the job needs a Worker with a CUDA GPU, and no Worker online has that."
+    )
+    assert waiting_reason(req, []) == "Waiting for a Worker to come online."
+
+
+def test_requirements_round_trip() -> None:
+    req = Requirements(tag="t", min_blender="4.2", device="OPTIX")
+    assert Requirements.from_dict(req.to_dict()) == req
+    assert Requirements.from_dict(None) == Requirements()
