@@ -48,7 +48,8 @@ class ServerSettings:
     database_url: str = ""  # empty: SQLite file in data_dir
     lease_timeout_s: float = 120.0  # a Manager silent this long loses its tasks
     manager_offline_s: float = 30.0  # shown offline after this long without a sync
-    max_task_failures: int = 3
+    max_task_failures: int = 3  # tries of one task before it fails
+    blocklist_threshold: int = 3  # failures of one job's tasks that keep a Worker off the job
     max_upload_bytes: int = 50 * 1024**3
 
 

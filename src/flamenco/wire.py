@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, StringConstraints
 
+from flamenco.core.matching import Capabilities
 from flamenco.core.states import JobStatus, TaskStatus
 
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
@@ -86,6 +87,8 @@ class Job(BaseModel):
     progress: float
     output_dir: str
     sites: list[str]
+    waiting_reason: str | None = None
+    blocklist: list[str] = Field(default_factory=list)
 
 
 class Task(BaseModel):
@@ -162,11 +165,36 @@ class Progress(Strict):
 # ---- Manager <-> Server ------------------------------------------------------------------------
 
 
-class WorkerSummary(BaseModel):
+class GpuInfo(BaseModel):
+    index: int
+    vendor: str
+    model: str
+    memory_mb: int = 0
+    backends: list[str] = Field(description="Cycles devices it can run: CUDA, OPTIX, HIP…")
+
+
+class HasCapabilities(BaseModel):
+    tags: list[str] = Field(default_factory=list)
+    gpus: list[GpuInfo] = Field(default_factory=list)
+    blender_version: str | None = None
+
+    def capabilities(self) -> Capabilities:
+        backends = {backend for gpu in self.gpus for backend in gpu.backends}
+        return Capabilities.of(self.tags, self.blender_version or "", backends)
+
+
+class WorkerInfo(HasCapabilities):
+    """What a Worker is and can do; sent when it registers and when it starts again."""
+
+    platform: str = ""
+    cpu_count: int = 0
+    memory_mb: int = 0
+
+
+class WorkerSummary(HasCapabilities):
     name: str
     status: str
     task_id: str | None = None
-    blender_version: str | None = None
 
 
 class ManagerInfo(BaseModel):
@@ -198,24 +226,26 @@ class Lease(BaseModel):
     command: dict[str, Any]
     files: dict[str, str]
     lease_expires: datetime
+    requirements: dict[str, Any] = Field(default_factory=dict)
+    failed_by: list[str] = Field(default_factory=list, description="Workers that failed it.")
 
 
 class ManagerSyncReply(BaseModel):
     leases: list[Lease]
     revoked: list[str] = Field(description="Task ids the Manager must stop and drop.")
     next_sync_s: float
+    blocklist: dict[str, list[str]] = Field(
+        default_factory=dict, description="Job id -> Workers of this Manager kept off it."
+    )
 
 
 # ---- Worker <-> Manager ------------------------------------------------------------------------
 
 
-class WorkerRegistration(Strict):
+class WorkerRegistration(WorkerInfo):
+    model_config = ConfigDict(extra="forbid")
     secret: str
     name: Name
-    platform: str = ""
-    cpu_count: int = 0
-    memory_mb: int = 0
-    blender_version: str = ""
 
 
 class WorkerRegistered(BaseModel):
@@ -229,6 +259,8 @@ class WorkerSync(Strict):
     warm_job_id: str | None = None
     progress: Progress | None = None
     status: str = "awake"
+    running_task_id: str | None = None
+    info: WorkerInfo | None = None
 
 
 class Assignment(BaseModel):

@@ -68,10 +68,21 @@ def task_update(
     return wire.TaskUpdate(update_id=uuid.uuid4().hex, task_id=task_id, status=status, **fields)
 
 
+ONE_CPU_WORKER = [wire.WorkerSummary(name="w1", status="awake", blender_version="5.0.1")]
+
+
 def lease_sync(
-    svc: ServerServices, manager: ManagerRow, want: int = 0, held: list[str] | None = None
-):
-    return svc.leases.sync(manager, wire.ManagerSync(want=want, held=held or []))
+    svc: ServerServices,
+    manager: ManagerRow,
+    want: int = 0,
+    held: list[str] | None = None,
+    workers: list[wire.WorkerSummary] | None = None,
+) -> wire.ManagerSyncReply:
+    """A Manager's sync; by default it has one idle CPU Worker with Blender 5.0.1."""
+    request = wire.ManagerSync(
+        want=want, held=held or [], workers=ONE_CPU_WORKER if workers is None else workers
+    )
+    return svc.leases.sync(manager, request)
 
 
 def alice(svc: ServerServices) -> User:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
-from fastapi.responses import FileResponse, PlainTextResponse
+from fastapi.responses import FileResponse, PlainTextResponse, Response
 
 from flamenco import wire
 from flamenco.blobs import is_sha256
@@ -68,6 +68,18 @@ def create_server_app(svc: ServerServices) -> FastAPI:
     @app.get("/api/v1/managers")
     def list_managers(_: AnyUser, svc: Services) -> list[wire.ManagerInfo]:
         return svc.leases.managers()
+
+    # ---- Blender add-on (src/flamenco/addon): public, like any download page ----------------
+
+    @app.get("/api/v1/addon/render_flamenco.zip", response_class=Response)
+    def addon_zip() -> Response:
+        from flamenco.addon.builder import cached_bytes, zip_name
+
+        return Response(
+            cached_bytes(),
+            media_type="application/zip",
+            headers={"Content-Disposition": f'attachment; filename="{zip_name()}"'},
+        )
 
     # ---- blobs -------------------------------------------------------------------------------
 

@@ -8,7 +8,9 @@ import secrets
 import shutil
 from collections import Counter
 from collections.abc import AsyncIterable
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 from sqlalchemy import delete, func, select
@@ -19,7 +21,14 @@ from flamenco.blendfile import blend_problem
 from flamenco.blobs import BlobStore, check_relative_path, safe_join
 from flamenco.core.actions import ActionNotAllowed, JobAction, plan_job_action
 from flamenco.core.compiler import JobCompileError, compile_job
-from flamenco.core.states import JobStatus, TaskStatus, job_status_from_tasks
+from flamenco.core.matching import Requirements, waiting_reason
+from flamenco.core.states import (
+    RUNNABLE_TASK_STATUSES,
+    JobStatus,
+    TaskStatus,
+    job_status_from_tasks,
+)
+from flamenco.db import utcnow
 from flamenco.errors import (
     BadRequest,
     Conflict,
@@ -39,6 +48,7 @@ from flamenco.server.models import (
     TaskRow,
     User,
 )
+from flamenco.server.records import blocked_workers, manager_names, online_workers
 
 log = logging.getLogger("flamenco.server.jobs")
 
@@ -52,10 +62,19 @@ def slug(name: str) -> str:
 
 
 class JobService:
-    def __init__(self, sessions: sessionmaker, blobs: BlobStore, outputs_root: Path) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker,
+        blobs: BlobStore,
+        outputs_root: Path,
+        manager_offline_s: float = 30.0,
+        blocklist_threshold: int = 3,
+    ) -> None:
         self.sessions = sessions
         self.blobs = blobs
         self.outputs_root = outputs_root
+        self.manager_offline = timedelta(seconds=manager_offline_s)
+        self.blocklist_threshold = blocklist_threshold
 
     # ---- submission ------------------------------------------------------------------------
 
@@ -98,6 +117,7 @@ class JobService:
                         frames=list(spec.frames),
                         command=spec.command,
                         depends_on=list(spec.depends_on),
+                        requirements=spec.requirements.to_dict(),
                     )
                 )
         log.info(
@@ -150,7 +170,9 @@ class JobService:
 
     def _to_wire(self, s: Session, job: JobRow) -> wire.Job:
         tasks = s.execute(
-            select(TaskRow.status, TaskRow.progress, TaskRow.frames).where(TaskRow.job_id == job.id)
+            select(TaskRow.status, TaskRow.progress, TaskRow.frames, TaskRow.requirements).where(
+                TaskRow.job_id == job.id
+            )
         ).all()
         frames_done = (
             s.scalar(select(func.count()).select_from(OutputRow).where(OutputRow.job_id == job.id))
@@ -178,7 +200,21 @@ class JobService:
             progress=round(min(done / work, 1.0), 4),
             output_dir=job.output_dir,
             sites=job.sites,
+            waiting_reason=self._waiting_reason(s, job, tasks),
+            blocklist=sorted(
+                blocked_workers(s, {job.id}, self.blocklist_threshold).get(job.id, set())
+            ),
         )
+
+    def _waiting_reason(self, s: Session, job: JobRow, tasks: list[Any]) -> str | None:
+        """Why a job's runnable tasks find no Worker, when that is so."""
+        if job.status not in (JobStatus.QUEUED, JobStatus.ACTIVE):
+            return None
+        runnable = [t for t in tasks if t.status in RUNNABLE_TASK_STATUSES]
+        if not runnable or any(t.status in (TaskStatus.LEASED, TaskStatus.ACTIVE) for t in tasks):
+            return None
+        workers = online_workers(s, utcnow() - self.manager_offline)
+        return waiting_reason(Requirements.from_dict(runnable[0].requirements), workers)
 
     def tasks(self, job_id: str) -> list[wire.Task]:
         with self.sessions() as s:
@@ -186,7 +222,7 @@ class JobService:
             rows = s.scalars(
                 select(TaskRow).where(TaskRow.job_id == job_id).order_by(TaskRow.index)
             ).all()
-            managers = _manager_names(s)
+            managers = manager_names(s)
             return [task_to_wire(t, managers) for t in rows]
 
     def task_log(self, job_id: str, task_id: str) -> str:
@@ -205,7 +241,7 @@ class JobService:
     def history(self, job_id: str) -> list[wire.TaskEvent]:
         with self.sessions() as s:
             self._job_or_404(s, job_id)
-            managers = _manager_names(s)
+            managers = manager_names(s)
             rows = s.scalars(
                 select(AppliedUpdate)
                 .join(TaskRow, TaskRow.id == AppliedUpdate.task_id)
@@ -417,10 +453,6 @@ def _blobs_in_use(s: Session) -> set[str]:
     for files in s.scalars(select(JobRow.files)):
         used.update(files.values())
     return used
-
-
-def _manager_names(s: Session) -> dict[int, str]:
-    return {row.id: row.name for row in s.execute(select(ManagerRow.id, ManagerRow.name))}
 
 
 def task_to_wire(t: TaskRow, managers: dict[int, str]) -> wire.Task:

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from flamenco import wire
+from flamenco.core.matching import Requirements, unmet
 from flamenco.core.states import (
     RUNNABLE_TASK_STATUSES,
     TERMINAL_TASK_STATUSES,
@@ -28,12 +29,14 @@ from flamenco.server.models import (
     TaskLogChunk,
     TaskRow,
 )
+from flamenco.server.records import blocked_workers, failed_by
 
 log = logging.getLogger("flamenco.server.leases")
 
 LEASABLE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.ACTIVE)
 HELD_TASK_STATUSES = (TaskStatus.LEASED, TaskStatus.ACTIVE)
 LOG_TAIL_CHARS = 4000
+SCAN_LIMIT = 500  # candidate tasks looked at per lease request
 
 
 class LeaseService:
@@ -44,7 +47,9 @@ class LeaseService:
         max_task_failures: int = 3,
         sync_interval_s: float = 1.0,
         manager_offline_s: float = 30.0,
+        blocklist_threshold: int = 3,
     ) -> None:
+        self.blocklist_threshold = blocklist_threshold
         self.manager_offline = timedelta(seconds=manager_offline_s)
         self.sessions = sessions
         self.lease_timeout = timedelta(seconds=lease_timeout_s)
@@ -61,10 +66,22 @@ class LeaseService:
             row.workers = [w.model_dump() for w in req.workers]
             revoked = self._renew(s, manager.id, req.held)
             self._apply_progress(s, manager.id, req.progress)
-            leases = self._lease(s, row, req.want)
+            workers = [w for w in req.workers if w.status != "offline"]
+            leases = self._lease(s, row, req.want, workers)
+            jobs = {lease.job_id for lease in leases} | self._jobs_of(s, req.held)
+            blocked = blocked_workers(s, jobs, self.blocklist_threshold, manager.id)
         return wire.ManagerSyncReply(
-            leases=leases, revoked=revoked, next_sync_s=self.sync_interval_s
+            leases=leases,
+            revoked=revoked,
+            next_sync_s=self.sync_interval_s,
+            blocklist={job: sorted(names) for job, names in blocked.items()},
         )
+
+    @staticmethod
+    def _jobs_of(s: Session, task_ids: list[str]) -> set[str]:
+        if not task_ids:
+            return set()
+        return set(s.scalars(select(TaskRow.job_id).where(TaskRow.id.in_(task_ids))))
 
     def managers(self) -> list[wire.ManagerInfo]:
         """Every Manager with its Workers, as last reported, and whether it is online."""
@@ -135,10 +152,14 @@ class LeaseService:
             ):
                 task.progress, task.activity = p.progress, p.activity
 
-    def _lease(self, s: Session, manager: ManagerRow, want: int) -> list[wire.Lease]:
-        if want <= 0:
+    def _lease(
+        self, s: Session, manager: ManagerRow, want: int, workers: list[wire.WorkerSummary]
+    ) -> list[wire.Lease]:
+        if want <= 0 or not workers:
             return []
         manager_id = manager.id
+        capable = {w.name: w.capabilities() for w in workers}
+        blocked: dict[str, set[str]] = {}
         candidates = s.execute(
             select(TaskRow, JobRow)
             .join(JobRow, TaskRow.job_id == JobRow.id)
@@ -148,7 +169,7 @@ class LeaseService:
                 self._allowed_on(manager.name),
             )
             .order_by(JobRow.priority.desc(), JobRow.created, JobRow.id, TaskRow.index)
-            .limit(want * 4 + 16)
+            .limit(max(want * 4 + 16, SCAN_LIMIT))
             .with_for_update(skip_locked=True, of=TaskRow)
         ).all()
         expires = utcnow() + self.lease_timeout
@@ -158,6 +179,15 @@ class LeaseService:
                 break
             if task.depends_on and not self._dependencies_done(s, task):
                 continue
+            if job.id not in blocked:
+                found = blocked_workers(s, {job.id}, self.blocklist_threshold, manager_id)
+                blocked[job.id] = found.get(job.id, set())
+            needs = Requirements.from_dict(task.requirements)
+            if not any(
+                unmet(needs, cap) is None and name not in blocked[job.id]
+                for name, cap in capable.items()
+            ):
+                continue  # none of this Manager's Workers may run it; another site may
             task.status, task.manager_id, task.lease_expires = (
                 TaskStatus.LEASED,
                 manager_id,
@@ -175,6 +205,8 @@ class LeaseService:
                     command=task.command,
                     files=job.files,
                     lease_expires=expires,
+                    requirements=task.requirements,
+                    failed_by=failed_by(s, task.id, manager_id),
                 )
             )
         for job_id in {lease.job_id for lease in leases}:

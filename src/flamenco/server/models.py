@@ -83,6 +83,7 @@ class TaskRow(Base):
     frames: Mapped[list[Any]]
     command: Mapped[dict[str, Any]]
     depends_on: Mapped[list[Any]] = mapped_column(default=list)
+    requirements: Mapped[dict[str, Any]] = mapped_column(default=dict)
     progress: Mapped[float] = mapped_column(default=0.0)
     activity: Mapped[str] = mapped_column(Text, default="")
     manager_id: Mapped[int | None] = mapped_column(ForeignKey("managers.id"), default=None)

@@ -38,12 +38,19 @@ def build_services(settings: ServerSettings) -> ServerServices:
         settings=settings,
         engine=engine,
         auth=AuthService(sessions),
-        jobs=JobService(sessions, blobs, settings.data_dir / "outputs"),
+        jobs=JobService(
+            sessions,
+            blobs,
+            settings.data_dir / "outputs",
+            manager_offline_s=settings.manager_offline_s,
+            blocklist_threshold=settings.blocklist_threshold,
+        ),
         leases=LeaseService(
             sessions,
             lease_timeout_s=settings.lease_timeout_s,
             max_task_failures=settings.max_task_failures,
             manager_offline_s=settings.manager_offline_s,
+            blocklist_threshold=settings.blocklist_threshold,
         ),
         blobs=blobs,
     )

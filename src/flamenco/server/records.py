@@ -1,0 +1,67 @@
+"""Queries over what Managers reported, shared by the job and lease services."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from flamenco import wire
+from flamenco.core.matching import Capabilities
+from flamenco.core.states import TaskStatus
+from flamenco.server.models import AppliedUpdate, ManagerRow, TaskRow
+
+
+def blocked_workers(
+    s: Session, job_ids: set[str], threshold: int, manager_id: int | None = None
+) -> dict[str, set[str]]:
+    """Workers that failed a job's tasks `threshold` times or more: they get no more of it."""
+    if not job_ids:
+        return {}
+    query = (
+        select(TaskRow.job_id, AppliedUpdate.worker)
+        .join(TaskRow, TaskRow.id == AppliedUpdate.task_id)
+        .where(
+            TaskRow.job_id.in_(job_ids),
+            AppliedUpdate.status == TaskStatus.FAILED,
+            AppliedUpdate.outcome == "applied",
+            AppliedUpdate.worker.is_not(None),
+        )
+        .group_by(TaskRow.job_id, AppliedUpdate.worker)
+        .having(func.count() >= threshold)
+    )
+    if manager_id is not None:
+        query = query.where(AppliedUpdate.manager_id == manager_id)
+    blocked: dict[str, set[str]] = {}
+    for job_id, worker in s.execute(query):
+        blocked.setdefault(job_id, set()).add(worker)
+    return blocked
+
+
+def failed_by(s: Session, task_id: str, manager_id: int) -> list[str]:
+    """The Workers of a Manager that failed this task before."""
+    workers = s.scalars(
+        select(AppliedUpdate.worker).where(
+            AppliedUpdate.task_id == task_id,
+            AppliedUpdate.manager_id == manager_id,
+            AppliedUpdate.status == TaskStatus.FAILED,
+            AppliedUpdate.worker.is_not(None),
+        )
+    )
+    return sorted(set(workers))
+
+
+def manager_names(s: Session) -> dict[int, str]:
+    return {row.id: row.name for row in s.execute(select(ManagerRow.id, ManagerRow.name))}
+
+
+def online_workers(s: Session, since: datetime) -> list[Capabilities]:
+    """What the Workers of every Manager heard from since `since` can do."""
+    capabilities = []
+    for workers in s.scalars(select(ManagerRow.workers).where(ManagerRow.last_seen > since)):
+        for worker in workers:
+            summary = wire.WorkerSummary.model_validate(worker)
+            if summary.status != "offline":
+                capabilities.append(summary.capabilities())
+    return capabilities
