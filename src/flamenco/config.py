@@ -75,6 +75,10 @@ class WorkerSettings:
     name: str = field(default_factory=lambda: os.uname().nodename)
     blender: str = ""  # a blender executable; empty: `blender` on PATH, else the bpy wheel
     warm_idle_s: float = 120.0  # how long a warm Blender waits for its job's next task
+    tags: str = ""  # comma-separated; a job with a tag runs only on Workers that have it
+    gpu: int = -1  # render on this GPU only (one Worker per GPU); -1: every GPU
+    gpu_warmup: bool = True  # compile GPU kernels at start, not in a job's first task
+    hung_timeout_s: float = 900.0  # a render without any sign of life this long is stopped
 
 
 @dataclass
@@ -93,8 +97,15 @@ SECTIONS: dict[type, str] = {
 }
 
 
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() not in ("0", "false", "no", "off", "")
+    return bool(value)
+
+
 def _cast(kind: Any, value: Any) -> Any:
-    kind = {"Path": Path, "int": int, "float": float, "str": str}.get(str(kind), kind)
+    casts = {"Path": Path, "int": int, "float": float, "str": str, "bool": _to_bool}
+    kind = casts.get(str(kind), kind)
     return kind(value) if callable(kind) else value
 
 

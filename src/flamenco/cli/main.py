@@ -31,6 +31,8 @@ jobs_app = typer.Typer(help="Look at and fetch jobs.", no_args_is_help=True)
 managers_app = typer.Typer(help="The Managers (sites) of the farm.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(managers_app, name="managers")
+addon_app = typer.Typer(help="The Blender add-on.", no_args_is_help=True)  # add-on
+app.add_typer(addon_app, name="addon")  # add-on
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -142,6 +144,10 @@ def worker(
     data_dir: Annotated[Path | None, typer.Option(help="Cache, outbox and frames.")] = None,
     name: Annotated[str | None, typer.Option(help="Name shown for this Worker.")] = None,
     blender: Annotated[str | None, typer.Option(help="Blender executable to use.")] = None,
+    tags: Annotated[str | None, typer.Option(help="Comma-separated tags, e.g. gpu,fast.")] = None,
+    gpu: Annotated[
+        int | None, typer.Option(help="Use only this GPU (index); one Worker each.")
+    ] = None,
 ) -> None:
     """Run a Worker that renders what its Manager hands out."""
     from flamenco.worker.agent import WorkerAgent
@@ -155,6 +161,8 @@ def worker(
             "data_dir": data_dir,
             "name": name,
             "blender": blender,
+            "tags": tags,
+            "gpu": gpu,
         },
     )
     agent = WorkerAgent(settings)
@@ -374,6 +382,31 @@ def managers_list(server: ServerOpt = None, as_json: JsonOpt = False) -> None:
         )
         table.add_row(m.name, m.status, m.address, workers or "none")
     out.print(table)
+
+
+# ---- Blender add-on (owned by the add-on work: src/flamenco/addon) -----------------------------
+
+
+@addon_app.command("build")
+def addon_build(
+    dest: Annotated[Path, typer.Argument(help="Folder for the zip, or a path ending in .zip.")],
+) -> None:
+    """Write the Blender add-on: an extension zip for Blender 4.2+ ("Install from Disk")."""
+    from flamenco.addon.builder import AddonBuildError, build
+
+    try:
+        target = build(dest)
+    except AddonBuildError as exc:
+        err.print(f"Error: {exc}", style="red")
+        raise typer.Exit(1) from None
+    err.print(
+        "Install it in Blender 4.2 or newer: Edit > Preferences > Get Extensions > "
+        "Install from Disk."
+    )
+    print(target)
+
+
+# ---- end of Blender add-on ---------------------------------------------------------------------
 
 
 @app.command()

@@ -19,6 +19,7 @@ from flamenco import wire
 from flamenco.blobs import BlobStore, check_relative_path
 from flamenco.client import ApiError, AsyncApi, Unreachable
 from flamenco.config import ManagerSettings
+from flamenco.core.matching import Capabilities, Requirements, unmet
 from flamenco.core.states import TaskStatus
 from flamenco.db import utcnow
 from flamenco.errors import BadRequest, NotFound, Unauthorized, Unavailable
@@ -27,6 +28,7 @@ from flamenco.outbox import FrameItem, Outbox
 from flamenco.security import new_token, token_hash
 
 log = logging.getLogger("flamenco.manager")
+PICK_SCAN = 200  # queued tasks looked at per assignment
 
 # Statuses after which a Worker no longer holds the task.
 RELEASING_STATUSES = {
@@ -60,6 +62,7 @@ class ManagerService:
         self._idle: dict[str, float] = {}
         self._blob_locks: dict[str, asyncio.Lock] = {}
         self.blob_downloads = 0
+        self.blocklist: dict[str, set[str]] = {}  # job id -> Worker names, from the Server
 
     # ---- Workers -----------------------------------------------------------------------------
 
@@ -107,7 +110,12 @@ class ManagerService:
             worker = s.get(WorkerRow, worker_id)
             assert worker is not None
             worker.last_seen, worker.status = utcnow(), req.status
+            if req.info is not None:
+                worker.info = req.info.model_dump(mode="json")
             cancel, worker.cancel = list(worker.cancel), []
+            if req.running_task_id and req.running_task_id != worker.current_task:
+                # Back after being declared lost: its task went to someone else.
+                cancel.append(req.running_task_id)
             if req.progress:
                 held = s.scalar(select(HeldTask).where(HeldTask.task_id == req.progress.task_id))
                 if held is not None and held.worker_id == worker_id:
@@ -116,13 +124,13 @@ class ManagerService:
 
     def _assign(self, worker_id: str, warm_job_id: str | None) -> wire.Assignment | None:
         with self.sessions.begin() as s:
+            worker = s.get(WorkerRow, worker_id)
+            assert worker is not None
             mine = s.scalar(select(HeldTask).where(HeldTask.worker_id == worker_id))
-            task = mine or self._pick(s, warm_job_id)
+            task = mine or self._pick(s, worker, warm_job_id)
             if task is None:
                 return None
             task.state, task.worker_id = "assigned", worker_id
-            worker = s.get(WorkerRow, worker_id)
-            assert worker is not None
             worker.current_task = task.task_id
             lease = wire.Lease.model_validate(task.lease)
         log.info(
@@ -133,19 +141,41 @@ class ManagerService:
         )
         return wire.Assignment(**lease.model_dump(include=set(wire.Assignment.model_fields)))
 
+    def _pick(self, s: Session, worker: WorkerRow, warm_job_id: str | None) -> HeldTask | None:
+        """The next task this Worker may run.
+
+        Highest priority first; among equals, the job whose Blender the Worker has warm.
+        A task the Worker failed before goes to another Worker when one is around.
+        """
+        capabilities = wire.WorkerInfo.model_validate(worker.info).capabilities()
+        queued = s.scalars(
+            select(HeldTask)
+            .where(HeldTask.state == "queued")
+            .order_by(HeldTask.priority.desc(), HeldTask.seq)
+            .limit(PICK_SCAN)
+        ).all()
+        fitting = [t for t in queued if self._may_run(t, worker.name, capabilities)]
+        if not fitting:
+            return None
+        best = [t for t in fitting if t.priority == fitting[0].priority]
+        if self._others_awake(s, worker):
+            best = [t for t in best if worker.name not in t.lease.get("failed_by", [])] or []
+        warm = [t for t in best if t.job_id == warm_job_id]
+        return (warm or best or [None])[0]
+
+    def _may_run(self, task: HeldTask, worker_name: str, capabilities: Capabilities) -> bool:
+        if worker_name in self.blocklist.get(task.job_id, ()):
+            return False
+        return unmet(Requirements.from_dict(task.lease.get("requirements")), capabilities) is None
+
     @staticmethod
-    def _pick(s: Session, warm_job_id: str | None) -> HeldTask | None:
-        """Highest priority first; among equals, the job whose Blender is already warm."""
-        queued = select(HeldTask).where(HeldTask.state == "queued")
-        top = s.scalar(queued.order_by(HeldTask.priority.desc(), HeldTask.seq).limit(1))
-        if top is None or warm_job_id is None or top.job_id == warm_job_id:
-            return top
-        warm = s.scalar(
-            queued.where(HeldTask.job_id == warm_job_id, HeldTask.priority == top.priority)
-            .order_by(HeldTask.seq)
-            .limit(1)
+    def _others_awake(s: Session, worker: WorkerRow) -> bool:
+        others = (
+            select(func.count())
+            .select_from(WorkerRow)
+            .where(WorkerRow.id != worker.id, WorkerRow.status == "awake")
         )
-        return warm or top
+        return bool(s.scalar(others))
 
     def apply_worker_updates(self, worker: WorkerRow, updates: list[wire.TaskUpdate]) -> list[str]:
         for update in updates:
@@ -229,6 +259,9 @@ class ManagerService:
 
     # ---- the Server side ---------------------------------------------------------------------
 
+    def take_blocklist(self, blocklist: dict[str, list[str]]) -> None:
+        self.blocklist = {job_id: set(names) for job_id, names in blocklist.items()}
+
     def take_leases(self, leases: list[wire.Lease]) -> None:
         if not leases:
             return
@@ -301,7 +334,7 @@ class ManagerService:
                     name=w.name,
                     status=w.status,
                     task_id=w.current_task,
-                    blender_version=w.info.get("blender_version"),
+                    **wire.HasCapabilities.model_validate(w.info).model_dump(),
                 )
                 for w in s.scalars(select(WorkerRow)).all()
             ]

@@ -58,6 +58,7 @@ class ServerLink:
             "POST", "/api/v1/manager/sync", wire.ManagerSyncReply, request
         )
         self.service.revoke(reply.revoked)
+        self.service.take_blocklist(reply.blocklist)
         self.service.take_leases(reply.leases)
         self.interval_s = reply.next_sync_s
 

@@ -16,6 +16,7 @@ import os
 import platform
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from flamenco.blobs import BlobStore, safe_join
 from flamenco.client import ApiError, AsyncApi, Unreachable
 from flamenco.config import WorkerSettings
 from flamenco.core.states import TaskStatus
+from flamenco.demo.scene import DemoSceneError, build_demo_scene
 from flamenco.outbox import FrameItem, Outbox
 from flamenco.worker.blender import (
     BlenderFailed,
@@ -33,8 +35,14 @@ from flamenco.worker.blender import (
     WarmBlender,
     find_blender,
 )
+from flamenco.worker.gpus import detect_gpus, gpu_environment
 
 log = logging.getLogger("flamenco.worker")
+
+
+class TaskTypeUnknown(Exception):
+    """The Manager handed out a task this Worker has no runner for."""
+
 
 IDLE_WAIT_S = 10.0
 LOG_FLUSH_S = 1.0
@@ -48,6 +56,8 @@ class TaskRun:
 
     def __init__(self, assignment: wire.Assignment) -> None:
         self.a = assignment
+        self.last_sign_of_life = time.monotonic()
+        self.hung = False
         self.frames_done = 0
         self.progress = wire.Progress(task_id=assignment.task_id, progress=0.0, activity="")
         self.log_lines: list[str] = []
@@ -65,6 +75,18 @@ class WorkerAgent:
         self.data = settings.data_dir
         self.data.mkdir(parents=True, exist_ok=True)
         self.install = install or find_blender(settings.blender or None)
+        self.gpu_pin = settings.gpu if settings.gpu >= 0 else None
+        self.info = wire.WorkerInfo(
+            platform=platform.platform(),
+            cpu_count=os.cpu_count() or 0,
+            memory_mb=_memory_mb(),
+            blender_version=self.install.version,
+            tags=[t.strip() for t in settings.tags.split(",") if t.strip()],
+            gpus=detect_gpus(self.gpu_pin),
+        )
+        self.blender_env = gpu_environment(self.data, self.gpu_pin)
+        self.info_sent = False
+        self.status = "awake"
         self.blobs = BlobStore(self.data / "cache")
         self.outbox = Outbox(self.data / "outbox.sqlite")
         self.api = AsyncApi(settings.manager)
@@ -76,6 +98,9 @@ class WorkerAgent:
         self.blender_idle_since = time.monotonic()
         self.run: TaskRun | None = None
         self.runner: asyncio.Task[None] | None = None
+        self.task_types: dict[str, Callable[[TaskRun, Path], Awaitable[None]]] = {
+            "blender": self._render,
+        }
 
     # ---- identity ----------------------------------------------------------------------------
 
@@ -89,12 +114,7 @@ class WorkerAgent:
             self.api.set_token(saved["token"])
             return
         reg = wire.WorkerRegistration(
-            secret=self.settings.secret,
-            name=self.settings.name,
-            platform=platform.platform(),
-            cpu_count=os.cpu_count() or 0,
-            memory_mb=_memory_mb(),
-            blender_version=self.install.version,
+            secret=self.settings.secret, name=self.settings.name, **self.info.model_dump()
         )
         done = await self.api.call("POST", "/api/v1/workers/register", wire.WorkerRegistered, reg)
         self._identity_file.write_text(
@@ -115,6 +135,9 @@ class WorkerAgent:
 
     async def serve(self, stop: asyncio.Event) -> None:
         await self._until_registered(stop)
+        warmup = None
+        if self.info.gpus and self.settings.gpu_warmup:
+            warmup = asyncio.create_task(self._warm_up_gpus())
         delivery = asyncio.create_task(self._deliver_loop(stop))
         syncing = asyncio.create_task(self._sync_loop(stop))
         try:
@@ -125,6 +148,9 @@ class WorkerAgent:
         finally:
             syncing.cancel()
             await wait_quietly(syncing)
+            if warmup is not None:
+                warmup.cancel()
+                await wait_quietly(warmup)
             await self._shutdown()
             await wait_quietly(delivery)
             # One last delivery, so that what happened before the stop is not held back.
@@ -158,6 +184,7 @@ class WorkerAgent:
                 else:
                     log.error("Manager refused the sync: %s", exc.message)
             await self._retire_idle_blender()
+            await self._stop_if_hung()
             if self.runner is not None or delay > 1.0:
                 await wait_any(stop, self.task_ended, timeout=delay)
                 self.task_ended.clear()
@@ -167,7 +194,7 @@ class WorkerAgent:
             await self.register(force=True)
 
     async def _sync_once(self) -> None:
-        idle = self.runner is None
+        idle = self.runner is None and self.status == "awake"
         if idle:
             # The Manager must hear how the last task ended before it hands out the next one.
             await self._deliver()
@@ -176,11 +203,14 @@ class WorkerAgent:
             wait_s=IDLE_WAIT_S if idle else 0,
             warm_job_id=self.blender_job,
             progress=self.run.progress if self.run else None,
-            status="awake",
+            status=self.status,
+            running_task_id=self.run.a.task_id if self.run else None,
+            info=None if self.info_sent else self.info,
         )
         reply = await self.api.call(
             "POST", "/api/v1/worker/sync", wire.WorkerSyncReply, req, timeout=IDLE_WAIT_S + 20
         )
+        self.info_sent = True
         for task_id in reply.cancel:
             await self._cancel(task_id)
         if reply.assignment is not None and self.runner is None:
@@ -249,21 +279,20 @@ class WorkerAgent:
         self._report(run, status=TaskStatus.ACTIVE, activity="fetching job files", progress=0.0)
         try:
             job_dir = await self._fetch_files(a)
-            on_event = functools.partial(self._on_blender_event, run)
-            blender = await self._warm_blender(a, job_dir, on_event)
-            self._report(run, activity=f"rendering {a.name}", blender_pid=blender.pid)
-            await blender.render(
-                a.frames,
-                self.data / "jobs" / a.job_id / "out" / a.task_id,
-                output_pattern=a.command.get("output_pattern", "frame_######"),
-                output_format=a.command.get("output_format", "PNG"),
-                on_event=on_event,
-            )
+            runner = self.task_types.get(a.type)
+            if runner is None:
+                raise TaskTypeUnknown(f"This Worker cannot run tasks of type '{a.type}'.")
+            await runner(run, job_dir)
         except asyncio.CancelledError:
             self._flush_log(run)
             raise
-        except (BlenderFailed, ApiError, Unreachable, OSError) as exc:
+        except (BlenderFailed, ApiError, Unreachable, OSError, TaskTypeUnknown) as exc:
             message = getattr(exc, "message", None) or str(exc)
+            if run.hung:
+                message = (
+                    f"Blender showed no sign of life for {self.settings.hung_timeout_s:.0f}"
+                    " s and was stopped."
+                )
             log.error("task %s failed: %s", a.task_id, message, extra=self._ctx(run))
             self._flush_log(run)
             self._report(run, status=TaskStatus.FAILED, error=message, activity="failed")
@@ -271,6 +300,74 @@ class WorkerAgent:
         self._flush_log(run)
         self._report(run, status=TaskStatus.COMPLETED, progress=1.0, activity="done")
         log.info("task %s completed", a.task_id, extra=self._ctx(run))
+
+    async def _render(self, run: TaskRun, job_dir: Path) -> None:
+        a = run.a
+        on_event = functools.partial(self._on_blender_event, run)
+        blender = await self._warm_blender(a, job_dir, on_event)
+        self._report(run, activity=f"rendering {a.name}", blender_pid=blender.pid)
+        await blender.render(
+            a.frames,
+            self.data / "jobs" / a.job_id / "out" / a.task_id,
+            output_pattern=a.command.get("output_pattern", "frame_######"),
+            output_format=a.command.get("output_format", "PNG"),
+            on_event=on_event,
+        )
+
+    async def _warm_up_gpus(self) -> None:
+        """Compile the GPU kernels now, so that no job's first task waits minutes for them."""
+        self.status = "compiling-gpu-kernels"
+        folder = self.data / "gpu-warmup"
+        try:
+            scene = await asyncio.to_thread(
+                build_demo_scene,
+                self.install,
+                folder / "warmup.blend",
+                frames=1,
+                resolution=(32, 32),
+                samples=1,
+                user_resources=self.data / "blender-user",
+            )
+            for backend in self.info.gpus[0].backends:
+                started = time.monotonic()
+                async with WarmBlender(
+                    self.install,
+                    scene,
+                    device=backend,
+                    env=self.blender_env,
+                    user_resources=self.data / "blender-user",
+                ) as blender:
+                    await blender.render([1], folder / backend.lower())
+                log.info(
+                    "GPU kernels for %s ready after %.1f s",
+                    backend,
+                    time.monotonic() - started,
+                    extra={"worker": self.settings.name},
+                )
+        except (BlenderFailed, DemoSceneError, OSError) as exc:
+            log.warning(
+                "GPU warm-up failed; GPU jobs will tell why: %s",
+                exc,
+                extra={"worker": self.settings.name},
+            )
+        finally:
+            self.status = "awake"
+
+    async def _stop_if_hung(self) -> None:
+        """A render with no output at all past the timeout is stopped, and so fails."""
+        run, blender = self.run, self.blender
+        if run is None or blender is None or run.hung:
+            return
+        silent = time.monotonic() - run.last_sign_of_life
+        if silent > self.settings.hung_timeout_s:
+            log.warning(
+                "task %s: Blender silent for %.0f s, stopping it",
+                run.a.task_id,
+                silent,
+                extra=self._ctx(run),
+            )
+            run.hung = True
+            await blender.terminate()
 
     async def _fetch_files(self, a: wire.Assignment) -> Path:
         job_dir = self.data / "jobs" / a.job_id / "files"
@@ -297,13 +394,18 @@ class WorkerAgent:
             return current
         await self._stop_blender()
         blender = WarmBlender(
-            self.install, blend, device=device, user_resources=self.data / "blender-user"
+            self.install,
+            blend,
+            device=device,
+            user_resources=self.data / "blender-user",
+            env=self.blender_env,
         )
         self.blender, self.blender_job = blender, a.job_id
         await blender.start(on_event=on_event)
         return blender
 
     async def _on_blender_event(self, run: TaskRun, event: dict[str, Any]) -> None:
+        run.last_sign_of_life = time.monotonic()
         kind = event.get("event")
         if kind == "log":
             run.log_lines.append(event["line"])
