@@ -198,6 +198,12 @@ def submit(
     allow_missing: Annotated[
         bool, typer.Option("--allow-missing", help="Submit even if dependencies are missing.")
     ] = False,
+    device: Annotated[
+        str, typer.Option(help="CPU, GPU (any), or CUDA, OPTIX, HIP, ONEAPI, METAL.")
+    ] = "CPU",
+    tag: Annotated[str | None, typer.Option(help="Only Workers with this tag.")] = None,
+    min_blender: Annotated[str | None, typer.Option(help="Minimum Blender version.")] = None,
+    output_format: Annotated[str, typer.Option(help="PNG, JPEG, OPEN_EXR, TIFF.")] = "PNG",
     wait: Annotated[bool, typer.Option("--wait", help="Wait with a progress bar.")] = False,
     server: ServerOpt = None,
     as_json: JsonOpt = False,
@@ -206,7 +212,14 @@ def submit(
     from flamenco.cli.submit import SubmitRequest, submit_scene, wait_for_job
 
     api = client(server)
-    request = SubmitRequest(scene, frames, chunk, name, priority, site or [], allow_missing)
+    settings: dict[str, Any] = {"render_device": device.upper(), "output_format": output_format}
+    if tag:
+        settings["worker_tag"] = tag
+    if min_blender:
+        settings["min_blender_version"] = min_blender
+    request = SubmitRequest(
+        scene, frames, chunk, name, priority, site or [], allow_missing, settings
+    )
     job = submit_scene(api, request)
     err.print(f"Submitted job {job.id} ({job.name}), {job.tasks_total} tasks.")
     if wait:
@@ -264,6 +277,10 @@ def jobs_show(
         style="bold",
     )
     out.print(f"Output folder: {job.output_dir}")
+    if job.waiting_reason:
+        out.print(job.waiting_reason, style="yellow")
+    if job.blocklist:
+        out.print(f"Kept off this job after repeated failures: {', '.join(job.blocklist)}")
     table = Table("name", "status", "progress", "worker", "activity")
     table.add_column("task", no_wrap=True)
     for t in tasks:
