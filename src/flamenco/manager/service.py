@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from flamenco import wire
-from flamenco.blobs import BlobStore, check_relative_path
+from flamenco.blobs import BlobStore, check_file_name, check_relative_path
 from flamenco.client import ApiError, AsyncApi, Unreachable
 from flamenco.config import ManagerSettings
 from flamenco.core.matching import Capabilities, Requirements, unmet
@@ -154,14 +154,26 @@ class ManagerService:
             .order_by(HeldTask.priority.desc(), HeldTask.seq)
             .limit(PICK_SCAN)
         ).all()
-        fitting = [t for t in queued if self._may_run(t, worker.name, capabilities)]
+        others = self._other_awake_workers(s, worker)
+        fitting = [
+            t
+            for t in queued
+            if self._may_run(t, worker.name, capabilities)
+            and not self._better_elsewhere(t, worker.name, others)
+        ]
         if not fitting:
             return None
         best = [t for t in fitting if t.priority == fitting[0].priority]
-        if self._others_awake(s, worker):
-            best = [t for t in best if worker.name not in t.lease.get("failed_by", [])] or []
         warm = [t for t in best if t.job_id == warm_job_id]
-        return (warm or best or [None])[0]
+        return (warm or best)[0]
+
+    def _better_elsewhere(
+        self, task: HeldTask, worker_name: str, others: dict[str, Capabilities]
+    ) -> bool:
+        """A task this Worker failed goes to another Worker that may run it, if there is one."""
+        if worker_name not in task.lease.get("failed_by", []):
+            return False
+        return any(self._may_run(task, name, cap) for name, cap in others.items())
 
     def _may_run(self, task: HeldTask, worker_name: str, capabilities: Capabilities) -> bool:
         if worker_name in self.blocklist.get(task.job_id, ()):
@@ -169,13 +181,11 @@ class ManagerService:
         return unmet(Requirements.from_dict(task.lease.get("requirements")), capabilities) is None
 
     @staticmethod
-    def _others_awake(s: Session, worker: WorkerRow) -> bool:
-        others = (
-            select(func.count())
-            .select_from(WorkerRow)
-            .where(WorkerRow.id != worker.id, WorkerRow.status == "awake")
+    def _other_awake_workers(s: Session, worker: WorkerRow) -> dict[str, Capabilities]:
+        others = s.scalars(
+            select(WorkerRow).where(WorkerRow.id != worker.id, WorkerRow.status == "awake")
         )
-        return bool(s.scalar(others))
+        return {w.name: wire.WorkerInfo.model_validate(w.info).capabilities() for w in others}
 
     def apply_worker_updates(self, worker: WorkerRow, updates: list[wire.TaskUpdate]) -> list[str]:
         for update in updates:
@@ -228,6 +238,19 @@ class ManagerService:
                 raise NotFound(f"Task '{task_id}' is not assigned to this Worker.")
         digest = await self.blobs.put_stream(body, expected=sha256)
         self.outbox.add_frame(FrameItem(task_id, frame, digest, filename))
+        self.link_wake.set()
+
+    async def receive_artifact(
+        self, worker: WorkerRow, task_id: str, name: str, sha256: str, body: AsyncIterable[bytes]
+    ) -> None:
+        """Another output of a task (its preview video): queued for the Server like a frame."""
+        check_file_name(name, "artifact")
+        with self.sessions() as s:
+            held = s.scalar(select(HeldTask).where(HeldTask.task_id == task_id))
+            if held is None or held.worker_id != worker.id:
+                raise NotFound(f"Task '{task_id}' is not assigned to this Worker.")
+        digest = await self.blobs.put_stream(body, expected=sha256)
+        self.outbox.add_frame(FrameItem(task_id, 0, digest, name, kind="artifact"))
         self.link_wake.set()
 
     # ---- job files ---------------------------------------------------------------------------

@@ -56,12 +56,12 @@ def manager_names(s: Session) -> dict[int, str]:
     return {row.id: row.name for row in s.execute(select(ManagerRow.id, ManagerRow.name))}
 
 
-def online_workers(s: Session, since: datetime) -> list[Capabilities]:
-    """What the Workers of every Manager heard from since `since` can do."""
-    capabilities = []
+def online_workers(s: Session, since: datetime) -> dict[str, Capabilities]:
+    """What the Workers of every Manager heard from since `since` can do, by name."""
+    capabilities = {}
     for workers in s.scalars(select(ManagerRow.workers).where(ManagerRow.last_seen > since)):
         for worker in workers:
             summary = wire.WorkerSummary.model_validate(worker)
             if summary.status != "offline":
-                capabilities.append(summary.capabilities())
+                capabilities[summary.name] = summary.capabilities()
     return capabilities

@@ -94,9 +94,7 @@ class Server:
         all_headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
         if self.token:
             all_headers["Authorization"] = f"Bearer {self.token}"
-        req = urllib.request.Request(
-            self.url + path, data=data, headers=all_headers, method=method
-        )
+        req = urllib.request.Request(self.url + path, data=data, headers=all_headers, method=method)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as response:
                 body = response.read()
@@ -178,13 +176,46 @@ def _why(exc: BaseException) -> str:
     return text.strip().rstrip(".") or reason.__class__.__name__
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def describe_connection(version: dict[str, Any], managers: list[dict[str, Any]]) -> str:
     """One line for the preferences: the Server's version and its Managers."""
     if managers:
         sites = ", ".join(
-            f"{m.get('name')} ({m.get('status')}, {len(m.get('workers') or [])} workers)"
+            f"{m.get('name')} ({m.get('status')}, {_count(len(m.get('workers') or []), 'Worker')})"
             for m in managers
         )
     else:
         sites = "none yet"
-    return f"Connected to {version.get('name', 'Flamenco')} {version.get('version')}; Managers: {sites}."
+    name = version.get("name", "Flamenco Server")
+    return f"Connected to {name} {version.get('version')}; Managers: {sites}."
+
+
+def farm_gpu_backends(managers: list[dict[str, Any]]) -> list[str] | None:
+    """The GPU backends (CUDA, OPTIX…) the farm's Workers reported, or None when the Server
+    does not report Workers' GPUs at all (then every device type is offered blindly)."""
+    backends: set[str] = set()
+    reported = False
+    for manager in managers:
+        for worker in manager.get("workers") or []:
+            if "gpus" in worker:
+                reported = True
+                for gpu in worker.get("gpus") or []:
+                    backends.update(str(b).upper() for b in gpu.get("backends") or [])
+    return sorted(backends) if reported else None
+
+
+def device_warning(device: str, managers: list[dict[str, Any]]) -> str:
+    """Why the chosen render device may find no Worker, as far as the last check knows."""
+    if device == "CPU" or not managers:
+        return ""
+    backends = farm_gpu_backends(managers)
+    if backends is None:
+        return ""
+    if device == "GPU" and not backends:
+        return "No Worker reported a GPU at the last connection check."
+    if device != "GPU" and device not in backends:
+        return f"No Worker reported a {device} GPU at the last connection check."
+    return ""

@@ -1,0 +1,64 @@
+"""The Flamenco panel in the Render properties."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+
+from . import state
+from .api import device_warning
+
+
+class RENDER_PT_flamenco(bpy.types.Panel):
+    bl_label = "Flamenco"
+    bl_space_type = "PROPERTIES"
+    bl_region_type = "WINDOW"
+    bl_context = "render"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        settings = context.scene.flamenco
+
+        col = layout.column()
+        col.prop(settings, "job_name")
+        if not settings.job_name.strip():
+            default = Path(bpy.data.filepath).stem if bpy.data.filepath else "the file's name"
+            col.label(text=f"Default: {default}", icon="INFO")
+        col.prop(settings, "use_scene_frames")
+        sub = col.column()
+        sub.enabled = not settings.use_scene_frames
+        sub.prop(settings, "frames")
+        col.prop(settings, "chunk_size")
+        col.prop(settings, "priority")
+        col.prop(settings, "target_site", icon="WORLD")
+        col.prop(settings, "render_device")
+        if warning := device_warning(settings.render_device, state.managers):
+            col.label(text=warning, icon="ERROR")
+        col.prop(settings, "output_format")
+        col.prop(settings, "allow_missing")
+
+        busy = state.active is not None
+        row = layout.row()
+        row.scale_y = 1.4
+        row.enabled = not busy
+        row.operator("flamenco.submit", icon="RENDER_ANIMATION")
+
+        if busy or settings.status or settings.last_job_id:
+            box = layout.box()
+            if settings.last_job_id and not busy:
+                box.label(text=f"Last job: {settings.last_job_name} ({settings.last_job_id})")
+            if settings.status:
+                box.label(text=settings.status)
+            if busy or settings.last_job_id:
+                box.prop(settings, "progress", text="Progress", slider=True)
+            if settings.last_job_id:
+                row = box.row()
+                row.operator("flamenco.refresh_status", icon="FILE_REFRESH")
+                row.operator("flamenco.open_dashboard", icon="URL")
+
+
+CLASSES: tuple[type, ...] = (RENDER_PT_flamenco,)

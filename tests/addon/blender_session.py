@@ -1,0 +1,227 @@
+"""Run inside Blender (the bpy wheel): install the add-on's zip and use it as an artist would.
+
+Usage: python -P blender_session.py PLAN.json. The plan says which zip, which Server and
+what to do ("submit" or "errors"); the results are printed as one JSON line after MARKER.
+BLENDER_USER_RESOURCES must point at an empty folder, set before this script starts, so the
+extension is installed there and nothing of the user's own Blender is touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import bpy
+
+MARKER = "@@ADDON-RESULT@@"
+ADDON = "bl_ext.user_default.render_flamenco"
+
+
+def install(zip_path: str) -> Any:
+    result = bpy.ops.extensions.package_install_files(
+        filepath=zip_path, repo="user_default", enable_on_install=True
+    )
+    assert result == {"FINISHED"}, result
+    return sys.modules[ADDON]
+
+
+def prefs() -> Any:
+    return bpy.context.preferences.addons[ADDON].preferences
+
+
+def call(op: Any) -> dict[str, Any]:
+    """Run an operator; its result, or the error sentence it reported."""
+    try:
+        return {"result": sorted(op()), "error": ""}
+    except RuntimeError as exc:
+        return {"result": ["CANCELLED"], "error": str(exc).removeprefix("Error: ").strip()}
+
+
+def fingerprint(path: str) -> list[Any]:
+    data = Path(path).read_bytes()
+    return [hashlib.sha256(data).hexdigest(), os.stat(path).st_mtime_ns]
+
+
+def leftovers() -> list[str]:
+    return sorted(p.name for p in Path(tempfile.gettempdir()).glob("flamenco-submit-*"))
+
+
+class FakeLayout:
+    """Stands in for UILayout: draw() is never called in background mode, so call it here
+    and check that every property and operator it names exists."""
+
+    def __init__(self, log: dict[str, list[str]]) -> None:
+        self.log = log
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: self._call(name, args, kwargs)
+
+    def _call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if name == "prop":
+            data, prop = args[0], args[1]
+            assert prop in data.bl_rna.properties, prop
+            self.log["props"].append(prop)
+        elif name == "operator":
+            idname = args[0]
+            module, op = idname.split(".")
+            assert hasattr(getattr(bpy.ops, module), op), idname
+            self.log["operators"].append(idname)
+        elif name == "label":
+            self.log["labels"].append(kwargs.get("text", ""))
+        return FakeLayout(self.log)
+
+
+def draw(cls: Any, real: Any = None) -> dict[str, list[str]]:
+    """Call cls.draw with a FakeLayout; `real` lends its RNA data to the fake `self`."""
+    log: dict[str, list[str]] = {"props": [], "operators": [], "labels": []}
+    attrs = {}
+    if real is not None:
+        attrs = {name: getattr(real, name) for name in real.bl_rna.properties.keys()}  # noqa: SIM118 (RNA)
+        attrs["bl_rna"] = real.bl_rna
+    cls.draw(SimpleNamespace(layout=FakeLayout(log), **attrs), bpy.context)
+    return log
+
+
+def configure(plan: dict[str, Any], url: str | None = None, token: str | None = None) -> None:
+    p = prefs()
+    p.server_url = url if url is not None else plan["server_url"]
+    p.api_token = token if token is not None else plan["token"]
+
+
+def submit_session(plan: dict[str, Any], addon: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    configure(plan)
+    out["check"] = call(bpy.ops.flamenco.check_connection)
+    out["connection"] = addon.state.connection
+    out["token_subtype"] = prefs().bl_rna.properties["api_token"].subtype
+
+    bpy.ops.wm.open_mainfile(filepath=plan["scene"])
+    before = fingerprint(plan["scene"])
+    scene = bpy.context.scene
+    settings = scene.flamenco
+    settings.chunk_size = 1
+    settings.priority = 60
+    settings.target_site = "local"
+    settings.render_device = "CPU"
+    settings.output_format = "PNG"
+    out["site_suggestions"] = addon.properties._site_suggestions(settings, bpy.context, "lo")
+    out["panel_before"] = draw(addon.ui.RENDER_PT_flamenco)
+
+    started = time.monotonic()
+    out["submit"] = call(bpy.ops.flamenco.submit)
+    out["submit_s"] = time.monotonic() - started
+    outcome = addon.state.last_outcome
+    out["job"] = outcome.job if outcome else None
+    out["uploaded"] = [outcome.uploaded, outcome.total] if outcome else None
+    out["method"] = outcome.method if outcome else None
+    out["bat_location"] = addon.packing.bat_location()
+    out["addon_file"] = addon.__file__
+    out["status_after_submit"] = settings.status
+    out["last_job_id"] = settings.last_job_id
+    out["filepath_after"] = bpy.data.filepath
+    out["file_unchanged"] = fingerprint(plan["scene"]) == before
+    out["leftovers"] = leftovers()
+    out["panel_after"] = draw(addon.ui.RENDER_PT_flamenco)
+    out["preferences_panel"] = draw(type(prefs()), prefs())
+    out["dashboard"] = addon.api.dashboard_url(prefs().server_url, settings.last_job_id)
+
+    # The same scene again, its dependencies found by Blender's own list instead of BAT.
+    addon.state.use_bat = False
+    settings.job_name = "without BAT"
+    settings.use_scene_frames = False
+    settings.frames = "2"
+    settings.target_site = ""
+    out["fallback"] = call(bpy.ops.flamenco.submit)
+    fallback = addon.state.last_outcome
+    out["fallback_job"] = fallback.job if fallback else None
+    out["fallback_uploaded"] = [fallback.uploaded, fallback.total] if fallback else None
+    out["fallback_method"] = fallback.method if fallback else None
+    addon.state.use_bat = True
+
+    # Follow the last job until it ends, as the panel does: Blender calls the timer
+    # function (which fetches in a thread) until it returns None; here the loop does.
+    out["watching"] = bpy.app.timers.is_registered(addon.operators.watch_jobs)
+    statuses = []
+    deadline = time.monotonic() + plan.get("wait_s", 60)
+    while time.monotonic() < deadline:
+        again = addon.operators.watch_jobs()
+        if not statuses or statuses[-1] != settings.status:
+            statuses.append(settings.status)
+        if again is None:
+            break
+        time.sleep(0.2)
+    out["statuses"] = statuses
+    out["refresh"] = call(bpy.ops.flamenco.refresh_status)
+    out["final_progress"] = settings.progress
+    out["file_unchanged_at_end"] = fingerprint(plan["scene"]) == before
+    return out
+
+
+def error_session(plan: dict[str, Any], addon: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    configure(plan)
+    # 1. The startup file was never saved.
+    out["unsaved"] = call(bpy.ops.flamenco.submit)
+    out["unsaved_status"] = bpy.context.scene.flamenco.status
+
+    bpy.ops.wm.open_mainfile(filepath=plan["scene"])
+    settings = bpy.context.scene.flamenco
+    # 2. A wrong token: the connection check and the submission both say so.
+    configure(plan, token="not-a-real-token")
+    out["wrong_token_check"] = call(bpy.ops.flamenco.check_connection)
+    out["wrong_token"] = call(bpy.ops.flamenco.submit)
+    out["wrong_token_status"] = settings.status
+    # 3. No Server at that address.
+    configure(plan, url=plan["dead_url"])
+    out["down_check"] = call(bpy.ops.flamenco.check_connection)
+    out["down"] = call(bpy.ops.flamenco.submit)
+    out["down_status"] = settings.status
+    # 4. The Server refuses the job (an impossible frame range).
+    configure(plan)
+    settings.use_scene_frames = False
+    settings.frames = "5-1"
+    out["rejected"] = call(bpy.ops.flamenco.submit)
+    out["rejected_status"] = settings.status
+    # 5. A texture of the scene is gone.
+    bpy.ops.wm.open_mainfile(filepath=plan["missing_scene"])
+    out["missing"] = call(bpy.ops.flamenco.submit)
+    out["missing_status"] = bpy.context.scene.flamenco.status
+    out["last_job_id"] = bpy.context.scene.flamenco.last_job_id
+    out["leftovers"] = leftovers()
+
+    # Disabling removes everything; enabling again works.
+    bpy.ops.preferences.addon_disable(module=ADDON)
+    out["disabled_clean"] = not hasattr(bpy.types.Scene, "flamenco") and not hasattr(
+        bpy.types, "RENDER_PT_flamenco"
+    )
+    bpy.ops.preferences.addon_enable(module=ADDON)
+    out["enabled_again"] = hasattr(bpy.types.Scene, "flamenco") and hasattr(
+        bpy.types, "RENDER_PT_flamenco"
+    )
+    return out
+
+
+def main() -> None:
+    plan = json.loads(Path(sys.argv[-1]).read_text())
+    result: dict[str, Any] = {}
+    try:
+        started = time.monotonic()
+        addon = install(plan["zip"])
+        result["install_s"] = time.monotonic() - started
+        result["enabled"] = ADDON in bpy.context.preferences.addons
+        session = {"submit": submit_session, "errors": error_session}[plan["mode"]]
+        result.update(session(plan, addon))
+    except BaseException:
+        result["crash"] = traceback.format_exc()
+    print(MARKER + " " + json.dumps(result), flush=True)
+
+
+main()

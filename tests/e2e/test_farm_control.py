@@ -1,0 +1,167 @@
+"""Farm control: failing and lost Workers, hung renders, matching, GPUs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+from pathlib import Path
+
+import pytest
+
+from farmkit import TestFarm, active_task, assert_completed_exactly_once, wait_until
+from flamenco import wire
+
+pytestmark = pytest.mark.blender
+
+FAST_WORKER_TIMEOUT = {"FLAMENCO_MANAGER_WORKER_TIMEOUT_S": "4"}
+
+
+def executable(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def submit(farm: TestFarm, scene: Path, *args: str) -> str:
+    done = farm.cli("submit", str(scene), "--json", *args)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["id"]
+
+
+def workers_of(farm: TestFarm, manager: str = "local") -> dict[str, wire.WorkerSummary]:
+    managers = farm.api().call("GET", "/api/v1/managers", wire.ManagerList).root
+    (site,) = [m for m in managers if m.name == manager]
+    return {w.name: w for w in site.workers}
+
+
+def test_a_worker_whose_blender_fails_is_blocklisted_and_another_finishes(
+    farm: TestFarm, slow_scene: Path, tmp_path: Path
+) -> None:
+    broken = executable(
+        tmp_path / "broken-blender",
+        (
+            '#!/bin/sh\n[ "$1" = "--version" ] && { echo "Blender 5.0.1"; exit 0; }\n'
+            'echo "Error: this Blender is broken on purpose"; exit 1\n'
+        ),
+    )
+    farm.start_server()
+    farm.start_manager()
+    farm.start_worker("broken", env={"FLAMENCO_WORKER_BLENDER": str(broken)})
+    farm.start_worker("good")
+    job_id = submit(farm, slow_scene, "--frames", "1-8")
+
+    job = assert_completed_exactly_once(farm, job_id)
+    assert job.blocklist == ["broken"]
+    assert {t.worker for t in farm.tasks(job_id)} == {"good"}
+    log = (
+        farm.api()
+        .request("GET", f"/api/v1/jobs/{job_id}/tasks/{farm.tasks(job_id)[0].id}/log")
+        .text
+    )
+    history = farm.api().call("GET", f"/api/v1/jobs/{job_id}/history", wire.TaskEventList).root
+    failures = [e for e in history if e.status == "failed" and e.worker == "broken"]
+    assert len(failures) >= 3
+    assert "broken on purpose" in log or any(
+        "broken on purpose"
+        in farm.api().request("GET", f"/api/v1/jobs/{job_id}/tasks/{e.task_id}/log").text
+        for e in failures
+    )
+
+
+def test_a_frozen_worker_is_declared_lost_and_its_task_completes_elsewhere(
+    farm: TestFarm, slow_scene: Path
+) -> None:
+    farm.start_server()
+    farm.start_manager(env=FAST_WORKER_TIMEOUT)
+    workers = {name: farm.start_worker(name) for name in ("w-a", "w-b")}
+    job_id = submit(farm, slow_scene, "--frames", "1-8", "--chunk", "2")
+    frozen_task = wait_until(lambda: active_task(farm, job_id), 120, "a task being rendered")
+    frozen = workers[frozen_task.worker or ""]
+    frozen.signal(signal.SIGSTOP)
+    try:
+        wait_until(
+            lambda: workers_of(farm)[frozen.label].status == "offline",
+            60,
+            "the frozen Worker declared offline",
+        )
+        assert_completed_exactly_once(farm, job_id)
+    finally:
+        frozen.signal(signal.SIGCONT)
+    (task,) = [t for t in farm.tasks(job_id) if t.id == frozen_task.id]
+    assert task.worker != frozen.label
+    # Back again, it re-syncs: awake, and its stale task is not reported twice.
+    wait_until(lambda: workers_of(farm)[frozen.label].status == "awake", 60, "the Worker back")
+    assert_completed_exactly_once(farm, job_id)
+
+
+def test_a_render_without_any_sign_of_life_is_stopped_and_retried(
+    farm: TestFarm, endless_scene: Path
+) -> None:
+    farm.start_server()
+    farm.start_manager()
+    farm.start_worker("w1", env={"FLAMENCO_WORKER_HUNG_TIMEOUT_S": "4"})
+    job_id = submit(farm, endless_scene, "--frames", "1")
+    job = farm.wait_job(job_id, timeout=180)
+    assert job.status == "failed"
+    (task,) = farm.tasks(job_id)
+    assert task.failure_count == 3  # tried again each time, then given up
+    log = farm.api().request("GET", f"/api/v1/jobs/{job_id}/tasks/{task.id}/log").text
+    assert "showed no sign of life for 4 s and was stopped" in log
+
+
+def test_tags_and_minimum_versions_choose_the_workers(farm: TestFarm, demo_scene: Path) -> None:
+    farm.start_server()
+    farm.start_manager()
+    farm.start_worker("plain")
+    farm.start_worker("tagged", env={"FLAMENCO_WORKER_TAGS": "fast, big"})
+    wait_until(lambda: len(workers_of(farm)) == 2, 60, "both Workers registered")
+    assert workers_of(farm)["tagged"].tags == ["fast", "big"]
+
+    tagged_job = submit(farm, demo_scene, "--frames", "1-6", "--tag", "big")
+    assert farm.wait_job(tagged_job).status == "completed", farm.logs()
+    assert {t.worker for t in farm.tasks(tagged_job)} == {"tagged"}
+
+    future_job = submit(farm, demo_scene, "--frames", "1", "--min-blender", "99.0")
+    reason = "Waiting: the job needs Blender 99.0 or newer, and no Worker online has that."
+    wait_until(lambda: farm.job(future_job).waiting_reason == reason, 30, "the waiting reason")
+    assert farm.job(future_job).status == "queued"
+    assert reason in farm.cli("jobs", "show", future_job).stdout.replace("\n", " ")
+
+
+def test_gpu_jobs_go_to_gpu_workers_and_fail_loudly_without_the_device(
+    farm: TestFarm, demo_scene: Path, tmp_path: Path
+) -> None:
+    fake_bin = tmp_path / "fake-bin"
+    executable(
+        fake_bin / "nvidia-smi",
+        ('#!/bin/sh\necho "0, NVIDIA Stand-In A, 24576"\necho "1, NVIDIA Stand-In B, 81559"\n'),
+    )
+    with_gpu = {"PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}"}
+    farm.start_server()
+    farm.start_manager()
+    farm.start_worker("cpu-only")
+    farm.start_worker("gpu-1", env={**with_gpu, "FLAMENCO_WORKER_GPU": "1"})
+    wait_until(lambda: len(workers_of(farm)) == 2, 60, "both Workers registered")
+    (gpu,) = workers_of(farm)["gpu-1"].gpus  # pinned to one of the two GPUs
+    assert (gpu.index, gpu.model, gpu.memory_mb) == (1, "NVIDIA Stand-In B", 81559)
+    assert gpu.backends == ["OPTIX", "CUDA"]
+    assert workers_of(farm)["cpu-only"].gpus == []
+
+    job_id = submit(farm, demo_scene, "--frames", "1-2", "--device", "OPTIX")
+    # It fails on the GPU Worker each time, with Blender's reason, until that Worker is kept
+    # off the job; the CPU-only Worker never gets it, and nothing renders on a CPU.
+    reason = (
+        "Waiting: every Worker that could run it failed it too often (gpu-1); "
+        "fix them and requeue, or add Workers."
+    )
+    wait_until(lambda: farm.job(job_id).waiting_reason == reason, 120, "the job to give up")
+    assert farm.job(job_id).frames_done == 0
+    history = farm.api().call("GET", f"/api/v1/jobs/{job_id}/history", wire.TaskEventList).root
+    assert {e.worker for e in history} == {"gpu-1"}
+    task = farm.tasks(job_id)[0]
+    assert task.status == "soft-failed"
+    log = farm.api().request("GET", f"/api/v1/jobs/{job_id}/tasks/{task.id}/log").text
+    assert "Found no Cycles device of type OPTIX" in log
