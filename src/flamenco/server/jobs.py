@@ -214,7 +214,17 @@ class JobService:
         if not runnable or any(t.status in (TaskStatus.LEASED, TaskStatus.ACTIVE) for t in tasks):
             return None
         workers = online_workers(s, utcnow() - self.manager_offline)
-        return waiting_reason(Requirements.from_dict(runnable[0].requirements), workers)
+        needs = Requirements.from_dict(runnable[0].requirements)
+        blocked = blocked_workers(s, {job.id}, self.blocklist_threshold).get(job.id, set())
+        allowed = [cap for name, cap in workers.items() if name not in blocked]
+        reason = waiting_reason(needs, allowed)
+        if reason and waiting_reason(needs, workers.values()) is None:
+            names = ", ".join(sorted(blocked))
+            return (
+                f"Waiting: every Worker that could run it failed it too often ({names}); "
+                "fix them and requeue, or add Workers."
+            )
+        return reason
 
     def tasks(self, job_id: str) -> list[wire.Task]:
         with self.sessions() as s:
