@@ -60,6 +60,18 @@ def safe_join(root: Path, relpath: str) -> Path:
     return root.joinpath(*check_relative_path(relpath).parts)
 
 
+def check_file_name(name: str, what: str = "file") -> str:
+    """Return `name` if it is one plain file name (no folder, not hidden), else raise UnsafePath."""
+    if not name.strip("./"):
+        raise UnsafePath(f"The {what} name '{name}' is not a plain file name.")
+    check_relative_path(name)  # says so when it tries to leave its folder
+    if "/" in name:
+        raise UnsafePath(f"The {what} name '{name}' must not contain a folder.")
+    if name.startswith(".") or len(name) > 200 or not name.isprintable():
+        raise UnsafePath(f"The {what} name '{name}' is not a plain file name.")
+    return name
+
+
 class BlobStore:
     """Blobs on disk at root/ab/abcdef…; safe for several processes writing the same blob."""
 
@@ -135,6 +147,8 @@ class BlobStore:
     def link_to(self, sha256: str, dest: Path) -> None:
         """Place a blob at dest, hard-linked where the file system allows, else copied."""
         dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.exists() and os.path.samefile(self.path(sha256), dest):
+            return  # already there: replacing a hard link by itself would do nothing
         tmp = dest.with_name(dest.name + ".partial")
         tmp.unlink(missing_ok=True)
         try:

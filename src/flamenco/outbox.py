@@ -25,10 +25,17 @@ MAX_BATCH = 200
 
 @dataclass(frozen=True)
 class FrameItem:
+    """A file for upstream: a rendered frame, or (kind "artifact") another output of a task,
+    such as its preview video, named by `filename` (frame is then 0)."""
+
     task_id: str
     frame: int
     sha256: str
     filename: str
+    kind: str = "frame"
+
+
+FILE_KINDS = ("frame", "artifact")
 
 
 SendUpdates = Callable[[list[wire.TaskUpdate]], Awaitable[None]]
@@ -49,7 +56,7 @@ class Outbox:
         self._add("update", update.model_dump_json())
 
     def add_frame(self, item: FrameItem) -> None:
-        self._add("frame", json.dumps(item.__dict__))
+        self._add(item.kind, json.dumps(item.__dict__))
 
     def _add(self, kind: str, payload: str) -> None:
         self.db.execute("INSERT INTO outbox (kind, payload) VALUES (?, ?)", (kind, payload))
@@ -75,7 +82,7 @@ class Outbox:
         delivered = 0
         while head := self._head():
             seq, kind, payload = head[0]
-            if kind == "frame":
+            if kind in FILE_KINDS:
                 batch = [seq]
                 await self._deliver(send_frame(FrameItem(**json.loads(payload))), payload)
             else:

@@ -129,6 +129,16 @@ class FrameInfo(BaseModel):
     filename: str
 
 
+class ArtifactInfo(BaseModel):
+    """Another output of a job than its frames, such as its preview video."""
+
+    name: str
+    task_id: str
+    sha256: str
+    size: int
+    created: datetime
+
+
 # ---- task updates (Worker -> Manager -> Server) ----------------------------------------------
 
 
@@ -284,3 +294,4 @@ JobList = RootModel[list[Job]]
 TaskEventList = RootModel[list[TaskEvent]]
 TaskList = RootModel[list[Task]]
 FrameList = RootModel[list[FrameInfo]]
+ArtifactList = RootModel[list[ArtifactInfo]]

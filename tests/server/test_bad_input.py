@@ -579,3 +579,102 @@ def test_cli_submit_of_a_path_that_does_not_exist_says_so(
     with leaves_nothing(srv, http):
         result = srv.cli("submit", str(path), "--frames", "1")
     assert_cli_says(result, f"The scene '{path}' does not exist.")
+
+
+# ---- 8. artifacts: other outputs of a job, such as its preview video -------------------------
+
+
+@pytest.fixture(scope="module")
+def leased(srv: TestFarm, http: httpx.Client, scene_sha: str) -> tuple[str, str]:
+    """A job of its own, and one of its tasks leased to the farm's Manager: (job, task)."""
+    body = {**submission(scene_sha), "priority": 100}  # ahead of the other tests' jobs
+    created = http.post("/api/v1/jobs", json=body)
+    assert created.status_code == 201, created.text
+    worker = {"name": "w", "status": "awake", "blender_version": "99.0"}
+    synced = httpx.post(
+        f"{srv.server_url}/api/v1/manager/sync",
+        json={"want": 1, "workers": [worker]},
+        headers=_manager_auth(srv),
+    )
+    assert synced.status_code == 200, synced.text
+    (lease,) = synced.json()["leases"]
+    assert lease["job_id"] == created.json()["id"]
+    return lease["job_id"], lease["task_id"]
+
+
+def _manager_auth(srv: TestFarm) -> dict[str, str]:
+    assert srv.secrets is not None
+    return {"Authorization": f"Bearer {srv.secrets.manager_token}"}
+
+
+def _put_artifact(srv: TestFarm, task_id: str, name: str, data: bytes) -> httpx.Response:
+    return httpx.put(
+        f"{srv.server_url}/api/v1/manager/tasks/{task_id}/artifacts/{name}",
+        content=data,
+        headers={**_manager_auth(srv), "X-Flamenco-SHA256": sha256(data)},
+    )
+
+
+@blender
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("..%2Fevil.mp4", "tries to leave its folder"),
+        ("..%2F..%2F..%2Fevil.mp4", "tries to leave its folder"),
+        ("%2Fetc%2Fevil.mp4", "tries to leave its folder"),
+        ("sub%2Fpreview.mp4", "must not contain a folder"),
+        ("%2E%2E", "is not a plain file name"),
+        ("%2Ehidden.mp4", "is not a plain file name"),
+    ],
+    ids=["dot-dot", "deep-dot-dot", "absolute", "folder", "only-dots", "hidden"],
+)
+def test_an_artifact_name_that_tries_to_leave_its_folder_is_a_400(
+    srv: TestFarm, http: httpx.Client, leased: tuple[str, str], name: str, why: str
+) -> None:
+    job_id, task_id = leased
+    data = f"an artifact called {name}".encode()
+    with leaves_nothing(srv, http):
+        assert_refused(_put_artifact(srv, task_id, name, data), 400, why)
+    assert missing(http, sha256(data)) == [sha256(data)]
+    listed = http.get(f"/api/v1/jobs/{job_id}/artifacts").json()
+    assert all(a["sha256"] != sha256(data) for a in listed), listed
+    assert not list(srv.root.rglob("evil.mp4")) and not list(srv.root.rglob(".hidden.mp4"))
+
+
+@blender
+def test_an_artifact_with_a_plain_name_is_stored_listed_and_served(
+    srv: TestFarm, http: httpx.Client, leased: tuple[str, str]
+) -> None:
+    """The control for the refusals above: the same route takes a plain name."""
+    job_id, task_id = leased
+    data = b"a preview video, as far as this test cares"
+    response = _put_artifact(srv, task_id, "preview.mp4", data)
+    assert response.status_code == 201, response.text
+    (listed,) = http.get(f"/api/v1/jobs/{job_id}/artifacts").json()
+    assert (listed["name"], listed["sha256"], listed["size"]) == (
+        "preview.mp4",
+        sha256(data),
+        len(data),
+    )
+    assert http.get(f"/api/v1/jobs/{job_id}/artifacts/preview.mp4").content == data
+    job = http.get(f"/api/v1/jobs/{job_id}").json()
+    assert (Path(job["output_dir"]) / "preview.mp4").read_bytes() == data
+
+
+@blender
+def test_a_job_without_thumbnails_or_artifacts_says_so(
+    srv: TestFarm, http: httpx.Client, scene_sha: str
+) -> None:
+    created = http.post("/api/v1/jobs", json=submission(scene_sha))
+    assert created.status_code == 201, created.text
+    job_id = created.json()["id"]
+    assert_refused(http.get(f"/api/v1/jobs/{job_id}/frames/2/thumbnail"), 404, "no thumbnail")
+    assert http.get(f"/api/v1/jobs/{job_id}/artifacts").json() == []
+    assert_refused(http.get(f"/api/v1/jobs/{job_id}/artifacts/preview.mp4"), 404, "preview.mp4")
+
+
+@pytest.mark.parametrize("suffix", ["/artifacts", "/artifacts/preview.mp4", "/frames/1/thumbnail"])
+def test_an_unknown_job_has_no_artifacts_or_thumbnails(
+    srv: TestFarm, http: httpx.Client, suffix: str
+) -> None:
+    assert_refused(http.get(f"/api/v1/jobs/nope{suffix}"), 404, "There is no job with id 'nope'.")

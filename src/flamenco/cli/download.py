@@ -1,4 +1,5 @@
-"""Fetching a job's frames into a folder, each written whole and checked, or not at all."""
+"""Fetching a job's frames and other files into a folder, each written whole and checked, or
+not at all."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from rich.progress import Progress
 
 from flamenco import wire
-from flamenco.blobs import HashMismatch, safe_join
+from flamenco.blobs import HashMismatch, check_file_name, safe_join
 from flamenco.cli.console import err
 from flamenco.client import ApiError, SyncApi, api_path
 
@@ -25,11 +26,32 @@ def download_frames(api: SyncApi, job_id: str, dest: Path) -> list[Path]:
     return written
 
 
+def download_artifacts(api: SyncApi, job_id: str, dest: Path) -> list[Path]:
+    """The job's other files than frames (its preview video), next to the frames."""
+    artifacts = api.call("GET", api_path("jobs", job_id, "artifacts"), wire.ArtifactList).root
+    dest.mkdir(parents=True, exist_ok=True)
+    return [
+        _fetch(
+            api,
+            api_path("jobs", job_id, "artifacts", info.name),
+            safe_join(dest, check_file_name(info.name, "artifact")),
+            info.sha256,
+            info.name,
+        )
+        for info in artifacts
+    ]
+
+
 def _download_one(api: SyncApi, job_id: str, info: wire.FrameInfo, dest: Path) -> Path:
     target = safe_join(dest, info.filename)
+    url = api_path("jobs", job_id, "frames", info.frame)
+    return _fetch(api, url, target, info.sha256, f"Frame {info.frame}")
+
+
+def _fetch(api: SyncApi, url: str, target: Path, sha256: str, what: str) -> Path:
     partial = target.with_name(target.name + ".partial")
     digest = hashlib.sha256()
-    with api.http.stream("GET", api_path("jobs", job_id, "frames", info.frame)) as response:
+    with api.http.stream("GET", url) as response:
         if response.is_error:
             response.read()
             raise ApiError(response.status_code, response.json().get("detail", ""))
@@ -37,8 +59,8 @@ def _download_one(api: SyncApi, job_id: str, info: wire.FrameInfo, dest: Path) -
             for chunk in response.iter_bytes():
                 digest.update(chunk)
                 f.write(chunk)
-    if digest.hexdigest() != info.sha256:
+    if digest.hexdigest() != sha256:
         partial.unlink()
-        raise HashMismatch(f"Frame {info.frame} arrived damaged (hash mismatch); try again.")
+        raise HashMismatch(f"{what} arrived damaged (hash mismatch); try again.")
     partial.replace(target)
     return target

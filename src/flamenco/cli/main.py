@@ -35,6 +35,7 @@ addon_app = typer.Typer(help="The Blender add-on.", no_args_is_help=True)  # add
 app.add_typer(addon_app, name="addon")  # add-on
 
 F = TypeVar("F", bound=Callable[..., Any])
+GRACEFUL_SHUTDOWN_S = 3  # long polls of Workers would otherwise hold a stop for 10 s
 
 ServerOpt = Annotated[str | None, typer.Option("--server", help="Server URL [FLAMENCO_SERVER].")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
@@ -91,7 +92,11 @@ def server(
         f"Flamenco Server on http://{settings.host}:{settings.port} (data in {settings.data_dir})"
     )
     uvicorn.run(
-        create_server_app(services), host=settings.host, port=settings.port, log_level="warning"
+        create_server_app(services),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
 
 
@@ -133,7 +138,11 @@ def manager(
     err.print(f"Flamenco Manager '{settings.name}' on {url}, Server {settings.server}")
     err.print(f"Workers join with: flamenco worker --manager {url} --secret {settings.secret}")
     uvicorn.run(
-        create_manager_app(built), host=settings.host, port=settings.port, log_level="warning"
+        create_manager_app(built),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
 
 
@@ -204,6 +213,10 @@ def submit(
     tag: Annotated[str | None, typer.Option(help="Only Workers with this tag.")] = None,
     min_blender: Annotated[str | None, typer.Option(help="Minimum Blender version.")] = None,
     output_format: Annotated[str, typer.Option(help="PNG, JPEG, OPEN_EXR, TIFF.")] = "PNG",
+    preview_video: Annotated[
+        bool,
+        typer.Option("--preview-video", help="Also make preview.mp4 of all frames at the end."),
+    ] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Wait with a progress bar.")] = False,
     server: ServerOpt = None,
     as_json: JsonOpt = False,
@@ -217,6 +230,8 @@ def submit(
         settings["worker_tag"] = tag
     if min_blender:
         settings["min_blender_version"] = min_blender
+    if preview_video:
+        settings["preview_video"] = True
     request = SubmitRequest(
         scene, frames, chunk, name, priority, site or [], allow_missing, settings
     )
@@ -295,11 +310,15 @@ def jobs_download(
     dest: Annotated[Path, typer.Argument(help="Folder to write the frames into.")],
     server: ServerOpt = None,
 ) -> None:
-    """Write a job's rendered frames into DEST."""
-    from flamenco.cli.download import download_frames
+    """Write a job's rendered frames, and its other files such as preview.mp4, into DEST."""
+    from flamenco.cli.download import download_artifacts, download_frames
 
-    written = download_frames(client(server), job_id, dest)
+    api = client(server)
+    written = download_frames(api, job_id, dest)
     err.print(f"{len(written)} frames written to {dest}")
+    others = download_artifacts(api, job_id, dest)
+    if others:
+        err.print(f"Also written: {', '.join(p.name for p in others)}")
 
 
 def _act(job_ids: list[str], action: str, server: str | None) -> None:

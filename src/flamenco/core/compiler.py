@@ -244,6 +244,18 @@ def _render_task(blend: str, chunk: list[int], output: dict[str, str], device: s
     )
 
 
+PREVIEW_FRAMES_DIR = "frames"
+
+
+def preview_frame_path(frame: int, filename: str) -> str:
+    """Where a rendered frame lands among an 'ffmpeg' task's files: frames/<frame>/<file name>.
+
+    The frame number is part of the path so that the Worker can order the frames whatever the
+    file names look like and whichever order the files arrive in.
+    """
+    return f"{PREVIEW_FRAMES_DIR}/{frame}/{filename}"
+
+
 def _preview_task(frames: list[int], output: dict[str, str], fps: int, renders: int) -> TaskSpec:
     """The ffmpeg task that turns all rendered frames into a video, after every render task."""
     return TaskSpec(

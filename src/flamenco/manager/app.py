@@ -91,7 +91,8 @@ def create_manager_app(manager: Manager) -> FastAPI:
         await manager.service.server.close()
 
     def limit_for(path: str) -> int:
-        return 50 * 1024**3 if "/frames/" in path else JSON_BODY_LIMIT
+        files = "/frames/" in path or "/artifacts/" in path
+        return 50 * 1024**3 if files else JSON_BODY_LIMIT
 
     app = create_app("Flamenco Manager", limit_for=limit_for, lifespan=lifespan)
     app.state.manager = manager
@@ -123,6 +124,21 @@ def create_manager_app(manager: Manager) -> FastAPI:
         await svc.receive_frame(
             worker, task_id, frame, filename, x_flamenco_sha256, request.stream()
         )
+        return {"sha256": x_flamenco_sha256}
+
+    # `:path` lets a name with a folder in it reach the check, which refuses it with a 400.
+    @app.put("/api/v1/worker/tasks/{task_id}/artifacts/{name:path}", status_code=201)
+    async def artifact(
+        task_id: str,
+        name: str,
+        request: Request,
+        worker: AnyWorker,
+        svc: Service,
+        x_flamenco_sha256: Annotated[str, Header()],
+    ) -> dict:
+        if not is_sha256(x_flamenco_sha256):
+            raise BadRequest("The X-Flamenco-SHA256 header is not a SHA-256 hex digest.")
+        await svc.receive_artifact(worker, task_id, name, x_flamenco_sha256, request.stream())
         return {"sha256": x_flamenco_sha256}
 
     @app.get("/api/v1/blobs/{sha256}", dependencies=[Depends(current_worker)])

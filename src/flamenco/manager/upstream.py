@@ -11,7 +11,7 @@ import logging
 
 from flamenco import wire
 from flamenco.aio import wait_any
-from flamenco.client import ApiError, AsyncApi, Unreachable
+from flamenco.client import ApiError, AsyncApi, Unreachable, api_path
 from flamenco.manager.service import ManagerService
 from flamenco.outbox import FrameItem, Outbox
 
@@ -71,6 +71,13 @@ class ServerLink:
         )
 
     async def _send_frame(self, item: FrameItem) -> None:
+        if item.kind == "artifact":
+            await self.server.upload_file(
+                api_path("manager", "tasks", item.task_id, "artifacts", item.filename),
+                self.service.blobs.path(item.sha256),
+                item.sha256,
+            )
+            return
         await self.server.upload_file(
             f"/api/v1/manager/tasks/{item.task_id}/frames/{item.frame}",
             self.service.blobs.path(item.sha256),

@@ -50,7 +50,8 @@ def create_server_app(svc: ServerServices) -> FastAPI:
     upload_limit = svc.settings.max_upload_bytes
 
     def limit_for(path: str) -> int:
-        return upload_limit if "/blobs/" in path or "/frames/" in path else JSON_BODY_LIMIT
+        uploads = ("/blobs/", "/frames/", "/artifacts/")
+        return upload_limit if any(part in path for part in uploads) else JSON_BODY_LIMIT
 
     app = create_app("Flamenco Server", limit_for=limit_for)
     app.state.services = svc
@@ -147,6 +148,18 @@ def create_server_app(svc: ServerServices) -> FastAPI:
         path, filename = svc.jobs.frame_file(job_id, frame)
         return FileResponse(path, filename=filename)
 
+    @app.get("/api/v1/jobs/{job_id}/frames/{frame}/thumbnail")
+    def frame_thumbnail(job_id: str, frame: int, _: AnyUser, svc: Services) -> FileResponse:
+        return FileResponse(svc.jobs.thumbnail(job_id, frame), media_type="image/jpeg")
+
+    @app.get("/api/v1/jobs/{job_id}/artifacts")
+    def job_artifacts(job_id: str, _: AnyUser, svc: Services) -> list[wire.ArtifactInfo]:
+        return svc.jobs.artifacts(job_id)
+
+    @app.get("/api/v1/jobs/{job_id}/artifacts/{name}")
+    def artifact_file(job_id: str, name: str, _: AnyUser, svc: Services) -> FileResponse:
+        return FileResponse(svc.jobs.artifact_file(job_id, name), filename=name)
+
     # ---- Managers ----------------------------------------------------------------------------
 
     @app.post("/api/v1/manager/sync")
@@ -175,6 +188,22 @@ def create_server_app(svc: ServerServices) -> FastAPI:
             raise BadRequest("The X-Flamenco-SHA256 header is not a SHA-256 hex digest.")
         return await svc.jobs.receive_frame(
             manager.id, task_id, frame, filename, x_flamenco_sha256, request.stream()
+        )
+
+    # `:path` lets a name with a folder in it reach the check, which refuses it with a 400.
+    @app.put("/api/v1/manager/tasks/{task_id}/artifacts/{name:path}", status_code=201)
+    async def manager_artifact(
+        task_id: str,
+        name: str,
+        request: Request,
+        manager: AnyManager,
+        svc: Services,
+        x_flamenco_sha256: Annotated[str, Header()],
+    ) -> wire.ArtifactInfo:
+        if not is_sha256(x_flamenco_sha256):
+            raise BadRequest("The X-Flamenco-SHA256 header is not a SHA-256 hex digest.")
+        return await svc.jobs.receive_artifact(
+            manager.id, task_id, name, x_flamenco_sha256, request.stream()
         )
 
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import secrets
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from flamenco import wire
 from flamenco.blendfile import blend_problem
-from flamenco.blobs import BlobStore, check_relative_path, safe_join
+from flamenco.blobs import BlobStore, check_file_name, check_relative_path, safe_join
 from flamenco.core.actions import ActionNotAllowed, JobAction, plan_job_action
 from flamenco.core.compiler import JobCompileError, compile_job
 from flamenco.core.matching import Requirements, waiting_reason
@@ -40,6 +41,7 @@ from flamenco.errors import (
 from flamenco.server.models import (
     AppliedUpdate,
     BlobRow,
+    JobArtifact,
     JobRow,
     JobSite,
     ManagerRow,
@@ -51,6 +53,9 @@ from flamenco.server.models import (
 from flamenco.server.records import blocked_workers, manager_names, online_workers
 
 log = logging.getLogger("flamenco.server.jobs")
+
+THUMBNAIL_SIZE = 256  # longest side, in pixels
+THUMBNAIL_QUALITY = 80
 
 
 def new_id() -> str:
@@ -69,10 +74,12 @@ class JobService:
         outputs_root: Path,
         manager_offline_s: float = 30.0,
         blocklist_threshold: int = 3,
+        thumbnails_root: Path | None = None,
     ) -> None:
         self.sessions = sessions
         self.blobs = blobs
         self.outputs_root = outputs_root
+        self.thumbnails_root = thumbnails_root or outputs_root.parent / "thumbnails"
         self.manager_offline = timedelta(seconds=manager_offline_s)
         self.blocklist_threshold = blocklist_threshold
 
@@ -299,6 +306,37 @@ class JobService:
                 raise NotFound(f"Job '{job_id}' has no rendered frame {frame} yet.")
             return self.blobs.path(row.sha256), row.filename
 
+    def thumbnail(self, job_id: str, frame: int) -> Path:
+        with self.sessions() as s:
+            self._job_or_404(s, job_id)
+        path = self._thumbnail_path(job_id, frame)
+        if not path.is_file():
+            raise NotFound(f"Job '{job_id}' has no thumbnail of frame {frame}.")
+        return path
+
+    def _thumbnail_path(self, job_id: str, frame: int) -> Path:
+        return self.thumbnails_root / job_id / f"{frame}.jpg"
+
+    def artifacts(self, job_id: str) -> list[wire.ArtifactInfo]:
+        with self.sessions() as s:
+            self._job_or_404(s, job_id)
+            rows = s.scalars(
+                select(JobArtifact).where(JobArtifact.job_id == job_id).order_by(JobArtifact.name)
+            ).all()
+            return [_artifact_to_wire(r) for r in rows]
+
+    def artifact_file(self, job_id: str, name: str) -> Path:
+        with self.sessions() as s:
+            self._job_or_404(s, job_id)
+            sha256 = s.scalar(
+                select(JobArtifact.sha256).where(
+                    JobArtifact.job_id == job_id, JobArtifact.name == name
+                )
+            )
+        if sha256 is None:
+            raise NotFound(f"Job '{job_id}' has no file '{name}' besides its frames.")
+        return self.blobs.path(sha256)
+
     # ---- frames ----------------------------------------------------------------------------
 
     async def receive_frame(
@@ -321,7 +359,8 @@ class JobService:
                 raise BadRequest(f"Frame {frame} is not one of task '{task_id}''s frames.")
             job_id = task.job_id
         digest = await self.blobs.put_stream(body, expected=sha256)
-        return self._record_frame(job_id, task_id, frame, filename, digest)
+        # Off the event loop: making the thumbnail of a large frame takes a while.
+        return await asyncio.to_thread(self._record_frame, job_id, task_id, frame, filename, digest)
 
     def _record_frame(
         self, job_id: str, task_id: str, frame: int, filename: str, digest: str
@@ -351,6 +390,7 @@ class JobService:
         tmp = dest.with_name(dest.name + ".partial")
         shutil.copyfile(path, tmp)
         tmp.replace(dest)
+        self._write_thumbnail(job_id, frame, path)
         return wire.FrameInfo(
             frame=frame,
             task_id=task_id,
@@ -360,6 +400,70 @@ class JobService:
             height=height,
             filename=filename,
         )
+
+    def _write_thumbnail(self, job_id: str, frame: int, source: Path) -> None:
+        """A small JPEG of the frame for the Dashboard; none for what Pillow cannot read (EXR)."""
+        dest = self._thumbnail_path(job_id, frame)
+        tmp = dest.with_name(dest.name + ".partial")
+        try:
+            with Image.open(source) as img:
+                img.draft("RGB", (THUMBNAIL_SIZE, THUMBNAIL_SIZE))  # JPEG: decode smaller
+                img.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+                small = img.convert("RGB")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            small.save(tmp, "JPEG", quality=THUMBNAIL_QUALITY)
+            tmp.replace(dest)
+        except Exception as exc:
+            tmp.unlink(missing_ok=True)
+            dest.unlink(missing_ok=True)  # a thumbnail of an earlier render would be wrong
+            log.info(
+                "frame %d of job %s: no thumbnail (%s)", frame, job_id, exc, extra={"job": job_id}
+            )
+
+    # ---- artifacts: other outputs of a job, such as its preview video ------------------------
+
+    async def receive_artifact(
+        self,
+        manager_id: int,
+        task_id: str,
+        name: str,
+        sha256: str,
+        body: AsyncIterable[bytes],
+    ) -> wire.ArtifactInfo:
+        check_file_name(name, "artifact")
+        with self.sessions() as s:
+            task = s.get(TaskRow, task_id)
+            if task is None or task.manager_id != manager_id:
+                raise NotFound(f"Task '{task_id}' is not leased to this Manager.")
+            job_id = task.job_id
+        digest = await self.blobs.put_stream(body, expected=sha256)
+        return await asyncio.to_thread(self._record_artifact, job_id, task_id, name, digest)
+
+    def _record_artifact(
+        self, job_id: str, task_id: str, name: str, digest: str
+    ) -> wire.ArtifactInfo:
+        path = self.blobs.path(digest)
+        size = path.stat().st_size
+        with self.sessions.begin() as s:
+            job = self._job_or_404(s, job_id)
+            if s.get(BlobRow, digest) is None:
+                s.add(BlobRow(sha256=digest, size=size))
+            row = s.scalar(
+                select(JobArtifact).where(JobArtifact.job_id == job_id, JobArtifact.name == name)
+            )
+            if row is None:
+                row = JobArtifact(job_id=job_id, name=name)
+                s.add(row)
+            row.task_id, row.sha256, row.size, row.created = task_id, digest, size, utcnow()
+            output_dir = Path(job.output_dir)
+            info = _artifact_to_wire(row)
+        dest = safe_join(output_dir, name)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".partial")
+        shutil.copyfile(path, tmp)
+        tmp.replace(dest)
+        log.info("job %s: %s stored (%d bytes)", job_id, name, size, extra={"job": job_id})
+        return info
 
     # ---- status ----------------------------------------------------------------------------
 
@@ -409,17 +513,20 @@ class JobService:
         return self.get(job_id)
 
     def delete(self, job_id: str, user: User) -> None:
-        """Remove the job, its tasks and frames, and the blobs no other job uses."""
+        """Remove the job, its tasks, frames, thumbnails and artifacts, and the blobs no other
+        job uses."""
         with self.sessions.begin() as s:
             job = self._job_or_404(s, job_id)
             _check_may_change(job, user)
-            mine = set(job.files.values()) | set(
-                s.scalars(select(OutputRow.sha256).where(OutputRow.job_id == job_id))
+            mine = (
+                set(job.files.values())
+                | set(s.scalars(select(OutputRow.sha256).where(OutputRow.job_id == job_id)))
+                | set(s.scalars(select(JobArtifact.sha256).where(JobArtifact.job_id == job_id)))
             )
             task_ids = select(TaskRow.id).where(TaskRow.job_id == job_id)
             s.execute(delete(TaskLogChunk).where(TaskLogChunk.task_id.in_(task_ids)))
             s.execute(delete(AppliedUpdate).where(AppliedUpdate.task_id.in_(task_ids)))
-            for table in (OutputRow, JobSite, TaskRow):
+            for table in (OutputRow, JobArtifact, JobSite, TaskRow):
                 s.execute(delete(table).where(table.job_id == job_id))
             s.delete(job)
             s.flush()
@@ -429,6 +536,7 @@ class JobService:
         for sha256 in unused:
             self.blobs.path(sha256).unlink(missing_ok=True)
         shutil.rmtree(output_dir, ignore_errors=True)
+        shutil.rmtree(self.thumbnails_root / job_id, ignore_errors=True)
         log.info(
             "job %s deleted by %s, %d blobs freed",
             job_id,
@@ -459,10 +567,16 @@ def _stop_unfinished_tasks(s: Session, job_id: str) -> None:
 
 
 def _blobs_in_use(s: Session) -> set[str]:
-    used = set(s.scalars(select(OutputRow.sha256)))
+    used = set(s.scalars(select(OutputRow.sha256))) | set(s.scalars(select(JobArtifact.sha256)))
     for files in s.scalars(select(JobRow.files)):
         used.update(files.values())
     return used
+
+
+def _artifact_to_wire(row: JobArtifact) -> wire.ArtifactInfo:
+    return wire.ArtifactInfo(
+        name=row.name, task_id=row.task_id, sha256=row.sha256, size=row.size, created=row.created
+    )
 
 
 def task_to_wire(t: TaskRow, managers: dict[int, str]) -> wire.Task:

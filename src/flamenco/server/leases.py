@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from flamenco import wire
+from flamenco.core.compiler import preview_frame_path
 from flamenco.core.matching import Requirements, unmet
 from flamenco.core.states import (
     RUNNABLE_TASK_STATUSES,
@@ -26,6 +27,7 @@ from flamenco.server.models import (
     JobRow,
     JobSite,
     ManagerRow,
+    OutputRow,
     TaskLogChunk,
     TaskRow,
 )
@@ -203,7 +205,7 @@ class LeaseService:
                     name=task.name,
                     frames=task.frames,
                     command=task.command,
-                    files=job.files,
+                    files=self._files_for(s, task, job),
                     lease_expires=expires,
                     requirements=task.requirements,
                     failed_by=failed_by(s, task.id, manager_id),
@@ -218,6 +220,22 @@ class LeaseService:
         """Jobs without a site list run anywhere; the others only on the sites they name."""
         sites = select(JobSite.site).where(JobSite.job_id == JobRow.id)
         return or_(~sites.exists(), sites.where(JobSite.site == site).exists())
+
+    @staticmethod
+    def _files_for(s: Session, task: TaskRow, job: JobRow) -> dict[str, str]:
+        """What the Worker fetches: the job's files, or for a preview video its rendered frames
+        (the same blobs, fetched through the Manager's cache like any job file)."""
+        if task.type != "ffmpeg":
+            return job.files
+        wanted = set(task.frames)
+        rows = s.execute(
+            select(OutputRow.frame, OutputRow.filename, OutputRow.sha256)
+            .where(OutputRow.job_id == job.id)
+            .order_by(OutputRow.frame)
+        ).all()
+        return {
+            preview_frame_path(r.frame, r.filename): r.sha256 for r in rows if r.frame in wanted
+        }
 
     @staticmethod
     def _dependencies_done(s: Session, task: TaskRow) -> bool:

@@ -127,6 +127,20 @@ class OutputRow(Base):
     created: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class JobArtifact(Base):
+    """Another output of a job than its frames (the preview video), one per name."""
+
+    __tablename__ = "job_artifacts"
+    __table_args__ = (UniqueConstraint("job_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int]
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class TaskLogChunk(Base):
     """The full log of a task, in the chunks it arrived in; the tail also sits on the task."""
 

@@ -44,6 +44,7 @@ def build_services(settings: ServerSettings) -> ServerServices:
             settings.data_dir / "outputs",
             manager_offline_s=settings.manager_offline_s,
             blocklist_threshold=settings.blocklist_threshold,
+            thumbnails_root=settings.data_dir / "thumbnails",
         ),
         leases=LeaseService(
             sessions,

@@ -23,7 +23,7 @@ from typing import Any
 from flamenco import wire
 from flamenco.aio import wait_any, wait_quietly
 from flamenco.blobs import BlobStore, safe_join
-from flamenco.client import ApiError, AsyncApi, Unreachable
+from flamenco.client import ApiError, AsyncApi, Unreachable, api_path
 from flamenco.config import WorkerSettings
 from flamenco.core.states import TaskStatus
 from flamenco.demo.scene import DemoSceneError, build_demo_scene
@@ -36,6 +36,7 @@ from flamenco.worker.blender import (
     find_blender,
 )
 from flamenco.worker.gpus import detect_gpus, gpu_environment
+from flamenco.worker.video import EncodingFailed, PreviewVideo
 
 log = logging.getLogger("flamenco.worker")
 
@@ -100,6 +101,7 @@ class WorkerAgent:
         self.runner: asyncio.Task[None] | None = None
         self.task_types: dict[str, Callable[[TaskRun, Path], Awaitable[None]]] = {
             "blender": self._render,
+            "ffmpeg": PreviewVideo(self),
         }
 
     # ---- identity ----------------------------------------------------------------------------
@@ -252,6 +254,13 @@ class WorkerAgent:
         )
 
     async def _send_frame(self, item: FrameItem) -> None:
+        if item.kind == "artifact":
+            await self.api.upload_file(
+                api_path("worker", "tasks", item.task_id, "artifacts", item.filename),
+                self.blobs.path(item.sha256),
+                item.sha256,
+            )
+            return
         await self.api.upload_file(
             f"/api/v1/worker/tasks/{item.task_id}/frames/{item.frame}",
             self.blobs.path(item.sha256),
@@ -286,7 +295,14 @@ class WorkerAgent:
         except asyncio.CancelledError:
             self._flush_log(run)
             raise
-        except (BlenderFailed, ApiError, Unreachable, OSError, TaskTypeUnknown) as exc:
+        except (
+            BlenderFailed,
+            EncodingFailed,
+            ApiError,
+            Unreachable,
+            OSError,
+            TaskTypeUnknown,
+        ) as exc:
             message = getattr(exc, "message", None) or str(exc)
             if run.hung:
                 message = (

@@ -99,11 +99,34 @@ def report_missing_files() -> None:
     Blender renders on with missing textures (pink) and libraries (absent objects); the
     task log must say so. Sequence and UDIM patterns are not single files and are skipped.
     """
+    unread = unread_cache_folders()
     for path in sorted(set(bpy.utils.blend_paths(absolute=True))):
         if "#" in path or "<UDIM>" in path or "<UVTILE>" in path:
             continue
+        if os.path.normpath(path) in unread:
+            continue
         if not os.path.exists(path):
             print(f"Flamenco: missing file after loading: {path}", flush=True)
+
+
+def unread_cache_folders() -> set[str]:
+    """Cache paths Blender lists but does not read: internal point caches, fluid bake dirs."""
+    caches = []
+    for obj in bpy.data.objects:
+        caches += [system.point_cache for system in getattr(obj, "particle_systems", [])]
+        for modifier in obj.modifiers:
+            if getattr(modifier, "point_cache", None) is not None:
+                caches.append(modifier.point_cache)
+            domain = getattr(modifier, "domain_settings", None)
+            if domain is not None and getattr(domain, "cache_directory", ""):
+                caches.append(bpy.path.abspath(domain.cache_directory))
+    folders = set()
+    for cache in caches:
+        if isinstance(cache, str):
+            folders.add(os.path.normpath(cache))
+        elif not cache.use_external and cache.filepath:
+            folders.add(os.path.normpath(bpy.path.abspath(cache.filepath)))
+    return folders
 
 
 def clean_error(exc: BaseException) -> str:
@@ -197,8 +220,15 @@ def render_frame(scene: bpy.types.Scene, frame: int, output_dir: str, pattern: s
     return expected
 
 
+# Blender 5 sorts file formats by media type; a scene saved with video output offers no
+# image formats until its media type is switched back to images.
+MEDIA_TYPES = {"OPEN_EXR_MULTILAYER": "MULTI_LAYER_IMAGE", "FFMPEG": "VIDEO"}
+
+
 def set_file_format(scene: bpy.types.Scene, fmt: str) -> None:
     settings = scene.render.image_settings
+    if hasattr(settings, "media_type"):
+        settings.media_type = MEDIA_TYPES.get(fmt, "IMAGE")
     try:
         settings.file_format = fmt
     except TypeError:  # bpy's own message is a raw enum dump

@@ -1,0 +1,235 @@
+"""The preview video task: a job's rendered frames, in frame order, as one H.264 MP4.
+
+The Server leases an 'ffmpeg' task with the job's frames as its files (see
+`core.compiler.preview_frame_path`), so the Worker fetches them through its Manager's cache
+like any job file. Here they are linked into a numbered sequence without gaps, encoded by the
+FFmpeg that the imageio-ffmpeg wheel ships, and the MP4 goes into the Worker's outbox as an
+artifact of the task, ahead of the task's completion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+from flamenco.blobs import safe_join
+from flamenco.core.compiler import PREVIEW_FRAMES_DIR
+from flamenco.outbox import FrameItem
+from flamenco.procs import child_preexec
+
+if TYPE_CHECKING:
+    from flamenco.worker.agent import TaskRun, WorkerAgent
+
+log = logging.getLogger("flamenco.worker.video")
+
+PREVIEW_NAME = "preview.mp4"
+DEFAULT_FPS = 24
+CRF = 18  # x264 quality: visually close to the frames, still small
+STREAM_LIMIT = 1024 * 1024
+# Even width and height, which H.264 in yuv420p needs; odd sizes grow by one pixel.
+EVEN_SIZE = "scale=ceil(iw/2)*2:ceil(ih/2)*2"
+
+
+class EncodingFailed(Exception):
+    """FFmpeg could not make the video; the message says why in one sentence."""
+
+
+def ffmpeg_exe() -> str:
+    """The FFmpeg binary of the imageio-ffmpeg wheel (or IMAGEIO_FFMPEG_EXE)."""
+    import imageio_ffmpeg
+
+    try:
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError as exc:
+        raise EncodingFailed(f"FFmpeg is not available on this Worker: {exc}") from None
+
+
+def ordered_frames(files: Mapping[str, str], job_dir: Path) -> list[tuple[int, Path]]:
+    """The fetched frames of a preview task, (frame, path) by frame number."""
+    found = []
+    for relpath in files:
+        parts = PurePosixPath(relpath).parts
+        if len(parts) == 3 and parts[0] == PREVIEW_FRAMES_DIR:
+            with contextlib.suppress(ValueError):
+                found.append((int(parts[1]), safe_join(job_dir, relpath)))
+    return sorted(found)
+
+
+async def encode_video(
+    frames: Sequence[Path],
+    dest: Path,
+    fps: int = DEFAULT_FPS,
+    on_progress: Callable[[int], None] | None = None,
+    on_log: Callable[[str], None] | None = None,
+) -> None:
+    """Encode image files, in the order given, into an H.264 (yuv420p) MP4 at `dest`.
+
+    Gaps in the frame numbers do not matter: the images are linked into a sequence numbered
+    1, 2, 3… first. `on_progress` hears how many frames are encoded so far, `on_log` every
+    line FFmpeg writes (warnings and errors only). `dest` appears only once it is complete.
+    """
+    if not frames:
+        raise EncodingFailed("There are no rendered frames to make a video of.")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".partial")
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix="sequence-") as tmp:
+        suffix = frames[0].suffix  # every frame of a job has the job's output format
+        for number, frame in enumerate(frames, 1):
+            _link(frame, Path(tmp) / f"{number:06d}{suffix}")
+        argv = [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-nostdin",
+            "-nostats",
+            "-loglevel",
+            "warning",
+            "-progress",
+            "pipe:1",
+            "-y",
+            "-framerate",
+            str(fps),
+            "-start_number",
+            "1",
+            "-i",
+            str(Path(tmp) / f"%06d{suffix}"),
+            "-vf",
+            EVEN_SIZE,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "medium",
+            "-crf",
+            str(CRF),
+            "-pix_fmt",
+            "yuv420p",
+            "-movflags",
+            "+faststart",
+            "-f",
+            "mp4",
+            str(partial),
+        ]
+        try:
+            encoded, last = await _run_ffmpeg(argv, on_progress, on_log)
+            if encoded != len(frames):  # FFmpeg skips an unreadable image with a warning only
+                why = f": {last}" if last else ""
+                raise EncodingFailed(f"FFmpeg encoded {encoded} of {len(frames)} frames{why}")
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+    partial.replace(dest)
+
+
+async def _run_ffmpeg(
+    argv: list[str],
+    on_progress: Callable[[int], None] | None,
+    on_log: Callable[[str], None] | None,
+) -> tuple[int, str]:
+    """Run FFmpeg to the end; return the frames it encoded and its last log line.
+
+    Raises EncodingFailed when it fails.
+    """
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            limit=STREAM_LIMIT,
+            preexec_fn=child_preexec(),
+        )
+    except OSError as exc:
+        raise EncodingFailed(f"FFmpeg could not be started: {exc}") from None
+    last_line, encoded = "", 0
+
+    async def read_progress() -> None:
+        nonlocal encoded
+        assert proc.stdout is not None
+        async for raw in proc.stdout:
+            key, _, value = raw.decode(errors="replace").strip().partition("=")
+            if key == "frame" and value.isdigit():
+                encoded = int(value)
+                if on_progress is not None:
+                    on_progress(encoded)
+
+    async def read_log() -> None:
+        nonlocal last_line
+        assert proc.stderr is not None
+        async for raw in proc.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            if line:
+                last_line = line
+                if on_log is not None:
+                    on_log(line)
+
+    try:
+        await asyncio.gather(read_progress(), read_log())
+        code = await proc.wait()
+    except BaseException:  # canceled: FFmpeg must not go on encoding for nobody
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise
+    if code != 0:
+        why = f": {last_line}" if last_line else ""
+        raise EncodingFailed(f"FFmpeg failed with exit status {code}{why}")
+    return encoded, last_line
+
+
+def _link(source: Path, dest: Path) -> None:
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copyfile(source, dest)
+
+
+class PreviewVideo:
+    """The Worker's runner for 'ffmpeg' tasks: `async (run, job_dir) -> None`."""
+
+    def __init__(self, agent: WorkerAgent) -> None:
+        self.agent = agent
+
+    async def __call__(self, run: TaskRun, job_dir: Path) -> None:
+        agent, a = self.agent, run.a
+        frames = ordered_frames(a.files, job_dir)
+        missing = sorted(set(a.frames) - {frame for frame, _ in frames})
+        if missing:
+            run.log_lines.append(
+                f"WARNING: {len(missing)} frame(s) were never rendered and are left out, "
+                f"e.g. frame {missing[0]}"
+            )
+        fps = int(a.command.get("fps") or DEFAULT_FPS)
+        total = len(frames)
+        run.log_lines.append(f"encoding {total} frames at {fps} fps into {PREVIEW_NAME}")
+        agent._report(run, activity=f"encoding {total} frames")
+        dest = agent.data / "jobs" / a.job_id / "out" / a.task_id / PREVIEW_NAME
+
+        def on_progress(encoded: int) -> None:
+            run.last_sign_of_life = time.monotonic()
+            run.frames_done = encoded
+            run.set_progress(0.0, f"encoding frame {encoded}/{total}")
+
+        def on_log(line: str) -> None:
+            run.last_sign_of_life = time.monotonic()
+            run.log_lines.append(f"ffmpeg: {line}")
+
+        await encode_video([path for _, path in frames], dest, fps, on_progress, on_log)
+        size = dest.stat().st_size
+        run.log_lines.append(f"{PREVIEW_NAME}: {total} frames, {size} bytes")
+        sha256 = agent.blobs.put_file(dest)
+        agent.outbox.add_frame(FrameItem(a.task_id, 0, sha256, PREVIEW_NAME, kind="artifact"))
+        agent.deliver_wake.set()
+        log.info(
+            "task %s: %s made of %d frames",
+            a.task_id,
+            PREVIEW_NAME,
+            total,
+            extra={"job": a.job_id, "task": a.task_id},
+        )
