@@ -82,6 +82,14 @@ class WorkerSettings:
 
 
 @dataclass
+class DashboardSettings:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_DASHBOARD_PORT
+    server: str = f"http://127.0.0.1:{DEFAULT_SERVER_PORT}"  # the Server whose API it shows
+    session_idle_s: float = 12 * 3600.0  # a login is forgotten after this long unused
+
+
+@dataclass
 class ClientSettings:
     server: str = f"http://127.0.0.1:{DEFAULT_SERVER_PORT}"
     token: str = ""
@@ -93,6 +101,7 @@ SECTIONS: dict[type, str] = {
     ServerSettings: "server",
     ManagerSettings: "manager",
     WorkerSettings: "worker",
+    DashboardSettings: "dashboard",
     ClientSettings: "client",
 }
 

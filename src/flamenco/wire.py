@@ -201,10 +201,27 @@ class WorkerInfo(HasCapabilities):
     memory_mb: int = 0
 
 
+# Worker statuses in which a Worker takes (or is about to take) work.
+WORKING_STATUSES = frozenset({"awake", "compiling-gpu-kernels"})
+
+
+class WorkerStats(BaseModel):
+    cpu_percent: float = 0.0
+    memory_used_mb: int = 0
+
+
 class WorkerSummary(HasCapabilities):
     name: str
-    status: str
+    status: str  # awake, asleep, disabled, offline, compiling-gpu-kernels
     task_id: str | None = None
+    last_seen: datetime | None = None
+    platform: str = ""
+    cpu_count: int = 0
+    memory_mb: int = 0
+    cpu_percent: float = 0.0
+    memory_used_mb: int = 0
+    progress: float = 0.0
+    activity: str = ""
 
 
 class ManagerInfo(BaseModel):
@@ -247,6 +264,9 @@ class ManagerSyncReply(BaseModel):
     blocklist: dict[str, list[str]] = Field(
         default_factory=dict, description="Job id -> Workers of this Manager kept off it."
     )
+    worker_states: dict[str, str] = Field(
+        default_factory=dict, description="Worker name -> awake, asleep or disabled."
+    )
 
 
 # ---- Worker <-> Manager ------------------------------------------------------------------------
@@ -271,6 +291,7 @@ class WorkerSync(Strict):
     status: str = "awake"
     running_task_id: str | None = None
     info: WorkerInfo | None = None
+    stats: WorkerStats | None = None
 
 
 class Assignment(BaseModel):
@@ -288,6 +309,7 @@ class WorkerSyncReply(BaseModel):
     assignment: Assignment | None = None
     cancel: list[str] = Field(default_factory=list)
     next_sync_s: float = 1.0
+    state: str = "awake"  # what the farm's operators want: awake, asleep or disabled
 
 
 JobList = RootModel[list[Job]]

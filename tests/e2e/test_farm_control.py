@@ -165,3 +165,23 @@ def test_gpu_jobs_go_to_gpu_workers_and_fail_loudly_without_the_device(
     assert task.status == "soft-failed"
     log = farm.api().request("GET", f"/api/v1/jobs/{job_id}/tasks/{task.id}/log").text
     assert "Found no Cycles device of type OPTIX" in log
+
+
+def test_a_sleeping_worker_takes_no_work_until_woken(farm: TestFarm, demo_scene: Path) -> None:
+    farm.start_server()
+    farm.start_manager()
+    farm.start_worker("sleepy")
+    wait_until(lambda: "sleepy" in workers_of(farm), 60, "the Worker registered")
+    slept = farm.api().request("POST", "/api/v1/managers/local/workers/sleepy/sleep")
+    assert slept.json() == {"status": "asleep"}
+    wait_until(lambda: workers_of(farm)["sleepy"].status == "asleep", 30, "the Worker asleep")
+
+    job_id = submit(farm, demo_scene, "--frames", "1-2")
+    reason = "Waiting for a Worker to come online."
+    wait_until(lambda: farm.job(job_id).waiting_reason == reason, 30, "the job waiting")
+    assert farm.job(job_id).frames_done == 0
+
+    farm.api().request("POST", "/api/v1/managers/local/workers/sleepy/wake")
+    assert farm.wait_job(job_id).status == "completed"
+    stats = workers_of(farm)["sleepy"]
+    assert stats.status == "awake" and stats.cpu_count > 0 and stats.memory_used_mb > 0

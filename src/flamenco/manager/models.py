@@ -21,6 +21,8 @@ class WorkerRow(Base):
     current_task: Mapped[str | None] = mapped_column(String(32), default=None)
     cancel: Mapped[list[Any]] = mapped_column(default=list)
     last_seen: Mapped[datetime] = mapped_column(default=utcnow)
+    wanted: Mapped[str] = mapped_column(String(16), default="awake")  # set by operators
+    stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class HeldTask(Base):

@@ -86,9 +86,9 @@ class ManagerService:
         return worker
 
     async def worker_sync(self, worker: WorkerRow, req: wire.WorkerSync) -> wire.WorkerSyncReply:
-        cancel = self._check_in(worker.id, req)
-        if not req.want_task or cancel:
-            return wire.WorkerSyncReply(cancel=cancel)
+        cancel, wanted = self._check_in(worker.id, req)
+        if not req.want_task or cancel or wanted != "awake":
+            return wire.WorkerSyncReply(cancel=cancel, state=wanted)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + req.wait_s
         try:
@@ -104,14 +104,16 @@ class ManagerService:
             self._idle.pop(worker.id, None)
         return wire.WorkerSyncReply(assignment=assignment)
 
-    def _check_in(self, worker_id: str, req: wire.WorkerSync) -> list[str]:
-        """Record that the Worker is alive; hand it the tasks it must stop."""
+    def _check_in(self, worker_id: str, req: wire.WorkerSync) -> tuple[list[str], str]:
+        """Record that the Worker is alive; hand it the tasks it must stop and its wanted state."""
         with self.sessions.begin() as s:
             worker = s.get(WorkerRow, worker_id)
             assert worker is not None
             worker.last_seen, worker.status = utcnow(), req.status
             if req.info is not None:
                 worker.info = req.info.model_dump(mode="json")
+            if req.stats is not None:
+                worker.stats = req.stats.model_dump()
             cancel, worker.cancel = list(worker.cancel), []
             if req.running_task_id and req.running_task_id != worker.current_task:
                 # Back after being declared lost: its task went to someone else.
@@ -120,7 +122,7 @@ class ManagerService:
                 held = s.scalar(select(HeldTask).where(HeldTask.task_id == req.progress.task_id))
                 if held is not None and held.worker_id == worker_id:
                     held.progress, held.activity = req.progress.progress, req.progress.activity
-        return cancel
+            return cancel, worker.wanted
 
     def _assign(self, worker_id: str, warm_job_id: str | None) -> wire.Assignment | None:
         with self.sessions.begin() as s:
@@ -282,6 +284,14 @@ class ManagerService:
 
     # ---- the Server side ---------------------------------------------------------------------
 
+    def take_worker_states(self, states: dict[str, str]) -> None:
+        """Operators' wishes from the Server: which Workers sleep, wake or are disabled."""
+        if not states:
+            return
+        with self.sessions.begin() as s:
+            for worker in s.scalars(select(WorkerRow).where(WorkerRow.name.in_(states))):
+                worker.wanted = states[worker.name]
+
     def take_blocklist(self, blocklist: dict[str, list[str]]) -> None:
         self.blocklist = {job_id: set(names) for job_id, names in blocklist.items()}
 
@@ -329,14 +339,15 @@ class ManagerService:
         self._work = asyncio.Event()
 
     def want(self) -> int:
+        """How many more tasks to lease: one per idle Worker, plus a prefetch while any works."""
         with self.sessions() as s:
-            queued = (
-                s.scalar(
-                    select(func.count()).select_from(HeldTask).where(HeldTask.state == "queued")
-                )
-                or 0
+            count = select(func.count())
+            queued = s.scalar(count.select_from(HeldTask).where(HeldTask.state == "queued")) or 0
+            working = s.scalar(
+                count.select_from(WorkerRow).where(WorkerRow.status.in_(wire.WORKING_STATUSES))
             )
-        return max(0, len(self._idle) + self.settings.prefetch - queued)
+        prefetch = self.settings.prefetch if working else 0
+        return max(0, len(self._idle) + prefetch - queued)
 
     def held_ids(self) -> list[str]:
         with self.sessions() as s:
@@ -352,15 +363,30 @@ class ManagerService:
 
     def workers(self) -> list[wire.WorkerSummary]:
         with self.sessions() as s:
-            return [
-                wire.WorkerSummary(
-                    name=w.name,
-                    status=w.status,
-                    task_id=w.current_task,
-                    **wire.HasCapabilities.model_validate(w.info).model_dump(),
-                )
-                for w in s.scalars(select(WorkerRow)).all()
-            ]
+            running = {
+                h.worker_id: h
+                for h in s.scalars(select(HeldTask).where(HeldTask.state == "assigned"))
+            }
+            return [self._summary(w, running.get(w.id)) for w in s.scalars(select(WorkerRow))]
+
+    @staticmethod
+    def _summary(w: WorkerRow, task: HeldTask | None) -> wire.WorkerSummary:
+        info = wire.WorkerInfo.model_validate(w.info)
+        return wire.WorkerSummary(
+            name=w.name,
+            status=w.status,
+            task_id=w.current_task,
+            last_seen=w.last_seen,
+            tags=info.tags,
+            gpus=info.gpus,
+            blender_version=info.blender_version,
+            platform=info.platform,
+            cpu_count=info.cpu_count,
+            memory_mb=info.memory_mb,
+            **wire.WorkerStats.model_validate(w.stats).model_dump(),
+            progress=task.progress if task else 0.0,
+            activity=task.activity if task else "",
+        )
 
     def reap_silent_workers(self) -> None:
         """A Worker silent past the timeout is offline; its task goes back to the queue."""

@@ -59,6 +59,7 @@ class ServerLink:
         )
         self.service.revoke(reply.revoked)
         self.service.take_blocklist(reply.blocklist)
+        self.service.take_worker_states(reply.worker_states)
         self.service.take_leases(reply.leases)
         self.interval_s = reply.next_sync_s
 

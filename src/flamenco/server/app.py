@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
-from fastapi.responses import FileResponse, PlainTextResponse, Response
+from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
 
 from flamenco import wire
 from flamenco.blobs import is_sha256
@@ -17,6 +20,8 @@ from flamenco.server.services import ServerServices
 from flamenco.web import JSON_BODY_LIMIT, create_app
 
 Sha = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
+WorkerAction = Literal["sleep", "wake", "disable", "enable"]
+WORKER_STATES = {"sleep": "asleep", "wake": "awake", "disable": "disabled", "enable": "awake"}
 
 
 def services(request: Request) -> ServerServices:
@@ -53,7 +58,12 @@ def create_server_app(svc: ServerServices) -> FastAPI:
         uploads = ("/blobs/", "/frames/", "/artifacts/")
         return upload_limit if any(part in path for part in uploads) else JSON_BODY_LIMIT
 
-    app = create_app("Flamenco Server", limit_for=limit_for)
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        svc.events.bind(asyncio.get_running_loop())
+        yield
+
+    app = create_app("Flamenco Server", limit_for=limit_for, lifespan=lifespan)
     app.state.services = svc
 
     @app.post("/api/v1/login")
@@ -65,6 +75,24 @@ def create_server_app(svc: ServerServices) -> FastAPI:
         if not user.is_admin:
             raise Forbidden("Only an administrator can add Managers.")
         return wire.TokenIssued(token=svc.auth.create_manager(req.name), name=req.name)
+
+    @app.get("/api/v1/events")
+    def events(_: AnyUser, svc: Services) -> StreamingResponse:
+        """Server-sent events naming what changed: job, task, frame, log, managers."""
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return StreamingResponse(
+            svc.events.stream(), media_type="text/event-stream", headers=headers
+        )
+
+    @app.post("/api/v1/managers/{manager}/workers/{worker}/{action}")
+    def worker_action(
+        manager: str, worker: str, action: WorkerAction, user: AnyUser, svc: Services
+    ) -> dict[str, str]:
+        if not user.is_admin:
+            raise Forbidden("Only an administrator can put Workers to sleep or wake them.")
+        state = WORKER_STATES[action]
+        svc.leases.set_worker_state(manager, worker, state)
+        return {"status": state}
 
     @app.get("/api/v1/managers")
     def list_managers(_: AnyUser, svc: Services) -> list[wire.ManagerInfo]:

@@ -38,6 +38,7 @@ from flamenco.errors import (
     Unprocessable,
     UnsupportedMedia,
 )
+from flamenco.server.events import EventBus
 from flamenco.server.models import (
     AppliedUpdate,
     BlobRow,
@@ -75,7 +76,9 @@ class JobService:
         manager_offline_s: float = 30.0,
         blocklist_threshold: int = 3,
         thumbnails_root: Path | None = None,
+        events: EventBus | None = None,
     ) -> None:
+        self.events = events or EventBus()
         self.sessions = sessions
         self.blobs = blobs
         self.outputs_root = outputs_root
@@ -130,6 +133,7 @@ class JobService:
         log.info(
             "job %s submitted: %s, %d tasks", job_id, sub.name, len(specs), extra={"job": job_id}
         )
+        self.events.publish("job", id=job_id)
         return self.get(job_id)
 
     def _check_files(self, sub: wire.JobSubmission) -> None:
@@ -391,6 +395,8 @@ class JobService:
         shutil.copyfile(path, tmp)
         tmp.replace(dest)
         self._write_thumbnail(job_id, frame, path)
+        self.events.publish("frame", job_id=job_id, frame=frame)
+        self.events.publish("job", id=job_id)
         return wire.FrameInfo(
             frame=frame,
             task_id=task_id,
@@ -463,6 +469,7 @@ class JobService:
         shutil.copyfile(path, tmp)
         tmp.replace(dest)
         log.info("job %s: %s stored (%d bytes)", job_id, name, size, extra={"job": job_id})
+        self.events.publish("job", id=job_id)
         return info
 
     # ---- status ----------------------------------------------------------------------------
@@ -503,6 +510,7 @@ class JobService:
                         task.failure_count = 0
             job.status = plan.job_status
         log.info("job %s: %s by %s", job_id, action, user.name, extra={"job": job_id})
+        self.events.publish("job", id=job_id)
         return self.get(job_id)
 
     def set_priority(self, job_id: str, priority: int, user: User) -> wire.Job:
@@ -510,6 +518,7 @@ class JobService:
             job = self._job_or_404(s, job_id)
             _check_may_change(job, user)
             job.priority = priority
+        self.events.publish("job", id=job_id)
         return self.get(job_id)
 
     def delete(self, job_id: str, user: User) -> None:
@@ -537,6 +546,7 @@ class JobService:
             self.blobs.path(sha256).unlink(missing_ok=True)
         shutil.rmtree(output_dir, ignore_errors=True)
         shutil.rmtree(self.thumbnails_root / job_id, ignore_errors=True)
+        self.events.publish("job", id=job_id)
         log.info(
             "job %s deleted by %s, %d blobs freed",
             job_id,

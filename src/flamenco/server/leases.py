@@ -21,6 +21,8 @@ from flamenco.core.states import (
     check_task_transition,
 )
 from flamenco.db import utcnow
+from flamenco.errors import NotFound
+from flamenco.server.events import EventBus
 from flamenco.server.jobs import JobService
 from flamenco.server.models import (
     AppliedUpdate,
@@ -50,7 +52,9 @@ class LeaseService:
         sync_interval_s: float = 1.0,
         manager_offline_s: float = 30.0,
         blocklist_threshold: int = 3,
+        events: EventBus | None = None,
     ) -> None:
+        self.events = events or EventBus()
         self.blocklist_threshold = blocklist_threshold
         self.manager_offline = timedelta(seconds=manager_offline_s)
         self.sessions = sessions
@@ -65,19 +69,38 @@ class LeaseService:
             self.expire_leases(s)
             row = s.get(ManagerRow, manager.id)
             assert row is not None
-            row.workers = [w.model_dump() for w in req.workers]
+            row.workers = [w.model_dump(mode="json") for w in req.workers]
             revoked = self._renew(s, manager.id, req.held)
-            self._apply_progress(s, manager.id, req.progress)
-            workers = [w for w in req.workers if w.status != "offline"]
+            touched = self._apply_progress(s, manager.id, req.progress)
+            workers = [w for w in req.workers if w.status in wire.WORKING_STATUSES]
             leases = self._lease(s, row, req.want, workers)
             jobs = {lease.job_id for lease in leases} | self._jobs_of(s, req.held)
             blocked = blocked_workers(s, jobs, self.blocklist_threshold, manager.id)
+            states = dict(row.worker_states)
+        self.events.publish("managers")
+        for job_id, task_id in touched + [(lease.job_id, lease.task_id) for lease in leases]:
+            self._publish_task(job_id, task_id)
         return wire.ManagerSyncReply(
             leases=leases,
             revoked=revoked,
             next_sync_s=self.sync_interval_s,
             blocklist={job: sorted(names) for job, names in blocked.items()},
+            worker_states=states,
         )
+
+    def set_worker_state(self, manager_name: str, worker: str, state: str) -> None:
+        """What operators want of a Worker; its Manager passes it on at its next sync."""
+        with self.sessions.begin() as s:
+            row = s.scalar(select(ManagerRow).where(ManagerRow.name == manager_name))
+            if row is None:
+                raise NotFound(f"There is no Manager named '{manager_name}'.")
+            if not any(w.get("name") == worker for w in row.workers):
+                raise NotFound(f"Manager '{manager_name}' has no Worker named '{worker}'.")
+            row.worker_states = {**row.worker_states, worker: state}
+        log.info(
+            "worker %s of %s: wanted %s", worker, manager_name, state, extra={"worker": worker}
+        )
+        self.events.publish("managers")
 
     @staticmethod
     def _jobs_of(s: Session, task_ids: list[str]) -> set[str]:
@@ -144,15 +167,28 @@ class LeaseService:
             task.lease_expires = expires
         return revoked
 
-    def _apply_progress(self, s: Session, manager_id: int, progress: list[wire.Progress]) -> None:
+    def _apply_progress(
+        self, s: Session, manager_id: int, progress: list[wire.Progress]
+    ) -> list[tuple[str, str]]:
+        """Store volatile progress; return the (job, task) pairs that moved."""
+        moved = []
         for p in progress:
             task = s.get(TaskRow, p.task_id)
             if (
                 task is not None
                 and task.manager_id == manager_id
                 and task.status in HELD_TASK_STATUSES
+                and (task.progress, task.activity) != (p.progress, p.activity)
             ):
                 task.progress, task.activity = p.progress, p.activity
+                moved.append((task.job_id, task.id))
+        return moved
+
+    def _publish_task(self, job_id: str, task_id: str, logged: bool = False) -> None:
+        self.events.publish("task", job_id=job_id, id=task_id)
+        self.events.publish("job", id=job_id)
+        if logged:
+            self.events.publish("log", job_id=job_id, task_id=task_id)
 
     def _lease(
         self, s: Session, manager: ManagerRow, want: int, workers: list[wire.WorkerSummary]
@@ -252,9 +288,12 @@ class LeaseService:
         """Apply each update once; every id received is acknowledged, applied or not."""
         acknowledged = []
         for update in updates:
+            job_id = None  # stays None for a replay: nothing changed, nothing to announce
             try:
                 with self.sessions.begin() as s:
                     if s.get(AppliedUpdate, update.update_id) is None:
+                        task = s.get(TaskRow, update.task_id)
+                        job_id = task.job_id if task is not None else None
                         outcome = self._apply(s, manager.id, update)
                         s.add(
                             AppliedUpdate(
@@ -266,6 +305,8 @@ class LeaseService:
                                 manager_id=manager.id,
                             )
                         )
+                if job_id is not None:
+                    self._publish_task(job_id, update.task_id, bool(update.log or update.error))
             except IntegrityError:
                 pass  # the same update arrived twice at once; the other one applied it.
             acknowledged.append(update.update_id)

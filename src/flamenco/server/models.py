@@ -37,6 +37,7 @@ class ManagerRow(Base):
     last_seen: Mapped[datetime | None] = mapped_column(default=None)
     address: Mapped[str] = mapped_column(String(200), default="")
     workers: Mapped[list[Any]] = mapped_column(default=list)
+    worker_states: Mapped[dict[str, Any]] = mapped_column(default=dict)  # name -> wanted state
 
 
 class BlobRow(Base):

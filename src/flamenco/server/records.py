@@ -57,11 +57,11 @@ def manager_names(s: Session) -> dict[int, str]:
 
 
 def online_workers(s: Session, since: datetime) -> dict[str, Capabilities]:
-    """What the Workers of every Manager heard from since `since` can do, by name."""
+    """What the working Workers of every Manager heard from since `since` can do, by name."""
     capabilities = {}
     for workers in s.scalars(select(ManagerRow.workers).where(ManagerRow.last_seen > since)):
         for worker in workers:
             summary = wire.WorkerSummary.model_validate(worker)
-            if summary.status != "offline":
+            if summary.status in wire.WORKING_STATUSES:
                 capabilities[summary.name] = summary.capabilities()
     return capabilities

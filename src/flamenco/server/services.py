@@ -10,6 +10,7 @@ from flamenco.blobs import BlobStore
 from flamenco.config import ServerSettings
 from flamenco.db import Base, make_engine, make_sessions, sqlite_url
 from flamenco.server.auth import AuthService
+from flamenco.server.events import EventBus
 from flamenco.server.jobs import JobService
 from flamenco.server.leases import LeaseService
 
@@ -22,12 +23,14 @@ class ServerServices:
     jobs: JobService
     leases: LeaseService
     blobs: BlobStore
+    events: EventBus
 
     def close(self) -> None:
         self.engine.dispose()
 
 
 def build_services(settings: ServerSettings) -> ServerServices:
+    events = EventBus()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = settings.database_url or sqlite_url(settings.data_dir / "server.sqlite")
     engine = make_engine(url)
@@ -45,6 +48,7 @@ def build_services(settings: ServerSettings) -> ServerServices:
             manager_offline_s=settings.manager_offline_s,
             blocklist_threshold=settings.blocklist_threshold,
             thumbnails_root=settings.data_dir / "thumbnails",
+            events=events,
         ),
         leases=LeaseService(
             sessions,
@@ -52,6 +56,8 @@ def build_services(settings: ServerSettings) -> ServerServices:
             max_task_failures=settings.max_task_failures,
             manager_offline_s=settings.manager_offline_s,
             blocklist_threshold=settings.blocklist_threshold,
+            events=events,
         ),
         blobs=blobs,
+        events=events,
     )

@@ -36,6 +36,7 @@ from flamenco.worker.blender import (
     find_blender,
 )
 from flamenco.worker.gpus import detect_gpus, gpu_environment
+from flamenco.worker.machine import StatsSampler, memory_mb
 from flamenco.worker.video import EncodingFailed, PreviewVideo
 
 log = logging.getLogger("flamenco.worker")
@@ -80,13 +81,14 @@ class WorkerAgent:
         self.info = wire.WorkerInfo(
             platform=platform.platform(),
             cpu_count=os.cpu_count() or 0,
-            memory_mb=_memory_mb(),
+            memory_mb=memory_mb(),
             blender_version=self.install.version,
             tags=[t.strip() for t in settings.tags.split(",") if t.strip()],
             gpus=detect_gpus(self.gpu_pin),
         )
         self.blender_env = gpu_environment(self.data, self.gpu_pin)
         self.info_sent = False
+        self.stats = StatsSampler()
         self.status = "awake"
         self.blobs = BlobStore(self.data / "cache")
         self.outbox = Outbox(self.data / "outbox.sqlite")
@@ -174,8 +176,9 @@ class WorkerAgent:
     async def _sync_loop(self, stop: asyncio.Event) -> None:
         delay = 1.0
         while not stop.is_set():
+            long_polled = False
             try:
-                await self._sync_once()
+                long_polled = await self._sync_once()
                 delay = 1.0
             except Unreachable as exc:
                 log.warning("Manager unreachable: %s", exc)
@@ -187,7 +190,7 @@ class WorkerAgent:
                     log.error("Manager refused the sync: %s", exc.message)
             await self._retire_idle_blender()
             await self._stop_if_hung()
-            if self.runner is not None or delay > 1.0:
+            if not long_polled:  # a long poll already waited; anything else waits here
                 await wait_any(stop, self.task_ended, timeout=delay)
                 self.task_ended.clear()
 
@@ -195,7 +198,8 @@ class WorkerAgent:
         with contextlib.suppress(Unreachable, ApiError):
             await self.register(force=True)
 
-    async def _sync_once(self) -> None:
+    async def _sync_once(self) -> bool:
+        """One sync with the Manager; True when it was a long poll for work."""
         idle = self.runner is None and self.status == "awake"
         if idle:
             # The Manager must hear how the last task ended before it hands out the next one.
@@ -208,17 +212,27 @@ class WorkerAgent:
             status=self.status,
             running_task_id=self.run.a.task_id if self.run else None,
             info=None if self.info_sent else self.info,
+            stats=self.stats.sample(),
         )
         reply = await self.api.call(
             "POST", "/api/v1/worker/sync", wire.WorkerSyncReply, req, timeout=IDLE_WAIT_S + 20
         )
         self.info_sent = True
+        self._follow_wanted_state(reply.state)
         for task_id in reply.cancel:
             await self._cancel(task_id)
         if reply.assignment is not None and self.runner is None:
             self.run = TaskRun(reply.assignment)
             self.runner = asyncio.create_task(self._run_task(self.run))
             self.runner.add_done_callback(self._task_finished)
+        return idle
+
+    def _follow_wanted_state(self, wanted: str) -> None:
+        """Asleep or disabled: finish the current task, then take no more until woken."""
+        if self.status == "compiling-gpu-kernels" or wanted == self.status:
+            return
+        log.info("now %s, as asked", wanted, extra={"worker": self.settings.name})
+        self.status = wanted
 
     def _task_finished(self, _: asyncio.Task[None]) -> None:
         self.runner, self.run = None, None
@@ -477,9 +491,3 @@ class WorkerAgent:
             self.runner.cancel()
             await wait_quietly(self.runner)
         await self._stop_blender()
-
-
-def _memory_mb() -> int:
-    with contextlib.suppress(OSError, ValueError):
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
-    return 0
