@@ -20,8 +20,7 @@ from flamenco.client import AsyncApi
 from flamenco.config import ManagerSettings
 from flamenco.db import Base, make_engine, make_sessions, sqlite_url
 from flamenco.errors import BadRequest, Unauthorized
-from flamenco.manager.models import WorkerRow
-from flamenco.manager.service import ManagerService
+from flamenco.manager.service import ManagerService, WorkerRef
 from flamenco.manager.upstream import ServerLink
 from flamenco.outbox import Outbox
 from flamenco.security import bearer_token, token_hash
@@ -73,11 +72,11 @@ def _service(request: Request) -> ManagerService:
 Service = Annotated[ManagerService, Depends(_service)]
 
 
-def current_worker(request: Request, svc: Service) -> WorkerRow:
+def current_worker(request: Request, svc: Service) -> WorkerRef:
     return svc.authenticate_worker(bearer_token(request.headers.get("authorization")))
 
 
-AnyWorker = Annotated[WorkerRow, Depends(current_worker)]
+AnyWorker = Annotated[WorkerRef, Depends(current_worker)]
 
 
 def create_manager_app(manager: Manager) -> FastAPI:
@@ -105,8 +104,11 @@ def create_manager_app(manager: Manager) -> FastAPI:
     async def sync(req: wire.WorkerSync, worker: AnyWorker, svc: Service) -> wire.WorkerSyncReply:
         return await svc.worker_sync(worker, req)
 
+    # async: it wakes the Server link, an asyncio event that only the loop's thread may set.
     @app.post("/api/v1/worker/updates")
-    def updates(batch: wire.UpdateBatch, worker: AnyWorker, svc: Service) -> wire.UpdatesApplied:
+    async def updates(
+        batch: wire.UpdateBatch, worker: AnyWorker, svc: Service
+    ) -> wire.UpdatesApplied:
         return wire.UpdatesApplied(applied=svc.apply_worker_updates(worker, batch.updates))
 
     @app.put("/api/v1/worker/tasks/{task_id}/frames/{frame}", status_code=201)

@@ -8,7 +8,9 @@ import hmac
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import AsyncIterable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,6 +30,16 @@ from flamenco.outbox import FrameItem, Outbox
 from flamenco.security import new_token, token_hash
 
 log = logging.getLogger("flamenco.manager")
+
+
+@dataclass(frozen=True)
+class WorkerRef:
+    """Who is calling: what a request needs of its Worker, without a database round trip."""
+
+    id: str
+    name: str
+
+
 PICK_SCAN = 200  # queued tasks looked at per assignment
 
 # Statuses after which a Worker no longer holds the task.
@@ -58,7 +70,9 @@ class ManagerService:
         self.server = server
         self.worker_timeout = timedelta(seconds=worker_timeout_s)
         self.link_wake = asyncio.Event()  # asks the Server link to sync now
-        self._work = asyncio.Event()
+        self._waiters: deque[asyncio.Event] = deque()  # long polls waiting for work
+        self._tokens: dict[str, WorkerRef] = {}  # token hash -> Worker
+        self._capabilities: dict[str, Capabilities] = {}  # Worker id -> what it can do
         self._idle: dict[str, float] = {}
         self._blob_locks: dict[str, asyncio.Lock] = {}
         self.blob_downloads = 0
@@ -76,30 +90,43 @@ class ManagerService:
         log.info("worker %s registered as %s", reg.name, worker_id, extra={"worker": reg.name})
         return wire.WorkerRegistered(worker_id=worker_id, token=token)
 
-    def authenticate_worker(self, token: str | None) -> WorkerRow:
+    def authenticate_worker(self, token: str | None) -> WorkerRef:
         if not token:
             raise Unauthorized("The Worker token is missing.")
-        with self.sessions() as s:
-            worker = s.scalar(select(WorkerRow).where(WorkerRow.token_hash == token_hash(token)))
-        if worker is None:
-            raise Unauthorized("The Worker token is wrong; register again with the join secret.")
-        return worker
+        digest = token_hash(token)
+        if digest not in self._tokens:
+            with self.sessions() as s:
+                worker = s.scalar(select(WorkerRow).where(WorkerRow.token_hash == digest))
+            if worker is None:
+                raise Unauthorized(
+                    "The Worker token is wrong; register again with the join secret."
+                )
+            self._tokens[digest] = WorkerRef(worker.id, worker.name)
+        return self._tokens[digest]
 
-    async def worker_sync(self, worker: WorkerRow, req: wire.WorkerSync) -> wire.WorkerSyncReply:
+    def _capabilities_of(self, worker: WorkerRow) -> Capabilities:
+        if worker.id not in self._capabilities:
+            info = wire.WorkerInfo.model_validate(worker.info)
+            self._capabilities[worker.id] = info.capabilities()
+        return self._capabilities[worker.id]
+
+    async def worker_sync(self, worker: WorkerRef, req: wire.WorkerSync) -> wire.WorkerSyncReply:
         cancel, wanted = self._check_in(worker.id, req)
         if not req.want_task or cancel or wanted != "awake":
             return wire.WorkerSyncReply(cancel=cancel, state=wanted)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + req.wait_s
         try:
+            woken = False
             while (assignment := self._assign(worker.id, req.warm_job_id)) is None:
+                if woken:
+                    self._notify_work()  # the new task was not for us: pass the turn on
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
                 self._idle[worker.id] = time.monotonic()
                 self.link_wake.set()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._work.wait(), remaining)
+                woken = await self._wait_for_work(remaining)
         finally:
             self._idle.pop(worker.id, None)
         return wire.WorkerSyncReply(assignment=assignment)
@@ -112,6 +139,7 @@ class ManagerService:
             worker.last_seen, worker.status = utcnow(), req.status
             if req.info is not None:
                 worker.info = req.info.model_dump(mode="json")
+                self._capabilities.pop(worker_id, None)
             if req.stats is not None:
                 worker.stats = req.stats.model_dump()
             cancel, worker.cancel = list(worker.cancel), []
@@ -149,20 +177,17 @@ class ManagerService:
         Highest priority first; among equals, the job whose Blender the Worker has warm.
         A task the Worker failed before goes to another Worker when one is around.
         """
-        capabilities = wire.WorkerInfo.model_validate(worker.info).capabilities()
+        capabilities = self._capabilities_of(worker)
         queued = s.scalars(
             select(HeldTask)
             .where(HeldTask.state == "queued")
             .order_by(HeldTask.priority.desc(), HeldTask.seq)
             .limit(PICK_SCAN)
         ).all()
-        others = self._other_awake_workers(s, worker)
-        fitting = [
-            t
-            for t in queued
-            if self._may_run(t, worker.name, capabilities)
-            and not self._better_elsewhere(t, worker.name, others)
-        ]
+        fitting = [t for t in queued if self._may_run(t, worker.name, capabilities)]
+        if any(worker.name in t.lease.get("failed_by", []) for t in fitting):
+            others = self._other_awake_workers(s, worker)
+            fitting = [t for t in fitting if not self._better_elsewhere(t, worker.name, others)]
         if not fitting:
             return None
         best = [t for t in fitting if t.priority == fitting[0].priority]
@@ -182,16 +207,15 @@ class ManagerService:
             return False
         return unmet(Requirements.from_dict(task.lease.get("requirements")), capabilities) is None
 
-    @staticmethod
-    def _other_awake_workers(s: Session, worker: WorkerRow) -> dict[str, Capabilities]:
+    def _other_awake_workers(self, s: Session, worker: WorkerRow) -> dict[str, Capabilities]:
         others = s.scalars(
             select(WorkerRow).where(WorkerRow.id != worker.id, WorkerRow.status == "awake")
         )
-        return {w.name: wire.WorkerInfo.model_validate(w.info).capabilities() for w in others}
+        return {w.name: self._capabilities_of(w) for w in others}
 
-    def apply_worker_updates(self, worker: WorkerRow, updates: list[wire.TaskUpdate]) -> list[str]:
-        for update in updates:
-            with self.sessions.begin() as s:
+    def apply_worker_updates(self, worker: WorkerRef, updates: list[wire.TaskUpdate]) -> list[str]:
+        with self.sessions.begin() as s:
+            for update in updates:
                 if s.get(SeenUpdate, update.update_id) is not None:
                     continue
                 s.add(SeenUpdate(update_id=update.update_id))
@@ -211,7 +235,7 @@ class ManagerService:
         return [u.update_id for u in updates]
 
     @staticmethod
-    def _hold_or_release(s: Session, held: HeldTask, worker: WorkerRow, u: wire.TaskUpdate) -> None:
+    def _hold_or_release(s: Session, held: HeldTask, worker: WorkerRef, u: wire.TaskUpdate) -> None:
         if u.progress is not None:
             held.progress = u.progress
         if u.activity is not None:
@@ -224,7 +248,7 @@ class ManagerService:
 
     async def receive_frame(
         self,
-        worker: WorkerRow,
+        worker: WorkerRef,
         task_id: str,
         frame: int,
         filename: str,
@@ -243,7 +267,7 @@ class ManagerService:
         self.link_wake.set()
 
     async def receive_artifact(
-        self, worker: WorkerRow, task_id: str, name: str, sha256: str, body: AsyncIterable[bytes]
+        self, worker: WorkerRef, task_id: str, name: str, sha256: str, body: AsyncIterable[bytes]
     ) -> None:
         """Another output of a task (its preview video): queued for the Server like a frame."""
         check_file_name(name, "artifact")
@@ -316,7 +340,7 @@ class ManagerService:
                             lease=lease.model_dump(mode="json"),
                         )
                     )
-        self._notify_work()
+        self._notify_work(len(leases))
 
     def revoke(self, task_ids: list[str]) -> None:
         if not task_ids:
@@ -334,9 +358,25 @@ class ManagerService:
                 )
                 s.delete(held)
 
-    def _notify_work(self) -> None:
-        self._work.set()
-        self._work = asyncio.Event()
+    async def _wait_for_work(self, timeout: float) -> bool:
+        """Wait until woken for new work (True) or until the timeout (False)."""
+        waiter = asyncio.Event()
+        self._waiters.append(waiter)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter.wait(), timeout)
+        finally:
+            if not waiter.is_set():
+                self._waiters.remove(waiter)
+        return waiter.is_set()
+
+    def _notify_work(self, count: int = 1) -> None:
+        """Wake as many waiting Workers as there are new tasks, not all of them.
+
+        A woken Worker that cannot take the task passes the turn on (see worker_sync).
+        """
+        for _ in range(min(count, len(self._waiters))):
+            self._waiters.popleft().set()
 
     def want(self) -> int:
         """How many more tasks to lease: one per idle Worker, plus a prefetch while any works."""
@@ -402,7 +442,7 @@ class ManagerService:
                     extra={"worker": worker.name},
                 )
                 worker.status, worker.current_task = "offline", None
-                for held in s.scalars(select(HeldTask).where(HeldTask.worker_id == worker.id)):
+                requeued = s.scalars(select(HeldTask).where(HeldTask.worker_id == worker.id)).all()
+                for held in requeued:
                     held.state, held.worker_id, held.progress = "queued", None, 0.0
-        if lost:
-            self._notify_work()
+                self._notify_work(len(requeued))

@@ -480,9 +480,10 @@ class WorkerAgent:
             await self._stop_blender()
 
     async def _stop_blender(self) -> None:
-        if self.blender is not None:
-            await self.blender.terminate()
-        self.blender, self.blender_job = None, None
+        # Forget it first: a cancel arriving during the terminate must not leave it for reuse.
+        blender, self.blender, self.blender_job = self.blender, None, None
+        if blender is not None:
+            await asyncio.shield(blender.terminate())
 
     async def _shutdown(self) -> None:
         if self.runner is not None and self.run is not None:

@@ -245,7 +245,7 @@ class WarmBlender:
 
     @property
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.returncode is None
+        return self._proc is not None and self._proc.returncode is None and not self._terminating
 
     @property
     def blend_path(self) -> Path:
