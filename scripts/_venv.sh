@@ -34,3 +34,17 @@ ensure_venv() {
     touch "$stamp"
   fi
 }
+
+# The Dashboard's browser tests drive Debian's Chromium (Playwright's own browser download does
+# not work everywhere). Installed here when missing and running as root; otherwise the tests
+# fail and say how to install it.
+ensure_chromium() {
+  if command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; then return 0; fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing Debian's chromium for the Dashboard tests…" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ||
+      echo "Installing chromium failed; the Dashboard tests will fail." >&2
+  else
+    echo "chromium is missing: the Dashboard tests need it (apt-get install chromium)." >&2
+  fi
+}

@@ -445,6 +445,65 @@ def addon_build(
 # ---- end of Blender add-on ---------------------------------------------------------------------
 
 
+# ---- Dashboard and users (owned by the Dashboard work: src/flamenco/dashboard) -----------------
+
+users_app = typer.Typer(help="The people who use the farm.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@app.command()
+def dashboard(
+    server: Annotated[
+        str | None, typer.Option("--server", help="Server URL [FLAMENCO_DASHBOARD_SERVER].")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port [8888].")] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on [127.0.0.1].")] = None,
+) -> None:
+    """Run the Dashboard: the farm's web interface, in front of the Server's API."""
+    import uvicorn
+
+    from flamenco.config import DashboardSettings
+    from flamenco.dashboard.app import create_dashboard_app
+
+    setup_logging("dashboard")
+    settings = load(DashboardSettings, {"server": server, "port": port, "host": host})
+    err.print(
+        f"Flamenco Dashboard on http://{settings.host}:{settings.port}, Server {settings.server}"
+    )
+    uvicorn.run(
+        create_dashboard_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+
+
+@users_app.command("add")
+@friendly_errors
+def users_add(
+    name: Annotated[str, typer.Argument(help="The new user's login name.")],
+    admin: Annotated[
+        bool, typer.Option("--admin", help="May manage users, sites, Workers.")
+    ] = False,
+    password: Annotated[
+        str | None, typer.Option(help="The password; asked for when not given.")
+    ] = None,
+    server: ServerOpt = None,
+) -> None:
+    """Add a user who can log in to the Dashboard and use the API (administrators only)."""
+    if password is None:
+        password = typer.prompt(f"Password for {name}", hide_input=True, confirmation_prompt=True)
+    if len(password) < 8:
+        raise ValueError("The password needs at least 8 characters.")
+    body = {"name": name, "password": password, "admin": admin}
+    client(server).request("POST", "/api/v1/users", json=body)
+    err.print(f"User '{name}' added{' as an administrator' if admin else ''}.")
+
+
+# ---- end of Dashboard and users ----------------------------------------------------------------
+
+
 @app.command()
 def up(
     data_dir: Annotated[Path, typer.Option(help="Everything of this farm.")] = Path(

@@ -130,7 +130,7 @@ def check_port_free(port: int) -> None:
 
 def run_farm(data_dir: Path, workers: int, port_offset: int, demo: bool) -> int:
     try:
-        for port in (DEFAULT_SERVER_PORT, DEFAULT_MANAGER_PORT):
+        for port in (DEFAULT_SERVER_PORT, DEFAULT_MANAGER_PORT, DEFAULT_DASHBOARD_PORT):
             check_port_free(port + port_offset)
     except RuntimeError as exc:
         err.print(f"Error: {exc}", style="red")
@@ -210,6 +210,14 @@ def _start_all(
         logs / "manager.log",
     )
     wait_ready(manager_url, farm, "Manager")
+    dashboard_port = DEFAULT_DASHBOARD_PORT + port_offset  # the Dashboard (issue 5)
+    farm.start(
+        "Dashboard",
+        ["dashboard", "--server", server_url, "--port", str(dashboard_port)],
+        {},
+        logs / "dashboard.log",
+    )
+    wait_ready(f"http://127.0.0.1:{dashboard_port}", farm, "Dashboard")
     host = os.uname().nodename
     for i in range(1, workers + 1):
         farm.start(
@@ -240,8 +248,9 @@ def _print_welcome(
         f"Flamenco farm running. Server {server_url}, Manager {manager_url}", style="bold green"
     )
     err.print(
-        f"Dashboard port reserved: {DEFAULT_DASHBOARD_PORT + port_offset}. "
-        f"Log in as '{ADMIN}' with password '{s.admin_password}'."
+        f"Dashboard: http://127.0.0.1:{DEFAULT_DASHBOARD_PORT + port_offset} "
+        f"(log in as '{ADMIN}' with password '{s.admin_password}').",
+        style="bold",
     )
     err.print(f"Client configuration written to {config}; try `flamenco jobs list`.")
     err.print(

@@ -112,7 +112,9 @@ def job_timing(
 def duration_text(seconds: float | None) -> str:
     if seconds is None:
         return "—"
-    seconds = int(round(seconds))
+    if seconds < 9.95:
+        return f"{max(seconds, 0.0):.1f}s"
+    seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:

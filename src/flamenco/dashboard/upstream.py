@@ -32,7 +32,8 @@ class Upstream:
         )
 
     def _unreachable(self, exc: Exception) -> Unreachable:
-        return Unreachable(f"The Server at {self.url} cannot be reached ({exc.__class__.__name__}).")
+        name = exc.__class__.__name__
+        return Unreachable(f"The Server at {self.url} cannot be reached ({name}).")
 
     async def request(self, token: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
@@ -77,14 +78,17 @@ class Upstream:
 @dataclass
 class _Entry:
     value: Any
-    fetched: float
+    fetched: float  # when its fetch started
     generation: int
+    cost: float  # how long its fetch took
 
 
 class JobCache:
     """Answers about jobs, kept until an event changes the job or `max_age_s` has passed."""
 
-    def __init__(self, max_age_s: float = 3.0, max_entries: int = 24) -> None:
+    COST_FACTOR = 4.0
+
+    def __init__(self, max_age_s: float = 3.0, max_entries: int = 32) -> None:
         self.max_age_s = max_age_s
         self.max_entries = max_entries
         self.entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
@@ -95,25 +99,64 @@ class JobCache:
         self.generations[job_id] = self.generations.get(job_id, 0) + 1
 
     async def get(self, job_id: str, kind: str, fetch: Callable[[], Awaitable[T]]) -> T:
-        key = (job_id, kind)
-        generation = self.generations.get(job_id, 0)
-        entry = self.entries.get(key)
-        now = time.monotonic()
-        if entry and entry.generation == generation and now - entry.fetched < self.max_age_s:
-            self.entries.move_to_end(key)
+        """A fresh answer: from the cache when nothing changed since, else fetched."""
+        entry = self._fresh(job_id, kind)
+        if entry is not None:
             return entry.value
+        return await asyncio.shield(self._start(job_id, kind, fetch))
+
+    async def get_soon(
+        self, job_id: str, kind: str, fetch: Callable[[], Awaitable[T]], stale_s: float
+    ) -> tuple[T, bool]:
+        """(answer, fresh): an outdated answer younger than `stale_s` comes back at once
+        while a fresh one is fetched in the background (stale-while-revalidate)."""
+        entry = self._fresh(job_id, kind)
+        if entry is not None:
+            return entry.value, True
+        entry = self.entries.get((job_id, kind))
+        if entry is not None and time.monotonic() - entry.fetched < stale_s:
+            # A job that changes all the time is asked for again at most every few times its
+            # own fetch took, so that watching a huge job does not keep the Server busy.
+            if time.monotonic() - entry.fetched >= self.COST_FACTOR * entry.cost:
+                self._start(job_id, kind, fetch)
+            return entry.value, False
+        return await asyncio.shield(self._start(job_id, kind, fetch)), True
+
+    def _fresh(self, job_id: str, kind: str) -> _Entry | None:
+        key = (job_id, kind)
+        entry = self.entries.get(key)
+        if entry is None or entry.generation != self.generations.get(job_id, 0):
+            return None
+        if time.monotonic() - entry.fetched >= self.max_age_s:
+            return None
+        self.entries.move_to_end(key)
+        return entry
+
+    def _start(
+        self, job_id: str, kind: str, fetch: Callable[[], Awaitable[T]]
+    ) -> asyncio.Future[T]:
+        """The fetch of this answer for the job as it is now; one at a time, shared."""
+        generation = self.generations.get(job_id, 0)
         flight = (job_id, kind, generation)
         future = self.inflight.get(flight)
-        if future is None:  # one fetch at a time per answer; others wait for it
-            future = asyncio.ensure_future(self._fetch(key, generation, fetch))
+        if future is None:
+            future = asyncio.ensure_future(self._fetch((job_id, kind), generation, fetch))
             self.inflight[flight] = future
-            future.add_done_callback(lambda _: self.inflight.pop(flight, None))
-        return await asyncio.shield(future)
+
+            def done(f: asyncio.Future[Any]) -> None:
+                self.inflight.pop(flight, None)
+                if not f.cancelled():
+                    f.exception()  # retrieved: a failed background refresh is not an error
+
+            future.add_done_callback(done)
+        return future
 
     async def _fetch(self, key: tuple[str, str], generation: int, fetch: Callable[[], Any]) -> Any:
         started = time.monotonic()
         value = await fetch()
-        self.entries[key] = _Entry(value, started, generation)
+        older = self.entries.get(key)
+        if older is None or older.generation <= generation:  # never replace a newer answer
+            self.entries[key] = _Entry(value, started, generation, time.monotonic() - started)
         self.entries.move_to_end(key)
         while len(self.entries) > self.max_entries:
             self.entries.popitem(last=False)
@@ -121,25 +164,38 @@ class JobCache:
 
 
 class StartTimes:
-    """When each job started rendering (its first run); known once, it never changes."""
+    """When each job started rendering (its first run); known once, it never changes.
+
+    A job that has begun but whose start is unknown is looked up again after a few seconds
+    while it runs, and only after it changed once it has stopped.
+    """
+
+    RUNNING = ("queued", "active", "requeueing")
 
     def __init__(self, recheck_s: float = 3.0) -> None:
         self.known: dict[str, Any] = {}
-        self.checked: dict[str, float] = {}
+        self.checked: dict[str, Any] = {}
         self.recheck_s = recheck_s
 
     def get(self, job_id: str) -> Any:
         return self.known.get(job_id)
 
-    def needs_check(self, job_id: str) -> bool:
-        if job_id in self.known:
-            return False
-        return time.monotonic() - self.checked.get(job_id, -1e9) > self.recheck_s
+    def _stamp(self, job: dict[str, Any]) -> Any:
+        if job["status"] in self.RUNNING:
+            return int(time.monotonic() / self.recheck_s)
+        return job["updated"]
 
-    def record(self, job_id: str, started: Any) -> None:
-        self.checked[job_id] = time.monotonic()
+    def needs_check(self, job: dict[str, Any]) -> bool:
+        if job["id"] in self.known:
+            return False
+        if job["status"] == "queued" and not job["progress"]:
+            return False  # nothing ran yet
+        return self.checked.get(job["id"]) != self._stamp(job)
+
+    def record(self, job: dict[str, Any], started: Any) -> None:
+        self.checked[job["id"]] = self._stamp(job)
         if started is not None:
-            self.known[job_id] = started
+            self.known[job["id"]] = started
 
 
 __all__ = ["ApiError", "JobCache", "StartTimes", "Unreachable", "Upstream"]

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
 
 from flamenco import wire
 from flamenco.blobs import is_sha256
@@ -51,6 +52,17 @@ AnyUser = Annotated[User, Depends(current_user)]
 AnyManager = Annotated[ManagerRow, Depends(current_manager)]
 
 
+class UserCreate(wire.Strict):  # users (Dashboard work); belongs in wire.py
+    name: wire.Name
+    password: str = Field(min_length=8, max_length=1000)
+    admin: bool = False
+
+
+class UserInfo(BaseModel):
+    name: str
+    admin: bool
+
+
 def create_server_app(svc: ServerServices) -> FastAPI:
     upload_limit = svc.settings.max_upload_bytes
 
@@ -69,6 +81,21 @@ def create_server_app(svc: ServerServices) -> FastAPI:
     @app.post("/api/v1/login")
     def login(req: wire.LoginRequest, svc: Services) -> wire.TokenIssued:
         return wire.TokenIssued(token=svc.auth.login(req.username, req.password), name=req.username)
+
+    # ---- users (Dashboard work) ---------------------------------------------------------------
+
+    @app.get("/api/v1/users/me")
+    def who_am_i(user: AnyUser) -> UserInfo:
+        return UserInfo(name=user.name, admin=user.is_admin)
+
+    @app.post("/api/v1/users", status_code=201)
+    def create_user(req: UserCreate, user: AnyUser, svc: Services) -> UserInfo:
+        if not user.is_admin:
+            raise Forbidden("Only an administrator can add users.")
+        svc.auth.create_user(req.name, req.password, admin=req.admin)
+        return UserInfo(name=req.name, admin=req.admin)
+
+    # ---- end of users --------------------------------------------------------------------------
 
     @app.post("/api/v1/managers")
     def create_manager(req: wire.ManagerCreate, user: AnyUser, svc: Services) -> wire.TokenIssued:

@@ -1,0 +1,111 @@
+"""A real farm (Server, Manager, two Workers) with a Dashboard, and Debian's Chromium.
+
+Chromium missing is a failure, never a skip: `scripts/test` installs it (apt) where it can.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from farmkit import Proc, TestFarm, free_port
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@dataclass
+class DashboardFarm:
+    farm: TestFarm
+    url: str
+    proc: Proc
+
+    @property
+    def password(self) -> str:
+        assert self.farm.secrets is not None
+        return self.farm.secrets.admin_password
+
+
+def start_dashboard(farm: TestFarm) -> tuple[str, Proc]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = farm._start(
+        "dashboard", ["dashboard", "--server", farm.server_url, "--port", str(port)], {}
+    )
+    farm._wait_http(url, proc)
+    return url, proc
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = (
+        os.environ.get("FLAMENCO_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    )
+    if not Path(path).is_file():
+        pytest.fail(
+            f"The Dashboard tests need Debian's Chromium at {path}: `apt-get install chromium` "
+            "(scripts/test does it when run as root)."
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path: str) -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardFarm]:
+    """Server, Manager `local`, Workers w1 and w2, and a Dashboard, shared by a module."""
+    with TestFarm(tmp_path_factory.mktemp("dash") / "farm") as farm:
+        farm.start_server()
+        farm.start_manager()
+        farm.start_worker("w1")
+        farm.start_worker("w2")
+        url, proc = start_dashboard(farm)
+        yield DashboardFarm(farm, url, proc)
+
+
+@pytest.fixture
+def page(browser: Browser, dash: DashboardFarm) -> Iterator[Page]:
+    """A fresh browser context (no cookies) with one page; dialogs are accepted."""
+    context = browser.new_context(base_url=dash.url, viewport={"width": 1440, "height": 900})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())
+    yield page
+    context.close()
+
+
+def screenshot(page: Page, name: str, full_page: bool = True) -> Path:
+    """Keep a picture of a page in test-artifacts/dashboard/ (CI keeps that folder)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    return path
+
+
+def log_in(page: Page, dash: DashboardFarm, target: str = "/") -> None:
+    page.goto(target)
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", dash.password)
+    page.click("button[type=submit]")
+    page.wait_for_selector("header.topbar")

@@ -1,0 +1,156 @@
+"""The Dashboard against a real Server without Workers: logins, users, CSRF, the event relay,
+and acting on several jobs at once."""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+from pathlib import Path
+
+import httpx
+from playwright.sync_api import Browser, expect
+
+from conftest import screenshot, start_dashboard
+from farmkit import TestFarm
+from flamenco import wire
+
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+def log_in(url: str, user: str, password: str) -> httpx.Client:
+    client = httpx.Client(base_url=url, timeout=10)
+    answer = client.post("/login", content=f"username={user}&password={password}", headers=FORM)
+    assert answer.status_code == 303, answer.text
+    return client
+
+
+def csrf_of(client: httpx.Client) -> str:
+    page = client.get("/").text
+    return page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+
+
+def submit_fake_job(farm: TestFarm, tmp: Path, name: str = "fake") -> wire.Job:
+    """A job whose scene only looks like a .blend: enough for the Server, never rendered."""
+    scene = tmp / "scene.blend"
+    scene.write_bytes(b"BLENDER-v405REND" + bytes(200))
+    sha = hashlib.sha256(scene.read_bytes()).hexdigest()
+    api = farm.api()
+    api.upload_blob(scene, sha)
+    sub = wire.JobSubmission(
+        name=name, files={"s.blend": sha}, settings={"blend": "s.blend", "frames": "1-3"}
+    )
+    return api.call("POST", "/api/v1/jobs", wire.Job, sub)
+
+
+def test_users_add_makes_a_user_without_admin_powers(farm: TestFarm) -> None:
+    farm.start_server()
+    url, _ = start_dashboard(farm)
+    added = farm.cli("users", "add", "bob", "--password", "bob-secret-1")
+    assert added.returncode == 0, added.stderr
+    again = farm.cli("users", "add", "bob", "--password", "bob-secret-1")
+    assert again.returncode == 1 and "already exists" in again.stderr
+    short = farm.cli("users", "add", "eve", "--password", "short")
+    assert short.returncode == 1 and "8 characters" in short.stderr
+
+    bob = log_in(url, "bob", "bob-secret-1")
+    assert bob.get("/ui/managers").json()["admin"] is False
+    assert 'name="csrf-token"' in bob.get("/machines").text
+    action = "/ui/managers/local/workers/w1/sleep"
+    refused = bob.post(action)
+    assert refused.status_code == 403 and "CSRF" in refused.json()["detail"]
+    refused = bob.post(action, headers={"X-CSRF-Token": csrf_of(bob)})
+    assert refused.status_code == 403 and "administrator" in refused.json()["detail"]
+    token = (
+        farm.api()
+        .call(
+            "POST",
+            "/api/v1/login",
+            wire.TokenIssued,
+            wire.LoginRequest(username="bob", password="bob-secret-1"),
+        )
+        .token
+    )
+    body = {"name": "mallory", "password": "12345678"}
+    assert farm.api(token).http.post("/api/v1/users", json=body).status_code == 403
+
+
+def test_a_session_ends_at_logout_and_forged_cookies_get_nothing(farm: TestFarm) -> None:
+    farm.start_server()
+    url, _ = start_dashboard(farm)
+    admin = log_in(url, "admin", farm.secrets.admin_password)  # type: ignore[union-attr]
+    assert admin.get("/ui/jobs").status_code == 200
+    cookie = admin.cookies["flamenco_dashboard"]
+    forged = httpx.Client(base_url=url, cookies={"flamenco_dashboard": cookie[:-4] + "0000"})
+    assert forged.get("/ui/jobs").status_code == 401
+    assert forged.get("/").headers["location"] == "/login?next=/"
+    assert admin.post("/logout", content=f"csrf={csrf_of(admin)}", headers=FORM).status_code == 303
+    stale = httpx.Client(base_url=url, cookies={"flamenco_dashboard": cookie})
+    assert stale.get("/ui/jobs").status_code == 401
+
+
+def test_the_servers_events_are_relayed_to_each_session(farm: TestFarm, tmp_path: Path) -> None:
+    farm.start_server()
+    url, _ = start_dashboard(farm)
+    assert httpx.get(f"{url}/ui/events").status_code == 401
+    admin = log_in(url, "admin", farm.secrets.admin_password)  # type: ignore[union-attr]
+    lines: queue.Queue[str] = queue.Queue()
+
+    def listen() -> None:
+        with admin.stream("GET", "/ui/events", timeout=httpx.Timeout(10, read=30)) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            for line in stream.iter_lines():
+                lines.put(line)
+                if line.startswith("data:") and '"id"' in line:
+                    return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert lines.get(timeout=10).startswith("retry:")
+    job = submit_fake_job(farm, tmp_path)
+    seen = []
+    while not any(job.id in line for line in seen):
+        seen.append(lines.get(timeout=10))
+    assert "event: job" in seen, seen
+    listener.join(10)
+    jobs = admin.get("/ui/jobs").json()["jobs"]
+    assert [(j["name"], j["status"], j["frames_total"]) for j in jobs] == [("fake", "queued", 3)]
+
+
+def test_several_jobs_are_found_selected_and_changed_at_once(
+    farm: TestFarm, tmp_path: Path, browser: Browser
+) -> None:
+    farm.start_server()  # no Manager: the jobs stay queued until acted on
+    url, _ = start_dashboard(farm)
+    jobs = [submit_fake_job(farm, tmp_path, name) for name in ("shot A", "shot B", "other")]
+    context = browser.new_context(base_url=url, viewport={"width": 1440, "height": 700})
+    try:
+        page = context.new_page()
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.goto("/")
+        page.fill("input[name=username]", "admin")
+        page.fill("input[name=password]", farm.secrets.admin_password)  # type: ignore[union-attr]
+        page.click("button[type=submit]")
+        rows = page.locator("#jobs-body tr")
+        expect(rows).to_have_count(3)
+        page.fill("#search", "shot")
+        expect(rows).to_have_count(2)
+        page.check("#select-all")
+        expect(page.locator("#selected-count")).to_have_text("2 selected")
+        page.click("#bulkbar button[data-action=pause]")
+        expect(page.locator("#jobs-body .badge")).to_have_text(["paused", "paused"])
+        page.fill("#bulk-priority", "80")
+        page.click("#set-priority")
+        expect(page.locator("#jobs-body td.num:nth-child(6)")).to_have_text(["80", "80"])
+        screenshot(page, "jobs-selected")
+        page.select_option("#status-filter", "paused")
+        page.fill("#search", "")
+        expect(rows).to_have_count(2)
+        page.click("#bulkbar button[data-action=delete]")
+        expect(rows).to_have_count(0)
+        page.select_option("#status-filter", "")
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_contain_text("other")
+    finally:
+        context.close()
+    assert [j.id for j in farm.api().call("GET", "/api/v1/jobs", wire.JobList).root] == [jobs[2].id]
