@@ -111,6 +111,7 @@ class TestFarm:
         self.server_url = ""
         self.manager_url = ""
         self.managers: dict[str, ManagerHandle] = {}
+        self._clients: dict[tuple[str, str], SyncApi] = {}
         self.config_home = root / "config"
 
     def __enter__(self) -> TestFarm:
@@ -229,7 +230,10 @@ class TestFarm:
         return self.secrets.admin_token
 
     def api(self, token: str | None = None) -> SyncApi:
-        return SyncApi(self.server_url, self.token if token is None else token)
+        token = self.token if token is None else token
+        if (self.server_url, token) not in self._clients:  # a client per token: TLS setup is slow
+            self._clients[(self.server_url, token)] = SyncApi(self.server_url, token)
+        return self._clients[(self.server_url, token)]
 
     def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> Any:
         """Run the `flamenco` CLI as a user would, pointed at this farm."""

@@ -27,7 +27,7 @@ import pytest
 from blender_asset_tracer import blendfile
 from PIL import Image
 
-from farmkit import TestFarm, wait_until
+from farmkit import FINAL, TestFarm, wait_until
 from flamenco import wire
 from flamenco.client import ApiError
 from flamenco.packing import pack_scene
@@ -85,7 +85,8 @@ CASES = [
     row("geometry-nodes/file_to_pack.blend", camera=True),
     row("geometry-nodes-2/shot_file.blend"),
     row("geometry-nodes-3/shot_file.blend"),
-    row("image_sequencer.blend", "video-tiny.mkv"),
+    # Scenes with sequencer strips render through the sequencer, camera or not.
+    row("image_sequencer.blend", "video-tiny.mkv", camera=True),
     row("linked_cube.blend"),
     row("linked_cube_compressed.blend", "basic_file.blend"),  # an absolute path elsewhere
     row("meshcache-user.blend"),
@@ -100,11 +101,11 @@ CASES = [
     row("recursive_dependency_1.blend"),
     row("subdir/doubly_linked_up.blend", "material_textures.blend"),
     row("subdir/doubly_linked_up-windows.blend", "material_textures.blend"),
-    row("subdir/image_sequence_dir_up.blend"),
+    row("subdir/image_sequence_dir_up.blend", camera=True),  # sequencer
     row("udim/v01_UDIM_BAT_debugging.blend", camera=True),  # three UDIM tiles
     # An absolute path to a system font: missing unless this machine has fonts-hack.
     row("with_font.blend", *(() if HACK_FONT.is_file() else (HACK_FONT.name,))),
-    row("with_sequencer.blend"),
+    row("with_sequencer.blend", camera=True),  # sequencer
 ]
 
 # The README's crashers. Blender 5.0.1 aborts on them with Mantaflow's "terminate called
@@ -177,7 +178,10 @@ class Corpus:
             job_id = self.submission(case).job_id
             if not case.camera:
                 wait_until(
-                    lambda: self.farm.tasks(job_id)[0].failure_count > 0,
+                    lambda: (
+                        self.farm.tasks(job_id)[0].failure_count > 0
+                        or self.farm.job(job_id).status in FINAL
+                    ),
                     240,
                     f"the first try of {case.path}",
                 )
