@@ -378,6 +378,9 @@ class ManagerService:
         for _ in range(min(count, len(self._waiters))):
             self._waiters.popleft().set()
 
+    def workers_waiting(self) -> bool:
+        return bool(self._idle)
+
     def want(self) -> int:
         """How many more tasks to lease: one per idle Worker, plus a prefetch while any works."""
         with self.sessions() as s:

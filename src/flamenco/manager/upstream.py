@@ -18,6 +18,7 @@ from flamenco.outbox import FrameItem, Outbox
 log = logging.getLogger("flamenco.manager.upstream")
 
 MAX_BACKOFF_S = 10.0
+HUNGRY_INTERVAL_S = 0.25
 
 
 class ServerLink:
@@ -38,13 +39,19 @@ class ServerLink:
                 await self.sync_once()
                 if not self.online:
                     log.info("connected to the Server at %s", self.server.http.base_url)
-                self.online, delay = True, self.interval_s
+                self.online, delay = True, self._next_delay()
             except (Unreachable, ApiError) as exc:
                 if self.online or delay == self.interval_s:
                     log.warning("the Server is unreachable, working offline: %s", exc)
                 self.online, delay = False, min(delay * 2, MAX_BACKOFF_S)
             self.service.reap_silent_workers()
             await wait_any(stop, self.service.link_wake, timeout=delay)
+
+    def _next_delay(self) -> float:
+        """Poll faster while Workers wait with nothing to give them: a new job starts sooner."""
+        if self.service.workers_waiting() and self.service.want() > 0:
+            return min(self.interval_s, HUNGRY_INTERVAL_S)
+        return self.interval_s
 
     async def sync_once(self) -> None:
         await self.outbox.flush(self._send_updates, self._send_frame)
