@@ -8,12 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from farmkit import TestFarm
+from farmkit import DEMO_FRAMES, DEMO_RESOLUTION, TestFarm
 from flamenco.demo.scene import build_demo_scene
 from flamenco.worker.blender import BlenderInstall, BlenderNotFound, find_blender
-
-DEMO_FRAMES = 10
-DEMO_RESOLUTION = (96, 54)
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,8 @@ from flamenco.core.states import JobStatus
 
 T = TypeVar("T")
 FINAL = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED}
+DEMO_FRAMES = 10  # the demo_scene fixture: 10 frames of 96x54
+DEMO_RESOLUTION = (96, 54)
 JOB_FRAMES = list(range(1, 9))  # the fault tests' job: frames 1-8, chunk 2
 
 

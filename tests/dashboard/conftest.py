@@ -8,47 +8,13 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from dashkit import CHROMIUM_ARGS, DashboardFarm, start_dashboard
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from farmkit import Proc, TestFarm, free_port
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@dataclass
-class DashboardFarm:
-    farm: TestFarm
-    url: str
-    proc: Proc
-
-    @property
-    def password(self) -> str:
-        assert self.farm.secrets is not None
-        return self.farm.secrets.admin_password
-
-
-def start_dashboard(farm: TestFarm) -> tuple[str, Proc]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = farm._start(
-        "dashboard", ["dashboard", "--server", farm.server_url, "--port", str(port)], {}
-    )
-    farm._wait_http(url, proc)
-    return url, proc
+from farmkit import TestFarm
 
 
 @pytest.fixture(scope="session")
@@ -93,19 +59,3 @@ def page(browser: Browser, dash: DashboardFarm) -> Iterator[Page]:
     page.on("dialog", lambda dialog: dialog.accept())
     yield page
     context.close()
-
-
-def screenshot(page: Page, name: str, full_page: bool = True) -> Path:
-    """Keep a picture of a page in test-artifacts/dashboard/ (CI keeps that folder)."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=full_page)
-    return path
-
-
-def log_in(page: Page, dash: DashboardFarm, target: str = "/") -> None:
-    page.goto(target)
-    page.fill("input[name=username]", "admin")
-    page.fill("input[name=password]", dash.password)
-    page.click("button[type=submit]")
-    page.wait_for_selector("header.topbar")

@@ -11,9 +11,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from dashkit import DashboardFarm, log_in, screenshot
 from playwright.sync_api import Page, expect
 
-from conftest import DashboardFarm, log_in, screenshot
 from farmkit import wait_until
 
 pytestmark = pytest.mark.blender

@@ -9,9 +9,9 @@ import threading
 from pathlib import Path
 
 import httpx
+from dashkit import screenshot, start_dashboard
 from playwright.sync_api import Browser, expect
 
-from conftest import screenshot, start_dashboard
 from farmkit import TestFarm
 from flamenco import wire
 

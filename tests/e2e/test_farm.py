@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from conftest import DEMO_FRAMES, DEMO_RESOLUTION
-from farmkit import TestFarm
+from farmkit import DEMO_FRAMES, DEMO_RESOLUTION, TestFarm
 
 pytestmark = pytest.mark.blender
 

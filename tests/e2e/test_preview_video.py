@@ -11,8 +11,7 @@ import imageio_ffmpeg
 import pytest
 from PIL import Image
 
-from conftest import DEMO_FRAMES, DEMO_RESOLUTION
-from farmkit import TestFarm
+from farmkit import DEMO_FRAMES, DEMO_RESOLUTION, TestFarm
 from flamenco import wire
 
 pytestmark = pytest.mark.blender
