@@ -180,19 +180,26 @@ class JobService:
             return [self._to_wire(s, job) for job in jobs]
 
     def _to_wire(self, s: Session, job: JobRow) -> wire.Job:
-        tasks = s.execute(
-            select(TaskRow.status, TaskRow.progress, TaskRow.frames, TaskRow.requirements).where(
-                TaskRow.job_id == job.id
+        # Aggregates in SQL: a job may have tens of thousands of tasks.
+        per_status = {
+            TaskStatus(status): (count, progress or 0.0)
+            for status, count, progress in s.execute(
+                select(TaskRow.status, func.count(), func.sum(TaskRow.progress))
+                .where(TaskRow.job_id == job.id)
+                .group_by(TaskRow.status)
             )
-        ).all()
+        }
         frames_done = (
             s.scalar(select(func.count()).select_from(OutputRow).where(OutputRow.job_id == job.id))
             or 0
         )
-        completed = sum(1 for t in tasks if t.status == TaskStatus.COMPLETED)
-        work = sum(len(t.frames) for t in tasks) or 1
-        done = sum(
-            len(t.frames) * (1.0 if t.status == TaskStatus.COMPLETED else t.progress) for t in tasks
+        total = sum(count for count, _ in per_status.values())
+        completed = per_status.get(TaskStatus.COMPLETED, (0, 0.0))[0]
+        # Tasks weigh the same: chunks are of one size but for the last one.
+        done = completed + sum(
+            progress
+            for status, (_, progress) in per_status.items()
+            if status != TaskStatus.COMPLETED
         )
         return wire.Job(
             id=job.id,
@@ -204,28 +211,36 @@ class JobService:
             settings=job.settings,
             created=job.created,
             updated=job.updated,
-            tasks_total=len(tasks),
+            tasks_total=total,
             tasks_completed=completed,
             frames_total=job.frames_total,
             frames_done=frames_done,
-            progress=round(min(done / work, 1.0), 4),
+            progress=round(min(done / (total or 1), 1.0), 4),
             output_dir=job.output_dir,
             sites=job.sites,
-            waiting_reason=self._waiting_reason(s, job, tasks),
+            waiting_reason=self._waiting_reason(s, job, per_status),
             blocklist=sorted(
                 blocked_workers(s, {job.id}, self.blocklist_threshold).get(job.id, set())
             ),
         )
 
-    def _waiting_reason(self, s: Session, job: JobRow, tasks: list[Any]) -> str | None:
+    def _waiting_reason(
+        self, s: Session, job: JobRow, per_status: dict[TaskStatus, Any]
+    ) -> str | None:
         """Why a job's runnable tasks find no Worker, when that is so."""
         if job.status not in (JobStatus.QUEUED, JobStatus.ACTIVE):
             return None
-        runnable = [t for t in tasks if t.status in RUNNABLE_TASK_STATUSES]
-        if not runnable or any(t.status in (TaskStatus.LEASED, TaskStatus.ACTIVE) for t in tasks):
+        runnable = any(status in per_status for status in RUNNABLE_TASK_STATUSES)
+        if not runnable or TaskStatus.LEASED in per_status or TaskStatus.ACTIVE in per_status:
             return None
+        requirements = s.scalar(
+            select(TaskRow.requirements)
+            .where(TaskRow.job_id == job.id, TaskRow.status.in_(RUNNABLE_TASK_STATUSES))
+            .order_by(TaskRow.index)
+            .limit(1)
+        )
         workers = online_workers(s, utcnow() - self.manager_offline)
-        needs = Requirements.from_dict(runnable[0].requirements)
+        needs = Requirements.from_dict(requirements)
         blocked = blocked_workers(s, {job.id}, self.blocklist_threshold).get(job.id, set())
         allowed = [cap for name, cap in workers.items() if name not in blocked]
         reason = waiting_reason(needs, allowed)
@@ -240,11 +255,11 @@ class JobService:
     def tasks(self, job_id: str) -> list[wire.Task]:
         with self.sessions() as s:
             self._job_or_404(s, job_id)
-            rows = s.scalars(
-                select(TaskRow).where(TaskRow.job_id == job_id).order_by(TaskRow.index)
-            ).all()
             managers = manager_names(s)
-            return [task_to_wire(t, managers) for t in rows]
+            rows = s.execute(
+                select(*TASK_COLUMNS).where(TaskRow.job_id == job_id).order_by(TaskRow.index)
+            )
+            return [task_to_wire(row, managers) for row in rows]
 
     def task_log(self, job_id: str, task_id: str) -> str:
         """The whole log of a task, as the Worker sent it."""
@@ -589,8 +604,28 @@ def _artifact_to_wire(row: JobArtifact) -> wire.ArtifactInfo:
     )
 
 
-def task_to_wire(t: TaskRow, managers: dict[int, str]) -> wire.Task:
-    return wire.Task(
+# The columns a task shows; its command and requirements stay behind (big jobs, fast lists).
+TASK_COLUMNS = (
+    TaskRow.id,
+    TaskRow.job_id,
+    TaskRow.index,
+    TaskRow.name,
+    TaskRow.type,
+    TaskRow.status,
+    TaskRow.frames,
+    TaskRow.progress,
+    TaskRow.activity,
+    TaskRow.manager_id,
+    TaskRow.worker,
+    TaskRow.blender_pid,
+    TaskRow.failure_count,
+    TaskRow.updated,
+)
+
+
+def task_to_wire(t: Any, managers: dict[int, str]) -> wire.Task:
+    # Built from our own database rows: no need to validate them again.
+    return wire.Task.model_construct(
         id=t.id,
         job_id=t.job_id,
         index=t.index,
