@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 COOKIE = "flamenco_dashboard"
@@ -29,8 +30,14 @@ class Session:
 
 
 class SessionStore:
-    def __init__(self, idle_s: float = 12 * 3600.0, key: bytes | None = None) -> None:
+    def __init__(
+        self,
+        idle_s: float = 12 * 3600.0,
+        key: bytes | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.idle_s = idle_s
+        self.clock = clock  # tests pass their own to age sessions without waiting
         self.key = key or secrets.token_bytes(32)
         self.sessions: dict[str, Session] = {}
 
@@ -40,7 +47,13 @@ class SessionStore:
     def create(self, user: str, token: str, admin: bool) -> tuple[Session, str]:
         """A new session and the cookie value that names it."""
         self._forget_idle()
-        session = Session(id=secrets.token_urlsafe(24), user=user, token=token, admin=admin)
+        session = Session(
+            id=secrets.token_urlsafe(24),
+            user=user,
+            token=token,
+            admin=admin,
+            last_used=self.clock(),
+        )
         self.sessions[session.id] = session
         return session, f"{session.id}.{self._sign(session.id)}"
 
@@ -54,7 +67,7 @@ class SessionStore:
         session = self.sessions.get(session_id)
         if session is None:
             return None
-        now = time.monotonic()
+        now = self.clock()
         if now - session.last_used > self.idle_s:
             self.sessions.pop(session_id, None)
             return None
@@ -65,6 +78,6 @@ class SessionStore:
         self.sessions.pop(session_id, None)
 
     def _forget_idle(self) -> None:
-        cutoff = time.monotonic() - self.idle_s
+        cutoff = self.clock() - self.idle_s
         for sid in [sid for sid, s in self.sessions.items() if s.last_used < cutoff]:
             del self.sessions[sid]
