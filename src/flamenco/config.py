@@ -62,7 +62,7 @@ class ManagerSettings:
     name: str = "local"
     token: str = ""  # the Manager's token issued by the Server
     secret: str = ""  # the join secret for Workers; generated on first start when empty
-    prefetch: int = 1
+    prefetch: int = 2  # tasks held beyond the idle Workers, so the next one is at hand
     worker_timeout_s: float = 60.0  # a Worker silent this long is offline; its task moves on
     sync_interval_s: float = 1.0
 

@@ -47,6 +47,9 @@ class Outbox:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL survives a crash of the process; only a power loss may take the last
+        # items, which the component below sends again (updates carry ids, replays are harmless).
+        self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS outbox ("
             " seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, payload TEXT NOT NULL)"
@@ -70,7 +73,9 @@ class Outbox:
         ).fetchall()
 
     def _remove(self, seqs: list[int]) -> None:
-        self.db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+        with self.db:  # one transaction for the whole batch
+            self.db.execute("BEGIN")
+            self.db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
 
     async def flush(self, send_updates: SendUpdates, send_frame: SendFrame) -> int:
         """Deliver everything in order; return how many items went out.

@@ -496,8 +496,14 @@ class JobService:
         if job is None:
             return
         counts = Counter(
-            TaskStatus(status)
-            for status in s.scalars(select(TaskRow.status).where(TaskRow.job_id == job_id))
+            {
+                TaskStatus(status): count
+                for status, count in s.execute(
+                    select(TaskRow.status, func.count())
+                    .where(TaskRow.job_id == job_id)
+                    .group_by(TaskRow.status)
+                )
+            }
         )
         new = job_status_from_tasks(JobStatus(job.status), counts)
         if new != job.status:
