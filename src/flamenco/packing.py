@@ -9,11 +9,16 @@ the scene expects it, without any shared disk.
 from __future__ import annotations
 
 import logging
+import queue
 import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from blender_asset_tracer.pack import Packer
+from blender_asset_tracer.pack.filesystem import FileCopier
 
 log = logging.getLogger("flamenco.packing")
 # The tracer warns about each missing file on its own; pack_scene reports them as one list.
@@ -24,6 +29,38 @@ PACK_INFO = "pack-info.txt"
 
 class PackError(ValueError):
     """The scene cannot be collected; the message says why in one sentence."""
+
+
+POLL_S = 0.02
+
+
+class _PromptCopier(FileCopier):
+    """The tracer's copier, polling its queue every 20 ms instead of every 500 ms.
+
+    The stock one idles up to a second per submission (after its last file, and while
+    joining), which is most of the wait for a small scene.
+    """
+
+    def iter_queue(self) -> Iterator[Any]:
+        while not (self._abort.is_set() or self.has_error):
+            try:
+                src, dst, action = self.queue.get(timeout=POLL_S)
+            except queue.Empty:
+                if self.done.is_set():
+                    return
+                continue
+            self.progress_cb.transfer_file(src, dst)
+            yield src, dst, action
+
+    def join(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + timeout if timeout else float("inf")
+        while self.is_alive() and time.monotonic() < deadline:
+            self.progress_cb.flush(timeout=POLL_S)
+
+
+class _Packer(Packer):
+    def _create_file_transferer(self) -> FileCopier:
+        return _PromptCopier()
 
 
 @dataclass
@@ -45,7 +82,7 @@ def pack_scene(blend: Path) -> PackedScene:
     folder = tempfile.TemporaryDirectory(prefix="flamenco-pack-")
     target = Path(folder.name) / "job"
     try:
-        with Packer(blend, blend.parent, str(target)) as packer:
+        with _Packer(blend, blend.parent, str(target)) as packer:
             packer.strategise()
             packer.execute()
             missing = sorted(packer.missing_files)
