@@ -278,14 +278,22 @@ class JobService:
         with self.sessions() as s:
             self._job_or_404(s, job_id)
             managers = manager_names(s)
-            rows = s.scalars(
-                select(AppliedUpdate)
+            rows = s.execute(
+                select(
+                    AppliedUpdate.task_id,
+                    AppliedUpdate.status,
+                    AppliedUpdate.outcome,
+                    AppliedUpdate.worker,
+                    AppliedUpdate.manager_id,
+                    AppliedUpdate.received,
+                )
                 .join(TaskRow, TaskRow.id == AppliedUpdate.task_id)
                 .where(TaskRow.job_id == job_id, AppliedUpdate.status.is_not(None))
                 .order_by(AppliedUpdate.received)
-            ).all()
+            )
+            # Our own rows: built without validating them again (jobs of 10,000 tasks).
             return [
-                wire.TaskEvent(
+                wire.TaskEvent.model_construct(
                     task_id=r.task_id,
                     status=TaskStatus(r.status),
                     outcome=r.outcome,
