@@ -57,6 +57,19 @@ def friendly_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def serve_http(app: Any, host: str, port: int) -> None:
+    """Run one of the farm's HTTP services until Ctrl-C or SIGTERM."""
+    import uvicorn
+
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+
+
 def client(server: str | None) -> SyncApi:
     settings = load(ClientSettings, {"server": server})
     return SyncApi(settings.server, settings.token)
@@ -77,8 +90,6 @@ def server(
     ] = None,
 ) -> None:
     """Run the Server."""
-    import uvicorn
-
     from flamenco.server.app import create_server_app
     from flamenco.server.services import build_services
 
@@ -91,13 +102,7 @@ def server(
     err.print(
         f"Flamenco Server on http://{settings.host}:{settings.port} (data in {settings.data_dir})"
     )
-    uvicorn.run(
-        create_server_app(services),
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-    )
+    serve_http(create_server_app(services), settings.host, settings.port)
 
 
 @app.command()
@@ -110,8 +115,6 @@ def manager(
     token: Annotated[str | None, typer.Option(help="Token from `flamenco managers add`.")] = None,
 ) -> None:
     """Run a Manager for the Workers of this network."""
-    import uvicorn
-
     from flamenco.manager.app import build_manager, create_manager_app
 
     setup_logging("manager")
@@ -137,13 +140,7 @@ def manager(
     url = f"http://{settings.host}:{settings.port}"
     err.print(f"Flamenco Manager '{settings.name}' on {url}, Server {settings.server}")
     err.print(f"Workers join with: flamenco worker --manager {url} --secret {settings.secret}")
-    uvicorn.run(
-        create_manager_app(built),
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-    )
+    serve_http(create_manager_app(built), settings.host, settings.port)
 
 
 @app.command()
@@ -460,8 +457,6 @@ def dashboard(
     host: Annotated[str | None, typer.Option(help="Interface to listen on [127.0.0.1].")] = None,
 ) -> None:
     """Run the Dashboard: the farm's web interface, in front of the Server's API."""
-    import uvicorn
-
     from flamenco.config import DashboardSettings
     from flamenco.dashboard.app import create_dashboard_app
 
@@ -470,13 +465,7 @@ def dashboard(
     err.print(
         f"Flamenco Dashboard on http://{settings.host}:{settings.port}, Server {settings.server}"
     )
-    uvicorn.run(
-        create_dashboard_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-    )
+    serve_http(create_dashboard_app(settings), settings.host, settings.port)
 
 
 @users_app.command("add")
