@@ -50,6 +50,7 @@ class ServerSettings:
     manager_offline_s: float = 30.0  # shown offline after this long without a sync
     max_task_failures: int = 3  # tries of one task before it fails
     blocklist_threshold: int = 3  # failures of one job's tasks that keep a Worker off the job
+    max_failed_tasks: int = 0  # a job fails once more of its tasks than this failed for good
     max_upload_bytes: int = 50 * 1024**3
 
 

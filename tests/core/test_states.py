@@ -238,3 +238,24 @@ def _count_samples() -> list[dict[TaskStatus, int]]:
 def test_job_status_from_tasks_only_makes_allowed_transitions(current: JobStatus) -> None:
     for counts in _count_samples():
         check_job_transition(current, job_status_from_tasks(current, counts))
+
+
+@pytest.mark.parametrize(
+    ("counts", "limit", "expected"),
+    [
+        ({TaskStatus.FAILED: 1, TaskStatus.QUEUED: 3}, 0, JobStatus.FAILED),
+        ({TaskStatus.FAILED: 1, TaskStatus.QUEUED: 3}, 1, JobStatus.ACTIVE),
+        ({TaskStatus.FAILED: 2, TaskStatus.ACTIVE: 2}, 1, JobStatus.FAILED),
+        # Within the limit, but nothing else can run any more: the job has failed.
+        ({TaskStatus.FAILED: 1, TaskStatus.COMPLETED: 3}, 1, JobStatus.FAILED),
+        (
+            {TaskStatus.FAILED: 1, TaskStatus.SOFT_FAILED: 1, TaskStatus.COMPLETED: 2},
+            1,
+            JobStatus.ACTIVE,
+        ),
+    ],
+)
+def test_max_failed_tasks_is_how_many_failures_a_job_survives(
+    counts: dict[TaskStatus, int], limit: int, expected: JobStatus
+) -> None:
+    assert job_status_from_tasks(JobStatus.ACTIVE, counts, max_failed_tasks=limit) == expected

@@ -131,7 +131,9 @@ def check_job_transition(old: JobStatus, new: JobStatus) -> None:
         raise InvalidTransition("job", old, new)
 
 
-def job_status_from_tasks(current: JobStatus, counts: Mapping[TaskStatus, int]) -> JobStatus:
+def job_status_from_tasks(
+    current: JobStatus, counts: Mapping[TaskStatus, int], max_failed_tasks: int = 0
+) -> JobStatus:
     """Return the job status implied by how many of its tasks are in each status.
 
     Rules, first match wins:
@@ -139,7 +141,8 @@ def job_status_from_tasks(current: JobStatus, counts: Mapping[TaskStatus, int]) 
     1. A settled job (paused, canceled, failed, completed, requeueing) keeps its status;
        only an explicit resume or requeue moves it, never a task update.
     2. All tasks completed, or no tasks at all -> completed.
-    3. Any task failed -> failed, unless a cancel was requested (it then wins).
+    3. More than `max_failed_tasks` tasks failed, or some failed and nothing else can still
+       run -> failed, unless a cancel was requested (it then wins).
     4. Cancel requested and no task active or leased -> canceled.
     5. Pause requested and no task active or leased -> paused. Leased tasks count as
        running because their Worker may start them at any moment.
@@ -154,7 +157,12 @@ def job_status_from_tasks(current: JobStatus, counts: Mapping[TaskStatus, int]) 
     in_flight = counts.get(TaskStatus.ACTIVE, 0) + counts.get(TaskStatus.LEASED, 0)
     if counts.get(TaskStatus.COMPLETED, 0) == total:
         return JobStatus.COMPLETED
-    if counts.get(TaskStatus.FAILED, 0) and current != JobStatus.CANCEL_REQUESTED:
+    failed = counts.get(TaskStatus.FAILED, 0)
+    unfinished = (
+        total - failed - counts.get(TaskStatus.COMPLETED, 0) - counts.get(TaskStatus.CANCELED, 0)
+    )
+    too_many = failed > max_failed_tasks or (failed and not unfinished)
+    if too_many and current != JobStatus.CANCEL_REQUESTED:
         return JobStatus.FAILED
     if current == JobStatus.CANCEL_REQUESTED and not in_flight:
         return JobStatus.CANCELED

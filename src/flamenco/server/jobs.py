@@ -498,7 +498,7 @@ class JobService:
     # ---- status ----------------------------------------------------------------------------
 
     @staticmethod
-    def refresh_job_status(s: Session, job_id: str) -> None:
+    def refresh_job_status(s: Session, job_id: str, max_failed_tasks: int = 0) -> None:
         """Move the job's status to what its tasks imply (core rules)."""
         job = s.get(JobRow, job_id)
         if job is None:
@@ -513,7 +513,7 @@ class JobService:
                 )
             }
         )
-        new = job_status_from_tasks(JobStatus(job.status), counts)
+        new = job_status_from_tasks(JobStatus(job.status), counts, max_failed_tasks)
         if new != job.status:
             log.info("job %s: %s -> %s", job_id, job.status, new, extra={"job": job_id})
             job.status = new

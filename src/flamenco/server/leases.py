@@ -53,7 +53,9 @@ class LeaseService:
         manager_offline_s: float = 30.0,
         blocklist_threshold: int = 3,
         events: EventBus | None = None,
+        max_failed_tasks: int = 0,
     ) -> None:
+        self.max_failed_tasks = max_failed_tasks
         self.events = events or EventBus()
         self.blocklist_threshold = blocklist_threshold
         self.manager_offline = timedelta(seconds=manager_offline_s)
@@ -248,7 +250,7 @@ class LeaseService:
                 )
             )
         for job_id in {lease.job_id for lease in leases}:
-            JobService.refresh_job_status(s, job_id)
+            JobService.refresh_job_status(s, job_id, self.max_failed_tasks)
         return leases
 
     @staticmethod
@@ -344,7 +346,7 @@ class LeaseService:
                 return "invalid-transition"
             log.info("task %s: %s -> %s", task.id, task.status, new, extra=ctx)
             self._enter(task, new)
-            JobService.refresh_job_status(s, task.job_id)
+            JobService.refresh_job_status(s, task.job_id, self.max_failed_tasks)
         return "applied"
 
     def _outcome_status(self, task: TaskRow, update: wire.TaskUpdate) -> TaskStatus:

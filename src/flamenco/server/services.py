@@ -57,6 +57,7 @@ def build_services(settings: ServerSettings) -> ServerServices:
             manager_offline_s=settings.manager_offline_s,
             blocklist_threshold=settings.blocklist_threshold,
             events=events,
+            max_failed_tasks=settings.max_failed_tasks,
         ),
         blobs=blobs,
         events=events,
