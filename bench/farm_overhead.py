@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import atexit
 import contextlib
+import fcntl
 import json
 import os
 import platform
@@ -36,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,13 +89,15 @@ from flamenco.worker.blender import BlenderInstall, WarmBlender, find_blender  #
 COLD_WORKER = BENCH / "cold_worker.py"
 PROBES = BENCH / "probes.py"
 TRACE_ENV = "FLAMENCO_BENCH_TRACE"
-# Wait after the Worker's first sync before submitting. The Manager polls the Server every
-# 1 s from that first sync on, so 2.5 s puts the submission half-way between two polls: the
-# average wait of a job submitted at a random time (the trace shows the actual wait).
+# Wait after the Worker's first sync before submitting, so that start-up work is over. The
+# Manager polls the Server for new tasks on its own clock (every 1 s, or 0.25 s while
+# Workers wait for work), so the wait for the first lease depends on the phase: --trace
+# reports it.
 SETTLE_S = 2.5
 # Job status polls, as often as `flamenco submit --wait`; the end time is the Server's own
 # stamp of the job, so the poll interval adds nothing to (b) and (c).
 POLL_S = 1.0
+LOCK_FILE = Path(tempfile.gettempdir()) / "flamenco-bench-machine.lock"
 TARGETS = {"small": 1.5, "heavy": 1.10}  # b/a, from the issue
 
 console = Console()
@@ -159,6 +163,17 @@ def wait_for_quiet(limit_cores: float, timeout: float, window: float = 3.0) -> f
             if waited > window * 1.5:
                 console.print(f"[dim](waited {waited:.0f} s for a quiet machine)[/dim]", end=" ")
             return load
+
+
+@contextlib.contextmanager
+def machine_lock() -> Iterator[None]:
+    """One measurement at a time among the benchmarks on this machine that take this lock."""
+    with open(LOCK_FILE, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def own_s() -> float:
@@ -338,7 +353,7 @@ def _mean(xs: list[float]) -> float:
     return statistics.fmean(xs) if xs else 0.0
 
 
-def analyse_trace(path: Path, t0: float, t_end: float) -> dict[str, Any]:
+def analyse_trace(path: Path, t0: float, t_end: float, submit_s: float) -> dict[str, Any]:
     """Split the farm's wall time into head, rendering, gaps between renders, and tail.
 
     head + render + gaps + tail == wall time of the farm run, exactly.
@@ -395,14 +410,17 @@ def analyse_trace(path: Path, t0: float, t_end: float) -> dict[str, Any]:
     return {
         "tasks": len(tasks),
         "budget_s": {
-            "head: submit -> first render command": renders[0]["t0"] - t0,
+            "submit: pack, upload, create the job": submit_s,
+            "job created -> first render command (Blender start)": renders[0]["t0"] - t0 - submit_s,
             "rendering (sum of render commands)": render_s,
             "gaps between render commands": all_gaps,
             "tail: last frame -> job completed on Server": t_end - renders[-1]["t1"],
         },
         "head_s": {
-            "submit -> Manager has a lease": (takes[0]["t1"] - t0) if takes else None,
-            "submit -> Worker has the task": (first["t1"] - t0) if first else None,
+            "job created -> Manager has a lease": (takes[0]["t1"] - t0 - submit_s)
+            if takes
+            else None,
+            "job created -> Worker has the task": (first["t1"] - t0 - submit_s) if first else None,
             "Blender start (import bpy + open .blend), mean": _mean(
                 [e["t1"] - e["t0"] for e in starts]
             ),
@@ -582,15 +600,20 @@ def main(argv: list[str] | None = None) -> int:
                     end=" ",
                 )
                 for attempt in range(args.retries + 1):
-                    load = wait_for_quiet(args.quiet_cores, args.quiet_timeout, args.quiet_window)
                     where = work / scene.name / f"{mode}-{tag}-{attempt}"
                     trace = where / "trace.jsonl" if probed and mode != "a" else None
-                    if mode == "a":
-                        res = run_limit(install, blend, scene.frames, where)
-                    else:
-                        res = run_farm(blend, scene.frames, where, mode == "c", trace)
+                    with machine_lock():
+                        load = wait_for_quiet(
+                            args.quiet_cores, args.quiet_timeout, args.quiet_window
+                        )
+                        if mode == "a":
+                            res = run_limit(install, blend, scene.frames, where)
+                        else:
+                            res = run_farm(blend, scene.frames, where, mode == "c", trace)
                         if trace is not None and trace.exists():
-                            res["trace"] = analyse_trace(trace, res["t0"], res["t_end"])
+                            res["trace"] = analyse_trace(
+                                trace, res["t0"], res["t_end"], res["submit_s"]
+                            )
                     res["load_before"] = load
                     res["disturbed"] = res["other_cpu_s"] > args.disturbed_cores * res["wall_s"]
                     run[mode] = res
@@ -688,7 +711,7 @@ def print_trace(result: dict[str, Any]) -> None:
             table.add_column(col, justify="right")
         a = run.get("a", {})
         keys = list(next(iter(traces.values()))["budget_s"])
-        a_parts = [a.get("start_s"), a.get("render_s"), 0.0, 0.0]
+        a_parts = [0.0, a.get("start_s"), a.get("render_s"), 0.0, 0.0]
         for key, a_val in zip(keys, a_parts, strict=True):
             table.add_row(
                 key,
