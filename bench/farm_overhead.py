@@ -100,7 +100,7 @@ POLL_S = 1.0
 LOCK_FILE = Path(tempfile.gettempdir()) / "flamenco-bench-machine.lock"
 TARGETS = {"small": 1.5, "heavy": 1.10}  # b/a, from the issue
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)  # logs keep whole rows
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class Scene:
 
     def describe(self) -> str:
         if self.heavy:
-            return "heavy=True (480x270, 15 samples)"
+            return "heavy=True: 480x270, 15 samples"
         return f"{self.resolution[0]}x{self.resolution[1]}, {self.samples} samples"
 
 
