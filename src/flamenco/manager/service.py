@@ -69,7 +69,8 @@ class ManagerService:
         self.outbox = outbox
         self.server = server
         self.worker_timeout = timedelta(seconds=worker_timeout_s)
-        self.link_wake = asyncio.Event()  # asks the Server link to sync now
+        self.link_wake = asyncio.Event()  # the outbox has something for the Server
+        self.sync_wake = asyncio.Event()  # Workers wait for tasks, or the held set changed
         self._waiters: deque[asyncio.Event] = deque()  # long polls waiting for work
         self._tokens: dict[str, WorkerRef] = {}  # token hash -> Worker
         self._capabilities: dict[str, Capabilities] = {}  # Worker id -> what it can do
@@ -126,6 +127,7 @@ class ManagerService:
                     break
                 self._idle[worker.id] = time.monotonic()
                 self.link_wake.set()
+                self.sync_wake.set()
                 woken = await self._wait_for_work(remaining)
         finally:
             self._idle.pop(worker.id, None)

@@ -35,6 +35,7 @@ class ServerLink:
         delay = self.interval_s
         while not stop.is_set():
             self.service.link_wake.clear()
+            self.service.sync_wake.clear()
             try:
                 await self.sync_once()
                 if not self.online:
@@ -45,7 +46,7 @@ class ServerLink:
                     log.warning("the Server is unreachable, working offline: %s", exc)
                 self.online, delay = False, min(delay * 2, MAX_BACKOFF_S)
             self.service.reap_silent_workers()
-            await wait_any(stop, self.service.link_wake, timeout=delay)
+            await wait_any(stop, self.service.link_wake, self.service.sync_wake, timeout=delay)
 
     def _next_delay(self) -> float:
         """Poll faster while Workers wait with nothing to give them: a new job starts sooner."""
