@@ -12,12 +12,12 @@ M simulated Workers live in THIS process, on one aiohttp session (aiohttp, not h
 load generator shares the machine's cores with the farm and must stay cheap). Each registers
 with the join secret, then loops:
 
-    POST /api/v1/worker/sync {want_task: true, wait_s, warm_job_id: last job}  (long poll)
-    -> on an assignment: [sleep --render-s] POST /api/v1/worker/updates [{status: completed}]
-    -> next sync
+    POST /api/v1/worker/sync {want_task: true, wait_s, warm_job_id: last job,
+                              updates: [the last task's completion]}  (long poll)
+    -> on an assignment: [sleep --render-s], then the next sync carries its completion
 
 With --render-s 0 (the default) this is a closed loop without think time: the Workers ask
-again as soon as the Manager acknowledged the completion, so the farm is always saturated
+again as soon as they got a task, so the farm is always saturated
 and, by Little's law, latency ~= Workers / rate - completion time. With --render-s R each
 task "renders" R seconds on average, so 500 Workers offer at most 500 / R assignments/s
 (R = 0.4: about 1,000/s at low latency), the setting in which a latency target means
@@ -152,12 +152,21 @@ class Run:
 async def worker_loop(
     client: SimClient, run: Run, index: int, name: str, token: str, wait_s: float, render_s: float
 ) -> None:
+    """One simulated Worker, speaking like the real one: a task's completion rides along with
+    the sync that asks for the next task (one request per assignment)."""
     import aiohttp
 
     rng = random.Random(index)
     warm: str | None = None
+    carried: list[dict[str, Any]] = []
     while True:
-        body = {"want_task": True, "wait_s": wait_s, "warm_job_id": warm, "status": "awake"}
+        body = {
+            "want_task": True,
+            "wait_s": wait_s,
+            "warm_job_id": warm,
+            "status": "awake",
+            "updates": carried,
+        }
         t0 = time.perf_counter()
         try:
             status, reply = await client.post("/api/v1/worker/sync", body, token)
@@ -170,6 +179,9 @@ async def worker_loop(
             run.errors[f"sync HTTP {status}"] += 1
             await asyncio.sleep(0.5)
             continue
+        if carried:
+            run.updates.append((t1, t1 - t0))
+            carried = []
         run.cancels += len(reply.get("cancel") or [])
         assignment = reply.get("assignment")
         if assignment is None:
@@ -179,20 +191,7 @@ async def worker_loop(
         warm = assignment["job_id"]
         if render_s > 0:  # a render of render_s on average (uniform 0.5x to 1.5x)
             await asyncio.sleep(render_s * rng.uniform(0.5, 1.5))
-        update = {"updates": [completed_update(assignment["task_id"], name)]}
-        while True:
-            u0 = time.perf_counter()
-            try:
-                status, _ = await client.post("/api/v1/worker/updates", update, token)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                run.errors[f"updates {type(exc).__name__}"] += 1
-                await asyncio.sleep(0.5)
-                continue
-            if status == 200:
-                run.updates.append((time.perf_counter(), time.perf_counter() - u0))
-                break
-            run.errors[f"updates HTTP {status}"] += 1
-            await asyncio.sleep(0.5)
+        carried = [completed_update(assignment["task_id"], name)]
 
 
 def manager_status(farm: BenchFarm) -> dict[str, Any]:

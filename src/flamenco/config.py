@@ -80,6 +80,8 @@ class WorkerSettings:
     gpu: int = -1  # render on this GPU only (one Worker per GPU); -1: every GPU
     gpu_warmup: bool = True  # compile GPU kernels at start, not in a job's first task
     hung_timeout_s: float = 900.0  # a render without any sign of life this long is stopped
+    # Keep a Blender with bpy loaded while idle, so that a new job's first task skips that.
+    standby_blender: bool = True
 
 
 @dataclass

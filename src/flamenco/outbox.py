@@ -58,6 +58,14 @@ class Outbox:
     def add_update(self, update: wire.TaskUpdate) -> None:
         self._add("update", update.model_dump_json())
 
+    def add_updates(self, updates: list[wire.TaskUpdate]) -> None:
+        with self.db:  # one transaction for the whole batch
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "INSERT INTO outbox (kind, payload) VALUES ('update', ?)",
+                [(u.model_dump_json(),) for u in updates],
+            )
+
     def add_frame(self, item: FrameItem) -> None:
         self._add(item.kind, json.dumps(item.__dict__))
 
@@ -77,12 +85,15 @@ class Outbox:
             self.db.execute("BEGIN")
             self.db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
 
-    async def flush(self, send_updates: SendUpdates, send_frame: SendFrame) -> int:
+    async def flush(
+        self, send_updates: SendUpdates, send_frame: SendFrame, keep_updates: bool = False
+    ) -> int:
         """Deliver everything in order; return how many items went out.
 
         Transport errors propagate, leaving the rest queued for the next try. An item the other
         side refuses for good (a 4xx that will not heal) is logged and dropped, so that one bad
-        item cannot block the queue forever.
+        item cannot block the queue forever. With `keep_updates`, updates that are all that is
+        left stay queued for the caller to carry in another request (`pending_updates`).
         """
         delivered = 0
         while head := self._head():
@@ -92,12 +103,26 @@ class Outbox:
                 await self._deliver(send_frame(FrameItem(**json.loads(payload))), payload)
             else:
                 run = _leading_run(head, "update")
+                if keep_updates and _only_updates(head, run):
+                    break
                 batch = [row[0] for row in run]
                 updates = [wire.TaskUpdate.model_validate_json(row[2]) for row in run]
                 await self._deliver(send_updates(updates), f"{len(updates)} updates")
             self._remove(batch)
             delivered += len(batch)
         return delivered
+
+    def pending_updates(self) -> tuple[list[int], list[wire.TaskUpdate]]:
+        """The queued updates with their sequence numbers, when the queue holds nothing else
+        (and they fit in one batch); else nothing. Remove them with `remove` once delivered."""
+        head = self._head()
+        run = _leading_run(head, "update")
+        if not _only_updates(head, run):
+            return [], []
+        return [row[0] for row in run], [wire.TaskUpdate.model_validate_json(r[2]) for r in run]
+
+    def remove(self, seqs: list[int]) -> None:
+        self._remove(seqs)
 
     @staticmethod
     async def _deliver(sending: Awaitable[None], what: str) -> None:
@@ -119,3 +144,7 @@ def _leading_run(rows: list[tuple[int, str, str]], kind: str) -> list[tuple[int,
             break
         run.append(row)
     return run
+
+
+def _only_updates(head: list[tuple[int, str, str]], run: list[tuple[int, str, str]]) -> bool:
+    return bool(run) and len(run) == len(head) < MAX_BATCH

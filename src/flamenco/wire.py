@@ -119,6 +119,38 @@ class TaskEvent(BaseModel):
     at: datetime
 
 
+class TaskRun(BaseModel):
+    """One Worker rendering one task, from its `active` report until the next status
+    (see flamenco.core.runs); `end` is None while it renders."""
+
+    task_id: str
+    task_name: str
+    worker: str
+    start: datetime
+    end: datetime | None
+    outcome: str  # running, or the status that ended it
+
+
+class TaskPage(BaseModel):
+    """Some of a job's tasks in their order, with what a table of them needs besides."""
+
+    total: int = Field(description="How many tasks the job has.")
+    counts: dict[str, int] = Field(description="Task status -> how many of the job's tasks.")
+    matching: int = Field(description="How many tasks match the status and text asked for.")
+    offset: int
+    limit: int
+    tasks: list[Task]
+    runs: list[TaskRun] = Field(description="Every run of the tasks on this page.")
+    started: datetime | None = Field(description="When the job's first run started.")
+
+
+class JobRuns(BaseModel):
+    """Every run of every task of a job, in the order they started: its timeline."""
+
+    started: datetime | None
+    runs: list[TaskRun]
+
+
 class FrameInfo(BaseModel):
     frame: int
     task_id: str
@@ -240,6 +272,13 @@ class ManagerSync(Strict):
     held: list[str] = Field(default_factory=list, description="Task ids still held; renews them.")
     progress: list[Progress] = Field(default_factory=list)
     workers: list[WorkerSummary] = Field(default_factory=list)
+    wait_s: float = Field(
+        default=0,
+        ge=0,
+        le=60,
+        description="With want > 0 and no task for it: how long the Server may hold the sync "
+        "until there is one, or something else the Manager must learn (long poll).",
+    )
 
 
 class Lease(BaseModel):
@@ -292,6 +331,8 @@ class WorkerSync(Strict):
     running_task_id: str | None = None
     info: WorkerInfo | None = None
     stats: WorkerStats | None = None
+    # A task's last updates ride along with the request for the next task: one round trip.
+    updates: list[TaskUpdate] = Field(default_factory=list, max_length=1000)
 
 
 class Assignment(BaseModel):
@@ -310,6 +351,7 @@ class WorkerSyncReply(BaseModel):
     cancel: list[str] = Field(default_factory=list)
     next_sync_s: float = 1.0
     state: str = "awake"  # what the farm's operators want: awake, asleep or disabled
+    applied: list[str] = Field(default_factory=list)  # ids of the updates that came along
 
 
 JobList = RootModel[list[Job]]

@@ -64,6 +64,39 @@ def test_parse_line_finds_marker_after_partial_blender_line() -> None:
     assert parse_line(b"Blender quit\n") == ("Blender quit", None)
 
 
+def test_a_blender_on_standby_opens_its_file_later_in_the_same_process(
+    install: BlenderInstall, small_scene: Path, user_resources: Path, tmp_path: Path
+) -> None:
+    async def scenario() -> tuple[int | None, int | None, list[Path], bool]:
+        async with WarmBlender(install, None, user_resources=user_resources) as wb:
+            standby_pid, was_on_standby = wb.pid, wb.on_standby
+            ready = await wb.open(small_scene, "CPU")
+            assert ready.resolution == (64, 48) and not wb.on_standby
+            paths = await wb.render([2], tmp_path, "frame_######", "PNG")
+            return standby_pid, ready.pid, paths, was_on_standby
+
+    standby_pid, ready_pid, paths, was_on_standby = asyncio.run(scenario())
+    assert was_on_standby and standby_pid == ready_pid
+    assert paths == [tmp_path / "frame_000002.png"]
+    assert Image.open(paths[0]).size == (64, 48)
+
+
+def test_a_blender_on_standby_reports_a_file_it_cannot_open(
+    install: BlenderInstall, user_resources: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.blend"
+    broken.write_bytes(b"BLENDER-v300 not really")
+
+    async def scenario() -> str:
+        async with WarmBlender(install, None, user_resources=user_resources) as wb:
+            with pytest.raises(BlenderFailed) as failed:
+                await wb.open(broken, "CPU")
+            assert not wb.alive
+            return str(failed.value)
+
+    assert str(broken) in asyncio.run(scenario())
+
+
 def test_warm_blender_renders_two_batches_in_one_process(
     install: BlenderInstall, small_scene: Path, user_resources: Path, tmp_path: Path
 ) -> None:

@@ -18,9 +18,9 @@ from flamenco import wire
 from flamenco.blobs import BlobStore, is_sha256
 from flamenco.client import AsyncApi
 from flamenco.config import ManagerSettings
-from flamenco.db import Base, make_engine, make_sessions, sqlite_url
 from flamenco.errors import BadRequest, Unauthorized
-from flamenco.manager.service import ManagerService, WorkerRef
+from flamenco.manager.service import ManagerService
+from flamenco.manager.store import ManagerStore, WorkerState
 from flamenco.manager.upstream import ServerLink
 from flamenco.outbox import Outbox
 from flamenco.security import bearer_token, token_hash
@@ -50,13 +50,11 @@ def join_secret(settings: ManagerSettings) -> str:
 def build_manager(settings: ManagerSettings) -> Manager:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.secret = join_secret(settings)
-    engine = make_engine(sqlite_url(settings.data_dir / "manager.sqlite"))
-    Base.metadata.create_all(engine)
     outbox = Outbox(settings.data_dir / "outbox.sqlite")
     server = AsyncApi(settings.server, settings.token)
     service = ManagerService(
         settings,
-        make_sessions(engine),
+        ManagerStore(settings.data_dir / "manager.sqlite"),
         BlobStore(settings.data_dir / "blobs"),
         outbox,
         server,
@@ -65,18 +63,19 @@ def build_manager(settings: ManagerSettings) -> Manager:
     return Manager(service, ServerLink(service, server, outbox, settings.sync_interval_s))
 
 
-def _service(request: Request) -> ManagerService:
+# Dependencies are async so that FastAPI calls them in the loop, not in its thread pool.
+async def _service(request: Request) -> ManagerService:
     return request.app.state.manager.service
 
 
 Service = Annotated[ManagerService, Depends(_service)]
 
 
-def current_worker(request: Request, svc: Service) -> WorkerRef:
+async def current_worker(request: Request, svc: Service) -> WorkerState:
     return svc.authenticate_worker(bearer_token(request.headers.get("authorization")))
 
 
-AnyWorker = Annotated[WorkerRef, Depends(current_worker)]
+AnyWorker = Annotated[WorkerState, Depends(current_worker)]
 
 
 def create_manager_app(manager: Manager) -> FastAPI:
@@ -88,6 +87,7 @@ def create_manager_app(manager: Manager) -> FastAPI:
         stop.set()
         await link_task
         await manager.service.server.close()
+        manager.service.store.close()
 
     def limit_for(path: str) -> int:
         files = "/frames/" in path or "/artifacts/" in path
@@ -97,8 +97,8 @@ def create_manager_app(manager: Manager) -> FastAPI:
     app.state.manager = manager
 
     @app.post("/api/v1/workers/register")
-    def register(reg: wire.WorkerRegistration, svc: Service) -> wire.WorkerRegistered:
-        return svc.register_worker(reg)
+    async def register(reg: wire.WorkerRegistration, svc: Service) -> wire.WorkerRegistered:
+        return await svc.register_worker(reg)
 
     @app.post("/api/v1/worker/sync")
     async def sync(req: wire.WorkerSync, worker: AnyWorker, svc: Service) -> wire.WorkerSyncReply:
@@ -109,7 +109,9 @@ def create_manager_app(manager: Manager) -> FastAPI:
     async def updates(
         batch: wire.UpdateBatch, worker: AnyWorker, svc: Service
     ) -> wire.UpdatesApplied:
-        return wire.UpdatesApplied(applied=svc.apply_worker_updates(worker, batch.updates))
+        applied = svc.apply_worker_updates(worker, batch.updates)
+        await svc.store.saved()
+        return wire.UpdatesApplied(applied=applied)
 
     @app.put("/api/v1/worker/tasks/{task_id}/frames/{frame}", status_code=201)
     async def frame(
@@ -148,7 +150,7 @@ def create_manager_app(manager: Manager) -> FastAPI:
         return FileResponse(await svc.blob_path(sha256), media_type="application/octet-stream")
 
     @app.get("/api/v1/status")
-    def status(request: Request, svc: Service) -> dict:
+    async def status(request: Request, svc: Service) -> dict:
         token = bearer_token(request.headers.get("authorization")) or ""
         if not hmac.compare_digest(token_hash(token), token_hash(svc.settings.token)):
             raise Unauthorized("The status needs this Manager's Server token.")

@@ -1,4 +1,8 @@
-"""The Manager's logic: its Workers, the tasks it holds, and its cache of job files."""
+"""The Manager's logic: its Workers, the tasks it holds, and its cache of job files.
+
+Everything is decided in memory; `ManagerStore` writes it behind to SQLite, and answers that
+must survive a crash wait for that write (see store.py).
+"""
 
 from __future__ import annotations
 
@@ -6,41 +10,28 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import math
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterable
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
 
 from flamenco import wire
 from flamenco.blobs import BlobStore, check_file_name, check_relative_path
 from flamenco.client import ApiError, AsyncApi, Unreachable
 from flamenco.config import ManagerSettings
-from flamenco.core.matching import Capabilities, Requirements, unmet
+from flamenco.core.matching import Capabilities, unmet
 from flamenco.core.states import TaskStatus
 from flamenco.db import utcnow
 from flamenco.errors import BadRequest, NotFound, Unauthorized, Unavailable
-from flamenco.manager.models import HeldTask, SeenUpdate, WorkerRow
+from flamenco.manager.queue import TaskQueue
+from flamenco.manager.store import HeldTask, ManagerStore, WorkerState
 from flamenco.outbox import FrameItem, Outbox
 from flamenco.security import new_token, token_hash
 
 log = logging.getLogger("flamenco.manager")
-
-
-@dataclass(frozen=True)
-class WorkerRef:
-    """Who is calling: what a request needs of its Worker, without a database round trip."""
-
-    id: str
-    name: str
-
-
-PICK_SCAN = 200  # queued tasks looked at per assignment
 
 # Statuses after which a Worker no longer holds the task.
 RELEASING_STATUSES = {
@@ -51,206 +42,246 @@ RELEASING_STATUSES = {
     TaskStatus.PAUSED,
     TaskStatus.QUEUED,
 }
+SEEN_UPDATES = 100_000  # update ids remembered to drop replays (the Server drops them too)
+RATE_WINDOW_S = 5.0  # how far back finished tasks count towards the task rate
+LOOKAHEAD_S = 1.0  # tasks held ahead: about this long of the recent rate of finished tasks
 
 
 class ManagerService:
     def __init__(
         self,
         settings: ManagerSettings,
-        sessions: sessionmaker,
+        store: ManagerStore,
         blobs: BlobStore,
         outbox: Outbox,
         server: AsyncApi,
         worker_timeout_s: float = 60.0,
     ) -> None:
         self.settings = settings
-        self.sessions = sessions
+        self.store = store
         self.blobs = blobs
         self.outbox = outbox
         self.server = server
         self.worker_timeout = timedelta(seconds=worker_timeout_s)
         self.link_wake = asyncio.Event()  # the outbox has something for the Server
-        self.sync_wake = asyncio.Event()  # Workers wait for tasks, or the held set changed
+        self.sync_wake = asyncio.Event()  # the Manager wants tasks from the Server now
         self._waiters: deque[asyncio.Event] = deque()  # long polls waiting for work
-        self._tokens: dict[str, WorkerRef] = {}  # token hash -> Worker
-        self._capabilities: dict[str, Capabilities] = {}  # Worker id -> what it can do
-        self._idle: dict[str, float] = {}
+        self._idle: dict[str, float] = {}  # Worker id -> waiting for work since
         self._blob_locks: dict[str, asyncio.Lock] = {}
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._finished: deque[float] = deque()  # when recent tasks ended, for the task rate
         self.blob_downloads = 0
         self.blocklist: dict[str, set[str]] = {}  # job id -> Worker names, from the Server
+        self.workers_by_id: dict[str, WorkerState] = {}
+        self._by_token: dict[str, WorkerState] = {}
+        self.held: dict[str, HeldTask] = {}
+        self.queue = TaskQueue()
+        self._next_seq = 1
+        self._load()
+
+    def _load(self) -> None:
+        for worker in self.store.load_workers():
+            self._add_worker(worker)  # a fresh last_seen: a full timeout to check in again
+        for held in self.store.load_tasks():
+            self.held[held.task_id] = held
+            if held.state == "queued":
+                self.queue.add(held)
+            self._next_seq = held.seq + 1
+
+    def _add_worker(self, worker: WorkerState) -> None:
+        self.workers_by_id[worker.id] = worker
+        self._by_token[worker.token_hash] = worker
 
     # ---- Workers -----------------------------------------------------------------------------
 
-    def register_worker(self, reg: wire.WorkerRegistration) -> wire.WorkerRegistered:
+    async def register_worker(self, reg: wire.WorkerRegistration) -> wire.WorkerRegistered:
         if not hmac.compare_digest(reg.secret.encode(), self.settings.secret.encode()):
             raise Unauthorized("The join secret is wrong; use the one this Manager printed.")
         worker_id, token = secrets.token_hex(6), new_token("flw")
-        info = reg.model_dump(exclude={"secret", "name"})
-        with self.sessions.begin() as s:
-            s.add(WorkerRow(id=worker_id, name=reg.name, token_hash=token_hash(token), info=info))
+        info = reg.model_dump(mode="json", exclude={"secret", "name"})
+        worker = WorkerState(worker_id, reg.name, token_hash(token), info)
+        self._add_worker(worker)
+        self.store.worker_changed(worker)
+        await self.store.saved()
         log.info("worker %s registered as %s", reg.name, worker_id, extra={"worker": reg.name})
         return wire.WorkerRegistered(worker_id=worker_id, token=token)
 
-    def authenticate_worker(self, token: str | None) -> WorkerRef:
+    def authenticate_worker(self, token: str | None) -> WorkerState:
         if not token:
             raise Unauthorized("The Worker token is missing.")
-        digest = token_hash(token)
-        if digest not in self._tokens:
-            with self.sessions() as s:
-                worker = s.scalar(select(WorkerRow).where(WorkerRow.token_hash == digest))
-            if worker is None:
-                raise Unauthorized(
-                    "The Worker token is wrong; register again with the join secret."
-                )
-            self._tokens[digest] = WorkerRef(worker.id, worker.name)
-        return self._tokens[digest]
+        worker = self._by_token.get(token_hash(token))
+        if worker is None:
+            raise Unauthorized("The Worker token is wrong; register again with the join secret.")
+        return worker
 
-    def _capabilities_of(self, worker: WorkerRow) -> Capabilities:
-        if worker.id not in self._capabilities:
-            info = wire.WorkerInfo.model_validate(worker.info)
-            self._capabilities[worker.id] = info.capabilities()
-        return self._capabilities[worker.id]
+    async def worker_sync(self, worker: WorkerState, req: wire.WorkerSync) -> wire.WorkerSyncReply:
+        """Updates carried along, a check-in, and (long-polled) the next task if it wants one."""
+        applied = self.apply_worker_updates(worker, req.updates) if req.updates else []
+        cancel = self._check_in(worker, req)
+        assignment = None
+        if req.want_task and not cancel and worker.wanted == "awake":
+            assignment = await self._wait_for_assignment(worker, req)
+        await self.store.saved()
+        return wire.WorkerSyncReply(
+            assignment=assignment, cancel=cancel, state=worker.wanted, applied=applied
+        )
 
-    async def worker_sync(self, worker: WorkerRef, req: wire.WorkerSync) -> wire.WorkerSyncReply:
-        cancel, wanted = self._check_in(worker.id, req)
-        if not req.want_task or cancel or wanted != "awake":
-            return wire.WorkerSyncReply(cancel=cancel, state=wanted)
+    async def _wait_for_assignment(
+        self, worker: WorkerState, req: wire.WorkerSync
+    ) -> wire.Assignment | None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + req.wait_s
         try:
             woken = False
-            while (assignment := self._assign(worker.id, req.warm_job_id)) is None:
+            while (assignment := self._assign(worker, req.warm_job_id)) is None:
                 if woken:
                     self._notify_work()  # the new task was not for us: pass the turn on
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    break
+                    return None
                 self._idle[worker.id] = time.monotonic()
-                self.link_wake.set()
-                self.sync_wake.set()
+                self._want_more()
                 woken = await self._wait_for_work(remaining)
+            return assignment
         finally:
             self._idle.pop(worker.id, None)
-        return wire.WorkerSyncReply(assignment=assignment)
 
-    def _check_in(self, worker_id: str, req: wire.WorkerSync) -> tuple[list[str], str]:
-        """Record that the Worker is alive; hand it the tasks it must stop and its wanted state."""
-        with self.sessions.begin() as s:
-            worker = s.get(WorkerRow, worker_id)
-            assert worker is not None
-            worker.last_seen, worker.status = utcnow(), req.status
-            if req.info is not None:
-                worker.info = req.info.model_dump(mode="json")
-                self._capabilities.pop(worker_id, None)
-            if req.stats is not None:
-                worker.stats = req.stats.model_dump()
-            cancel, worker.cancel = list(worker.cancel), []
-            if req.running_task_id and req.running_task_id != worker.current_task:
-                # Back after being declared lost: its task went to someone else.
-                cancel.append(req.running_task_id)
-            if req.progress:
-                held = s.scalar(select(HeldTask).where(HeldTask.task_id == req.progress.task_id))
-                if held is not None and held.worker_id == worker_id:
-                    held.progress, held.activity = req.progress.progress, req.progress.activity
-            return cancel, worker.wanted
+    def _check_in(self, worker: WorkerState, req: wire.WorkerSync) -> list[str]:
+        """Record that the Worker is alive; return the tasks it must stop."""
+        worker.last_seen = utcnow()
+        changed = worker.status != req.status or bool(worker.cancel)
+        worker.status = req.status
+        if req.info is not None:
+            worker.set_info(req.info.model_dump(mode="json"))
+            changed = True
+        if req.stats is not None:
+            worker.stats = req.stats.model_dump()
+        cancel, worker.cancel = worker.cancel, []
+        if req.running_task_id and req.running_task_id != worker.current_task:
+            # Back after being declared lost: its task went to someone else.
+            cancel.append(req.running_task_id)
+        if req.progress:
+            held = self.held.get(req.progress.task_id)
+            if held is not None and held.worker_id == worker.id:
+                held.progress, held.activity = req.progress.progress, req.progress.activity
+        if changed:
+            self.store.worker_changed(worker)
+        return cancel
 
-    def _assign(self, worker_id: str, warm_job_id: str | None) -> wire.Assignment | None:
-        with self.sessions.begin() as s:
-            worker = s.get(WorkerRow, worker_id)
-            assert worker is not None
-            mine = s.scalar(select(HeldTask).where(HeldTask.worker_id == worker_id))
-            task = mine or self._pick(s, worker, warm_job_id)
-            if task is None:
+    def _assign(self, worker: WorkerState, warm_job_id: str | None) -> wire.Assignment | None:
+        mine = self.held.get(worker.current_task or "")
+        if mine is not None and mine.worker_id == worker.id:
+            held: HeldTask | None = mine  # assigned before, but the answer never arrived
+        else:
+            held = self._pick(worker, warm_job_id)
+            if held is None:
                 return None
-            task.state, task.worker_id = "assigned", worker_id
-            worker.current_task = task.task_id
-            lease = wire.Lease.model_validate(task.lease)
+            self.queue.remove(held)
+            held.state, held.worker_id = "assigned", worker.id
+            worker.current_task = held.task_id
+            self.store.task_changed(held)
+            self.store.worker_changed(worker)
+        assert held is not None
         log.info(
             "task %s -> worker %s",
-            lease.task_id,
-            worker_id,
-            extra={"job": lease.job_id, "task": lease.task_id, "worker": worker_id},
+            held.task_id,
+            worker.name,
+            extra={"job": held.job_id, "task": held.task_id, "worker": worker.name},
         )
-        return wire.Assignment(**lease.model_dump(include=set(wire.Assignment.model_fields)))
+        return wire.Assignment.model_construct(
+            **{name: getattr(held.lease, name) for name in wire.Assignment.model_fields}
+        )
 
-    def _pick(self, s: Session, worker: WorkerRow, warm_job_id: str | None) -> HeldTask | None:
-        """The next task this Worker may run.
+    def _pick(self, worker: WorkerState, warm_job_id: str | None) -> HeldTask | None:
+        """The next task this Worker may run (see TaskQueue.pick).
 
-        Highest priority first; among equals, the job whose Blender the Worker has warm.
         A task the Worker failed before goes to another Worker when one is around.
         """
-        capabilities = self._capabilities_of(worker)
-        queued = s.scalars(
-            select(HeldTask)
-            .where(HeldTask.state == "queued")
-            .order_by(HeldTask.priority.desc(), HeldTask.seq)
-            .limit(PICK_SCAN)
-        ).all()
-        fitting = [t for t in queued if self._may_run(t, worker.name, capabilities)]
-        if any(worker.name in t.lease.get("failed_by", []) for t in fitting):
-            others = self._other_awake_workers(s, worker)
-            fitting = [t for t in fitting if not self._better_elsewhere(t, worker.name, others)]
-        if not fitting:
-            return None
-        best = [t for t in fitting if t.priority == fitting[0].priority]
-        warm = [t for t in best if t.job_id == warm_job_id]
-        return (warm or best)[0]
+        capabilities = worker.capabilities
+        others: dict[str, Capabilities] | None = None
 
-    def _better_elsewhere(
-        self, task: HeldTask, worker_name: str, others: dict[str, Capabilities]
-    ) -> bool:
-        """A task this Worker failed goes to another Worker that may run it, if there is one."""
-        if worker_name not in task.lease.get("failed_by", []):
+        def fits(held: HeldTask) -> bool:
+            nonlocal others
+            if not self._may_run(held, worker.name, capabilities):
+                return False
+            if worker.name not in held.lease.failed_by:
+                return True
+            if others is None:
+                others = self._other_awake_workers(worker)
+            return not any(self._may_run(held, name, cap) for name, cap in others.items())
+
+        return self.queue.pick(fits, warm_job_id)
+
+    def _may_run(self, held: HeldTask, worker_name: str, capabilities: Capabilities) -> bool:
+        if worker_name in self.blocklist.get(held.job_id, ()):
             return False
-        return any(self._may_run(task, name, cap) for name, cap in others.items())
+        return unmet(held.requirements, capabilities) is None
 
-    def _may_run(self, task: HeldTask, worker_name: str, capabilities: Capabilities) -> bool:
-        if worker_name in self.blocklist.get(task.job_id, ()):
-            return False
-        return unmet(Requirements.from_dict(task.lease.get("requirements")), capabilities) is None
+    def _other_awake_workers(self, worker: WorkerState) -> dict[str, Capabilities]:
+        return {
+            w.name: w.capabilities
+            for w in self.workers_by_id.values()
+            if w.id != worker.id and w.status == "awake"
+        }
 
-    def _other_awake_workers(self, s: Session, worker: WorkerRow) -> dict[str, Capabilities]:
-        others = s.scalars(
-            select(WorkerRow).where(WorkerRow.id != worker.id, WorkerRow.status == "awake")
-        )
-        return {w.name: self._capabilities_of(w) for w in others}
-
-    def apply_worker_updates(self, worker: WorkerRef, updates: list[wire.TaskUpdate]) -> list[str]:
-        with self.sessions.begin() as s:
-            for update in updates:
-                if s.get(SeenUpdate, update.update_id) is not None:
-                    continue
-                s.add(SeenUpdate(update_id=update.update_id))
-                held = s.scalar(select(HeldTask).where(HeldTask.task_id == update.task_id))
-                if held is None or held.worker_id != worker.id:
-                    log.info(
-                        "update %s for task %s not held by %s: ignored",
-                        update.update_id,
-                        update.task_id,
-                        worker.name,
-                        extra={"worker": worker.name},
-                    )
-                    continue
-                self._hold_or_release(s, held, worker, update)
-                self.outbox.add_update(update.model_copy(update={"worker": worker.name}))
-        self.link_wake.set()
+    def apply_worker_updates(
+        self, worker: WorkerState, updates: list[wire.TaskUpdate]
+    ) -> list[str]:
+        upstream = []
+        for update in updates:
+            if update.update_id in self._seen:
+                continue
+            self._remember(update.update_id)
+            held = self.held.get(update.task_id)
+            if held is None or held.worker_id != worker.id:
+                log.info(
+                    "update %s for task %s not held by %s: ignored",
+                    update.update_id,
+                    update.task_id,
+                    worker.name,
+                    extra={"worker": worker.name, "task": update.task_id},
+                )
+                continue
+            self._hold_or_release(held, worker, update)
+            upstream.append(update.model_copy(update={"worker": worker.name}))
+        if upstream:
+            self.outbox.add_updates(upstream)
+            self.link_wake.set()
         return [u.update_id for u in updates]
 
-    @staticmethod
-    def _hold_or_release(s: Session, held: HeldTask, worker: WorkerRef, u: wire.TaskUpdate) -> None:
+    def _remember(self, update_id: str) -> None:
+        self._seen[update_id] = None
+        if len(self._seen) > SEEN_UPDATES:
+            self._seen.popitem(last=False)
+
+    def _hold_or_release(self, held: HeldTask, worker: WorkerState, u: wire.TaskUpdate) -> None:
         if u.progress is not None:
             held.progress = u.progress
         if u.activity is not None:
             held.activity = u.activity
-        if u.status in RELEASING_STATUSES:
-            s.delete(held)
-            row = s.get(WorkerRow, worker.id)
-            if row is not None and row.current_task == held.task_id:
-                row.current_task = None
+        if u.status not in RELEASING_STATUSES:
+            return
+        self._forget(held)
+        if worker.current_task == held.task_id:
+            worker.current_task = None
+            self.store.worker_changed(worker)
+        self._finished.append(time.monotonic())
+        self._want_more()
+
+    def _forget(self, held: HeldTask) -> None:
+        del self.held[held.task_id]
+        self.queue.remove(held)
+        self.store.task_gone(held.task_id)
+
+    def _held_by(self, worker: WorkerState, task_id: str) -> HeldTask:
+        held = self.held.get(task_id)
+        if held is None or held.worker_id != worker.id:
+            raise NotFound(f"Task '{task_id}' is not assigned to this Worker.")
+        return held
 
     async def receive_frame(
         self,
-        worker: WorkerRef,
+        worker: WorkerState,
         task_id: str,
         frame: int,
         filename: str,
@@ -260,23 +291,17 @@ class ManagerService:
         check_relative_path(filename)
         if "/" in filename:
             raise BadRequest(f"The frame file name '{filename}' must not contain a folder.")
-        with self.sessions() as s:
-            held = s.scalar(select(HeldTask).where(HeldTask.task_id == task_id))
-            if held is None or held.worker_id != worker.id:
-                raise NotFound(f"Task '{task_id}' is not assigned to this Worker.")
+        self._held_by(worker, task_id)
         digest = await self.blobs.put_stream(body, expected=sha256)
         self.outbox.add_frame(FrameItem(task_id, frame, digest, filename))
         self.link_wake.set()
 
     async def receive_artifact(
-        self, worker: WorkerRef, task_id: str, name: str, sha256: str, body: AsyncIterable[bytes]
+        self, worker: WorkerState, task_id: str, name: str, sha256: str, body: AsyncIterable[bytes]
     ) -> None:
         """Another output of a task (its preview video): queued for the Server like a frame."""
         check_file_name(name, "artifact")
-        with self.sessions() as s:
-            held = s.scalar(select(HeldTask).where(HeldTask.task_id == task_id))
-            if held is None or held.worker_id != worker.id:
-                raise NotFound(f"Task '{task_id}' is not assigned to this Worker.")
+        self._held_by(worker, task_id)
         digest = await self.blobs.put_stream(body, expected=sha256)
         self.outbox.add_frame(FrameItem(task_id, 0, digest, name, kind="artifact"))
         self.link_wake.set()
@@ -312,53 +337,41 @@ class ManagerService:
 
     def take_worker_states(self, states: dict[str, str]) -> None:
         """Operators' wishes from the Server: which Workers sleep, wake or are disabled."""
-        if not states:
-            return
-        with self.sessions.begin() as s:
-            for worker in s.scalars(select(WorkerRow).where(WorkerRow.name.in_(states))):
-                worker.wanted = states[worker.name]
+        for worker in self.workers_by_id.values():
+            wanted = states.get(worker.name)
+            if wanted is not None and wanted != worker.wanted:
+                worker.wanted = wanted
+                self.store.worker_changed(worker)
 
     def take_blocklist(self, blocklist: dict[str, list[str]]) -> None:
         self.blocklist = {job_id: set(names) for job_id, names in blocklist.items()}
 
     def take_leases(self, leases: list[wire.Lease]) -> None:
-        if not leases:
-            return
-        with self.sessions.begin() as s:
-            known = set(
-                s.scalars(
-                    select(HeldTask.task_id).where(
-                        HeldTask.task_id.in_([lease.task_id for lease in leases])
-                    )
-                )
-            )
-            for lease in leases:
-                if lease.task_id not in known:
-                    s.add(
-                        HeldTask(
-                            task_id=lease.task_id,
-                            job_id=lease.job_id,
-                            priority=lease.job_priority,
-                            lease=lease.model_dump(mode="json"),
-                        )
-                    )
-        self._notify_work(len(leases))
+        new = [lease for lease in leases if lease.task_id not in self.held]
+        for lease in new:
+            held = HeldTask.from_lease(lease, self._next_seq)
+            self._next_seq += 1
+            self.held[held.task_id] = held
+            self.queue.add(held)
+            self.store.task_changed(held)
+        if new:
+            self._notify_work(len(new))
 
     def revoke(self, task_ids: list[str]) -> None:
-        if not task_ids:
-            return
-        with self.sessions.begin() as s:
-            for held in s.scalars(select(HeldTask).where(HeldTask.task_id.in_(task_ids))).all():
-                if held.worker_id:
-                    worker = s.get(WorkerRow, held.worker_id)
-                    if worker is not None:
-                        worker.cancel = [*worker.cancel, held.task_id]
-                log.info(
-                    "task %s revoked by the Server",
-                    held.task_id,
-                    extra={"job": held.job_id, "task": held.task_id},
-                )
-                s.delete(held)
+        for task_id in task_ids:
+            held = self.held.get(task_id)
+            if held is None:
+                continue
+            worker = self.workers_by_id.get(held.worker_id or "")
+            if worker is not None:
+                worker.cancel = [*worker.cancel, held.task_id]
+                self.store.worker_changed(worker)
+            log.info(
+                "task %s revoked by the Server",
+                held.task_id,
+                extra={"job": held.job_id, "task": held.task_id},
+            )
+            self._forget(held)
 
     async def _wait_for_work(self, timeout: float) -> bool:
         """Wait until woken for new work (True) or until the timeout (False)."""
@@ -380,43 +393,51 @@ class ManagerService:
         for _ in range(min(count, len(self._waiters))):
             self._waiters.popleft().set()
 
+    def _want_more(self) -> None:
+        if self.want() > 0:
+            self.sync_wake.set()
+
     def workers_waiting(self) -> bool:
         return bool(self._idle)
 
     def want(self) -> int:
-        """How many more tasks to lease: one per idle Worker, plus a prefetch while any works."""
-        with self.sessions() as s:
-            count = select(func.count())
-            queued = s.scalar(count.select_from(HeldTask).where(HeldTask.state == "queued")) or 0
-            working = s.scalar(
-                count.select_from(WorkerRow).where(WorkerRow.status.in_(wire.WORKING_STATUSES))
+        """How many more tasks to lease: one per idle Worker, plus some ahead while any works.
+
+        Ahead: the configured prefetch, or about LOOKAHEAD_S of the recent rate of finished
+        tasks when that is more, at most one per working Worker, so that a busy site does not
+        hoard tasks that another site's idle Workers could run.
+        """
+        working = sum(w.status in wire.WORKING_STATUSES for w in self.workers_by_id.values())
+        ahead = 0
+        if working:
+            ahead = max(
+                self.settings.prefetch, min(working, math.ceil(self.task_rate() * LOOKAHEAD_S))
             )
-        prefetch = self.settings.prefetch if working else 0
-        return max(0, len(self._idle) + prefetch - queued)
+        return max(0, len(self._idle) + ahead - len(self.queue))
+
+    def task_rate(self) -> float:
+        """Tasks finished per second over the last RATE_WINDOW_S."""
+        cutoff = time.monotonic() - RATE_WINDOW_S
+        while self._finished and self._finished[0] < cutoff:
+            self._finished.popleft()
+        return len(self._finished) / RATE_WINDOW_S
 
     def held_ids(self) -> list[str]:
-        with self.sessions() as s:
-            return list(s.scalars(select(HeldTask.task_id)))
+        return list(self.held)
 
     def progress(self) -> list[wire.Progress]:
-        with self.sessions() as s:
-            rows = s.scalars(select(HeldTask).where(HeldTask.state == "assigned")).all()
-            return [
-                wire.Progress(task_id=r.task_id, progress=r.progress, activity=r.activity)
-                for r in rows
-            ]
+        return [
+            wire.Progress(task_id=h.task_id, progress=h.progress, activity=h.activity)
+            for h in self.held.values()
+            if h.state == "assigned"
+        ]
 
     def workers(self) -> list[wire.WorkerSummary]:
-        with self.sessions() as s:
-            running = {
-                h.worker_id: h
-                for h in s.scalars(select(HeldTask).where(HeldTask.state == "assigned"))
-            }
-            return [self._summary(w, running.get(w.id)) for w in s.scalars(select(WorkerRow))]
+        return [self._summary(w) for w in self.workers_by_id.values()]
 
-    @staticmethod
-    def _summary(w: WorkerRow, task: HeldTask | None) -> wire.WorkerSummary:
-        info = wire.WorkerInfo.model_validate(w.info)
+    def _summary(self, w: WorkerState) -> wire.WorkerSummary:
+        info = w.info_model
+        task = self.held.get(w.current_task or "")
         return wire.WorkerSummary(
             name=w.name,
             status=w.status,
@@ -436,18 +457,17 @@ class ManagerService:
     def reap_silent_workers(self) -> None:
         """A Worker silent past the timeout is offline; its task goes back to the queue."""
         cutoff = utcnow() - self.worker_timeout
-        with self.sessions.begin() as s:
-            lost = s.scalars(
-                select(WorkerRow).where(WorkerRow.last_seen < cutoff, WorkerRow.status != "offline")
-            ).all()
-            for worker in lost:
-                log.warning(
-                    "worker %s is silent; marked offline",
-                    worker.name,
-                    extra={"worker": worker.name},
-                )
-                worker.status, worker.current_task = "offline", None
-                requeued = s.scalars(select(HeldTask).where(HeldTask.worker_id == worker.id)).all()
-                for held in requeued:
-                    held.state, held.worker_id, held.progress = "queued", None, 0.0
-                self._notify_work(len(requeued))
+        for worker in self.workers_by_id.values():
+            if worker.last_seen >= cutoff or worker.status == "offline":
+                continue
+            log.warning(
+                "worker %s is silent; marked offline", worker.name, extra={"worker": worker.name}
+            )
+            worker.status, worker.current_task = "offline", None
+            self.store.worker_changed(worker)
+            requeued = [h for h in self.held.values() if h.worker_id == worker.id]
+            for held in requeued:
+                held.state, held.worker_id, held.progress = "queued", None, 0.0
+                self.queue.add(held)
+                self.store.task_changed(held)
+            self._notify_work(len(requeued))

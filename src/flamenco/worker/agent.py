@@ -98,6 +98,9 @@ class WorkerAgent:
         self.delivering = asyncio.Lock()
         self.blender: WarmBlender | None = None
         self.blender_job: str | None = None
+        self.standby: WarmBlender | None = None  # bpy loaded, no file yet: the next job's
+        self.standby_starting: asyncio.Task[bool] | None = None
+        self.standby_failed = False
         self.blender_idle_since = time.monotonic()
         self.run: TaskRun | None = None
         self.runner: asyncio.Task[None] | None = None
@@ -190,6 +193,8 @@ class WorkerAgent:
                     log.error("Manager refused the sync: %s", exc.message)
             await self._retire_idle_blender()
             await self._stop_if_hung()
+            if self.runner is None and (self.blender is None or long_polled):
+                self._keep_standby()  # idle, and no warm Blender or nothing came for a while
             if not long_polled:  # a long poll already waited; anything else waits here
                 await wait_any(stop, self.task_ended, timeout=delay)
                 self.task_ended.clear()
@@ -201,10 +206,15 @@ class WorkerAgent:
     async def _sync_once(self) -> bool:
         """One sync with the Manager; True when it was a long poll for work."""
         idle = self.runner is None and self.status == "awake"
+        carried: tuple[list[int], list[wire.TaskUpdate]] = ([], [])
         if idle:
-            # The Manager must hear how the last task ended before it hands out the next one.
-            await self._deliver()
+            # The Manager must hear how the last task ended before it hands out the next one:
+            # its frames go first, its last updates ride along with this request.
+            async with self.delivering:
+                await self.outbox.flush(self._send_updates, self._send_frame, keep_updates=True)
+            carried = self.outbox.pending_updates()
         req = wire.WorkerSync(
+            updates=carried[1],
             want_task=idle,
             wait_s=IDLE_WAIT_S if idle else 0,
             warm_job_id=self.blender_job,
@@ -218,6 +228,7 @@ class WorkerAgent:
             "POST", "/api/v1/worker/sync", wire.WorkerSyncReply, req, timeout=IDLE_WAIT_S + 20
         )
         self.info_sent = True
+        self.outbox.remove(carried[0])
         self._follow_wanted_state(reply.state)
         for task_id in reply.cancel:
             await self._cancel(task_id)
@@ -287,12 +298,14 @@ class WorkerAgent:
     def _ctx(self, run: TaskRun) -> dict[str, Any]:
         return {"job": run.a.job_id, "task": run.a.task_id, "worker": self.settings.name}
 
-    def _report(self, run: TaskRun, **fields: Any) -> None:
+    def _report(self, run: TaskRun, wake: bool = True, **fields: Any) -> None:
+        """Queue an update; `wake=False` for a task's last ones, which ride with the next sync."""
         update = wire.TaskUpdate(
             update_id=uuid.uuid4().hex, task_id=run.a.task_id, worker=self.settings.name, **fields
         )
         self.outbox.add_update(update)
-        self.deliver_wake.set()
+        if wake:
+            self.deliver_wake.set()
 
     async def _run_task(self, run: TaskRun) -> None:
         a = run.a
@@ -324,11 +337,13 @@ class WorkerAgent:
                     " s and was stopped."
                 )
             log.error("task %s failed: %s", a.task_id, message, extra=self._ctx(run))
-            self._flush_log(run)
-            self._report(run, status=TaskStatus.FAILED, error=message, activity="failed")
+            self._flush_log(run, wake=False)
+            self._report(
+                run, wake=False, status=TaskStatus.FAILED, error=message, activity="failed"
+            )
             return
-        self._flush_log(run)
-        self._report(run, status=TaskStatus.COMPLETED, progress=1.0, activity="done")
+        self._flush_log(run, wake=False)
+        self._report(run, wake=False, status=TaskStatus.COMPLETED, progress=1.0, activity="done")
         log.info("task %s completed", a.task_id, extra=self._ctx(run))
 
     async def _render(self, run: TaskRun, job_dir: Path) -> None:
@@ -423,16 +438,54 @@ class WorkerAgent:
         ):
             return current
         await self._stop_blender()
-        blender = WarmBlender(
+        if (standby := await self._take_standby(a.job_id)) is not None:
+            await standby.open(blend, device, on_event)
+            return standby
+        blender = self._new_blender(blend, device)
+        self.blender, self.blender_job = blender, a.job_id
+        await blender.start(on_event=on_event)
+        return blender
+
+    def _new_blender(self, blend: Path | None, device: str = "CPU") -> WarmBlender:
+        return WarmBlender(
             self.install,
             blend,
             device=device,
             user_resources=self.data / "blender-user",
             env=self.blender_env,
         )
-        self.blender, self.blender_job = blender, a.job_id
-        await blender.start(on_event=on_event)
-        return blender
+
+    def _keep_standby(self) -> None:
+        """Start a Blender on standby in the background, unless one exists or cannot start."""
+        if not self.settings.standby_blender or self.standby is not None or self.standby_failed:
+            return
+        if self.status != "awake":
+            return
+        self.standby = self._new_blender(None)
+        self.standby_starting = asyncio.create_task(self._start_standby(self.standby))
+
+    async def _start_standby(self, blender: WarmBlender) -> bool:
+        try:
+            await blender.start()
+            return True
+        except BlenderFailed as exc:
+            # Not retried: each job then starts its own Blender, which reports the failure.
+            self.standby_failed = True
+            log.warning("no Blender on standby: %s", exc, extra={"worker": self.settings.name})
+            return False
+
+    async def _take_standby(self, job_id: str) -> WarmBlender | None:
+        """The Blender on standby, now the job's; None when there is none that works."""
+        standby, starting = self.standby, self.standby_starting
+        self.standby, self.standby_starting = None, None
+        if standby is None:
+            return None
+        # From here it is the job's Blender: a cancel stops it like any other.
+        self.blender, self.blender_job = standby, job_id
+        if starting is not None and not await starting:
+            self.blender, self.blender_job = None, None
+            return None
+        return standby if standby.on_standby else None
 
     async def _on_blender_event(self, run: TaskRun, event: dict[str, Any]) -> None:
         run.last_sign_of_life = time.monotonic()
@@ -459,11 +512,11 @@ class WorkerAgent:
         ):
             self._flush_log(run)
 
-    def _flush_log(self, run: TaskRun) -> None:
+    def _flush_log(self, run: TaskRun, wake: bool = True) -> None:
         run.last_log_flush = time.monotonic()
         if run.log_lines:
             lines, run.log_lines = run.log_lines, []
-            self._report(run, log=lines)
+            self._report(run, wake=wake, log=lines)
 
     # ---- Blender lifetime --------------------------------------------------------------------
 
@@ -492,3 +545,9 @@ class WorkerAgent:
             self.runner.cancel()
             await wait_quietly(self.runner)
         await self._stop_blender()
+        standby, starting, self.standby = self.standby, self.standby_starting, None
+        if starting is not None:
+            starting.cancel()
+            await wait_quietly(starting)
+        if standby is not None:
+            await standby.terminate()

@@ -212,7 +212,7 @@ class WarmBlender:
     def __init__(
         self,
         install: BlenderInstall,
-        blend_path: Path,
+        blend_path: Path | None,
         *,
         device: str = "CPU",
         user_resources: Path | None = None,
@@ -221,7 +221,8 @@ class WarmBlender:
         tail_lines: int = 30,
     ) -> None:
         self.install = install
-        self._blend_path = Path(blend_path).absolute()
+        # None: a standby process, bpy imported, waiting to be given its job's file (`open`).
+        self._blend_path = Path(blend_path).absolute() if blend_path else None
         self.device = device.upper()
         self._user_resources = user_resources or default_user_resources()
         self._extra_env = dict(env or {})
@@ -232,6 +233,7 @@ class WarmBlender:
         self._terminating = False
         self._child_progress = False  # True once the child reports progress itself
         self._renders = 0
+        self._standby = False
         self.ready: ReadyInfo | None = None
         # Blender reports a broken driver once (usually while loading) and then disables
         # it, so a warm process warns only once: keep the lines for every later task.
@@ -248,8 +250,13 @@ class WarmBlender:
         return self._proc is not None and self._proc.returncode is None and not self._terminating
 
     @property
-    def blend_path(self) -> Path:
+    def blend_path(self) -> Path | None:
         return self._blend_path
+
+    @property
+    def on_standby(self) -> bool:
+        """Started without a file and waiting for `open`."""
+        return self.alive and self._blend_path is None and self._standby
 
     @property
     def renders(self) -> int:
@@ -257,7 +264,9 @@ class WarmBlender:
         return self._renders
 
     def argv(self) -> list[str]:
-        args = ["--blend", str(self._blend_path), "--device", self.device]
+        args = ["--device", self.device]
+        if self._blend_path is not None:
+            args = ["--blend", str(self._blend_path), *args]
         return self.install.script_argv(CHILD_SCRIPT, args)
 
     async def __aenter__(self) -> WarmBlender:
@@ -269,27 +278,57 @@ class WarmBlender:
 
     # -- starting --
 
-    async def start(self, on_event: EventCallback | None = None) -> ReadyInfo:
-        """Spawn Blender, load the file and wait until it is ready for render commands."""
+    async def start(self, on_event: EventCallback | None = None) -> ReadyInfo | None:
+        """Spawn Blender, load the file and wait until it is ready for render commands.
+
+        Without a file: wait until Blender is on standby (returns None); `open` gives it one.
+        """
         if self._proc is not None:
             raise RuntimeError("this WarmBlender was already started")
         try:
             self._proc = await self._spawn()
         except OSError as exc:
             raise BlenderFailed(f"Could not start Blender ({self.argv()[0]}): {exc}") from exc
+        if self._blend_path is None:
+            await self._until("standby", on_event)
+            self._standby = True
+            return None
+        return await self._until_ready(on_event)
+
+    async def open(
+        self, blend_path: Path, device: str, on_event: EventCallback | None = None
+    ) -> ReadyInfo:
+        """Give a Blender on standby its job's file; wait until it is ready to render."""
+        if not self.on_standby:
+            raise RuntimeError("only a started Blender on standby can open a file")
+        self._blend_path, self.device, self._standby = Path(blend_path).absolute(), device, False
+        await self._send({"op": "open", "blend": str(self._blend_path), "device": device})
+        return await self._until_ready(on_event)
+
+    async def _until_ready(self, on_event: EventCallback | None) -> ReadyInfo:
+        event = await self._until("ready", on_event)
+        res = event.get("resolution") or (0, 0)
+        self.ready = ReadyInfo(
+            blender_version=str(event.get("blender_version", self.install.version)),
+            pid=int(event.get("pid", self.pid or 0)),
+            resolution=(int(res[0]), int(res[1])),
+        )
+        return self.ready
+
+    async def _until(self, kind: str, on_event: EventCallback | None) -> Event:
+        """The child's `kind` event within the start timeout; on any failure it is stopped."""
+        what = f"load {self._blend_path}" if self._blend_path else "start"
         try:
             async with asyncio.timeout(self._start_timeout):
-                self.ready = await self._wait_ready(on_event)
+                return await self._wait_event(kind, on_event)
         except TimeoutError:
             await self.terminate()
             raise BlenderFailed(
-                f"Blender did not load {self._blend_path} within {self._start_timeout:.0f} s"
-                f"{self._tail_text()}"
+                f"Blender did not {what} within {self._start_timeout:.0f} s{self._tail_text()}"
             ) from None
         except BaseException:
             await self.terminate()
             raise
-        return self.ready
 
     async def _spawn(self) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
@@ -305,22 +344,19 @@ class WarmBlender:
             preexec_fn=child_preexec(),
         )
 
-    async def _wait_ready(self, on_event: EventCallback | None) -> ReadyInfo:
+    async def _wait_event(self, kind: str, on_event: EventCallback | None) -> Event:
         while True:
             event = await self._next_event(on_event)
             if event is None:
-                raise await self._died("before it was ready")
+                raise await self._died(
+                    "before it was on standby" if kind == "standby" else "before it was ready"
+                )
             if event.get("event") == "error":
                 await self._reap()
                 message = str(event.get("message"))
                 raise BlenderFailed(f"{message}{self._tail_text(skip_in=message)}")
-            if event.get("event") == "ready":
-                res = event.get("resolution") or (0, 0)
-                return ReadyInfo(
-                    blender_version=str(event.get("blender_version", self.install.version)),
-                    pid=int(event.get("pid", self.pid or 0)),
-                    resolution=(int(res[0]), int(res[1])),
-                )
+            if event.get("event") == kind:
+                return event
 
     async def _reap(self) -> None:
         """After a fatal error event the child exits by itself; make sure it really does."""

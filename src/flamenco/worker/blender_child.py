@@ -6,7 +6,8 @@ may be used here: Blender's own Python cannot see the worker's virtualenv.
 
 Events go to stdout as single lines ``@@FLAMENCO@@ {json}``; everything else Blender prints
 on the same stream stays a plain log line for the parent. Commands arrive on stdin, one JSON
-object per line: ``{"op": "render", ...}`` or ``{"op": "quit"}``.
+object per line: ``{"op": "render", ...}`` or ``{"op": "quit"}``. Started without ``--blend``,
+it waits on standby, bpy already imported, for ``{"op": "open", "blend": ..., "device": ...}``.
 """
 
 from __future__ import annotations
@@ -72,9 +73,30 @@ def script_args(argv: list[str]) -> list[str]:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="blender_child")
-    parser.add_argument("--blend", required=True)
+    # Without --blend the child waits on standby (bpy imported) for an "open" command.
+    parser.add_argument("--blend")
     parser.add_argument("--device", default="CPU", type=str.upper, choices=DEVICES)
     return parser.parse_args(script_args(argv))
+
+
+def wait_for_open() -> tuple[str, str]:
+    """On standby: the file and device of the first job this process gets."""
+    emit("standby", pid=os.getpid())
+    while True:
+        line = sys.stdin.readline()
+        if not line:
+            _exit(0)
+        if not line.strip():
+            continue
+        cmd = json.loads(line)
+        if cmd.get("op") == "quit":
+            _exit(0)
+        if cmd.get("op") != "open":
+            die(f"A Blender on standby takes 'open' or 'quit', not {cmd.get('op')!r}.")
+        device = str(cmd.get("device", "CPU")).upper()
+        if device not in DEVICES:
+            die(f"Unknown render device {device!r}; expected one of {', '.join(DEVICES)}.")
+        return str(cmd["blend"]), device
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -278,11 +300,12 @@ def command_loop(scene: bpy.types.Scene) -> NoReturn:
 
 def main() -> NoReturn:
     args = parse_args(sys.argv)
-    scene = open_blend(os.path.abspath(args.blend))
+    blend, device = (args.blend, args.device) if args.blend else wait_for_open()
+    scene = open_blend(os.path.abspath(blend))
     try:
-        configure_device(scene, args.device)
+        configure_device(scene, device)
     except Exception as exc:  # e.g. a broken cycles add-on: still tell the parent
-        die(f"Could not configure Cycles device {args.device}: {clean_error(exc)}")
+        die(f"Could not configure Cycles device {device}: {clean_error(exc)}")
     bpy.app.handlers.render_stats.append(on_render_stats)
     report_missing_files()
     emit(

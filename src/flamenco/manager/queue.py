@@ -1,0 +1,63 @@
+"""The Manager's queue of leased tasks that no Worker runs yet, and the choice of the next one.
+
+Kept in memory, by priority and then by job, each job's tasks in lease order, so that picking a
+task for a Worker looks at the head of a few jobs instead of scanning every queued task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from itertools import islice
+
+from flamenco.manager.store import HeldTask
+
+PICK_SCAN = 200  # queued tasks of one job looked at per assignment
+
+Fits = Callable[[HeldTask], bool]
+
+
+class TaskQueue:
+    def __init__(self) -> None:
+        self._by_priority: dict[int, dict[str, dict[str, HeldTask]]] = {}
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, held: HeldTask) -> None:
+        jobs = self._by_priority.setdefault(held.priority, {})
+        tasks = jobs.setdefault(held.job_id, {})
+        last = next(reversed(tasks.values()), None)
+        tasks[held.task_id] = held
+        self._count += 1
+        if last is not None and held.seq < last.seq:  # a requeued task goes back to its place
+            jobs[held.job_id] = dict(sorted(tasks.items(), key=lambda item: item[1].seq))
+
+    def remove(self, held: HeldTask) -> None:
+        jobs = self._by_priority.get(held.priority, {})
+        tasks = jobs.get(held.job_id, {})
+        if tasks.pop(held.task_id, None) is None:
+            return
+        self._count -= 1
+        if not tasks:
+            del jobs[held.job_id]
+            if not jobs:
+                del self._by_priority[held.priority]
+
+    def pick(self, fits: Fits, warm_job_id: str | None) -> HeldTask | None:
+        """The first task `fits` accepts: highest priority first; among equals the job whose
+        Blender the Worker has warm, else the task leased first."""
+        for priority in sorted(self._by_priority, reverse=True):
+            jobs = self._by_priority[priority]
+            warm = jobs.get(warm_job_id) if warm_job_id else None
+            if warm is not None and (held := _first(warm.values(), fits)) is not None:
+                return held
+            heads = [_first(tasks.values(), fits) for tasks in jobs.values() if tasks is not warm]
+            candidates = [held for held in heads if held is not None]
+            if candidates:
+                return min(candidates, key=lambda held: held.seq)
+        return None
+
+
+def _first(tasks: Iterable[HeldTask], fits: Fits) -> HeldTask | None:
+    return next((held for held in islice(tasks, PICK_SCAN) if fits(held)), None)

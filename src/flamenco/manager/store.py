@@ -1,0 +1,235 @@
+"""The Manager's memory, kept on disk: its Workers and the tasks it holds leases for.
+
+The Manager decides from memory and writes its changes behind, all changes of one turn of
+the event loop in one SQLite transaction. A request whose answer must survive a crash (an
+assignment, a registration, applied updates) awaits `saved()` before it answers, so a
+restarted Manager has forgotten nothing that anyone was told.
+
+Volatile facts are not written: progress, statistics and when a Worker was last seen. After a
+restart every Worker that was not offline gets a fresh `last_seen`, a full timeout to check in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from flamenco import wire
+from flamenco.core.matching import Capabilities, Requirements
+from flamenco.db import utcnow
+
+log = logging.getLogger("flamenco.manager.store")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS workers (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE,
+    info TEXT NOT NULL, status TEXT NOT NULL, current_task TEXT, cancel TEXT NOT NULL,
+    wanted TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS held_tasks (
+    task_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, lease TEXT NOT NULL,
+    state TEXT NOT NULL, worker_id TEXT);
+"""
+
+
+@dataclass(eq=False)
+class HeldTask:
+    """A task leased from the Server: queued here until a Worker takes it."""
+
+    lease: wire.Lease
+    seq: int
+    lease_json: str  # serialised once: a lease carries the job's whole file list
+    requirements: Requirements
+    state: str = "queued"  # queued | assigned
+    worker_id: str | None = None
+    progress: float = 0.0
+    activity: str = ""
+
+    @classmethod
+    def from_lease(cls, lease: wire.Lease, seq: int, lease_json: str | None = None) -> HeldTask:
+        return cls(
+            lease=lease,
+            seq=seq,
+            lease_json=lease_json or lease.model_dump_json(),
+            requirements=Requirements.from_dict(lease.requirements),
+        )
+
+    @property
+    def task_id(self) -> str:
+        return self.lease.task_id
+
+    @property
+    def job_id(self) -> str:
+        return self.lease.job_id
+
+    @property
+    def priority(self) -> int:
+        return self.lease.job_priority
+
+
+@dataclass(eq=False)
+class WorkerState:
+    id: str
+    name: str
+    token_hash: str
+    info: dict[str, Any]
+    status: str = "starting"
+    current_task: str | None = None
+    cancel: list[str] = field(default_factory=list)
+    wanted: str = "awake"  # set by operators
+    last_seen: datetime = field(default_factory=utcnow)
+    stats: dict[str, Any] = field(default_factory=dict)
+    _info_model: wire.WorkerInfo | None = None
+    _capabilities: Capabilities | None = None
+
+    def set_info(self, info: dict[str, Any]) -> None:
+        self.info, self._info_model, self._capabilities = info, None, None
+
+    @property
+    def info_model(self) -> wire.WorkerInfo:
+        if self._info_model is None:
+            self._info_model = wire.WorkerInfo.model_validate(self.info)
+        return self._info_model
+
+    @property
+    def capabilities(self) -> Capabilities:
+        if self._capabilities is None:
+            self._capabilities = self.info_model.capabilities()
+        return self._capabilities
+
+
+class ManagerStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL survives a crash of the process, which is what the Manager must survive.
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+        self._tasks: dict[str, HeldTask | None] = {}  # changed since the last write; None: gone
+        self._workers: dict[str, WorkerState] = {}
+        self._waiters: list[asyncio.Future[None]] = []
+        self._scheduled = False
+
+    # ---- reading at start --------------------------------------------------------------------
+
+    def load_workers(self) -> list[WorkerState]:
+        rows = self.db.execute(
+            "SELECT id, name, token_hash, info, status, current_task, cancel, wanted FROM workers"
+        ).fetchall()
+        return [
+            WorkerState(
+                id=r[0],
+                name=r[1],
+                token_hash=r[2],
+                info=json.loads(r[3]),
+                status=r[4],
+                current_task=r[5],
+                cancel=json.loads(r[6]),
+                wanted=r[7],
+            )
+            for r in rows
+        ]
+
+    def load_tasks(self) -> list[HeldTask]:
+        rows = self.db.execute(
+            "SELECT seq, lease, state, worker_id FROM held_tasks ORDER BY seq"
+        ).fetchall()
+        tasks = []
+        for seq, lease_json, state, worker_id in rows:
+            held = HeldTask.from_lease(wire.Lease.model_validate_json(lease_json), seq, lease_json)
+            held.state, held.worker_id = state, worker_id
+            tasks.append(held)
+        return tasks
+
+    # ---- writing behind ----------------------------------------------------------------------
+
+    def task_changed(self, held: HeldTask) -> None:
+        self._tasks[held.task_id] = held
+        self._schedule()
+
+    def task_gone(self, task_id: str) -> None:
+        self._tasks[task_id] = None
+        self._schedule()
+
+    def worker_changed(self, worker: WorkerState) -> None:
+        self._workers[worker.id] = worker
+        self._schedule()
+
+    async def saved(self) -> None:
+        """Return once every change made so far is on disk."""
+        if not (self._tasks or self._workers or self._scheduled):
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._schedule()
+        await waiter
+
+    def _schedule(self) -> None:
+        if self._scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # called outside the event loop (start-up, tools): write now
+            self.write()
+            return
+        self._scheduled = True
+        # Next turn of the loop: every request handled in this turn shares one transaction.
+        loop.call_soon(self._write_and_answer)
+
+    def _write_and_answer(self) -> None:
+        self._scheduled = False
+        waiters, self._waiters = self._waiters, []
+        try:
+            self.write()
+        except sqlite3.Error as exc:
+            log.error("writing the Manager's state failed: %s", exc)
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            return
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def write(self) -> None:
+        tasks, self._tasks = self._tasks, {}
+        workers, self._workers = self._workers, {}
+        if not (tasks or workers):
+            return
+        kept = [t for t in tasks.values() if t is not None]
+        gone = [(task_id,) for task_id, t in tasks.items() if t is None]
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "INSERT OR REPLACE INTO held_tasks (task_id, seq, lease, state, worker_id)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(t.task_id, t.seq, t.lease_json, t.state, t.worker_id) for t in kept],
+            )
+            self.db.executemany("DELETE FROM held_tasks WHERE task_id = ?", gone)
+            self.db.executemany(
+                "INSERT OR REPLACE INTO workers (id, name, token_hash, info, status,"
+                " current_task, cancel, wanted) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        w.id,
+                        w.name,
+                        w.token_hash,
+                        json.dumps(w.info),
+                        w.status,
+                        w.current_task,
+                        json.dumps(w.cancel),
+                        w.wanted,
+                    )
+                    for w in workers.values()
+                ],
+            )
+
+    def close(self) -> None:
+        self.write()
+        self.db.close()
