@@ -171,11 +171,60 @@ def test_the_otherwise_valid_submission_is_accepted(
 # ---- 2. unknown jobs and blobs ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("suffix", ["", "/tasks", "/frames", "/frames/1"])
+@pytest.mark.parametrize(
+    "suffix", ["", "/tasks", "/tasks/page", "/runs", "/history", "/frames", "/frames/1"]
+)
 def test_an_unknown_job_is_a_404(srv: TestFarm, http: httpx.Client, suffix: str) -> None:
     with leaves_nothing(srv, http):
         response = http.get(f"/api/v1/jobs/nope{suffix}")
         assert_refused(response, 404, "There is no job with id 'nope'.")
+
+
+@pytest.fixture(scope="module")
+def corpus_job(http: httpx.Client) -> str:
+    """A job of 3 tasks on a .blend of the corpus: no Blender needed to submit it."""
+    scene = upload(http, (CORPUS / "basic_file.blend").read_bytes())
+    created = http.post("/api/v1/jobs", json=submission(scene))
+    assert created.status_code == 201, created.text
+    return created.json()["id"]
+
+
+@pytest.mark.parametrize(
+    ("query", "why"),
+    [
+        ("offset=-1", "The offset must be 0 or more, not -1."),
+        ("limit=-5", "The limit must be from 0 to 1000, not -5."),
+        ("limit=1001", "The limit must be from 0 to 1000, not 1001."),
+        ("status=done", "'done' is not a task status; the statuses are: queued,"),
+        (f"search={'x' * 201}", "The text to look for must be at most 200 characters."),
+        ("offset=first", "field 'offset'"),
+        ("limit=1e9", "field 'limit'"),
+    ],
+    ids=[
+        "negative-offset",
+        "negative-limit",
+        "limit-too-big",
+        "unknown-status",
+        "long-search",
+        "offset-not-a-number",
+        "limit-not-an-integer",
+    ],
+)
+def test_a_page_of_tasks_that_cannot_be_given_is_a_422(
+    http: httpx.Client, corpus_job: str, query: str, why: str
+) -> None:
+    assert_refused(http.get(f"/api/v1/jobs/{corpus_job}/tasks/page?{query}"), 422, why)
+
+
+def test_the_otherwise_valid_page_of_tasks_is_given(http: httpx.Client, corpus_job: str) -> None:
+    """The control for the refusals above."""
+    response = http.get(f"/api/v1/jobs/{corpus_job}/tasks/page?offset=1&limit=1&status=queued")
+    assert response.status_code == 200, response.text
+    page = response.json()
+    assert (page["total"], page["matching"], page["counts"]) == (3, 3, {"queued": 3})
+    assert [t["name"] for t in page["tasks"]] == ["render 2"]
+    assert (page["runs"], page["started"]) == ([], None)
+    assert http.get(f"/api/v1/jobs/{corpus_job}/runs").json() == {"started": None, "runs": []}
 
 
 def test_an_unknown_blob_is_a_404(http: httpx.Client) -> None:

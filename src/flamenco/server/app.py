@@ -186,6 +186,23 @@ def create_server_app(svc: ServerServices) -> FastAPI:
     def job_tasks(job_id: str, _: AnyUser, svc: Services) -> list[wire.Task]:
         return svc.jobs.tasks(job_id)
 
+    @app.get("/api/v1/jobs/{job_id}/tasks/page")
+    def job_task_page(
+        job_id: str,
+        _: AnyUser,
+        svc: Services,
+        offset: int = 0,
+        limit: int = 100,
+        status: str = "",
+        search: str = "",
+    ) -> wire.TaskPage:
+        """Some of a job's tasks, in their order; see `JobService.task_page`."""
+        return svc.jobs.task_page(job_id, offset, limit, status, search)
+
+    @app.get("/api/v1/jobs/{job_id}/runs")
+    def job_runs(job_id: str, _: AnyUser, svc: Services) -> wire.JobRuns:
+        return svc.jobs.runs(job_id)
+
     @app.get("/api/v1/jobs/{job_id}/tasks/{task_id}/log", response_class=PlainTextResponse)
     def task_log(job_id: str, task_id: str, _: AnyUser, svc: Services) -> str:
         return svc.jobs.task_log(job_id, task_id)

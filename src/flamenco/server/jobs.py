@@ -9,11 +9,12 @@ import secrets
 import shutil
 from collections import Counter
 from collections.abc import AsyncIterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
+from pydantic import TypeAdapter
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,6 +24,7 @@ from flamenco.blobs import BlobStore, check_file_name, check_relative_path, safe
 from flamenco.core.actions import ActionNotAllowed, JobAction, plan_job_action
 from flamenco.core.compiler import JobCompileError, compile_job
 from flamenco.core.matching import Requirements, waiting_reason
+from flamenco.core.runs import end_stopped_runs, open_task_ids, parse_time, task_runs
 from flamenco.core.states import (
     RUNNABLE_TASK_STATUSES,
     JobStatus,
@@ -57,6 +59,8 @@ log = logging.getLogger("flamenco.server.jobs")
 
 THUMBNAIL_SIZE = 256  # longest side, in pixels
 THUMBNAIL_QUALITY = 80
+MAX_TASK_PAGE = 1000  # tasks in one page of a job's tasks
+MAX_SEARCH = 200  # characters of text to look for in task names and Workers
 
 
 def new_id() -> str:
@@ -261,6 +265,49 @@ class JobService:
             )
             return [task_to_wire(row, managers) for row in rows]
 
+    def task_page(
+        self, job_id: str, offset: int = 0, limit: int = 100, status: str = "", search: str = ""
+    ) -> wire.TaskPage:
+        """Tasks `offset` to `offset + limit` of a job in their order, only those of `status`
+        and whose name or Worker contains `search` when given; with the job's counts per
+        status, the runs of these tasks and when the job started."""
+        check_page(offset, limit, status, search)
+        with self.sessions() as s:
+            self._job_or_404(s, job_id)
+            counts = status_counts(s, job_id)
+            where = _task_filter(job_id, status, search)
+            rows = s.execute(
+                select(*TASK_COLUMNS)
+                .where(*where)
+                .order_by(TaskRow.index)
+                .offset(offset)
+                .limit(limit)
+            )
+            managers = manager_names(s)
+            tasks = [task_to_wire(row, managers) for row in rows]
+            if search:
+                matching = s.scalar(select(func.count()).select_from(TaskRow).where(*where)) or 0
+            else:
+                matching = counts.get(status, 0) if status else sum(counts.values())
+            return wire.TaskPage(
+                total=sum(counts.values()),
+                counts=counts,
+                matching=matching,
+                offset=offset,
+                limit=limit,
+                tasks=tasks,
+                runs=_runs(s, TaskRow.id.in_([t.id for t in tasks])),
+                started=_started(s, job_id),
+            )
+
+    def runs(self, job_id: str) -> wire.JobRuns:
+        """Every run of every task of the job (its timeline), from its applied reports only."""
+        with self.sessions() as s:
+            self._job_or_404(s, job_id)
+            return wire.JobRuns(
+                started=_started(s, job_id), runs=_runs(s, TaskRow.job_id == job_id)
+            )
+
     def task_log(self, job_id: str, task_id: str) -> str:
         """The whole log of a task, as the Worker sent it."""
         with self.sessions() as s:
@@ -307,21 +354,10 @@ class JobService:
     def frames(self, job_id: str) -> list[wire.FrameInfo]:
         with self.sessions() as s:
             self._job_or_404(s, job_id)
-            rows = s.scalars(
-                select(OutputRow).where(OutputRow.job_id == job_id).order_by(OutputRow.frame)
-            ).all()
-            return [
-                wire.FrameInfo(
-                    frame=r.frame,
-                    task_id=r.task_id,
-                    sha256=r.sha256,
-                    size=r.size,
-                    width=r.width,
-                    height=r.height,
-                    filename=r.filename,
-                )
-                for r in rows
-            ]
+            rows = s.execute(
+                select(*FRAME_COLUMNS).where(OutputRow.job_id == job_id).order_by(OutputRow.frame)
+            )
+            return FRAME_LIST.validate_python(rows.mappings())
 
     def frame_file(self, job_id: str, frame: int) -> tuple[Path, str]:
         with self.sessions() as s:
@@ -504,14 +540,7 @@ class JobService:
         if job is None:
             return
         counts = Counter(
-            {
-                TaskStatus(status): count
-                for status, count in s.execute(
-                    select(TaskRow.status, func.count())
-                    .where(TaskRow.job_id == job_id)
-                    .group_by(TaskRow.status)
-                )
-            }
+            {TaskStatus(status): count for status, count in status_counts(s, job_id).items()}
         )
         new = job_status_from_tasks(JobStatus(job.status), counts, max_failed_tasks)
         if new != job.status:
@@ -585,6 +614,97 @@ class JobService:
         )
 
 
+def check_page(offset: int, limit: int, status: str, search: str) -> None:
+    """Refuses, in one sentence, a page of tasks that cannot be given."""
+    if offset < 0:
+        raise Unprocessable(f"The offset must be 0 or more, not {offset}.")
+    if not 0 <= limit <= MAX_TASK_PAGE:
+        raise Unprocessable(f"The limit must be from 0 to {MAX_TASK_PAGE}, not {limit}.")
+    if status and status not in {s.value for s in TaskStatus}:
+        known = ", ".join(s.value for s in TaskStatus)
+        raise Unprocessable(f"'{status}' is not a task status; the statuses are: {known}.")
+    if len(search) > MAX_SEARCH:
+        raise Unprocessable(f"The text to look for must be at most {MAX_SEARCH} characters.")
+
+
+def status_counts(s: Session, job_id: str) -> dict[str, int]:
+    """How many of the job's tasks are in each status (statuses without tasks left out)."""
+    query = (
+        select(TaskRow.status, func.count())
+        .where(TaskRow.job_id == job_id)
+        .group_by(TaskRow.status)
+    )
+    return {status: count for status, count in s.execute(query)}
+
+
+def _task_filter(job_id: str, status: str, search: str) -> list[Any]:
+    where: list[Any] = [TaskRow.job_id == job_id]
+    if status:
+        where.append(TaskRow.status == status)
+    if search:
+        where.append(
+            TaskRow.name.icontains(search, autoescape=True)
+            | TaskRow.worker.icontains(search, autoescape=True)
+        )
+    return where
+
+
+def _started(s: Session, job_id: str) -> datetime | None:
+    """When the job's first run started: its first applied `active` report."""
+    started = s.scalar(
+        select(func.min(AppliedUpdate.received))
+        .join(TaskRow, TaskRow.id == AppliedUpdate.task_id)
+        .where(
+            TaskRow.job_id == job_id,
+            AppliedUpdate.status == TaskStatus.ACTIVE,
+            AppliedUpdate.outcome == "applied",
+        )
+    )
+    return None if started is None else parse_time(started)
+
+
+def _runs(s: Session, *where: Any) -> list[dict[str, Any]]:
+    """The runs (flamenco.core.runs) of the tasks that match `where`, as `wire.TaskRun`
+    fields: from the applied status reports alone, four narrow columns each."""
+    reports = s.execute(
+        select(
+            AppliedUpdate.task_id,
+            AppliedUpdate.status,
+            AppliedUpdate.worker,
+            AppliedUpdate.received,
+        )
+        .join(TaskRow, TaskRow.id == AppliedUpdate.task_id)
+        .where(*where, AppliedUpdate.status.is_not(None), AppliedUpdate.outcome == "applied")
+        .order_by(AppliedUpdate.received)
+    )
+    runs = task_runs(reports)  # rows are (task id, status, worker, when)
+    end_stopped_runs(runs, _task_states(s, open_task_ids(runs)))
+    names = dict(s.execute(select(TaskRow.id, TaskRow.name).where(*where)).all())
+    return [
+        {
+            "task_id": run.task_id,
+            "task_name": names[run.task_id],
+            "worker": run.worker,
+            "start": run.start,
+            "end": run.end,
+            "outcome": run.outcome,
+        }
+        for run in runs
+    ]
+
+
+def _task_states(s: Session, task_ids: set[str], chunk: int = 500) -> dict[str, Any]:
+    """Task id -> its status and last change, for a few tasks."""
+    ids = sorted(task_ids)
+    states: dict[str, Any] = {}
+    for start in range(0, len(ids), chunk):
+        query = select(TaskRow.id, TaskRow.status, TaskRow.updated).where(
+            TaskRow.id.in_(ids[start : start + chunk])
+        )
+        states.update((row.id, row._mapping) for row in s.execute(query))
+    return states
+
+
 def _check_may_change(job: JobRow, user: User) -> None:
     if not user.is_admin and job.submitter != user.name:
         raise Forbidden(f"Only {job.submitter} or an administrator can change job '{job.id}'.")
@@ -617,6 +737,9 @@ def _artifact_to_wire(row: JobArtifact) -> wire.ArtifactInfo:
         name=row.name, task_id=row.task_id, sha256=row.sha256, size=row.size, created=row.created
     )
 
+
+FRAME_COLUMNS = tuple(getattr(OutputRow, name) for name in wire.FrameInfo.model_fields)
+FRAME_LIST = TypeAdapter(list[wire.FrameInfo])
 
 # The columns a task shows; its command and requirements stay behind (big jobs, fast lists).
 TASK_COLUMNS = (
