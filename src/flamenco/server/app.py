@@ -234,11 +234,13 @@ def create_server_app(svc: ServerServices) -> FastAPI:
 
     # ---- Managers ----------------------------------------------------------------------------
 
+    # async: a sync may be held (wait_s) until there is something for the Manager; only a
+    # coroutine waits meanwhile, the database work runs in the thread pool.
     @app.post("/api/v1/manager/sync")
-    def manager_sync(
-        req: wire.ManagerSync, manager: AnyManager, svc: Services
+    async def manager_sync(
+        req: wire.ManagerSync, manager: AnyManager, request: Request, svc: Services
     ) -> wire.ManagerSyncReply:
-        return svc.leases.sync(manager, req)
+        return await svc.leases.sync_waiting(manager, req, gone=request.is_disconnected)
 
     @app.post("/api/v1/manager/updates")
     def manager_updates(

@@ -40,6 +40,7 @@ from flamenco.errors import (
     Unprocessable,
     UnsupportedMedia,
 )
+from flamenco.server.doorbell import Doorbell
 from flamenco.server.events import EventBus
 from flamenco.server.models import (
     AppliedUpdate,
@@ -81,8 +82,10 @@ class JobService:
         blocklist_threshold: int = 3,
         thumbnails_root: Path | None = None,
         events: EventBus | None = None,
+        bell: Doorbell | None = None,
     ) -> None:
         self.events = events or EventBus()
+        self.bell = bell or Doorbell()  # rung when Managers waiting for tasks should look again
         self.sessions = sessions
         self.blobs = blobs
         self.outputs_root = outputs_root
@@ -138,6 +141,7 @@ class JobService:
             "job %s submitted: %s, %d tasks", job_id, sub.name, len(specs), extra={"job": job_id}
         )
         self.events.publish("job", id=job_id)
+        self.bell.ring()
         return self.get(job_id)
 
     def _check_files(self, sub: wire.JobSubmission) -> None:
@@ -569,6 +573,7 @@ class JobService:
             job.status = plan.job_status
         log.info("job %s: %s by %s", job_id, action, user.name, extra={"job": job_id})
         self.events.publish("job", id=job_id)
+        self.bell.ring()
         return self.get(job_id)
 
     def set_priority(self, job_id: str, priority: int, user: User) -> wire.Job:
@@ -605,6 +610,7 @@ class JobService:
         shutil.rmtree(output_dir, ignore_errors=True)
         shutil.rmtree(self.thumbnails_root / job_id, ignore_errors=True)
         self.events.publish("job", id=job_id)
+        self.bell.ring()
         log.info(
             "job %s deleted by %s, %d blobs freed",
             job_id,

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from datetime import timedelta
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select
+from anyio import to_thread
+from sqlalchemy import ColumnElement, String, cast, func, or_, select
+from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from flamenco import wire
 from flamenco.core.compiler import preview_frame_path
-from flamenco.core.matching import Requirements, unmet
+from flamenco.core.matching import Capabilities, Requirements, unmet
 from flamenco.core.states import (
     RUNNABLE_TASK_STATUSES,
     TERMINAL_TASK_STATUSES,
@@ -21,7 +27,8 @@ from flamenco.core.states import (
     check_task_transition,
 )
 from flamenco.db import utcnow
-from flamenco.errors import NotFound
+from flamenco.errors import NotFound, Unavailable
+from flamenco.server.doorbell import Doorbell
 from flamenco.server.events import EventBus
 from flamenco.server.jobs import JobService
 from flamenco.server.models import (
@@ -39,8 +46,54 @@ log = logging.getLogger("flamenco.server.leases")
 
 LEASABLE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.ACTIVE)
 HELD_TASK_STATUSES = (TaskStatus.LEASED, TaskStatus.ACTIVE)
+# A task entering one of these may be leased again, or its job failed (tasks taken away).
+RINGING_STATUSES = {TaskStatus.QUEUED, TaskStatus.SOFT_FAILED, TaskStatus.FAILED}
 LOG_TAIL_CHARS = 4000
 SCAN_LIMIT = 500  # candidate tasks looked at per lease request
+PAGE_SLACK = 4  # candidates read beyond those wanted, for the ones that do not fit
+BATCH_ATTEMPTS = 3
+EXPIRY_MARGIN_S = 0.05
+HELD_COLUMNS = (
+    TaskRow.id,
+    TaskRow.job_id,
+    TaskRow.manager_id,
+    TaskRow.status,
+    TaskRow.progress,
+    TaskRow.activity,
+)
+
+Gone = Callable[[], Awaitable[bool]]
+
+
+@dataclass
+class Synced:
+    reply: wire.ManagerSyncReply
+    next_expiry: datetime | None  # when a lease expires next, if the sync may wait
+
+
+@dataclass
+class AppliedBatch:
+    """What a batch of updates changed, to announce once it is committed."""
+
+    tasks: dict[tuple[str, str], bool] = field(default_factory=dict)  # (job, task) -> logged
+    entered: set[TaskStatus] = field(default_factory=set)  # statuses tasks moved into
+
+    def touched(self, task: TaskRow, logged: bool) -> None:
+        key = (task.job_id, task.id)
+        self.tasks[key] = self.tasks.get(key, False) or logged
+
+    @property
+    def jobs(self) -> set[str]:
+        return {job_id for job_id, _ in self.tasks}
+
+
+def _news(reply: wire.ManagerSyncReply) -> tuple[Any, ...]:
+    """What a reply tells a Manager besides leases and revocations."""
+    return reply.blocklist, reply.worker_states
+
+
+def _held_by(row: Any, manager_id: int) -> bool:
+    return row.manager_id == manager_id and row.status in HELD_TASK_STATUSES
 
 
 class LeaseService:
@@ -54,7 +107,10 @@ class LeaseService:
         blocklist_threshold: int = 3,
         events: EventBus | None = None,
         max_failed_tasks: int = 0,
+        bell: Doorbell | None = None,
     ) -> None:
+        self.bell = bell or Doorbell()
+        self._told: dict[int, tuple[Any, ...]] = {}  # manager id -> _news of its last reply
         self.max_failed_tasks = max_failed_tasks
         self.events = events or EventBus()
         self.blocklist_threshold = blocklist_threshold
@@ -67,28 +123,91 @@ class LeaseService:
     # ---- the Manager's sync call -----------------------------------------------------------
 
     def sync(self, manager: ManagerRow, req: wire.ManagerSync) -> wire.ManagerSyncReply:
+        """One sync at once: record what the Manager reports, renew its leases, lease what it
+        wants."""
+        reply = self._sync(manager.id, req, record=True).reply
+        self._told[manager.id] = _news(reply)
+        return reply
+
+    async def sync_waiting(
+        self, manager: ManagerRow, req: wire.ManagerSync, gone: Gone | None = None
+    ) -> wire.ManagerSyncReply:
+        """A sync that, when the Manager wants tasks and there are none for it, is held up to
+        `req.wait_s` until there are, or until the Manager has something else to learn.
+
+        Only a coroutine waits (on the Doorbell); each look runs in a worker thread. `gone`
+        says whether the Manager hung up: nothing is leased to a request nobody reads.
+        """
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self._hold_s(req)
+        with self.bell.listening():
+            ticket = self.bell.ticket()
+            synced = await to_thread.run_sync(self._sync, manager.id, req, True)
+            while not self._worth_answering(manager.id, req, synced.reply) and (
+                await self._await_change(ticket, end, synced.next_expiry, gone)
+            ):
+                ticket = self.bell.ticket()
+                synced = await to_thread.run_sync(self._sync, manager.id, req, False)
+        self._told[manager.id] = _news(synced.reply)
+        return synced.reply
+
+    def _hold_s(self, req: wire.ManagerSync) -> float:
+        """How long a sync may be held: leases and the Manager's online status stay fresh."""
+        limits = (self.lease_timeout.total_seconds() / 3, self.manager_offline.total_seconds() / 2)
+        return min(req.wait_s, *limits)
+
+    def _worth_answering(
+        self, manager_id: int, req: wire.ManagerSync, reply: wire.ManagerSyncReply
+    ) -> bool:
+        if not req.want or req.wait_s <= 0 or reply.leases or reply.revoked:
+            return True
+        return _news(reply) != self._told.get(manager_id)
+
+    async def _await_change(
+        self, ticket: int, end: float, next_expiry: datetime | None, gone: Gone | None
+    ) -> bool:
+        """Wait for a ring or for the next lease to expire; False when it is time to answer."""
+        loop = asyncio.get_running_loop()
+        until = end
+        if next_expiry is not None:
+            expires_in = (next_expiry - utcnow()).total_seconds() + EXPIRY_MARGIN_S
+            until = min(end, loop.time() + expires_in)
+        rung = await self.bell.wait(ticket, until - loop.time())
+        if not rung and loop.time() >= end:
+            return False
+        return gone is None or not await gone()
+
+    def _sync(self, manager_id: int, req: wire.ManagerSync, record: bool) -> Synced:
+        """Look at what there is for the Manager; with `record`, also store what it reports."""
         with self.sessions.begin() as s:
-            self.expire_leases(s)
-            row = s.get(ManagerRow, manager.id)
+            expired = self.expire_leases(s)
+            row = s.get(ManagerRow, manager_id)
             assert row is not None
-            row.workers = [w.model_dump(mode="json") for w in req.workers]
-            revoked = self._renew(s, manager.id, req.held)
-            touched = self._apply_progress(s, manager.id, req.progress)
+            if record:
+                row.workers = [w.model_dump(mode="json") for w in req.workers]
+            progress = req.progress if record else []
+            revoked, moved = self._renew(s, manager_id, req.held, progress)
             workers = [w for w in req.workers if w.status in wire.WORKING_STATUSES]
             leases = self._lease(s, row, req.want, workers)
             jobs = {lease.job_id for lease in leases} | self._jobs_of(s, req.held)
-            blocked = blocked_workers(s, jobs, self.blocklist_threshold, manager.id)
+            blocked = blocked_workers(s, jobs, self.blocklist_threshold, manager_id)
             states = dict(row.worker_states)
-        self.events.publish("managers")
-        for job_id, task_id in touched + [(lease.job_id, lease.task_id) for lease in leases]:
+            waits = req.want and req.wait_s and not leases and not revoked
+            next_expiry = self._next_expiry(s) if waits else None
+        if expired:
+            self.bell.ring()  # tasks to lease again: other waiting Managers may take them
+        if record:
+            self.events.publish("managers")
+        for job_id, task_id in moved + [(lease.job_id, lease.task_id) for lease in leases]:
             self._publish_task(job_id, task_id)
-        return wire.ManagerSyncReply(
+        reply = wire.ManagerSyncReply(
             leases=leases,
             revoked=revoked,
             next_sync_s=self.sync_interval_s,
             blocklist={job: sorted(names) for job, names in blocked.items()},
             worker_states=states,
         )
+        return Synced(reply, next_expiry)
 
     def set_worker_state(self, manager_name: str, worker: str, state: str) -> None:
         """What operators want of a Worker; its Manager passes it on at its next sync."""
@@ -103,6 +222,7 @@ class LeaseService:
             "worker %s of %s: wanted %s", worker, manager_name, state, extra={"worker": worker}
         )
         self.events.publish("managers")
+        self.bell.ring()
 
     @staticmethod
     def _jobs_of(s: Session, task_ids: list[str]) -> set[str]:
@@ -126,7 +246,7 @@ class LeaseService:
                 for m in rows
             ]
 
-    def expire_leases(self, s: Session) -> None:
+    def expire_leases(self, s: Session) -> int:
         """Tasks whose Manager stayed silent past the lease timeout go back to the queue."""
         expired = s.scalars(
             select(TaskRow).where(
@@ -142,49 +262,56 @@ class LeaseService:
             )
             task.status, task.manager_id, task.lease_expires = TaskStatus.QUEUED, None, None
             task.worker, task.progress = None, 0.0
+        return len(expired)
 
-    def _renew(self, s: Session, manager_id: int, held: list[str]) -> list[str]:
-        """Extend the leases the Manager still holds; list those it must drop."""
-        if not held:
-            return []
-        expires = utcnow() + self.lease_timeout
-        revoked = []
-        rows = {t.id: t for t in s.scalars(select(TaskRow).where(TaskRow.id.in_(held)))}
-        jobs = {
-            j.id: j.status
-            for j in s.scalars(
-                select(JobRow).where(JobRow.id.in_({t.job_id for t in rows.values()}))
+    @staticmethod
+    def _next_expiry(s: Session) -> datetime | None:
+        """When the next lease expires, if nobody renews it."""
+        return s.scalar(
+            select(func.min(TaskRow.lease_expires)).where(TaskRow.status.in_(HELD_TASK_STATUSES))
+        )
+
+    def _renew(
+        self, s: Session, manager_id: int, held: list[str], progress: list[wire.Progress]
+    ) -> tuple[list[str], list[tuple[str, str]]]:
+        """Extend the leases the Manager still holds and store their volatile progress.
+
+        Returns the tasks it must drop, and the (job, task) pairs whose progress moved.
+        Only the columns needed are read, and each change is one statement for all tasks.
+        """
+        ids = set(held) | {p.task_id for p in progress}
+        if not ids:
+            return [], []
+        rows = {
+            r.id: r
+            for r in s.execute(
+                select(*HELD_COLUMNS, JobRow.status.label("job_status"))
+                .join(JobRow, JobRow.id == TaskRow.job_id)
+                .where(TaskRow.id.in_(ids))
             )
         }
-        for task_id in held:
-            task = rows.get(task_id)
-            if (
-                task is None
-                or task.manager_id != manager_id
-                or task.status not in HELD_TASK_STATUSES
-                or jobs.get(task.job_id) not in LEASABLE_JOB_STATUSES
-            ):
-                revoked.append(task_id)
-                continue
-            task.lease_expires = expires
-        return revoked
-
-    def _apply_progress(
-        self, s: Session, manager_id: int, progress: list[wire.Progress]
-    ) -> list[tuple[str, str]]:
-        """Store volatile progress; return the (job, task) pairs that moved."""
-        moved = []
-        for p in progress:
-            task = s.get(TaskRow, p.task_id)
-            if (
-                task is not None
-                and task.manager_id == manager_id
-                and task.status in HELD_TASK_STATUSES
-                and (task.progress, task.activity) != (p.progress, p.activity)
-            ):
-                task.progress, task.activity = p.progress, p.activity
-                moved.append((task.job_id, task.id))
-        return moved
+        mine = {i for i, r in rows.items() if _held_by(r, manager_id)}
+        renewed = [i for i in held if i in mine and rows[i].job_status in LEASABLE_JOB_STATUSES]
+        if renewed:
+            expires = utcnow() + self.lease_timeout
+            s.execute(
+                sql_update(TaskRow).where(TaskRow.id.in_(renewed)).values(lease_expires=expires),
+                execution_options={"synchronize_session": False},
+            )
+        moved = [
+            p
+            for p in progress
+            if p.task_id in mine
+            and (rows[p.task_id].progress, rows[p.task_id].activity) != (p.progress, p.activity)
+        ]
+        if moved:
+            s.execute(
+                sql_update(TaskRow),
+                [{"id": p.task_id, "progress": p.progress, "activity": p.activity} for p in moved],
+            )
+        kept = set(renewed)
+        revoked = [i for i in held if i not in kept]
+        return revoked, [(rows[p.task_id].job_id, p.task_id) for p in moved]
 
     def _publish_task(self, job_id: str, task_id: str, logged: bool = False) -> None:
         self.events.publish("task", job_id=job_id, id=task_id)
@@ -195,63 +322,96 @@ class LeaseService:
     def _lease(
         self, s: Session, manager: ManagerRow, want: int, workers: list[wire.WorkerSummary]
     ) -> list[wire.Lease]:
+        """Up to `want` runnable tasks that this Manager's Workers may run: by job priority,
+        then age, then task order. Candidates are read a few at a time, job by job: reading
+        a whole queue's rows (JSON columns and all) cost tens of milliseconds a sync."""
         if want <= 0 or not workers:
             return []
-        manager_id = manager.id
         capable = {w.name: w.capabilities() for w in workers}
-        blocked: dict[str, set[str]] = {}
-        candidates = s.execute(
-            select(TaskRow, JobRow)
-            .join(JobRow, TaskRow.job_id == JobRow.id)
-            .where(
-                TaskRow.status.in_(RUNNABLE_TASK_STATUSES),
-                JobRow.status.in_(LEASABLE_JOB_STATUSES),
-                self._allowed_on(manager.name),
-            )
-            .order_by(JobRow.priority.desc(), JobRow.created, JobRow.id, TaskRow.index)
-            .limit(max(want * 4 + 16, SCAN_LIMIT))
-            .with_for_update(skip_locked=True, of=TaskRow)
-        ).all()
         expires = utcnow() + self.lease_timeout
-        leases = []
-        for task, job in candidates:
-            if len(leases) >= want:
+        leases: list[wire.Lease] = []
+        scanned = 0
+        for job_id in self._leasable_jobs(s, manager.name):
+            blocked = blocked_workers(s, {job_id}, self.blocklist_threshold, manager.id)
+            allowed = [cap for name, cap in capable.items() if name not in blocked.get(job_id, ())]
+            if not allowed:
+                continue  # every Worker of this Manager failed this job too often
+            job = s.get(JobRow, job_id)
+            assert job is not None
+            for task in self._candidates(s, job_id, want - len(leases)):
+                scanned += 1
+                if self._may_lease(s, task, allowed):
+                    leases.append(self._grant(s, task, job, manager.id, expires))
+                if len(leases) >= want or scanned >= SCAN_LIMIT:
+                    break
+            if len(leases) >= want or scanned >= SCAN_LIMIT:
                 break
-            if task.depends_on and not self._dependencies_done(s, task):
-                continue
-            if job.id not in blocked:
-                found = blocked_workers(s, {job.id}, self.blocklist_threshold, manager_id)
-                blocked[job.id] = found.get(job.id, set())
-            needs = Requirements.from_dict(task.requirements)
-            if not any(
-                unmet(needs, cap) is None and name not in blocked[job.id]
-                for name, cap in capable.items()
-            ):
-                continue  # none of this Manager's Workers may run it; another site may
-            task.status, task.manager_id, task.lease_expires = (
-                TaskStatus.LEASED,
-                manager_id,
-                expires,
-            )
-            leases.append(
-                wire.Lease(
-                    task_id=task.id,
-                    job_id=job.id,
-                    job_name=job.name,
-                    job_priority=job.priority,
-                    type=task.type,
-                    name=task.name,
-                    frames=task.frames,
-                    command=task.command,
-                    files=self._files_for(s, task, job),
-                    lease_expires=expires,
-                    requirements=task.requirements,
-                    failed_by=failed_by(s, task.id, manager_id),
-                )
-            )
         for job_id in {lease.job_id for lease in leases}:
             JobService.refresh_job_status(s, job_id, self.max_failed_tasks)
         return leases
+
+    def _leasable_jobs(self, s: Session, site: str) -> list[str]:
+        """Jobs with runnable tasks that may run on this site, in the order they lease."""
+        runnable = (
+            select(TaskRow.id)
+            .where(TaskRow.job_id == JobRow.id, TaskRow.status.in_(RUNNABLE_TASK_STATUSES))
+            .exists()
+        )
+        return list(
+            s.scalars(
+                select(JobRow.id)
+                .where(JobRow.status.in_(LEASABLE_JOB_STATUSES), self._allowed_on(site), runnable)
+                .order_by(JobRow.priority.desc(), JobRow.created, JobRow.id)
+            )
+        )
+
+    @staticmethod
+    def _candidates(s: Session, job_id: str, wanted: int) -> Iterator[TaskRow]:
+        """The job's runnable tasks in order, read a page at a time (rows other syncs are
+        leasing right now are skipped on PostgreSQL)."""
+        after, size = -1, wanted + PAGE_SLACK
+        while True:
+            page = s.scalars(
+                select(TaskRow)
+                .where(
+                    TaskRow.job_id == job_id,
+                    TaskRow.status.in_(RUNNABLE_TASK_STATUSES),
+                    TaskRow.index > after,
+                )
+                .order_by(TaskRow.index)
+                .limit(size)
+                .with_for_update(skip_locked=True)
+            ).all()
+            yield from page
+            if len(page) < size:
+                return
+            after, size = page[-1].index, min(size * 4, SCAN_LIMIT)
+
+    def _may_lease(self, s: Session, task: TaskRow, allowed: list[Capabilities]) -> bool:
+        """Whether the task may run now, on one of the Workers allowed its job."""
+        if task.depends_on and not self._dependencies_done(s, task):
+            return False
+        needs = Requirements.from_dict(task.requirements)
+        return any(unmet(needs, cap) is None for cap in allowed)  # else another site may
+
+    def _grant(
+        self, s: Session, task: TaskRow, job: JobRow, manager_id: int, expires: datetime
+    ) -> wire.Lease:
+        task.status, task.manager_id, task.lease_expires = TaskStatus.LEASED, manager_id, expires
+        return wire.Lease(
+            task_id=task.id,
+            job_id=job.id,
+            job_name=job.name,
+            job_priority=job.priority,
+            type=task.type,
+            name=task.name,
+            frames=task.frames,
+            command=task.command,
+            files=self._files_for(s, task, job),
+            lease_expires=expires,
+            requirements=task.requirements,
+            failed_by=failed_by(s, task.id, manager_id),
+        )
 
     @staticmethod
     def _allowed_on(site: str) -> ColumnElement[bool]:
@@ -287,35 +447,102 @@ class LeaseService:
     # ---- updates ---------------------------------------------------------------------------
 
     def apply_updates(self, manager: ManagerRow, updates: list[wire.TaskUpdate]) -> list[str]:
-        """Apply each update once; every id received is acknowledged, applied or not."""
-        acknowledged = []
-        for update in updates:
-            job_id = None  # stays None for a replay: nothing changed, nothing to announce
+        """Apply each update once, all in one transaction; every id received is acknowledged,
+        applied or not. A replay (an id seen before, or twice in the batch) changes nothing."""
+        for _ in range(BATCH_ATTEMPTS):
             try:
-                with self.sessions.begin() as s:
-                    if s.get(AppliedUpdate, update.update_id) is None:
-                        task = s.get(TaskRow, update.task_id)
-                        job_id = task.job_id if task is not None else None
-                        outcome = self._apply(s, manager.id, update)
-                        s.add(
-                            AppliedUpdate(
-                                update_id=update.update_id,
-                                task_id=update.task_id,
-                                outcome=outcome,
-                                status=update.status,
-                                worker=update.worker,
-                                manager_id=manager.id,
-                            )
-                        )
-                if job_id is not None:
-                    self._publish_task(job_id, update.task_id, bool(update.log or update.error))
+                batch = self._apply_batch(manager.id, updates)
+                break
             except IntegrityError:
-                pass  # the same update arrived twice at once; the other one applied it.
-            acknowledged.append(update.update_id)
-        return acknowledged
+                # The same update arrived twice at once (a retry racing the first try) and the
+                # other transaction recorded it first: the next attempt skips it.
+                log.info("update batch of manager %s raced a replay; applying again", manager.id)
+        else:
+            raise Unavailable("The updates could not be applied; send them again.")
+        self._announce(batch)
+        return [u.update_id for u in updates]
 
-    def _apply(self, s: Session, manager_id: int, update: wire.TaskUpdate) -> str:
-        task = s.get(TaskRow, update.task_id)
+    def _apply_batch(self, manager_id: int, updates: list[wire.TaskUpdate]) -> AppliedBatch:
+        batch = AppliedBatch()
+        with self.sessions.begin() as s:
+            fresh = self._fresh(s, updates)
+            tasks = self._lock_tasks(s, {u.task_id for u in fresh})
+            changed_jobs = set()
+            for update in fresh:
+                task = tasks.get(update.task_id)
+                before = task.status if task is not None else None
+                outcome = self._apply(s, manager_id, task, update)
+                s.add(
+                    AppliedUpdate(
+                        update_id=update.update_id,
+                        task_id=update.task_id,
+                        outcome=outcome,
+                        status=update.status,
+                        worker=update.worker,
+                        manager_id=manager_id,
+                    )
+                )
+                if task is None:
+                    continue
+                batch.touched(task, bool(update.log or update.error))
+                if task.status != before:
+                    batch.entered.add(TaskStatus(task.status))
+                    changed_jobs.add(task.job_id)
+            for job_id in sorted(changed_jobs):
+                JobService.refresh_job_status(s, job_id, self.max_failed_tasks)
+        return batch
+
+    @staticmethod
+    def _fresh(s: Session, updates: list[wire.TaskUpdate]) -> list[wire.TaskUpdate]:
+        """The updates never applied before, each id once, in their order."""
+        ids = {u.update_id for u in updates}
+        seen = set(
+            s.scalars(select(AppliedUpdate.update_id).where(AppliedUpdate.update_id.in_(ids)))
+        )
+        fresh = []
+        for update in updates:
+            if update.update_id not in seen:
+                seen.add(update.update_id)
+                fresh.append(update)
+        return fresh
+
+    @staticmethod
+    def _lock_tasks(s: Session, task_ids: set[str]) -> dict[str, TaskRow]:
+        """The tasks, locked on PostgreSQL (in one order: no deadlock) until the batch ends, so
+        that two Managers reporting the same task cannot both win."""
+        if not task_ids:
+            return {}
+        rows = s.scalars(
+            select(TaskRow).where(TaskRow.id.in_(task_ids)).order_by(TaskRow.id).with_for_update()
+        )
+        return {task.id: task for task in rows}
+
+    def _announce(self, batch: AppliedBatch) -> None:
+        """After the commit: tell the Dashboard, and wake waiting syncs if there is work."""
+        for (job_id, task_id), logged in batch.tasks.items():
+            self._publish_task(job_id, task_id, logged)
+        if batch.entered & RINGING_STATUSES or (
+            TaskStatus.COMPLETED in batch.entered
+            and self.bell.listened
+            and self._dependents_ready(batch.jobs)
+        ):
+            self.bell.ring()
+
+    def _dependents_ready(self, job_ids: set[str]) -> bool:
+        """Whether a runnable task of these jobs that waited for others may now run."""
+        with self.sessions() as s:
+            waiting = s.scalars(
+                select(TaskRow).where(
+                    TaskRow.job_id.in_(job_ids),
+                    TaskRow.status.in_(RUNNABLE_TASK_STATUSES),
+                    cast(TaskRow.depends_on, String) != "[]",
+                )
+            )
+            return any(self._dependencies_done(s, task) for task in waiting)
+
+    def _apply(
+        self, s: Session, manager_id: int, task: TaskRow | None, update: wire.TaskUpdate
+    ) -> str:
         if task is None:
             return "unknown-task"
         ctx = {"job": task.job_id, "task": task.id, "worker": update.worker}
@@ -346,7 +573,6 @@ class LeaseService:
                 return "invalid-transition"
             log.info("task %s: %s -> %s", task.id, task.status, new, extra=ctx)
             self._enter(task, new)
-            JobService.refresh_job_status(s, task.job_id, self.max_failed_tasks)
         return "applied"
 
     def _outcome_status(self, task: TaskRow, update: wire.TaskUpdate) -> TaskStatus:

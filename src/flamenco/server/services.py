@@ -10,6 +10,7 @@ from flamenco.blobs import BlobStore
 from flamenco.config import ServerSettings
 from flamenco.db import Base, make_engine, make_sessions, sqlite_url
 from flamenco.server.auth import AuthService
+from flamenco.server.doorbell import Doorbell
 from flamenco.server.events import EventBus
 from flamenco.server.jobs import JobService
 from flamenco.server.leases import LeaseService
@@ -31,6 +32,7 @@ class ServerServices:
 
 def build_services(settings: ServerSettings) -> ServerServices:
     events = EventBus()
+    bell = Doorbell()  # job changes and task updates wake the Managers' waiting syncs
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = settings.database_url or sqlite_url(settings.data_dir / "server.sqlite")
     engine = make_engine(url)
@@ -49,6 +51,7 @@ def build_services(settings: ServerSettings) -> ServerServices:
             blocklist_threshold=settings.blocklist_threshold,
             thumbnails_root=settings.data_dir / "thumbnails",
             events=events,
+            bell=bell,
         ),
         leases=LeaseService(
             sessions,
@@ -58,6 +61,7 @@ def build_services(settings: ServerSettings) -> ServerServices:
             blocklist_threshold=settings.blocklist_threshold,
             events=events,
             max_failed_tasks=settings.max_failed_tasks,
+            bell=bell,
         ),
         blobs=blobs,
         events=events,
