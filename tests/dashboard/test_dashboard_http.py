@@ -30,7 +30,9 @@ def csrf_of(client: httpx.Client) -> str:
     return page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
 
 
-def submit_fake_job(farm: TestFarm, tmp: Path, name: str = "fake") -> wire.Job:
+def submit_fake_job(
+    farm: TestFarm, tmp: Path, name: str = "fake", frames: str = "1-3", priority: int = 50
+) -> wire.Job:
     """A job whose scene only looks like a .blend: enough for the Server, never rendered."""
     scene = tmp / "scene.blend"
     scene.write_bytes(b"BLENDER-v405REND" + bytes(200))
@@ -38,7 +40,10 @@ def submit_fake_job(farm: TestFarm, tmp: Path, name: str = "fake") -> wire.Job:
     api = farm.api()
     api.upload_blob(scene, sha)
     sub = wire.JobSubmission(
-        name=name, files={"s.blend": sha}, settings={"blend": "s.blend", "frames": "1-3"}
+        name=name,
+        files={"s.blend": sha},
+        settings={"blend": "s.blend", "frames": frames},
+        priority=priority,
     )
     return api.call("POST", "/api/v1/jobs", wire.Job, sub)
 
@@ -154,3 +159,80 @@ def test_several_jobs_are_found_selected_and_changed_at_once(
     finally:
         context.close()
     assert [j.id for j in farm.api().call("GET", "/api/v1/jobs", wire.JobList).root] == [jobs[2].id]
+
+
+def shown(first: int, last: int, of: int) -> str:
+    """What the tasks' pager says it shows."""
+    return f"{first}\N{EN DASH}{last} of {of}"
+
+
+def as_manager(farm: TestFarm, path: str, body: dict) -> dict:
+    """A call of the farm's Manager `local` to the Server, as if it had a Worker `w9`."""
+    assert farm.secrets is not None
+    headers = {"Authorization": f"Bearer {farm.secrets.manager_token}"}
+    answer = httpx.post(f"{farm.server_url}{path}", json=body, headers=headers, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_a_big_job_shows_one_page_of_tasks_at_a_time_and_keeps_it_live(
+    farm: TestFarm, tmp_path: Path, browser: Browser
+) -> None:
+    farm.start_server()  # no Manager process: this test plays the Manager itself
+    url, _ = start_dashboard(farm)
+    job = submit_fake_job(farm, tmp_path, "big", frames="1-150")
+    admin = log_in(url, "admin", farm.secrets.admin_password)  # type: ignore[union-attr]
+    refused = admin.get(f"/ui/jobs/{job.id}/tasks?status=done")
+    assert refused.status_code == 422 and "'done' is not a task status" in refused.json()["detail"]
+    assert admin.get(f"/ui/jobs/{job.id}/tasks?offset=-1").status_code == 422
+
+    context = browser.new_context(base_url=url, viewport={"width": 1440, "height": 900})
+    asked: list[str] = []
+    context.on("request", lambda request: asked.append(request.url))
+    try:
+        page = context.new_page()
+        page.goto(f"/jobs/{job.id}")
+        page.fill("input[name=username]", "admin")
+        page.fill("input[name=password]", farm.secrets.admin_password)  # type: ignore[union-attr]
+        page.click("button[type=submit]")
+        rows, names = page.locator("#tasks-body tr"), page.locator("#tasks-body tr td:first-child")
+        expect(rows).to_have_count(100)
+        expect(names.first).to_have_text("render 1")
+        expect(page.locator("#tasks-range")).to_have_text(shown(1, 100, 150))
+        expect(page.locator("#task-filter .chip.on")).to_have_text("all 150")
+        expect(page.locator("#live")).to_have_text("live")
+
+        # A Manager leases the first task and its Worker starts it: the row follows, live.
+        worker = {"name": "w9", "status": "awake", "blender_version": "5.0.1"}
+        (lease,) = as_manager(farm, "/api/v1/manager/sync", {"want": 1, "workers": [worker]})[
+            "leases"
+        ]
+        assert lease["name"] == "render 1"
+        first = rows.first
+        expect(first.locator(".badge")).to_have_text("leased")
+        started = {"update_id": "u-active-1", "task_id": lease["task_id"], "status": "active"}
+        as_manager(farm, "/api/v1/manager/updates", {"updates": [started | {"worker": "w9"}]})
+        expect(first.locator(".badge")).to_have_text("active")
+        expect(first).to_contain_text("w9")
+        expect(page.locator("#timeline rect.tl-run")).to_have_count(1)
+        screenshot(page, "job-big-first-page")
+
+        page.click("#tasks-pager button[data-to=next]")
+        expect(names.first).to_have_text("render 101")
+        expect(rows).to_have_count(50)
+        expect(page.locator("#tasks-range")).to_have_text(shown(101, 150, 150))
+        expect(page.locator("#tasks-pager button[data-to=next]")).to_be_disabled()
+        page.click("#tasks-pager button[data-to=first]")
+        expect(names.first).to_have_text("render 1")
+        page.click("#task-filter .chip[data-status=queued]")
+        expect(names.first).to_have_text("render 2")
+        expect(page.locator("#tasks-range")).to_have_text(shown(1, 100, 149))
+        page.click("#tasks-pager button[data-to=last]")
+        expect(rows).to_have_count(49)
+        page.fill("#task-search", "render 14")
+        expect(names).to_have_text(["render 14", *(f"render {n}" for n in range(140, 150))])
+        expect(page.locator("#tasks-pager")).to_be_empty()
+    finally:
+        context.close()
+    pages = [u for u in asked if f"/ui/jobs/{job.id}/tasks?" in u]
+    assert pages and all("limit=100" in u for u in pages), pages  # never all tasks at once

@@ -12,27 +12,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from flamenco.client import ApiError
+from flamenco.core.runs import task_runs
 from flamenco.dashboard.app import allowed_actions, embed_json, safe_next
 from flamenco.dashboard.archive import stream_zip
 from flamenco.dashboard.sessions import SessionStore
-from flamenco.dashboard.timing import (
-    duration_text,
-    job_started,
-    job_timing,
-    last_run_seconds,
-    task_runs,
-    timeline_svg,
-)
+from flamenco.dashboard.timing import duration_text, job_timing, runs_of, timeline_svg
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def at(seconds: float) -> str:
     return (T0 + timedelta(seconds=seconds)).isoformat()
-
-
-def event(task: str, status: str, s: float, worker: str = "w1", outcome: str = "applied") -> dict:
-    return {"task_id": task, "status": status, "outcome": outcome, "worker": worker, "at": at(s)}
 
 
 # ---- sessions ------------------------------------------------------------------------------
@@ -65,28 +55,23 @@ def test_an_idle_session_is_forgotten() -> None:
 # ---- timing --------------------------------------------------------------------------------
 
 
-def test_runs_follow_the_applied_reports_and_stopped_tasks() -> None:
-    history = [
-        event("a", "active", 0),
-        event("b", "active", 2, "w2"),
-        event("a", "active", 3),  # progress report from the same run
-        event("b", "soft-failed", 5, "w2"),
-        event("c", "active", 6, "w2"),
-        event("a", "completed", 10),
-        event("a", "completed", 12, "w9", outcome="ignored"),
-        event("b", "active", 11),
+def test_runs_come_from_the_servers_json() -> None:
+    answer = [
+        {"task_id": "a", "worker": "w1", "start": at(0), "end": at(4), "outcome": "completed"},
+        {
+            "task_id": "b",
+            "worker": "w2",
+            "start": "2026-01-01T12:00:02",
+            "end": None,
+            "outcome": "running",
+        },
     ]
-    tasks = {"c": {"status": "canceled", "updated": at(8)}, "b": {"status": "active"}}
-    runs = task_runs(history, tasks)
-    summary = [(r.task_id, r.worker, r.outcome, r.end and (r.end - T0).seconds) for r in runs]
-    assert summary == [
-        ("a", "w1", "completed", 10),
-        ("b", "w2", "soft-failed", 5),
-        ("c", "w2", "canceled", 8),
-        ("b", "w1", "running", None),
+    runs = runs_of(answer)
+    assert [(r.task_id, r.worker, r.outcome, r.end) for r in runs] == [
+        ("a", "w1", "completed", T0 + timedelta(seconds=4)),
+        ("b", "w2", "running", None),
     ]
-    assert last_run_seconds(runs, T0 + timedelta(seconds=20)) == {"a": 10, "b": 9, "c": 2}
-    assert job_started(history) == T0
+    assert runs[1].seconds(T0 + timedelta(seconds=5)) == 3  # a time without offset is UTC
 
 
 def test_time_left_is_the_average_rate_so_far() -> None:
@@ -110,7 +95,7 @@ def test_time_left_is_the_average_rate_so_far() -> None:
 
 
 def test_the_timeline_has_a_bar_per_run_and_escapes_names() -> None:
-    runs = task_runs([event("a", "active", 0, "<w1>"), event("a", "completed", 4, "<w1>")])
+    runs = task_runs([("a", "active", "<w1>", at(0)), ("a", "completed", "<w1>", at(4))])
     svg = timeline_svg(runs, {"a": "render <1>"}, T0 + timedelta(seconds=5))
     assert svg.count('class="tl-run"') == 1
     assert "&lt;w1&gt;" in svg and "render &lt;1&gt;" in svg and "<w1>" not in svg

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlencode
 
 import httpx
 from fastapi import Depends, FastAPI, Query, Request
@@ -34,16 +34,11 @@ from flamenco.config import DashboardSettings
 from flamenco.core.actions import ActionNotAllowed, plan_job_action
 from flamenco.core.actions import JobAction as CoreAction
 from flamenco.core.frames import format_frame_range
+from flamenco.core.runs import last_run_seconds, parse_time
 from flamenco.core.states import JobStatus
 from flamenco.dashboard.archive import stream_zip
 from flamenco.dashboard.sessions import COOKIE, Session, SessionStore
-from flamenco.dashboard.timing import (
-    job_started,
-    job_timing,
-    last_run_seconds,
-    task_runs,
-    timeline_svg,
-)
+from flamenco.dashboard.timing import job_timing, runs_of, timeline_svg
 from flamenco.dashboard.upstream import JobCache, StartTimes, Upstream
 from flamenco.errors import Forbidden, Unauthorized
 from flamenco.web import create_app
@@ -55,6 +50,7 @@ STATIC = HERE / "static"
 WORKER_ACTIONS = ("sleep", "wake", "disable", "enable")
 SSE_RETRY_MS = 1500
 MAX_TASK_PAGE = 500
+TASK_PAGE = 100  # rows the job page shows at once (job.js asks for as many)
 ALL_JOBS = "*"  # the cache's key for the list of jobs
 STALE_S = 120.0  # an answer this old may still be shown while a fresh one is fetched
 JobAction = Literal["pause", "resume", "cancel", "requeue", "requeue-failed", "delete"]
@@ -164,11 +160,14 @@ class Dashboard:
         return row
 
     async def _learn_starts(self, s: Session, jobs: list[dict[str, Any]]) -> None:
-        """Find when jobs started, from their history (see timing.py)."""
+        """Find when jobs started: an empty page of their tasks says (see timing.py)."""
 
         async def learn(job: dict[str, Any]) -> None:
             with contextlib.suppress(ApiError, Unreachable):
-                self.starts.record(job, job_started(await self.history(s, job["id"])))
+                page = await self.upstream.json(
+                    s.token, api_path("jobs", job["id"], "tasks", "page"), params={"limit": 0}
+                )
+                self.starts.record(job, page["started"] and parse_time(page["started"]))
 
         await asyncio.gather(*(learn(job) for job in jobs))
 
@@ -201,55 +200,62 @@ class Dashboard:
             "actions": allowed_actions(job["status"]),
         }
 
-    async def history(self, s: Session, job_id: str) -> list[dict[str, Any]]:
-        return await self.cache.get(
-            job_id,
-            "history",
-            lambda: self.upstream.json(s.token, api_path("jobs", job_id, "history")),
-        )
-
-    async def task_view(self, s: Session, job_id: str) -> tuple[dict[str, Any], bool]:
-        """All tasks of a job as slim rows with their last run's duration, shared by all
-        sessions, and whether that is fresh (see `jobs`)."""
+    async def task_page(
+        self, s: Session, job_id: str, offset: int, limit: int, status: str, q: str
+    ) -> tuple[dict[str, Any], bool]:
+        """One page of a job's tasks (the Server pages, counts and filters them) as slim rows
+        with their last run's duration, shared by all sessions; `fresh` as in `jobs`."""
+        params = {"offset": offset, "limit": limit, "status": status, "search": q}
 
         async def build() -> dict[str, Any]:
-            tasks, history = await asyncio.gather(
-                self.upstream.json(s.token, api_path("jobs", job_id, "tasks")),
-                self.history(s, job_id),
-            )
-            started = job_started(history)
-            if started is not None:
-                self.starts.known[job_id] = started
-            by_id = {t["id"]: t for t in tasks}
-            runs = task_runs(history, by_id)
-            now = now_utc()
-            seconds = last_run_seconds(runs, now)
-            running = {r.task_id: r.start for r in runs if r.end is None}
-            rows = [
-                {
-                    "id": t["id"],
-                    "index": t["index"],
-                    "name": t["name"],
-                    "type": t["type"],
-                    "status": t["status"],
-                    "frames": format_frame_range(t["frames"]) if t["frames"] else "",
-                    "progress": t["progress"],
-                    "activity": t["activity"],
-                    "worker": t["worker"],
-                    "manager": t["manager"],
-                    "failures": t["failure_count"],
-                    "seconds": seconds.get(t["id"]),
-                    "running_since": (running[t["id"]].isoformat() if t["id"] in running else None),
-                }
-                for t in tasks
-            ]
-            counts: dict[str, int] = {}
-            for t in tasks:
-                counts[t["status"]] = counts.get(t["status"], 0) + 1
-            names = {t["id"]: t["name"] for t in tasks}
-            return {"rows": rows, "counts": counts, "runs": runs, "names": names, "at": now}
+            path = api_path("jobs", job_id, "tasks", "page")
+            return self._task_rows(job_id, await self.upstream.json(s.token, path, params=params))
 
-        return await self.cache.get_soon(job_id, "tasks", build, STALE_S)
+        return await self.cache.get_soon(job_id, f"tasks?{urlencode(params)}", build, STALE_S)
+
+    def _task_rows(self, job_id: str, page: dict[str, Any]) -> dict[str, Any]:
+        self._learn_start(job_id, page["started"])
+        runs = runs_of(page["runs"])
+        now = now_utc()
+        seconds = last_run_seconds(runs, now)
+        running = {r.task_id: r.start.isoformat() for r in runs if r.end is None}
+        rows = [
+            {
+                "id": t["id"],
+                "index": t["index"],
+                "name": t["name"],
+                "type": t["type"],
+                "status": t["status"],
+                "frames": format_frame_range(t["frames"]) if t["frames"] else "",
+                "progress": t["progress"],
+                "activity": t["activity"],
+                "worker": t["worker"],
+                "manager": t["manager"],
+                "failures": t["failure_count"],
+                "seconds": seconds.get(t["id"]),
+                "running_since": running.get(t["id"]),
+            }
+            for t in page["tasks"]
+        ]
+        keep = ("total", "matching", "counts", "offset")
+        return {key: page[key] for key in keep} | {"tasks": rows, "at": now.isoformat()}
+
+    async def timeline(self, s: Session, job_id: str) -> tuple[str, bool]:
+        """The picture of every run of the job's tasks (see timing.py), from shared runs;
+        `fresh` as in `jobs`."""
+
+        async def build() -> tuple[list[Any], dict[str, str]]:
+            answer = await self.upstream.json(s.token, api_path("jobs", job_id, "runs"))
+            self._learn_start(job_id, answer["started"])
+            names = {r["task_id"]: r["task_name"] for r in answer["runs"]}
+            return runs_of(answer["runs"]), names
+
+        (runs, names), fresh = await self.cache.get_soon(job_id, "runs", build, STALE_S)
+        return timeline_svg(runs, names, now_utc()), fresh
+
+    def _learn_start(self, job_id: str, started: str | None) -> None:
+        if started is not None:
+            self.starts.known[job_id] = parse_time(started)
 
     async def frames(self, s: Session, job_id: str) -> tuple[list[dict[str, Any]], bool]:
         async def build() -> list[dict[str, Any]]:
@@ -267,9 +273,11 @@ class Dashboard:
 
         return await self.cache.get_soon(job_id, "frames", build, STALE_S)
 
-    def prefetch_tasks(self, s: Session, job_id: str) -> None:
-        """Start fetching a job's tasks now; the page's request for them joins this fetch."""
-        self.in_background(self.task_view(s, job_id))
+    def prefetch(self, s: Session, job_id: str) -> None:
+        """Start fetching a job's first page of tasks and its timeline now; the page's
+        requests for them join these fetches."""
+        self.in_background(self.task_page(s, job_id, 0, TASK_PAGE, "", ""))
+        self.in_background(self.timeline(s, job_id))
 
     def in_background(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(work)
@@ -457,7 +465,7 @@ def create_dashboard_app(settings: DashboardSettings) -> FastAPI:
     @app.get("/jobs/{job_id}", response_class=HTMLResponse)
     async def job_page(request: Request, job_id: str, s: PageSession) -> Response:
         job = await dash.job(s, job_id)
-        dash.prefetch_tasks(s, job_id)  # the page's script asks for them next
+        dash.prefetch(s, job_id)  # the page's script asks for them next
         return dash.render(request, "job.html", job=job, title=job["name"])
 
     @app.get("/machines", response_class=HTMLResponse)
@@ -521,38 +529,18 @@ def create_dashboard_app(settings: DashboardSettings) -> FastAPI:
         job_id: str,
         s: UiSession,
         offset: Annotated[int, Query(ge=0)] = 0,
-        limit: Annotated[int, Query(ge=1, le=MAX_TASK_PAGE)] = 100,
+        limit: Annotated[int, Query(ge=1, le=MAX_TASK_PAGE)] = TASK_PAGE,
         status: str = "",
         q: Annotated[str, Query(max_length=200)] = "",
     ) -> dict[str, Any]:
-        view, fresh = await dash.task_view(s, job_id)
-        rows = view["rows"]
-        if status:
-            rows = [r for r in rows if r["status"] == status]
-        if q:
-            needle = q.lower()
-            rows = [
-                r
-                for r in rows
-                if needle in r["name"].lower()
-                or needle in (r["worker"] or "").lower()
-                or needle in r["frames"]
-            ]
-        return {
-            "total": len(view["rows"]),
-            "matching": len(rows),
-            "counts": view["counts"],
-            "offset": offset,
-            "tasks": rows[offset : offset + limit],
-            "at": view["at"].isoformat(),
-            "fresh": fresh,
-        }
+        view, fresh = await dash.task_page(s, job_id, offset, limit, status, q)
+        return view | {"fresh": fresh}
 
     @app.get("/ui/jobs/{job_id}/timeline.svg")
     async def ui_timeline(job_id: str, s: UiSession) -> Response:
-        view, _ = await dash.task_view(s, job_id)
-        svg = timeline_svg(view["runs"], view["names"], view["at"])
-        return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+        svg, fresh = await dash.timeline(s, job_id)
+        headers = {"Cache-Control": "no-store", "X-Fresh": "1" if fresh else "0"}
+        return Response(svg, media_type="image/svg+xml", headers=headers)
 
     @app.get("/ui/jobs/{job_id}/frames")
     async def ui_frames(job_id: str, s: UiSession) -> dict[str, Any]:

@@ -1,12 +1,9 @@
 """Time on the Dashboard: how long a job has run, how long it still needs, who rendered when.
 
-Everything comes from the Server's task history (`GET /api/v1/jobs/{id}/history`): each
-status report about a task, when the Server received it, and from which Worker.
+Everything comes from the runs of the job's tasks as the Server gives them
+(`GET /api/v1/jobs/{id}/runs`, and with each page of tasks; see flamenco.core.runs): which
+Worker rendered which task, from when until when.
 
-- A *run* of a task starts with an applied `active` report and ends with the next applied
-  report of another status for that task (completed, failed, soft-failed, canceled, paused,
-  queued). A run still open whose task is no longer active (a job action stopped it without
-  a report) ends at the task's last change.
 - A job *started* with its first run. Its *time so far* runs from then until now, or until
   its last change once it is completed, failed, canceled or paused.
 - Its *time left* assumes the rest renders at the average rate so far:
@@ -17,14 +14,14 @@ status report about a task, when the Server received it, and from which Worker.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from html import escape
 from typing import Any
 
+from flamenco.core.runs import Run, parse_time
+
 STOPPED_JOB = {"completed", "failed", "canceled", "paused"}
 ESTIMATED_JOB = {"queued", "active"}
-ENDS_A_RUN = {"completed", "failed", "soft-failed", "canceled", "paused", "queued"}
 RUN_COLOURS = {
     "running": "#3b82f6",
     "completed": "#22c55e",
@@ -36,63 +33,18 @@ RUN_COLOURS = {
 }
 
 
-def parse_time(value: str | datetime) -> datetime:
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-@dataclass
-class Run:
-    task_id: str
-    worker: str
-    start: datetime
-    end: datetime | None = None  # None: still rendering
-    outcome: str = "running"
-
-    def seconds(self, now: datetime) -> float:
-        return max(0.0, ((self.end or now) - self.start).total_seconds())
-
-
-def task_runs(
-    history: Iterable[Mapping[str, Any]], tasks: Mapping[str, Mapping[str, Any]] | None = None
-) -> list[Run]:
-    """Every run of every task, in the order they started."""
-    runs: list[Run] = []
-    open_runs: dict[str, Run] = {}
-    for event in history:
-        if event.get("outcome") != "applied":
-            continue
-        task_id, status, at = event["task_id"], event["status"], parse_time(event["at"])
-        current = open_runs.get(task_id)
-        if status == "active":
-            worker = event.get("worker") or "?"
-            if current is not None and current.worker == worker:
-                continue
-            if current is not None:
-                current.end, current.outcome = at, "queued"
-            open_runs[task_id] = run = Run(task_id, worker, at)
-            runs.append(run)
-        elif status in ENDS_A_RUN and current is not None:
-            current.end, current.outcome = at, status
-            del open_runs[task_id]
-    for task_id, run in open_runs.items():
-        task = (tasks or {}).get(task_id)
-        if task is not None and task.get("status") not in ("active", "leased"):
-            run.end = max(run.start, parse_time(task["updated"]))
-            run.outcome = str(task.get("status"))
-    return runs
-
-
-def last_run_seconds(runs: Iterable[Run], now: datetime) -> dict[str, float]:
-    """How long each task's latest run took, or has taken so far."""
-    return {run.task_id: run.seconds(now) for run in runs}
-
-
-def job_started(history: Iterable[Mapping[str, Any]]) -> datetime | None:
-    for event in history:
-        if event.get("outcome") == "applied" and event.get("status") == "active":
-            return parse_time(event["at"])
-    return None
+def runs_of(answer: Iterable[Mapping[str, Any]]) -> list[Run]:
+    """Runs from the Server's JSON (`wire.TaskRun`)."""
+    return [
+        Run(
+            task_id=r["task_id"],
+            worker=r["worker"],
+            start=parse_time(r["start"]),
+            end=None if r["end"] is None else parse_time(r["end"]),
+            outcome=r["outcome"],
+        )
+        for r in answer
+    ]
 
 
 def job_timing(

@@ -1,8 +1,8 @@
 """The Dashboard's side of the Server's API: one HTTP client, and short-lived shared answers.
 
-Every call carries the API token of the session it serves. The answers that are expensive
-for the Server to give (all tasks of a job, its whole history) are kept for a few seconds
-and shared by all sessions, so that paging through a job of 10,000 tasks asks the Server
+Every call carries the API token of the session it serves. Answers about jobs (a job, a
+page of its tasks, the runs of its timeline, its frames) are kept for a few seconds and
+shared by all sessions, so that many people watching a job of 10,000 tasks ask the Server
 once; an event about the job (relayed from the Server's event stream) forgets them at once.
 """
 
@@ -88,7 +88,7 @@ class JobCache:
 
     COST_FACTOR = 4.0
 
-    def __init__(self, max_age_s: float = 3.0, max_entries: int = 32) -> None:
+    def __init__(self, max_age_s: float = 3.0, max_entries: int = 128) -> None:
         self.max_age_s = max_age_s
         self.max_entries = max_entries
         self.entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()

@@ -154,7 +154,7 @@
     else if (e.key === "Escape") closeViewer();
   });
 
-  // ---- tasks ---------------------------------------------------------------------------------
+  // ---- tasks: one page at a time, paged, counted and filtered by the Server ------------------
 
   const PAGE = 100;
   const view = { offset: 0, status: "", q: "" };
@@ -182,15 +182,22 @@
     $("task-filter").innerHTML = [`<button class="chip ${view.status ? "" : "on"}" data-status="">all ${d.total}</button>`]
       .concat(statuses.map((s) => `<button class="chip ${view.status === s ? "on" : ""}" data-status="${F.esc(s)}">${F.esc(s)} ${d.counts[s]}</button>`)).join("");
     const last = Math.min(view.offset + PAGE, d.matching);
+    const atStart = view.offset === 0 ? "disabled" : "", atEnd = last >= d.matching ? "disabled" : "";
     $("tasks-pager").innerHTML = d.matching > PAGE
-      ? `<button data-step="-1" ${view.offset === 0 ? "disabled" : ""}>‹</button>${view.offset + 1}–${last} of ${d.matching}` +
-        `<button data-step="1" ${last >= d.matching ? "disabled" : ""}>›</button>` : "";
+      ? `<button data-to="first" title="First page" ${atStart}>«</button><button data-to="previous" title="Previous page" ${atStart}>‹</button>` +
+        `<span id="tasks-range">${view.offset + 1}–${last} of ${d.matching}</span>` +
+        `<button data-to="next" title="Next page" ${atEnd}>›</button><button data-to="last" title="Last page" ${atEnd}>»</button>` : "";
     renderLogChoices();
   }
 
   const refreshTasks = F.coalesce(async () => {
     const params = new URLSearchParams({ offset: view.offset, limit: PAGE, status: view.status, q: view.q });
     taskData = await F.call("GET", `${base}/tasks?${params}`);
+    if (!taskData.tasks.length && view.offset > 0 && taskData.matching > 0) {
+      view.offset = lastPageOffset(taskData.matching);  // fewer tasks match than before
+      refreshTasks();
+      return;
+    }
     tasks = taskData.tasks;
     renderTasks();
     if (!taskData.fresh) setTimeout(refreshTasks, 1000);
@@ -202,9 +209,13 @@
     if (e.target.dataset.status === undefined) return;
     view.status = e.target.dataset.status; view.offset = 0; refreshTasks();
   });
+  function lastPageOffset(matching) { return Math.max(0, Math.floor((matching - 1) / PAGE) * PAGE); }
   $("tasks-pager").addEventListener("click", (e) => {
-    const step = Number(e.target.dataset.step || 0);
-    if (step) { view.offset = Math.max(0, view.offset + step * PAGE); refreshTasks(); }
+    const to = e.target.dataset.to;
+    if (!to || !taskData) return;
+    const offsets = { first: 0, previous: view.offset - PAGE, next: view.offset + PAGE, last: lastPageOffset(taskData.matching) };
+    view.offset = Math.max(0, Math.min(offsets[to], lastPageOffset(taskData.matching)));
+    refreshTasks();
   });
   let searchTimer = null;
   $("task-search").addEventListener("input", () => {
@@ -220,7 +231,10 @@
   // ---- timeline ------------------------------------------------------------------------------
 
   const refreshTimeline = F.coalesce(async () => {
-    $("timeline").innerHTML = await F.call("GET", `${base}/timeline.svg`);
+    const response = await fetch(`${base}/timeline.svg`, { credentials: "same-origin" });
+    if (!response.ok) return;
+    $("timeline").innerHTML = await response.text();
+    if (response.headers.get("X-Fresh") === "0") setTimeout(refreshTimeline, 1000);
   }, 2000);
 
   // ---- log -----------------------------------------------------------------------------------
