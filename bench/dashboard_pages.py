@@ -24,8 +24,9 @@ before opening the next), in three situations:
 - warm: the answers are recent (paging through tasks, refreshes without a change).
 
 Medians of --repeat runs; the limit is 0.5 s. The "first" numbers of a big job are bounded by
-the Server's own endpoints, which give all tasks and the whole history at once: the script
-also times those directly.
+the Server's own endpoints that the job page needs (a page of tasks, the runs of the timeline,
+the frames): the script also times those directly, and beside them the endpoints that give
+all tasks and the whole history at once (which the Dashboard no longer asks for).
 """
 
 from __future__ import annotations
@@ -311,8 +312,8 @@ async def measure(url: str, job_id: str, mode: str, results: Results) -> None:
     """One run of every page; `revisit` first waits until the Dashboard's answers are old."""
     others = {
         "jobs JSON (live refresh)": "/ui/jobs",
-        "tasks JSON, page 51 of the completed": (
-            f"/ui/jobs/{job_id}/tasks?offset=5000&limit=100&status=completed"
+        "tasks JSON, last page of the completed": (
+            f"/ui/jobs/{job_id}/tasks?offset=4900&limit=100&status=completed"
         ),
         "machines JSON (live refresh)": "/ui/managers",
     }
@@ -338,7 +339,16 @@ def server_direct(server_url: str, job_id: str, repeat: int, results: Results) -
     ).json()["token"]
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=server_url, headers=headers, timeout=60) as client:
-        for path in ("jobs", f"jobs/{job_id}", f"jobs/{job_id}/tasks", f"jobs/{job_id}/history"):
+        job = f"jobs/{job_id}"
+        for path in (
+            "jobs",
+            job,
+            f"{job}/tasks/page",
+            f"{job}/runs",
+            f"{job}/frames",
+            f"{job}/tasks",
+            f"{job}/history",
+        ):
             for _ in range(repeat):
                 started = time.perf_counter()
                 client.get(f"/api/v1/{path}").raise_for_status()
