@@ -289,14 +289,10 @@ class JobService:
             )
             managers = manager_names(s)
             tasks = [task_to_wire(row, managers) for row in rows]
-            if search:
-                matching = s.scalar(select(func.count()).select_from(TaskRow).where(*where)) or 0
-            else:
-                matching = counts.get(status, 0) if status else sum(counts.values())
             return wire.TaskPage(
                 total=sum(counts.values()),
                 counts=counts,
-                matching=matching,
+                matching=_matching(s, where, counts, status, search),
                 offset=offset,
                 limit=limit,
                 tasks=tasks,
@@ -653,6 +649,15 @@ def _task_filter(job_id: str, status: str, search: str) -> list[Any]:
             | TaskRow.worker.icontains(search, autoescape=True)
         )
     return where
+
+
+def _matching(
+    s: Session, where: list[Any], counts: dict[str, int], status: str, search: str
+) -> int:
+    """How many tasks match: known from the counts unless there is text to look for."""
+    if search:
+        return s.scalar(select(func.count()).select_from(TaskRow).where(*where)) or 0
+    return counts.get(status, 0) if status else sum(counts.values())
 
 
 def _started(s: Session, job_id: str) -> datetime | None:
