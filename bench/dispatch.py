@@ -92,6 +92,7 @@ MANAGER_BUCKETS = {
     "worker updates route: apply_worker_updates": ("ManagerService.apply_worker_updates (",),
     "  Outbox.add_update": ("Outbox.add_update (",),
     "upstream link: ServerLink.sync_once": ("ServerLink.sync_once (",),
+    "upstream link: ServerLink.deliver": ("ServerLink.deliver (",),
     "  want/held_ids/progress/workers": (
         "ManagerService.want (",
         "ManagerService.held_ids (",
@@ -109,7 +110,7 @@ MANAGER_BUCKETS = {
     "[lib] httpx (to Server)": ("httpx/", "httpcore/"),
 }
 SERVER_BUCKETS = {
-    "manager sync route: LeaseService.sync": ("LeaseService.sync (",),
+    "manager sync route: LeaseService._sync": ("LeaseService._sync (",),
     "  expire_leases": ("LeaseService.expire_leases (",),
     "  _renew": ("LeaseService._renew (",),
     "  _lease": ("LeaseService._lease (",),

@@ -321,7 +321,8 @@ def install_probes(component: str, stats: Path) -> None:
         _wrap(ManagerService, "take_leases", "mgr.take_leases", taken)
         _wrap(ManagerService, "apply_worker_updates", "mgr.apply_worker_updates", updates)
         _wrap(ManagerService, "worker_sync", "mgr.worker_sync (wall, incl. long-poll wait)")
-        _wrap(ServerLink, "sync_once", "link.sync_once (wall)")
+        _wrap(ServerLink, "sync_once", "link.sync_once (wall, incl. held time)")
+        _wrap(ServerLink, "deliver", "link.deliver (wall)")
         _wrap(Outbox, "flush", "link.outbox.flush (wall)")
         _wrap(Outbox, "add_update", "mgr.outbox.add_update")
 
@@ -340,8 +341,9 @@ def install_probes(component: str, stats: Path) -> None:
         from flamenco.server.jobs import JobService
         from flamenco.server.leases import LeaseService
 
-        for name in ("sync", "expire_leases", "_renew", "_apply_progress", "_lease", "_apply"):
+        for name in ("_sync", "expire_leases", "_renew", "_lease", "_apply"):
             _wrap(LeaseService, name, f"srv.leases.{name}")
+        _wrap(LeaseService, "sync_waiting", "srv.leases.sync_waiting (wall, incl. held time)")
         _wrap(LeaseService, "apply_updates", "srv.leases.apply_updates (batch)")
         _wrap(JobService, "refresh_job_status", "srv.jobs.refresh_job_status")
         _wrap(AuthService, "manager_for_token", "srv.auth.manager_for_token")

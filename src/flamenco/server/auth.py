@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import load_only, sessionmaker
 
 from flamenco.db import utcnow
 from flamenco.errors import Conflict, NotFound, Unauthorized
 from flamenco.security import hash_password, new_token, token_hash, verify_password
 from flamenco.server.models import ApiToken, ManagerRow, User
 
+TOUCH = timedelta(seconds=1)  # how stale a Manager's last_seen may get before it is written
+SEEN_COLUMNS = (ManagerRow.id, ManagerRow.name, ManagerRow.address, ManagerRow.last_seen)
 WRONG_TOKEN = "The token is missing, wrong or revoked; check FLAMENCO_TOKEN or log in again."
 
 
@@ -63,12 +67,23 @@ class AuthService:
         return token
 
     def manager_for_token(self, token: str | None, address: str = "") -> ManagerRow:
+        """The Manager of the token (its id, name, address and last_seen only), seen now.
+
+        A Manager calls for every update and frame: its last_seen is written when it is
+        older than TOUCH_S, not on every call.
+        """
         if not token:
             raise Unauthorized("The Manager token is missing.")
-        with self.sessions.begin() as s:
-            row = s.scalar(select(ManagerRow).where(ManagerRow.token_hash == token_hash(token)))
+        with self.sessions() as s:
+            row = s.scalar(
+                select(ManagerRow)
+                .options(load_only(*SEEN_COLUMNS))
+                .where(ManagerRow.token_hash == token_hash(token))
+            )
             if row is None:
                 raise Unauthorized("The Manager token is wrong or revoked.")
-            row.last_seen = utcnow()
-            row.address = address
+            now = utcnow()
+            if row.last_seen is None or now - row.last_seen >= TOUCH or row.address != address:
+                row.last_seen, row.address = now, address
+                s.commit()
         return row

@@ -76,15 +76,22 @@ class AppliedBatch:
     """What a batch of updates changed, to announce once it is committed."""
 
     tasks: dict[tuple[str, str], bool] = field(default_factory=dict)  # (job, task) -> logged
-    entered: set[TaskStatus] = field(default_factory=set)  # statuses tasks moved into
+    entered: dict[str, set[TaskStatus]] = field(default_factory=dict)  # job -> task statuses
 
     def touched(self, task: TaskRow, logged: bool) -> None:
         key = (task.job_id, task.id)
         self.tasks[key] = self.tasks.get(key, False) or logged
 
+    def moved(self, task: TaskRow) -> None:
+        self.entered.setdefault(task.job_id, set()).add(TaskStatus(task.status))
+
     @property
     def jobs(self) -> set[str]:
         return {job_id for job_id, _ in self.tasks}
+
+    @property
+    def statuses(self) -> set[TaskStatus]:
+        return set().union(*self.entered.values())
 
 
 def _news(reply: wire.ManagerSyncReply) -> tuple[Any, ...]:
@@ -338,16 +345,17 @@ class LeaseService:
                 continue  # every Worker of this Manager failed this job too often
             job = s.get(JobRow, job_id)
             assert job is not None
+            before = len(leases)
             for task in self._candidates(s, job_id, want - len(leases)):
                 scanned += 1
                 if self._may_lease(s, task, allowed):
                     leases.append(self._grant(s, task, job, manager.id, expires))
                 if len(leases) >= want or scanned >= SCAN_LIMIT:
                     break
+            if len(leases) > before and job.status == JobStatus.QUEUED:
+                JobService.refresh_job_status(s, job_id, self.max_failed_tasks)  # now active
             if len(leases) >= want or scanned >= SCAN_LIMIT:
                 break
-        for job_id in {lease.job_id for lease in leases}:
-            JobService.refresh_job_status(s, job_id, self.max_failed_tasks)
         return leases
 
     def _leasable_jobs(self, s: Session, site: str) -> list[str]:
@@ -368,20 +376,24 @@ class LeaseService:
     @staticmethod
     def _candidates(s: Session, job_id: str, wanted: int) -> Iterator[TaskRow]:
         """The job's runnable tasks in order, read a page at a time (rows other syncs are
-        leasing right now are skipped on PostgreSQL)."""
+        leasing right now are skipped on PostgreSQL). Each status is read in index order
+        (ix_tasks_job_status_index): a page costs its own rows, not the job's."""
         after, size = -1, wanted + PAGE_SLACK
         while True:
-            page = s.scalars(
-                select(TaskRow)
-                .where(
-                    TaskRow.job_id == job_id,
-                    TaskRow.status.in_(RUNNABLE_TASK_STATUSES),
-                    TaskRow.index > after,
+            found = [
+                task
+                for status in RUNNABLE_TASK_STATUSES
+                for task in s.scalars(
+                    select(TaskRow)
+                    .where(
+                        TaskRow.job_id == job_id, TaskRow.status == status, TaskRow.index > after
+                    )
+                    .order_by(TaskRow.index)
+                    .limit(size)
+                    .with_for_update(skip_locked=True)
                 )
-                .order_by(TaskRow.index)
-                .limit(size)
-                .with_for_update(skip_locked=True)
-            ).all()
+            ]
+            page = sorted(found, key=lambda task: task.index)[:size]
             yield from page
             if len(page) < size:
                 return
@@ -467,7 +479,6 @@ class LeaseService:
         with self.sessions.begin() as s:
             fresh = self._fresh(s, updates)
             tasks = self._lock_tasks(s, {u.task_id for u in fresh})
-            changed_jobs = set()
             for update in fresh:
                 task = tasks.get(update.task_id)
                 before = task.status if task is not None else None
@@ -486,11 +497,20 @@ class LeaseService:
                     continue
                 batch.touched(task, bool(update.log or update.error))
                 if task.status != before:
-                    batch.entered.add(TaskStatus(task.status))
-                    changed_jobs.add(task.job_id)
-            for job_id in sorted(changed_jobs):
-                JobService.refresh_job_status(s, job_id, self.max_failed_tasks)
+                    batch.moved(task)
+            self._refresh_jobs(s, batch.entered)
         return batch
+
+    def _refresh_jobs(self, s: Session, entered: dict[str, set[TaskStatus]]) -> None:
+        """Bring each job whose tasks moved to the status they imply, once per batch. Tasks that
+        only started cannot change a running job's status: that job is not counted again."""
+        for job_id in sorted(entered):
+            job = s.get(JobRow, job_id)
+            if job is None or (
+                job.status == JobStatus.ACTIVE and entered[job_id] <= {TaskStatus.ACTIVE}
+            ):
+                continue
+            JobService.refresh_job_status(s, job_id, self.max_failed_tasks)
 
     @staticmethod
     def _fresh(s: Session, updates: list[wire.TaskUpdate]) -> list[wire.TaskUpdate]:
@@ -521,8 +541,9 @@ class LeaseService:
         """After the commit: tell the Dashboard, and wake waiting syncs if there is work."""
         for (job_id, task_id), logged in batch.tasks.items():
             self._publish_task(job_id, task_id, logged)
-        if batch.entered & RINGING_STATUSES or (
-            TaskStatus.COMPLETED in batch.entered
+        statuses = batch.statuses
+        if statuses & RINGING_STATUSES or (
+            TaskStatus.COMPLETED in statuses
             and self.bell.listened
             and self._dependents_ready(batch.jobs)
         ):

@@ -74,7 +74,12 @@ class JobSite(Base):
 
 class TaskRow(Base):
     __tablename__ = "tasks"
-    __table_args__ = (Index("ix_tasks_status_job", "status", "job_id"),)
+    __table_args__ = (
+        Index("ix_tasks_status_job", "status", "job_id"),
+        # A job's tasks of one status in order (the next ones to lease), and its counts by
+        # status, without reading every task of a big job.
+        Index("ix_tasks_job_status_index", "job_id", "status", "index"),
+    )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     index: Mapped[int]
@@ -107,7 +112,8 @@ class AppliedUpdate(Base):
     update_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     task_id: Mapped[str] = mapped_column(String(32), index=True)
     outcome: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str | None] = mapped_column(String(32), default=None)
+    # Indexed for the blocklist: the few failures among all the updates.
+    status: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
     worker: Mapped[str | None] = mapped_column(String(200), default=None)
     manager_id: Mapped[int | None] = mapped_column(default=None)
     received: Mapped[datetime] = mapped_column(default=utcnow)
