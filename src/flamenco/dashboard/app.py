@@ -274,10 +274,11 @@ class Dashboard:
         return await self.cache.get_soon(job_id, "frames", build, STALE_S)
 
     def prefetch(self, s: Session, job_id: str) -> None:
-        """Start fetching a job's first page of tasks and its timeline now; the page's
-        requests for them join these fetches."""
+        """Start fetching a job's first page of tasks, its timeline and its frames now; the
+        page's requests for them join these fetches."""
         self.in_background(self.task_page(s, job_id, 0, TASK_PAGE, "", ""))
         self.in_background(self.timeline(s, job_id))
+        self.in_background(self.frames(s, job_id))
 
     def in_background(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(work)

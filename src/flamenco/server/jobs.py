@@ -304,9 +304,9 @@ class JobService:
         """Every run of every task of the job (its timeline), from its applied reports only."""
         with self.sessions() as s:
             self._job_or_404(s, job_id)
-            return wire.JobRuns(
-                started=_started(s, job_id), runs=_runs(s, TaskRow.job_id == job_id)
-            )
+            runs = _runs(s, TaskRow.job_id == job_id)
+        # The job started with its first run (flamenco.core.runs).
+        return wire.JobRuns(started=runs[0]["start"] if runs else None, runs=runs)
 
     def task_log(self, job_id: str, task_id: str) -> str:
         """The whole log of a task, as the Worker sent it."""
@@ -676,21 +676,22 @@ def _started(s: Session, job_id: str) -> datetime | None:
 
 def _runs(s: Session, *where: Any) -> list[dict[str, Any]]:
     """The runs (flamenco.core.runs) of the tasks that match `where`, as `wire.TaskRun`
-    fields: from the applied status reports alone, four narrow columns each."""
+    fields: from the applied status reports alone, five narrow columns each."""
     reports = s.execute(
         select(
             AppliedUpdate.task_id,
             AppliedUpdate.status,
             AppliedUpdate.worker,
             AppliedUpdate.received,
+            TaskRow.name,
         )
         .join(TaskRow, TaskRow.id == AppliedUpdate.task_id)
         .where(*where, AppliedUpdate.status.is_not(None), AppliedUpdate.outcome == "applied")
         .order_by(AppliedUpdate.received)
-    )
-    runs = task_runs(reports)  # rows are (task id, status, worker, when)
+    ).all()
+    runs = task_runs(report[:4] for report in reports)  # (task id, status, worker, when)
     end_stopped_runs(runs, _task_states(s, open_task_ids(runs)))
-    names = dict(s.execute(select(TaskRow.id, TaskRow.name).where(*where)).all())
+    names = {report.task_id: report.name for report in reports}
     return [
         {
             "task_id": run.task_id,
