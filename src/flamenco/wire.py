@@ -329,6 +329,8 @@ class WorkerSync(Strict):
     progress: Progress | None = None
     status: str = "awake"
     running_task_id: str | None = None
+    # The task it holds as its next: with want_task while running, it reserves that next task.
+    next_task_id: str | None = None
     info: WorkerInfo | None = None
     stats: WorkerStats | None = None
     # A task's last updates ride along with the request for the next task: one round trip.

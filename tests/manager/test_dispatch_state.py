@@ -79,7 +79,7 @@ def test_the_store_writes_behind_and_a_new_store_reads_it_back(tmp_path: Path) -
     store = ManagerStore(path)
     worker = WorkerState("w1", "render-01", "h" * 64, {"platform": "test"})
     kept, gone = held("a", seq=1), held("b", seq=2)
-    kept.state, kept.worker_id, worker.current_task = "assigned", "w1", "a"
+    kept.state, kept.worker_id, worker.tasks = "assigned", "w1", ["a"]
 
     async def change() -> None:
         for task in (kept, gone):
@@ -94,4 +94,4 @@ def test_the_store_writes_behind_and_a_new_store_reads_it_back(tmp_path: Path) -
     assert (task.task_id, task.state, task.worker_id, task.seq) == ("a", "assigned", "w1", 1)
     assert task.lease == kept.lease
     (loaded,) = again.load_workers()
-    assert (loaded.name, loaded.token_hash, loaded.current_task) == ("render-01", "h" * 64, "a")
+    assert (loaded.name, loaded.token_hash, loaded.tasks) == ("render-01", "h" * 64, ["a"])

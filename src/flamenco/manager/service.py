@@ -133,7 +133,7 @@ class ManagerService:
         deadline = loop.time() + req.wait_s
         try:
             woken = False
-            while (assignment := self._assign(worker, req.warm_job_id)) is None:
+            while (assignment := self._assign(worker, req)) is None:
                 if woken:
                     self._notify_work()  # the new task was not for us: pass the turn on
                 remaining = deadline - loop.time()
@@ -157,9 +157,10 @@ class ManagerService:
         if req.stats is not None:
             worker.stats = req.stats.model_dump()
         cancel, worker.cancel = worker.cancel, []
-        if req.running_task_id and req.running_task_id != worker.current_task:
-            # Back after being declared lost: its task went to someone else.
-            cancel.append(req.running_task_id)
+        for task_id in (req.running_task_id, req.next_task_id):
+            if task_id and task_id not in worker.tasks:
+                # Back after being declared lost (or revoked): the task went to someone else.
+                cancel.append(task_id)
         if req.progress:
             held = self.held.get(req.progress.task_id)
             if held is not None and held.worker_id == worker.id:
@@ -168,20 +169,25 @@ class ManagerService:
             self.store.worker_changed(worker)
         return cancel
 
-    def _assign(self, worker: WorkerState, warm_job_id: str | None) -> wire.Assignment | None:
-        mine = self.held.get(worker.current_task or "")
-        if mine is not None and mine.worker_id == worker.id:
-            held: HeldTask | None = mine  # assigned before, but the answer never arrived
+    def _assign(self, worker: WorkerState, req: wire.WorkerSync) -> wire.Assignment | None:
+        """A task for the Worker: one it was given but never heard of (the answer got lost),
+        else a new one if it holds fewer than it may (one, or two when reserving its next)."""
+        known = {req.running_task_id, req.next_task_id}
+        unheard = [task_id for task_id in worker.tasks if task_id not in known]
+        if unheard:
+            held = self.held[unheard[0]]
         else:
-            held = self._pick(worker, warm_job_id)
-            if held is None:
+            if len(worker.tasks) >= (2 if req.running_task_id else 1):
                 return None
+            picked = self._pick(worker, req.warm_job_id)
+            if picked is None:
+                return None
+            held = picked
             self.queue.remove(held)
             held.state, held.worker_id = "assigned", worker.id
-            worker.current_task = held.task_id
+            worker.tasks.append(held.task_id)
             self.store.task_changed(held)
             self.store.worker_changed(worker)
-        assert held is not None
         log.info(
             "task %s -> worker %s",
             held.task_id,
@@ -262,9 +268,6 @@ class ManagerService:
         if u.status not in RELEASING_STATUSES:
             return
         self._forget(held)
-        if worker.current_task == held.task_id:
-            worker.current_task = None
-            self.store.worker_changed(worker)
         self._finished.append(time.monotonic())
         self._want_more()
 
@@ -272,6 +275,10 @@ class ManagerService:
         del self.held[held.task_id]
         self.queue.remove(held)
         self.store.task_gone(held.task_id)
+        worker = self.workers_by_id.get(held.worker_id or "")
+        if worker is not None and held.task_id in worker.tasks:
+            worker.tasks.remove(held.task_id)
+            self.store.worker_changed(worker)
 
     def _held_by(self, worker: WorkerState, task_id: str) -> HeldTask:
         held = self.held.get(task_id)
@@ -365,7 +372,6 @@ class ManagerService:
             worker = self.workers_by_id.get(held.worker_id or "")
             if worker is not None:
                 worker.cancel = [*worker.cancel, held.task_id]
-                self.store.worker_changed(worker)
             log.info(
                 "task %s revoked by the Server",
                 held.task_id,
@@ -463,9 +469,9 @@ class ManagerService:
             log.warning(
                 "worker %s is silent; marked offline", worker.name, extra={"worker": worker.name}
             )
-            worker.status, worker.current_task = "offline", None
+            requeued = [self.held[task_id] for task_id in worker.tasks]
+            worker.status, worker.tasks = "offline", []
             self.store.worker_changed(worker)
-            requeued = [h for h in self.held.values() if h.worker_id == worker.id]
             for held in requeued:
                 held.state, held.worker_id, held.progress = "queued", None, 0.0
                 self.queue.add(held)

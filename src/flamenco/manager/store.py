@@ -29,7 +29,7 @@ log = logging.getLogger("flamenco.manager.store")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS workers (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE,
-    info TEXT NOT NULL, status TEXT NOT NULL, current_task TEXT, cancel TEXT NOT NULL,
+    info TEXT NOT NULL, status TEXT NOT NULL, tasks TEXT NOT NULL, cancel TEXT NOT NULL,
     wanted TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS held_tasks (
     task_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, lease TEXT NOT NULL,
@@ -79,7 +79,8 @@ class WorkerState:
     token_hash: str
     info: dict[str, Any]
     status: str = "starting"
-    current_task: str | None = None
+    # Tasks assigned to it, in order: the one it runs, then at most one reserved as its next.
+    tasks: list[str] = field(default_factory=list)
     cancel: list[str] = field(default_factory=list)
     wanted: str = "awake"  # set by operators
     last_seen: datetime = field(default_factory=utcnow)
@@ -95,6 +96,10 @@ class WorkerState:
         if self._info_model is None:
             self._info_model = wire.WorkerInfo.model_validate(self.info)
         return self._info_model
+
+    @property
+    def current_task(self) -> str | None:
+        return self.tasks[0] if self.tasks else None
 
     @property
     def capabilities(self) -> Capabilities:
@@ -120,7 +125,7 @@ class ManagerStore:
 
     def load_workers(self) -> list[WorkerState]:
         rows = self.db.execute(
-            "SELECT id, name, token_hash, info, status, current_task, cancel, wanted FROM workers"
+            "SELECT id, name, token_hash, info, status, tasks, cancel, wanted FROM workers"
         ).fetchall()
         return [
             WorkerState(
@@ -129,7 +134,7 @@ class ManagerStore:
                 token_hash=r[2],
                 info=json.loads(r[3]),
                 status=r[4],
-                current_task=r[5],
+                tasks=json.loads(r[5]),
                 cancel=json.loads(r[6]),
                 wanted=r[7],
             )
@@ -214,7 +219,7 @@ class ManagerStore:
             self.db.executemany("DELETE FROM held_tasks WHERE task_id = ?", gone)
             self.db.executemany(
                 "INSERT OR REPLACE INTO workers (id, name, token_hash, info, status,"
-                " current_task, cancel, wanted) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " tasks, cancel, wanted) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         w.id,
@@ -222,7 +227,7 @@ class ManagerStore:
                         w.token_hash,
                         json.dumps(w.info),
                         w.status,
-                        w.current_task,
+                        json.dumps(w.tasks),
                         json.dumps(w.cancel),
                         w.wanted,
                     )

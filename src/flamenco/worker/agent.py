@@ -51,6 +51,9 @@ LOG_FLUSH_S = 1.0
 LOG_FLUSH_LINES = 100
 MAX_BACKOFF_S = 10.0
 FINAL_DELIVERY_S = 5.0
+# Reserve the next task when the running render should end within this long, so that
+# Blender goes on at once; short, so that no task waits long on a busy Worker.
+RESERVE_AHEAD_S = 0.5
 
 
 class TaskRun:
@@ -64,6 +67,15 @@ class TaskRun:
         self.progress = wire.Progress(task_id=assignment.task_id, progress=0.0, activity="")
         self.log_lines: list[str] = []
         self.last_log_flush = time.monotonic()
+        self.frame_started: float | None = None  # when Blender began the current frame
+        self.frame_s: float | None = None  # how long a frame of this job took here
+
+    def seconds_left(self) -> float | None:
+        """The render's expected remaining time; None while there is nothing to go by."""
+        if self.frame_started is None or self.frame_s is None:
+            return None
+        frames_left = len(self.a.frames) - self.frames_done
+        return frames_left * self.frame_s - (time.monotonic() - self.frame_started)
 
     def set_progress(self, frame_fraction: float, activity: str) -> None:
         total = max(len(self.a.frames), 1)
@@ -104,6 +116,8 @@ class WorkerAgent:
         self.blender_idle_since = time.monotonic()
         self.run: TaskRun | None = None
         self.runner: asyncio.Task[None] | None = None
+        self.next: wire.Assignment | None = None  # reserved while the current task runs
+        self.frame_s: tuple[str, float] | None = None  # job id, seconds of its last frame
         self.task_types: dict[str, Callable[[TaskRun, Path], Awaitable[None]]] = {
             "blender": self._render,
             "ffmpeg": PreviewVideo(self),
@@ -180,6 +194,8 @@ class WorkerAgent:
         delay = 1.0
         while not stop.is_set():
             long_polled = False
+            if self.runner is None and self.blender is None:
+                self._keep_standby()  # idle without a warm Blender: have one ready for a job
             try:
                 long_polled = await self._sync_once()
                 delay = 1.0
@@ -193,34 +209,52 @@ class WorkerAgent:
                     log.error("Manager refused the sync: %s", exc.message)
             await self._retire_idle_blender()
             await self._stop_if_hung()
-            if self.runner is None and (self.blender is None or long_polled):
-                self._keep_standby()  # idle, and no warm Blender or nothing came for a while
+            if self.runner is None and long_polled:
+                self._keep_standby()  # a long poll brought nothing: the machine is idle
             if not long_polled:  # a long poll already waited; anything else waits here
-                await wait_any(stop, self.task_ended, timeout=delay)
+                await wait_any(stop, self.task_ended, timeout=self._until_reserve(delay))
                 self.task_ended.clear()
 
     async def _reregister(self) -> None:
         with contextlib.suppress(Unreachable, ApiError):
             await self.register(force=True)
 
+    def _should_reserve(self) -> bool:
+        if self.run is None or self.next is not None or self.status != "awake":
+            return False
+        left = self.run.seconds_left()
+        return left is not None and left <= RESERVE_AHEAD_S
+
+    def _until_reserve(self, delay: float) -> float:
+        """How long the sync loop may sleep: `delay`, or less to reserve the next task in time."""
+        if self.run is None or self.next is not None:
+            return delay
+        left = self.run.seconds_left()
+        if left is None:
+            return delay
+        return min(delay, max(0.0, left - RESERVE_AHEAD_S))
+
     async def _sync_once(self) -> bool:
         """One sync with the Manager; True when it was a long poll for work."""
         idle = self.runner is None and self.status == "awake"
+        asking = idle or self._should_reserve()
         carried: tuple[list[int], list[wire.TaskUpdate]] = ([], [])
-        if idle:
-            # The Manager must hear how the last task ended before it hands out the next one:
-            # its frames go first, its last updates ride along with this request.
+        if asking:
+            # The Manager must hear how the last task ended before it hands out the next one
+            # (else it would give that one again): its frames go first, its last updates
+            # ride along with this request.
             async with self.delivering:
                 await self.outbox.flush(self._send_updates, self._send_frame, keep_updates=True)
             carried = self.outbox.pending_updates()
         req = wire.WorkerSync(
             updates=carried[1],
-            want_task=idle,
+            want_task=asking,
             wait_s=IDLE_WAIT_S if idle else 0,
             warm_job_id=self.blender_job,
             progress=self.run.progress if self.run else None,
             status=self.status,
             running_task_id=self.run.a.task_id if self.run else None,
+            next_task_id=self.next.task_id if self.next else None,
             info=None if self.info_sent else self.info,
             stats=self.stats.sample(),
         )
@@ -230,13 +264,26 @@ class WorkerAgent:
         self.info_sent = True
         self.outbox.remove(carried[0])
         self._follow_wanted_state(reply.state)
+        if self.next is not None and self.next.task_id in reply.cancel:
+            self.next = None  # first, so that a canceled running task does not start it
         for task_id in reply.cancel:
             await self._cancel(task_id)
-        if reply.assignment is not None and self.runner is None:
-            self.run = TaskRun(reply.assignment)
-            self.runner = asyncio.create_task(self._run_task(self.run))
-            self.runner.add_done_callback(self._task_finished)
+        if reply.assignment is not None:
+            self._take(reply.assignment)
         return idle
+
+    def _take(self, assignment: wire.Assignment) -> None:
+        if self.runner is None:
+            self._start(assignment)
+        elif self.next is None and assignment.task_id != (self.run and self.run.a.task_id):
+            self.next = assignment
+
+    def _start(self, assignment: wire.Assignment) -> None:
+        self.run = TaskRun(assignment)
+        if self.frame_s is not None and self.frame_s[0] == assignment.job_id:
+            self.run.frame_s = self.frame_s[1]
+        self.runner = asyncio.create_task(self._run_task(self.run))
+        self.runner.add_done_callback(self._task_finished)
 
     def _follow_wanted_state(self, wanted: str) -> None:
         """Asleep or disabled: finish the current task, then take no more until woken."""
@@ -248,9 +295,22 @@ class WorkerAgent:
     def _task_finished(self, _: asyncio.Task[None]) -> None:
         self.runner, self.run = None, None
         self.blender_idle_since = time.monotonic()
+        reserved, self.next = self.next, None
+        if reserved is not None and self.status == "awake":
+            self._start(reserved)  # Blender goes on at once; the last task's news follows
+            self.deliver_wake.set()
+        elif reserved is not None:
+            self._hand_back(reserved)
         self.task_ended.set()
 
+    def _hand_back(self, assignment: wire.Assignment) -> None:
+        """A reserved task this Worker will not run goes back to the Manager's queue."""
+        self._report(TaskRun(assignment), status=TaskStatus.QUEUED, activity="handed back")
+
     async def _cancel(self, task_id: str) -> None:
+        if self.next is not None and self.next.task_id == task_id:
+            self.next = None
+            return
         if self.run is None or self.run.a.task_id != task_id or self.runner is None:
             return
         log.info("task %s canceled by the Manager", task_id, extra=self._ctx(self.run))
@@ -351,6 +411,7 @@ class WorkerAgent:
         on_event = functools.partial(self._on_blender_event, run)
         blender = await self._warm_blender(a, job_dir, on_event)
         self._report(run, activity=f"rendering {a.name}", blender_pid=blender.pid)
+        run.frame_started = time.monotonic()
         await blender.render(
             a.frames,
             self.data / "jobs" / a.job_id / "out" / a.task_id,
@@ -504,6 +565,10 @@ class WorkerAgent:
             sha256 = self.blobs.put_file(path)
             self.outbox.add_frame(FrameItem(run.a.task_id, int(event["frame"]), sha256, path.name))
             run.frames_done += 1
+            run.frame_started = time.monotonic()
+            if event.get("seconds") is not None:
+                run.frame_s = float(event["seconds"])
+                self.frame_s = (run.a.job_id, run.frame_s)
             run.set_progress(0.0, f"frame {event['frame']} saved")
             self._report(run, progress=run.progress.progress, activity=run.progress.activity)
         if (
@@ -539,6 +604,9 @@ class WorkerAgent:
             await asyncio.shield(blender.terminate())
 
     async def _shutdown(self) -> None:
+        if self.next is not None:
+            self._hand_back(self.next)
+            self.next = None
         if self.runner is not None and self.run is not None:
             # Hand the task back at once rather than let the Manager wait for us to go silent.
             self._report(self.run, status=TaskStatus.QUEUED, activity="worker stopped")
