@@ -54,6 +54,7 @@ FINAL_DELIVERY_S = 5.0
 # Reserve the next task when the running render should end within this long, so that
 # Blender goes on at once; short, so that no task waits long on a busy Worker.
 RESERVE_AHEAD_S = 0.5
+RESERVE_WAIT_S = 1.0
 
 
 class TaskRun:
@@ -249,7 +250,8 @@ class WorkerAgent:
         req = wire.WorkerSync(
             updates=carried[1],
             want_task=asking,
-            wait_s=IDLE_WAIT_S if idle else 0,
+            # Reserving: wait a little for a task rather than ask again and again.
+            wait_s=IDLE_WAIT_S if idle else RESERVE_WAIT_S,
             warm_job_id=self.blender_job,
             progress=self.run.progress if self.run else None,
             status=self.status,
