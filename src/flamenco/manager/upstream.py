@@ -1,5 +1,11 @@
 """The Manager's link to the Server: deliver the outbox, renew leases, take new ones.
 
+Two loops share the link. The delivery loop sends the outbox (updates and frames) as soon as
+something is queued. The sync loop calls `POST /manager/sync` every `interval_s` to renew
+leases and report progress and Workers, at once when Workers wait for tasks, and then
+long-polls: the Server holds the call until it has a task for this site (or something else
+to tell it), so a new job starts without polling.
+
 It keeps going while the Server is away: Workers go on with the tasks already held, and
 everything they report waits in the outbox until the Server answers again.
 """
@@ -8,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from flamenco import wire
 from flamenco.aio import wait_any
@@ -16,9 +24,11 @@ from flamenco.manager.service import ManagerService
 from flamenco.outbox import FrameItem, Outbox
 
 log = logging.getLogger("flamenco.manager.upstream")
+T = TypeVar("T")
 
 MAX_BACKOFF_S = 10.0
-HUNGRY_INTERVAL_S = 0.25
+LONG_POLL_S = 15.0  # how long the Server may hold a sync while this site holds no task
+REQUEST_MARGIN_S = 10.0  # a held sync's request times out this much after the hold
 
 
 class ServerLink:
@@ -30,46 +40,111 @@ class ServerLink:
         self.outbox = outbox
         self.interval_s = interval_s
         self.online = False
+        self._warned_offline = False
+        self._reconnected = asyncio.Event()  # wakes a loop in backoff when the other got through
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Run the loops until `stop`; a sync held by the Server is abandoned, not awaited."""
+        loops = [
+            asyncio.create_task(loop(stop))
+            for loop in (self._delivery_loop, self._sync_loop, self._reap_loop)
+        ]
+        try:
+            await stop.wait()
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+
+    # ---- the loops -------------------------------------------------------------------------
+
+    async def _delivery_loop(self, stop: asyncio.Event) -> None:
+        """Send the outbox whenever something is queued; back off while the Server is away."""
+        wake = self.service.link_wake
         delay = self.interval_s
         while not stop.is_set():
-            self.service.link_wake.clear()
-            self.service.sync_wake.clear()
-            try:
-                await self.sync_once()
-                if not self.online:
-                    log.info("connected to the Server at %s", self.server.http.base_url)
-                self.online, delay = True, self._next_delay()
-            except (Unreachable, ApiError) as exc:
-                if self.online or delay == self.interval_s:
-                    log.warning("the Server is unreachable, working offline: %s", exc)
-                self.online, delay = False, min(delay * 2, MAX_BACKOFF_S)
+            wake.clear()
+            if await self._attempt(self.deliver) is not None:
+                delay = self.interval_s
+                await wait_any(stop, wake, timeout=self.interval_s)
+            else:
+                delay = _backoff(delay, self.interval_s)
+                await wait_any(stop, self._reconnected, timeout=delay)
+
+    async def _sync_loop(self, stop: asyncio.Event) -> None:
+        """Sync every `interval_s`, at once when Workers want tasks; long-poll while they do."""
+        wake = self.service.sync_wake
+        loop = asyncio.get_running_loop()
+        delay = self.interval_s
+        while not stop.is_set():
+            wake.clear()
+            started = loop.time()
+            leased = await self._attempt(self.sync_once)
+            if leased is None:
+                delay = _backoff(delay, self.interval_s)
+                await wait_any(stop, self._reconnected, timeout=delay)
+                continue
+            delay = self.interval_s
+            took = loop.time() - started
+            if self.service.want() > 0 and (leased or took >= self.interval_s):
+                continue  # more may be there, or the Server held the call: ask again at once
+            await wait_any(stop, wake, timeout=max(0.0, self.interval_s - took))
+
+    async def _reap_loop(self, stop: asyncio.Event) -> None:
+        """Silent Workers lose their tasks, whether or not a sync is being held."""
+        while not stop.is_set():
             self.service.reap_silent_workers()
-            await wait_any(stop, self.service.link_wake, self.service.sync_wake, timeout=delay)
+            await wait_any(stop, timeout=self.interval_s)
 
-    def _next_delay(self) -> float:
-        """Poll faster while Workers wait with nothing to give them: a new job starts sooner."""
-        if self.service.workers_waiting() and self.service.want() > 0:
-            return min(self.interval_s, HUNGRY_INTERVAL_S)
-        return self.interval_s
+    async def _attempt(self, call: Callable[[], Awaitable[T]]) -> T | None:
+        """One exchange with the Server (None if it failed); keeps `online` and the log."""
+        try:
+            result = await call()
+        except (Unreachable, ApiError) as exc:
+            self.online = False
+            self._reconnected.clear()
+            if not self._warned_offline:
+                log.warning("the Server is unreachable, working offline: %s", exc)
+                self._warned_offline = True
+            return None
+        if not self.online:
+            log.info("connected to the Server at %s", self.server.http.base_url)
+            self.online, self._warned_offline = True, False
+            self._reconnected.set()  # the other loop may stop backing off
+        return result
 
-    async def sync_once(self) -> None:
-        await self.outbox.flush(self._send_updates, self._send_frame)
-        request = wire.ManagerSync(
-            want=self.service.want(),
-            held=self.service.held_ids(),
-            progress=self.service.progress(),
-            workers=self.service.workers(),
-        )
+    # ---- the exchanges ---------------------------------------------------------------------
+
+    async def deliver(self) -> int:
+        """Send everything queued in the outbox, in order; return how many items went out."""
+        return await self.outbox.flush(self._send_updates, self._send_frame)
+
+    async def sync_once(self) -> list[wire.Lease]:
+        """One sync, which the Server may hold while this site wants tasks; the new leases."""
+        request = self._sync_request()
+        timeout = request.wait_s + REQUEST_MARGIN_S if request.wait_s else None
         reply = await self.server.call(
-            "POST", "/api/v1/manager/sync", wire.ManagerSyncReply, request
+            "POST", "/api/v1/manager/sync", wire.ManagerSyncReply, request, timeout=timeout
         )
         self.service.revoke(reply.revoked)
         self.service.take_blocklist(reply.blocklist)
         self.service.take_worker_states(reply.worker_states)
         self.service.take_leases(reply.leases)
         self.interval_s = reply.next_sync_s
+        return reply.leases
+
+    def _sync_request(self) -> wire.ManagerSync:
+        want, held = self.service.want(), self.service.held_ids()
+        # While the site holds tasks it reports their progress every interval; holding none,
+        # it has nothing to report, and the Server may hold the call longer.
+        wait_s = (self.interval_s if held else LONG_POLL_S) if want > 0 else 0.0
+        return wire.ManagerSync(
+            want=want,
+            held=held,
+            progress=self.service.progress(),
+            workers=self.service.workers(),
+            wait_s=wait_s,
+        )
 
     async def _send_updates(self, updates: list[wire.TaskUpdate]) -> None:
         await self.server.call(
@@ -93,3 +168,8 @@ class ServerLink:
             item.sha256,
             params={"filename": item.filename},
         )
+
+
+def _backoff(delay: float, base: float) -> float:
+    """The next wait while the Server is away: doubling from `base`, at most MAX_BACKOFF_S."""
+    return min(max(delay, base) * 2, MAX_BACKOFF_S)

@@ -1,0 +1,201 @@
+"""The Manager's link to the Server (ServerLink) against a scripted Server (httpx mock).
+
+A stand-in for the ManagerService gives the link what it asks for; the real outbox queues
+what goes up. No fixed sleeps: each test waits for what it expects, with a bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+import pytest
+
+from flamenco import wire
+from flamenco.client import AsyncApi
+from flamenco.manager.service import ManagerService
+from flamenco.manager.upstream import LONG_POLL_S, ServerLink
+from flamenco.outbox import Outbox
+
+BOUND_S = 5.0
+
+Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
+
+
+class FakeService:
+    """What ServerLink uses of the ManagerService."""
+
+    def __init__(self) -> None:
+        self.link_wake = asyncio.Event()
+        self.sync_wake = asyncio.Event()
+        self.wanted = 0
+        self.held: list[str] = []
+        self.leases: list[wire.Lease] = []
+
+    def want(self) -> int:
+        return self.wanted
+
+    def held_ids(self) -> list[str]:
+        return list(self.held)
+
+    def progress(self) -> list[wire.Progress]:
+        return []
+
+    def workers(self) -> list[wire.WorkerSummary]:
+        return []
+
+    def revoke(self, task_ids: list[str]) -> None:
+        pass
+
+    def take_blocklist(self, blocklist: dict[str, list[str]]) -> None:
+        pass
+
+    def take_worker_states(self, states: dict[str, str]) -> None:
+        pass
+
+    def take_leases(self, leases: list[wire.Lease]) -> None:
+        self.leases += leases
+
+    def reap_silent_workers(self) -> None:
+        pass
+
+
+class FakeServer:
+    """Records each request; answers syncs with `sync_reply` (awaitable: it may hold them)."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.hold = asyncio.Event()  # a sync waits for this while `holding`
+        self.holding = False
+        self.down = False
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        if self.down:
+            raise httpx.ConnectError("refused", request=request)
+        body = json.loads(request.content or b"{}")
+        self.requests.append((request.url.path, body))
+        if request.url.path.endswith("/manager/updates"):
+            return httpx.Response(200, json={"applied": [u["update_id"] for u in body["updates"]]})
+        if self.holding:
+            await self.hold.wait()
+        return httpx.Response(200, json={"leases": [], "revoked": [], "next_sync_s": 60.0})
+
+    def syncs(self) -> list[dict[str, Any]]:
+        return [body for path, body in self.requests if path.endswith("/manager/sync")]
+
+    def deliveries(self) -> int:
+        return sum(path.endswith("/manager/updates") for path, _ in self.requests)
+
+
+def make_link(tmp_path: Path, server: FakeServer, service: FakeService) -> ServerLink:
+    api = AsyncApi("http://server.test")
+    api.http = httpx.AsyncClient(
+        base_url="http://server.test", transport=httpx.MockTransport(server.handle)
+    )
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    return ServerLink(cast(ManagerService, service), api, outbox, interval_s=60.0)
+
+
+async def until(check: Callable[[], object], timeout: float = BOUND_S) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def update() -> wire.TaskUpdate:
+    return wire.TaskUpdate(update_id=uuid.uuid4().hex, task_id="t1", status="active")
+
+
+def run_link(
+    tmp_path: Path, scenario: Callable[[ServerLink, FakeServer, FakeService], Awaitable[None]]
+) -> None:
+    async def main() -> None:
+        server, service = FakeServer(), FakeService()
+        link = make_link(tmp_path, server, service)
+        stop = asyncio.Event()
+        running = asyncio.create_task(link.run(stop))
+        try:
+            await scenario(link, server, service)
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, BOUND_S)
+            server.hold.set()
+
+    asyncio.run(main())
+
+
+def test_updates_go_up_as_soon_as_queued_without_a_sync_each(tmp_path: Path) -> None:
+    async def scenario(link: ServerLink, server: FakeServer, service: FakeService) -> None:
+        await until(lambda: server.syncs() and link.online)
+        for n in range(3):
+            link.outbox.add_update(update())
+            service.link_wake.set()
+            await until(lambda n=n: server.deliveries() == n + 1)
+        assert len(server.syncs()) == 1  # the next one is due in next_sync_s = 60 s
+
+    run_link(tmp_path, scenario)
+
+
+def test_a_site_that_wants_tasks_long_polls_and_asks_at_once_when_workers_wait(
+    tmp_path: Path,
+) -> None:
+    async def scenario(link: ServerLink, server: FakeServer, service: FakeService) -> None:
+        await until(lambda: server.syncs())
+        assert server.syncs()[0]["wait_s"] == 0  # wants nothing: an ordinary sync
+        server.holding = True
+        service.wanted = 1
+        service.sync_wake.set()
+        await until(lambda: len(server.syncs()) == 2)
+        assert server.syncs()[1]["wait_s"] == LONG_POLL_S
+        # While it holds tasks, the site reports their progress every interval.
+        service.held = ["t1"]
+        server.hold.set()
+        service.sync_wake.set()
+        await until(lambda: len(server.syncs()) >= 3)
+        assert server.syncs()[2]["wait_s"] == link.interval_s
+
+    run_link(tmp_path, scenario)
+
+
+def test_stopping_the_link_does_not_wait_for_a_held_sync(tmp_path: Path) -> None:
+    async def scenario(link: ServerLink, server: FakeServer, service: FakeService) -> None:
+        server.holding = True  # the Server never answers: the finally clause stops the link
+        service.wanted = 1
+        await until(lambda: server.syncs())
+
+    run_link(tmp_path, scenario)
+
+
+def test_the_outbox_waits_while_the_server_is_away_and_goes_up_when_it_is_back(
+    tmp_path: Path,
+) -> None:
+    async def scenario(link: ServerLink, server: FakeServer, service: FakeService) -> None:
+        await until(lambda: link.online)
+        server.down = True
+        link.outbox.add_update(update())
+        service.link_wake.set()
+        await until(lambda: not link.online)
+        assert len(link.outbox) == 1
+        server.down = False
+        service.sync_wake.set()  # the sync loop gets through first and wakes the delivery
+        await until(lambda: server.deliveries() == 1 and len(link.outbox) == 0)
+        assert link.online
+
+    run_link(tmp_path, scenario)
+
+
+@pytest.mark.parametrize("interval", [1.0, 0.5])
+def test_backoff_doubles_up_to_its_limit(interval: float) -> None:
+    from flamenco.manager.upstream import MAX_BACKOFF_S, _backoff
+
+    delays = [interval]
+    for _ in range(8):
+        delays.append(_backoff(delays[-1], interval))
+    assert delays[1] == 2 * interval and delays[-1] == MAX_BACKOFF_S
