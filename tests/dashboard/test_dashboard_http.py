@@ -232,6 +232,14 @@ def test_a_big_job_shows_one_page_of_tasks_at_a_time_and_keeps_it_live(
         page.fill("#task-search", "render 14")
         expect(names).to_have_text(["render 14", *(f"render {n}" for n in range(140, 150))])
         expect(page.locator("#tasks-pager")).to_be_empty()
+
+        # Paused from elsewhere (a job event only): the rows shown follow it too.
+        page.fill("#task-search", "")
+        page.click("#task-filter .chip[data-status='']")
+        expect(rows).to_have_count(100)
+        farm.api().request("POST", f"/api/v1/jobs/{job.id}/pause")
+        expect(rows.first.locator(".badge")).to_have_text("paused")
+        expect(page.locator("#task-filter .chip[data-status=paused]")).to_have_text("paused 150")
     finally:
         context.close()
     pages = [u for u in asked if f"/ui/jobs/{job.id}/tasks?" in u]

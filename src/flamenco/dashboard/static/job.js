@@ -282,7 +282,8 @@
   function everything() { refreshJob(); refreshTasks(); refreshFrames(); refreshTimeline(); refreshLog(); }
 
   F.live((kind, data) => {
-    if (kind === "job" && data.id === jobId) { refreshJob(); refreshTimeline(); }
+    // A job action (from elsewhere) changes its tasks with nothing but a job event.
+    if (kind === "job" && data.id === jobId) { refreshJob(); refreshTasks(); refreshTimeline(); }
     if (data.job_id !== jobId) return;
     if (kind === "task") { refreshTasks(); refreshTimeline(); }
     else if (kind === "frame") refreshFrames();
