@@ -7,13 +7,13 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from anyio import to_thread
 from sqlalchemy import ColumnElement, String, cast, func, or_, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, load_only, sessionmaker
 
 from flamenco import wire
 from flamenco.core.compiler import preview_frame_path
@@ -53,6 +53,7 @@ SCAN_LIMIT = 500  # candidate tasks looked at per lease request
 PAGE_SLACK = 4  # candidates read beyond those wanted, for the ones that do not fit
 BATCH_ATTEMPTS = 3
 EXPIRY_MARGIN_S = 0.05
+SYNC_MANAGER_COLUMNS = (ManagerRow.id, ManagerRow.name, ManagerRow.worker_states)  # not workers
 HELD_COLUMNS = (
     TaskRow.id,
     TaskRow.job_id,
@@ -69,6 +70,12 @@ Gone = Callable[[], Awaitable[bool]]
 class Synced:
     reply: wire.ManagerSyncReply
     next_expiry: datetime | None  # when a lease expires next, if the sync may wait
+
+
+class Renewal(NamedTuple):
+    revoked: list[str]  # held tasks the Manager must drop
+    moved: list[tuple[str, str]]  # (job, task) whose progress moved
+    jobs: set[str]  # the jobs of the held tasks
 
 
 @dataclass
@@ -101,6 +108,10 @@ def _news(reply: wire.ManagerSyncReply) -> tuple[Any, ...]:
 
 def _held_by(row: Any, manager_id: int) -> bool:
     return row.manager_id == manager_id and row.status in HELD_TASK_STATUSES
+
+
+def _moved(row: Any, progress: wire.Progress) -> bool:
+    return (row.progress, row.activity) != (progress.progress, progress.activity)
 
 
 class LeaseService:
@@ -188,28 +199,28 @@ class LeaseService:
         """Look at what there is for the Manager; with `record`, also store what it reports."""
         with self.sessions.begin() as s:
             expired = self.expire_leases(s)
-            row = s.get(ManagerRow, manager_id)
+            row = s.get(ManagerRow, manager_id, options=[load_only(*SYNC_MANAGER_COLUMNS)])
             assert row is not None
             if record:
                 row.workers = [w.model_dump(mode="json") for w in req.workers]
             progress = req.progress if record else []
-            revoked, moved = self._renew(s, manager_id, req.held, progress)
+            renewal = self._renew(s, manager_id, req.held, progress)
             workers = [w for w in req.workers if w.status in wire.WORKING_STATUSES]
             leases = self._lease(s, row, req.want, workers)
-            jobs = {lease.job_id for lease in leases} | self._jobs_of(s, req.held)
+            jobs = {lease.job_id for lease in leases} | renewal.jobs
             blocked = blocked_workers(s, jobs, self.blocklist_threshold, manager_id)
             states = dict(row.worker_states)
-            waits = req.want and req.wait_s and not leases and not revoked
+            waits = req.want and req.wait_s and not leases and not renewal.revoked
             next_expiry = self._next_expiry(s) if waits else None
         if expired:
             self.bell.ring()  # tasks to lease again: other waiting Managers may take them
         if record:
             self.events.publish("managers")
-        for job_id, task_id in moved + [(lease.job_id, lease.task_id) for lease in leases]:
+        for job_id, task_id in renewal.moved + [(lease.job_id, lease.task_id) for lease in leases]:
             self._publish_task(job_id, task_id)
         reply = wire.ManagerSyncReply(
             leases=leases,
-            revoked=revoked,
+            revoked=renewal.revoked,
             next_sync_s=self.sync_interval_s,
             blocklist={job: sorted(names) for job, names in blocked.items()},
             worker_states=states,
@@ -230,12 +241,6 @@ class LeaseService:
         )
         self.events.publish("managers")
         self.bell.ring()
-
-    @staticmethod
-    def _jobs_of(s: Session, task_ids: list[str]) -> set[str]:
-        if not task_ids:
-            return set()
-        return set(s.scalars(select(TaskRow.job_id).where(TaskRow.id.in_(task_ids))))
 
     def managers(self) -> list[wire.ManagerInfo]:
         """Every Manager with its Workers, as last reported, and whether it is online."""
@@ -280,15 +285,14 @@ class LeaseService:
 
     def _renew(
         self, s: Session, manager_id: int, held: list[str], progress: list[wire.Progress]
-    ) -> tuple[list[str], list[tuple[str, str]]]:
+    ) -> Renewal:
         """Extend the leases the Manager still holds and store their volatile progress.
 
-        Returns the tasks it must drop, and the (job, task) pairs whose progress moved.
         Only the columns needed are read, and each change is one statement for all tasks.
         """
         ids = set(held) | {p.task_id for p in progress}
         if not ids:
-            return [], []
+            return Renewal([], [], set())
         rows = {
             r.id: r
             for r in s.execute(
@@ -298,27 +302,24 @@ class LeaseService:
             )
         }
         mine = {i for i, r in rows.items() if _held_by(r, manager_id)}
-        renewed = [i for i in held if i in mine and rows[i].job_status in LEASABLE_JOB_STATUSES]
+        renewed = {i for i in held if i in mine and rows[i].job_status in LEASABLE_JOB_STATUSES}
         if renewed:
             expires = utcnow() + self.lease_timeout
             s.execute(
                 sql_update(TaskRow).where(TaskRow.id.in_(renewed)).values(lease_expires=expires),
                 execution_options={"synchronize_session": False},
             )
-        moved = [
-            p
-            for p in progress
-            if p.task_id in mine
-            and (rows[p.task_id].progress, rows[p.task_id].activity) != (p.progress, p.activity)
-        ]
+        moved = [p for p in progress if p.task_id in mine and _moved(rows[p.task_id], p)]
         if moved:
             s.execute(
                 sql_update(TaskRow),
                 [{"id": p.task_id, "progress": p.progress, "activity": p.activity} for p in moved],
             )
-        kept = set(renewed)
-        revoked = [i for i in held if i not in kept]
-        return revoked, [(rows[p.task_id].job_id, p.task_id) for p in moved]
+        return Renewal(
+            revoked=[i for i in held if i not in renewed],
+            moved=[(rows[p.task_id].job_id, p.task_id) for p in moved],
+            jobs={rows[i].job_id for i in held if i in rows},
+        )
 
     def _publish_task(self, job_id: str, task_id: str, logged: bool = False) -> None:
         self.events.publish("task", job_id=job_id, id=task_id)
