@@ -73,6 +73,7 @@ class ManagerService:
         self.blob_downloads = 0
         self.blocklist: dict[str, set[str]] = {}  # job id -> Worker names, from the Server
         self.workers_by_id: dict[str, WorkerState] = {}
+        self._working: set[str] = set()  # ids of Workers in a WORKING_STATUSES status
         self._by_token: dict[str, WorkerState] = {}
         self.held: dict[str, HeldTask] = {}
         self.queue = TaskQueue()
@@ -91,6 +92,14 @@ class ManagerService:
     def _add_worker(self, worker: WorkerState) -> None:
         self.workers_by_id[worker.id] = worker
         self._by_token[worker.token_hash] = worker
+        self._set_status(worker, worker.status)
+
+    def _set_status(self, worker: WorkerState, status: str) -> None:
+        worker.status = status
+        if status in wire.WORKING_STATUSES:
+            self._working.add(worker.id)
+        else:
+            self._working.discard(worker.id)
 
     # ---- Workers -----------------------------------------------------------------------------
 
@@ -150,7 +159,7 @@ class ManagerService:
         """Record that the Worker is alive; return the tasks it must stop."""
         worker.last_seen = utcnow()
         changed = worker.status != req.status or bool(worker.cancel)
-        worker.status = req.status
+        self._set_status(worker, req.status)
         if req.info is not None:
             worker.set_info(req.info.model_dump(mode="json"))
             changed = True
@@ -413,7 +422,7 @@ class ManagerService:
         tasks when that is more, at most one per working Worker, so that a busy site does not
         hoard tasks that another site's idle Workers could run.
         """
-        working = sum(w.status in wire.WORKING_STATUSES for w in self.workers_by_id.values())
+        working = len(self._working)
         ahead = 0
         if working:
             ahead = max(
@@ -470,7 +479,8 @@ class ManagerService:
                 "worker %s is silent; marked offline", worker.name, extra={"worker": worker.name}
             )
             requeued = [self.held[task_id] for task_id in worker.tasks]
-            worker.status, worker.tasks = "offline", []
+            worker.tasks = []
+            self._set_status(worker, "offline")
             self.store.worker_changed(worker)
             for held in requeued:
                 held.state, held.worker_id, held.progress = "queued", None, 0.0
