@@ -36,6 +36,7 @@ class FakeService:
         self.wanted = 0
         self.held: list[str] = []
         self.leases: list[wire.Lease] = []
+        self.roster: list[wire.WorkerSummary] = []
 
     def want(self) -> int:
         return self.wanted
@@ -47,7 +48,7 @@ class FakeService:
         return []
 
     def workers(self) -> list[wire.WorkerSummary]:
-        return []
+        return list(self.roster)
 
     def revoke(self, task_ids: list[str]) -> None:
         pass
@@ -66,13 +67,14 @@ class FakeService:
 
 
 class FakeServer:
-    """Records each request; answers syncs with `sync_reply` (awaitable: it may hold them)."""
+    """Records each request; while `holding`, holds the syncs that may be held."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, Any]]] = []
-        self.hold = asyncio.Event()  # a sync waits for this while `holding`
+        self.hold = asyncio.Event()  # a held sync waits for this
         self.holding = False
         self.down = False
+        self.next_sync_s = 60.0
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
         if self.down:
@@ -81,9 +83,10 @@ class FakeServer:
         self.requests.append((request.url.path, body))
         if request.url.path.endswith("/manager/updates"):
             return httpx.Response(200, json={"applied": [u["update_id"] for u in body["updates"]]})
-        if self.holding:
+        if self.holding and body.get("wait_s"):
             await self.hold.wait()
-        return httpx.Response(200, json={"leases": [], "revoked": [], "next_sync_s": 60.0})
+        reply = {"leases": [], "revoked": [], "next_sync_s": self.next_sync_s}
+        return httpx.Response(200, json=reply)
 
     def syncs(self) -> list[dict[str, Any]]:
         return [body for path, body in self.requests if path.endswith("/manager/sync")]
@@ -160,6 +163,28 @@ def test_a_site_that_wants_tasks_long_polls_and_asks_at_once_when_workers_wait(
         service.sync_wake.set()
         await until(lambda: len(server.syncs()) >= 3)
         assert server.syncs()[2]["wait_s"] == link.interval_s
+
+    run_link(tmp_path, scenario)
+
+
+def test_a_change_among_the_workers_goes_up_while_a_sync_is_held(tmp_path: Path) -> None:
+    async def scenario(link: ServerLink, server: FakeServer, service: FakeService) -> None:
+        service.roster = [wire.WorkerSummary(name="w1", status="awake")]
+        server.next_sync_s = 0.05  # the link looks at its Workers every interval
+        await until(lambda: server.syncs())
+        server.holding = True
+        service.wanted = 1
+        service.sync_wake.set()
+        await until(lambda: any(body["wait_s"] for body in server.syncs()))
+        service.roster = [wire.WorkerSummary(name="w1", status="asleep")]
+
+        def reported() -> bool:
+            return any(
+                body["want"] == 0 and body["workers"][0]["status"] == "asleep"
+                for body in server.syncs()
+            )
+
+        await until(reported)
 
     run_link(tmp_path, scenario)
 

@@ -152,6 +152,24 @@ def test_a_held_sync_gets_the_preview_task_when_the_last_render_completes_elsewh
     asyncio.run(scenario())
 
 
+def test_a_held_sync_leases_by_the_workers_its_manager_reported_meanwhile(
+    svc: ServerServices,
+) -> None:
+    """Held while its only Worker was awake; the Manager's ordinary sync since says it sleeps."""
+    manager = add_manager(svc, "site")
+    asleep = [wire.WorkerSummary(name="w1", status="asleep", blender_version="5.0.1")]
+
+    async def scenario() -> None:
+        sync = held_sync(svc, manager, wait_s=1.0)
+        await held(svc, sync)
+        await asyncio.to_thread(lease_sync, svc, manager, 0, None, asleep)
+        job = add_job(svc, "1")
+        assert (await answer(sync)).leases == []
+        assert [t.status for t in svc.jobs.tasks(job.id)] == [TaskStatus.QUEUED]
+
+    asyncio.run(scenario())
+
+
 def test_a_held_sync_with_nothing_to_tell_answers_after_its_wait(svc: ServerServices) -> None:
     manager = add_manager(svc, "site")
 

@@ -120,8 +120,23 @@ class ServerLink:
         return await self.outbox.flush(self._send_updates, self._send_frame)
 
     async def sync_once(self) -> list[wire.Lease]:
-        """One sync, which the Server may hold while this site wants tasks; the new leases."""
-        request = self._sync_request()
+        """One sync, which the Server may hold while this site wants tasks; the new leases.
+
+        While it is held, a change among the Workers (one joins, sleeps, goes offline) goes
+        up at once in an ordinary sync besides it, so the farm's pages do not wait for it.
+        """
+        told = self._sync_request()
+        held = asyncio.ensure_future(self._exchange(told))
+        try:
+            while not (await asyncio.wait({held}, timeout=self.interval_s))[0]:
+                if _roster(self.service.workers()) != _roster(told.workers):
+                    told = self._sync_request(want=0)
+                    await self._exchange(told)
+        finally:
+            held.cancel()  # when stopping, or when the other sync failed
+        return held.result()
+
+    async def _exchange(self, request: wire.ManagerSync) -> list[wire.Lease]:
         timeout = request.wait_s + REQUEST_MARGIN_S if request.wait_s else None
         reply = await self.server.call(
             "POST", "/api/v1/manager/sync", wire.ManagerSyncReply, request, timeout=timeout
@@ -133,8 +148,9 @@ class ServerLink:
         self.interval_s = reply.next_sync_s
         return reply.leases
 
-    def _sync_request(self) -> wire.ManagerSync:
-        want, held = self.service.want(), self.service.held_ids()
+    def _sync_request(self, want: int | None = None) -> wire.ManagerSync:
+        want = self.service.want() if want is None else want
+        held = self.service.held_ids()
         # While the site holds tasks it reports their progress every interval; holding none,
         # it has nothing to report, and the Server may hold the call longer.
         wait_s = (self.interval_s if held else LONG_POLL_S) if want > 0 else 0.0
@@ -168,6 +184,11 @@ class ServerLink:
             item.sha256,
             params={"filename": item.filename},
         )
+
+
+def _roster(workers: list[wire.WorkerSummary]) -> list[tuple[str, str, str | None]]:
+    """What the Server must hear of at once about the Workers (not their load or progress)."""
+    return sorted((w.name, w.status, w.task_id) for w in workers)
 
 
 def _backoff(delay: float, base: float) -> float:

@@ -199,13 +199,10 @@ class LeaseService:
         """Look at what there is for the Manager; with `record`, also store what it reports."""
         with self.sessions.begin() as s:
             expired = self.expire_leases(s)
-            row = s.get(ManagerRow, manager_id, options=[load_only(*SYNC_MANAGER_COLUMNS)])
-            assert row is not None
-            if record:
-                row.workers = [w.model_dump(mode="json") for w in req.workers]
+            row, reported = self._manager(s, manager_id, req, record)
             progress = req.progress if record else []
             renewal = self._renew(s, manager_id, req.held, progress)
-            workers = [w for w in req.workers if w.status in wire.WORKING_STATUSES]
+            workers = [w for w in reported if w.status in wire.WORKING_STATUSES]
             leases = self._lease(s, row, req.want, workers)
             jobs = {lease.job_id for lease in leases} | renewal.jobs
             blocked = blocked_workers(s, jobs, self.blocklist_threshold, manager_id)
@@ -226,6 +223,21 @@ class LeaseService:
             worker_states=states,
         )
         return Synced(reply, next_expiry)
+
+    @staticmethod
+    def _manager(
+        s: Session, manager_id: int, req: wire.ManagerSync, record: bool
+    ) -> tuple[ManagerRow, list[wire.WorkerSummary]]:
+        """The Manager's row and its Workers: with `record`, those of the request, stored
+        (the stored list is not read); else the latest stored, which an ordinary sync may
+        have sent while this one was held."""
+        columns = SYNC_MANAGER_COLUMNS if record else (*SYNC_MANAGER_COLUMNS, ManagerRow.workers)
+        row = s.get(ManagerRow, manager_id, options=[load_only(*columns)])
+        assert row is not None
+        if record:
+            row.workers = [w.model_dump(mode="json") for w in req.workers]
+            return row, req.workers
+        return row, [wire.WorkerSummary.model_validate(w) for w in row.workers]
 
     def set_worker_state(self, manager_name: str, worker: str, state: str) -> None:
         """What operators want of a Worker; its Manager passes it on at its next sync."""
