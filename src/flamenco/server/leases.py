@@ -349,7 +349,7 @@ class LeaseService:
             return []
         capable = {w.name: w.capabilities() for w in workers}
         expires = utcnow() + self.lease_timeout
-        leases: list[wire.Lease] = []
+        granted: list[tuple[TaskRow, JobRow]] = []
         scanned = 0
         for job_id in self._leasable_jobs(s, manager.name):
             blocked = blocked_workers(s, {job_id}, self.blocklist_threshold, manager.id)
@@ -358,18 +358,21 @@ class LeaseService:
                 continue  # every Worker of this Manager failed this job too often
             job = s.get(JobRow, job_id)
             assert job is not None
-            before = len(leases)
-            for task in self._candidates(s, job_id, want - len(leases)):
+            before = len(granted)
+            for task in self._candidates(s, job_id, want - len(granted)):
                 scanned += 1
                 if self._may_lease(s, task, allowed):
-                    leases.append(self._grant(s, task, job, manager.id, expires))
-                if len(leases) >= want or scanned >= SCAN_LIMIT:
+                    task.status, task.manager_id = TaskStatus.LEASED, manager.id
+                    task.lease_expires = expires
+                    granted.append((task, job))
+                if len(granted) >= want or scanned >= SCAN_LIMIT:
                     break
-            if len(leases) > before and job.status == JobStatus.QUEUED:
+            if len(granted) > before and job.status == JobStatus.QUEUED:
                 JobService.refresh_job_status(s, job_id, self.max_failed_tasks)  # now active
-            if len(leases) >= want or scanned >= SCAN_LIMIT:
+            if len(granted) >= want or scanned >= SCAN_LIMIT:
                 break
-        return leases
+        failed = failed_by(s, [task.id for task, _ in granted], manager.id)
+        return [self._lease_of(s, task, job, failed.get(task.id, [])) for task, job in granted]
 
     def _leasable_jobs(self, s: Session, site: str) -> list[str]:
         """Jobs with runnable tasks that may run on this site, in the order they lease."""
@@ -419,10 +422,8 @@ class LeaseService:
         needs = Requirements.from_dict(task.requirements)
         return any(unmet(needs, cap) is None for cap in allowed)  # else another site may
 
-    def _grant(
-        self, s: Session, task: TaskRow, job: JobRow, manager_id: int, expires: datetime
-    ) -> wire.Lease:
-        task.status, task.manager_id, task.lease_expires = TaskStatus.LEASED, manager_id, expires
+    def _lease_of(self, s: Session, task: TaskRow, job: JobRow, failed_by: list[str]) -> wire.Lease:
+        assert task.lease_expires is not None
         return wire.Lease(
             task_id=task.id,
             job_id=job.id,
@@ -433,9 +434,9 @@ class LeaseService:
             frames=task.frames,
             command=task.command,
             files=self._files_for(s, task, job),
-            lease_expires=expires,
+            lease_expires=task.lease_expires,
             requirements=task.requirements,
-            failed_by=failed_by(s, task.id, manager_id),
+            failed_by=failed_by,
         )
 
     @staticmethod

@@ -39,17 +39,24 @@ def blocked_workers(
     return blocked
 
 
-def failed_by(s: Session, task_id: str, manager_id: int) -> list[str]:
-    """The Workers of a Manager that failed this task before."""
-    workers = s.scalars(
-        select(AppliedUpdate.worker).where(
-            AppliedUpdate.task_id == task_id,
+def failed_by(s: Session, task_ids: list[str], manager_id: int) -> dict[str, list[str]]:
+    """The Workers of a Manager that failed each of these tasks before (one query for all)."""
+    if not task_ids:
+        return {}
+    rows = s.execute(
+        select(AppliedUpdate.task_id, AppliedUpdate.worker)
+        .where(
+            AppliedUpdate.task_id.in_(task_ids),
             AppliedUpdate.manager_id == manager_id,
             AppliedUpdate.status == TaskStatus.FAILED,
             AppliedUpdate.worker.is_not(None),
         )
+        .distinct()
     )
-    return sorted(set(workers))
+    workers: dict[str, list[str]] = {}
+    for task_id, worker in rows:
+        workers.setdefault(task_id, []).append(worker)
+    return {task_id: sorted(names) for task_id, names in workers.items()}
 
 
 def manager_names(s: Session) -> dict[int, str]:
