@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections.abc import Callable
 from typing import Any
+
+log = logging.getLogger("flamenco.aio")
 
 
 async def wait_any(*events: asyncio.Event, timeout: float) -> None:
@@ -20,3 +24,51 @@ async def wait_quietly(task: asyncio.Task[Any]) -> None:
     """Await a task that is ending, whatever it ends with."""
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await task
+
+
+class TurnWriter:
+    """Group commit: `write` runs once on the next turn of the event loop for every change
+    announced (`changed`) during this one, and `written()` returns once that write is done.
+
+    Requests handled in the same turn share one transaction; outside a running loop (start-up,
+    tools) the write happens at once.
+    """
+
+    def __init__(self, write: Callable[[], None]) -> None:
+        self._write = write
+        self._waiters: list[asyncio.Future[None]] = []
+        self._scheduled = False
+
+    def changed(self) -> None:
+        if self._scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write()
+            return
+        self._scheduled = True
+        loop.call_soon(self._write_and_answer)
+
+    async def written(self) -> None:
+        """Return once everything announced so far is written."""
+        if not self._scheduled:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+    def _write_and_answer(self) -> None:
+        self._scheduled = False
+        waiters, self._waiters = self._waiters, []
+        try:
+            self._write()
+        except Exception as exc:  # every waiter must hear of it, not just the log
+            log.error("a group write failed: %s", exc)
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            return
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)

@@ -58,6 +58,9 @@ def auth_headers(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
 def _body(model: BaseModel | None) -> dict[str, Any] | None:
     return None if model is None else model.model_dump(mode="json")
 
@@ -87,9 +90,11 @@ class AsyncApi:
         body: BaseModel | None = None,
         timeout: float | None = None,
     ) -> M:
-        extra = {"timeout": timeout} if timeout is not None else {}
-        response = await self.request(method, path, json=_body(body), **extra)
-        return reply.model_validate(response.json())
+        extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
+        if body is not None:  # pydantic's own JSON: no detour through dicts and the json module
+            extra |= {"content": body.model_dump_json(), "headers": JSON_HEADERS}
+        response = await self.request(method, path, **extra)
+        return reply.model_validate_json(response.content)
 
     async def upload_file(
         self, path: str, source: Path, sha256: str, params: dict[str, Any] | None = None

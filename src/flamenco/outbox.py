@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flamenco import wire
+from flamenco.aio import TurnWriter
 from flamenco.client import ApiError
 
 log = logging.getLogger("flamenco.outbox")
@@ -54,28 +55,41 @@ class Outbox:
             "CREATE TABLE IF NOT EXISTS outbox ("
             " seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, payload TEXT NOT NULL)"
         )
+        # Items added in one turn of the event loop are written in one transaction; whoever
+        # must know they are on disk (before acknowledging them) awaits `saved()`.
+        self._pending: list[tuple[str, str]] = []
+        self._writer = TurnWriter(self._write_pending)
 
     def add_update(self, update: wire.TaskUpdate) -> None:
         self._add("update", update.model_dump_json())
 
     def add_updates(self, updates: list[wire.TaskUpdate]) -> None:
-        with self.db:  # one transaction for the whole batch
-            self.db.execute("BEGIN")
-            self.db.executemany(
-                "INSERT INTO outbox (kind, payload) VALUES ('update', ?)",
-                [(u.model_dump_json(),) for u in updates],
-            )
+        for update in updates:
+            self.add_update(update)
 
     def add_frame(self, item: FrameItem) -> None:
         self._add(item.kind, json.dumps(item.__dict__))
 
     def _add(self, kind: str, payload: str) -> None:
-        self.db.execute("INSERT INTO outbox (kind, payload) VALUES (?, ?)", (kind, payload))
+        self._pending.append((kind, payload))
+        self._writer.changed()
+
+    async def saved(self) -> None:
+        await self._writer.written()
+
+    def _write_pending(self) -> None:
+        rows, self._pending = self._pending, []
+        if rows:
+            with self.db:
+                self.db.execute("BEGIN")
+                self.db.executemany("INSERT INTO outbox (kind, payload) VALUES (?, ?)", rows)
 
     def __len__(self) -> int:
+        self._write_pending()
         return self.db.execute("SELECT count(*) FROM outbox").fetchone()[0]
 
     def _head(self) -> list[tuple[int, str, str]]:
+        self._write_pending()  # what was added in this turn is part of the queue already
         return self.db.execute(
             "SELECT seq, kind, payload FROM outbox ORDER BY seq LIMIT ?", (MAX_BATCH,)
         ).fetchall()
@@ -134,6 +148,7 @@ class Outbox:
             log.error("dropping outbox item refused by upstream (%s): %s", exc.message, what)
 
     def close(self) -> None:
+        self._write_pending()
         self.db.close()
 
 

@@ -130,10 +130,15 @@ class ManagerService:
         assignment = None
         if req.want_task and not cancel and worker.wanted == "awake":
             assignment = await self._wait_for_assignment(worker, req)
-        await self.store.saved()
+        await self.saved()
         return wire.WorkerSyncReply(
             assignment=assignment, cancel=cancel, state=worker.wanted, applied=applied
         )
+
+    async def saved(self) -> None:
+        """Return once every change so far (state and outbox) is on disk: then answer."""
+        await self.store.saved()
+        await self.outbox.saved()
 
     async def _wait_for_assignment(
         self, worker: WorkerState, req: wire.WorkerSync
@@ -311,6 +316,7 @@ class ManagerService:
         digest = await self.blobs.put_stream(body, expected=sha256)
         self.outbox.add_frame(FrameItem(task_id, frame, digest, filename))
         self.link_wake.set()
+        await self.outbox.saved()
 
     async def receive_artifact(
         self, worker: WorkerState, task_id: str, name: str, sha256: str, body: AsyncIterable[bytes]
@@ -321,6 +327,7 @@ class ManagerService:
         digest = await self.blobs.put_stream(body, expected=sha256)
         self.outbox.add_frame(FrameItem(task_id, 0, digest, name, kind="artifact"))
         self.link_wake.set()
+        await self.outbox.saved()
 
     # ---- job files ---------------------------------------------------------------------------
 

@@ -11,9 +11,7 @@ restart every Worker that was not offline gets a fresh `last_seen`, a full timeo
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from flamenco import wire
+from flamenco.aio import TurnWriter
 from flamenco.core.matching import Capabilities, Requirements
 from flamenco.db import utcnow
-
-log = logging.getLogger("flamenco.manager.store")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS workers (
@@ -87,9 +84,16 @@ class WorkerState:
     stats: dict[str, Any] = field(default_factory=dict)
     _info_model: wire.WorkerInfo | None = None
     _capabilities: Capabilities | None = None
+    _info_json: str | None = None
 
     def set_info(self, info: dict[str, Any]) -> None:
-        self.info, self._info_model, self._capabilities = info, None, None
+        self.info, self._info_model, self._capabilities, self._info_json = info, None, None, None
+
+    @property
+    def info_json(self) -> str:
+        if self._info_json is None:
+            self._info_json = json.dumps(self.info)
+        return self._info_json
 
     @property
     def info_model(self) -> wire.WorkerInfo:
@@ -118,8 +122,7 @@ class ManagerStore:
         self.db.executescript(SCHEMA)
         self._tasks: dict[str, HeldTask | None] = {}  # changed since the last write; None: gone
         self._workers: dict[str, WorkerState] = {}
-        self._waiters: list[asyncio.Future[None]] = []
-        self._scheduled = False
+        self._writer = TurnWriter(self.write)
 
     # ---- reading at start --------------------------------------------------------------------
 
@@ -168,39 +171,10 @@ class ManagerStore:
 
     async def saved(self) -> None:
         """Return once every change made so far is on disk."""
-        if not (self._tasks or self._workers or self._scheduled):
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        self._schedule()
-        await waiter
+        await self._writer.written()
 
     def _schedule(self) -> None:
-        if self._scheduled:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # called outside the event loop (start-up, tools): write now
-            self.write()
-            return
-        self._scheduled = True
-        # Next turn of the loop: every request handled in this turn shares one transaction.
-        loop.call_soon(self._write_and_answer)
-
-    def _write_and_answer(self) -> None:
-        self._scheduled = False
-        waiters, self._waiters = self._waiters, []
-        try:
-            self.write()
-        except sqlite3.Error as exc:
-            log.error("writing the Manager's state failed: %s", exc)
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(exc)
-            return
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        self._writer.changed()
 
     def write(self) -> None:
         tasks, self._tasks = self._tasks, {}
@@ -225,7 +199,7 @@ class ManagerStore:
                         w.id,
                         w.name,
                         w.token_hash,
-                        json.dumps(w.info),
+                        w.info_json,
                         w.status,
                         json.dumps(w.tasks),
                         json.dumps(w.cancel),

@@ -179,6 +179,7 @@ class WorkerAgent:
             with contextlib.suppress(Unreachable, ApiError, TimeoutError):
                 await asyncio.wait_for(self._deliver(), FINAL_DELIVERY_S)
             await self.api.close()
+            self.outbox.close()
 
     async def _until_registered(self, stop: asyncio.Event) -> None:
         delay = 1.0
