@@ -271,7 +271,11 @@ class ManagerSync(Strict):
     want: int = Field(default=0, ge=0, le=10_000, description="How many more tasks to lease.")
     held: list[str] = Field(default_factory=list, description="Task ids still held; renews them.")
     progress: list[Progress] = Field(default_factory=list)
-    workers: list[WorkerSummary] = Field(default_factory=list)
+    workers: list[WorkerSummary] | None = Field(
+        default=None,
+        description="The Manager's Workers; left out (null) when unchanged since its last sync "
+        "but for their load and progress, which then go up about once a second.",
+    )
     wait_s: float = Field(
         default=0,
         ge=0,

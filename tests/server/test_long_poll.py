@@ -210,3 +210,18 @@ def test_nothing_is_leased_to_a_manager_that_hung_up_while_held(svc: ServerServi
         assert [t.status for t in svc.jobs.tasks(job.id)] == [TaskStatus.QUEUED]
 
     asyncio.run(scenario())
+
+
+def test_a_sync_that_leaves_out_the_workers_leases_for_those_reported_before(
+    svc: ServerServices,
+) -> None:
+    """A busy Manager reports its Workers once a second, not with every sync."""
+    manager = add_manager(svc, "site")
+    lease_sync(svc, manager)  # reports one idle CPU Worker
+    job = add_job(svc, "1-2")
+    without = wire.ManagerSync(want=2)
+    assert without.workers is None
+    reply = asyncio.run(svc.leases.sync_waiting(manager, without))
+    assert sorted(lease.frames[0] for lease in reply.leases if lease.job_id == job.id) == [1, 2]
+    (site,) = [m for m in svc.leases.managers() if m.name == "site"]
+    assert [w.name for w in site.workers] == ["w1"]

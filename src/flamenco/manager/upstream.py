@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -42,6 +43,8 @@ class ServerLink:
         self.online = False
         self._warned_offline = False
         self._reconnected = asyncio.Event()  # wakes a loop in backoff when the other got through
+        self._told_roster: list[tuple[str, str, str | None]] | None = None
+        self._workers_told_at = float("-inf")
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run the loops until `stop`; a sync held by the Server is abandoned, not awaited."""
@@ -102,6 +105,7 @@ class ServerLink:
             result = await call()
         except (Unreachable, ApiError) as exc:
             self.online = False
+            self._told_roster = None  # not heard: tell the Workers again next time
             self._reconnected.clear()
             if not self._warned_offline:
                 log.warning("the Server is unreachable, working offline: %s", exc)
@@ -129,7 +133,7 @@ class ServerLink:
         held = asyncio.ensure_future(self._exchange(told))
         try:
             while not (await asyncio.wait({held}, timeout=self.interval_s))[0]:
-                if _roster(self.service.workers()) != _roster(told.workers):
+                if _roster(self.service.workers()) != self._told_roster:
                     told = self._sync_request(want=0)
                     await self._exchange(told)
         finally:
@@ -151,6 +155,14 @@ class ServerLink:
     def _sync_request(self, want: int | None = None) -> wire.ManagerSync:
         want = self.service.want() if want is None else want
         held = self.service.held_ids()
+        workers = self.service.workers()
+        roster, now = _roster(workers), time.monotonic()
+        # Load and progress of every Worker go up once an interval, not with every sync
+        # (a busy site syncs several times a second); a change of the roster at once.
+        if roster == self._told_roster and now - self._workers_told_at < self.interval_s:
+            workers_told: list[wire.WorkerSummary] | None = None
+        else:
+            workers_told, self._told_roster, self._workers_told_at = workers, roster, now
         # While the site holds tasks it reports their progress every interval; holding none,
         # it has nothing to report, and the Server may hold the call longer.
         wait_s = (self.interval_s if held else LONG_POLL_S) if want > 0 else 0.0
@@ -158,7 +170,7 @@ class ServerLink:
             want=want,
             held=held,
             progress=self.service.progress(),
-            workers=self.service.workers(),
+            workers=workers_told,
             wait_s=wait_s,
         )
 

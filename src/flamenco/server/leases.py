@@ -231,10 +231,12 @@ class LeaseService:
         """The Manager's row and its Workers: with `record`, those of the request, stored
         (the stored list is not read); else the latest stored, which an ordinary sync may
         have sent while this one was held."""
-        columns = SYNC_MANAGER_COLUMNS if record else (*SYNC_MANAGER_COLUMNS, ManagerRow.workers)
+        stores = record and req.workers is not None
+        columns = SYNC_MANAGER_COLUMNS if stores else (*SYNC_MANAGER_COLUMNS, ManagerRow.workers)
         row = s.get(ManagerRow, manager_id, options=[load_only(*columns)])
         assert row is not None
-        if record:
+        if stores:
+            assert req.workers is not None
             row.workers = [w.model_dump(mode="json") for w in req.workers]
             return row, req.workers
         return row, [wire.WorkerSummary.model_validate(w) for w in row.workers]
