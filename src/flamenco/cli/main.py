@@ -59,8 +59,14 @@ def friendly_errors(fn: F) -> F:
 
 def serve_http(app: Any, host: str, port: int) -> None:
     """Run one of the farm's HTTP services until Ctrl-C or SIGTERM."""
+    import gc
+
     import uvicorn
 
+    # What importing FastAPI, pydantic and SQLAlchemy made lives as long as the process: out of
+    # the collector's sight, so that a full collection no longer stalls requests for ~50 ms.
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
         app,
         host=host,
