@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,17 @@ from sqlalchemy.types import TypeDecorator
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def connect_sqlite(path: Path) -> sqlite3.Connection:
+    """A plain SQLite file for a component's own queue or state, in autocommit mode (callers
+    open their transactions). WAL + NORMAL survives a crash of the process; only a power loss
+    may take the last transactions."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
 
 
 class UTCDateTime(TypeDecorator[datetime]):

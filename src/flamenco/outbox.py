@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 from flamenco import wire
 from flamenco.aio import TurnWriter
 from flamenco.client import ApiError
+from flamenco.db import connect_sqlite
 
 log = logging.getLogger("flamenco.outbox")
 
@@ -45,12 +45,9 @@ SendFrame = Callable[[FrameItem], Awaitable[None]]
 
 class Outbox:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        # WAL + NORMAL survives a crash of the process; only a power loss may take the last
-        # items, which the component below sends again (updates carry ids, replays are harmless).
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        # A crash loses nothing; a power loss may take the last items, which the component
+        # below sends again (updates carry ids, replays are harmless).
+        self.db = connect_sqlite(path)
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS outbox ("
             " seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, payload TEXT NOT NULL)"

@@ -12,7 +12,6 @@ restart every Worker that was not offline gets a fresh `last_seen`, a full timeo
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 from flamenco import wire
 from flamenco.aio import TurnWriter
 from flamenco.core.matching import Capabilities, Requirements
-from flamenco.db import utcnow
+from flamenco.db import connect_sqlite, utcnow
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS workers (
@@ -114,11 +113,7 @@ class WorkerState:
 
 class ManagerStore:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        # WAL + NORMAL survives a crash of the process, which is what the Manager must survive.
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db = connect_sqlite(path)
         self.db.executescript(SCHEMA)
         self._tasks: dict[str, HeldTask | None] = {}  # changed since the last write; None: gone
         self._workers: dict[str, WorkerState] = {}
