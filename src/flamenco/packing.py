@@ -59,8 +59,17 @@ class _PromptCopier(FileCopier):
 
 
 class _Packer(Packer):
+    copier: _PromptCopier | None = None
+
     def _create_file_transferer(self) -> FileCopier:
-        return _PromptCopier()
+        self.copier = _PromptCopier()
+        return self.copier
+
+    def stop_copier(self) -> None:
+        """After a failure: the copier thread would otherwise wait for files forever and keep
+        the process from exiting."""
+        if self.copier is not None and self.copier.is_alive():
+            self.copier.abort()
 
 
 @dataclass
@@ -83,8 +92,11 @@ def pack_scene(blend: Path) -> PackedScene:
     target = Path(folder.name) / "job"
     try:
         with _Packer(blend, blend.parent, str(target)) as packer:
-            packer.strategise()
-            packer.execute()
+            try:
+                packer.strategise()
+                packer.execute()
+            finally:
+                packer.stop_copier()
             missing = sorted(packer.missing_files)
             output = Path(packer.output_path)
     except Exception as exc:
