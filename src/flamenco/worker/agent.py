@@ -221,20 +221,22 @@ class WorkerAgent:
         with contextlib.suppress(Unreachable, ApiError):
             await self.register(force=True)
 
-    def _should_reserve(self) -> bool:
+    def _reserve_in(self) -> float | None:
+        """Seconds until the next task should be reserved (<= 0: now); None: not while this
+        render runs (nothing runs, one is reserved already, or nothing to judge by)."""
         if self.run is None or self.next is not None or self.status != "awake":
-            return False
+            return None
         left = self.run.seconds_left()
-        return left is not None and left <= RESERVE_AHEAD_S
+        return None if left is None else left - RESERVE_AHEAD_S
+
+    def _should_reserve(self) -> bool:
+        reserve_in = self._reserve_in()
+        return reserve_in is not None and reserve_in <= 0
 
     def _until_reserve(self, delay: float) -> float:
         """How long the sync loop may sleep: `delay`, or less to reserve the next task in time."""
-        if self.run is None or self.next is not None:
-            return delay
-        left = self.run.seconds_left()
-        if left is None:
-            return delay
-        return min(delay, max(0.0, left - RESERVE_AHEAD_S))
+        reserve_in = self._reserve_in()
+        return delay if reserve_in is None else min(delay, max(0.0, reserve_in))
 
     async def _sync_once(self) -> bool:
         """One sync with the Manager; True when it was a long poll for work."""
