@@ -30,6 +30,14 @@ DEMO_RESOLUTION = (96, 54)
 JOB_FRAMES = list(range(1, 9))  # the fault tests' job: frames 1-8, chunk 2
 
 
+def process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import time
 import zipfile
@@ -14,7 +13,7 @@ import pytest
 from dashkit import DashboardFarm, log_in, screenshot
 from playwright.sync_api import Page, expect
 
-from farmkit import wait_until
+from farmkit import process_gone, wait_until
 
 pytestmark = pytest.mark.blender
 
@@ -24,14 +23,6 @@ def submit(dash: DashboardFarm, scene: Path, frames: str, chunk: int, name: str)
     done = dash.farm.cli("submit", str(scene), *args)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)["id"]
-
-
-def process_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def test_a_wrong_password_is_refused(page: Page, dash: DashboardFarm) -> None:

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import pytest
 
-from farmkit import TestFarm, wait_until
+from farmkit import TestFarm, process_gone, wait_until
 
 pytestmark = pytest.mark.blender
 
 STOP_BOUND_S = 5.0  # the promise: a running render stops within 5 s of a cancel or pause
-
-
-def process_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def rendering_pid(farm: TestFarm, job_id: str) -> int | None:
