@@ -27,17 +27,23 @@ async def wait_quietly(task: asyncio.Task[Any]) -> None:
 
 
 class TurnWriter:
-    """Group commit: `write` runs once on the next turn of the event loop for every change
-    announced (`changed`) during this one, and `written()` returns once that write is done.
+    """Group commit: the writes run once on the next turn of the event loop for every change
+    announced (`changed`) during this one, and `written()` returns once they are done.
 
-    Requests handled in the same turn share one transaction; outside a running loop (start-up,
-    tools) the write happens at once.
+    Requests handled in the same turn share one transaction per write; components that share
+    one writer (the Manager's state and its outbox) are written in the same turn, so a request
+    that changed both waits for one turn, not two. Outside a running loop (start-up, tools)
+    the writes happen at once.
     """
 
-    def __init__(self, write: Callable[[], None]) -> None:
-        self._write = write
+    def __init__(self) -> None:
+        self._writes: list[Callable[[], None]] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._scheduled = False
+
+    def add(self, write: Callable[[], None]) -> None:
+        """One more write to run each turn; it does nothing when it has nothing to write."""
+        self._writes.append(write)
 
     def changed(self) -> None:
         if self._scheduled:
@@ -45,7 +51,7 @@ class TurnWriter:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._write()
+            self._write_all()
             return
         self._scheduled = True
         loop.call_soon(self._write_and_answer)
@@ -58,11 +64,15 @@ class TurnWriter:
         self._waiters.append(waiter)
         await waiter
 
+    def _write_all(self) -> None:
+        for write in self._writes:
+            write()
+
     def _write_and_answer(self) -> None:
         self._scheduled = False
         waiters, self._waiters = self._waiters, []
         try:
-            self._write()
+            self._write_all()
         except Exception as exc:  # every waiter must hear of it, not just the log
             log.error("a group write failed: %s", exc)
             for waiter in waiters:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,8 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Engine, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger("flamenco.db")
 
 
 def utcnow() -> datetime:
@@ -25,6 +29,38 @@ def connect_sqlite(path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     return db
+
+
+class WalCheckpoints:
+    """SQLite's WAL checkpoints on a thread of their own.
+
+    A checkpoint copies the log back into the database file and syncs it to disk. Left to
+    SQLite, it runs inside whichever commit crosses 1,000 pages of log: on an event loop that
+    commits hundreds of times a second, a stall of tens of milliseconds every second or so.
+    """
+
+    def __init__(self, db: sqlite3.Connection, path: Path, every_s: float = 1.0) -> None:
+        db.execute("PRAGMA wal_autocheckpoint=0")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(path, every_s), name=f"checkpoints {path.name}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, path: Path, every_s: float) -> None:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            while not self._stop.wait(every_s):
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:  # busy or gone: the next round tries again
+                    log.warning("checkpoint of %s failed: %s", path.name, exc)
+        finally:
+            db.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -17,7 +17,7 @@ from pathlib import Path
 from flamenco import wire
 from flamenco.aio import TurnWriter
 from flamenco.client import ApiError
-from flamenco.db import connect_sqlite
+from flamenco.db import WalCheckpoints, connect_sqlite
 
 log = logging.getLogger("flamenco.outbox")
 
@@ -44,7 +44,7 @@ SendFrame = Callable[[FrameItem], Awaitable[None]]
 
 
 class Outbox:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, writer: TurnWriter | None = None) -> None:
         # A crash loses nothing; a power loss may take the last items, which the component
         # below sends again (updates carry ids, replays are harmless).
         self.db = connect_sqlite(path)
@@ -54,8 +54,10 @@ class Outbox:
         )
         # Items added in one turn of the event loop are written in one transaction; whoever
         # must know they are on disk (before acknowledging them) awaits `saved()`.
+        self._checkpoints = WalCheckpoints(self.db, path)
         self._pending: list[tuple[str, str]] = []
-        self._writer = TurnWriter(self._write_pending)
+        self.writer = writer or TurnWriter()
+        self.writer.add(self._write_pending)
 
     def add_update(self, update: wire.TaskUpdate) -> None:
         self._add("update", update.model_dump_json())
@@ -69,10 +71,10 @@ class Outbox:
 
     def _add(self, kind: str, payload: str) -> None:
         self._pending.append((kind, payload))
-        self._writer.changed()
+        self.writer.changed()
 
     async def saved(self) -> None:
-        await self._writer.written()
+        await self.writer.written()
 
     def _write_pending(self) -> None:
         rows, self._pending = self._pending, []
@@ -146,6 +148,7 @@ class Outbox:
 
     def close(self) -> None:
         self._write_pending()
+        self._checkpoints.close()
         self.db.close()
 
 

@@ -36,7 +36,7 @@ class FakeService:
         self.wanted = 0
         self.held: list[str] = []
         self.leases: list[wire.Lease] = []
-        self.roster: list[wire.WorkerSummary] = []
+        self.summaries: list[wire.WorkerSummary] = []
 
     def want(self) -> int:
         return self.wanted
@@ -48,7 +48,10 @@ class FakeService:
         return []
 
     def workers(self) -> list[wire.WorkerSummary]:
-        return list(self.roster)
+        return list(self.summaries)
+
+    def roster(self) -> list[tuple[str, str]]:
+        return sorted((w.name, w.status) for w in self.summaries)
 
     def revoke(self, task_ids: list[str]) -> None:
         pass
@@ -169,14 +172,14 @@ def test_a_site_that_wants_tasks_long_polls_and_asks_at_once_when_workers_wait(
 
 def test_a_change_among_the_workers_goes_up_while_a_sync_is_held(tmp_path: Path) -> None:
     async def scenario(link: ServerLink, server: FakeServer, service: FakeService) -> None:
-        service.roster = [wire.WorkerSummary(name="w1", status="awake")]
+        service.summaries = [wire.WorkerSummary(name="w1", status="awake")]
         server.next_sync_s = 0.05  # the link looks at its Workers every interval
         await until(lambda: server.syncs())
         server.holding = True
         service.wanted = 1
         service.sync_wake.set()
         await until(lambda: any(body["wait_s"] for body in server.syncs()))
-        service.roster = [wire.WorkerSummary(name="w1", status="asleep")]
+        service.summaries = [wire.WorkerSummary(name="w1", status="asleep")]
 
         def reported() -> bool:
             return any(

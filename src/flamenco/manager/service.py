@@ -45,6 +45,7 @@ RELEASING_STATUSES = {
 SEEN_UPDATES = 100_000  # update ids remembered to drop replays (the Server drops them too)
 RATE_WINDOW_S = 5.0  # how far back finished tasks count towards the task rate
 LOOKAHEAD_S = 1.0  # tasks held ahead: about this long of the recent rate of finished tasks
+AHEAD_PER_WORKER = 2  # ... but at most this many per working Worker
 
 
 class ManagerService:
@@ -138,7 +139,8 @@ class ManagerService:
     async def saved(self) -> None:
         """Return once every change so far (state and outbox) is on disk: then answer."""
         await self.store.saved()
-        await self.outbox.saved()
+        if self.outbox.writer is not self.store.writer:  # else written in the same turn
+            await self.outbox.saved()
 
     async def _wait_for_assignment(
         self, worker: WorkerState, req: wire.WorkerSync
@@ -426,15 +428,16 @@ class ManagerService:
         """How many more tasks to lease: one per idle Worker, plus some ahead while any works.
 
         Ahead: the configured prefetch, or about LOOKAHEAD_S of the recent rate of finished
-        tasks when that is more, at most one per working Worker, so that a busy site does not
-        hoard tasks that another site's idle Workers could run.
+        tasks when that is more. Short tasks finish faster than a sync with the Server comes
+        back, so the queue must outlast about two round trips; at most AHEAD_PER_WORKER per
+        working Worker, so that a busy site does not hoard tasks that another site's idle
+        Workers could run (long tasks never reach that bound: the rate stays low).
         """
         working = len(self._working)
         ahead = 0
         if working:
-            ahead = max(
-                self.settings.prefetch, min(working, math.ceil(self.task_rate() * LOOKAHEAD_S))
-            )
+            by_rate = math.ceil(self.task_rate() * LOOKAHEAD_S)
+            ahead = max(self.settings.prefetch, min(AHEAD_PER_WORKER * working, by_rate))
         return max(0, len(self._idle) + ahead - len(self.queue))
 
     def task_rate(self) -> float:
@@ -453,6 +456,12 @@ class ManagerService:
             for h in self.held.values()
             if h.state == "assigned"
         ]
+
+    def roster(self) -> list[tuple[str, str]]:
+        """What the Server must hear of at once about the Workers: who they are and their
+        status. Their tasks, load and progress change many times a second on a busy site and
+        go up once an interval."""
+        return sorted((w.name, w.status) for w in self.workers_by_id.values())
 
     def workers(self) -> list[wire.WorkerSummary]:
         return [self._summary(w) for w in self.workers_by_id.values()]

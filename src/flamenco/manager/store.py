@@ -20,7 +20,7 @@ from typing import Any
 from flamenco import wire
 from flamenco.aio import TurnWriter
 from flamenco.core.matching import Capabilities, Requirements
-from flamenco.db import connect_sqlite, utcnow
+from flamenco.db import WalCheckpoints, connect_sqlite, utcnow
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS workers (
@@ -112,12 +112,14 @@ class WorkerState:
 
 
 class ManagerStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, writer: TurnWriter | None = None) -> None:
         self.db = connect_sqlite(path)
         self.db.executescript(SCHEMA)
+        self._checkpoints = WalCheckpoints(self.db, path)
         self._tasks: dict[str, HeldTask | None] = {}  # changed since the last write; None: gone
         self._workers: dict[str, WorkerState] = {}
-        self._writer = TurnWriter(self.write)
+        self.writer = writer or TurnWriter()
+        self.writer.add(self.write)
 
     # ---- reading at start --------------------------------------------------------------------
 
@@ -166,10 +168,10 @@ class ManagerStore:
 
     async def saved(self) -> None:
         """Return once every change made so far is on disk."""
-        await self._writer.written()
+        await self.writer.written()
 
     def _schedule(self) -> None:
-        self._writer.changed()
+        self.writer.changed()
 
     def write(self) -> None:
         tasks, self._tasks = self._tasks, {}
@@ -206,4 +208,5 @@ class ManagerStore:
 
     def close(self) -> None:
         self.write()
+        self._checkpoints.close()
         self.db.close()

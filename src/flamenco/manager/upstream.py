@@ -43,7 +43,7 @@ class ServerLink:
         self.online = False
         self._warned_offline = False
         self._reconnected = asyncio.Event()  # wakes a loop in backoff when the other got through
-        self._told_roster: list[tuple[str, str, str | None]] | None = None
+        self._told_roster: list[tuple[str, str]] | None = None
         self._workers_told_at = float("-inf")
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -133,7 +133,7 @@ class ServerLink:
         held = asyncio.ensure_future(self._exchange(told))
         try:
             while not (await asyncio.wait({held}, timeout=self.interval_s))[0]:
-                if _roster(self.service.workers()) != self._told_roster:
+                if self.service.roster() != self._told_roster:
                     told = self._sync_request(want=0)
                     await self._exchange(told)
         finally:
@@ -155,22 +155,20 @@ class ServerLink:
     def _sync_request(self, want: int | None = None) -> wire.ManagerSync:
         want = self.service.want() if want is None else want
         held = self.service.held_ids()
-        workers = self.service.workers()
-        roster, now = _roster(workers), time.monotonic()
-        # Load and progress of every Worker go up once an interval, not with every sync
-        # (a busy site syncs several times a second); a change of the roster at once.
-        if roster == self._told_roster and now - self._workers_told_at < self.interval_s:
-            workers_told: list[wire.WorkerSummary] | None = None
-        else:
-            workers_told, self._told_roster, self._workers_told_at = workers, roster, now
+        roster, now = self.service.roster(), time.monotonic()
+        # Load and progress of the Workers and their tasks go up once an interval, not with
+        # every sync (a busy site syncs several times a second); a change of the roster at once.
+        report = roster != self._told_roster or now - self._workers_told_at >= self.interval_s
+        if report:
+            self._told_roster, self._workers_told_at = roster, now
         # While the site holds tasks it reports their progress every interval; holding none,
         # it has nothing to report, and the Server may hold the call longer.
         wait_s = (self.interval_s if held else LONG_POLL_S) if want > 0 else 0.0
         return wire.ManagerSync(
             want=want,
             held=held,
-            progress=self.service.progress(),
-            workers=workers_told,
+            progress=self.service.progress() if report else [],
+            workers=self.service.workers() if report else None,
             wait_s=wait_s,
         )
 
@@ -196,11 +194,6 @@ class ServerLink:
             item.sha256,
             params={"filename": item.filename},
         )
-
-
-def _roster(workers: list[wire.WorkerSummary]) -> list[tuple[str, str, str | None]]:
-    """What the Server must hear of at once about the Workers (not their load or progress)."""
-    return sorted((w.name, w.status, w.task_id) for w in workers)
 
 
 def _backoff(delay: float, base: float) -> float:
