@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse
 
 from flamenco import wire
+from flamenco.aio import TurnWriter
 from flamenco.blobs import BlobStore, is_sha256
 from flamenco.client import AsyncApi
 from flamenco.config import ManagerSettings
@@ -24,7 +25,7 @@ from flamenco.manager.store import ManagerStore, WorkerState
 from flamenco.manager.upstream import ServerLink
 from flamenco.outbox import Outbox
 from flamenco.security import bearer_token, token_hash
-from flamenco.web import JSON_BODY_LIMIT, create_app, parse_json_body
+from flamenco.web import JSON_BODY_LIMIT, RawJsonRoutes, create_app, parse_json
 
 log = logging.getLogger("flamenco.manager")
 Sha = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
@@ -50,11 +51,12 @@ def join_secret(settings: ManagerSettings) -> str:
 def build_manager(settings: ManagerSettings) -> Manager:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.secret = join_secret(settings)
-    outbox = Outbox(settings.data_dir / "outbox.sqlite")
+    writer = TurnWriter()  # state and outbox written in the same turn: one wait per answer
+    outbox = Outbox(settings.data_dir / "outbox.sqlite", writer)
     server = AsyncApi(settings.server, settings.token)
     service = ManagerService(
         settings,
-        ManagerStore(settings.data_dir / "manager.sqlite"),
+        ManagerStore(settings.data_dir / "manager.sqlite", writer),
         BlobStore(settings.data_dir / "blobs"),
         outbox,
         server,
@@ -97,19 +99,20 @@ def create_manager_app(manager: Manager) -> FastAPI:
     app = create_app("Flamenco Manager", limit_for=limit_for, lifespan=lifespan)
     app.state.manager = manager
 
+    async def sync(headers: dict[bytes, bytes], body: bytes) -> bytes:
+        """POST /api/v1/worker/sync (body: WorkerSync, reply: WorkerSyncReply), the busiest
+        route: served before the framework (RawJsonRoutes)."""
+        svc = manager.service
+        authorization = headers.get(b"authorization", b"").decode("latin-1")
+        worker = svc.authenticate_worker(bearer_token(authorization))
+        reply = await svc.worker_sync(worker, parse_json(body, wire.WorkerSync))
+        return reply.model_dump_json().encode()
+
+    app.add_middleware(RawJsonRoutes, routes={("POST", "/api/v1/worker/sync"): sync})
+
     @app.post("/api/v1/workers/register")
     async def register(reg: wire.WorkerRegistration, svc: Service) -> wire.WorkerRegistered:
         return await svc.register_worker(reg)
-
-    # The busiest route, so it does by hand what FastAPI's dependencies and response model
-    # would do: the token, then the body, then the reply serialised once.
-    @app.post("/api/v1/worker/sync", response_model=wire.WorkerSyncReply)  # body: WorkerSync
-    async def sync(request: Request) -> Response:
-        svc: ManagerService = request.app.state.manager.service
-        worker = svc.authenticate_worker(bearer_token(request.headers.get("authorization")))
-        req = await parse_json_body(request, wire.WorkerSync)
-        reply = await svc.worker_sync(worker, req)
-        return Response(reply.model_dump_json(), media_type="application/json")
 
     # async: it wakes the Server link, an asyncio event that only the loop's thread may set.
     @app.post("/api/v1/worker/updates")
