@@ -8,9 +8,10 @@ A real Server and a real Manager run as processes (tests/farmkit.TestFarm, free 
 temporary folder). The Server gets enough tasks first: jobs of --job-size one-frame tasks
 (frames 1-N, chunk 1) on a tiny real .blend (basic_file.blend of the blend corpus).
 
-M simulated Workers live in THIS process, on one aiohttp session (aiohttp, not httpx: the
-load generator shares the machine's cores with the farm and must stay cheap). Each registers
-with the join secret, then loops:
+M simulated Workers live in THIS process (on uvloop), each with one keep-alive connection
+of its own that speaks just enough HTTP/1.1 for its JSON requests (simfarm.WorkerConnection:
+the load generator shares the machine's cores with the farm and must stay cheap; aiohttp cost
+twice its CPU). Each registers with the join secret, then loops:
 
     POST /api/v1/worker/sync {want_task: true, wait_s, warm_job_id: last job,
                               updates: [the last task's completion]}  (long poll)
@@ -29,10 +30,17 @@ Measured over --duration seconds after --warmup seconds:
     assignment (only syncs that brought one), p50 / p90 / p99 / max;
   - tasks handed out twice, over the whole run: to two different Workers (must be 0) and to
     the same Worker again;
-  - CPU seconds per second of the Server, the Manager and this load generator (/proc).
+  - CPU seconds per second of the Server, the Manager and this load generator (/proc);
+  - how late this process's own event loop is (it adds to every latency measured here).
+
+Simulated Workers that die are counted among the errors. With --tasks too few for the
+window (about rate x (warm-up + duration)), the Server runs dry and the rate drops: the
+default of 50,000 lasts a 30 s window at 1,200/s.
 
 --probes runs Server and Manager through bench/simfarm.py's aggregate probes: calls, time
-inside each service function, leases per upstream sync, event-loop lag of the Manager.
+inside each service function, leases per upstream sync, event-loop lag of the Manager,
+garbage collections, and percentiles of where a Worker sync's time goes (waiting for a task,
+waiting for the write behind).
 --py-spy DIR samples Server and Manager with py-spy during the window (collapsed stacks
 in DIR) and prints where their CPU goes. Both change the timings a little: take the
 headline numbers from a run without them.
@@ -55,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import uvloop
 from rich.console import Console
 from rich.table import Table
 
@@ -64,6 +73,7 @@ from simfarm import (
     BASIC_BLEND,
     BenchFarm,
     SimClient,
+    WorkerConnection,
     busy_cores_between,
     completed_update,
     cpu_seconds,
@@ -138,6 +148,7 @@ class Run:
         self.twice_other = 0
         self.twice_same = 0
         self.workers = workers
+        self.lag: list[tuple[float, float]] = []  # when, how late a 10 ms sleep woke
 
     def assigned(self, t: float, latency: float, task_id: str, worker: int) -> None:
         self.assignments.append((t, latency, task_id, worker))
@@ -150,13 +161,21 @@ class Run:
             self.twice_other += 1
 
 
+async def own_lag(run: Run) -> None:
+    """How late this process's own loop is: it adds to every latency measured here."""
+    while True:
+        t0 = time.perf_counter()
+        await asyncio.sleep(0.01)
+        t1 = time.perf_counter()
+        run.lag.append((t1, t1 - t0 - 0.01))
+
+
 async def worker_loop(
-    client: SimClient, run: Run, index: int, name: str, token: str, wait_s: float, render_s: float
+    base_url: str, run: Run, index: int, name: str, token: str, wait_s: float, render_s: float
 ) -> None:
     """One simulated Worker, speaking like the real one: a task's completion rides along with
     the sync that asks for the next task (one request per assignment)."""
-    import aiohttp
-
+    connection = WorkerConnection(base_url, token)
     rng = random.Random(index)
     warm: str | None = None
     carried: list[dict[str, Any]] = []
@@ -170,8 +189,8 @@ async def worker_loop(
         }
         t0 = time.perf_counter()
         try:
-            status, reply = await client.post("/api/v1/worker/sync", body, token)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            status, reply = await connection.post("/api/v1/worker/sync", body)
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             run.errors[f"sync {type(exc).__name__}"] += 1
             await asyncio.sleep(0.5)
             continue
@@ -222,10 +241,11 @@ async def drive(farm: BenchFarm, args: argparse.Namespace) -> dict[str, Any]:
         run = Run(args.workers)
         tasks = [
             asyncio.create_task(
-                worker_loop(client, run, i, name, token, args.wait_s, args.render_s)
+                worker_loop(farm.manager_url, run, i, name, token, args.wait_s, args.render_s)
             )
             for i, (name, token) in enumerate(creds)
         ]
+        tasks.append(asyncio.create_task(own_lag(run)))
         await asyncio.sleep(args.warmup)
         w0 = time.perf_counter()
         cpu0 = {
@@ -253,7 +273,9 @@ async def drive(farm: BenchFarm, args: argparse.Namespace) -> dict[str, Any]:
         status = await loop.run_in_executor(None, manager_status, farm)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(outcome, Exception):  # a simulated Worker that died: say so
+                run.errors[f"worker died: {type(outcome).__name__}: {outcome}"] += 1
         for _label, (_out, proc) in spies.items():
             if proc is not None:
                 await loop.run_in_executor(None, proc.wait)
@@ -295,6 +317,10 @@ async def drive(farm: BenchFarm, args: argparse.Namespace) -> dict[str, Any]:
             "assignments_total_run": len(run.assignments),
             "cancels": run.cancels,
             "errors": dict(run.errors),
+            "load_generator_loop_lag_ms": {
+                p: round(percentile([x * 1000 for t, x in run.lag if w0 <= t < w1], p), 1)
+                for p in (50, 99)
+            },
             "cpu_cores_used": {k: round((cpu1[k] - cpu0[k]) / seconds, 2) for k in cpu0},
             "cpu_ms_per_assignment": {
                 k: round((cpu1[k] - cpu0[k]) / max(1, len(inside)) * 1000, 2) for k in cpu0
@@ -355,7 +381,7 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
                 f"[dim]{args.tasks} tasks in {len(jobs)} jobs submitted in {submit_s:.1f} s[/dim]"
             )
             farm.start_manager(env=mgr_env)
-            result = asyncio.run(drive(farm, args))
+            result = uvloop.run(drive(farm, args))  # the Workers' side must stay cheap
             result["submit_s"] = round(submit_s, 1)
             result["jobs"] = len(jobs)
             result["prefetch"] = args.prefetch
@@ -390,6 +416,8 @@ def show(result: dict[str, Any]) -> None:
         "0",
     )
     table.add_row("long polls that ended empty", str(result["empty_long_polls"]), "")
+    own = result["load_generator_loop_lag_ms"]
+    table.add_row("load generator's own loop lag p50 / p99 (ms)", f"{own[50]} / {own[99]}", "")
     table.add_row("errors", json.dumps(result["errors"]) if result["errors"] else "0", "")
     cpu = result["cpu_cores_used"]
     table.add_row(
@@ -451,6 +479,13 @@ def show_probes(result: dict[str, Any]) -> None:
                 "  per second: "
                 + ", ".join(f"{k} {v / seconds:.1f}" for k, v in sorted(data["sums"].items()))
             )
+        for label, values in sorted(data.get("dists", {}).items()):
+            ms = [x * 1000 for x in values]
+            console.print(
+                f"  {label}: p50 {percentile(ms, 50):.1f} ms, p90 {percentile(ms, 90):.1f} ms, "
+                f"p99 {percentile(ms, 99):.1f} ms, max {max(ms, default=0):.1f} ms "
+                f"({len(ms)} calls)"
+            )
         if data.get("lag"):
             lag = [x * 1000 for x in data["lag"]]
             console.print(
@@ -484,7 +519,7 @@ def show_pyspy(result: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[500])
-    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--wait-s", type=float, default=10.0)
     parser.add_argument(
@@ -493,7 +528,7 @@ def main() -> None:
         default=0.0,
         help="simulated render time per task (mean; 0: report completion at once)",
     )
-    parser.add_argument("--tasks", type=int, default=30_000, help="tasks created on the Server")
+    parser.add_argument("--tasks", type=int, default=50_000, help="tasks created on the Server")
     parser.add_argument("--job-size", type=int, default=1000)
     parser.add_argument("--prefetch", type=int, default=None, help="Manager prefetch [1]")
     parser.add_argument("--probes", action="store_true")

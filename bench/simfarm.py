@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import hashlib
 import inspect
 import json
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -173,6 +175,10 @@ def stats_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]
         out["sums"][key] = value - before.get("sums", {}).get(key, 0)
     lag_before, lag_after = before.get("lag", []), after.get("lag", [])
     out["lag"] = lag_after[len(lag_before) :] if len(lag_after) >= len(lag_before) else lag_after
+    out["dists"] = {}
+    for label, values in after.get("dists", {}).items():
+        start = len(before.get("dists", {}).get(label, []))
+        out["dists"][label] = values[start:] if len(values) >= start else values
     return out
 
 
@@ -181,7 +187,14 @@ def stats_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]
 _calls: dict[str, list[float]] = {}
 _sums: Counter[str] = Counter()
 _lag: list[float] = []
+_dists: dict[str, list[float]] = {}  # label -> each call's wall seconds (DIST_LABELS only)
 _lock = threading.Lock()
+# Wrapped calls whose every duration is kept, for percentiles: where a sync's time goes.
+DIST_LABELS = {
+    "mgr.wait_for_assignment",
+    "mgr.saved",
+    "mgr.worker_sync (wall, incl. long-poll wait)",
+}
 
 
 def _note(label: str, seconds: float, cpu: float = 0.0) -> None:
@@ -196,6 +209,11 @@ def _note(label: str, seconds: float, cpu: float = 0.0) -> None:
             entry[3] += cpu
             if seconds > entry[2]:
                 entry[2] = seconds
+        if label in DIST_LABELS:
+            values = _dists.setdefault(label, [])
+            values.append(round(seconds, 5))
+            if len(values) > 200_000:
+                del values[:100_000]
 
 
 def _add(key: str, n: float = 1) -> None:
@@ -242,6 +260,7 @@ def _dump_forever(path: Path) -> None:
                 "calls": {k: list(v) for k, v in _calls.items()},
                 "sums": dict(_sums),
                 "lag": list(_lag),
+                "dists": {k: list(v) for k, v in _dists.items()},
             }
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
@@ -261,8 +280,22 @@ async def _lag_monitor(every: float = 0.01) -> None:
                 del _lag[:100_000]
 
 
+def _gc_probe() -> None:
+    """Time of each garbage collection, by generation (a full one stalls the loop)."""
+    started: list[float] = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            _note(f"gc gen{info['generation']}", time.perf_counter() - started[0])
+
+    gc.callbacks.append(callback)
+
+
 def install_probes(component: str, stats: Path) -> None:
     threading.Thread(target=_dump_forever, args=(stats,), daemon=True).start()
+    _gc_probe()
     from flamenco.client import AsyncApi
 
     def http_after(result: Any, api: Any, method: str, path: str, *args: Any, **kw: Any) -> None:
@@ -321,6 +354,8 @@ def install_probes(component: str, stats: Path) -> None:
         _wrap(ManagerService, "take_leases", "mgr.take_leases", taken)
         _wrap(ManagerService, "apply_worker_updates", "mgr.apply_worker_updates", updates)
         _wrap(ManagerService, "worker_sync", "mgr.worker_sync (wall, incl. long-poll wait)")
+        _wrap(ManagerService, "_wait_for_assignment", "mgr.wait_for_assignment")
+        _wrap(ManagerService, "saved", "mgr.saved")
         _wrap(ServerLink, "sync_once", "link.sync_once (wall, incl. held time)")
         _wrap(ServerLink, "deliver", "link.deliver (wall)")
         _wrap(Outbox, "flush", "link.outbox.flush (wall)")
@@ -482,6 +517,63 @@ class SimClient:
 
     async def close(self) -> None:
         await self.session.close()
+
+
+class WorkerConnection:
+    """One simulated Worker's keep-alive HTTP/1.1 connection for JSON POSTs, and no more.
+
+    aiohttp costs about 0.3 ms of CPU per request; on a 2-core machine that the farm shares
+    with the load generator, that CPU is taken from the Manager under test. Real Workers run
+    on machines of their own, so the simulated ones should cost as little as possible.
+    """
+
+    def __init__(self, base_url: str, token: str) -> None:
+        url = urllib.parse.urlsplit(base_url)
+        self.host, self.port = url.hostname or "127.0.0.1", url.port or 80
+        self.head = (
+            f"Host: {self.host}:{self.port}\r\nAuthorization: Bearer {token}\r\n"
+            "Content-Type: application/json\r\n"
+        ).encode()
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """POST a JSON body; (status, parsed JSON reply). Reconnects once if the server had
+        closed the idle connection."""
+        data = json.dumps(body).encode()
+        request = b"POST %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n%s" % (
+            path.encode(),
+            self.head,
+            len(data),
+            data,
+        )
+        for attempt in (1, 2):
+            try:
+                return await self._exchange(request)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _exchange(self, request: bytes) -> tuple[int, Any]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        raw = await self.reader.readexactly(length) if length else b""
+        return status, (json.loads(raw) if raw else None)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
 
 
 async def register_workers(
