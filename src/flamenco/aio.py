@@ -13,6 +13,8 @@ log = logging.getLogger("flamenco.aio")
 
 async def wait_any(*events: asyncio.Event, timeout: float) -> None:
     """Return when any event is set or the timeout passes, whichever comes first."""
+    if timeout <= 0:
+        return
     waiters = [asyncio.ensure_future(event.wait()) for event in events]
     with contextlib.suppress(TimeoutError):
         await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)

@@ -93,15 +93,24 @@ class Outbox:
             "SELECT seq, kind, payload FROM outbox ORDER BY seq LIMIT ?", (MAX_BATCH,)
         ).fetchall()
 
+    def _last_seq(self) -> int:
+        self._write_pending()
+        return self.db.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
+
     def _remove(self, seqs: list[int]) -> None:
         with self.db:  # one transaction for the whole batch
             self.db.execute("BEGIN")
             self.db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
 
     async def flush(
-        self, send_updates: SendUpdates, send_frame: SendFrame, keep_updates: bool = False
+        self,
+        send_updates: SendUpdates,
+        send_frame: SendFrame,
+        keep_updates: bool = False,
+        queued_now: bool = False,
     ) -> int:
-        """Deliver everything in order; return how many items went out.
+        """Deliver everything in order; return how many items went out. With `queued_now`,
+        only what is queued when the flush starts: later items wait for the next flush.
 
         Transport errors propagate, leaving the rest queued for the next try. An item the other
         side refuses for good (a 4xx that will not heal) is logged and dropped, so that one bad
@@ -109,7 +118,8 @@ class Outbox:
         left stay queued for the caller to carry in another request (`pending_updates`).
         """
         delivered = 0
-        while head := self._head():
+        end = self._last_seq() if queued_now else None
+        while head := [row for row in self._head() if end is None or row[0] <= end]:
             seq, kind, payload = head[0]
             if kind in FILE_KINDS:
                 batch = [seq]

@@ -19,7 +19,7 @@ import pytest
 from flamenco import wire
 from flamenco.client import AsyncApi
 from flamenco.manager.service import ManagerService
-from flamenco.manager.upstream import LONG_POLL_S, ServerLink
+from flamenco.manager.upstream import GATHER_S, LONG_POLL_S, ServerLink
 from flamenco.outbox import Outbox
 
 BOUND_S = 5.0
@@ -33,6 +33,7 @@ class FakeService:
     def __init__(self) -> None:
         self.link_wake = asyncio.Event()
         self.sync_wake = asyncio.Event()
+        self.worker_waits = asyncio.Event()
         self.wanted = 0
         self.held: list[str] = []
         self.leases: list[wire.Lease] = []
@@ -40,6 +41,9 @@ class FakeService:
 
     def want(self) -> int:
         return self.wanted
+
+    def workers_waiting(self) -> bool:
+        return self.wanted > 0
 
     def held_ids(self) -> list[str]:
         return list(self.held)
@@ -78,6 +82,9 @@ class FakeServer:
         self.holding = False
         self.down = False
         self.next_sync_s = 60.0
+        self.updates_open = asyncio.Event()  # deliveries are answered while this is set
+        self.updates_open.set()
+        self.delivered_at: list[float] = []
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
         if self.down:
@@ -85,6 +92,8 @@ class FakeServer:
         body = json.loads(request.content or b"{}")
         self.requests.append((request.url.path, body))
         if request.url.path.endswith("/manager/updates"):
+            self.delivered_at.append(asyncio.get_running_loop().time())
+            await self.updates_open.wait()
             return httpx.Response(200, json={"applied": [u["update_id"] for u in body["updates"]]})
         if self.holding and body.get("wait_s"):
             await self.hold.wait()
@@ -96,6 +105,10 @@ class FakeServer:
 
     def deliveries(self) -> int:
         return sum(path.endswith("/manager/updates") for path, _ in self.requests)
+
+    def delivered(self) -> list[int]:
+        """How many updates each delivery carried."""
+        return [len(body["updates"]) for path, body in self.requests if path.endswith("/updates")]
 
 
 def make_link(tmp_path: Path, server: FakeServer, service: FakeService) -> ServerLink:
@@ -145,6 +158,27 @@ def test_updates_go_up_as_soon_as_queued_without_a_sync_each(tmp_path: Path) -> 
             service.link_wake.set()
             await until(lambda n=n: server.deliveries() == n + 1)
         assert len(server.syncs()) == 1  # the next one is due in next_sync_s = 60 s
+
+    run_link(tmp_path, scenario)
+
+
+def test_updates_that_come_during_a_delivery_go_up_together_a_moment_later(
+    tmp_path: Path,
+) -> None:
+    async def scenario(link: ServerLink, server: FakeServer, service: FakeService) -> None:
+        await until(lambda: server.syncs() and link.online)
+        server.updates_open.clear()  # the first delivery hangs until the others are queued
+        link.outbox.add_update(update())
+        service.link_wake.set()
+        await until(lambda: server.deliveries() == 1)
+        for _ in range(5):
+            link.outbox.add_update(update())
+            service.link_wake.set()
+        server.updates_open.set()
+        await until(lambda: sum(server.delivered()) == 6)
+        assert server.delivered() == [1, 5]
+        first, second = server.delivered_at
+        assert second - first >= GATHER_S
 
     run_link(tmp_path, scenario)
 

@@ -66,6 +66,7 @@ class ManagerService:
         self.worker_timeout = timedelta(seconds=worker_timeout_s)
         self.link_wake = asyncio.Event()  # the outbox has something for the Server
         self.sync_wake = asyncio.Event()  # the Manager wants tasks from the Server now
+        self.worker_waits = asyncio.Event()  # ... and a Worker waits for one: do not delay
         self._waiters: deque[asyncio.Event] = deque()  # long polls waiting for work
         self._idle: dict[str, float] = {}  # Worker id -> waiting for work since
         self._blob_locks: dict[str, asyncio.Lock] = {}
@@ -157,6 +158,7 @@ class ManagerService:
                     return None
                 self._idle[worker.id] = time.monotonic()
                 self._want_more()
+                self.worker_waits.set()
                 woken = await self._wait_for_work(remaining)
             return assignment
         finally:

@@ -30,6 +30,7 @@ T = TypeVar("T")
 MAX_BACKOFF_S = 10.0
 LONG_POLL_S = 15.0  # how long the Server may hold a sync while this site holds no task
 REQUEST_MARGIN_S = 10.0  # a held sync's request times out this much after the hold
+GATHER_S = 0.1  # deliveries, and syncs while no Worker waits, are at least this far apart
 
 
 class ServerLink:
@@ -62,25 +63,38 @@ class ServerLink:
     # ---- the loops -------------------------------------------------------------------------
 
     async def _delivery_loop(self, stop: asyncio.Event) -> None:
-        """Send the outbox whenever something is queued; back off while the Server is away."""
+        """Send the outbox whenever something is queued; back off while the Server is away.
+
+        Updates that follow each other closely (a busy site finishes a task every few
+        milliseconds) go up together: one delivery per GATHER_S at most.
+        """
         wake = self.service.link_wake
+        loop = asyncio.get_running_loop()
         delay = self.interval_s
         while not stop.is_set():
             wake.clear()
+            started = loop.time()
             if await self._attempt(self.deliver) is not None:
                 delay = self.interval_s
                 await wait_any(stop, wake, timeout=self.interval_s)
+                await wait_any(stop, timeout=GATHER_S - (loop.time() - started))
             else:
                 delay = _backoff(delay, self.interval_s)
                 await wait_any(stop, self._reconnected, timeout=delay)
 
     async def _sync_loop(self, stop: asyncio.Event) -> None:
-        """Sync every `interval_s`, at once when Workers want tasks; long-poll while they do."""
-        wake = self.service.sync_wake
+        """Sync every `interval_s`, at once when Workers want tasks; long-poll while they do.
+
+        While tasks are queued here, the syncs that refill the queue are GATHER_S apart at
+        least, so that one sync takes what many finished tasks made room for; a Worker that
+        waits for a task ends that pause.
+        """
+        wake, waits = self.service.sync_wake, self.service.worker_waits
         loop = asyncio.get_running_loop()
         delay = self.interval_s
         while not stop.is_set():
             wake.clear()
+            waits.clear()
             started = loop.time()
             leased = await self._attempt(self.sync_once)
             if leased is None:
@@ -89,9 +103,10 @@ class ServerLink:
                 continue
             delay = self.interval_s
             took = loop.time() - started
-            if self.service.want() > 0 and (leased or took >= self.interval_s):
-                continue  # more may be there, or the Server held the call: ask again at once
-            await wait_any(stop, wake, timeout=max(0.0, self.interval_s - took))
+            if not (self.service.want() > 0 and (leased or took >= self.interval_s)):
+                await wait_any(stop, wake, timeout=max(0.0, self.interval_s - took))
+            if not self.service.workers_waiting():
+                await wait_any(stop, waits, timeout=GATHER_S - (loop.time() - started))
 
     async def _reap_loop(self, stop: asyncio.Event) -> None:
         """Silent Workers lose their tasks, whether or not a sync is being held."""
@@ -120,8 +135,9 @@ class ServerLink:
     # ---- the exchanges ---------------------------------------------------------------------
 
     async def deliver(self) -> int:
-        """Send everything queued in the outbox, in order; return how many items went out."""
-        return await self.outbox.flush(self._send_updates, self._send_frame)
+        """Send what is queued in the outbox, in order; return how many items went out. What
+        comes in meanwhile waits for the next delivery, GATHER_S later at the earliest."""
+        return await self.outbox.flush(self._send_updates, self._send_frame, queued_now=True)
 
     async def sync_once(self) -> list[wire.Lease]:
         """One sync, which the Server may hold while this site wants tasks; the new leases.
