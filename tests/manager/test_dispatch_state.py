@@ -95,3 +95,17 @@ def test_the_store_writes_behind_and_a_new_store_reads_it_back(tmp_path: Path) -
     assert task.lease == kept.lease
     (loaded,) = again.load_workers()
     assert (loaded.name, loaded.token_hash, loaded.tasks) == ("render-01", "h" * 64, ["a"])
+
+    async def change_again() -> None:  # rows that exist get their changing columns rewritten
+        kept.state, kept.worker_id, worker.tasks = "queued", None, []
+        worker.status = "asleep"
+        store.task_changed(kept)
+        store.worker_changed(worker)
+        await store.saved()
+
+    asyncio.run(change_again())
+    third = ManagerStore(path)
+    (task,) = third.load_tasks()
+    assert (task.state, task.worker_id, task.lease) == ("queued", None, kept.lease)
+    (loaded,) = third.load_workers()
+    assert (loaded.status, loaded.tasks, loaded.token_hash) == ("asleep", [], "h" * 64)

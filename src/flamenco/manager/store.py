@@ -118,6 +118,10 @@ class ManagerStore:
         self._checkpoints = WalCheckpoints(self.db, path)
         self._tasks: dict[str, HeldTask | None] = {}  # changed since the last write; None: gone
         self._workers: dict[str, WorkerState] = {}
+        # Rows already in the tables: a change of those rewrites the columns that change, not
+        # the whole row (a held task's lease is its largest column and never changes).
+        self._task_rows: set[str] = set()
+        self._worker_rows: set[str] = set()
         self.writer = writer or TurnWriter()
         self.writer.add(self.write)
 
@@ -127,6 +131,7 @@ class ManagerStore:
         rows = self.db.execute(
             "SELECT id, name, token_hash, info, status, tasks, cancel, wanted FROM workers"
         ).fetchall()
+        self._worker_rows = {r[0] for r in rows}
         return [
             WorkerState(
                 id=r[0],
@@ -150,6 +155,7 @@ class ManagerStore:
             held = HeldTask.from_lease(wire.Lease.model_validate_json(lease_json), seq, lease_json)
             held.state, held.worker_id = state, worker_id
             tasks.append(held)
+        self._task_rows = {held.task_id for held in tasks}
         return tasks
 
     # ---- writing behind ----------------------------------------------------------------------
@@ -160,6 +166,7 @@ class ManagerStore:
 
     def task_gone(self, task_id: str) -> None:
         self._tasks[task_id] = None
+        self._task_rows.discard(task_id)  # should it come back, it gets a whole new row
         self._schedule()
 
     def worker_changed(self, worker: WorkerState) -> None:
@@ -179,34 +186,45 @@ class ManagerStore:
         if not (tasks or workers):
             return
         kept = [t for t in tasks.values() if t is not None]
+        new_tasks = [t for t in kept if t.task_id not in self._task_rows]
         gone = [(task_id,) for task_id, t in tasks.items() if t is None]
+        new_workers = [w for w in workers.values() if w.id not in self._worker_rows]
         with self.db:
             self.db.execute("BEGIN")
             self.db.executemany(
                 "INSERT OR REPLACE INTO held_tasks (task_id, seq, lease, state, worker_id)"
                 " VALUES (?, ?, ?, ?, ?)",
-                [(t.task_id, t.seq, t.lease_json, t.state, t.worker_id) for t in kept],
+                [(t.task_id, t.seq, t.lease_json, t.state, t.worker_id) for t in new_tasks],
+            )
+            self.db.executemany(
+                "UPDATE held_tasks SET state = ?, worker_id = ? WHERE task_id = ?",
+                [(t.state, t.worker_id, t.task_id) for t in kept if t.task_id in self._task_rows],
             )
             self.db.executemany("DELETE FROM held_tasks WHERE task_id = ?", gone)
             self.db.executemany(
                 "INSERT OR REPLACE INTO workers (id, name, token_hash, info, status,"
                 " tasks, cancel, wanted) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(w.id, w.name, w.token_hash, w.info_json, *_worker_state(w)) for w in new_workers],
+            )
+            self.db.executemany(
+                "UPDATE workers SET status = ?, tasks = ?, cancel = ?, wanted = ?, info = ?"
+                " WHERE id = ?",
                 [
-                    (
-                        w.id,
-                        w.name,
-                        w.token_hash,
-                        w.info_json,
-                        w.status,
-                        json.dumps(w.tasks),
-                        json.dumps(w.cancel),
-                        w.wanted,
-                    )
+                    (*_worker_state(w), w.info_json, w.id)
                     for w in workers.values()
+                    if w.id in self._worker_rows
                 ],
             )
+        self._task_rows.update(t.task_id for t in new_tasks)
+        self._task_rows.difference_update(task_id for (task_id,) in gone)
+        self._worker_rows.update(w.id for w in new_workers)
 
     def close(self) -> None:
         self.write()
         self._checkpoints.close()
         self.db.close()
+
+
+def _worker_state(w: WorkerState) -> tuple[str, str, str, str]:
+    """The columns of a Worker's row that change while it works."""
+    return w.status, json.dumps(w.tasks), json.dumps(w.cancel), w.wanted
