@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from flamenco import wire
+from flamenco.config import ManagerSettings
+from flamenco.manager.app import build_manager
 from flamenco.manager.queue import TaskQueue
 from flamenco.manager.store import HeldTask, ManagerStore, WorkerState
 
@@ -109,3 +111,39 @@ def test_the_store_writes_behind_and_a_new_store_reads_it_back(tmp_path: Path) -
     assert (task.state, task.worker_id, task.lease) == ("queued", None, kept.lease)
     (loaded,) = third.load_workers()
     assert (loaded.status, loaded.tasks, loaded.token_hash) == ("asleep", [], "h" * 64)
+
+
+def test_while_tasks_are_scarce_the_worker_that_waited_longer_gets_the_next(
+    tmp_path: Path,
+) -> None:
+    """A new task wakes the Worker that waited longest; a request that arrives before that
+    Worker has looked does not take the task from it (it waits in line instead)."""
+    settings = ManagerSettings(data_dir=tmp_path, server="http://127.0.0.1:9")
+
+    async def main() -> tuple[str | None, str | None]:
+        service = build_manager(settings).service
+        tokens = {}
+        for name in ("waited", "newcomer"):
+            registration = wire.WorkerRegistration(name=name, secret=settings.secret)
+            tokens[name] = (await service.register_worker(registration)).token
+
+        async def ask(name: str, wait_s: float) -> str | None:
+            worker = service.authenticate_worker(tokens[name])
+            reply = await service.worker_sync(
+                worker, wire.WorkerSync(want_task=True, wait_s=wait_s)
+            )
+            return reply.assignment.task_id if reply.assignment else None
+
+        waited = asyncio.create_task(ask("waited", 5))
+        while not service.workers_waiting():
+            await asyncio.sleep(0)
+        service.take_leases([held("t1").lease])  # wakes "waited", which has not looked yet
+        newcomer = asyncio.create_task(ask("newcomer", 0.2))
+        try:
+            return await waited, await newcomer
+        finally:
+            service.store.close()
+            service.outbox.close()
+            await service.server.close()
+
+    assert asyncio.run(main()) == ("t1", None)

@@ -68,6 +68,7 @@ class ManagerService:
         self.sync_wake = asyncio.Event()  # the Manager wants tasks from the Server now
         self.worker_waits = asyncio.Event()  # ... and a Worker waits for one: do not delay
         self._waiters: deque[asyncio.Event] = deque()  # long polls waiting for work
+        self._promised = 0  # waiting Workers woken for new tasks that have not looked yet
         self._idle: dict[str, float] = {}  # Worker id -> waiting for work since
         self._blob_locks: dict[str, asyncio.Lock] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -197,6 +198,8 @@ class ManagerService:
         else:
             if len(worker.tasks) >= (2 if req.running_task_id else 1):
                 return None
+            if len(self.queue) <= self._promised:
+                return None  # kept for Workers that waited longer and were woken for them
             picked = self._pick(worker, req.warm_job_id)
             if picked is None:
                 return None
@@ -407,17 +410,23 @@ class ManagerService:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waiter.wait(), timeout)
         finally:
-            if not waiter.is_set():
+            if waiter.is_set():
+                self._promised -= 1  # this one looks now (or is gone)
+            else:
                 self._waiters.remove(waiter)
         return waiter.is_set()
 
     def _notify_work(self, count: int = 1) -> None:
-        """Wake as many waiting Workers as there are new tasks, not all of them.
+        """Wake as many waiting Workers as there are new tasks, not all of them, longest
+        waiting first. Until they have looked, that many queued tasks are theirs: a request
+        that arrives meanwhile does not take them (else, while tasks are scarce, newcomers
+        would win every time and some Workers would wait out their whole long poll).
 
         A woken Worker that cannot take the task passes the turn on (see worker_sync).
         """
         for _ in range(min(count, len(self._waiters))):
             self._waiters.popleft().set()
+            self._promised += 1
 
     def _want_more(self) -> None:
         if self.want() > 0:
