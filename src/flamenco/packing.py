@@ -88,6 +88,23 @@ def pack_scene(blend: Path) -> PackedScene:
     blend = blend.absolute()
     if not blend.is_file():
         raise PackError(f"The scene '{blend}' does not exist.")
+    try:
+        return _pack(blend)
+    except PackError as exc:
+        if not _tracer_lost_its_files(exc):
+            raise
+        # Rarely, with several packs running on the machine, the tracer finds the files of
+        # its own temporary folder gone (cause not found).
+        log.warning("packing %s: the tracer lost its temporary files; packing again", blend)
+        return _pack(blend)
+
+
+def _tracer_lost_its_files(exc: PackError) -> bool:
+    cause = exc.__cause__
+    return isinstance(cause, FileNotFoundError) and "-batpack" in str(cause.filename or "")
+
+
+def _pack(blend: Path) -> PackedScene:
     folder = tempfile.TemporaryDirectory(prefix="flamenco-pack-")
     target = Path(folder.name) / "job"
     try:
