@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 from serverkit import add_job, add_manager, lease_sync, make_services, task_update
+from sqlalchemy import select, update
 
 from flamenco.core.states import JobStatus, TaskStatus
+from flamenco.db import utcnow
+from flamenco.server.models import TaskRow
 from flamenco.server.services import ServerServices
 
 
@@ -89,3 +92,26 @@ def test_a_manager_cannot_touch_another_managers_task(svc: ServerServices) -> No
     (lease,) = lease_sync(svc, owner, want=1).leases
     svc.leases.apply_updates(intruder, [task_update(lease.task_id, TaskStatus.COMPLETED)])
     assert svc.jobs.tasks(job.id)[0].status == TaskStatus.LEASED
+
+
+def test_a_sync_renews_the_held_leases_that_are_due_and_revokes_the_rest(
+    svc: ServerServices,
+) -> None:
+    manager, other = add_manager(svc, "site"), add_manager(svc, "other")
+    job = add_job(svc, "1-3")
+    due, fresh = lease_sync(svc, manager, want=2).leases
+    (elsewhere,) = lease_sync(svc, other, want=1).leases
+    soon = utcnow() + timedelta(seconds=10)  # renewal due: over a quarter of the timeout gone
+    with svc.leases.sessions.begin() as s:
+        s.execute(update(TaskRow).where(TaskRow.id == due.task_id).values(lease_expires=soon))
+
+    held = [due.task_id, fresh.task_id, elsewhere.task_id, "no-such-task"]
+    reply = lease_sync(svc, manager, held=held)
+
+    assert reply.revoked == [elsewhere.task_id, "no-such-task"]
+    with svc.leases.sessions() as s:
+        rows = s.execute(select(TaskRow.id, TaskRow.lease_expires).where(TaskRow.job_id == job.id))
+        expires = {task_id: when for task_id, when in rows}
+    assert expires[due.task_id] > soon + timedelta(seconds=60)  # renewed for the full timeout
+    assert expires[fresh.task_id] == fresh.lease_expires  # not written again
+    assert expires[elsewhere.task_id] == elsewhere.lease_expires  # not this Manager's
