@@ -11,7 +11,8 @@ temporary folder). The Server gets enough tasks first: jobs of --job-size one-fr
 M simulated Workers live in THIS process (on uvloop), each with one keep-alive connection
 of its own that speaks just enough HTTP/1.1 for its JSON requests (simfarm.WorkerConnection:
 the load generator shares the machine's cores with the farm and must stay cheap; aiohttp cost
-twice its CPU). Each registers with the join secret, then loops:
+twice its CPU; `--client aiohttp` brings it back for comparison). Each registers with the
+join secret, then loops:
 
     POST /api/v1/worker/sync {want_task: true, wait_s, warm_job_id: last job,
                               updates: [the last task's completion]}  (long poll)
@@ -59,6 +60,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -170,12 +172,30 @@ async def own_lag(run: Run) -> None:
         run.lag.append((t1, t1 - t0 - 0.01))
 
 
+Post = Callable[[str, dict[str, Any]], Awaitable[tuple[int, Any]]]
+
+
+def sync_client(kind: str, shared: SimClient, base_url: str, token: str) -> Post:
+    """How one simulated Worker posts: its own lean connection, or (--client aiohttp, the
+    heavier load generator of earlier measurements) the shared aiohttp session."""
+    if kind == "aiohttp":
+        import aiohttp
+
+        async def post(path: str, body: dict[str, Any]) -> tuple[int, Any]:
+            try:
+                return await shared.post(path, body, token)
+            except aiohttp.ClientError as exc:  # counted like the lean client's errors
+                raise OSError(str(exc)) from exc
+
+        return post
+    return WorkerConnection(base_url, token).post
+
+
 async def worker_loop(
-    base_url: str, run: Run, index: int, name: str, token: str, wait_s: float, render_s: float
+    post: Post, run: Run, index: int, name: str, wait_s: float, render_s: float
 ) -> None:
     """One simulated Worker, speaking like the real one: a task's completion rides along with
     the sync that asks for the next task (one request per assignment)."""
-    connection = WorkerConnection(base_url, token)
     rng = random.Random(index)
     warm: str | None = None
     carried: list[dict[str, Any]] = []
@@ -189,8 +209,8 @@ async def worker_loop(
         }
         t0 = time.perf_counter()
         try:
-            status, reply = await connection.post("/api/v1/worker/sync", body)
-        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            status, reply = await post("/api/v1/worker/sync", body)
+        except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError) as exc:
             run.errors[f"sync {type(exc).__name__}"] += 1
             await asyncio.sleep(0.5)
             continue
@@ -241,7 +261,14 @@ async def drive(farm: BenchFarm, args: argparse.Namespace) -> dict[str, Any]:
         run = Run(args.workers)
         tasks = [
             asyncio.create_task(
-                worker_loop(farm.manager_url, run, i, name, token, args.wait_s, args.render_s)
+                worker_loop(
+                    sync_client(args.client, client, farm.manager_url, token),
+                    run,
+                    i,
+                    name,
+                    args.wait_s,
+                    args.render_s,
+                )
             )
             for i, (name, token) in enumerate(creds)
         ]
@@ -385,6 +412,7 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
             result["submit_s"] = round(submit_s, 1)
             result["jobs"] = len(jobs)
             result["prefetch"] = args.prefetch
+            result["client"] = args.client
             result["farm_folder"] = str(root)
             result["loadavg_start"] = loadavg_start
     finally:
@@ -532,6 +560,12 @@ def main() -> None:
     parser.add_argument("--job-size", type=int, default=1000)
     parser.add_argument("--prefetch", type=int, default=None, help="Manager prefetch [1]")
     parser.add_argument("--probes", action="store_true")
+    parser.add_argument(
+        "--client",
+        choices=("lean", "aiohttp"),
+        default="lean",
+        help="how simulated Workers post: a lean connection each, or one aiohttp session",
+    )
     parser.add_argument("--py-spy", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--keep", default=None, help="farm folder to keep (one worker count)")
