@@ -8,7 +8,9 @@ import pytest
 
 from flamenco.core.runs import (
     end_stopped_runs,
+    last_failed_task_ids,
     last_run_seconds,
+    mark_retried_failures,
     open_task_ids,
     parse_time,
     task_runs,
@@ -94,3 +96,41 @@ def test_times_without_an_offset_are_utc() -> None:
     assert parse_time("2026-01-01T12:00:00") == T0
     assert parse_time(datetime(2026, 1, 1, 12)) == T0
     assert parse_time(at(0)) == T0
+
+
+FAILED_TWICE = [
+    event("a", "active", 0),
+    event("a", "failed", 2),
+    event("a", "active", 3, "w2"),
+    event("a", "failed", 5, "w2"),
+]
+
+
+@pytest.mark.parametrize(
+    ("history", "task_status", "expected"),
+    [
+        # retried, then failed for good: only the last failure was final
+        (FAILED_TWICE, "failed", ["soft-failed", "failed"]),
+        # the last failure is waiting for its retry
+        (FAILED_TWICE, "soft-failed", ["soft-failed", "soft-failed"]),
+        (FAILED_TWICE, "queued", ["soft-failed", "soft-failed"]),
+        # retried and now rendering again
+        ([*FAILED_TWICE, event("a", "active", 6)], "active", ["soft-failed"] * 2 + ["running"]),
+        # other outcomes are what they were
+        ([event("a", "active", 0), event("a", "completed", 1)], "completed", ["completed"]),
+        # nothing known of the task: the last failure stays as reported
+        (FAILED_TWICE, None, ["soft-failed", "failed"]),
+    ],
+)
+def test_a_failure_that_was_retried_is_soft_failed(
+    history: list[tuple], task_status: str | None, expected: list[str]
+) -> None:
+    runs = task_runs(history)
+    tasks = {} if task_status is None else {"a": {"status": task_status, "updated": at(9)}}
+    mark_retried_failures(runs, tasks)
+    assert [run.outcome for run in runs] == expected
+
+
+def test_the_tasks_whose_last_run_failed_are_the_ones_to_look_up() -> None:
+    assert last_failed_task_ids(task_runs(FAILED_TWICE)) == {"a"}
+    assert last_failed_task_ids(task_runs([*FAILED_TWICE, event("a", "active", 6)])) == set()

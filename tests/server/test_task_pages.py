@@ -99,7 +99,8 @@ def test_a_page_brings_the_runs_of_its_tasks_and_the_jobs_start(
         ("render 4", "Render-B", "running", True),
     ]
     assert page.started == page.runs[0].start
-    assert [r.task_name for r in svc.jobs.task_page(job_id, 4, 1).runs] == ["render 5"]
+    (failed,) = svc.jobs.task_page(job_id, 4, 1).runs
+    assert (failed.task_name, failed.outcome) == ("render 5", "soft-failed")
     assert svc.jobs.task_page(job_id, 5, 100).runs == []  # never rendered
 
 
@@ -140,7 +141,7 @@ def test_the_runs_of_a_job_are_its_timeline(big: tuple[ServerServices, str]) -> 
         ("render 2", "Render-B", "completed"),
         ("render 3", "w1", "completed"),
         ("render 4", "Render-B", "running"),
-        ("render 5", "w1", "failed"),  # as reported; the Server made the task soft-failed
+        ("render 5", "w1", "soft-failed"),  # reported failed; the Server will run it again
     ]
     assert timeline.started == timeline.runs[0].start
     assert all(r.start <= (r.end or r.start) for r in timeline.runs)

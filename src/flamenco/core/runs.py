@@ -10,6 +10,8 @@ it ignored (late, or about a task finished elsewhere) are no part of it.
   from another Worker ends the run (as `queued`) and starts a new one.
 - A run still open whose task is no longer active (a job action stopped it without a
   report) ends at the task's last change, with the task's status as its outcome.
+- A run that ended `failed` but was retried (a later run of the task, or the task is not
+  failed now) was soft-failed: Workers report failures, the Server decides which are final.
 - A job *started* with its first run.
 """
 
@@ -82,6 +84,26 @@ def end_stopped_runs(runs: Iterable[Run], tasks: Mapping[str, Mapping[str, Any]]
         if run.end is None and task is not None and task["status"] not in STILL_RUNNING:
             run.end = max(run.start, parse_time(task["updated"]))
             run.outcome = str(task["status"])
+
+
+def last_failed_task_ids(runs: Iterable[Run]) -> set[str]:
+    """The tasks whose latest run ended `failed` (see `mark_retried_failures`)."""
+    last = {run.task_id: run for run in runs}
+    return {task_id for task_id, run in last.items() if run.outcome == "failed"}
+
+
+def mark_retried_failures(runs: Iterable[Run], tasks: Mapping[str, Mapping[str, Any]]) -> None:
+    """A Worker reports a failure as `failed`; the Server makes the task soft-failed and runs
+    it again until it has failed too often. So a failed run that is not its task's last, or
+    whose task (id -> status) is not failed now, was soft-failed."""
+    runs = list(runs)
+    last = {run.task_id: run for run in runs}
+    for run in runs:
+        if run.outcome != "failed":
+            continue
+        task = tasks.get(run.task_id)
+        if run is not last[run.task_id] or (task is not None and task["status"] != "failed"):
+            run.outcome = "soft-failed"
 
 
 def last_run_seconds(runs: Iterable[Run], now: datetime) -> dict[str, float]:

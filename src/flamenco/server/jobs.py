@@ -24,7 +24,14 @@ from flamenco.blobs import BlobStore, check_file_name, check_relative_path, safe
 from flamenco.core.actions import ActionNotAllowed, JobAction, plan_job_action
 from flamenco.core.compiler import JobCompileError, compile_job
 from flamenco.core.matching import Requirements, waiting_reason
-from flamenco.core.runs import end_stopped_runs, open_task_ids, parse_time, task_runs
+from flamenco.core.runs import (
+    end_stopped_runs,
+    last_failed_task_ids,
+    mark_retried_failures,
+    open_task_ids,
+    parse_time,
+    task_runs,
+)
 from flamenco.core.states import (
     RUNNABLE_TASK_STATUSES,
     JobStatus,
@@ -690,7 +697,9 @@ def _runs(s: Session, *where: Any) -> list[dict[str, Any]]:
         .order_by(AppliedUpdate.received)
     ).all()
     runs = task_runs(report[:4] for report in reports)  # (task id, status, worker, when)
-    end_stopped_runs(runs, _task_states(s, open_task_ids(runs)))
+    states = _task_states(s, open_task_ids(runs) | last_failed_task_ids(runs))
+    end_stopped_runs(runs, states)
+    mark_retried_failures(runs, states)
     names = {report.task_id: report.name for report in reports}
     return [
         {
