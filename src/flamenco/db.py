@@ -23,11 +23,15 @@ def utcnow() -> datetime:
 def connect_sqlite(path: Path) -> sqlite3.Connection:
     """A plain SQLite file for a component's own queue or state, in autocommit mode (callers
     open their transactions). WAL + NORMAL survives a crash of the process; only a power loss
-    may take the last transactions."""
+    may take the last transactions. Its checkpoints run on a thread of their own
+    (`WalCheckpoints`) until the connection is closed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, factory=_CheckpointedConnection
+    )
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
+    db.checkpoints = WalCheckpoints(db, path)
     return db
 
 
@@ -61,6 +65,18 @@ class WalCheckpoints:
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+class _CheckpointedConnection(sqlite3.Connection):
+    """A connection that stops its checkpoint thread when it is closed."""
+
+    checkpoints: WalCheckpoints | None = None
+
+    def close(self) -> None:
+        if self.checkpoints is not None:
+            self.checkpoints.close()
+            self.checkpoints = None
+        super().close()
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -17,7 +17,7 @@ from pathlib import Path
 from flamenco import wire
 from flamenco.aio import TurnWriter
 from flamenco.client import ApiError
-from flamenco.db import WalCheckpoints, connect_sqlite
+from flamenco.db import connect_sqlite
 
 log = logging.getLogger("flamenco.outbox")
 
@@ -54,7 +54,6 @@ class Outbox:
         )
         # Items added in one turn of the event loop are written in one transaction; whoever
         # must know they are on disk (before acknowledging them) awaits `saved()`.
-        self._checkpoints = WalCheckpoints(self.db, path)
         self._pending: list[tuple[str, str]] = []
         self.writer = writer or TurnWriter()
         self.writer.add(self._write_pending)
@@ -158,7 +157,6 @@ class Outbox:
 
     def close(self) -> None:
         self._write_pending()
-        self._checkpoints.close()
         self.db.close()
 
 

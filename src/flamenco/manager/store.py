@@ -20,7 +20,7 @@ from typing import Any
 from flamenco import wire
 from flamenco.aio import TurnWriter
 from flamenco.core.matching import Capabilities, Requirements
-from flamenco.db import WalCheckpoints, connect_sqlite, utcnow
+from flamenco.db import connect_sqlite, utcnow
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS workers (
@@ -115,7 +115,6 @@ class ManagerStore:
     def __init__(self, path: Path, writer: TurnWriter | None = None) -> None:
         self.db = connect_sqlite(path)
         self.db.executescript(SCHEMA)
-        self._checkpoints = WalCheckpoints(self.db, path)
         self._tasks: dict[str, HeldTask | None] = {}  # changed since the last write; None: gone
         self._workers: dict[str, WorkerState] = {}
         # Rows already in the tables: a change of those rewrites the columns that change, not
@@ -221,7 +220,6 @@ class ManagerStore:
 
     def close(self) -> None:
         self.write()
-        self._checkpoints.close()
         self.db.close()
 
 
