@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -134,21 +133,14 @@ class Disconnected(Exception):
     """The client went away before its request body arrived."""
 
 
-async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
-    """The whole request body, refused (413) past `limit` bytes, declared or streamed."""
-    declared = headers.get(b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BlobTooLarge(f"The request body is larger than the limit of {limit} bytes.")
-    chunks, size = [], 0
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body (BodyLimit, around every route, keeps it within the limit)."""
+    chunks = []
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise Disconnected
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BlobTooLarge(f"The request body is larger than the limit of {limit} bytes.")
-        chunks.append(chunk)
+        chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
 
@@ -161,8 +153,9 @@ class RawJsonRoutes:
 
     FastAPI's routing, dependencies and middleware cost about a fifth of the Manager's CPU on a
     Worker sync, its busiest call by far. A handler here gets the headers and the whole body
-    (within the JSON body limit) and returns the reply's JSON; its errors get the statuses and
-    sentences of every other route (`error_for`); anything else is a 500 as elsewhere.
+    (within BodyLimit's limit, which runs around it) and returns the reply's JSON; its errors
+    get the statuses and sentences of every other route (`error_for`); anything else is a 500
+    as elsewhere.
     """
 
     def __init__(self, app: ASGIApp, routes: dict[tuple[str, str], JsonHandler]) -> None:
@@ -176,26 +169,30 @@ class RawJsonRoutes:
         if handler is None:
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
         try:
-            status, reply = (
-                200,
-                await handler(headers, await read_body(receive, headers, JSON_BODY_LIMIT)),
-            )
+            reply = await handler(dict(scope["headers"]), await read_body(receive))
         except Disconnected:
             return
         except ANSWERED_ERRORS as exc:
             status, message = error_for(exc) or (500, "The service failed.")
-            reply = json.dumps({"detail": _sentence(message)}).encode()
+            await _error(status, message)(scope, receive, send)
+            return
         length = str(len(reply)).encode()
         start_headers = [(b"content-type", b"application/json"), (b"content-length", length)]
-        await send({"type": "http.response.start", "status": status, "headers": start_headers})
+        await send({"type": "http.response.start", "status": 200, "headers": start_headers})
         await send({"type": "http.response.body", "body": reply})
 
 
-def create_app(title: str, limit_for: Callable[[str], int] | None = None, **kwargs: Any) -> FastAPI:
+def create_app(
+    title: str,
+    limit_for: Callable[[str], int] | None = None,
+    raw_routes: dict[tuple[str, str], JsonHandler] | None = None,
+    **kwargs: Any,
+) -> FastAPI:
     app = FastAPI(title=title, version=__version__, **kwargs)
     install_error_handlers(app)
+    if raw_routes:  # added first: it runs inside BodyLimit
+        app.add_middleware(RawJsonRoutes, routes=raw_routes)
     app.add_middleware(BodyLimit, limit_for=limit_for or (lambda _path: JSON_BODY_LIMIT))
 
     @app.get("/api/v1/version")

@@ -25,7 +25,7 @@ from flamenco.manager.store import ManagerStore, WorkerState
 from flamenco.manager.upstream import ServerLink
 from flamenco.outbox import Outbox
 from flamenco.security import bearer_token, token_hash
-from flamenco.web import JSON_BODY_LIMIT, RawJsonRoutes, create_app, parse_json
+from flamenco.web import JSON_BODY_LIMIT, create_app, parse_json
 
 log = logging.getLogger("flamenco.manager")
 Sha = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
@@ -96,9 +96,6 @@ def create_manager_app(manager: Manager) -> FastAPI:
         files = "/frames/" in path or "/artifacts/" in path
         return 50 * 1024**3 if files else JSON_BODY_LIMIT
 
-    app = create_app("Flamenco Manager", limit_for=limit_for, lifespan=lifespan)
-    app.state.manager = manager
-
     async def sync(headers: dict[bytes, bytes], body: bytes) -> bytes:
         """POST /api/v1/worker/sync (body: WorkerSync, reply: WorkerSyncReply), the busiest
         route: served before the framework (RawJsonRoutes)."""
@@ -108,7 +105,13 @@ def create_manager_app(manager: Manager) -> FastAPI:
         reply = await svc.worker_sync(worker, parse_json(body, wire.WorkerSync))
         return reply.model_dump_json().encode()
 
-    app.add_middleware(RawJsonRoutes, routes={("POST", "/api/v1/worker/sync"): sync})
+    app = create_app(
+        "Flamenco Manager",
+        limit_for=limit_for,
+        raw_routes={("POST", "/api/v1/worker/sync"): sync},
+        lifespan=lifespan,
+    )
+    app.state.manager = manager
 
     @app.post("/api/v1/workers/register")
     async def register(reg: wire.WorkerRegistration, svc: Service) -> wire.WorkerRegistered:
