@@ -86,10 +86,14 @@ def end_stopped_runs(runs: Iterable[Run], tasks: Mapping[str, Mapping[str, Any]]
             run.outcome = str(task["status"])
 
 
+def _last_runs(runs: Iterable[Run]) -> dict[str, Run]:
+    """Each task's latest run (runs come in the order they started)."""
+    return {run.task_id: run for run in runs}
+
+
 def last_failed_task_ids(runs: Iterable[Run]) -> set[str]:
     """The tasks whose latest run ended `failed` (see `mark_retried_failures`)."""
-    last = {run.task_id: run for run in runs}
-    return {task_id for task_id, run in last.items() if run.outcome == "failed"}
+    return {task_id for task_id, run in _last_runs(runs).items() if run.outcome == "failed"}
 
 
 def mark_retried_failures(runs: Iterable[Run], tasks: Mapping[str, Mapping[str, Any]]) -> None:
@@ -97,7 +101,7 @@ def mark_retried_failures(runs: Iterable[Run], tasks: Mapping[str, Mapping[str, 
     it again until it has failed too often. So a failed run that is not its task's last, or
     whose task (id -> status) is not failed now, was soft-failed."""
     runs = list(runs)
-    last = {run.task_id: run for run in runs}
+    last = _last_runs(runs)
     for run in runs:
         if run.outcome != "failed":
             continue
@@ -108,4 +112,4 @@ def mark_retried_failures(runs: Iterable[Run], tasks: Mapping[str, Mapping[str, 
 
 def last_run_seconds(runs: Iterable[Run], now: datetime) -> dict[str, float]:
     """How long each task's latest run took, or has taken so far."""
-    return {run.task_id: run.seconds(now) for run in runs}
+    return {task_id: run.seconds(now) for task_id, run in _last_runs(runs).items()}
