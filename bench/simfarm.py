@@ -173,13 +173,17 @@ def stats_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]
             out["calls"][label] = (n - n0, total - total0, mx, cpu - cpu0)
     for key, value in after.get("sums", {}).items():
         out["sums"][key] = value - before.get("sums", {}).get(key, 0)
-    lag_before, lag_after = before.get("lag", []), after.get("lag", [])
-    out["lag"] = lag_after[len(lag_before) :] if len(lag_after) >= len(lag_before) else lag_after
-    out["dists"] = {}
-    for label, values in after.get("dists", {}).items():
-        start = len(before.get("dists", {}).get(label, []))
-        out["dists"][label] = values[start:] if len(values) >= start else values
+    out["lag"] = _since(before.get("lag", []), after.get("lag", []))
+    out["dists"] = {
+        label: _since(before.get("dists", {}).get(label, []), values)
+        for label, values in after.get("dists", {}).items()
+    }
     return out
+
+
+def _since(before: list[float], after: list[float]) -> list[float]:
+    """What a probe list gained between two reads (all of it, if it was trimmed meanwhile)."""
+    return after[len(before) :] if len(after) >= len(before) else after
 
 
 # ---- the probes, inside the Server or Manager process -----------------------------------------
