@@ -192,7 +192,10 @@ _calls: dict[str, list[float]] = {}
 _sums: Counter[str] = Counter()
 _lag: list[float] = []
 _dists: dict[str, list[float]] = {}  # label -> each call's wall seconds (DIST_LABELS only)
-_lock = threading.Lock()
+# Re-entrant: a garbage collection can start inside a probe's own bookkeeping (any allocation
+# there), and the collection's callback (_gc_probe) notes its time under the same lock. With a
+# plain Lock that thread waited for itself: the Manager under test stopped dead mid-run.
+_lock = threading.RLock()
 # Wrapped calls whose every duration is kept, for percentiles: where a sync's time goes.
 DIST_LABELS = {
     "mgr.wait_for_assignment",
