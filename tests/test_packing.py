@@ -11,8 +11,9 @@ import pytest
 
 from farmkit import wait_until
 from flamenco import packing
+from testdata import CORPUS
 
-BLEND = Path(__file__).resolve().parents[2] / "shared" / "blend-corpus" / "basic_file.blend"
+BLEND = CORPUS / "basic_file.blend"
 
 
 def copier_threads() -> list[threading.Thread]:

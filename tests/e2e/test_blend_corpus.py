@@ -1,6 +1,6 @@
 """Real .blend files with every kind of dependency, sent through one farm.
 
-The corpus (../shared/blend-corpus, see its README) holds files made with Blender 2.79-3.2
+The corpus (tests/data/blend-corpus, see its README) holds files made with Blender 2.79-3.2
 by the authors of blender-asset-tracer. For each: the files it uses that exist arrive at the
 Worker and open there, the missing ones are named at submission, the corrupt file is refused
 with one sentence, and the two smoke files that crash Blender fail their task with the reason
@@ -31,10 +31,11 @@ from farmkit import FINAL, TestFarm, wait_until
 from flamenco import wire
 from flamenco.client import ApiError
 from flamenco.packing import pack_scene
+from testdata import CORPUS
 
 pytestmark = pytest.mark.blender
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "blend-corpus"
+
 WORKER = "w1"
 # The files with a camera render at 1920x1080 and more, some with EEVEE, which starts slowly
 # on a machine without a GPU: render them with Cycles at this size, under a second a frame.
@@ -199,8 +200,8 @@ class Corpus:
 def copy_corpus(target: Path) -> Path:
     if not CORPUS.is_dir():
         pytest.fail(
-            f"The .blend corpus is missing: expected {CORPUS} (the shared/blend-corpus folder "
-            "next to this checkout) with the files its README lists."
+            f"The .blend corpus is missing: expected {CORPUS} (tests/data/blend-corpus "
+            "in this checkout) with the files its README lists."
         )
     root = target / "blend-corpus"
     shutil.copytree(CORPUS, root)

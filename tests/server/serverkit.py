@@ -16,8 +16,9 @@ from flamenco.core.states import TaskStatus
 from flamenco.db import Base
 from flamenco.server.models import ManagerRow, User
 from flamenco.server.services import ServerServices, build_services
+from testdata import CORPUS
 
-BLEND = Path(__file__).resolve().parents[3] / "shared" / "blend-corpus" / "basic_file.blend"
+BLEND = CORPUS / "basic_file.blend"
 POSTGRES_URL = os.environ.get(
     "FLAMENCO_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

@@ -23,10 +23,11 @@ import httpx
 import pytest
 
 from farmkit import TestFarm, wait_until
+from testdata import CORPUS
 
 MAX_UPLOAD = 2_000_000
 JSON_LIMIT = 16 * 1024 * 1024
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "blend-corpus"
+
 TEXT = b"This is a plain text file, not a Blender scene.\n"
 BLEND = "scene.blend"
 
@@ -358,7 +359,7 @@ def test_a_file_path_outside_the_job_folder_is_a_400(
 def _corpus_file(name: str) -> bytes:
     path = CORPUS / name
     if not path.is_file():
-        pytest.fail(f"The shared blend corpus file {path} is missing; these tests need it.")
+        pytest.fail(f"The blend corpus file {path} is missing; these tests need it.")
     return path.read_bytes()
 
 
