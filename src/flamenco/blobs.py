@@ -12,7 +12,22 @@ import re
 import shutil
 import tempfile
 from collections.abc import AsyncIterable, Iterable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+
+from flamenco.core.names import UnsafePath, check_file_name, check_relative_path
+
+# The name checks live in core.names; they are also reached here, next to safe_join.
+__all__ = [
+    "BlobStore",
+    "BlobTooLarge",
+    "HashMismatch",
+    "UnsafePath",
+    "check_file_name",
+    "check_relative_path",
+    "is_sha256",
+    "safe_join",
+    "sha256_file",
+]
 
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 1024 * 1024
@@ -24,10 +39,6 @@ class HashMismatch(ValueError):
 
 class BlobTooLarge(ValueError):
     """A blob exceeded the size limit while it was being received."""
-
-
-class UnsafePath(ValueError):
-    """A relative path tries to leave the folder it belongs to."""
 
 
 def is_sha256(value: str) -> bool:
@@ -42,34 +53,8 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_relative_path(relpath: str) -> PurePosixPath:
-    """Return relpath as a normalised relative path, or raise UnsafePath.
-
-    Job files, frame names and cache entries are all addressed by paths that came over the
-    network; none of them may point outside the folder they are joined to.
-    """
-    if not relpath or "\\" in relpath or "\0" in relpath:
-        raise UnsafePath(f"The path '{relpath}' is not a valid relative path.")
-    path = PurePosixPath(relpath)
-    if path.is_absolute() or any(part in ("..", "") for part in path.parts) or ":" in path.parts[0]:
-        raise UnsafePath(f"The path '{relpath}' tries to leave its folder.")
-    return path
-
-
 def safe_join(root: Path, relpath: str) -> Path:
     return root.joinpath(*check_relative_path(relpath).parts)
-
-
-def check_file_name(name: str, what: str = "file") -> str:
-    """Return `name` if it is one plain file name (no folder, not hidden), else raise UnsafePath."""
-    if not name.strip("./"):
-        raise UnsafePath(f"The {what} name '{name}' is not a plain file name.")
-    check_relative_path(name)  # says so when it tries to leave its folder
-    if "/" in name:
-        raise UnsafePath(f"The {what} name '{name}' must not contain a folder.")
-    if name.startswith(".") or len(name) > 200 or not name.isprintable():
-        raise UnsafePath(f"The {what} name '{name}' is not a plain file name.")
-    return name
 
 
 class BlobStore:
@@ -106,8 +91,7 @@ class BlobStore:
             )
         final = self.path(digest)
         final.parent.mkdir(exist_ok=True)
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, final)
+        os.replace(tmp_name, final)  # 0600 as mkstemp made it: a farm's files are its own
         return digest
 
     def _check_size(self, received: int, tmp_name: str) -> None:

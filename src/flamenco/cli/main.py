@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from flamenco import wire
-from flamenco.cli.console import err, out
+from flamenco.cli.console import err, out, secret_for_terminal
 from flamenco.client import ApiError, SyncApi, Unreachable, api_path
 from flamenco.config import (
     ClientSettings,
@@ -25,6 +25,7 @@ from flamenco.config import (
     load,
 )
 from flamenco.logs import setup_logging
+from flamenco.procs import keep_files_private
 
 app = typer.Typer(help="Flamenco: a network renderer for Blender.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Look at and fetch jobs.", no_args_is_help=True)
@@ -57,11 +58,14 @@ def friendly_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def serve_http(app: Any, host: str, port: int) -> None:
-    """Run one of the farm's HTTP services until Ctrl-C or SIGTERM."""
+def serve_http(app: Any, host: str, port: int, header_timeout_s: float) -> None:
+    """Run one of the farm's HTTP services until Ctrl-C or SIGTERM; a connection that has not
+    sent a request's headers within `header_timeout_s` is closed (`http_protocol.py`)."""
     import gc
 
     import uvicorn
+
+    from flamenco.http_protocol import header_timeout_protocol
 
     # What importing FastAPI, pydantic and SQLAlchemy made lives as long as the process: out of
     # the collector's sight, so that a full collection no longer stalls requests for ~50 ms.
@@ -73,7 +77,14 @@ def serve_http(app: Any, host: str, port: int) -> None:
         port=port,
         log_level="warning",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        http=header_timeout_protocol(header_timeout_s),
     )
+
+
+def start_component(component: str) -> None:
+    """What every long-running part of the farm does first: private files, then its logs."""
+    keep_files_private()
+    setup_logging(component)
 
 
 def client(server: str | None) -> SyncApi:
@@ -99,7 +110,7 @@ def server(
     from flamenco.server.app import create_server_app
     from flamenco.server.services import build_services
 
-    setup_logging("server")
+    start_component("server")
     settings = load(
         ServerSettings,
         {"port": port, "data_dir": data_dir, "host": host, "database_url": database_url},
@@ -108,7 +119,7 @@ def server(
     err.print(
         f"Flamenco Server on http://{settings.host}:{settings.port} (data in {settings.data_dir})"
     )
-    serve_http(create_server_app(services), settings.host, settings.port)
+    serve_http(create_server_app(services), settings.host, settings.port, settings.header_timeout_s)
 
 
 @app.command()
@@ -123,7 +134,7 @@ def manager(
     """Run a Manager for the Workers of this network."""
     from flamenco.manager.app import build_manager, create_manager_app
 
-    setup_logging("manager")
+    start_component("manager")
     settings = load(
         ManagerSettings,
         {
@@ -145,8 +156,12 @@ def manager(
     built = build_manager(settings)
     url = f"http://{settings.host}:{settings.port}"
     err.print(f"Flamenco Manager '{settings.name}' on {url}, Server {settings.server}")
-    err.print(f"Workers join with: flamenco worker --manager {url} --secret {settings.secret}")
-    serve_http(create_manager_app(built), settings.host, settings.port)
+    secret = secret_for_terminal(
+        settings.secret,
+        f"the join secret: FLAMENCO_MANAGER_SECRET or {settings.data_dir}/join-secret",
+    )
+    err.print(f"Workers join with: FLAMENCO_WORKER_SECRET={secret} flamenco worker --manager {url}")
+    serve_http(create_manager_app(built), settings.host, settings.port, settings.header_timeout_s)
 
 
 @app.command()
@@ -164,7 +179,7 @@ def worker(
     """Run a Worker that renders what its Manager hands out."""
     from flamenco.worker.agent import WorkerAgent
 
-    setup_logging("worker")
+    start_component("worker")
     settings = load(
         WorkerSettings,
         {
@@ -466,12 +481,14 @@ def dashboard(
     from flamenco.config import DashboardSettings
     from flamenco.dashboard.app import create_dashboard_app
 
-    setup_logging("dashboard")
+    start_component("dashboard")
     settings = load(DashboardSettings, {"server": server, "port": port, "host": host})
     err.print(
         f"Flamenco Dashboard on http://{settings.host}:{settings.port}, Server {settings.server}"
     )
-    serve_http(create_dashboard_app(settings), settings.host, settings.port)
+    serve_http(
+        create_dashboard_app(settings), settings.host, settings.port, settings.header_timeout_s
+    )
 
 
 @users_app.command("add")
@@ -511,5 +528,5 @@ def up(
     """Run Server, Manager and Workers on this machine until Ctrl-C."""
     from flamenco.cli.up import run_farm
 
-    setup_logging("up")
+    start_component("up")
     sys.exit(run_farm(data_dir.absolute(), workers, port_offset, demo))

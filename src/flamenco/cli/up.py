@@ -8,8 +8,7 @@ import os
 import secrets
 import signal
 import socket
-import subprocess
-import sys
+import threading
 import time
 import tomllib
 from dataclasses import dataclass
@@ -17,8 +16,9 @@ from pathlib import Path
 
 import httpx
 
-from flamenco.cli.console import err
+from flamenco.cli.console import err, secret_for_terminal
 from flamenco.cli.submit import SubmitRequest, submit_scene, wait_for_job
+from flamenco.cli.supervisor import Supervisor
 from flamenco.client import ApiError, SyncApi, Unreachable
 from flamenco.config import (
     DEFAULT_DASHBOARD_PORT,
@@ -27,13 +27,14 @@ from flamenco.config import (
     ServerSettings,
     write_client_config,
 )
-from flamenco.procs import child_preexec
+from flamenco.procs import private_folder
 
 log = logging.getLogger("flamenco.up")
 
 ADMIN = "admin"
 MANAGER_NAME = "local"
 READY_TIMEOUT_S = 60.0
+WATCH_INTERVAL_S = 0.2  # how soon a dead child is noticed
 
 
 @dataclass
@@ -71,44 +72,11 @@ def bootstrap(data_dir: Path) -> FarmSecrets:
     return farm
 
 
-class Farm:
-    """The child processes of one farm; they stop together, whatever happens."""
-
-    def __init__(self) -> None:
-        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-
-    def start(self, label: str, args: list[str], env: dict[str, str], log_file: Path) -> None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        with log_file.open("ab") as sink:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "flamenco", *args],
-                env={**os.environ, **env},
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                preexec_fn=child_preexec(),
-            )
-        self.procs.append((label, proc))
-
-    def dead(self) -> list[str]:
-        return [label for label, proc in self.procs if proc.poll() is not None]
-
-    def stop(self) -> None:
-        for _, proc in reversed(self.procs):
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-        deadline = time.monotonic() + 15
-        for _, proc in self.procs:
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def wait_ready(url: str, farm: Farm, label: str) -> None:
+def wait_ready(url: str, farm: Supervisor, label: str) -> None:
+    """Wait for a child's first answer; one that dies before it is a configuration error."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
-        if label in farm.dead():
+        if not farm.child(label).running:
             raise RuntimeError(f"The {label} exited during start-up; see its log.")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{url}/api/v1/version", timeout=2).status_code == 200:
@@ -135,32 +103,28 @@ def run_farm(data_dir: Path, workers: int, port_offset: int, demo: bool) -> int:
     except RuntimeError as exc:
         err.print(f"Error: {exc}", style="red")
         return 1
+    private_folder(data_dir)  # what a farm keeps is its own, also in a folder made before
     farm_secrets = bootstrap(data_dir)
     server_url = f"http://127.0.0.1:{DEFAULT_SERVER_PORT + port_offset}"
     manager_url = f"http://127.0.0.1:{DEFAULT_MANAGER_PORT + port_offset}"
-    logs = data_dir / "logs"
-    farm = Farm()
-    stopping = False
+    farm = Supervisor()
+    stopping = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+        stopping.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
         _start_all(farm, data_dir, farm_secrets, server_url, manager_url, workers, port_offset)
         config = write_client_config(server_url, farm_secrets.admin_token)
-        _print_welcome(server_url, manager_url, port_offset, farm_secrets, config, logs)
-        if demo:
-            _render_demo(data_dir, server_url, farm_secrets.admin_token)
-        while not stopping:
-            if farm.dead():
-                err.print(
-                    f"{', '.join(farm.dead())} stopped unexpectedly; see {logs}.", style="red"
-                )
-                return 1
-            time.sleep(0.5)
+        _print_welcome(server_url, manager_url, port_offset, farm_secrets, config, data_dir)
+        if demo:  # beside the supervision, which must stay on this thread (see supervisor.py)
+            args = (data_dir, server_url, farm_secrets.admin_token)
+            threading.Thread(target=_render_demo, args=args, daemon=True).start()
+        # Only Ctrl-C or SIGTERM ends the farm; a child that dies is started again.
+        while not stopping.wait(WATCH_INTERVAL_S):
+            farm.watch()
         return 0
     except (RuntimeError, ApiError, Unreachable) as exc:
         err.print(f"Error: {exc}", style="red")
@@ -171,7 +135,7 @@ def run_farm(data_dir: Path, workers: int, port_offset: int, demo: bool) -> int:
 
 
 def _start_all(
-    farm: Farm,
+    farm: Supervisor,
     data_dir: Path,
     s: FarmSecrets,
     server_url: str,
@@ -242,25 +206,36 @@ def _print_welcome(
     port_offset: int,
     s: FarmSecrets,
     config: Path,
-    logs: Path,
+    data_dir: Path,
 ) -> None:
+    farm_toml = data_dir / "farm.toml"
+    password = secret_for_terminal(s.admin_password, f"admin_password in {farm_toml}")
+    worker_secret = secret_for_terminal(s.worker_secret, f"worker_secret in {farm_toml}")
     err.print(
         f"Flamenco farm running. Server {server_url}, Manager {manager_url}", style="bold green"
     )
     err.print(
         f"Dashboard: http://127.0.0.1:{DEFAULT_DASHBOARD_PORT + port_offset} "
-        f"(log in as '{ADMIN}' with password '{s.admin_password}').",
+        f"(log in as '{ADMIN}' with password '{password}').",
         style="bold",
     )
     err.print(f"Client configuration written to {config}; try `flamenco jobs list`.")
     err.print(
-        f"Workers on other machines: flamenco worker --manager {manager_url} "
-        f"--secret {s.worker_secret}"
+        f"Workers on other machines: FLAMENCO_WORKER_SECRET={worker_secret} "
+        f"flamenco worker --manager {manager_url}"
     )
-    err.print(f"Logs in {logs}. Press Ctrl-C to stop.")
+    err.print(f"Logs in {data_dir / 'logs'}. Press Ctrl-C to stop.")
 
 
 def _render_demo(data_dir: Path, server_url: str, token: str) -> None:
+    """Submit the demo scene and wait for it; a failure is told and the farm runs on."""
+    try:
+        _submit_demo_and_wait(data_dir, server_url, token)
+    except Exception as exc:
+        err.print(f"Error: the demo job did not finish: {exc}", style="red")
+
+
+def _submit_demo_and_wait(data_dir: Path, server_url: str, token: str) -> None:
     from flamenco.demo.scene import build_demo_scene
     from flamenco.worker.blender import find_blender
 
