@@ -14,8 +14,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flamenco import __version__
+from flamenco.apidoc import install_documented_errors
 from flamenco.blobs import BlobTooLarge, HashMismatch, UnsafePath
-from flamenco.errors import FlamencoError
+from flamenco.core.ratelimit import retry_after_header
+from flamenco.errors import FlamencoError, TooManyRequests
 
 log = logging.getLogger("flamenco.web")
 
@@ -56,8 +58,15 @@ def parse_json(raw: bytes, model: type[M]) -> M:
         ) from exc
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"detail": _sentence(message)}, status_code=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": _sentence(message)}, status_code=status, headers=headers)
+
+
+def error_headers(exc: Exception) -> dict[str, str] | None:
+    """Headers an error answer carries besides its sentence: when to try again, for a 429."""
+    if isinstance(exc, TooManyRequests):
+        return {"Retry-After": retry_after_header(exc.retry_after_s)}
+    return None
 
 
 def error_for(exc: Exception) -> tuple[int, str] | None:
@@ -92,7 +101,7 @@ ANSWERED_ERRORS = (
 def install_error_handlers(app: FastAPI) -> None:
     async def answer(_: Request, exc: Exception) -> JSONResponse:
         status, message = error_for(exc) or (500, "The service failed.")
-        return _error(status, message)
+        return _error(status, message, error_headers(exc))
 
     for kind in ANSWERED_ERRORS:
         app.add_exception_handler(kind, answer)
@@ -175,7 +184,7 @@ class RawJsonRoutes:
             return
         except ANSWERED_ERRORS as exc:
             status, message = error_for(exc) or (500, "The service failed.")
-            await _error(status, message)(scope, receive, send)
+            await _error(status, message, error_headers(exc))(scope, receive, send)
             return
         length = str(len(reply)).encode()
         start_headers = [(b"content-type", b"application/json"), (b"content-length", length)]
@@ -191,6 +200,7 @@ def create_app(
 ) -> FastAPI:
     app = FastAPI(title=title, version=__version__, **kwargs)
     install_error_handlers(app)
+    install_documented_errors(app)
     if raw_routes:  # added first: it runs inside BodyLimit
         app.add_middleware(RawJsonRoutes, routes=raw_routes)
     app.add_middleware(BodyLimit, limit_for=limit_for or (lambda _path: JSON_BODY_LIMIT))

@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, Security
 from fastapi.responses import FileResponse
 
 from flamenco import wire
 from flamenco.aio import TurnWriter
+from flamenco.apidoc import STREAMED_BODY, BearerToken, body_answer, error_answers
 from flamenco.blobs import BlobStore, is_sha256
 from flamenco.client import AsyncApi
 from flamenco.config import ManagerSettings
@@ -73,8 +74,21 @@ async def _service(request: Request) -> ManagerService:
 Service = Annotated[ManagerService, Depends(_service)]
 
 
-async def current_worker(request: Request, svc: Service) -> WorkerState:
-    return svc.authenticate_worker(bearer_token(request.headers.get("authorization")))
+WORKER_TOKEN = BearerToken("WorkerToken", "A Worker's token, from POST /api/v1/workers/register.")
+MANAGER_TOKEN = BearerToken("ManagerToken", "This Manager's own token on its Server.")
+
+
+async def current_worker(
+    token: Annotated[str | None, Security(WORKER_TOKEN)], svc: Service
+) -> WorkerState:
+    return svc.authenticate_worker(token)
+
+
+async def this_managers_token(
+    token: Annotated[str | None, Security(MANAGER_TOKEN)], svc: Service
+) -> None:
+    if not hmac.compare_digest(token_hash(token or ""), token_hash(svc.settings.token)):
+        raise Unauthorized("The status needs this Manager's Server token.")
 
 
 AnyWorker = Annotated[WorkerState, Depends(current_worker)]
@@ -113,9 +127,17 @@ def create_manager_app(manager: Manager) -> FastAPI:
     )
     app.state.manager = manager
 
-    @app.post("/api/v1/workers/register")
+    @app.post("/api/v1/workers/register", responses=error_answers(401))
     async def register(reg: wire.WorkerRegistration, svc: Service) -> wire.WorkerRegistered:
         return await svc.register_worker(reg)
+
+    # Never reached: RawJsonRoutes answers this path first (see `sync` above), with the same
+    # service call. It puts the route, its models and its token in the OpenAPI document.
+    @app.post("/api/v1/worker/sync")
+    async def worker_sync(
+        req: wire.WorkerSync, worker: AnyWorker, svc: Service
+    ) -> wire.WorkerSyncReply:
+        return await svc.worker_sync(worker, req)
 
     # async: it wakes the Server link, an asyncio event that only the loop's thread may set.
     @app.post("/api/v1/worker/updates")
@@ -126,7 +148,11 @@ def create_manager_app(manager: Manager) -> FastAPI:
         await svc.saved()
         return wire.UpdatesApplied(applied=applied)
 
-    @app.put("/api/v1/worker/tasks/{task_id}/frames/{frame}", status_code=201)
+    @app.put(
+        "/api/v1/worker/tasks/{task_id}/frames/{frame}",
+        status_code=201,
+        openapi_extra=STREAMED_BODY,
+    )
     async def frame(
         task_id: str,
         frame: int,
@@ -144,7 +170,11 @@ def create_manager_app(manager: Manager) -> FastAPI:
         return {"sha256": x_flamenco_sha256}
 
     # `:path` lets a name with a folder in it reach the check, which refuses it with a 400.
-    @app.put("/api/v1/worker/tasks/{task_id}/artifacts/{name:path}", status_code=201)
+    @app.put(
+        "/api/v1/worker/tasks/{task_id}/artifacts/{name:path}",
+        status_code=201,
+        openapi_extra=STREAMED_BODY,
+    )
     async def artifact(
         task_id: str,
         name: str,
@@ -158,15 +188,17 @@ def create_manager_app(manager: Manager) -> FastAPI:
         await svc.receive_artifact(worker, task_id, name, x_flamenco_sha256, request.stream())
         return {"sha256": x_flamenco_sha256}
 
-    @app.get("/api/v1/blobs/{sha256}", dependencies=[Depends(current_worker)])
+    @app.get(
+        "/api/v1/blobs/{sha256}",
+        dependencies=[Depends(current_worker)],
+        response_class=FileResponse,
+        responses={**body_answer("application/octet-stream"), **error_answers(503)},
+    )
     async def blob(sha256: Sha, svc: Service) -> FileResponse:
         return FileResponse(await svc.blob_path(sha256), media_type="application/octet-stream")
 
-    @app.get("/api/v1/status")
-    async def status(request: Request, svc: Service) -> dict:
-        token = bearer_token(request.headers.get("authorization")) or ""
-        if not hmac.compare_digest(token_hash(token), token_hash(svc.settings.token)):
-            raise Unauthorized("The status needs this Manager's Server token.")
+    @app.get("/api/v1/status", dependencies=[Depends(this_managers_token)])
+    async def status(svc: Service) -> dict:
         return {
             "name": svc.settings.name,
             "server_online": manager.link.online,

@@ -7,15 +7,22 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, Security
 from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from flamenco import wire
+from flamenco.apidoc import (
+    FILE_TYPES,
+    STREAMED_BODY,
+    USER_TOKEN_SCHEME,
+    BearerToken,
+    body_answer,
+    error_answers,
+)
 from flamenco.blobs import is_sha256
 from flamenco.core.actions import JobAction
 from flamenco.errors import BadRequest, Forbidden, NotFound
-from flamenco.security import bearer_token
 from flamenco.server.models import ManagerRow, User
 from flamenco.server.services import ServerServices
 from flamenco.web import JSON_BODY_LIMIT, create_app
@@ -32,20 +39,30 @@ def services(request: Request) -> ServerServices:
 Services = Annotated[ServerServices, Depends(services)]
 
 
-def current_user(request: Request, svc: Services) -> User:
-    return svc.auth.user_for_token(bearer_token(request.headers.get("authorization")))
+USER_TOKEN = BearerToken(USER_TOKEN_SCHEME, "A user's token, from POST /api/v1/login.")
+MANAGER_TOKEN = BearerToken(
+    "ManagerToken", "A Manager's token (flm_...), from POST /api/v1/managers."
+)
+UserToken = Annotated[str | None, Security(USER_TOKEN)]
+ManagerToken = Annotated[str | None, Security(MANAGER_TOKEN)]
 
 
-def current_manager(request: Request, svc: Services) -> ManagerRow:
+def current_user(token: UserToken, svc: Services) -> User:
+    return svc.auth.user_for_token(token)
+
+
+def current_manager(request: Request, token: ManagerToken, svc: Services) -> ManagerRow:
     address = request.client.host if request.client else ""
-    return svc.auth.manager_for_token(bearer_token(request.headers.get("authorization")), address)
+    return svc.auth.manager_for_token(token, address)
 
 
-def user_or_manager(request: Request, svc: Services) -> str:
-    token = bearer_token(request.headers.get("authorization"))
+# Both schemes read the same header; naming both documents the route as open to either.
+def user_or_manager(
+    request: Request, token: UserToken, _manager_token: ManagerToken, svc: Services
+) -> str:
     if token and token.startswith("flm_"):
-        return current_manager(request, svc).name
-    return current_user(request, svc).name
+        return current_manager(request, token, svc).name
+    return current_user(token, svc).name
 
 
 AnyUser = Annotated[User, Depends(current_user)]
@@ -78,9 +95,13 @@ def create_server_app(svc: ServerServices) -> FastAPI:
     app = create_app("Flamenco Server", limit_for=limit_for, lifespan=lifespan)
     app.state.services = svc
 
-    @app.post("/api/v1/login")
-    def login(req: wire.LoginRequest, svc: Services) -> wire.TokenIssued:
-        return wire.TokenIssued(token=svc.auth.login(req.username, req.password), name=req.username)
+    @app.post("/api/v1/login", responses=error_answers(401))
+    def login(req: wire.LoginRequest, request: Request, svc: Services) -> wire.TokenIssued:
+        # The client's address; behind the Dashboard (or a proxy on this machine) the one it
+        # forwards in X-Forwarded-For (uvicorn trusts that from FORWARDED_ALLOW_IPS only).
+        address = request.client.host if request.client else ""
+        token = svc.auth.login(req.username, req.password, address)
+        return wire.TokenIssued(token=token, name=req.username)
 
     # ---- users (Dashboard work) ---------------------------------------------------------------
 
@@ -103,7 +124,11 @@ def create_server_app(svc: ServerServices) -> FastAPI:
             raise Forbidden("Only an administrator can add Managers.")
         return wire.TokenIssued(token=svc.auth.create_manager(req.name), name=req.name)
 
-    @app.get("/api/v1/events")
+    @app.get(
+        "/api/v1/events",
+        response_class=StreamingResponse,
+        responses=body_answer("text/event-stream"),
+    )
     def events(_: AnyUser, svc: Services) -> StreamingResponse:
         """Server-sent events naming what changed: job, task, frame, log, managers."""
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -127,7 +152,11 @@ def create_server_app(svc: ServerServices) -> FastAPI:
 
     # ---- Blender add-on (src/flamenco/addon): public, like any download page ----------------
 
-    @app.get("/api/v1/addon/render_flamenco.zip", response_class=Response)
+    @app.get(
+        "/api/v1/addon/render_flamenco.zip",
+        response_class=Response,
+        responses=body_answer("application/zip"),
+    )
     def addon_zip() -> Response:
         from flamenco.addon.builder import cached_bytes, zip_name
 
@@ -143,12 +172,17 @@ def create_server_app(svc: ServerServices) -> FastAPI:
     def missing_blobs(q: wire.BlobQuery, _: AnyUser, svc: Services) -> wire.BlobQueryResult:
         return wire.BlobQueryResult(missing=svc.blobs.missing(q.hashes))
 
-    @app.put("/api/v1/blobs/{sha256}", status_code=201)
+    @app.put("/api/v1/blobs/{sha256}", status_code=201, openapi_extra=STREAMED_BODY)
     async def upload_blob(sha256: Sha, request: Request, _: AnyUser, svc: Services) -> dict:
         await svc.blobs.put_stream(request.stream(), expected=sha256)
         return {"sha256": sha256, "size": svc.blobs.size(sha256)}
 
-    @app.get("/api/v1/blobs/{sha256}", dependencies=[Depends(user_or_manager)])
+    @app.get(
+        "/api/v1/blobs/{sha256}",
+        dependencies=[Depends(user_or_manager)],
+        response_class=FileResponse,
+        responses=body_answer("application/octet-stream"),
+    )
     def download_blob(sha256: Sha, svc: Services) -> FileResponse:
         if not svc.blobs.has(sha256):
             raise NotFound(f"There is no blob {sha256} on this Server.")
@@ -156,7 +190,7 @@ def create_server_app(svc: ServerServices) -> FastAPI:
 
     # ---- jobs --------------------------------------------------------------------------------
 
-    @app.post("/api/v1/jobs", status_code=201)
+    @app.post("/api/v1/jobs", status_code=201, responses=error_answers(415))
     def submit_job(sub: wire.JobSubmission, user: AnyUser, svc: Services) -> wire.Job:
         return svc.jobs.submit(sub, submitter=user.name)
 
@@ -215,12 +249,20 @@ def create_server_app(svc: ServerServices) -> FastAPI:
     def job_frames(job_id: str, _: AnyUser, svc: Services) -> list[wire.FrameInfo]:
         return svc.jobs.frames(job_id)
 
-    @app.get("/api/v1/jobs/{job_id}/frames/{frame}")
+    @app.get(
+        "/api/v1/jobs/{job_id}/frames/{frame}",
+        response_class=FileResponse,
+        responses=body_answer(*FILE_TYPES),
+    )
     def frame_file(job_id: str, frame: int, _: AnyUser, svc: Services) -> FileResponse:
         path, filename = svc.jobs.frame_file(job_id, frame)
         return FileResponse(path, filename=filename)
 
-    @app.get("/api/v1/jobs/{job_id}/frames/{frame}/thumbnail")
+    @app.get(
+        "/api/v1/jobs/{job_id}/frames/{frame}/thumbnail",
+        response_class=FileResponse,
+        responses=body_answer("image/jpeg"),
+    )
     def frame_thumbnail(job_id: str, frame: int, _: AnyUser, svc: Services) -> FileResponse:
         return FileResponse(svc.jobs.thumbnail(job_id, frame), media_type="image/jpeg")
 
@@ -228,7 +270,11 @@ def create_server_app(svc: ServerServices) -> FastAPI:
     def job_artifacts(job_id: str, _: AnyUser, svc: Services) -> list[wire.ArtifactInfo]:
         return svc.jobs.artifacts(job_id)
 
-    @app.get("/api/v1/jobs/{job_id}/artifacts/{name}")
+    @app.get(
+        "/api/v1/jobs/{job_id}/artifacts/{name}",
+        response_class=FileResponse,
+        responses=body_answer(*FILE_TYPES),
+    )
     def artifact_file(job_id: str, name: str, _: AnyUser, svc: Services) -> FileResponse:
         return FileResponse(svc.jobs.artifact_file(job_id, name), filename=name)
 
@@ -242,13 +288,17 @@ def create_server_app(svc: ServerServices) -> FastAPI:
     ) -> wire.ManagerSyncReply:
         return await svc.leases.sync_waiting(manager, req, gone=request.is_disconnected)
 
-    @app.post("/api/v1/manager/updates")
+    @app.post("/api/v1/manager/updates", responses=error_answers(503))
     def manager_updates(
         batch: wire.UpdateBatch, manager: AnyManager, svc: Services
     ) -> wire.UpdatesApplied:
         return wire.UpdatesApplied(applied=svc.leases.apply_updates(manager, batch.updates))
 
-    @app.put("/api/v1/manager/tasks/{task_id}/frames/{frame}", status_code=201)
+    @app.put(
+        "/api/v1/manager/tasks/{task_id}/frames/{frame}",
+        status_code=201,
+        openapi_extra=STREAMED_BODY,
+    )
     async def manager_frame(
         task_id: str,
         frame: int,
@@ -265,7 +315,11 @@ def create_server_app(svc: ServerServices) -> FastAPI:
         )
 
     # `:path` lets a name with a folder in it reach the check, which refuses it with a 400.
-    @app.put("/api/v1/manager/tasks/{task_id}/artifacts/{name:path}", status_code=201)
+    @app.put(
+        "/api/v1/manager/tasks/{task_id}/artifacts/{name:path}",
+        status_code=201,
+        openapi_extra=STREAMED_BODY,
+    )
     async def manager_artifact(
         task_id: str,
         name: str,
