@@ -52,6 +52,9 @@ class ServerSettings:
     blocklist_threshold: int = 3  # failures of one job's tasks that keep a Worker off the job
     max_failed_tasks: int = 0  # a job fails once more of its tasks than this failed for good
     max_upload_bytes: int = 50 * 1024**3
+    login_burst: int = 5  # failed logins per client address, and per user name, at once
+    login_refill_s: float = 5.0  # then one more each this often
+    header_timeout_s: float = 10.0  # a connection without a request's headers by then is closed
 
 
 @dataclass
@@ -66,6 +69,7 @@ class ManagerSettings:
     prefetch: int = 2  # tasks held beyond the idle Workers, so the next one is at hand
     worker_timeout_s: float = 60.0  # a Worker silent this long is offline; its task moves on
     sync_interval_s: float = 1.0
+    header_timeout_s: float = 10.0  # a connection without a request's headers by then is closed
 
 
 @dataclass
@@ -90,6 +94,7 @@ class DashboardSettings:
     port: int = DEFAULT_DASHBOARD_PORT
     server: str = f"http://127.0.0.1:{DEFAULT_SERVER_PORT}"  # the Server whose API it shows
     session_idle_s: float = 12 * 3600.0  # a login is forgotten after this long unused
+    header_timeout_s: float = 10.0  # a connection without a request's headers by then is closed
 
 
 @dataclass

@@ -43,5 +43,15 @@ class Unprocessable(FlamencoError):
     status_code = 422
 
 
+class TooManyRequests(FlamencoError):
+    """Refused for now; the answer's Retry-After says when to try again."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class Unavailable(FlamencoError):
     status_code = 503

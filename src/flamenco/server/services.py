@@ -42,7 +42,11 @@ def build_services(settings: ServerSettings) -> ServerServices:
     return ServerServices(
         settings=settings,
         engine=engine,
-        auth=AuthService(sessions),
+        auth=AuthService(
+            sessions,
+            login_burst=settings.login_burst,
+            login_refill_s=settings.login_refill_s,
+        ),
         jobs=JobService(
             sessions,
             blobs,
