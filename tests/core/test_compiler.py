@@ -178,6 +178,11 @@ def test_blender_render_preview_video(settings: dict[str, Any], fps: int, render
         ("blender-render", _with(output_pattern="..##"), "got '..##'."),
         ("blender-render", _with(output_pattern="C:##"), "got 'C:##'."),
         ("blender-render", _with(output_pattern="a\n##"), "got 'a\\n##'."),
+        ("blender-render", _with(output_pattern="x" * 199 + "##"), "at most 200 bytes"),
+        ("blender-render", _with(output_pattern="é" * 99 + "###"), "at most 200 bytes"),
+        ("blender-render", _with(output_pattern="a?##"), "got 'a?##'."),
+        ("blender-render", _with(output_pattern="##."), "got '##.'."),
+        ("blender-render", _with(output_pattern=".##"), "got '.##'."),
         # preview_video / fps
         ("blender-render", _with(preview_video="yes"), "must be true or false, got 'yes'."),
         ("blender-render", _with(preview_video=1), "must be true or false, got 1."),

@@ -16,6 +16,7 @@ from flamenco.core.frames import (
     quote_for_message,
 )
 from flamenco.core.matching import RENDER_DEVICES, TAG_PATTERN, Requirements, parse_version
+from flamenco.core.names import MAX_LABEL_BYTES, UnsafePath, check_file_name
 
 
 @dataclass(frozen=True)
@@ -170,10 +171,16 @@ def _read_output_pattern(settings: Mapping[str, Any]) -> str:
             f"Setting 'output_pattern' must contain '#' for the frame number, "
             f"got {quote_for_message(pattern)}."
         )
-    if any(bad in pattern for bad in ("/", "\\", "..", ":")) or not pattern.isprintable():
+    try:  # the rules the frames' own names are checked with when they arrive
+        plain = bool(check_file_name(pattern, "output pattern", MAX_LABEL_BYTES)) and (
+            ".." not in pattern
+        )
+    except UnsafePath:
+        plain = False
+    if not plain:
         raise JobCompileError(
-            f"Setting 'output_pattern' must be a plain file name without '/', '\\', '..' or ':', "
-            f"got {quote_for_message(pattern)}."
+            f"Setting 'output_pattern' must be a plain file name of at most {MAX_LABEL_BYTES} "
+            f"bytes without '/', '\\', '..' or ':', got {quote_for_message(pattern)}."
         )
     return pattern
 
