@@ -4,12 +4,19 @@ The Worker keeps one towards its Manager and the Manager one towards the Server.
 task updates share one queue so that a task's completion never overtakes its frames. Items
 leave the queue only once the other side has taken them, so a crash or an unreachable
 upstream loses nothing; replays are harmless because every update carries its id.
+
+One item the other side will never take (a permanent refusal) must not hold up the items
+behind it: it is set aside, kept with its reason in the `set_aside` table, and the end of
+its task's run is reported as a failure with that reason, so the task is retried or fails
+visibly. A refusal is permanent when it is a 4xx other than 401, 408, 425 and 429, or when
+the same item gets a server error (5xx other than 502-504) `STRIKES` times in a row.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +24,20 @@ from pathlib import Path
 from flamenco import wire
 from flamenco.aio import TurnWriter
 from flamenco.client import ApiError
-from flamenco.db import connect_sqlite
+from flamenco.core.states import RELEASING_TASK_STATUSES, TaskStatus
+from flamenco.db import connect_sqlite, utcnow
 
 log = logging.getLogger("flamenco.outbox")
 
 MAX_BATCH = 200
+STRIKES = 5  # server errors in a row for one item before it counts as refused for good
+# Gateway answers: the other side is not there (a proxy in front of it says so), as when it
+# cannot be reached at all. They say nothing about the item.
+ABSENT_STATUSES = (502, 503, 504)
+NOT_HELD = 404  # the other side no longer gives this task to us: its end is not ours to report
+# Ids of the failures an outbox reports itself: refused in turn, they are only set aside.
+OWN_FAILURE_PREFIX = "set-aside-"
+MAX_ERROR = 5000  # wire.TaskUpdate.error
 
 
 @dataclass(frozen=True)
@@ -34,6 +50,12 @@ class FrameItem:
     sha256: str
     filename: str
     kind: str = "frame"
+    job_id: str = ""  # for the logs; items queued before it existed have none
+
+    def describe(self) -> str:
+        if self.kind == "artifact":
+            return f"The file {_shown(self.filename)} of task {self.task_id}"
+        return f"Frame {self.frame} ({_shown(self.filename)}) of task {self.task_id}"
 
 
 FILE_KINDS = ("frame", "artifact")
@@ -41,6 +63,20 @@ FILE_KINDS = ("frame", "artifact")
 
 SendUpdates = Callable[[list[wire.TaskUpdate]], Awaitable[None]]
 SendFrame = Callable[[FrameItem], Awaitable[None]]
+Row = tuple[int, str, str]  # seq, kind, payload
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """An item the other side refused for good, kept with why and when."""
+
+    seq: int
+    kind: str
+    payload: str
+    task_id: str
+    status: int
+    reason: str
+    set_aside_at: str
 
 
 class Outbox:
@@ -52,6 +88,19 @@ class Outbox:
             "CREATE TABLE IF NOT EXISTS outbox ("
             " seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, payload TEXT NOT NULL)"
         )
+        # awaiting_end: the run of its task has not ended yet in this queue; its completion
+        # is to be reported as a failure with this reason.
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS set_aside ("
+            " seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL,"
+            " task_id TEXT NOT NULL, status INTEGER NOT NULL, reason TEXT NOT NULL,"
+            " set_aside_at TEXT NOT NULL, awaiting_end INTEGER NOT NULL DEFAULT 0)"
+        )
+        self._awaiting_end: dict[str, str] = dict(
+            self.db.execute("SELECT task_id, reason FROM set_aside WHERE awaiting_end ORDER BY seq")
+        )
+        self._strikes = (0, 0, 0)  # head seq, batch size, server errors in a row for them
+        self._one_by_one_to = 0  # updates up to this seq go one at a time: one was refused
         # Items added in one turn of the event loop are written in one transaction; whoever
         # must know they are on disk (before acknowledging them) awaits `saved()`.
         self._pending: list[tuple[str, str]] = []
@@ -59,6 +108,8 @@ class Outbox:
         self.writer.add(self._write_pending)
 
     def add_update(self, update: wire.TaskUpdate) -> None:
+        if update.task_id in self._awaiting_end and update.status in RELEASING_TASK_STATUSES:
+            update = self._end_of_spoilt_run(update)
         self._add("update", update.model_dump_json())
 
     def add_updates(self, updates: list[wire.TaskUpdate]) -> None:
@@ -111,27 +162,35 @@ class Outbox:
         """Deliver everything in order; return how many items went out. With `queued_now`,
         only what is queued when the flush starts: later items wait for the next flush.
 
-        Transport errors propagate, leaving the rest queued for the next try. An item the other
-        side refuses for good (a 4xx that will not heal) is logged and dropped, so that one bad
-        item cannot block the queue forever. With `keep_updates`, updates that are all that is
-        left stay queued for the caller to carry in another request (`pending_updates`).
+        Transport errors and temporary refusals propagate, leaving the rest queued for the next
+        try. An item the other side refuses for good is set aside (`_set_aside`), so that one
+        bad item cannot block the queue; in a batch of updates that is refused, the updates
+        then go one at a time until the refused one is found. With `keep_updates`, updates
+        that are all that is left stay queued for the caller to carry in another request
+        (`pending_updates`).
         """
         delivered = 0
         end = self._last_seq() if queued_now else None
         while head := [row for row in self._head() if end is None or row[0] <= end]:
             seq, kind, payload = head[0]
             if kind in FILE_KINDS:
-                batch = [seq]
-                await self._deliver(send_frame(FrameItem(**json.loads(payload))), payload)
+                batch = head[:1]
+                sending = send_frame(FrameItem(**json.loads(payload)))
             else:
-                run = _leading_run(head, "update")
-                if keep_updates and _only_updates(head, run):
+                batch = _leading_run(head, "update")
+                if keep_updates and _only_updates(head, batch):
                     break
-                batch = [row[0] for row in run]
-                updates = [wire.TaskUpdate.model_validate_json(row[2]) for row in run]
-                await self._deliver(send_updates(updates), f"{len(updates)} updates")
-            self._remove(batch)
-            delivered += len(batch)
+                if seq <= self._one_by_one_to:
+                    batch = batch[:1]
+                sending = send_updates([wire.TaskUpdate.model_validate_json(r[2]) for r in batch])
+            refusal = await self._refusal(sending, batch)
+            if refusal is None:
+                self._remove([row[0] for row in batch])
+                delivered += len(batch)
+            elif len(batch) > 1:
+                self._one_by_one_to = batch[-1][0]
+            else:
+                self._set_aside(batch[0], refusal)
         return delivered
 
     def pending_updates(self) -> tuple[list[int], list[wire.TaskUpdate]]:
@@ -146,21 +205,132 @@ class Outbox:
     def remove(self, seqs: list[int]) -> None:
         self._remove(seqs)
 
-    @staticmethod
-    async def _deliver(sending: Awaitable[None], what: str) -> None:
+    async def _refusal(self, sending: Awaitable[None], batch: list[Row]) -> ApiError | None:
+        """None when the batch was taken; the refusal when it is for good; else raises."""
         try:
             await sending
         except ApiError as exc:
-            if exc.transient:
+            if exc.status >= 500 and exc.status not in ABSENT_STATUSES:
+                seq, size, strikes = self._strikes
+                same = (seq, size) == (batch[0][0], len(batch))
+                self._strikes = (batch[0][0], len(batch), strikes + 1 if same else 1)
+                if self._strikes[2] < STRIKES:
+                    raise
+            elif exc.transient:
                 raise
-            log.error("dropping outbox item refused by upstream (%s): %s", exc.message, what)
+            self._strikes = (0, 0, 0)
+            return exc
+        self._strikes = (0, 0, 0)
+        return None
+
+    def _set_aside(self, row: Row, refusal: ApiError) -> None:
+        """Move a refused item out of the queue, and see that its task's run ends as failed.
+
+        A refused update that ended the run is followed by a failure of its own. Otherwise
+        the end of the run is queued behind the item (a task's news keeps its order) or is
+        still to come: a completion becomes a failure with the refusal's reason, so that the
+        Server never counts a task completed whose frame it lacks. A 404 says the other side
+        no longer gives us the task (revoked, or its job deleted): nothing is reported.
+        """
+        seq, kind, payload = row
+        self._write_pending()  # what came in while the item was on its way is in the queue too
+        item, update = _parse(kind, payload)
+        task_id = item.task_id if item is not None else update.task_id
+        what = item.describe() if item is not None else f"An update of task {task_id}"
+        reason = _clip(f"{what} was refused: {refusal.message}")
+        report = rewritten = awaiting = None
+        if refusal.status == NOT_HELD:
+            pass
+        elif item is None and update.status in RELEASING_TASK_STATUSES:
+            if not update.update_id.startswith(OWN_FAILURE_PREFIX):
+                report = _failure(task_id, update.worker, reason)
+        elif (ending := self._queued_end(task_id, seq)) is not None:
+            if ending[1].status == TaskStatus.COMPLETED:
+                rewritten = (ending[0], _as_failure(ending[1], reason))
+        else:
+            awaiting = reason
+        now = utcnow().isoformat()
+        record = (seq, kind, payload, task_id, refusal.status, refusal.message, now)
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute(
+                "INSERT INTO set_aside (seq, kind, payload, task_id, status, reason,"
+                " set_aside_at, awaiting_end) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (*record, awaiting is not None),
+            )
+            self.db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+            if rewritten is not None:
+                self.db.execute(
+                    "UPDATE outbox SET payload = ? WHERE seq = ?",
+                    (rewritten[1].model_dump_json(), rewritten[0]),
+                )
+            if report is not None:
+                self.db.execute(
+                    "INSERT INTO outbox (kind, payload) VALUES ('update', ?)",
+                    (report.model_dump_json(),),
+                )
+        if awaiting is not None:
+            self._awaiting_end.setdefault(task_id, awaiting)  # the first reason is the news
+        self._one_by_one_to = 0  # found: the updates behind it go in batches again
+        ctx = {
+            "task": task_id,
+            "job": item.job_id if item is not None else None,
+            "worker": update.worker if update is not None else None,
+        }
+        failing = report or rewritten or awaiting
+        log.error(
+            "set aside, the queue goes on: %s%s",
+            reason,
+            " The task's run is reported as failed." if failing else "",
+            extra=ctx,
+        )
+
+    def _queued_end(self, task_id: str, after: int) -> tuple[int, wire.TaskUpdate] | None:
+        """The first queued update after `after` that ends a run of the task, if any."""
+        rows = self.db.execute(
+            "SELECT seq, payload FROM outbox WHERE seq > ? AND kind = 'update' ORDER BY seq",
+            (after,),
+        )
+        for seq, payload in rows:
+            if f'"{task_id}"' not in payload:  # most updates are another task's: skip parsing
+                continue
+            update = wire.TaskUpdate.model_validate_json(payload)
+            if update.task_id == task_id and update.status in RELEASING_TASK_STATUSES:
+                return seq, update
+        return None
+
+    def _end_of_spoilt_run(self, update: wire.TaskUpdate) -> wire.TaskUpdate:
+        """The end of a run one of whose items was set aside: a completion becomes a failure
+        with the reason; whatever else ended the run stands."""
+        reason = self._awaiting_end.pop(update.task_id)
+        with self.db:
+            self.db.execute(
+                "UPDATE set_aside SET awaiting_end = 0 WHERE task_id = ?", (update.task_id,)
+            )
+        if update.status != TaskStatus.COMPLETED:
+            return update
+        log.warning(
+            "task %s: its completion is reported as a failure: %s",
+            update.task_id,
+            reason,
+            extra={"task": update.task_id, "worker": update.worker},
+        )
+        return _as_failure(update, reason)
+
+    def set_aside(self) -> list[SetAside]:
+        """What was set aside, oldest first."""
+        rows = self.db.execute(
+            "SELECT seq, kind, payload, task_id, status, reason, set_aside_at"
+            " FROM set_aside ORDER BY seq"
+        )
+        return [SetAside(*row) for row in rows]
 
     def close(self) -> None:
         self._write_pending()
         self.db.close()
 
 
-def _leading_run(rows: list[tuple[int, str, str]], kind: str) -> list[tuple[int, str, str]]:
+def _leading_run(rows: list[Row], kind: str) -> list[Row]:
     run = []
     for row in rows:
         if row[1] != kind:
@@ -169,5 +339,40 @@ def _leading_run(rows: list[tuple[int, str, str]], kind: str) -> list[tuple[int,
     return run
 
 
-def _only_updates(head: list[tuple[int, str, str]], run: list[tuple[int, str, str]]) -> bool:
+def _only_updates(head: list[Row], run: list[Row]) -> bool:
     return bool(run) and len(run) == len(head) < MAX_BATCH
+
+
+def _parse(kind: str, payload: str) -> tuple[FrameItem, None] | tuple[None, wire.TaskUpdate]:
+    if kind in FILE_KINDS:
+        return FrameItem(**json.loads(payload)), None
+    return None, wire.TaskUpdate.model_validate_json(payload)
+
+
+def _as_failure(update: wire.TaskUpdate, reason: str) -> wire.TaskUpdate:
+    return update.model_copy(
+        update={"status": TaskStatus.FAILED, "error": reason, "activity": "failed"}
+    )
+
+
+def _failure(task_id: str, worker: str | None, reason: str) -> wire.TaskUpdate:
+    return wire.TaskUpdate(
+        update_id=f"{OWN_FAILURE_PREFIX}{uuid.uuid4().hex}",
+        task_id=task_id,
+        worker=worker,
+        status=TaskStatus.FAILED,
+        error=reason,
+        activity="failed",
+    )
+
+
+def _clip(sentence: str) -> str:
+    return sentence if len(sentence) <= MAX_ERROR else sentence[: MAX_ERROR - 1] + "…"
+
+
+def _shown(name: str, limit: int = 60) -> str:
+    """A file name for a sentence: long ones cut in the middle, with their length."""
+    if len(name) <= limit:
+        return f"'{name}'"
+    half = limit // 2
+    return f"'{name[:half]}…{name[-half:]}' ({len(name.encode())} bytes)"

@@ -113,6 +113,18 @@ RUNNABLE_TASK_STATUSES: frozenset[TaskStatus] = frozenset(
 )
 """Tasks in these statuses may be leased to a Worker."""
 
+RELEASING_TASK_STATUSES: frozenset[TaskStatus] = frozenset(
+    {
+        TaskStatus.COMPLETED,
+        TaskStatus.FAILED,
+        TaskStatus.SOFT_FAILED,
+        TaskStatus.CANCELED,
+        TaskStatus.PAUSED,
+        TaskStatus.QUEUED,
+    }
+)
+"""Statuses a Worker reports when its run of a task ends: it no longer holds the task."""
+
 _SETTLED_JOB_STATUSES: frozenset[JobStatus] = frozenset(
     {_J.PAUSED, _J.CANCELED, _J.FAILED, _J.COMPLETED, _J.REQUEUEING}
 )

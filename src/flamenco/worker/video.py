@@ -224,7 +224,9 @@ class PreviewVideo:
         size = dest.stat().st_size
         run.log_lines.append(f"{PREVIEW_NAME}: {total} frames, {size} bytes")
         sha256 = agent.blobs.put_file(dest)
-        agent.outbox.add_frame(FrameItem(a.task_id, 0, sha256, PREVIEW_NAME, kind="artifact"))
+        agent.outbox.add_frame(
+            FrameItem(a.task_id, 0, sha256, PREVIEW_NAME, kind="artifact", job_id=a.job_id)
+        )
         agent.deliver_wake.set()
         log.info(
             "task %s: %s made of %d frames",
