@@ -23,7 +23,7 @@ from flamenco.blobs import BlobStore, check_file_name, check_relative_path
 from flamenco.client import ApiError, AsyncApi, Unreachable
 from flamenco.config import ManagerSettings
 from flamenco.core.matching import Capabilities, unmet
-from flamenco.core.states import TaskStatus
+from flamenco.core.states import RELEASING_TASK_STATUSES
 from flamenco.db import utcnow
 from flamenco.errors import BadRequest, NotFound, Unauthorized, Unavailable
 from flamenco.manager.queue import TaskQueue
@@ -33,15 +33,6 @@ from flamenco.security import new_token, token_hash
 
 log = logging.getLogger("flamenco.manager")
 
-# Statuses after which a Worker no longer holds the task.
-RELEASING_STATUSES = {
-    TaskStatus.COMPLETED,
-    TaskStatus.FAILED,
-    TaskStatus.SOFT_FAILED,
-    TaskStatus.CANCELED,
-    TaskStatus.PAUSED,
-    TaskStatus.QUEUED,
-}
 SEEN_UPDATES = 100_000  # update ids remembered to drop replays (the Server drops them too)
 RATE_WINDOW_S = 5.0  # how far back finished tasks count towards the task rate
 LOOKAHEAD_S = 1.0  # tasks held ahead: about this long of the recent rate of finished tasks
@@ -286,7 +277,7 @@ class ManagerService:
             held.progress = u.progress
         if u.activity is not None:
             held.activity = u.activity
-        if u.status not in RELEASING_STATUSES:
+        if u.status not in RELEASING_TASK_STATUSES:
             return
         self._forget(held)
         self._finished.append(time.monotonic())
@@ -319,9 +310,9 @@ class ManagerService:
         check_relative_path(filename)
         if "/" in filename:
             raise BadRequest(f"The frame file name '{filename}' must not contain a folder.")
-        self._held_by(worker, task_id)
+        held = self._held_by(worker, task_id)
         digest = await self.blobs.put_stream(body, expected=sha256)
-        self.outbox.add_frame(FrameItem(task_id, frame, digest, filename))
+        self.outbox.add_frame(FrameItem(task_id, frame, digest, filename, job_id=held.job_id))
         self.link_wake.set()
         await self.outbox.saved()
 
@@ -330,9 +321,9 @@ class ManagerService:
     ) -> None:
         """Another output of a task (its preview video): queued for the Server like a frame."""
         check_file_name(name, "artifact")
-        self._held_by(worker, task_id)
+        held = self._held_by(worker, task_id)
         digest = await self.blobs.put_stream(body, expected=sha256)
-        self.outbox.add_frame(FrameItem(task_id, 0, digest, name, kind="artifact"))
+        self.outbox.add_frame(FrameItem(task_id, 0, digest, name, "artifact", held.job_id))
         self.link_wake.set()
         await self.outbox.saved()
 

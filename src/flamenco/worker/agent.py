@@ -263,9 +263,16 @@ class WorkerAgent:
             info=None if self.info_sent else self.info,
             stats=self.stats.sample(),
         )
-        reply = await self.api.call(
-            "POST", "/api/v1/worker/sync", wire.WorkerSyncReply, req, timeout=IDLE_WAIT_S + 20
-        )
+        try:
+            reply = await self.api.call(
+                "POST", "/api/v1/worker/sync", wire.WorkerSyncReply, req, timeout=IDLE_WAIT_S + 20
+            )
+        except ApiError as exc:
+            if carried[0] and not exc.transient:
+                # A carried update may be what the Manager refuses: they go on their own, where
+                # one refused for good is set aside, so the next sync does not carry it again.
+                await self._deliver()
+            raise
         self.info_sent = True
         self.outbox.remove(carried[0])
         self._follow_wanted_state(reply.state)
@@ -568,7 +575,10 @@ class WorkerAgent:
         elif kind == "frame":
             path = Path(event["path"])
             sha256 = self.blobs.put_file(path)
-            self.outbox.add_frame(FrameItem(run.a.task_id, int(event["frame"]), sha256, path.name))
+            a = run.a
+            self.outbox.add_frame(
+                FrameItem(a.task_id, int(event["frame"]), sha256, path.name, job_id=a.job_id)
+            )
             run.frames_done += 1
             run.frame_started = time.monotonic()
             if event.get("seconds") is not None:
