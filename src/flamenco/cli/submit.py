@@ -18,6 +18,7 @@ from flamenco.core.states import JobStatus
 from flamenco.packing import PackedScene, pack_scene
 
 FINAL_JOB_STATUSES = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED}
+UPLOAD_ROUNDS = 3  # ask, upload, ask again (renewing the claims); once more if a blob went
 
 
 @dataclass
@@ -33,11 +34,32 @@ class SubmitRequest:
 
 
 def upload_missing(api: SyncApi, files: dict[str, Path]) -> dict[str, str]:
-    """Upload the files the Server lacks; return the manifest (path in job -> hash)."""
+    """Upload the files the Server lacks; return the manifest (path in job -> hash).
+
+    The Server is asked again after the uploads: that renews its claim on every blob of the
+    job (`server/blob_gc.py`), so a delete of another job while a long upload ran cannot have
+    freed one; any that went anyway is sent again.
+    """
     manifest = {relpath: sha256_file(path) for relpath, path in files.items()}
     query = wire.BlobQuery(hashes=sorted(set(manifest.values())))
-    missing = set(api.call("POST", "/api/v1/blobs/missing", wire.BlobQueryResult, query).missing)
-    to_send = {h: files[p] for p, h in manifest.items() if h in missing}
+    sent: set[str] = set()
+    total = 0
+    for _ in range(UPLOAD_ROUNDS):
+        answer = api.call("POST", "/api/v1/blobs/missing", wire.BlobQueryResult, query)
+        missing = set(answer.missing)
+        if not missing:
+            break
+        to_send = {h: files[p] for p, h in manifest.items() if h in missing}
+        total += _upload(api, to_send)
+        sent.update(to_send)
+    err.print(
+        f"Files: uploaded {len(sent)} of {len(manifest)} files ({total} bytes); "
+        "the Server had the others."
+    )
+    return manifest
+
+
+def _upload(api: SyncApi, to_send: dict[str, Path]) -> int:
     total = sum(path.stat().st_size for path in to_send.values())
     with Progress(
         TextColumn("uploading"),
@@ -46,16 +68,11 @@ def upload_missing(api: SyncApi, files: dict[str, Path]) -> dict[str, str]:
         DownloadColumn(),
         console=err,
         transient=True,
-        disable=not to_send,
     ) as bar:
         task = bar.add_task("upload", total=total)
         for sha256, path in to_send.items():
             api.upload_blob(path, sha256, progress=lambda n: bar.advance(task, n))
-    err.print(
-        f"Files: uploaded {len(to_send)} of {len(manifest)} files ({total} bytes); "
-        "the Server had the others."
-    )
-    return manifest
+    return total
 
 
 class MissingDependencies(ValueError):

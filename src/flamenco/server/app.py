@@ -170,12 +170,11 @@ def create_server_app(svc: ServerServices) -> FastAPI:
 
     @app.post("/api/v1/blobs/missing")
     def missing_blobs(q: wire.BlobQuery, _: AnyUser, svc: Services) -> wire.BlobQueryResult:
-        return wire.BlobQueryResult(missing=svc.blobs.missing(q.hashes))
+        return wire.BlobQueryResult(missing=svc.blob_gc.missing(q.hashes))
 
     @app.put("/api/v1/blobs/{sha256}", status_code=201, openapi_extra=STREAMED_BODY)
     async def upload_blob(sha256: Sha, request: Request, _: AnyUser, svc: Services) -> dict:
-        await svc.blobs.put_stream(request.stream(), expected=sha256)
-        return {"sha256": sha256, "size": svc.blobs.size(sha256)}
+        return {"sha256": sha256, "size": await svc.blob_gc.upload(sha256, request.stream())}
 
     @app.get(
         "/api/v1/blobs/{sha256}",

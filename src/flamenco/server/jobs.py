@@ -47,6 +47,7 @@ from flamenco.errors import (
     Unprocessable,
     UnsupportedMedia,
 )
+from flamenco.server.blob_gc import BlobCollector
 from flamenco.server.doorbell import Doorbell
 from flamenco.server.events import EventBus
 from flamenco.server.models import (
@@ -84,6 +85,7 @@ class JobService:
         self,
         sessions: sessionmaker,
         blobs: BlobStore,
+        blob_gc: BlobCollector,
         outputs_root: Path,
         manager_offline_s: float = 30.0,
         blocklist_threshold: int = 3,
@@ -95,6 +97,7 @@ class JobService:
         self.bell = bell or Doorbell()  # rung when Managers waiting for tasks should look again
         self.sessions = sessions
         self.blobs = blobs
+        self.blob_gc = blob_gc
         self.outputs_root = outputs_root
         self.thumbnails_root = thumbnails_root or outputs_root.parent / "thumbnails"
         self.manager_offline = timedelta(seconds=manager_offline_s)
@@ -589,27 +592,27 @@ class JobService:
 
     def delete(self, job_id: str, user: User) -> None:
         """Remove the job, its tasks, frames, thumbnails and artifacts, and the blobs no other
-        job uses."""
-        with self.sessions.begin() as s:
-            job = self._job_or_404(s, job_id)
-            _check_may_change(job, user)
-            mine = (
-                set(job.files.values())
-                | set(s.scalars(select(OutputRow.sha256).where(OutputRow.job_id == job_id)))
-                | set(s.scalars(select(JobArtifact.sha256).where(JobArtifact.job_id == job_id)))
-            )
-            task_ids = select(TaskRow.id).where(TaskRow.job_id == job_id)
-            s.execute(delete(TaskLogChunk).where(TaskLogChunk.task_id.in_(task_ids)))
-            s.execute(delete(AppliedUpdate).where(AppliedUpdate.task_id.in_(task_ids)))
-            for table in (OutputRow, JobArtifact, JobSite, TaskRow):
-                s.execute(delete(table).where(table.job_id == job_id))
-            s.delete(job)
-            s.flush()
-            unused = mine - _blobs_in_use(s)
-            s.execute(delete(BlobRow).where(BlobRow.sha256.in_(unused)))
-            output_dir = Path(job.output_dir)
-        for sha256 in unused:
-            self.blobs.path(sha256).unlink(missing_ok=True)
+        job uses and no submission may still want (`blob_gc.py`)."""
+        with self.blob_gc.freeing():  # no submission claims a blob while we decide and free
+            with self.sessions.begin() as s:
+                job = self._job_or_404(s, job_id)
+                _check_may_change(job, user)
+                mine = (
+                    set(job.files.values())
+                    | set(s.scalars(select(OutputRow.sha256).where(OutputRow.job_id == job_id)))
+                    | set(s.scalars(select(JobArtifact.sha256).where(JobArtifact.job_id == job_id)))
+                )
+                task_ids = select(TaskRow.id).where(TaskRow.job_id == job_id)
+                s.execute(delete(TaskLogChunk).where(TaskLogChunk.task_id.in_(task_ids)))
+                s.execute(delete(AppliedUpdate).where(AppliedUpdate.task_id.in_(task_ids)))
+                for table in (OutputRow, JobArtifact, JobSite, TaskRow):
+                    s.execute(delete(table).where(table.job_id == job_id))
+                s.delete(job)
+                s.flush()
+                unused = self.blob_gc.unused(s, mine, _blobs_in_use(s))
+                output_dir = Path(job.output_dir)
+            # The rows went first: a crash now leaves spare files, never rows without their file.
+            self.blob_gc.free(unused)
         shutil.rmtree(output_dir, ignore_errors=True)
         shutil.rmtree(self.thumbnails_root / job_id, ignore_errors=True)
         self.events.publish("job", id=job_id)

@@ -47,6 +47,15 @@ class BlobRow(Base):
     created: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class BlobClaim(Base):
+    """A blob a submission asked about or uploaded, and when: kept for a while whatever job is
+    deleted, so that the submission can still create its job (`server/blob_gc.py`)."""
+
+    __tablename__ = "blob_claims"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    claimed_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class JobRow(Base):
     __tablename__ = "jobs"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)

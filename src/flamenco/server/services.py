@@ -10,6 +10,7 @@ from flamenco.blobs import BlobStore
 from flamenco.config import ServerSettings
 from flamenco.db import Base, make_engine, make_sessions, sqlite_url
 from flamenco.server.auth import AuthService
+from flamenco.server.blob_gc import BlobCollector
 from flamenco.server.doorbell import Doorbell
 from flamenco.server.events import EventBus
 from flamenco.server.jobs import JobService
@@ -24,6 +25,7 @@ class ServerServices:
     jobs: JobService
     leases: LeaseService
     blobs: BlobStore
+    blob_gc: BlobCollector
     events: EventBus
 
     def close(self) -> None:
@@ -39,6 +41,7 @@ def build_services(settings: ServerSettings) -> ServerServices:
     Base.metadata.create_all(engine)
     sessions = make_sessions(engine)
     blobs = BlobStore(settings.data_dir / "blobs", max_blob_bytes=settings.max_upload_bytes)
+    blob_gc = BlobCollector(sessions, blobs)
     return ServerServices(
         settings=settings,
         engine=engine,
@@ -50,6 +53,7 @@ def build_services(settings: ServerSettings) -> ServerServices:
         jobs=JobService(
             sessions,
             blobs,
+            blob_gc,
             settings.data_dir / "outputs",
             manager_offline_s=settings.manager_offline_s,
             blocklist_threshold=settings.blocklist_threshold,
@@ -68,5 +72,6 @@ def build_services(settings: ServerSettings) -> ServerServices:
             bell=bell,
         ),
         blobs=blobs,
+        blob_gc=blob_gc,
         events=events,
     )

@@ -127,6 +127,15 @@ def submit_blocking(
     for sha, path in to_send.items():
         report(0.15 + 0.8 * sent / total, f"Uploading {path.name}")
         server.upload_blob(path, sha, advance)
+    if to_send:
+        # Asking again renews the Server's claim on every blob of the job, so that a delete
+        # during a long upload cannot have freed its first files; any that went is sent again.
+        again = server.post("/api/v1/blobs/missing", {"hashes": sorted(set(manifest.values()))})
+        gone = set(again.get("missing", [])) if isinstance(again, dict) else set()
+        for rel, sha in manifest.items():
+            if sha in gone:
+                gone.discard(sha)
+                server.upload_blob(collected.files[rel], sha, advance)
     report(0.96, "Creating the job")
     submission = {
         "name": req.name,
