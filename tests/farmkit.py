@@ -187,6 +187,15 @@ class TestFarm:
         self.manager_url = url
         return url
 
+    def start_dashboard(self, env: dict[str, str] | None = None) -> tuple[str, Proc]:
+        """A Dashboard in front of this farm's Server: its URL and process."""
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        args = ["dashboard", "--server", self.server_url, "--port", str(port)]
+        proc = self._start("dashboard", args, env or {})
+        self._wait_http(url, proc)
+        return url, proc
+
     def manager_online(self, name: str) -> bool:
         managers = self.api().call("GET", "/api/v1/managers", wire.ManagerList).root
         return any(m.name == name and m.status == "online" for m in managers)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page
 
-from farmkit import Proc, TestFarm, free_port
+from farmkit import Proc, TestFarm
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 CHROMIUM_ARGS = [
@@ -38,13 +38,7 @@ class DashboardFarm:
 
 
 def start_dashboard(farm: TestFarm) -> tuple[str, Proc]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = farm._start(
-        "dashboard", ["dashboard", "--server", farm.server_url, "--port", str(port)], {}
-    )
-    farm._wait_http(url, proc)
-    return url, proc
+    return farm.start_dashboard()
 
 
 def screenshot(page: Page, name: str, full_page: bool = True) -> Path:
