@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
 from collections.abc import AsyncIterable, Iterable
 from pathlib import Path
 
@@ -31,6 +32,7 @@ __all__ = [
 
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 1024 * 1024
+TEMP_PREFIX = ".tmp-"
 
 
 class HashMismatch(ValueError):
@@ -51,6 +53,13 @@ def sha256_file(path: Path) -> str:
         while chunk := f.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def temp_beside(dest: Path) -> Path:
+    """A temporary name in dest's folder for writing dest whole before renaming it into
+    place. It never derives from dest's name: a name that just fits the file system must not
+    fail because of a suffix."""
+    return dest.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
 
 
 def safe_join(root: Path, relpath: str) -> Path:
@@ -133,10 +142,13 @@ class BlobStore:
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.exists() and os.path.samefile(self.path(sha256), dest):
             return  # already there: replacing a hard link by itself would do nothing
-        tmp = dest.with_name(dest.name + ".partial")
-        tmp.unlink(missing_ok=True)
+        tmp = temp_beside(dest)
         try:
-            os.link(self.path(sha256), tmp)
-        except OSError:
-            shutil.copyfile(self.path(sha256), tmp)
-        os.replace(tmp, dest)
+            try:
+                os.link(self.path(sha256), tmp)
+            except OSError:
+                shutil.copyfile(self.path(sha256), tmp)
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class FlamencoError(Exception):
     status_code = 400
@@ -55,3 +59,44 @@ class TooManyRequests(FlamencoError):
 
 class Unavailable(FlamencoError):
     status_code = 503
+
+
+class ServiceFailed(FlamencoError):
+    status_code = 500
+
+
+class InsufficientStorage(FlamencoError):
+    status_code = 507
+
+
+def shown_name(name: str, limit: int = 60) -> str:
+    """A file name for a sentence, quoted: a long one cut in the middle, with its length."""
+    if len(name) <= limit:
+        return f"'{name}'"
+    half = limit // 2
+    return f"'{name[:half]}…{name[-half:]}' ({len(name.encode())} bytes)"
+
+
+# A name the file system will not take: the caller chose it.
+NAME_ERRNOS = (errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ)
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextmanager
+def writing(what: str) -> Iterator[None]:
+    """Turn an OSError while writing `what` ("Frame 3 of job …") into an error with a sentence:
+    a name the file system refuses is the caller's (422), a full disk the service's (507),
+    anything else too (500). No traceback reaches the caller."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
+        if exc.errno in NAME_ERRNOS:
+            raise Unprocessable(
+                f"{what} cannot be written: the file system refuses its name ({reason})."
+            ) from exc
+        if exc.errno in FULL_ERRNOS:
+            raise InsufficientStorage(
+                f"{what} cannot be written: the service's disk is full ({reason})."
+            ) from exc
+        raise ServiceFailed(f"{what} cannot be written ({reason}).") from exc

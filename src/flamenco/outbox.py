@@ -26,6 +26,7 @@ from flamenco.aio import TurnWriter
 from flamenco.client import ApiError
 from flamenco.core.states import RELEASING_TASK_STATUSES, TaskStatus
 from flamenco.db import connect_sqlite, utcnow
+from flamenco.errors import shown_name
 
 log = logging.getLogger("flamenco.outbox")
 
@@ -54,8 +55,8 @@ class FrameItem:
 
     def describe(self) -> str:
         if self.kind == "artifact":
-            return f"The file {_shown(self.filename)} of task {self.task_id}"
-        return f"Frame {self.frame} ({_shown(self.filename)}) of task {self.task_id}"
+            return f"The file {shown_name(self.filename)} of task {self.task_id}"
+        return f"Frame {self.frame} ({shown_name(self.filename)}) of task {self.task_id}"
 
 
 FILE_KINDS = ("frame", "artifact")
@@ -368,11 +369,3 @@ def _failure(task_id: str, worker: str | None, reason: str) -> wire.TaskUpdate:
 
 def _clip(sentence: str) -> str:
     return sentence if len(sentence) <= MAX_ERROR else sentence[: MAX_ERROR - 1] + "…"
-
-
-def _shown(name: str, limit: int = 60) -> str:
-    """A file name for a sentence: long ones cut in the middle, with their length."""
-    if len(name) <= limit:
-        return f"'{name}'"
-    half = limit // 2
-    return f"'{name[:half]}…{name[-half:]}' ({len(name.encode())} bytes)"

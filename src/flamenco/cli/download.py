@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.progress import Progress
 
 from flamenco import wire
-from flamenco.blobs import HashMismatch, check_file_name, safe_join
+from flamenco.blobs import HashMismatch, check_file_name, safe_join, temp_beside
 from flamenco.cli.console import err
 from flamenco.client import ApiError, SyncApi, api_path
 
@@ -49,18 +49,20 @@ def _download_one(api: SyncApi, job_id: str, info: wire.FrameInfo, dest: Path) -
 
 
 def _fetch(api: SyncApi, url: str, target: Path, sha256: str, what: str) -> Path:
-    partial = target.with_name(target.name + ".partial")
+    partial = temp_beside(target)
     digest = hashlib.sha256()
-    with api.http.stream("GET", url) as response:
-        if response.is_error:
-            response.read()
-            raise ApiError(response.status_code, response.json().get("detail", ""))
-        with partial.open("wb") as f:
-            for chunk in response.iter_bytes():
-                digest.update(chunk)
-                f.write(chunk)
-    if digest.hexdigest() != sha256:
-        partial.unlink()
-        raise HashMismatch(f"{what} arrived damaged (hash mismatch); try again.")
-    partial.replace(target)
+    try:
+        with api.http.stream("GET", url) as response:
+            if response.is_error:
+                response.read()
+                raise ApiError(response.status_code, response.json().get("detail", ""))
+            with partial.open("wb") as f:
+                for chunk in response.iter_bytes():
+                    digest.update(chunk)
+                    f.write(chunk)
+        if digest.hexdigest() != sha256:
+            raise HashMismatch(f"{what} arrived damaged (hash mismatch); try again.")
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)  # gone already when it was renamed into place
     return target

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import secrets
 import shutil
 from collections import Counter
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from flamenco import wire
 from flamenco.blendfile import blend_problem
-from flamenco.blobs import BlobStore, check_file_name, check_relative_path, safe_join
+from flamenco.blobs import BlobStore, check_file_name, check_relative_path
 from flamenco.core.actions import ActionNotAllowed, JobAction, plan_job_action
 from flamenco.core.compiler import JobCompileError, compile_job
 from flamenco.core.matching import Requirements, waiting_reason
@@ -42,10 +43,13 @@ from flamenco.db import utcnow
 from flamenco.errors import (
     BadRequest,
     Conflict,
+    FlamencoError,
     Forbidden,
     NotFound,
     Unprocessable,
     UnsupportedMedia,
+    shown_name,
+    writing,
 )
 from flamenco.server.blob_gc import BlobCollector
 from flamenco.server.doorbell import Doorbell
@@ -62,6 +66,7 @@ from flamenco.server.models import (
     TaskRow,
     User,
 )
+from flamenco.server.outputs import place_output, remove_output
 from flamenco.server.records import blocked_workers, manager_names, online_workers
 
 log = logging.getLogger("flamenco.server.jobs")
@@ -431,7 +436,8 @@ class JobService:
             if frame not in task.frames:
                 raise BadRequest(f"Frame {frame} is not one of task '{task_id}''s frames.")
             job_id = task.job_id
-        digest = await self.blobs.put_stream(body, expected=sha256)
+        with writing(f"Frame {frame} of job {job_id}"):
+            digest = await self.blobs.put_stream(body, expected=sha256)
         # Off the event loop: making the thumbnail of a large frame takes a while.
         return await asyncio.to_thread(self._record_frame, job_id, task_id, frame, filename, digest)
 
@@ -439,38 +445,36 @@ class JobService:
         self, job_id: str, task_id: str, frame: int, filename: str, digest: str
     ) -> wire.FrameInfo:
         path = self.blobs.path(digest)
+        size = path.stat().st_size
         width = height = None
         try:
             with Image.open(path) as img:
                 width, height = img.size
         except Exception:
             log.info("frame %d of job %s: size unknown", frame, job_id, extra={"job": job_id})
-        with self.sessions.begin() as s:
-            job = self._job_or_404(s, job_id)
+        # The file first, then its row: frames_done never counts a file that is not there.
+        what = f"Frame {frame} ({shown_name(filename)}) of job {job_id}"
+        dest = self._place(job_id, path, filename, what)
+        self._write_thumbnail(job_id, frame, path)
+        with self._committing(dest) as s:
+            self._job_or_404(s, job_id)
             if s.get(BlobRow, digest) is None:
-                s.add(BlobRow(sha256=digest, size=path.stat().st_size))
+                s.add(BlobRow(sha256=digest, size=size))
             row = s.scalar(
                 select(OutputRow).where(OutputRow.job_id == job_id, OutputRow.frame == frame)
             )
             if row is None:
                 row = OutputRow(job_id=job_id, frame=frame)
                 s.add(row)
-            row.task_id, row.sha256, row.size = task_id, digest, path.stat().st_size
+            row.task_id, row.sha256, row.size = task_id, digest, size
             row.width, row.height, row.filename = width, height, filename
-            output_dir = Path(job.output_dir)
-        dest = safe_join(output_dir, filename)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(dest.name + ".partial")
-        shutil.copyfile(path, tmp)
-        tmp.replace(dest)
-        self._write_thumbnail(job_id, frame, path)
         self.events.publish("frame", job_id=job_id, frame=frame)
         self.events.publish("job", id=job_id)
         return wire.FrameInfo(
             frame=frame,
             task_id=task_id,
             sha256=digest,
-            size=row.size,
+            size=size,
             width=width,
             height=height,
             filename=filename,
@@ -495,6 +499,27 @@ class JobService:
                 "frame %d of job %s: no thumbnail (%s)", frame, job_id, exc, extra={"job": job_id}
             )
 
+    def _place(self, job_id: str, source: Path, name: str, what: str) -> Path:
+        """Put an output's file in place in the job's output folder, or say why it cannot be."""
+        with self.sessions() as s:
+            output_dir = Path(self._job_or_404(s, job_id).output_dir)
+        try:
+            return place_output(source, output_dir, name, what)
+        except FlamencoError as exc:
+            log.error("job %s: %s", job_id, exc.message, extra={"job": job_id})
+            raise
+
+    @contextlib.contextmanager
+    def _committing(self, placed: Path) -> Iterator[Session]:
+        """A transaction for the row of a file just placed; the file goes if the row cannot
+        be committed (its job was deleted meanwhile), leaving nothing behind."""
+        try:
+            with self.sessions.begin() as s:
+                yield s
+        except BaseException:
+            remove_output(placed)
+            raise
+
     # ---- artifacts: other outputs of a job, such as its preview video ------------------------
 
     async def receive_artifact(
@@ -511,7 +536,8 @@ class JobService:
             if task is None or task.manager_id != manager_id:
                 raise NotFound(f"Task '{task_id}' is not leased to this Manager.")
             job_id = task.job_id
-        digest = await self.blobs.put_stream(body, expected=sha256)
+        with writing(f"The file {shown_name(name)} of job {job_id}"):
+            digest = await self.blobs.put_stream(body, expected=sha256)
         return await asyncio.to_thread(self._record_artifact, job_id, task_id, name, digest)
 
     def _record_artifact(
@@ -519,8 +545,9 @@ class JobService:
     ) -> wire.ArtifactInfo:
         path = self.blobs.path(digest)
         size = path.stat().st_size
-        with self.sessions.begin() as s:
-            job = self._job_or_404(s, job_id)
+        dest = self._place(job_id, path, name, f"The file {shown_name(name)} of job {job_id}")
+        with self._committing(dest) as s:
+            self._job_or_404(s, job_id)
             if s.get(BlobRow, digest) is None:
                 s.add(BlobRow(sha256=digest, size=size))
             row = s.scalar(
@@ -530,13 +557,7 @@ class JobService:
                 row = JobArtifact(job_id=job_id, name=name)
                 s.add(row)
             row.task_id, row.sha256, row.size, row.created = task_id, digest, size, utcnow()
-            output_dir = Path(job.output_dir)
             info = _artifact_to_wire(row)
-        dest = safe_join(output_dir, name)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(dest.name + ".partial")
-        shutil.copyfile(path, tmp)
-        tmp.replace(dest)
         log.info("job %s: %s stored (%d bytes)", job_id, name, size, extra={"job": job_id})
         self.events.publish("job", id=job_id)
         return info
