@@ -38,6 +38,12 @@ WHY = {
     429: "Too many attempts; the sentence says when to try again.",
     503: "Something this answer needs is away for now; try again.",
 }
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "string"},
+    }
+}
 
 
 class BearerToken(HTTPBearer):
@@ -93,6 +99,7 @@ def declare_error_answers(document: dict[str, Any]) -> dict[str, Any]:
                 responses[str(status)] = {
                     "description": WHY.get(status) or described or http.HTTPStatus(status).phrase,
                     "content": {"application/json": {"schema": {"$ref": ERROR_BODY_REF}}},
+                    **({"headers": RETRY_AFTER} if status == 429 else {}),
                 }
             operation["responses"] = dict(sorted(responses.items()))
     schemas = document.setdefault("components", {}).setdefault("schemas", {})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import pathlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
@@ -21,15 +22,22 @@ from flamenco.apidoc import (
     error_answers,
 )
 from flamenco.blobs import is_sha256
+from flamenco.core import media
 from flamenco.core.actions import JobAction
 from flamenco.errors import BadRequest, Forbidden, NotFound
 from flamenco.server.models import ManagerRow, User
 from flamenco.server.services import ServerServices
-from flamenco.web import JSON_BODY_LIMIT, create_app
+from flamenco.web import RouteLimits, create_app
 
 Sha = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
 WorkerAction = Literal["sleep", "wake", "disable", "enable"]
 WORKER_STATES = {"sleep": "asleep", "wake": "awake", "disable": "disabled", "enable": "awake"}
+# The routes that stream a file in, and so may take more than a JSON body (see RouteLimits).
+UPLOAD_ROUTES = (
+    ("PUT", "/api/v1/blobs/{sha256}"),
+    ("PUT", "/api/v1/manager/tasks/{task_id}/frames/{frame}"),
+    ("PUT", "/api/v1/manager/tasks/{task_id}/artifacts/{name:path}"),
+)
 
 
 def services(request: Request) -> ServerServices:
@@ -80,12 +88,20 @@ class UserInfo(BaseModel):
     admin: bool
 
 
-def create_server_app(svc: ServerServices) -> FastAPI:
-    upload_limit = svc.settings.max_upload_bytes
+def job_file(path: pathlib.Path, filename: str) -> FileResponse:
+    """A frame or artifact: shown if it is an image or video, else a download (core/media.py)."""
+    media_type, disposition = media.file_type(filename)
+    return FileResponse(
+        path,
+        media_type=media_type,
+        filename=filename,
+        content_disposition_type=disposition,
+        headers=media.NOSNIFF,
+    )
 
-    def limit_for(path: str) -> int:
-        uploads = ("/blobs/", "/frames/", "/artifacts/")
-        return upload_limit if any(part in path for part in uploads) else JSON_BODY_LIMIT
+
+def create_server_app(svc: ServerServices) -> FastAPI:
+    limit_for = RouteLimits(UPLOAD_ROUTES, svc.settings.max_upload_bytes)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -95,7 +111,7 @@ def create_server_app(svc: ServerServices) -> FastAPI:
     app = create_app("Flamenco Server", limit_for=limit_for, lifespan=lifespan)
     app.state.services = svc
 
-    @app.post("/api/v1/login", responses=error_answers(401))
+    @app.post("/api/v1/login", responses=error_answers(401, 429))
     def login(req: wire.LoginRequest, request: Request, svc: Services) -> wire.TokenIssued:
         # The client's address; behind the Dashboard (or a proxy on this machine) the one it
         # forwards in X-Forwarded-For (uvicorn trusts that from FORWARDED_ALLOW_IPS only).
@@ -201,6 +217,11 @@ def create_server_app(svc: ServerServices) -> FastAPI:
     def get_job(job_id: str, _: AnyUser, svc: Services) -> wire.Job:
         return svc.jobs.get(job_id)
 
+    # Before the route of the other actions, whose {action} would take this one too.
+    @app.post("/api/v1/jobs/{job_id}/unblock")
+    def job_unblock(job_id: str, req: wire.JobUnblock, user: AnyUser, svc: Services) -> wire.Job:
+        return svc.jobs.unblock(job_id, req.worker, user)
+
     @app.post("/api/v1/jobs/{job_id}/{action}")
     def job_action(job_id: str, action: JobAction, user: AnyUser, svc: Services) -> wire.Job:
         return svc.jobs.act(job_id, action, user)
@@ -255,7 +276,7 @@ def create_server_app(svc: ServerServices) -> FastAPI:
     )
     def frame_file(job_id: str, frame: int, _: AnyUser, svc: Services) -> FileResponse:
         path, filename = svc.jobs.frame_file(job_id, frame)
-        return FileResponse(path, filename=filename)
+        return job_file(path, filename)
 
     @app.get(
         "/api/v1/jobs/{job_id}/frames/{frame}/thumbnail",
@@ -263,7 +284,8 @@ def create_server_app(svc: ServerServices) -> FastAPI:
         responses=body_answer("image/jpeg"),
     )
     def frame_thumbnail(job_id: str, frame: int, _: AnyUser, svc: Services) -> FileResponse:
-        return FileResponse(svc.jobs.thumbnail(job_id, frame), media_type="image/jpeg")
+        path = svc.jobs.thumbnail(job_id, frame)
+        return FileResponse(path, media_type="image/jpeg", headers=media.NOSNIFF)
 
     @app.get("/api/v1/jobs/{job_id}/artifacts")
     def job_artifacts(job_id: str, _: AnyUser, svc: Services) -> list[wire.ArtifactInfo]:
@@ -275,7 +297,7 @@ def create_server_app(svc: ServerServices) -> FastAPI:
         responses=body_answer(*FILE_TYPES),
     )
     def artifact_file(job_id: str, name: str, _: AnyUser, svc: Services) -> FileResponse:
-        return FileResponse(svc.jobs.artifact_file(job_id, name), filename=name)
+        return job_file(svc.jobs.artifact_file(job_id, name), name)
 
     # ---- Managers ----------------------------------------------------------------------------
 
