@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
@@ -11,11 +11,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flamenco import __version__
 from flamenco.apidoc import install_documented_errors
 from flamenco.blobs import BlobTooLarge, HashMismatch, UnsafePath
+from flamenco.core.frames import quote_for_message
 from flamenco.core.ratelimit import retry_after_header
 from flamenco.errors import FlamencoError, TooManyRequests
 
@@ -35,7 +37,13 @@ def describe_validation_error(exc: RequestValidationError) -> str:
     if not errors:
         return "The request is invalid."
     first = errors[0]
-    location = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
+    # A dict key that is refused comes as (..., key, "[key]"); the message names the key.
+    parts = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+    if parts[-1:] == ["[key]"]:
+        parts = parts[:-2]
+    location = ".".join(parts)
+    if not location.isprintable() or len(location) > 100:  # a client's keys: one short line
+        location = quote_for_message(location, 100)[1:-1]
     message = first.get("msg", "is invalid")
     if first.get("type") == "json_invalid":
         return "The request body is not valid JSON."
@@ -107,10 +115,37 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(kind, answer)
 
 
-class BodyLimit:
-    """Refuses request bodies over a limit, by Content-Length or while they stream in."""
+LimitFor = Callable[[str, str], int]  # (method, path) -> the most bytes its body may have
 
-    def __init__(self, app: ASGIApp, limit_for: Callable[[str], int]) -> None:
+
+class RouteLimits:
+    """The body limit of each request: the upload routes (streamed PUTs, named by method and
+    route template, e.g. ("PUT", "/api/v1/blobs/{sha256}")) get the upload limit, matched
+    exactly; every other request the JSON limit, so that no JSON body is parsed past it."""
+
+    def __init__(
+        self,
+        uploads: Iterable[tuple[str, str]],
+        upload_limit: int,
+        json_limit: int = JSON_BODY_LIMIT,
+    ) -> None:
+        self.uploads = [(method, compile_path(template)[0]) for method, template in uploads]
+        self.upload_limit = upload_limit
+        self.json_limit = json_limit
+
+    def __call__(self, method: str, path: str) -> int:
+        for upload_method, route in self.uploads:
+            if method == upload_method and route.match(path):
+                return self.upload_limit
+        return self.json_limit
+
+
+class BodyLimit:
+    """Refuses request bodies over their route's limit: at once by Content-Length, else (a
+    chunked body) as soon as what arrived passes it. Either way the answer is a 413, whatever
+    the route would have made of a body cut short."""
+
+    def __init__(self, app: ASGIApp, limit_for: LimitFor) -> None:
         self.app = app
         self.limit_for = limit_for
 
@@ -118,24 +153,38 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limit_for(scope["path"])
+        limit = self.limit_for(scope["method"], scope["path"])
+        too_large = f"The request body is larger than the limit of {limit} bytes."
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            response = _error(413, f"The request body is larger than the limit of {limit} bytes")
-            await response(scope, receive, send)
+            await _error(413, too_large)(scope, receive, send)
             return
-        received = 0
+        received, over, started = 0, False, False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, over
             message = await receive()
             received += len(message.get("body", b""))
             if received > limit:
-                raise BlobTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+                over = True
+                raise BlobTooLarge(too_large)
             return message
 
-        await self.app(scope, limited_receive, send)
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if over:
+                return  # the app's answer to a body cut short: the 413 below replaces it
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except BlobTooLarge:
+            if not over:
+                raise
+        if over and not started:
+            await _error(413, too_large)(scope, receive, send)
 
 
 class Disconnected(Exception):
@@ -194,7 +243,7 @@ class RawJsonRoutes:
 
 def create_app(
     title: str,
-    limit_for: Callable[[str], int] | None = None,
+    limit_for: LimitFor | None = None,
     raw_routes: dict[tuple[str, str], JsonHandler] | None = None,
     **kwargs: Any,
 ) -> FastAPI:
@@ -203,7 +252,7 @@ def create_app(
     install_documented_errors(app)
     if raw_routes:  # added first: it runs inside BodyLimit
         app.add_middleware(RawJsonRoutes, routes=raw_routes)
-    app.add_middleware(BodyLimit, limit_for=limit_for or (lambda _path: JSON_BODY_LIMIT))
+    app.add_middleware(BodyLimit, limit_for=limit_for or RouteLimits((), 0))
 
     @app.get("/api/v1/version")
     def version() -> dict[str, str]:

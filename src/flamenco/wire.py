@@ -6,23 +6,41 @@ so a change here is a change of protocol, visible in each service's OpenAPI docu
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    RootModel,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
+from flamenco.core.faults import Fault
+from flamenco.core.frames import quote_for_message
 from flamenco.core.matching import Capabilities
 from flamenco.core.states import JobStatus, TaskStatus
-
-Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+from flamenco.wire_types import JsonObject, Name, RelativePath, Sha256
 
 
-class Strict(BaseModel):
+class Wire(BaseModel):
+    """The base of every model here: NaN and infinity are refused wherever a number goes, so
+    that a value one component accepts never makes another refuse what carries it."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class Strict(Wire):
     model_config = ConfigDict(extra="forbid")
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(Wire):
     detail: str
 
 
@@ -33,7 +51,7 @@ class BlobQuery(Strict):
     hashes: list[Sha256] = Field(max_length=100_000)
 
 
-class BlobQueryResult(BaseModel):
+class BlobQueryResult(Wire):
     missing: list[str]
 
 
@@ -45,7 +63,7 @@ class LoginRequest(Strict):
     password: str = Field(min_length=1, max_length=1000)
 
 
-class TokenIssued(BaseModel):
+class TokenIssued(Wire):
     token: str
     name: str
 
@@ -65,19 +83,21 @@ class JobSubmission(Strict):
     name: Name
     type: str = "blender-render"
     priority: int = Field(default=50, ge=0, le=100)
-    files: dict[str, Sha256] = Field(description="Path inside the job's folder -> blob hash.")
-    settings: dict[str, Any]
+    files: dict[RelativePath, Sha256] = Field(
+        description="Path inside the job's folder -> blob hash."
+    )
+    settings: JsonObject
     sites: list[Name] = Field(default_factory=list, description="Managers allowed; empty: any.")
 
 
-class Job(BaseModel):
+class Job(Wire):
     id: str
     name: str
     type: str
     status: JobStatus
     priority: int
     submitter: str
-    settings: dict[str, Any]
+    settings: JsonObject
     created: datetime
     updated: datetime
     tasks_total: int
@@ -89,9 +109,18 @@ class Job(BaseModel):
     sites: list[str]
     waiting_reason: str | None = None
     blocklist: list[str] = Field(default_factory=list)
+    last_error: str | None = Field(
+        default=None, description="The latest error a task of the job failed with."
+    )
 
 
-class Task(BaseModel):
+class JobUnblock(Strict):
+    """Let Workers kept off a job after repeated failures take its tasks again."""
+
+    worker: Name | None = Field(default=None, description="Only this Worker; none: all.")
+
+
+class Task(Wire):
     id: str
     job_id: str
     index: int
@@ -108,7 +137,7 @@ class Task(BaseModel):
     updated: datetime
 
 
-class TaskEvent(BaseModel):
+class TaskEvent(Wire):
     """A status report about a task, and whether it counted."""
 
     task_id: str
@@ -119,7 +148,7 @@ class TaskEvent(BaseModel):
     at: datetime
 
 
-class TaskRun(BaseModel):
+class TaskRun(Wire):
     """One Worker rendering one task, from its `active` report until the next status
     (see flamenco.core.runs); `end` is None while it renders."""
 
@@ -131,7 +160,7 @@ class TaskRun(BaseModel):
     outcome: str  # running, or the status that ended it
 
 
-class TaskPage(BaseModel):
+class TaskPage(Wire):
     """Some of a job's tasks in their order, with what a table of them needs besides."""
 
     total: int = Field(description="How many tasks the job has.")
@@ -144,14 +173,14 @@ class TaskPage(BaseModel):
     started: datetime | None = Field(description="When the job's first run started.")
 
 
-class JobRuns(BaseModel):
+class JobRuns(Wire):
     """Every run of every task of a job, in the order they started: its timeline."""
 
     started: datetime | None
     runs: list[TaskRun]
 
 
-class FrameInfo(BaseModel):
+class FrameInfo(Wire):
     frame: int
     task_id: str
     sha256: str
@@ -161,7 +190,7 @@ class FrameInfo(BaseModel):
     filename: str
 
 
-class ArtifactInfo(BaseModel):
+class ArtifactInfo(Wire):
     """Another output of a job than its frames, such as its preview video."""
 
     name: str
@@ -186,13 +215,18 @@ class TaskUpdate(Strict):
     worker: str | None = None
     blender_pid: int | None = None
     error: str | None = Field(default=None, max_length=5000)
+    fault: Fault | None = Field(
+        default=None,
+        description="With a failure: 'file' (the job's file cannot render anywhere: the job "
+        "fails at once) or 'machine' (retried on another Worker).",
+    )
 
 
 class UpdateBatch(Strict):
     updates: list[TaskUpdate] = Field(max_length=1000)
 
 
-class UpdatesApplied(BaseModel):
+class UpdatesApplied(Wire):
     applied: list[str]
 
 
@@ -207,7 +241,7 @@ class Progress(Strict):
 # ---- Manager <-> Server ------------------------------------------------------------------------
 
 
-class GpuInfo(BaseModel):
+class GpuInfo(Wire):
     index: int
     vendor: str
     model: str
@@ -215,7 +249,7 @@ class GpuInfo(BaseModel):
     backends: list[str] = Field(description="Cycles devices it can run: CUDA, OPTIX, HIP…")
 
 
-class HasCapabilities(BaseModel):
+class HasCapabilities(Wire):
     tags: list[str] = Field(default_factory=list)
     gpus: list[GpuInfo] = Field(default_factory=list)
     blender_version: str | None = None
@@ -237,7 +271,7 @@ class WorkerInfo(HasCapabilities):
 WORKING_STATUSES = frozenset({"awake", "compiling-gpu-kernels"})
 
 
-class WorkerStats(BaseModel):
+class WorkerStats(Wire):
     cpu_percent: float = 0.0
     memory_used_mb: int = 0
 
@@ -256,7 +290,25 @@ class WorkerSummary(HasCapabilities):
     activity: str = ""
 
 
-class ManagerInfo(BaseModel):
+def worker_summaries(rows: Iterable[Any]) -> tuple[list[WorkerSummary], list[str]]:
+    """The rows that are valid Worker summaries, and one sentence for each that is not.
+
+    One Worker's bad row (say from an older Manager) must not cost its site its other Workers,
+    so the rows are parsed one by one.
+    """
+    valid, problems = [], []
+    for row in rows:
+        try:
+            valid.append(WorkerSummary.model_validate(row))
+        except ValidationError as exc:
+            name = row.get("name") if isinstance(row, dict) else None
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "the row"
+            problems.append(f"Worker {quote_for_message(name)}: {where}: {first['msg']}")
+    return valid, problems
+
+
+class ManagerInfo(Wire):
     name: str
     status: str  # online | offline
     last_seen: datetime | None
@@ -283,9 +335,34 @@ class ManagerSync(Strict):
         description="With want > 0 and no task for it: how long the Server may hold the sync "
         "until there is one, or something else the Manager must learn (long poll).",
     )
+    handed_back: list[str] = Field(
+        default_factory=list,
+        max_length=10_000,
+        description="Held task ids none of the Manager's Workers may run: queued again for "
+        "other sites.",
+    )
+    _dropped_workers: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _drop_bad_worker_rows(
+        cls, data: Any, handler: ModelWrapValidatorHandler[ManagerSync]
+    ) -> ManagerSync:
+        dropped: list[str] = []
+        if isinstance(data, dict) and isinstance(data.get("workers"), list):
+            workers, dropped = worker_summaries(data["workers"])
+            data = {**data, "workers": workers}
+        sync = handler(data)
+        sync._dropped_workers = dropped
+        return sync
+
+    @property
+    def dropped_workers(self) -> list[str]:
+        """A sentence for each Worker row that was left out because it was invalid."""
+        return self._dropped_workers
 
 
-class Lease(BaseModel):
+class Lease(Wire):
     task_id: str
     job_id: str
     job_name: str
@@ -293,14 +370,14 @@ class Lease(BaseModel):
     type: str
     name: str
     frames: list[int]
-    command: dict[str, Any]
+    command: JsonObject
     files: dict[str, str]
     lease_expires: datetime
-    requirements: dict[str, Any] = Field(default_factory=dict)
+    requirements: JsonObject = Field(default_factory=dict)
     failed_by: list[str] = Field(default_factory=list, description="Workers that failed it.")
 
 
-class ManagerSyncReply(BaseModel):
+class ManagerSyncReply(Wire):
     leases: list[Lease]
     revoked: list[str] = Field(description="Task ids the Manager must stop and drop.")
     next_sync_s: float
@@ -321,7 +398,7 @@ class WorkerRegistration(WorkerInfo):
     name: Name
 
 
-class WorkerRegistered(BaseModel):
+class WorkerRegistered(Wire):
     worker_id: str
     token: str
 
@@ -341,18 +418,18 @@ class WorkerSync(Strict):
     updates: list[TaskUpdate] = Field(default_factory=list, max_length=1000)
 
 
-class Assignment(BaseModel):
+class Assignment(Wire):
     task_id: str
     job_id: str
     job_name: str
     name: str
     type: str
     frames: list[int]
-    command: dict[str, Any]
+    command: JsonObject
     files: dict[str, str]
 
 
-class WorkerSyncReply(BaseModel):
+class WorkerSyncReply(Wire):
     assignment: Assignment | None = None
     cancel: list[str] = Field(default_factory=list)
     next_sync_s: float = 1.0

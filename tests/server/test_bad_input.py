@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import json
 import re
+import select
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -340,17 +342,37 @@ def test_an_upload_cut_off_halfway_leaves_no_temporary_file(
 
 @blender
 @pytest.mark.parametrize(
-    "path",
-    ["../evil.blend", "/etc/x.blend", "sub/../../evil.blend", "C:evil.blend", "sub\\evil.blend"],
-    ids=["dot-dot", "absolute", "nested-dot-dot", "drive", "backslash"],
+    ("path", "why"),
+    [
+        ("../evil.blend", "'../evil.blend' tries to leave its folder"),
+        ("/etc/x.blend", "'/etc/x.blend' tries to leave its folder"),
+        ("sub/../../evil.blend", "'sub/../../evil.blend' tries to leave its folder"),
+        ("C:evil.blend", "'C:evil.blend' tries to leave its folder"),
+        ("sub\\evil.blend", "'sub\\evil.blend' is not a valid relative path"),
+        ("tex/" + "a" * 300 + ".png", "has a part longer than 255 bytes (304 in UTF-8)"),
+        ("tex/evil\nname.png", "'tex/evil\\nname.png' contains a control character"),
+        ("tex//wood.png", "'tex//wood.png' has an empty or '.' part"),
+    ],
+    ids=[
+        "dot-dot",
+        "absolute",
+        "nested-dot-dot",
+        "drive",
+        "backslash",
+        "300-bytes",
+        "newline",
+        "empty-part",
+    ],
 )
-def test_a_file_path_outside_the_job_folder_is_a_400(
-    srv: TestFarm, http: httpx.Client, scene_sha: str, path: str
+def test_a_file_path_that_is_not_a_safe_relative_path_is_a_422(
+    srv: TestFarm, http: httpx.Client, scene_sha: str, path: str, why: str
 ) -> None:
+    """The manifest's paths become files in every Worker's job folder: each is checked on
+    arrival, with the reason, and nothing is kept."""
     body = submission(scene_sha)
     body["files"][path] = scene_sha
     with leaves_nothing(srv, http):
-        assert_refused(http.post("/api/v1/jobs", json=body), 400, f"'{path}'")
+        assert_refused(http.post("/api/v1/jobs", json=body), 422, "field 'files'", why)
 
 
 # ---- 6. scenes that are not .blend files ----------------------------------------------------
@@ -469,6 +491,15 @@ def _spoil(body: dict[str, Any], case: str) -> dict[str, Any] | bytes:
         body["files"][BLEND] = "not-a-hash"
     elif case == "settings-not-object":
         body["settings"] = "1-10"
+    elif case == "name-201-bytes":
+        body["name"] = "é" * 100 + "!"  # 101 characters, 201 bytes in UTF-8
+    elif case == "name-newline":
+        body["name"] = "two\nlines"
+    elif case == "pattern-201-bytes":
+        body["settings"]["output_pattern"] = "#" * 201
+    elif case == "nan-setting":  # JSON has no NaN; Python's json module writes it anyway
+        body["settings"]["fps"] = float("nan")
+        return json.dumps(body).encode()
     return body
 
 
@@ -482,6 +513,10 @@ MALFORMED = [
     ("empty-name", "'name'"),
     ("hash-not-hex", "'files.scene.blend'"),
     ("settings-not-object", "'settings'"),
+    ("name-201-bytes", "field 'name': The name 'éééé"),
+    ("name-newline", "'two\\nlines' contains a control character"),
+    ("pattern-201-bytes", "'output_pattern' must be a plain file name of at most 200 bytes"),
+    ("nan-setting", "field 'settings': Input should be a finite number"),
 ]
 
 
@@ -728,3 +763,208 @@ def test_an_unknown_job_has_no_artifacts_or_thumbnails(
     srv: TestFarm, http: httpx.Client, suffix: str
 ) -> None:
     assert_refused(http.get(f"/api/v1/jobs/nope{suffix}"), 404, "There is no job with id 'nope'.")
+
+
+# ---- 11. body limits fit the route -----------------------------------------------------------
+
+
+def _raw_request(
+    srv: TestFarm, head: str, body: Iterator[bytes] = iter(())
+) -> tuple[int, str, int]:
+    """Send a request over a plain socket, its body piece by piece, and stop sending as soon as
+    the Server answers: (status, detail, body bytes sent by then)."""
+    address = urlsplit(srv.server_url)
+    sent = 0
+    with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
+        sock.sendall(head.encode())
+        for piece in body:
+            if select.select([sock], [], [], 0)[0]:
+                break  # answered
+            try:
+                sock.sendall(piece)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(piece)
+        answer = b""
+        while b"\r\n\r\n" not in answer or not _complete(answer):
+            more = sock.recv(65536)
+            if not more:
+                break
+            answer += more
+    status_line, _, rest = answer.partition(b"\r\n")
+    detail = json.loads(rest.partition(b"\r\n\r\n")[2])["detail"]
+    return int(status_line.split()[1]), detail, sent
+
+
+def _complete(answer: bytes) -> bool:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = re.search(rb"(?i)content-length: *(\d+)", head)
+    return length is not None and len(body) >= int(length[1])
+
+
+def _chunked(total: int, piece: int = 256 * 1024) -> Iterator[bytes]:
+    """`total` bytes of a body in HTTP/1.1 chunks, then the last chunk."""
+    for start in range(0, total, piece):
+        size = min(piece, total - start)
+        yield f"{size:x}\r\n".encode() + b"x" * size + b"\r\n"
+    yield b"0\r\n\r\n"
+
+
+def _head(srv: TestFarm, method: str, path: str, header: str) -> str:
+    return (
+        f"{method} {path} HTTP/1.1\r\nHost: {urlsplit(srv.server_url).netloc}\r\n"
+        f"Authorization: Bearer {srv.token}\r\nContent-Type: application/json\r\n{header}\r\n\r\n"
+    )
+
+
+def test_the_blob_query_is_json_and_gets_the_json_limit_not_the_upload_limit(
+    srv: TestFarm, http: httpx.Client
+) -> None:
+    """POST /api/v1/blobs/missing once got the upload limit because its path has '/blobs/'
+    in it: a 200 MB JSON body was read and parsed. It is a JSON route like any other."""
+    # Larger than this Server's upload limit (2 MB), and a fine query: answered.
+    hashes = [sha256(str(n).encode()) for n in range(40_000)]
+    assert len(json.dumps({"hashes": hashes})) > MAX_UPLOAD
+    assert len(missing(http, *hashes)) == len(hashes)
+    # A 200 MB body is refused on its Content-Length alone, with the JSON limit named.
+    head = _head(srv, "POST", "/api/v1/blobs/missing", "Content-Length: 200000000")
+    status, detail, _ = _raw_request(srv, head)
+    assert (status, detail) == (
+        413,
+        f"The request body is larger than the limit of {JSON_LIMIT} bytes.",
+    )
+
+
+@pytest.mark.parametrize("path", ["/api/v1/blobs/missing", "/api/v1/jobs", "/api/v1/login"])
+def test_a_chunked_json_body_gets_a_413_as_soon_as_it_passes_the_limit(
+    srv: TestFarm, http: httpx.Client, path: str
+) -> None:
+    """Without a Content-Length the Server counts what arrives: past the JSON limit it answers
+    413 at once, not after reading the rest (here it would be 200 MB), and not a 400."""
+    head = _head(srv, "POST", path, "Transfer-Encoding: chunked")
+    with leaves_nothing(srv, http):
+        status, detail, sent = _raw_request(srv, head, _chunked(200_000_000))
+    assert (status, detail) == (
+        413,
+        f"The request body is larger than the limit of {JSON_LIMIT} bytes.",
+    )
+    assert sent < JSON_LIMIT + 16 * 1024 * 1024, f"{sent} bytes were sent before the answer"
+
+
+def test_an_upload_route_keeps_its_own_limit_only_for_its_own_method(
+    srv: TestFarm, http: httpx.Client
+) -> None:
+    """The upload limit belongs to PUT /api/v1/blobs/{sha256} alone: the same address with
+    another method is not an upload (405), and its body is held to the JSON limit."""
+    digest = sha256(b"not sent")
+    head = _head(srv, "POST", f"/api/v1/blobs/{digest}", f"Content-Length: {JSON_LIMIT + 1}")
+    status, detail, _ = _raw_request(srv, head)
+    assert (status, detail) == (
+        413,
+        f"The request body is larger than the limit of {JSON_LIMIT} bytes.",
+    )
+    head = _head(srv, "PUT", f"/api/v1/blobs/{digest}", f"Content-Length: {MAX_UPLOAD + 1}")
+    status, detail, _ = _raw_request(srv, head)
+    assert (status, detail) == (
+        413,
+        f"The request body is larger than the limit of {MAX_UPLOAD} bytes.",
+    )
+
+
+# ---- 12. frames from Workers: their names and numbers -----------------------------------------
+
+
+def _put_frame(
+    srv: TestFarm, task_id: str, frame: int, filename: str, data: bytes
+) -> httpx.Response:
+    return httpx.put(
+        f"{srv.server_url}/api/v1/manager/tasks/{task_id}/frames/{frame}",
+        params={"filename": filename},
+        content=data,
+        headers={**_manager_auth(srv), "X-Flamenco-SHA256": sha256(data)},
+    )
+
+
+@blender
+@pytest.mark.parametrize(
+    ("filename", "frame", "why"),
+    [
+        ("evil\nname.png", None, "'evil\\nname.png' contains a control character"),
+        (".hidden.png", None, "'.hidden.png' is not a plain file name"),
+        ("x.html", None, "'x.html' does not end in an image or movie extension"),
+        ("frame_000999.png", 999, "Frame 999 is not one of the frames of task"),
+    ],
+    ids=["newline", "hidden", "html", "frame-999"],
+)
+def test_a_frame_with_a_bad_name_or_another_tasks_number_is_refused(
+    srv: TestFarm,
+    http: httpx.Client,
+    leased: tuple[str, str],
+    filename: str,
+    frame: int | None,
+    why: str,
+) -> None:
+    job_id, task_id = leased
+    (own_frame, *_) = next(
+        t for t in http.get(f"/api/v1/jobs/{job_id}/tasks").json() if t["id"] == task_id
+    )["frames"]
+    data = f"a frame called {filename!r}".encode()
+    with leaves_nothing(srv, http):
+        assert_refused(_put_frame(srv, task_id, frame or own_frame, filename, data), 400, why)
+    assert missing(http, sha256(data)) == [sha256(data)]
+    frames = http.get(f"/api/v1/jobs/{job_id}/frames").json()
+    assert all(f["sha256"] != sha256(data) for f in frames), frames
+    output_dir = Path(http.get(f"/api/v1/jobs/{job_id}").json()["output_dir"])
+    assert not output_dir.exists() or not any(
+        p.name in (filename, "name.png", ".hidden.png", "x.html") for p in output_dir.iterdir()
+    )
+
+
+@blender
+def test_a_frame_with_a_plain_name_and_its_tasks_number_is_stored(
+    srv: TestFarm, http: httpx.Client, leased: tuple[str, str]
+) -> None:
+    """The control for the refusals above."""
+    job_id, task_id = leased
+    (frame, *_) = next(
+        t for t in http.get(f"/api/v1/jobs/{job_id}/tasks").json() if t["id"] == task_id
+    )["frames"]
+    data = b"a frame, as far as this test cares"
+    response = _put_frame(srv, task_id, frame, f"frame_{frame:06d}.png", data)
+    assert response.status_code == 201, response.text
+    frames = http.get(f"/api/v1/jobs/{job_id}/frames").json()
+    assert [(f["frame"], f["filename"]) for f in frames] == [(frame, f"frame_{frame:06d}.png")]
+
+
+# ---- 13. numbers are finite: one bad Worker row does not cost a site its sync -----------------
+
+
+def test_a_manager_sync_with_bad_worker_rows_is_taken_without_them(
+    srv: TestFarm, http: httpx.Client
+) -> None:
+    """A Worker's NaN load once reached the Server as null (JSON has no NaN), and the Server
+    then refused every sync of that Manager with a 422: no new task reached the site. Now
+    the bad rows are left out and logged, and the sync goes on with the others."""
+    body = (
+        '{"want": 0, "workers": ['
+        '{"name": "nan-load", "status": "awake", "cpu_percent": NaN},'
+        '{"name": "null-load", "status": "awake", "cpu_percent": null},'
+        '{"name": "healthy", "status": "awake", "cpu_percent": 12.5}]}'
+    )
+    response = httpx.post(
+        f"{srv.server_url}/api/v1/manager/sync",
+        content=body,
+        headers={**_manager_auth(srv), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    (local,) = [m for m in http.get("/api/v1/managers").json() if m["name"] == "local"]
+    assert [(w["name"], w["cpu_percent"]) for w in local["workers"]] == [("healthy", 12.5)]
+    server_log = srv.procs[0]
+    for name in ("nan-load", "null-load"):
+        wait_until(
+            lambda name=name: (
+                f"a Worker's row was left out: Worker '{name}': cpu_percent" in server_log.output()
+            ),
+            10,
+            f"the Server to log the row of {name}",
+        )

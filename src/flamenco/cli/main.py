@@ -165,6 +165,7 @@ def manager(
 
 
 @app.command()
+@friendly_errors  # e.g. a Worker of the same name already online at that Manager
 def worker(
     manager: Annotated[str | None, typer.Option("--manager", help="Manager URL.")] = None,
     secret: Annotated[str | None, typer.Option(help="The Manager's join secret.")] = None,
@@ -310,6 +311,8 @@ def jobs_show(
         style="bold",
     )
     out.print(f"Output folder: {job.output_dir}")
+    if job.last_error:
+        out.print(f"Last error: {job.last_error}", style="red")
     if job.waiting_reason:
         out.print(job.waiting_reason, style="yellow")
     if job.blocklist:
@@ -379,8 +382,25 @@ def jobs_requeue(
     ] = False,
     server: ServerOpt = None,
 ) -> None:
-    """Render finished jobs again: everything, or only what failed."""
+    """Render jobs again: everything, or only what failed. Every Worker may try again."""
     _act(job_ids, "requeue-failed" if failed else "requeue", server)
+
+
+@jobs_app.command("unblock")
+@friendly_errors
+def jobs_unblock(
+    job_id: Annotated[str, typer.Argument(metavar="JOB")],
+    worker: Annotated[
+        str | None, typer.Argument(metavar="[WORKER]", help="Only this Worker [all].")
+    ] = None,
+    server: ServerOpt = None,
+) -> None:
+    """Let Workers kept off a job after repeated failures take its tasks again."""
+    request = wire.JobUnblock(worker=worker)
+    job = client(server).call("POST", api_path("jobs", job_id, "unblock"), wire.Job, request)
+    who = f"Worker {worker} may" if worker else "Every Worker may"
+    kept_off = ", ".join(job.blocklist) or "none"
+    err.print(f"{who} run job {job.id} again; kept off it now: {kept_off}.")
 
 
 @jobs_app.command("delete")

@@ -14,6 +14,7 @@ from flamenco.blendfile import blend_problem
 from flamenco.blobs import sha256_file
 from flamenco.cli.console import err
 from flamenco.client import SyncApi, api_path
+from flamenco.core.names import check_label
 from flamenco.core.states import JobStatus
 from flamenco.packing import PackedScene, pack_scene
 
@@ -102,6 +103,7 @@ def collect_files(req: SubmitRequest) -> tuple[str, dict[str, Path], PackedScene
 
 
 def submit_scene(api: SyncApi, req: SubmitRequest) -> wire.Job:
+    name = check_label(req.name or req.scene.stem, "job name")  # before uploading anything
     blend, files, packed = collect_files(req)
     try:
         manifest = upload_missing(api, files)
@@ -109,7 +111,7 @@ def submit_scene(api: SyncApi, req: SubmitRequest) -> wire.Job:
         if packed is not None:
             packed.close()
     submission = wire.JobSubmission(
-        name=req.name or req.scene.stem,
+        name=name,
         priority=req.priority,
         files=manifest,
         sites=req.sites,
@@ -128,8 +130,19 @@ def wait_for_job(api: SyncApi, job_id: str, poll_s: float = 1.0) -> wire.Job:
         console=err,
     ) as bar:
         task = bar.add_task(f"job {job_id}", total=1.0, frames="")
+        told: dict[str, str] = {}
         while True:
             job = api.call("GET", api_path("jobs", job_id), wire.Job)
+            # As soon as the job has an error or waits for a Worker, and whenever that changes:
+            # a job that cannot go on must not look like a slow one.
+            news = {
+                "red": f"Last error: {job.last_error}" if job.last_error else "",
+                "yellow": job.waiting_reason or "",
+            }
+            for style, text in news.items():
+                if text and told.get(style) != text:
+                    bar.console.print(text, style=style)
+            told = news
             bar.update(
                 task,
                 completed=job.progress,

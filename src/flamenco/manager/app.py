@@ -26,10 +26,16 @@ from flamenco.manager.store import ManagerStore, WorkerState
 from flamenco.manager.upstream import ServerLink
 from flamenco.outbox import Outbox
 from flamenco.security import bearer_token, token_hash
-from flamenco.web import JSON_BODY_LIMIT, create_app, parse_json
+from flamenco.web import RouteLimits, create_app, parse_json
 
 log = logging.getLogger("flamenco.manager")
 Sha = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
+# The routes that stream a file in, and so may take more than a JSON body (see RouteLimits).
+UPLOAD_ROUTES = (
+    ("PUT", "/api/v1/worker/tasks/{task_id}/frames/{frame}"),
+    ("PUT", "/api/v1/worker/tasks/{task_id}/artifacts/{name:path}"),
+)
+UPLOAD_LIMIT = 50 * 1024**3  # a frame or a preview video; the Server has the farm's own limit
 
 
 @dataclass
@@ -106,9 +112,7 @@ def create_manager_app(manager: Manager) -> FastAPI:
         manager.service.store.close()
         manager.service.outbox.close()
 
-    def limit_for(path: str) -> int:
-        files = "/frames/" in path or "/artifacts/" in path
-        return 50 * 1024**3 if files else JSON_BODY_LIMIT
+    limit_for = RouteLimits(UPLOAD_ROUTES, UPLOAD_LIMIT)
 
     async def sync(headers: dict[bytes, bytes], body: bytes) -> bytes:
         """POST /api/v1/worker/sync (body: WorkerSync, reply: WorkerSyncReply), the busiest
@@ -127,9 +131,14 @@ def create_manager_app(manager: Manager) -> FastAPI:
     )
     app.state.manager = manager
 
-    @app.post("/api/v1/workers/register", responses=error_answers(401))
-    async def register(reg: wire.WorkerRegistration, svc: Service) -> wire.WorkerRegistered:
-        return await svc.register_worker(reg)
+    # A Worker registering again sends the token it has: that lets it keep its name.
+    @app.post("/api/v1/workers/register", responses=error_answers(401, 409))
+    async def register(
+        reg: wire.WorkerRegistration,
+        token: Annotated[str | None, Security(WORKER_TOKEN)],
+        svc: Service,
+    ) -> wire.WorkerRegistered:
+        return await svc.register_worker(reg, token)
 
     # Never reached: RawJsonRoutes answers this path first (see `sync` above), with the same
     # service call. It puts the route, its models and its token in the OpenAPI document.

@@ -19,13 +19,14 @@ from datetime import timedelta
 from pathlib import Path
 
 from flamenco import wire
-from flamenco.blobs import BlobStore, check_file_name, check_relative_path
+from flamenco.blobs import BlobStore
 from flamenco.client import ApiError, AsyncApi, Unreachable
 from flamenco.config import ManagerSettings
-from flamenco.core.matching import Capabilities, unmet
+from flamenco.core.matching import Capabilities, Requirements, unmet
+from flamenco.core.names import check_file_name, check_frame_file_name, quote_name
 from flamenco.core.states import RELEASING_TASK_STATUSES
 from flamenco.db import utcnow
-from flamenco.errors import BadRequest, NotFound, Unauthorized, Unavailable
+from flamenco.errors import BadRequest, Conflict, NotFound, Unauthorized, Unavailable
 from flamenco.manager.queue import TaskQueue
 from flamenco.manager.store import HeldTask, ManagerStore, WorkerState
 from flamenco.outbox import FrameItem, Outbox
@@ -97,11 +98,29 @@ class ManagerService:
 
     # ---- Workers -----------------------------------------------------------------------------
 
-    async def register_worker(self, reg: wire.WorkerRegistration) -> wire.WorkerRegistered:
+    async def register_worker(
+        self, reg: wire.WorkerRegistration, token: str | None = None
+    ) -> wire.WorkerRegistered:
+        """A Worker joins with the join secret. `token` is the one it has from an earlier
+        registration, if any: with it, a Worker may register again under its own name while
+        that name is online; any other registration under an online Worker's name is refused."""
         if not hmac.compare_digest(reg.secret.encode(), self.settings.secret.encode()):
             raise Unauthorized("The join secret is wrong; use the one this Manager printed.")
-        worker_id, token = secrets.token_hex(6), new_token("flw")
         info = reg.model_dump(mode="json", exclude={"secret", "name"})
+        same_name = (w for w in self.workers_by_id.values() if w.name == reg.name)
+        online = next((w for w in same_name if w.status != "offline"), None)
+        if online is not None:
+            if not token or not hmac.compare_digest(token_hash(token), online.token_hash):
+                raise Conflict(
+                    f"A Worker named {quote_name(reg.name)} is already online at this Manager; "
+                    "start this one with another --name."
+                )
+            online.set_info(info)  # the same Worker again: it keeps its identity and token
+            self.store.worker_changed(online)
+            await self.store.saved()
+            log.info("worker %s registered again", reg.name, extra={"worker": reg.name})
+            return wire.WorkerRegistered(worker_id=online.id, token=token)
+        worker_id, token = secrets.token_hex(6), new_token("flw")
         worker = WorkerState(worker_id, reg.name, token_hash(token), info)
         self._add_worker(worker)
         self.store.worker_changed(worker)
@@ -307,10 +326,10 @@ class ManagerService:
         sha256: str,
         body: AsyncIterable[bytes],
     ) -> None:
-        check_relative_path(filename)
-        if "/" in filename:
-            raise BadRequest(f"The frame file name '{filename}' must not contain a folder.")
+        check_frame_file_name(filename)
         held = self._held_by(worker, task_id)
+        if frame not in held.lease.frames:
+            raise BadRequest(f"Frame {frame} is not one of the frames of task '{task_id}'.")
         digest = await self.blobs.put_stream(body, expected=sha256)
         self.outbox.add_frame(FrameItem(task_id, frame, digest, filename, job_id=held.job_id))
         self.link_wake.set()
@@ -366,6 +385,34 @@ class ManagerService:
 
     def take_blocklist(self, blocklist: dict[str, list[str]]) -> None:
         self.blocklist = {job_id: set(names) for job_id, names in blocklist.items()}
+
+    def unrunnable(self) -> list[str]:
+        """Queued tasks none of the working Workers may run (each kept off the job, or lacking
+        what the task needs): handed back to the Server, so that another site runs them."""
+        working = [self.workers_by_id[worker_id] for worker_id in self._working]
+
+        def anyone_may(job_id: str, needs: Requirements) -> bool:
+            blocked = self.blocklist.get(job_id, ())
+            return any(
+                w.name not in blocked and unmet(needs, w.capabilities) is None for w in working
+            )
+
+        return [held.task_id for held in self.queue.unwanted(anyone_may)]
+
+    def handed_back(self, task_ids: list[str]) -> None:
+        """The Server took these tasks back (see unrunnable): forget those still queued."""
+        for task_id in task_ids:
+            held = self.held.get(task_id)
+            if held is None or held.state != "queued":
+                continue
+            log.info(
+                "task %s handed back: no Worker here may run it",
+                task_id,
+                extra={"job": held.job_id, "task": task_id},
+            )
+            self._forget(held)
+        if task_ids:
+            self._want_more()
 
     def take_leases(self, leases: list[wire.Lease]) -> None:
         new = [lease for lease in leases if lease.task_id not in self.held]

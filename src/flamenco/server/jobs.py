@@ -21,10 +21,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from flamenco import wire
 from flamenco.blendfile import blend_problem
-from flamenco.blobs import BlobStore, check_file_name, check_relative_path
+from flamenco.blobs import BlobStore
 from flamenco.core.actions import ActionNotAllowed, JobAction, plan_job_action
 from flamenco.core.compiler import JobCompileError, compile_job
-from flamenco.core.matching import Requirements, waiting_reason
+from flamenco.core.matching import Requirements, job_waiting_reason
+from flamenco.core.names import check_file_name, check_frame_file_name
 from flamenco.core.runs import (
     end_stopped_runs,
     last_failed_task_ids,
@@ -54,10 +55,13 @@ from flamenco.errors import (
 from flamenco.server.blob_gc import BlobCollector
 from flamenco.server.doorbell import Doorbell
 from flamenco.server.events import EventBus
+from flamenco.server.hangs import clear_blocklist, forget_error, last_error
 from flamenco.server.models import (
     AppliedUpdate,
     BlobRow,
+    BlocklistClear,
     JobArtifact,
+    JobError,
     JobRow,
     JobSite,
     ManagerRow,
@@ -160,8 +164,7 @@ class JobService:
         return self.get(job_id)
 
     def _check_files(self, sub: wire.JobSubmission) -> None:
-        for path in sub.files:
-            check_relative_path(path)
+        # Each path is a safe relative path already: wire.RelativePath checked it on arrival.
         blend = str(sub.settings.get("blend", ""))
         if blend not in sub.files:
             raise Unprocessable(f"The scene '{blend}' is not among the job's files.")
@@ -218,6 +221,7 @@ class JobService:
         )
         total = sum(count for count, _ in per_status.values())
         completed = per_status.get(TaskStatus.COMPLETED, (0, 0.0))[0]
+        blocked = blocked_workers(s, {job.id}, self.blocklist_threshold).get(job.id, set())
         # Tasks weigh the same: chunks are of one size but for the last one.
         done = completed + sum(
             progress
@@ -241,39 +245,29 @@ class JobService:
             progress=round(min(done / (total or 1), 1.0), 4),
             output_dir=job.output_dir,
             sites=job.sites,
-            waiting_reason=self._waiting_reason(s, job, per_status),
-            blocklist=sorted(
-                blocked_workers(s, {job.id}, self.blocklist_threshold).get(job.id, set())
-            ),
+            waiting_reason=self._waiting_reason(s, job, per_status, blocked),
+            blocklist=sorted(blocked),
+            last_error=last_error(s, job.id),
         )
 
     def _waiting_reason(
-        self, s: Session, job: JobRow, per_status: dict[TaskStatus, Any]
+        self, s: Session, job: JobRow, per_status: dict[TaskStatus, Any], blocked: set[str]
     ) -> str | None:
-        """Why a job's runnable tasks find no Worker, when that is so."""
+        """Why a job's remaining tasks find no Worker, when that is so. A leased task counts
+        as remaining: its site may hold it with no Worker there allowed to run it."""
         if job.status not in (JobStatus.QUEUED, JobStatus.ACTIVE):
             return None
-        runnable = any(status in per_status for status in RUNNABLE_TASK_STATUSES)
-        if not runnable or TaskStatus.LEASED in per_status or TaskStatus.ACTIVE in per_status:
+        waiting = (*RUNNABLE_TASK_STATUSES, TaskStatus.LEASED)
+        if not any(status in per_status for status in waiting):
             return None
         requirements = s.scalar(
             select(TaskRow.requirements)
-            .where(TaskRow.job_id == job.id, TaskRow.status.in_(RUNNABLE_TASK_STATUSES))
+            .where(TaskRow.job_id == job.id, TaskRow.status.in_(waiting))
             .order_by(TaskRow.index)
             .limit(1)
         )
-        workers = online_workers(s, utcnow() - self.manager_offline)
-        needs = Requirements.from_dict(requirements)
-        blocked = blocked_workers(s, {job.id}, self.blocklist_threshold).get(job.id, set())
-        allowed = [cap for name, cap in workers.items() if name not in blocked]
-        reason = waiting_reason(needs, allowed)
-        if reason and waiting_reason(needs, workers.values()) is None:
-            names = ", ".join(sorted(blocked))
-            return (
-                f"Waiting: every Worker that could run it failed it too often ({names}); "
-                "fix them and requeue, or add Workers."
-            )
-        return reason
+        workers = online_workers(s, utcnow() - self.manager_offline, job.sites)
+        return job_waiting_reason(Requirements.from_dict(requirements), workers, blocked)
 
     def tasks(self, job_id: str) -> list[wire.Task]:
         with self.sessions() as s:
@@ -426,15 +420,13 @@ class JobService:
         sha256: str,
         body: AsyncIterable[bytes],
     ) -> wire.FrameInfo:
-        check_relative_path(filename)
-        if "/" in filename:
-            raise BadRequest(f"The frame file name '{filename}' must not contain a folder.")
+        check_frame_file_name(filename)
         with self.sessions() as s:
             task = s.get(TaskRow, task_id)
             if task is None or task.manager_id != manager_id:
                 raise NotFound(f"Task '{task_id}' is not leased to this Manager.")
             if frame not in task.frames:
-                raise BadRequest(f"Frame {frame} is not one of task '{task_id}''s frames.")
+                raise BadRequest(f"Frame {frame} is not one of the frames of task '{task_id}'.")
             job_id = task.job_id
         with writing(f"Frame {frame} of job {job_id}"):
             digest = await self.blobs.put_stream(body, expected=sha256)
@@ -597,8 +589,35 @@ class JobService:
                     _release(task, new)
                     if plan.reset_failures:
                         task.failure_count = 0
+            if plan.reset_failures:  # a requeue: every Worker may try again, afresh
+                clear_blocklist(s, job_id)
+                forget_error(s, job_id)
             job.status = plan.job_status
         log.info("job %s: %s by %s", job_id, action, user.name, extra={"job": job_id})
+        self.events.publish("job", id=job_id)
+        self.bell.ring()
+        return self.get(job_id)
+
+    def unblock(self, job_id: str, worker: str | None, user: User) -> wire.Job:
+        """Let `worker`, or every Worker (None), kept off the job after repeated failures
+        take its tasks again; its Managers hear of it at their next sync."""
+        with self.sessions.begin() as s:
+            job = self._job_or_404(s, job_id)
+            _check_may_change(job, user)
+            blocked = blocked_workers(s, {job_id}, self.blocklist_threshold).get(job_id, set())
+            if worker is not None and worker not in blocked:
+                names = ", ".join(sorted(blocked)) or "none"
+                raise NotFound(
+                    f"Worker '{worker}' is not kept off job '{job_id}'; those kept off: {names}."
+                )
+            clear_blocklist(s, job_id, worker)
+        log.info(
+            "job %s: %s unblocked by %s",
+            job_id,
+            worker or "every Worker",
+            user.name,
+            extra={"job": job_id, "worker": worker},
+        )
         self.events.publish("job", id=job_id)
         self.bell.ring()
         return self.get(job_id)
@@ -626,7 +645,7 @@ class JobService:
                 task_ids = select(TaskRow.id).where(TaskRow.job_id == job_id)
                 s.execute(delete(TaskLogChunk).where(TaskLogChunk.task_id.in_(task_ids)))
                 s.execute(delete(AppliedUpdate).where(AppliedUpdate.task_id.in_(task_ids)))
-                for table in (OutputRow, JobArtifact, JobSite, TaskRow):
+                for table in (OutputRow, JobArtifact, JobSite, BlocklistClear, JobError, TaskRow):
                     s.execute(delete(table).where(table.job_id == job_id))
                 s.delete(job)
                 s.flush()

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, load_only, sessionmaker
 
 from flamenco import wire
 from flamenco.core.compiler import preview_frame_path
+from flamenco.core.faults import Fault
 from flamenco.core.matching import Capabilities, Requirements, unmet
 from flamenco.core.states import (
     RUNNABLE_TASK_STATUSES,
@@ -30,6 +31,7 @@ from flamenco.db import utcnow
 from flamenco.errors import NotFound, Unavailable
 from flamenco.server.doorbell import Doorbell
 from flamenco.server.events import EventBus
+from flamenco.server.hangs import record_error, take_back
 from flamenco.server.jobs import JobService
 from flamenco.server.models import (
     AppliedUpdate,
@@ -86,6 +88,7 @@ class AppliedBatch:
 
     tasks: dict[tuple[str, str], bool] = field(default_factory=dict)  # (job, task) -> logged
     entered: dict[str, set[TaskStatus]] = field(default_factory=dict)  # job -> task statuses
+    file_faults: set[str] = field(default_factory=set)  # jobs whose file cannot render
 
     def touched(self, task: TaskRow, logged: bool) -> None:
         key = (task.job_id, task.id)
@@ -179,8 +182,8 @@ class LeaseService:
     def _worth_answering(
         self, manager_id: int, req: wire.ManagerSync, reply: wire.ManagerSyncReply
     ) -> bool:
-        if not req.want or req.wait_s <= 0 or reply.leases or reply.revoked:
-            return True
+        if not req.want or req.wait_s <= 0 or reply.leases or reply.revoked or req.handed_back:
+            return True  # the Manager forgets handed-back tasks once it hears they were taken
         return _news(reply) != self._told.get(manager_id)
 
     async def _await_change(
@@ -206,16 +209,19 @@ class LeaseService:
             renewal = self._renew(s, manager_id, req.held, progress)
             workers = [w for w in reported if w.status in wire.WORKING_STATUSES]
             leases = self._lease(s, row, req.want, workers)
+            # After leasing: what this site hands back is not leased to it again at once.
+            handed = take_back(s, manager_id, req.handed_back) if record else []
             jobs = {lease.job_id for lease in leases} | renewal.jobs
             blocked = blocked_workers(s, jobs, self.blocklist_threshold, manager_id)
             states = dict(row.worker_states)
             waits = req.want and req.wait_s and not leases and not renewal.revoked
             next_expiry = self._next_expiry(s) if waits else None
-        if expired:
+        if expired or handed:
             self.bell.ring()  # tasks to lease again: other waiting Managers may take them
         if record:
             self.events.publish("managers")
-        for job_id, task_id in renewal.moved + [(lease.job_id, lease.task_id) for lease in leases]:
+        leased = [(lease.job_id, lease.task_id) for lease in leases]
+        for job_id, task_id in renewal.moved + leased + handed:
             self._publish_task(job_id, task_id)
         reply = wire.ManagerSyncReply(
             leases=leases,
@@ -239,9 +245,11 @@ class LeaseService:
         assert row is not None
         if stores:
             assert req.workers is not None
+            for problem in req.dropped_workers:  # the sync goes on with the Manager's others
+                log.warning("Manager %s: a Worker's row was left out: %s", row.name, problem)
             row.workers = [w.model_dump(mode="json") for w in req.workers]
             return row, req.workers
-        return row, [wire.WorkerSummary.model_validate(w) for w in row.workers]
+        return row, wire.worker_summaries(row.workers)[0]
 
     def set_worker_state(self, manager_name: str, worker: str, state: str) -> None:
         """What operators want of a Worker; its Manager passes it on at its next sync."""
@@ -269,7 +277,7 @@ class LeaseService:
                     last_seen=m.last_seen,
                     address=m.address,
                     status="online" if m.last_seen and m.last_seen > cutoff else "offline",
-                    workers=[wire.WorkerSummary.model_validate(w) for w in m.workers],
+                    workers=wire.worker_summaries(m.workers)[0],
                 )
                 for m in rows
             ]
@@ -518,21 +526,29 @@ class LeaseService:
                 if task is None:
                     continue
                 batch.touched(task, bool(update.log or update.error))
+                if outcome == "applied":
+                    record_error(s, task, update)
+                    if update.fault == Fault.FILE and task.status == TaskStatus.FAILED:
+                        batch.file_faults.add(task.job_id)
                 if task.status != before:
                     batch.moved(task)
-            self._refresh_jobs(s, batch.entered)
+            self._refresh_jobs(s, batch.entered, batch.file_faults)
         return batch
 
-    def _refresh_jobs(self, s: Session, entered: dict[str, set[TaskStatus]]) -> None:
+    def _refresh_jobs(
+        self, s: Session, entered: dict[str, set[TaskStatus]], file_faults: set[str]
+    ) -> None:
         """Bring each job whose tasks moved to the status they imply, once per batch. Tasks that
-        only started cannot change a running job's status: that job is not counted again."""
+        only started cannot change a running job's status: that job is not counted again.
+        A task that failed for its file's fault fails its job at once: every task would."""
         for job_id in sorted(entered):
             job = s.get(JobRow, job_id)
             if job is None or (
                 job.status == JobStatus.ACTIVE and entered[job_id] <= {TaskStatus.ACTIVE}
             ):
                 continue
-            JobService.refresh_job_status(s, job_id, self.max_failed_tasks)
+            allowed = 0 if job_id in file_faults else self.max_failed_tasks
+            JobService.refresh_job_status(s, job_id, allowed)
 
     @staticmethod
     def _fresh(s: Session, updates: list[wire.TaskUpdate]) -> list[wire.TaskUpdate]:
@@ -619,11 +635,12 @@ class LeaseService:
         return "applied"
 
     def _outcome_status(self, task: TaskRow, update: wire.TaskUpdate) -> TaskStatus:
-        """A failure is retried (soft-failed) until the task has failed too often."""
+        """A failure is retried (soft-failed) until the task has failed too often; one that is
+        the file's fault is not retried (flamenco.core.faults)."""
         if update.status != TaskStatus.FAILED:
             return TaskStatus(update.status)
         task.failure_count += 1
-        if task.failure_count < self.max_task_failures:
+        if task.failure_count < self.max_task_failures and update.fault != Fault.FILE:
             return TaskStatus.SOFT_FAILED
         return TaskStatus.FAILED
 

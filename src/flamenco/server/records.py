@@ -4,21 +4,34 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from flamenco import wire
 from flamenco.core.matching import Capabilities
 from flamenco.core.states import TaskStatus
-from flamenco.server.models import AppliedUpdate, ManagerRow, TaskRow
+from flamenco.server.models import AppliedUpdate, BlocklistClear, ManagerRow, TaskRow
 
 
 def blocked_workers(
     s: Session, job_ids: set[str], threshold: int, manager_id: int | None = None
 ) -> dict[str, set[str]]:
-    """Workers that failed a job's tasks `threshold` times or more: they get no more of it."""
+    """Workers that failed a job's tasks `threshold` times or more: they get no more of it.
+
+    Failures received before the job's blocklist was last cleared for that Worker (or for
+    all, see BlocklistClear) do not count: one query, the clearing a correlated subquery.
+    """
     if not job_ids:
         return {}
+    cleared = (
+        select(func.max(BlocklistClear.cleared))
+        .where(
+            BlocklistClear.job_id == TaskRow.job_id,
+            or_(BlocklistClear.worker.is_(None), BlocklistClear.worker == AppliedUpdate.worker),
+        )
+        .correlate(TaskRow, AppliedUpdate)
+        .scalar_subquery()
+    )
     query = (
         select(TaskRow.job_id, AppliedUpdate.worker)
         .join(TaskRow, TaskRow.id == AppliedUpdate.task_id)
@@ -27,6 +40,7 @@ def blocked_workers(
             AppliedUpdate.status == TaskStatus.FAILED,
             AppliedUpdate.outcome == "applied",
             AppliedUpdate.worker.is_not(None),
+            or_(cleared.is_(None), AppliedUpdate.received > cleared),
         )
         .group_by(TaskRow.job_id, AppliedUpdate.worker)
         .having(func.count() >= threshold)
@@ -63,12 +77,17 @@ def manager_names(s: Session) -> dict[int, str]:
     return {row.id: row.name for row in s.execute(select(ManagerRow.id, ManagerRow.name))}
 
 
-def online_workers(s: Session, since: datetime) -> dict[str, Capabilities]:
-    """What the working Workers of every Manager heard from since `since` can do, by name."""
+def online_workers(
+    s: Session, since: datetime, sites: list[str] | None = None
+) -> dict[str, Capabilities]:
+    """What the working Workers of every Manager heard from since `since` can do, by name;
+    with `sites`, of those Managers only."""
     capabilities = {}
-    for workers in s.scalars(select(ManagerRow.workers).where(ManagerRow.last_seen > since)):
-        for worker in workers:
-            summary = wire.WorkerSummary.model_validate(worker)
+    query = select(ManagerRow.workers).where(ManagerRow.last_seen > since)
+    if sites:
+        query = query.where(ManagerRow.name.in_(sites))
+    for workers in s.scalars(query):
+        for summary in wire.worker_summaries(workers)[0]:
             if summary.status in wire.WORKING_STATUSES:
                 capabilities[summary.name] = summary.capabilities()
     return capabilities

@@ -22,15 +22,20 @@ from typing import Any
 
 from flamenco import wire
 from flamenco.aio import wait_any, wait_quietly
+from flamenco.blendfile import blend_version
 from flamenco.blobs import BlobStore, safe_join
 from flamenco.client import ApiError, AsyncApi, Unreachable, api_path
 from flamenco.config import WorkerSettings
+from flamenco.core.faults import Fault, classify_failure
+from flamenco.core.matching import parse_version
+from flamenco.core.names import UnsafePath, check_frame_file_name
 from flamenco.core.states import TaskStatus
 from flamenco.demo.scene import DemoSceneError, build_demo_scene
 from flamenco.outbox import FrameItem, Outbox
 from flamenco.worker.blender import (
     BlenderFailed,
     BlenderInstall,
+    BlenderTerminated,
     EventCallback,
     WarmBlender,
     find_blender,
@@ -135,6 +140,8 @@ class WorkerAgent:
         if not force and saved.get("manager") == self.settings.manager and saved.get("token"):
             self.api.set_token(saved["token"])
             return
+        if saved.get("token"):  # lets the Manager tell this Worker from another of its name
+            self.api.set_token(saved["token"])
         reg = wire.WorkerRegistration(
             secret=self.settings.secret, name=self.settings.name, **self.info.model_dump()
         )
@@ -401,6 +408,7 @@ class WorkerAgent:
             Unreachable,
             OSError,
             TaskTypeUnknown,
+            UnsafePath,
         ) as exc:
             message = getattr(exc, "message", None) or str(exc)
             if run.hung:
@@ -408,15 +416,35 @@ class WorkerAgent:
                     f"Blender showed no sign of life for {self.settings.hung_timeout_s:.0f}"
                     " s and was stopped."
                 )
-            log.error("task %s failed: %s", a.task_id, message, extra=self._ctx(run))
+            fault = self._fault(run, exc, message)
+            log.error(
+                "task %s failed (%s): %s", a.task_id, fault, message, extra=self._ctx(run)
+            )
             self._flush_log(run, wake=False)
             self._report(
-                run, wake=False, status=TaskStatus.FAILED, error=message, activity="failed"
+                run,
+                wake=False,
+                status=TaskStatus.FAILED,
+                error=message,
+                fault=fault,
+                activity="failed",
             )
             return
         self._flush_log(run, wake=False)
         self._report(run, wake=False, status=TaskStatus.COMPLETED, progress=1.0, activity="done")
         log.info("task %s completed", a.task_id, extra=self._ctx(run))
+
+    def _fault(self, run: TaskRun, exc: Exception, message: str) -> Fault:
+        """Whose fault the failure is (flamenco.core.faults): only what Blender said about
+        the job's file can be the file's; a hung render, a fetch or an OSError is ours."""
+        if run.hung or not isinstance(exc, BlenderFailed) or isinstance(exc, BlenderTerminated):
+            return Fault.MACHINE
+        blend = self.data / "jobs" / run.a.job_id / "files" / str(run.a.command.get("blend", ""))
+        try:
+            ours = parse_version(self.install.version)
+        except ValueError:
+            ours = None
+        return classify_failure(message, blend_version(blend), ours)
 
     async def _render(self, run: TaskRun, job_dir: Path) -> None:
         a = run.a
@@ -574,6 +602,9 @@ class WorkerAgent:
             )
         elif kind == "frame":
             path = Path(event["path"])
+            # Refused here as the Manager and Server would refuse it: the task fails saying why
+            # (UnsafePath stops Blender, see WarmBlender.render), nothing stuck in the outbox.
+            check_frame_file_name(path.name)
             sha256 = self.blobs.put_file(path)
             a = run.a
             self.outbox.add_frame(

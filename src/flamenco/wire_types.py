@@ -1,0 +1,55 @@
+"""The checked values that wire.py's models are made of: names, paths, free-form JSON.
+
+Each wraps a check of `flamenco.core.names` (or a finiteness check) as a pydantic validator,
+so a bad value is refused where it arrives, with the check's own sentence as its 422 reason.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, StringConstraints
+from pydantic_core import PydanticCustomError
+
+from flamenco.core.names import UnsafePath, check_label, check_relative_path
+
+
+def _checked(check: Callable[[str], object]) -> AfterValidator:
+    """A core.names check as a validator whose error message is the check's own sentence."""
+
+    def validate(value: str) -> str:
+        try:
+            check(value)
+        except UnsafePath as exc:
+            raise PydanticCustomError("unsafe_name", str(exc)) from None
+        return value
+
+    return AfterValidator(validate)
+
+
+def _finite(value: Any) -> Any:
+    """`value`, if no number anywhere inside it is NaN or infinite (JSON has neither)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PydanticCustomError("finite_number", "Input should be a finite number")
+    if isinstance(value, dict):
+        for item in value.values():
+            _finite(item)
+    elif isinstance(value, list):
+        for item in value:
+            _finite(item)
+    return value
+
+
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+# Job, Worker, Manager and user names: they become labels, log lines and parts of folder names.
+Name = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200, strip_whitespace=True),
+    _checked(lambda name: check_label(name, "name")),
+]
+# A path inside a job's folder, as it arrives from a client: see core.names.
+RelativePath = Annotated[str, _checked(check_relative_path)]
+# Free-form JSON (settings, commands): whatever it holds, its numbers are finite.
+JsonObject = Annotated[dict[str, Any], AfterValidator(_finite)]
