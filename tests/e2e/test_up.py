@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,34 +14,9 @@ import pytest
 from PIL import Image, ImageChops
 
 from farmkit import wait_until
+from upkit import free_offset, processes_mentioning
 
-DEFAULT_PORTS = (9999, 7777, 8888)  # Server, Manager, Dashboard
 DEMO_FRAMES = 24  # what `flamenco up --demo` asks for
-
-
-def free_offset() -> int:
-    """A port offset under which the Server, Manager and Dashboard ports are all free."""
-    for _ in range(100):
-        offset = random.randint(20_000, 40_000)
-        with contextlib.ExitStack() as stack:
-            try:
-                for port in DEFAULT_PORTS:
-                    sock = stack.enter_context(socket.socket())
-                    sock.bind(("127.0.0.1", port + offset))
-            except OSError:
-                continue
-            return offset
-    raise AssertionError("no free port offset found")
-
-
-def processes_mentioning(*texts: str) -> dict[int, str]:
-    found = {}
-    for proc in Path("/proc").iterdir():
-        with contextlib.suppress(OSError, ValueError):
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            if any(text in cmdline for text in texts) and int(proc.name) != os.getpid():
-                found[int(proc.name)] = cmdline
-    return found
 
 
 @pytest.mark.blender
