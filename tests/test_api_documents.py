@@ -8,6 +8,7 @@ sockets with real tokens, finds no 5xx and no answer the documents do not declar
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -235,18 +236,45 @@ def fuzz(url: str, tokens: dict[str, str]) -> list[str]:
     return failures
 
 
+def a_stored_blob(farm: TestFarm) -> str:
+    """The hash of a blob on the farm's Server, so that a download answers with the file."""
+    content = b"a blob the fuzzing cannot guess"
+    sha = hashlib.sha256(content).hexdigest()
+    headers = {"Authorization": f"Bearer {farm.token}"}
+    stored = httpx.put(f"{farm.server_url}/api/v1/blobs/{sha}", content=content, headers=headers)
+    assert stored.status_code == 201, stored.text
+    return sha
+
+
+def status_as_documented(url: str, label: str, token: str, **parts: Any) -> int:
+    """One request of `label` with the given parts, checked against the document at `url`."""
+    operation = schemathesis.openapi.from_url(f"{url}/openapi.json").find_operation_by_label(label)
+    assert operation is not None, label
+    headers = {"Authorization": f"Bearer {token}"}
+    return operation.Case(**parts).call_and_validate(headers=headers, checks=CHECKS).status_code
+
+
 def test_the_server_answers_as_its_document_says(fuzzed_farm: TestFarm) -> None:
     assert fuzzed_farm.secrets is not None
     tokens = {"UserToken": fuzzed_farm.token, "ManagerToken": fuzzed_farm.secrets.manager_token}
     failures = fuzz(fuzzed_farm.server_url, tokens)
     assert not failures, "\n\n".join(failures)
 
+    blob = {"sha256": a_stored_blob(fuzzed_farm)}
+    download = "GET /api/v1/blobs/{sha256}"
+    for token in tokens.values():
+        status = status_as_documented(fuzzed_farm.server_url, download, token, path_parameters=blob)
+        assert status == 200
+
 
 def test_the_manager_answers_as_its_document_says(fuzzed_farm: TestFarm) -> None:
     assert fuzzed_farm.secrets is not None
-    tokens = {
-        "WorkerToken": worker_token(fuzzed_farm),
-        "ManagerToken": fuzzed_farm.secrets.manager_token,
-    }
+    worker = worker_token(fuzzed_farm)
+    tokens = {"WorkerToken": worker, "ManagerToken": fuzzed_farm.secrets.manager_token}
     failures = fuzz(fuzzed_farm.manager_url, tokens)
     assert not failures, "\n\n".join(failures)
+
+    blob = {"sha256": a_stored_blob(fuzzed_farm)}
+    download = "GET /api/v1/blobs/{sha256}"
+    status = status_as_documented(fuzzed_farm.manager_url, download, worker, path_parameters=blob)
+    assert status == 200

@@ -6,7 +6,7 @@ operation declares its error statuses with that one model, `ErrorBody`, instead 
 from what the operation takes (parameters, a body, a token) and whether it changes something,
 so a new route gets them without declaring them by hand. A route declares only the answers its
 shape does not tell (`error_answers`: a login's 401, a 415 for a scene that is not a .blend, a 503
-when something upstream is away).
+when something upstream is away, a 507 when the disk is full).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ WHY = {
     422: "A parameter or the body does not have the form this route takes.",
     429: "Too many attempts; the sentence says when to try again.",
     503: "Something this answer needs is away for now; try again.",
+    507: "The service's disk is full; the file was not kept.",
 }
 RETRY_AFTER = {
     "Retry-After": {
@@ -134,5 +135,7 @@ def body_answer(*media_types: str, status: int = 200) -> dict[int | str, dict[st
     return {status: {"description": "The file or stream.", "content": content}}
 
 
-# Frames and artifacts: images and videos by their type, anything else as a download.
-FILE_TYPES = ("image/*", "video/*", "application/octet-stream")
+# Frames are images or movies, served by the type their name says (a download when it says
+# none); an artifact may be any plain file, so its type is whatever its name says.
+FRAME_TYPES = ("image/*", "video/*", "application/octet-stream")
+ARTIFACT_TYPES = ("*/*",)

@@ -14,7 +14,8 @@ from pydantic import BaseModel, Field
 
 from flamenco import wire
 from flamenco.apidoc import (
-    FILE_TYPES,
+    ARTIFACT_TYPES,
+    FRAME_TYPES,
     STREAMED_BODY,
     USER_TOKEN_SCHEME,
     BearerToken,
@@ -272,7 +273,7 @@ def create_server_app(svc: ServerServices) -> FastAPI:
     @app.get(
         "/api/v1/jobs/{job_id}/frames/{frame}",
         response_class=FileResponse,
-        responses=body_answer(*FILE_TYPES),
+        responses=body_answer(*FRAME_TYPES),
     )
     def frame_file(job_id: str, frame: int, _: AnyUser, svc: Services) -> FileResponse:
         path, filename = svc.jobs.frame_file(job_id, frame)
@@ -294,7 +295,7 @@ def create_server_app(svc: ServerServices) -> FastAPI:
     @app.get(
         "/api/v1/jobs/{job_id}/artifacts/{name}",
         response_class=FileResponse,
-        responses=body_answer(*FILE_TYPES),
+        responses=body_answer(*ARTIFACT_TYPES),
     )
     def artifact_file(job_id: str, name: str, _: AnyUser, svc: Services) -> FileResponse:
         return job_file(svc.jobs.artifact_file(job_id, name), name)
@@ -319,6 +320,7 @@ def create_server_app(svc: ServerServices) -> FastAPI:
         "/api/v1/manager/tasks/{task_id}/frames/{frame}",
         status_code=201,
         openapi_extra=STREAMED_BODY,
+        responses=error_answers(507),
     )
     async def manager_frame(
         task_id: str,
@@ -340,6 +342,7 @@ def create_server_app(svc: ServerServices) -> FastAPI:
         "/api/v1/manager/tasks/{task_id}/artifacts/{name:path}",
         status_code=201,
         openapi_extra=STREAMED_BODY,
+        responses=error_answers(507),
     )
     async def manager_artifact(
         task_id: str,
