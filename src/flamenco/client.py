@@ -23,10 +23,11 @@ UPLOAD_CHUNK = 1024 * 1024
 class ApiError(Exception):
     """The other side answered with an error status; message is its one-sentence reason."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, retry_after: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.retry_after = retry_after  # the answer's Retry-After header, if it had one
 
     @property
     def transient(self) -> bool:
@@ -50,7 +51,8 @@ def _reason(response: httpx.Response) -> str:
 
 def check(response: httpx.Response) -> httpx.Response:
     if response.is_error:
-        raise ApiError(response.status_code, _reason(response))
+        retry_after = response.headers.get("retry-after")
+        raise ApiError(response.status_code, _reason(response), retry_after)
     return response
 
 

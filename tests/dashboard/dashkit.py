@@ -5,12 +5,14 @@ Chromium missing is a failure, never a skip: `scripts/test` installs it (apt) wh
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from playwright.sync_api import Page
 
 from farmkit import Proc, TestFarm
+from flamenco import wire
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 CHROMIUM_ARGS = [
@@ -39,6 +41,24 @@ class DashboardFarm:
 
 def start_dashboard(farm: TestFarm) -> tuple[str, Proc]:
     return farm.start_dashboard()
+
+
+def submit_fake_job(
+    farm: TestFarm, tmp: Path, name: str = "fake", frames: str = "1-3", priority: int = 50
+) -> wire.Job:
+    """A job whose scene only looks like a .blend: enough for the Server, never rendered."""
+    scene = tmp / "scene.blend"
+    scene.write_bytes(b"BLENDER-v405REND" + bytes(200))
+    sha = hashlib.sha256(scene.read_bytes()).hexdigest()
+    api = farm.api()
+    api.upload_blob(scene, sha)
+    sub = wire.JobSubmission(
+        name=name,
+        files={"s.blend": sha},
+        settings={"blend": "s.blend", "frames": frames},
+        priority=priority,
+    )
+    return api.call("POST", "/api/v1/jobs", wire.Job, sub)
 
 
 def screenshot(page: Page, name: str, full_page: bool = True) -> Path:

@@ -3,13 +3,12 @@ and acting on several jobs at once."""
 
 from __future__ import annotations
 
-import hashlib
 import queue
 import threading
 from pathlib import Path
 
 import httpx
-from dashkit import screenshot, start_dashboard
+from dashkit import screenshot, start_dashboard, submit_fake_job
 from playwright.sync_api import Browser, expect
 
 from farmkit import TestFarm
@@ -28,24 +27,6 @@ def log_in(url: str, user: str, password: str) -> httpx.Client:
 def csrf_of(client: httpx.Client) -> str:
     page = client.get("/").text
     return page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
-
-
-def submit_fake_job(
-    farm: TestFarm, tmp: Path, name: str = "fake", frames: str = "1-3", priority: int = 50
-) -> wire.Job:
-    """A job whose scene only looks like a .blend: enough for the Server, never rendered."""
-    scene = tmp / "scene.blend"
-    scene.write_bytes(b"BLENDER-v405REND" + bytes(200))
-    sha = hashlib.sha256(scene.read_bytes()).hexdigest()
-    api = farm.api()
-    api.upload_blob(scene, sha)
-    sub = wire.JobSubmission(
-        name=name,
-        files={"s.blend": sha},
-        settings={"blend": "s.blend", "frames": frames},
-        priority=priority,
-    )
-    return api.call("POST", "/api/v1/jobs", wire.Job, sub)
 
 
 def test_users_add_makes_a_user_without_admin_powers(farm: TestFarm) -> None:

@@ -34,13 +34,15 @@ from flamenco.config import DashboardSettings
 from flamenco.core.actions import ActionNotAllowed, plan_job_action
 from flamenco.core.actions import JobAction as CoreAction
 from flamenco.core.frames import format_frame_range
+from flamenco.core.media import relayed_file_headers
 from flamenco.core.runs import last_run_seconds, parse_time
 from flamenco.core.states import JobStatus
 from flamenco.dashboard.archive import stream_zip
+from flamenco.dashboard.headers import SecurityHeaders
 from flamenco.dashboard.sessions import COOKIE, Session, SessionStore
 from flamenco.dashboard.timing import job_timing, runs_of, timeline_svg
 from flamenco.dashboard.upstream import JobCache, StartTimes, Upstream
-from flamenco.errors import Forbidden, Unauthorized
+from flamenco.errors import BadRequest, Forbidden, Unauthorized
 from flamenco.web import create_app
 
 log = logging.getLogger("flamenco.dashboard")
@@ -97,6 +99,21 @@ def allowed_actions(status: str) -> list[str]:
             plan_job_action(action, JobStatus(status))
             allowed.append(action.value)
     return [*allowed, "delete"]
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """A posted HTML form's fields (the first value of each); BadRequest with the reason for
+    a body that is not a form in UTF-8."""
+    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        raise BadRequest("The request is not a form (application/x-www-form-urlencoded).")
+    try:
+        fields = parse_qs((await request.body()).decode(), errors="strict", max_num_fields=20)
+    except UnicodeDecodeError as exc:
+        raise BadRequest("The form is not valid UTF-8.") from exc
+    except ValueError as exc:
+        raise BadRequest("The form has too many fields.") from exc
+    return {name: values[0] for name, values in fields.items()}
 
 
 def safe_next(target: str | None) -> str:
@@ -372,6 +389,7 @@ def create_dashboard_app(settings: DashboardSettings) -> FastAPI:
     app = create_app("Flamenco Dashboard", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.dashboard = dash
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(SecurityHeaders)
 
     # ---- errors: pages go to the login or an error page, /ui/ answers in JSON --------------------
 
@@ -409,7 +427,12 @@ def create_dashboard_app(settings: DashboardSettings) -> FastAPI:
 
     @app.post("/login", response_class=HTMLResponse)
     async def login(request: Request) -> Response:
-        form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
+        try:
+            form = await read_form(request)
+        except BadRequest as exc:
+            return dash.render(
+                request, "login.html", status=400, next="/", error=exc.message, username=""
+            )
         username = form.get("username", "").strip()
         password = form.get("password", "")
         target = safe_next(form.get("next"))
@@ -423,14 +446,18 @@ def create_dashboard_app(settings: DashboardSettings) -> FastAPI:
                 username=username,
             )
         try:
-            token = await dash.upstream.login(username, password)
+            address = request.client.host if request.client else ""
+            token = await dash.upstream.login(username, password, address)
             me = await dash.upstream.json(token, "/api/v1/users/me")
         except ApiError as exc:
             status = 401 if exc.status in (401, 422) else exc.status
             message = "The user name or password is wrong." if status == 401 else exc.message
-            return dash.render(
+            refused = dash.render(
                 request, "login.html", status=status, next=target, error=message, username=username
             )
+            if exc.retry_after:  # too many failed logins: when to try again
+                refused.headers["Retry-After"] = exc.retry_after
+            return refused
         except Unreachable as exc:
             return dash.render(
                 request, "login.html", status=502, next=target, error=str(exc), username=username
@@ -449,9 +476,10 @@ def create_dashboard_app(settings: DashboardSettings) -> FastAPI:
 
     @app.post("/logout")
     async def logout(request: Request) -> Response:
+        # No CSRF token needed: ending a session is what its owner wants whoever asks, and
+        # a page of another site cannot send the SameSite=Lax cookie along anyway.
         session = session_of(request)
-        form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
-        if session is not None and form.get("csrf") == session.csrf:
+        if session is not None:
             dash.sessions.drop(session.id)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE)
@@ -551,9 +579,12 @@ def create_dashboard_app(settings: DashboardSettings) -> FastAPI:
     async def _proxy_file(s: Session, path: str, cache: str) -> Response:
         upstream = await dash.upstream.open_stream(s.token, path)
         headers = {"Cache-Control": cache}
-        for name in ("content-length", "content-type", "content-disposition"):
-            if name in upstream.headers:
-                headers[name] = upstream.headers[name]
+        if "content-length" in upstream.headers:
+            headers["content-length"] = upstream.headers["content-length"]
+        # Images and videos as the Server typed them; anything else only as a download.
+        headers |= relayed_file_headers(
+            upstream.headers.get("content-type"), upstream.headers.get("content-disposition")
+        )
         return StreamingResponse(
             upstream.aiter_raw(), headers=headers, background=BackgroundTask(upstream.aclose)
         )

@@ -39,7 +39,7 @@ const F = (() => {
     const pct = Math.max(0, Math.min(100, (fraction || 0) * 100));
     return `<div class="progress"><div class="bar ${esc(status)}" role="progressbar" ` +
       `aria-valuenow="${pct.toFixed(0)}" aria-valuemin="0" aria-valuemax="100">` +
-      `<span style="width:${pct.toFixed(1)}%"></span></div>` +
+      `<span data-width="${pct.toFixed(1)}"></span></div>` +
       `<span class="pct">${pct < 10 && pct > 0 ? pct.toFixed(1) : pct.toFixed(0)}%</span></div>`;
   }
 
@@ -119,6 +119,19 @@ const F = (() => {
     connect();
     addEventListener("pagehide", () => source && source.close());
   }
+
+  // The Content-Security-Policy allows no style attributes in markup; a bar's width is set
+  // from its data-width here instead, for whatever markup a script puts in the page.
+  function applyWidths(root) {
+    const bars = root.matches?.("[data-width]") ? [root] : [];
+    for (const el of [...bars, ...(root.querySelectorAll?.("[data-width]") || [])]) {
+      el.style.width = `${el.dataset.width}%`;
+    }
+  }
+  applyWidths(document.body);
+  new MutationObserver((changes) => {
+    for (const change of changes) change.addedNodes.forEach(applyWidths);
+  }).observe(document.body, { childList: true, subtree: true });
 
   function initialData() {
     const node = document.getElementById("initial-data");

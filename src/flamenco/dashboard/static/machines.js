@@ -9,7 +9,7 @@
 
   function meter(fraction, text) {
     const pct = Math.max(0, Math.min(100, fraction * 100));
-    return `<span class="meter"><span class="bar"><span style="width:${pct.toFixed(0)}%"></span></span>${text}</span>`;
+    return `<span class="meter"><span class="bar"><span data-width="${pct.toFixed(0)}"></span></span>${text}</span>`;
   }
 
   function gpus(w) {
