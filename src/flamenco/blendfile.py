@@ -6,6 +6,7 @@ start on it. Blender writes plain, gzip- or zstd-compressed files.
 
 from __future__ import annotations
 
+import re
 import zlib
 from pathlib import Path
 
@@ -44,3 +45,21 @@ def blend_problem(path: Path, name: str) -> str | None:
     if _first_block_code(head) in (b"ENDB", b""):
         return f"The file '{name}' is a .blend file without any data blocks."
     return None
+
+
+_VERSION_IN_HEADER = re.compile(rb"^BLENDER(?:[-_][vV](\d)(\d\d)|\d\d-\d\d[vV](\d\d)(\d\d))")
+
+
+def blend_version(path: Path) -> tuple[int, int] | None:
+    """The (major, minor) version of the Blender that wrote the file, from its header
+    ("BLENDER-v279" is 2.79, "BLENDER17-01v0500" is 5.0); None when it is not readable."""
+    try:
+        with path.open("rb") as f:
+            head = _decompressed_head(f.read(1024 * 1024))
+    except (OSError, zlib.error, zstandard.ZstdError):
+        return None
+    match = _VERSION_IN_HEADER.match(head)
+    if match is None:
+        return None
+    major, minor = (g for g in match.groups() if g is not None)
+    return int(major), int(minor)

@@ -26,6 +26,9 @@ J, T, A = JobStatus, TaskStatus, JobAction
         (A.REQUEUE, J.COMPLETED, J.QUEUED, {T.COMPLETED: T.QUEUED}),
         (A.REQUEUE, J.FAILED, J.QUEUED, {T.FAILED: T.QUEUED, T.COMPLETED: T.QUEUED}),
         (A.REQUEUE_FAILED, J.FAILED, J.QUEUED, {T.FAILED: T.QUEUED, T.CANCELED: T.QUEUED}),
+        # A job that still runs (stuck with its Workers blocklisted) starts afresh.
+        (A.REQUEUE, J.ACTIVE, J.QUEUED, {T.ACTIVE: T.QUEUED, T.SOFT_FAILED: T.QUEUED}),
+        (A.REQUEUE_FAILED, J.ACTIVE, J.QUEUED, {T.SOFT_FAILED: T.QUEUED}),
     ],
 )
 def test_plans(action: A, job: J, new_job: J, changes: dict[T, T]) -> None:
@@ -41,6 +44,7 @@ def test_plans(action: A, job: J, new_job: J, changes: dict[T, T]) -> None:
         (A.CANCEL, J.ACTIVE, T.COMPLETED),  # finished work stays finished
         (A.PAUSE, J.ACTIVE, T.COMPLETED),
         (A.REQUEUE_FAILED, J.FAILED, T.COMPLETED),
+        (A.REQUEUE_FAILED, J.ACTIVE, T.ACTIVE),
         (A.RESUME, J.PAUSED, T.COMPLETED),
     ],
 )
@@ -56,8 +60,8 @@ def test_plans_leave_tasks_alone(action: A, job: J, unchanged: T) -> None:
         (A.RESUME, J.ACTIVE),
         (A.CANCEL, J.COMPLETED),
         (A.CANCEL, J.CANCELED),
-        (A.REQUEUE, J.ACTIVE),
-        (A.REQUEUE_FAILED, J.QUEUED),
+        (A.REQUEUE, J.PAUSED),
+        (A.REQUEUE_FAILED, J.CANCEL_REQUESTED),
     ],
 )
 def test_actions_that_make_no_sense_say_why(action: A, job: J) -> None:

@@ -7,6 +7,7 @@ import pytest
 from flamenco.core.matching import (
     Capabilities,
     Requirements,
+    job_waiting_reason,
     parse_version,
     unmet,
     waiting_reason,
@@ -68,3 +69,37 @@ def test_requirements_round_trip() -> None:
     req = Requirements(tag="t", min_blender="4.2", device="OPTIX")
     assert Requirements.from_dict(req.to_dict()) == req
     assert Requirements.from_dict(None) == Requirements()
+
+
+@pytest.mark.parametrize(
+    ("req", "workers", "blocked", "reason"),
+    [
+        (Requirements(), {"a": CPU_ONLY}, set(), None),
+        (Requirements(), {"a": CPU_ONLY, "b": NVIDIA}, {"a"}, None),
+        (Requirements(), {}, set(), "Waiting for a Worker to come online."),
+        (
+            Requirements(),
+            {"b": NVIDIA, "a": CPU_ONLY},
+            {"a", "b"},
+            "Waiting: every Worker that could run it failed it too often (a, b); "
+            "fix them, then unblock or requeue the job, or add Workers.",
+        ),
+        (  # only the Workers that qualify are named
+            Requirements(tag="gpu-room"),
+            {"a": CPU_ONLY, "n": NVIDIA},
+            {"n"},
+            "Waiting: every Worker that could run it failed it too often (n); "
+            "fix them, then unblock or requeue the job, or add Workers.",
+        ),
+        (  # nobody qualifies: the requirement is the reason, blocked or not
+            Requirements(min_blender="99.0"),
+            {"a": CPU_ONLY},
+            {"a"},
+            "Waiting: the job needs Blender 99.0 or newer, and no Worker online has that.",
+        ),
+    ],
+)
+def test_job_waiting_reason_names_the_blocked_workers(
+    req: Requirements, workers: dict[str, Capabilities], blocked: set[str], reason: str | None
+) -> None:
+    assert job_waiting_reason(req, workers, blocked) == reason

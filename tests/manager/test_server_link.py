@@ -60,6 +60,12 @@ class FakeService:
     def revoke(self, task_ids: list[str]) -> None:
         pass
 
+    def unrunnable(self) -> list[str]:
+        return []
+
+    def handed_back(self, task_ids: list[str]) -> None:
+        pass
+
     def take_blocklist(self, blocklist: dict[str, list[str]]) -> None:
         pass
 

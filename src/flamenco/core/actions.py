@@ -20,7 +20,7 @@ class JobAction(StrEnum):
     RESUME = "resume"
     CANCEL = "cancel"
     REQUEUE = "requeue"  # everything again
-    REQUEUE_FAILED = "requeue-failed"  # only what failed or was canceled
+    REQUEUE_FAILED = "requeue-failed"  # only what failed or was canceled (or is retrying)
 
 
 class ActionNotAllowed(ValueError):
@@ -35,6 +35,10 @@ class ActionPlan:
 
 
 _UNFINISHED = (_T.QUEUED, _T.LEASED, _T.ACTIVE, _T.SOFT_FAILED, _T.PAUSED)
+_FINISHED = (_T.COMPLETED, _T.FAILED, _T.CANCELED)
+# A requeue also works on a job that still runs: one stuck because its Workers were kept off
+# it after failing it starts afresh (the Server clears the job's blocklist with a requeue).
+_REQUEUEABLE = frozenset({_J.COMPLETED, _J.FAILED, _J.CANCELED, _J.QUEUED, _J.ACTIVE})
 
 _PLANS: dict[JobAction, tuple[frozenset[JobStatus], ActionPlan]] = {
     JobAction.PAUSE: (
@@ -50,16 +54,20 @@ _PLANS: dict[JobAction, tuple[frozenset[JobStatus], ActionPlan]] = {
         ActionPlan(_J.CANCELED, {s: _T.CANCELED for s in _UNFINISHED}),
     ),
     JobAction.REQUEUE: (
-        frozenset({_J.COMPLETED, _J.FAILED, _J.CANCELED}),
+        _REQUEUEABLE,
         ActionPlan(
             _J.QUEUED,
-            {s: _T.QUEUED for s in (_T.COMPLETED, _T.FAILED, _T.CANCELED, _T.SOFT_FAILED)},
+            {s: _T.QUEUED for s in (*_FINISHED, _T.SOFT_FAILED, _T.LEASED, _T.ACTIVE)},
             reset_failures=True,
         ),
     ),
     JobAction.REQUEUE_FAILED: (
-        frozenset({_J.COMPLETED, _J.FAILED, _J.CANCELED}),
-        ActionPlan(_J.QUEUED, {_T.FAILED: _T.QUEUED, _T.CANCELED: _T.QUEUED}, reset_failures=True),
+        _REQUEUEABLE,
+        ActionPlan(
+            _J.QUEUED,
+            {s: _T.QUEUED for s in (_T.FAILED, _T.CANCELED, _T.SOFT_FAILED)},
+            reset_failures=True,
+        ),
     ),
 }
 

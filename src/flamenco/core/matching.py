@@ -80,3 +80,20 @@ def waiting_reason(req: Requirements, workers: Iterable[Capabilities]) -> str | 
     if not reasons:
         return "Waiting for a Worker to come online."
     return f"Waiting: the job {reasons[0]}, and no Worker online has that."
+
+
+def job_waiting_reason(
+    req: Requirements, workers: Mapping[str, Capabilities], blocked: Iterable[str]
+) -> str | None:
+    """None when an online Worker (by name) that is not kept off the job qualifies, else why
+    the job waits, naming the Workers that could run it but failed it too often."""
+    blocked = set(blocked)
+    if waiting_reason(req, [c for n, c in workers.items() if n not in blocked]) is None:
+        return None
+    able = sorted(name for name, cap in workers.items() if unmet(req, cap) is None)
+    if able:
+        return (
+            f"Waiting: every Worker that could run it failed it too often ({', '.join(able)}); "
+            "fix them, then unblock or requeue the job, or add Workers."
+        )
+    return waiting_reason(req, workers.values())

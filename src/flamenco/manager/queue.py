@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from itertools import islice
 
+from flamenco.core.matching import Requirements
 from flamenco.manager.store import HeldTask
 
 PICK_SCAN = 200  # queued tasks of one job looked at per assignment
 
 Fits = Callable[[HeldTask], bool]
+Anyone = Callable[[str, Requirements], bool]  # (job id, requirements) -> some Worker may
 
 
 class TaskQueue:
@@ -57,6 +59,21 @@ class TaskQueue:
             if candidates:
                 return min(candidates, key=lambda held: held.seq)
         return None
+
+
+    def unwanted(self, anyone_may: Anyone) -> list[HeldTask]:
+        """The queued tasks `anyone_may` turns down, asked once per job and requirements."""
+        verdicts: dict[tuple[str, Requirements], bool] = {}
+        unwanted = []
+        for jobs in self._by_priority.values():
+            for job_id, tasks in jobs.items():
+                for held in tasks.values():
+                    key = (job_id, held.requirements)
+                    if key not in verdicts:
+                        verdicts[key] = anyone_may(job_id, held.requirements)
+                    if not verdicts[key]:
+                        unwanted.append(held)
+        return unwanted
 
 
 def _first(tasks: Iterable[HeldTask], fits: Fits) -> HeldTask | None:

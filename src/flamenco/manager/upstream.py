@@ -161,6 +161,7 @@ class ServerLink:
         reply = await self.server.call(
             "POST", "/api/v1/manager/sync", wire.ManagerSyncReply, request, timeout=timeout
         )
+        self.service.handed_back(request.handed_back)
         self.service.revoke(reply.revoked)
         self.service.take_blocklist(reply.blocklist)
         self.service.take_worker_states(reply.worker_states)
@@ -170,7 +171,11 @@ class ServerLink:
 
     def _sync_request(self, want: int | None = None) -> wire.ManagerSync:
         want = self.service.want() if want is None else want
-        held = self.service.held_ids()
+        # Tasks no Worker here may run go back to the Server at once, for another site; they
+        # are no longer renewed, and forgotten once the Server has them (_exchange).
+        handed_back = self.service.unrunnable()
+        giving = set(handed_back)
+        held = [task_id for task_id in self.service.held_ids() if task_id not in giving]
         roster, now = self.service.roster(), time.monotonic()
         # Load and progress of the Workers and their tasks go up once an interval, not with
         # every sync (a busy site syncs several times a second); a change of the roster at once.
@@ -186,6 +191,7 @@ class ServerLink:
             progress=self.service.progress() if report else [],
             workers=self.service.workers() if report else None,
             wait_s=wait_s,
+            handed_back=handed_back,
         )
 
     async def _send_updates(self, updates: list[wire.TaskUpdate]) -> None:

@@ -165,3 +165,26 @@ class TaskLogChunk(Base):
     task_id: Mapped[str] = mapped_column(String(32), index=True)
     text: Mapped[str] = mapped_column(Text)
     created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BlocklistClear(Base):
+    """A job's blocklist cleared (by a requeue or an unblock), for one Worker or for all
+    (worker None): only failures received after it count towards the blocklist again."""
+
+    __tablename__ = "blocklist_clears"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    worker: Mapped[str | None] = mapped_column(String(200), default=None)
+    cleared: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobError(Base):
+    """The latest error a task of the job failed with, which the job shows its user."""
+
+    __tablename__ = "job_errors"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(32))
+    worker: Mapped[str | None] = mapped_column(String(200), default=None)
+    fault: Mapped[str | None] = mapped_column(String(16), default=None)
+    error: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -21,6 +21,7 @@ import re
 import sys
 import threading
 import time
+import traceback
 from typing import Any, NoReturn
 
 import bpy
@@ -36,6 +37,7 @@ _emit_lock = threading.Lock()
 _current_frame: int | None = None  # set while bpy renders, read by the stats handler
 _command_frame: int | None = None  # frame of the running command, named in error events
 _last_progress: tuple[int, int, int] | None = None
+_script_errors: list[str] = []  # what the file's own scripts raised during this command
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -215,6 +217,26 @@ def on_render_stats(*args: Any) -> None:
         emit("progress", frame=key[0], sample=key[1], samples=key[2])
 
 
+# --- the file's own scripts ---------------------------------------------------------------
+
+
+def on_exception(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+    """Blender catches what a handler raises and prints it; remember it when the code is the
+    file's own (its text blocks: "<file>.blend/<text>") and a render command runs, so that the
+    command fails as the file's fault instead of rendering what the script meant to change."""
+    sys.__excepthook__(kind, value, tb)  # the traceback stays in the task's log
+    inside = bpy.data.filepath + os.sep
+    own = [f.filename for f in traceback.extract_tb(tb) if f.filename.startswith(inside)]
+    if own and _command_frame is not None:
+        name = own[-1][len(inside) :]
+        _script_errors.append(f"The file's own script {name} raised {kind.__name__}: {value}")
+
+
+def check_scripts(frame: int) -> None:
+    if _script_errors:
+        raise RuntimeError(f"{_script_errors[0]} (frame {frame})")
+
+
 # --- rendering -----------------------------------------------------------------------------
 
 
@@ -237,6 +259,7 @@ def render_frame(scene: bpy.types.Scene, frame: int, output_dir: str, pattern: s
         bpy.ops.render.render(write_still=True)
     finally:
         _current_frame = None
+    check_scripts(frame)
     if not os.path.isfile(expected):
         raise RuntimeError(f"Blender rendered frame {frame} but did not write {expected}")
     return expected
@@ -277,6 +300,7 @@ def handle(scene: bpy.types.Scene, line: str) -> None:
     """Run one command; errors are reported and the loop goes on with the next command."""
     global _command_frame
     _command_frame = None
+    _script_errors.clear()
     try:
         cmd = json.loads(line)
         op = cmd.get("op")
@@ -307,6 +331,7 @@ def main() -> NoReturn:
     except Exception as exc:  # e.g. a broken cycles add-on: still tell the parent
         die(f"Could not configure Cycles device {device}: {clean_error(exc)}")
     bpy.app.handlers.render_stats.append(on_render_stats)
+    sys.excepthook = on_exception
     report_missing_files()
     emit(
         "ready",

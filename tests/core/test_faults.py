@@ -1,0 +1,51 @@
+"""Whose fault a failed task is, table-driven: the file's (fail the job) or the machine's."""
+
+from __future__ import annotations
+
+import pytest
+
+from flamenco.core.faults import Fault, classify_failure
+
+F, M = Fault.FILE, Fault.MACHINE
+V5, V34 = (5, 0, 1), (3, 4, 1)
+
+
+@pytest.mark.parametrize(
+    ("message", "file_version", "blender_version", "fault"),
+    [
+        # The file's own: every Worker would fail it the same way.
+        ("Cannot render, no camera", (2, 79), V5, F),
+        ("Cannot render, no camera", None, None, F),
+        (
+            "Could not read blend file /w/jobs/j/scene.blend: Loading failed: Missing DNA block",
+            (2, 79),
+            V5,
+            F,
+        ),
+        ("Blend file /w/jobs/j/scene.blend has no scene to render.", (4, 2), V5, F),
+        ("The file's own script rig.py raised ValueError: broken (while rendering)", None, V5, F),
+        # The same sentences from a Blender older than the file: another Worker may read it.
+        ("Could not read blend file /w/scene.blend: File format is not supported", (5, 0), V34, M),
+        ("Cannot render, no camera", (5, 0), V34, M),
+        # Same major and minor: the patch level is not in the file.
+        ("Cannot render, no camera", (5, 0), (5, 0, 0), F),
+        # The machine's: retried elsewhere.
+        ("Blender (pid 42) was killed by SIGSEGV while rendering:\nCannot render", None, V5, M),
+        ("Blender (pid 42) was killed by SIGKILL while rendering", (4, 2), V5, M),
+        ("Found no Cycles device of type OPTIX.", (4, 2), V5, M),
+        ("Could not configure Cycles device CUDA: no device", (4, 2), V5, M),
+        ("CUDA error: Out of memory in cuMemAlloc", (4, 2), V5, M),
+        ("Blender showed no sign of life for 600 s and was stopped.", None, V5, M),
+        ("Could not start Blender (/opt/blender): [Errno 2] No such file", None, None, M),
+        ("The Manager cannot be reached to fetch the blob; retry later.", None, None, M),
+        ("This Worker cannot run tasks of type 'bake'.", None, None, M),
+        ("", None, None, M),
+    ],
+)
+def test_classify_failure(
+    message: str,
+    file_version: tuple[int, ...] | None,
+    blender_version: tuple[int, ...] | None,
+    fault: Fault,
+) -> None:
+    assert classify_failure(message, file_version, blender_version) == fault
