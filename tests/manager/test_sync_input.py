@@ -3,6 +3,8 @@ same clear errors as every other route, and changes nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import pytest
 
@@ -62,3 +64,27 @@ def test_other_methods_on_the_sync_address_still_get_the_framework_answer(
     response = httpx.get(f"{farm.manager_url}/api/v1/worker/sync", timeout=30)
     assert response.status_code in (404, 405)
     assert response.json()["detail"].endswith(".")
+
+
+@pytest.mark.parametrize("path", ["/api/v1/worker/sync", "/api/v1/worker/updates"])
+def test_a_chunked_body_over_the_json_limit_is_a_413(
+    farm: TestFarm, worker_token: str, path: str
+) -> None:
+    """Without a Content-Length the Manager counts what arrives: a 413 as soon as it passes
+    the JSON limit, on the route served before FastAPI and on one FastAPI serves alike."""
+
+    def pieces() -> Iterator[bytes]:
+        for _ in range(17):
+            yield b"x" * (1024 * 1024)
+
+    response = httpx.post(
+        f"{farm.manager_url}{path}",
+        content=pieces(),
+        headers={"Authorization": f"Bearer {worker_token}", "Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 413, response.text
+    assert response.json() == {
+        "detail": f"The request body is larger than the limit of {16 * 1024 * 1024} bytes."
+    }
+    assert sync(farm, worker_token, json={"want_task": False}).status_code == 200

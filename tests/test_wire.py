@@ -1,0 +1,72 @@
+"""Every model on the wire refuses NaN and infinity, wherever a number can go."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+from pydantic import BaseModel, RootModel, ValidationError
+
+from flamenco import wire
+
+MODELS = sorted(
+    (
+        model
+        for _, model in inspect.getmembers(wire, inspect.isclass)
+        if issubclass(model, BaseModel) and model.__module__ == wire.__name__
+    ),
+    key=lambda model: model.__name__,
+)
+
+
+def test_the_models_are_found() -> None:
+    assert {wire.WorkerSync, wire.ManagerSync, wire.JobSubmission} <= set(MODELS)
+
+
+@pytest.mark.parametrize("model", MODELS, ids=[model.__name__ for model in MODELS])
+def test_every_wire_model_refuses_nan_and_infinity(model: type[BaseModel]) -> None:
+    if issubclass(model, RootModel):
+        (item,) = model.model_fields["root"].annotation.__args__  # type: ignore[union-attr]
+        assert item.model_config.get("allow_inf_nan") is False, item
+    else:
+        assert model.model_config.get("allow_inf_nan") is False
+
+
+@pytest.mark.parametrize(
+    ("model", "body", "where"),
+    [
+        (wire.WorkerSync, '{"stats": {"cpu_percent": NaN}}', ("stats", "cpu_percent")),
+        (
+            wire.WorkerSync,
+            '{"progress": {"task_id": "t", "progress": NaN}}',
+            ("progress", "progress"),
+        ),
+        (wire.ManagerSync, '{"wait_s": Infinity}', ("wait_s",)),
+        (
+            wire.JobSubmission,
+            '{"name": "j", "files": {}, "settings": {"deep": [{"x": -Infinity}]}}',
+            ("settings",),
+        ),
+        (wire.Lease, '{"command": {"fps": NaN}}', ("command",)),
+    ],
+)
+def test_a_number_that_is_not_finite_is_refused_where_it_is(
+    model: type[BaseModel], body: str, where: tuple[str, ...]
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        model.model_validate_json(body)
+    problems = {(e["loc"], e["msg"]) for e in refused.value.errors()}
+    assert (where, "Input should be a finite number") in problems
+
+
+def test_a_manager_sync_keeps_its_good_worker_rows_and_names_the_bad_ones() -> None:
+    sync = wire.ManagerSync.model_validate_json(
+        '{"workers": [{"name": "a", "status": "awake", "cpu_percent": NaN},'
+        ' {"name": "b", "status": "awake", "progress": null}, {"name": "c", "status": "awake"}]}'
+    )
+    assert [w.name for w in sync.workers or []] == ["c"]
+    assert sync.dropped_workers == [
+        "Worker 'a': cpu_percent: Input should be a finite number",
+        "Worker 'b': progress: Input should be a valid number",
+    ]
+    assert wire.ManagerSync(workers=[wire.WorkerSummary(name="d", status="awake")]).workers
