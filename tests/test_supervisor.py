@@ -115,3 +115,27 @@ def test_a_killed_child_comes_back_and_stop_ends_every_child(
     farm.watch()  # after the stop, nothing starts again: the farm is going down
     assert not sleeper.running and sleeper.restarts == 1
     assert stat.S_IMODE(log_file.stat().st_mode) == 0o600  # an old 0644 log made private
+
+
+def test_a_child_that_cannot_be_started_is_tried_again_and_said_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "logs"
+    blocker.write_text("a file where the log folder should be")
+    farm = Supervisor(Backoff(first_s=0.05), program=python_child("pass"))
+    caplog.set_level(logging.INFO, "flamenco.up")
+    try:
+        child = farm.start("Stuck", [], {}, blocker / "stuck.log")
+        assert child.proc is None
+        farm.watch()
+        assert "Stuck (pid -) could not be started" in caplog.text
+        blocker.unlink()  # the cause goes away: the next try starts it
+
+        def started() -> bool:
+            farm.watch()
+            return child.proc is not None
+
+        wait_until(started, 30, "the child started once its log folder can be made", every=0.02)
+        assert child.restarts == 1
+    finally:
+        farm.stop()

@@ -112,10 +112,14 @@ class Supervisor:
                     child.restarts += 1
                     self._spawn(child)
                 continue
-            returncode = child.proc.poll() if child.proc is not None else -1
-            if returncode is None:
-                continue
-            child.exits.append(returncode)
+            if child.proc is None:
+                how = "could not be started"
+            else:
+                returncode = child.proc.poll()
+                if returncode is None:
+                    continue
+                child.exits.append(returncode)
+                how = describe_exit(returncode)
             uptime = now - child.started_at
             child.delay_s = self.backoff.next_delay(child.delay_s, uptime)
             child.restart_at = now + child.delay_s
@@ -123,7 +127,7 @@ class Supervisor:
                 "%s (pid %s) %s after %.1f s up; starting it again in %.1f s (see %s)",
                 child.label,
                 child.proc.pid if child.proc is not None else "-",
-                describe_exit(returncode),
+                how,
                 uptime,
                 child.delay_s,
                 child.log_file,
