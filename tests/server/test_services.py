@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -10,9 +11,10 @@ import pytest
 from serverkit import add_job, add_manager, lease_sync, make_services, task_update
 from sqlalchemy import select, update
 
+from flamenco import wire
 from flamenco.core.states import JobStatus, TaskStatus
 from flamenco.db import utcnow
-from flamenco.server.models import TaskRow
+from flamenco.server.models import ManagerRow, TaskRow
 from flamenco.server.services import ServerServices
 
 
@@ -115,3 +117,36 @@ def test_a_sync_renews_the_held_leases_that_are_due_and_revokes_the_rest(
     assert expires[due.task_id] > soon + timedelta(seconds=60)  # renewed for the full timeout
     assert expires[fresh.task_id] == fresh.lease_expires  # not written again
     assert expires[elsewhere.task_id] == elsewhere.lease_expires  # not this Manager's
+
+
+def test_a_bad_worker_row_is_left_out_and_the_managers_other_workers_still_get_tasks(
+    svc: ServerServices, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One Worker's bad row (a load that is not a number, as an older Manager sent it) costs
+    its site nothing: the sync is taken, the other Workers recorded and leased for."""
+    manager = add_manager(svc, "site")
+    job = add_job(svc, "1")
+    request = wire.ManagerSync.model_validate(
+        {
+            "want": 1,
+            "workers": [
+                {"name": "bad", "status": "awake", "cpu_percent": None},
+                {"name": "good", "status": "awake", "blender_version": "5.0.1"},
+            ],
+        }
+    )
+    with caplog.at_level(logging.WARNING, logger="flamenco.server.leases"):
+        (lease,) = svc.leases.sync(manager, request).leases
+    assert lease.job_id == job.id
+    (site,) = svc.leases.managers()
+    assert [w.name for w in site.workers] == ["good"]
+    assert "Manager site: a Worker's row was left out: Worker 'bad': cpu_percent" in caplog.text
+    # A bad row already stored (from before rows were checked) is left out when read, too.
+    with svc.leases.sessions.begin() as s:
+        s.execute(
+            update(ManagerRow)
+            .where(ManagerRow.id == manager.id)
+            .values(workers=[{"name": "stored-bad", "status": "awake", "cpu_percent": None}])
+        )
+    assert svc.leases.managers()[0].workers == []
+    assert lease_sync(svc, manager, held=[lease.task_id], workers=None).revoked == []
