@@ -125,6 +125,7 @@ PATH_ID = [{"name": "job_id", "in": "path"}]
 QUERY = [{"name": "limit", "in": "query"}]
 USER = [{"UserToken": []}]
 MANAGER = [{"ManagerToken": []}]
+WORKER = [{"WorkerToken": []}]
 USER_OR_MANAGER = [{"UserToken": []}, {"ManagerToken": []}]
 
 
@@ -137,7 +138,9 @@ USER_OR_MANAGER = [{"UserToken": []}, {"ManagerToken": []}]
         ("get", {"parameters": PATH_ID, "security": USER_OR_MANAGER}, {400, 401, 404, 422}),
         ("post", {"requestBody": BODY}, {400, 409, 413, 422}),
         ("post", {"requestBody": BODY, "security": USER}, {400, 401, 403, 409, 413, 422}),
-        ("post", {"requestBody": BODY, "security": MANAGER}, {400, 401, 409, 413, 422}),
+        ("post", {"requestBody": BODY, "security": MANAGER}, {400, 401, 413, 422}),
+        ("put", {"parameters": PATH_ID, "security": WORKER}, {400, 401, 404, 422}),
+        ("post", {"security": USER_OR_MANAGER}, {401, 403, 409}),
         ("delete", {"parameters": PATH_ID, "security": USER}, {400, 401, 403, 404, 409, 422}),
     ],
 )

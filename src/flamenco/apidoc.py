@@ -22,6 +22,10 @@ from flamenco.security import bearer_token
 from flamenco.wire import ErrorBody
 
 USER_TOKEN_SCHEME = "UserToken"
+MANAGER_TOKEN_SCHEME = "ManagerToken"
+WORKER_TOKEN_SCHEME = "WorkerToken"
+# Machines report what happened (syncs, updates, uploads): nothing they send can conflict.
+MACHINE_TOKEN_SCHEMES = frozenset({MANAGER_TOKEN_SCHEME, WORKER_TOKEN_SCHEME})
 ERROR_BODY_REF = "#/components/schemas/ErrorBody"
 CHANGING_METHODS = frozenset({"post", "put", "patch", "delete"})
 WHY = {
@@ -67,8 +71,8 @@ def error_answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def derived_error_statuses(method: str, operation: dict[str, Any]) -> set[int]:
     """The error statuses an operation can answer, from its shape: input can be wrong (400,
     422), a body too large (413), a path names something that may not exist (404), a token can
-    be missing or wrong (401), a change can conflict with the state it finds (409), and a
-    user's token may lack the role for a change (403)."""
+    be missing or wrong (401), a change a person or a joining Worker asks for can conflict
+    with the state it finds (409), and a user's token may lack the role for a change (403)."""
     parameters = operation.get("parameters", [])
     has_body = "requestBody" in operation
     security = operation.get("security", [])
@@ -82,8 +86,9 @@ def derived_error_statuses(method: str, operation: dict[str, Any]) -> set[int]:
     if security:
         statuses.add(401)
     if method in CHANGING_METHODS:
-        statuses.add(409)
-        if any(USER_TOKEN_SCHEME in requirement for requirement in security):
+        if not security or any(set(alt) - MACHINE_TOKEN_SCHEMES for alt in security):
+            statuses.add(409)
+        if any(USER_TOKEN_SCHEME in alt for alt in security):
             statuses.add(403)
     return statuses
 

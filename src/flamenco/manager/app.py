@@ -16,7 +16,14 @@ from fastapi.responses import FileResponse
 
 from flamenco import wire
 from flamenco.aio import TurnWriter
-from flamenco.apidoc import STREAMED_BODY, BearerToken, body_answer, error_answers
+from flamenco.apidoc import (
+    MANAGER_TOKEN_SCHEME,
+    STREAMED_BODY,
+    WORKER_TOKEN_SCHEME,
+    BearerToken,
+    body_answer,
+    error_answers,
+)
 from flamenco.blobs import BlobStore, is_sha256
 from flamenco.client import AsyncApi
 from flamenco.config import ManagerSettings
@@ -80,8 +87,10 @@ async def _service(request: Request) -> ManagerService:
 Service = Annotated[ManagerService, Depends(_service)]
 
 
-WORKER_TOKEN = BearerToken("WorkerToken", "A Worker's token, from POST /api/v1/workers/register.")
-MANAGER_TOKEN = BearerToken("ManagerToken", "This Manager's own token on its Server.")
+WORKER_TOKEN = BearerToken(
+    WORKER_TOKEN_SCHEME, "A Worker's token, from POST /api/v1/workers/register."
+)
+MANAGER_TOKEN = BearerToken(MANAGER_TOKEN_SCHEME, "This Manager's own token on its Server.")
 
 
 async def current_worker(

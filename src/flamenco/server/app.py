@@ -16,6 +16,7 @@ from flamenco import wire
 from flamenco.apidoc import (
     ARTIFACT_TYPES,
     FRAME_TYPES,
+    MANAGER_TOKEN_SCHEME,
     STREAMED_BODY,
     USER_TOKEN_SCHEME,
     BearerToken,
@@ -50,7 +51,7 @@ Services = Annotated[ServerServices, Depends(services)]
 
 USER_TOKEN = BearerToken(USER_TOKEN_SCHEME, "A user's token, from POST /api/v1/login.")
 MANAGER_TOKEN = BearerToken(
-    "ManagerToken", "A Manager's token (flm_...), from POST /api/v1/managers."
+    MANAGER_TOKEN_SCHEME, "A Manager's token (flm_...), from POST /api/v1/managers."
 )
 UserToken = Annotated[str | None, Security(USER_TOKEN)]
 ManagerToken = Annotated[str | None, Security(MANAGER_TOKEN)]
