@@ -8,6 +8,7 @@ from flamenco.core.names import (
     MAX_COMPONENT_BYTES,
     MAX_LABEL_BYTES,
     UnsafePath,
+    check_artifact_name,
     check_file_name,
     check_frame_file_name,
     check_label,
@@ -100,6 +101,15 @@ def test_a_file_name_may_have_a_tighter_limit() -> None:
     assert check_file_name("x" * 200, limit=200)
     with pytest.raises(UnsafePath, match="longer than 200 bytes"):
         check_file_name("x" * 201, limit=200)
+
+
+def test_an_artifact_name_is_a_file_name_of_at_most_200_bytes() -> None:
+    assert check_artifact_name("preview.mp4") == "preview.mp4"
+    assert check_artifact_name("x" * 196 + ".mp4")
+    with pytest.raises(UnsafePath, match=r"The artifact name 'xxx.* is longer than 200 bytes"):
+        check_artifact_name("x" * 197 + ".mp4")
+    with pytest.raises(UnsafePath, match="must not contain a folder"):
+        check_artifact_name("sub/preview.mp4")
 
 
 @pytest.mark.parametrize(

@@ -106,6 +106,12 @@ def check_file_name(name: str, what: str = "file", limit: int = MAX_COMPONENT_BY
     return name
 
 
+def check_artifact_name(name: str) -> str:
+    """Return `name` if it can name a job's output besides its frames (its preview video): a
+    plain file name (see check_file_name) of at most MAX_LABEL_BYTES."""
+    return check_file_name(name, "artifact", MAX_LABEL_BYTES)
+
+
 def check_frame_file_name(name: str) -> str:
     """Return `name` if it can be a rendered frame's file: a plain file name (see
     check_file_name) with the extension of an image or a movie."""

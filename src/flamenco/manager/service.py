@@ -23,7 +23,7 @@ from flamenco.blobs import BlobStore
 from flamenco.client import ApiError, AsyncApi, Unreachable
 from flamenco.config import ManagerSettings
 from flamenco.core.matching import Capabilities, Requirements, unmet
-from flamenco.core.names import check_file_name, check_frame_file_name, quote_name
+from flamenco.core.names import check_artifact_name, check_frame_file_name, quote_name
 from flamenco.core.states import RELEASING_TASK_STATUSES
 from flamenco.db import utcnow
 from flamenco.errors import BadRequest, Conflict, NotFound, Unauthorized, Unavailable
@@ -339,7 +339,7 @@ class ManagerService:
         self, worker: WorkerState, task_id: str, name: str, sha256: str, body: AsyncIterable[bytes]
     ) -> None:
         """Another output of a task (its preview video): queued for the Server like a frame."""
-        check_file_name(name, "artifact")
+        check_artifact_name(name)
         held = self._held_by(worker, task_id)
         digest = await self.blobs.put_stream(body, expected=sha256)
         self.outbox.add_frame(FrameItem(task_id, 0, digest, name, "artifact", held.job_id))

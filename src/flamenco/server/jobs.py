@@ -25,7 +25,7 @@ from flamenco.blobs import BlobStore
 from flamenco.core.actions import ActionNotAllowed, JobAction, plan_job_action
 from flamenco.core.compiler import JobCompileError, compile_job
 from flamenco.core.matching import Requirements, job_waiting_reason
-from flamenco.core.names import check_file_name, check_frame_file_name
+from flamenco.core.names import check_artifact_name, check_frame_file_name
 from flamenco.core.runs import (
     end_stopped_runs,
     last_failed_task_ids,
@@ -522,7 +522,7 @@ class JobService:
         sha256: str,
         body: AsyncIterable[bytes],
     ) -> wire.ArtifactInfo:
-        check_file_name(name, "artifact")
+        check_artifact_name(name)
         with self.sessions() as s:
             task = s.get(TaskRow, task_id)
             if task is None or task.manager_id != manager_id:
