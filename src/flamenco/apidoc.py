@@ -43,6 +43,15 @@ WHY = {
     503: "Something this answer needs is away for now; try again.",
     507: "The service's disk is full; the file was not kept.",
 }
+BINARY = {"type": "string", "format": "binary"}
+# For routes that read their body as a stream themselves (uploads): FastAPI cannot see it.
+STREAMED_BODY = {
+    "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": BINARY}}}
+}
+# Frames are images or movies, served by the type their name says (a download when it says
+# none); an artifact may be any plain file, so its type is whatever its name says.
+FRAME_TYPES = ("image/*", "video/*", "application/octet-stream")
+ARTIFACT_TYPES = ("*/*",)
 RETRY_AFTER = {
     "Retry-After": {
         "description": "Seconds to wait before trying again.",
@@ -66,6 +75,12 @@ class BearerToken(HTTPBearer):
 def error_answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` for the error answers a route's shape does not tell."""
     return {status: {"model": ErrorBody, "description": WHY[status]} for status in statuses}
+
+
+def body_answer(*media_types: str, status: int = 200) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route that answers with a file or a stream rather than JSON."""
+    content = {media_type: {"schema": BINARY} for media_type in media_types}
+    return {status: {"description": "The file or stream.", "content": content}}
 
 
 def derived_error_statuses(method: str, operation: dict[str, Any]) -> set[int]:
@@ -102,8 +117,10 @@ def declare_error_answers(document: dict[str, Any]) -> dict[str, Any]:
             declared = {int(s) for s in responses if s.isdigit() and s[0] in "45"}
             for status in sorted(declared | derived_error_statuses(method, operation)):
                 described = responses.get(str(status), {}).get("description")
+                if status == 422 or not described:  # FastAPI's "Validation Error" says less
+                    described = WHY.get(status) or http.HTTPStatus(status).phrase
                 responses[str(status)] = {
-                    "description": WHY.get(status) or described or http.HTTPStatus(status).phrase,
+                    "description": described,
                     "content": {"application/json": {"schema": {"$ref": ERROR_BODY_REF}}},
                     **({"headers": RETRY_AFTER} if status == 429 else {}),
                 }
@@ -125,22 +142,3 @@ def install_documented_errors(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-BINARY = {"type": "string", "format": "binary"}
-# For routes that read their body as a stream themselves (uploads): FastAPI cannot see it.
-STREAMED_BODY = {
-    "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": BINARY}}}
-}
-
-
-def body_answer(*media_types: str, status: int = 200) -> dict[int | str, dict[str, Any]]:
-    """`responses=` for a route that answers with a file or a stream rather than JSON."""
-    content = {media_type: {"schema": BINARY} for media_type in media_types}
-    return {status: {"description": "The file or stream.", "content": content}}
-
-
-# Frames are images or movies, served by the type their name says (a download when it says
-# none); an artifact may be any plain file, so its type is whatever its name says.
-FRAME_TYPES = ("image/*", "video/*", "application/octet-stream")
-ARTIFACT_TYPES = ("*/*",)
