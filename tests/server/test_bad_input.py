@@ -666,6 +666,20 @@ def test_cli_submit_of_a_path_that_does_not_exist_says_so(
     assert_cli_says(result, f"The scene '{path}' does not exist.")
 
 
+@blender
+def test_cli_submit_with_a_job_name_over_200_bytes_says_so_before_uploading(
+    srv: TestFarm, http: httpx.Client, demo_scene: Path
+) -> None:
+    name = "é" * 101  # 202 bytes in UTF-8
+    blobs_before = sorted((srv.root / "server" / "blobs").rglob("*"))
+    with leaves_nothing(srv, http):
+        result = srv.cli("submit", str(demo_scene), "--frames", "1", "--name", name)
+    assert_cli_says(
+        result, "The job name '" + "é" * 60 + "…' is longer than 200 bytes (202 in UTF-8)."
+    )
+    assert sorted((srv.root / "server" / "blobs").rglob("*")) == blobs_before
+
+
 # ---- 8. artifacts: other outputs of a job, such as its preview video -------------------------
 
 
