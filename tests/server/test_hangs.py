@@ -72,25 +72,29 @@ def test_a_failure_of_the_file_fails_the_job_at_once_with_its_sentence(
     svc: ServerServices,
 ) -> None:
     site = add_manager(svc, "site")
-    job = add_job(svc, "1-3")
-    first, second = lease_sync(svc, site, want=2, workers=SOLO).leases
+    job = add_job(svc, "1-4")
+    first, second, third = lease_sync(svc, site, want=3, workers=SOLO).leases
     fail(svc, site, [first.task_id], fault="machine")
     assert svc.jobs.get(job.id).status == JobStatus.ACTIVE  # retried elsewhere
 
+    # Both in one batch, as a fast failure on every Worker arrives: the first fails the job.
     sentence = "Cannot render, no camera"
+    no_camera = {"worker": "solo", "error": sentence, "fault": "file"}
     svc.leases.apply_updates(
         site,
         [
-            task_update(
-                second.task_id, TaskStatus.FAILED, worker="solo", error=sentence, fault="file"
-            )
+            task_update(second.task_id, TaskStatus.FAILED, **no_camera),
+            task_update(third.task_id, TaskStatus.FAILED, **no_camera),
         ],
     )
     failed = svc.jobs.get(job.id)
     assert (failed.status, failed.last_error, failed.waiting_reason) == ("failed", sentence, None)
     statuses = {t.id: t.status for t in svc.jobs.tasks(job.id)}
     assert statuses[second.task_id] == TaskStatus.FAILED
+    assert statuses[third.task_id] == TaskStatus.CANCELED
     assert set(statuses.values()) == {TaskStatus.FAILED, TaskStatus.CANCELED}
+    outcomes = [(e.task_id, e.outcome) for e in svc.jobs.history(job.id) if e.status == "failed"]
+    assert (third.task_id, "ignored") in outcomes and (third.task_id, "applied") not in outcomes
 
 
 def test_a_task_a_site_hands_back_is_queued_for_other_sites_not_leased_back(

@@ -88,7 +88,6 @@ class AppliedBatch:
 
     tasks: dict[tuple[str, str], bool] = field(default_factory=dict)  # (job, task) -> logged
     entered: dict[str, set[TaskStatus]] = field(default_factory=dict)  # job -> task statuses
-    file_faults: set[str] = field(default_factory=set)  # jobs whose file cannot render
 
     def touched(self, task: TaskRow, logged: bool) -> None:
         key = (task.job_id, task.id)
@@ -529,26 +528,26 @@ class LeaseService:
                 if outcome == "applied":
                     record_error(s, task, update)
                     if update.fault == Fault.FILE and task.status == TaskStatus.FAILED:
-                        batch.file_faults.add(task.job_id)
+                        # A file that cannot render fails its job at once, not at the end of
+                        # the batch: the job's other failures in it (a file without a camera
+                        # fails within milliseconds on every Worker) find their tasks
+                        # canceled, and blocklist nobody.
+                        JobService.refresh_job_status(s, task.job_id, max_failed_tasks=0)
                 if task.status != before:
                     batch.moved(task)
-            self._refresh_jobs(s, batch.entered, batch.file_faults)
+            self._refresh_jobs(s, batch.entered)
         return batch
 
-    def _refresh_jobs(
-        self, s: Session, entered: dict[str, set[TaskStatus]], file_faults: set[str]
-    ) -> None:
+    def _refresh_jobs(self, s: Session, entered: dict[str, set[TaskStatus]]) -> None:
         """Bring each job whose tasks moved to the status they imply, once per batch. Tasks that
-        only started cannot change a running job's status: that job is not counted again.
-        A task that failed for its file's fault fails its job at once: every task would."""
+        only started cannot change a running job's status: that job is not counted again."""
         for job_id in sorted(entered):
             job = s.get(JobRow, job_id)
             if job is None or (
                 job.status == JobStatus.ACTIVE and entered[job_id] <= {TaskStatus.ACTIVE}
             ):
                 continue
-            allowed = 0 if job_id in file_faults else self.max_failed_tasks
-            JobService.refresh_job_status(s, job_id, allowed)
+            JobService.refresh_job_status(s, job_id, self.max_failed_tasks)
 
     @staticmethod
     def _fresh(s: Session, updates: list[wire.TaskUpdate]) -> list[wire.TaskUpdate]:
