@@ -155,7 +155,7 @@ def test_gpu_jobs_go_to_gpu_workers_and_fail_loudly_without_the_device(
     # off the job; the CPU-only Worker never gets it, and nothing renders on a CPU.
     reason = (
         "Waiting: every Worker that could run it failed it too often (gpu-1); "
-        "fix them and requeue, or add Workers."
+        "fix them, then unblock or requeue the job, or add Workers."
     )
     wait_until(lambda: farm.job(job_id).waiting_reason == reason, 120, "the job to give up")
     assert farm.job(job_id).frames_done == 0

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from flamenco.blendfile import blend_version
+from flamenco.core.faults import Fault, classify_failure
 from flamenco.demo.scene import build_demo_scene
 from flamenco.worker.blender import (
     BlenderFailed,
@@ -227,3 +229,41 @@ def test_broken_python_driver_is_reported_as_warning(
     warnings = asyncio.run(scenario())
     # Blender complains while loading, before any render command: the WarmBlender keeps it.
     assert any("Error in PyDriver" in line for line in warnings)
+
+
+RAISING_HANDLER = """
+import sys
+import bpy
+src, dst = sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else sys.argv[1:]
+bpy.ops.wm.open_mainfile(filepath=src)
+text = bpy.data.texts.new("rig.py")
+text.write(
+    "import bpy\\n"
+    "def rig(*args):\\n"
+    "    raise ValueError('the rig broke')\\n"
+    "bpy.app.handlers.frame_change_pre.append(rig)\\n"
+)
+text.use_module = True  # registered: runs when the file is opened with scripts allowed
+bpy.ops.wm.save_as_mainfile(filepath=dst)
+"""
+
+
+def test_an_exception_of_the_files_own_script_fails_the_render_as_the_files_fault(
+    install: BlenderInstall, small_scene: Path, user_resources: Path, tmp_path: Path
+) -> None:
+    script = tmp_path / "raising_handler.py"
+    script.write_text(RAISING_HANDLER)
+    broken = tmp_path / "handler.blend"
+    argv = install.script_argv(script, [str(small_scene), str(broken)])
+    subprocess.run(argv, env=child_env(user_resources), check=True, capture_output=True)
+
+    async def scenario() -> str:
+        async with WarmBlender(install, broken, user_resources=user_resources) as wb:
+            with pytest.raises(BlenderFailed) as failed:
+                await wb.render([1], tmp_path / "out")
+            assert wb.alive  # the file's fault: this Blender goes on with the next command
+        return str(failed.value)
+
+    message = asyncio.run(scenario())
+    assert message == "The file's own script rig.py raised ValueError: the rig broke (frame 1)"
+    assert classify_failure(message, blend_version(broken), (5, 0, 1)) == Fault.FILE
