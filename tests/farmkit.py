@@ -136,12 +136,18 @@ class TestFarm:
 
     # ---- starting parts ----------------------------------------------------------------------
 
-    def start_server(self, env: dict[str, str] | None = None, host: str = "127.0.0.1") -> str:
+    def start_server(
+        self,
+        env: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+        data_dir: Path | None = None,
+    ) -> str:
         self.secrets = bootstrap(self.root)
         port = free_port()
         self.server_url = f"http://127.0.0.1:{port}"
         args = ["server", "--host", host, "--port", str(port)]
-        proc = self._start("server", [*args, "--data-dir", str(self.root / "server")], env or {})
+        data_dir = data_dir or self.root / "server"
+        proc = self._start("server", [*args, "--data-dir", str(data_dir)], env or {})
         self._wait_http(self.server_url, proc)
         return self.server_url
 

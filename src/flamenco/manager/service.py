@@ -232,7 +232,8 @@ class ManagerService:
     def _pick(self, worker: WorkerState, warm_job_id: str | None) -> HeldTask | None:
         """The next task this Worker may run (see TaskQueue.pick).
 
-        A task the Worker failed before goes to another Worker when one is around.
+        A task the Worker failed before goes to another Worker when one is around that has
+        not failed it too (else each of them would leave it to the other, for ever).
         """
         capabilities = worker.capabilities
         others: dict[str, Capabilities] | None = None
@@ -245,7 +246,11 @@ class ManagerService:
                 return True
             if others is None:
                 others = self._other_awake_workers(worker)
-            return not any(self._may_run(held, name, cap) for name, cap in others.items())
+            return not any(
+                self._may_run(held, name, cap)
+                for name, cap in others.items()
+                if name not in held.lease.failed_by
+            )
 
         return self.queue.pick(fits, warm_job_id)
 
