@@ -69,14 +69,6 @@ class InsufficientStorage(FlamencoError):
     status_code = 507
 
 
-def shown_name(name: str, limit: int = 60) -> str:
-    """A file name for a sentence, quoted: a long one cut in the middle, with its length."""
-    if len(name) <= limit:
-        return f"'{name}'"
-    half = limit // 2
-    return f"'{name[:half]}…{name[-half:]}' ({len(name.encode())} bytes)"
-
-
 # A name the file system will not take: the caller chose it.
 NAME_ERRNOS = (errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ)
 FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)

@@ -24,9 +24,9 @@ from pathlib import Path
 from flamenco import wire
 from flamenco.aio import TurnWriter
 from flamenco.client import ApiError
+from flamenco.core.names import quote_name
 from flamenco.core.states import RELEASING_TASK_STATUSES, TaskStatus
 from flamenco.db import connect_sqlite, utcnow
-from flamenco.errors import shown_name
 
 log = logging.getLogger("flamenco.outbox")
 
@@ -55,8 +55,8 @@ class FrameItem:
 
     def describe(self) -> str:
         if self.kind == "artifact":
-            return f"The file {shown_name(self.filename)} of task {self.task_id}"
-        return f"Frame {self.frame} ({shown_name(self.filename)}) of task {self.task_id}"
+            return f"The file {quote_name(self.filename)} of task {self.task_id}"
+        return f"Frame {self.frame} ({quote_name(self.filename)}) of task {self.task_id}"
 
 
 FILE_KINDS = ("frame", "artifact")

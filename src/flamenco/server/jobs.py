@@ -25,7 +25,7 @@ from flamenco.blobs import BlobStore
 from flamenco.core.actions import ActionNotAllowed, JobAction, plan_job_action
 from flamenco.core.compiler import JobCompileError, compile_job
 from flamenco.core.matching import Requirements, job_waiting_reason
-from flamenco.core.names import check_artifact_name, check_frame_file_name
+from flamenco.core.names import check_artifact_name, check_frame_file_name, quote_name
 from flamenco.core.runs import (
     end_stopped_runs,
     last_failed_task_ids,
@@ -49,7 +49,6 @@ from flamenco.errors import (
     NotFound,
     Unprocessable,
     UnsupportedMedia,
-    shown_name,
     writing,
 )
 from flamenco.server.blob_gc import BlobCollector
@@ -445,7 +444,7 @@ class JobService:
         except Exception:
             log.info("frame %d of job %s: size unknown", frame, job_id, extra={"job": job_id})
         # The file first, then its row: frames_done never counts a file that is not there.
-        what = f"Frame {frame} ({shown_name(filename)}) of job {job_id}"
+        what = f"Frame {frame} ({quote_name(filename)}) of job {job_id}"
         dest = self._place(job_id, path, filename, what)
         self._write_thumbnail(job_id, frame, path)
         with self._committing(dest) as s:
@@ -528,7 +527,7 @@ class JobService:
             if task is None or task.manager_id != manager_id:
                 raise NotFound(f"Task '{task_id}' is not leased to this Manager.")
             job_id = task.job_id
-        with writing(f"The file {shown_name(name)} of job {job_id}"):
+        with writing(f"The file {quote_name(name)} of job {job_id}"):
             digest = await self.blobs.put_stream(body, expected=sha256)
         return await asyncio.to_thread(self._record_artifact, job_id, task_id, name, digest)
 
@@ -537,7 +536,7 @@ class JobService:
     ) -> wire.ArtifactInfo:
         path = self.blobs.path(digest)
         size = path.stat().st_size
-        dest = self._place(job_id, path, name, f"The file {shown_name(name)} of job {job_id}")
+        dest = self._place(job_id, path, name, f"The file {quote_name(name)} of job {job_id}")
         with self._committing(dest) as s:
             self._job_or_404(s, job_id)
             if s.get(BlobRow, digest) is None:
