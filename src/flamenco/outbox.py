@@ -191,7 +191,9 @@ class Outbox:
             elif len(batch) > 1:
                 self._one_by_one_to = batch[-1][0]
             else:
-                self._set_aside(batch[0], refusal)
+                reported = self._set_aside(batch[0], refusal)
+                if end is not None and reported is not None:
+                    end = reported  # a failure this flush reported goes with it
         return delivered
 
     def pending_updates(self) -> tuple[list[int], list[wire.TaskUpdate]]:
@@ -224,8 +226,9 @@ class Outbox:
         self._strikes = (0, 0, 0)
         return None
 
-    def _set_aside(self, row: Row, refusal: ApiError) -> None:
-        """Move a refused item out of the queue, and see that its task's run ends as failed.
+    def _set_aside(self, row: Row, refusal: ApiError) -> int | None:
+        """Move a refused item out of the queue, and see that its task's run ends as failed;
+        return the sequence number of a failure it queued, if it did.
 
         A refused update that ended the run is followed by a failure of its own. Otherwise
         the end of the run is queued behind the item (a task's news keeps its order) or is
@@ -265,11 +268,12 @@ class Outbox:
                     "UPDATE outbox SET payload = ? WHERE seq = ?",
                     (rewritten[1].model_dump_json(), rewritten[0]),
                 )
+            reported = None
             if report is not None:
-                self.db.execute(
+                reported = self.db.execute(
                     "INSERT INTO outbox (kind, payload) VALUES ('update', ?)",
                     (report.model_dump_json(),),
-                )
+                ).lastrowid
         if awaiting is not None:
             self._awaiting_end.setdefault(task_id, awaiting)  # the first reason is the news
         self._one_by_one_to = 0  # found: the updates behind it go in batches again
@@ -285,6 +289,7 @@ class Outbox:
             " The task's run is reported as failed." if failing else "",
             extra=ctx,
         )
+        return reported
 
     def _queued_end(self, task_id: str, after: int) -> tuple[int, wire.TaskUpdate] | None:
         """The first queued update after `after` that ends a run of the task, if any."""

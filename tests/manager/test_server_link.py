@@ -91,6 +91,7 @@ class FakeServer:
         self.updates_open = asyncio.Event()  # deliveries are answered while this is set
         self.updates_open.set()
         self.delivered_at: list[float] = []
+        self.refused_activity = ""  # a batch with an update of this activity is a 422
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
         if self.down:
@@ -100,6 +101,8 @@ class FakeServer:
         if request.url.path.endswith("/manager/updates"):
             self.delivered_at.append(asyncio.get_running_loop().time())
             await self.updates_open.wait()
+            if any(u.get("activity") == self.refused_activity for u in body["updates"]):
+                return httpx.Response(422, json={"detail": "The update is not valid."})
             return httpx.Response(200, json={"applied": [u["update_id"] for u in body["updates"]]})
         if self.holding and body.get("wait_s"):
             await self.hold.wait()
@@ -115,6 +118,16 @@ class FakeServer:
     def delivered(self) -> list[int]:
         """How many updates each delivery carried."""
         return [len(body["updates"]) for path, body in self.requests if path.endswith("/updates")]
+
+    def taken(self) -> list[dict[str, Any]]:
+        """The updates of the deliveries it took, in order."""
+        return [
+            u
+            for path, body in self.requests
+            if path.endswith("/updates")
+            and not any(u.get("activity") == self.refused_activity for u in body["updates"])
+            for u in body["updates"]
+        ]
 
 
 def make_link(tmp_path: Path, server: FakeServer, service: FakeService) -> ServerLink:
@@ -267,3 +280,30 @@ def test_backoff_doubles_up_to_its_limit(interval: float) -> None:
     for _ in range(8):
         delays.append(_backoff(delays[-1], interval))
     assert delays[1] == 2 * interval and delays[-1] == MAX_BACKOFF_S
+
+
+def test_an_update_the_server_refuses_for_good_is_set_aside_and_the_rest_go_up(
+    tmp_path: Path,
+) -> None:
+    """A 422 will not heal: the refused update is found, set aside and its task reported as
+    failed in the same delivery; the updates around it reach the Server, and the link stays
+    online."""
+
+    async def scenario(link: ServerLink, server: FakeServer, service: FakeService) -> None:
+        await until(lambda: server.syncs() and link.online)
+        server.refused_activity = "poison"
+        before, after = update(), update()
+        poison = wire.TaskUpdate(
+            update_id=uuid.uuid4().hex, task_id="t2", status="completed", activity="poison"
+        )
+        link.outbox.add_updates([before, poison, after])
+        service.link_wake.set()
+        await until(lambda: len(link.outbox) == 0)
+        taken = server.taken()
+        assert [u["update_id"] for u in taken[:2]] == [before.update_id, after.update_id]
+        assert [(u["task_id"], u["status"]) for u in taken[2:]] == [("t2", "failed")]
+        assert taken[2]["error"] == "An update of task t2 was refused: The update is not valid."
+        assert [a.task_id for a in link.outbox.set_aside()] == ["t2"]
+        assert link.online
+
+    run_link(tmp_path, scenario)
