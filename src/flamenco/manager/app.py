@@ -170,6 +170,7 @@ def create_manager_app(manager: Manager) -> FastAPI:
         "/api/v1/worker/tasks/{task_id}/frames/{frame}",
         status_code=201,
         openapi_extra=STREAMED_BODY,
+        responses=error_answers(507),  # the Manager's disk is full (errors.writing)
     )
     async def frame(
         task_id: str,
@@ -192,6 +193,7 @@ def create_manager_app(manager: Manager) -> FastAPI:
         "/api/v1/worker/tasks/{task_id}/artifacts/{name:path}",
         status_code=201,
         openapi_extra=STREAMED_BODY,
+        responses=error_answers(507),  # the Manager's disk is full (errors.writing)
     )
     async def artifact(
         task_id: str,

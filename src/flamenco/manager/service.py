@@ -26,7 +26,7 @@ from flamenco.core.matching import Capabilities, Requirements, unmet
 from flamenco.core.names import check_artifact_name, check_frame_file_name, quote_name
 from flamenco.core.states import RELEASING_TASK_STATUSES
 from flamenco.db import utcnow
-from flamenco.errors import BadRequest, Conflict, NotFound, Unauthorized, Unavailable
+from flamenco.errors import BadRequest, Conflict, NotFound, Unauthorized, Unavailable, writing
 from flamenco.manager.queue import TaskQueue
 from flamenco.manager.store import HeldTask, ManagerStore, WorkerState
 from flamenco.outbox import FrameItem, Outbox
@@ -335,7 +335,8 @@ class ManagerService:
         held = self._held_by(worker, task_id)
         if frame not in held.lease.frames:
             raise BadRequest(f"Frame {frame} is not one of the frames of task '{task_id}'.")
-        digest = await self.blobs.put_stream(body, expected=sha256)
+        with writing(f"Frame {frame} of task {task_id}"):
+            digest = await self.blobs.put_stream(body, expected=sha256)
         self.outbox.add_frame(FrameItem(task_id, frame, digest, filename, job_id=held.job_id))
         self.link_wake.set()
         await self.outbox.saved()
@@ -346,7 +347,8 @@ class ManagerService:
         """Another output of a task (its preview video): queued for the Server like a frame."""
         check_artifact_name(name)
         held = self._held_by(worker, task_id)
-        digest = await self.blobs.put_stream(body, expected=sha256)
+        with writing(f"The file {quote_name(name)} of task {task_id}"):
+            digest = await self.blobs.put_stream(body, expected=sha256)
         self.outbox.add_frame(FrameItem(task_id, 0, digest, name, "artifact", held.job_id))
         self.link_wake.set()
         await self.outbox.saved()
