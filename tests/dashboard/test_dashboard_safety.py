@@ -16,14 +16,15 @@ from PIL import Image
 from playwright.sync_api import Browser, ConsoleMessage, expect
 
 from farmkit import TestFarm
+from flamenco import wire
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 SHOWN_MS = 20_000  # generous: two cores are shared by the whole suite
 
 
 class Site:
-    def __init__(self, farm: TestFarm, url: str) -> None:
-        self.farm, self.url = farm, url
+    def __init__(self, farm: TestFarm, url: str, job: wire.Job) -> None:
+        self.farm, self.url, self.job = farm, url, job
 
     @property
     def password(self) -> str:
@@ -36,8 +37,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """A Server and a Dashboard, shared by the module; this test plays the Manager itself."""
     with TestFarm(tmp_path_factory.mktemp("dash-safety") / "farm") as farm:
         farm.start_server()
+        # Submitted before the Dashboard caches a list of jobs, so every page shows it.
+        job = submit_fake_job(farm, farm.root, "under the policy")
         url, _ = farm.start_dashboard()
-        yield Site(farm, url)
+        yield Site(farm, url, job)
 
 
 def dashboard(url: str, address: str = "127.0.0.1") -> httpx.Client:
@@ -77,7 +80,6 @@ def test_every_answer_carries_the_security_headers(site: Site) -> None:
 
 
 def test_the_pages_work_under_the_policy_in_a_real_browser(site: Site, browser: Browser) -> None:
-    job = submit_fake_job(site.farm, site.farm.root, "under the policy")
     context = browser.new_context(base_url=site.url, viewport={"width": 1280, "height": 800})
     context.set_default_timeout(20_000)
     refused: list[str] = []
@@ -100,7 +102,7 @@ def test_the_pages_work_under_the_policy_in_a_real_browser(site: Site, browser: 
         )  # scripts and the event stream run
         bar = row.locator(".progress .bar span")
         assert bar.evaluate("el => el.style.width") == "0%"  # set by script, not markup
-        page.goto(f"/jobs/{job.id}")
+        page.goto(f"/jobs/{site.job.id}")
         expect(page.locator("#tasks-body tr")).to_have_count(3, timeout=SHOWN_MS)
         page.goto("/machines")
         expect(page.locator("#live")).to_have_text("live", timeout=SHOWN_MS)
