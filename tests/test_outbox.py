@@ -95,6 +95,7 @@ def test_a_frame_refused_for_good_is_set_aside_and_the_items_behind_it_are_deliv
     assert "Frame 1" in sent["bad"].error and "task bad" in sent["bad"].error
     assert len(outbox) == 0
     [aside] = outbox.set_aside()
+    assert outbox.set_aside_count() == 1
     assert (aside.task_id, aside.kind, aside.status) == ("bad", "frame", 422)
     assert aside.reason == TOO_LONG
     assert FrameItem(**json.loads(aside.payload)).filename == LONG_NAME

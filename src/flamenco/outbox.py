@@ -323,6 +323,9 @@ class Outbox:
         )
         return _as_failure(update, reason)
 
+    def set_aside_count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM set_aside").fetchone()[0]
+
     def set_aside(self) -> list[SetAside]:
         """What was set aside, oldest first."""
         rows = self.db.execute(

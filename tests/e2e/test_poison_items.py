@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from farmkit import TestFarm
@@ -93,6 +94,9 @@ def test_a_frame_the_server_cannot_write_fails_its_job_and_the_site_goes_on(
         assert line.startswith("ERROR: Frame 1 ('long_xxxx"), line
         assert "was refused: Frame 1 ('long_xxxx" in line and REFUSED in line, line
 
-    manager_log = farm.managers["local"].proc.output()
-    assert "set aside, the queue goes on" in manager_log
+    manager = farm.managers["local"]
+    headers = {"Authorization": f"Bearer {manager.token}"}
+    status = httpx.get(f"{manager.url}/api/v1/status", headers=headers, timeout=5).json()
+    assert (status["set_aside"], status["outbox"]) == (3, 0)  # the frame of each try
+    assert "set aside, the queue goes on" in manager.proc.output()
     assert "Traceback" not in farm.procs[0].output()  # the Server answered, it did not crash

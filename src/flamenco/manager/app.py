@@ -224,6 +224,7 @@ def create_manager_app(manager: Manager) -> FastAPI:
             "server_online": manager.link.online,
             "held_tasks": len(svc.held_ids()),
             "outbox": len(svc.outbox),
+            "set_aside": svc.outbox.set_aside_count(),  # refused for good by the Server
             "blob_downloads": svc.blob_downloads,
             "workers": [w.model_dump() for w in svc.workers()],
         }
