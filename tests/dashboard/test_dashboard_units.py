@@ -160,6 +160,6 @@ def test_login_only_redirects_within_the_dashboard(target: str | None, expected:
 
 
 def test_allowed_actions_follow_the_servers_rules() -> None:
-    assert allowed_actions("active") == ["pause", "cancel", "delete"]
+    assert allowed_actions("active") == ["pause", "cancel", "requeue", "requeue-failed", "delete"]
     assert allowed_actions("paused") == ["resume", "cancel", "delete"]
     assert allowed_actions("failed") == ["requeue", "requeue-failed", "delete"]
