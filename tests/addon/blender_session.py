@@ -111,6 +111,7 @@ def submit_session(plan: dict[str, Any], addon: Any) -> dict[str, Any]:
     settings.priority = 60
     settings.target_site = "local"
     settings.render_device = "CPU"
+    out["default_output_format"] = settings.output_format
     settings.output_format = "PNG"
     out["site_suggestions"] = addon.properties._site_suggestions(settings, bpy.context, "lo")
     out["panel_before"] = draw(addon.ui.RENDER_PT_flamenco)

@@ -259,6 +259,7 @@ def test_submit_from_blender_uploads_the_dependencies_and_renders_them(
         "output_format": "PNG",
         "render_device": "CPU",
     }
+    assert r["default_output_format"] == "SCENE"  # the file's own output settings
     assert r["method"] == "bat" and r["uploaded"][1] == 3  # scene, texture, library
     assert r["last_job_id"] == job["id"]
     assert r["dashboard"] == f"http://127.0.0.1:8888/jobs/{job['id']}"

@@ -28,7 +28,7 @@ def _render(frames: list[int], **command: Any) -> TaskSpec:
     defaults = {
         "blend": "shots/010.blend",
         "output_pattern": "frame_######",
-        "output_format": "PNG",
+        "output_format": "SCENE",
         "render_device": "CPU",
     }
     full = {**defaults, **command}
@@ -68,6 +68,17 @@ def _name(frames: list[int]) -> str:
         (_with(frames="1", output_format="OPEN_EXR"), [_render([1], output_format="OPEN_EXR")]),
         (_with(frames="1", output_format="JPEG"), [_render([1], output_format="JPEG")]),
         (_with(frames="1", output_format="TIFF"), [_render([1], output_format="TIFF")]),
+        # The file's own output settings unless a format is named: absent, empty or SCENE.
+        (_with(frames="1", output_format="SCENE"), [_render([1], output_format="SCENE")]),
+        (_with(frames="1", output_format=""), [_render([1], output_format="SCENE")]),
+        (_with(frames="1", output_format=None), [_render([1], output_format="SCENE")]),
+        (_with(frames="1", output_format="PNG"), [_render([1], output_format="PNG")]),
+        (
+            _with(frames="1", output_format="OPEN_EXR_MULTILAYER"),
+            [_render([1], output_format="OPEN_EXR_MULTILAYER")],
+        ),
+        (_with(frames="1", output_format="WEBP"), [_render([1], output_format="WEBP")]),
+        (_with(frames="1", output_format="TARGA_RAW"), [_render([1], output_format="TARGA_RAW")]),
         (_with(frames="1", render_device="OPTIX"), [_render([1], render_device="OPTIX")]),
         (_with(frames="1", render_device="METAL"), [_render([1], render_device="METAL")]),
         (_with(frames="1", output_pattern="f_#"), [_render([1], output_pattern="f_#")]),
@@ -121,7 +132,7 @@ def test_blender_render_preview_video(settings: dict[str, Any], fps: int, render
         command={
             "frames": [1, 2, 3],
             "output_pattern": "frame_######",
-            "output_format": "PNG",
+            "output_format": "SCENE",
             "fps": fps,
         },
         depends_on=tuple(range(renders)),
@@ -165,7 +176,14 @@ def test_blender_render_preview_video(settings: dict[str, Any], fps: int, render
         ("blender-render", _with(chunk_size=0), "'chunk_size' must be from 1 to 100000, got 0."),
         ("blender-render", _with(chunk_size=-1), "got -1."),
         # output_format / render_device
-        ("blender-render", _with(output_format="GIF"), "one of PNG, JPEG, OPEN_EXR, TIFF, got"),
+        (
+            "blender-render",
+            _with(output_format="GIF"),
+            "must be one of SCENE, OPEN_EXR_MULTILAYER, OPEN_EXR, PNG, JPEG, TIFF, WEBP, BMP, "
+            "CINEON, DPX, IRIS, JPEG2000, HDR, TARGA, TARGA_RAW, got 'GIF'.",
+        ),
+        # A video cannot be rendered frame by frame on many machines.
+        ("blender-render", _with(output_format="FFMPEG"), "got 'FFMPEG'."),
         ("blender-render", _with(output_format="png"), "got 'png'."),
         ("blender-render", _with(output_format=1), "'output_format' must be text"),
         ("blender-render", _with(render_device="TPU"), "'render_device' must be one of CPU,"),

@@ -231,7 +231,13 @@ def submit(
     ] = "CPU",
     tag: Annotated[str | None, typer.Option(help="Only Workers with this tag.")] = None,
     min_blender: Annotated[str | None, typer.Option(help="Minimum Blender version.")] = None,
-    output_format: Annotated[str, typer.Option(help="PNG, JPEG, OPEN_EXR, TIFF.")] = "PNG",
+    output_format: Annotated[
+        str | None,
+        typer.Option(
+            help="Blender's file format name, e.g. OPEN_EXR_MULTILAYER, OPEN_EXR, PNG, JPEG, "
+            "TIFF [the scene's own output settings]."
+        ),
+    ] = None,
     preview_video: Annotated[
         bool,
         typer.Option("--preview-video", help="Also make preview.mp4 of all frames at the end."),
@@ -244,7 +250,9 @@ def submit(
     from flamenco.cli.submit import SubmitRequest, submit_scene, wait_for_job
 
     api = client(server)
-    settings: dict[str, Any] = {"render_device": device.upper(), "output_format": output_format}
+    settings: dict[str, Any] = {"render_device": device.upper()}
+    if output_format:
+        settings["output_format"] = output_format
     if tag:
         settings["worker_tag"] = tag
     if min_blender:

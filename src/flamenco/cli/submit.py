@@ -14,6 +14,7 @@ from flamenco.blendfile import blend_problem
 from flamenco.blobs import sha256_file
 from flamenco.cli.console import err
 from flamenco.client import SyncApi, api_path
+from flamenco.core.compiler import read_output_format
 from flamenco.core.names import check_label
 from flamenco.core.states import JobStatus
 from flamenco.packing import PackedScene, pack_scene
@@ -104,6 +105,7 @@ def collect_files(req: SubmitRequest) -> tuple[str, dict[str, Path], PackedScene
 
 def submit_scene(api: SyncApi, req: SubmitRequest) -> wire.Job:
     name = check_label(req.name or req.scene.stem, "job name")  # before uploading anything
+    read_output_format(req.settings)
     blend, files, packed = collect_files(req)
     try:
         manifest = upload_missing(api, files)

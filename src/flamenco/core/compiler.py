@@ -126,7 +126,26 @@ def _read_choice(
 
 # --- blender-render ---
 
-OUTPUT_FORMATS = ("PNG", "JPEG", "OPEN_EXR", "TIFF")
+FROM_SCENE = "SCENE"
+"""The output_format that keeps the .blend file's own output settings (the default)."""
+# Blender's image_settings.file_format names for still images: what a Worker can render
+# frame by frame (FFMPEG, a video, cannot be). Checked here so a typo fails at submit.
+OUTPUT_FORMATS = (
+    "OPEN_EXR_MULTILAYER",
+    "OPEN_EXR",
+    "PNG",
+    "JPEG",
+    "TIFF",
+    "WEBP",
+    "BMP",
+    "CINEON",
+    "DPX",
+    "IRIS",
+    "JPEG2000",
+    "HDR",
+    "TARGA",
+    "TARGA_RAW",
+)
 DEFAULT_OUTPUT_PATTERN = "frame_######"
 _BLENDER_RENDER_KEYS = {
     "blend",
@@ -185,6 +204,14 @@ def _read_output_pattern(settings: Mapping[str, Any]) -> str:
     return pattern
 
 
+def read_output_format(settings: Mapping[str, Any]) -> str:
+    """Read 'output_format': one of Blender's file format names, or SCENE (also when absent or
+    empty) for the file's own output settings. Public: the CLI checks it before uploading."""
+    if settings.get("output_format") in (None, ""):
+        return FROM_SCENE
+    return _read_choice(settings, "output_format", FROM_SCENE, (FROM_SCENE, *OUTPUT_FORMATS))
+
+
 def _read_frames(settings: Mapping[str, Any]) -> list[int]:
     """Read 'frames', passing the frame parser's user-facing sentence through unchanged."""
     try:
@@ -202,7 +229,7 @@ def compile_blender_render(settings: Mapping[str, Any]) -> list[TaskSpec]:
     chunk_size = _read_int(settings, "chunk_size", 1, 1, _MAX_CHUNK_SIZE)
     output = {
         "output_pattern": _read_output_pattern(settings),
-        "output_format": _read_choice(settings, "output_format", "PNG", OUTPUT_FORMATS),
+        "output_format": read_output_format(settings),
     }
     device = _read_choice(settings, "render_device", "CPU", RENDER_DEVICES)
     fps = _read_int(settings, "fps", 24, 1, 240)  # Validated even without a preview video.

@@ -456,7 +456,7 @@ class WorkerAgent:
             a.frames,
             self.data / "jobs" / a.job_id / "out" / a.task_id,
             output_pattern=a.command.get("output_pattern", "frame_######"),
-            output_format=a.command.get("output_format", "PNG"),
+            output_format=a.command.get("output_format", "SCENE"),
             on_event=on_event,
         )
 

@@ -373,7 +373,7 @@ class WarmBlender:
         frames: Sequence[int],
         output_dir: Path,
         output_pattern: str = "frame_######",
-        output_format: str = "PNG",
+        output_format: str = "SCENE",
         on_event: EventCallback | None = None,
     ) -> list[Path]:
         """Render `frames` into `output_dir`; returns the written files in frame order.

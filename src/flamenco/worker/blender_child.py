@@ -252,6 +252,8 @@ def render_frame(scene: bpy.types.Scene, frame: int, output_dir: str, pattern: s
     base = os.path.join(output_dir, frame_basename(pattern, frame))
     scene.frame_set(frame)
     scene.render.filepath = base
+    # The job's output pattern replaces the scene's path, so its extension must come from
+    # Blender: the Manager and the Server tell a frame's kind (and refuse others) by it.
     scene.render.use_file_extension = True
     expected = base + scene.render.file_extension
     _current_frame = frame
@@ -281,11 +283,26 @@ def set_file_format(scene: bpy.types.Scene, fmt: str) -> None:
         raise ValueError(f"Unknown output format {fmt!r}; this Blender knows {known}") from None
 
 
+FROM_SCENE = "SCENE"  # flamenco.core.compiler.FROM_SCENE; this file runs inside Blender alone
+
+
+def use_output_format(scene: bpy.types.Scene, fmt: str) -> None:
+    """Render with the named file format, or keep the file's own output settings (its
+    format, colour depth, codec, passes and view layers) for SCENE."""
+    if fmt != FROM_SCENE:
+        set_file_format(scene, fmt)
+    elif scene.render.is_movie_format:  # a video cannot be written one frame at a time
+        raise ValueError(
+            f"The scene's output format {scene.render.image_settings.file_format} is a video; "
+            "submit the job with an image format (e.g. --output-format PNG)"
+        )
+
+
 def run_render(scene: bpy.types.Scene, cmd: dict[str, Any]) -> None:
     frames = [int(f) for f in cmd["frames"]]
     output_dir = os.path.abspath(cmd["output_dir"])
     os.makedirs(output_dir, exist_ok=True)
-    set_file_format(scene, cmd.get("output_format", "PNG"))
+    use_output_format(scene, cmd.get("output_format") or FROM_SCENE)
     global _command_frame
     for frame in frames:
         _command_frame = frame

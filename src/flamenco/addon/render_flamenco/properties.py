@@ -18,11 +18,15 @@ RENDER_DEVICES = (
 # Workers do not report their GPUs to the Server yet, so every type is offered; a task
 # whose device a Worker lacks fails on that Worker with Blender's own message.
 
+# Blender's file format names (the Server checks them: flamenco.core.compiler.OUTPUT_FORMATS).
 OUTPUT_FORMATS = (
-    ("PNG", "PNG", "8-bit PNG images"),
-    ("JPEG", "JPEG", "JPEG images"),
+    ("SCENE", "From Scene", "The file's own output settings: format, depth, codec, passes"),
+    ("OPEN_EXR_MULTILAYER", "OpenEXR MultiLayer", "Every view layer and pass in one EXR"),
     ("OPEN_EXR", "OpenEXR", "High dynamic range OpenEXR images"),
+    ("PNG", "PNG", "PNG images"),
+    ("JPEG", "JPEG", "JPEG images"),
     ("TIFF", "TIFF", "TIFF images"),
+    ("WEBP", "WebP", "WebP images"),
 )
 
 FINAL_STATUSES = {"completed", "failed", "canceled"}
@@ -70,7 +74,9 @@ class FlamencoJobSettings(bpy.types.PropertyGroup):
         items=RENDER_DEVICES,
         default="CPU",
     )
-    output_format: bpy.props.EnumProperty(name="Output Format", items=OUTPUT_FORMATS, default="PNG")
+    output_format: bpy.props.EnumProperty(
+        name="Output Format", items=OUTPUT_FORMATS, default="SCENE"
+    )
     allow_missing: bpy.props.BoolProperty(
         name="Allow Missing Files",
         description="Submit even when files the scene uses cannot be found",

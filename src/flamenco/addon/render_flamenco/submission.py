@@ -45,7 +45,7 @@ class JobRequest:
     priority: int = 50
     sites: list[str] = field(default_factory=list)
     render_device: str = "CPU"
-    output_format: str = "PNG"
+    output_format: str = "SCENE"  # the file's own output settings
     allow_missing: bool = False
     use_bat: bool = True
     # Absolute paths of the scene's dependencies (bpy.utils.blend_paths), for use without BAT.
