@@ -30,6 +30,7 @@ def _render(frames: list[int], **command: Any) -> TaskSpec:
         "output_pattern": "frame_######",
         "output_format": "SCENE",
         "render_device": "CPU",
+        "persistent_data": True,
     }
     full = {**defaults, **command}
     return TaskSpec(
@@ -42,6 +43,7 @@ def _render(frames: list[int], **command: Any) -> TaskSpec:
             "output_pattern": full["output_pattern"],
             "output_format": full["output_format"],
             "render_device": full["render_device"],
+            "persistent_data": full["persistent_data"],
         },
         requirements=Requirements(device=full["render_device"]),
     )
@@ -84,6 +86,9 @@ def _name(frames: list[int]) -> str:
         (_with(frames="1", output_pattern="f_#"), [_render([1], output_pattern="f_#")]),
         (_with(frames="1", output_pattern="###.x"), [_render([1], output_pattern="###.x")]),
         (_with(frames="1", preview_video=False), [_render([1])]),
+        # Cycles persistent data between a job's frames: on unless the job opts out.
+        (_with(frames="1", persistent_data=True), [_render([1])]),
+        (_with(frames="1", persistent_data=False), [_render([1], persistent_data=False)]),
         (_with(frames="1", fps=30), [_render([1])]),
     ],
 )
@@ -188,6 +193,7 @@ def test_blender_render_preview_video(settings: dict[str, Any], fps: int, render
         ("blender-render", _with(output_format=1), "'output_format' must be text"),
         ("blender-render", _with(render_device="TPU"), "'render_device' must be one of CPU,"),
         ("blender-render", _with(render_device="cuda"), "got 'cuda'."),
+        ("blender-render", _with(persistent_data="no"), "'persistent_data' must be true or"),
         # output_pattern
         ("blender-render", _with(output_pattern="frame"), "must contain '#'"),
         ("blender-render", _with(output_pattern=""), "got ''."),

@@ -158,6 +158,7 @@ _BLENDER_RENDER_KEYS = {
     "fps",
     "worker_tag",
     "min_blender_version",
+    "persistent_data",
 }
 # Chunks larger than the frame limit can never be filled, so this only stops absurd input.
 _MAX_CHUNK_SIZE = 100_000
@@ -234,8 +235,10 @@ def compile_blender_render(settings: Mapping[str, Any]) -> list[TaskSpec]:
     device = _read_choice(settings, "render_device", "CPU", RENDER_DEVICES)
     fps = _read_int(settings, "fps", 24, 1, 240)  # Validated even without a preview video.
     needs = Requirements(_read_tag(settings), _read_min_blender(settings), device)
+    # Cycles keeps BVH and images between a job's frames in its warm Blender unless told not to.
+    persistent = _read_bool(settings, "persistent_data", True)
     tasks = [
-        replace(_render_task(blend, chunk, output, device), requirements=needs)
+        replace(_render_task(blend, chunk, output, device, persistent), requirements=needs)
         for chunk in chunk_frames(frames, chunk_size)
     ]
     if _read_bool(settings, "preview_video", False):
@@ -267,9 +270,17 @@ def _read_min_blender(settings: Mapping[str, Any]) -> str | None:
     return str(version)
 
 
-def _render_task(blend: str, chunk: list[int], output: dict[str, str], device: str) -> TaskSpec:
+def _render_task(
+    blend: str, chunk: list[int], output: dict[str, str], device: str, persistent_data: bool
+) -> TaskSpec:
     """The Blender task rendering one chunk of frames."""
-    command = {"blend": blend, "frames": chunk, **output, "render_device": device}
+    command = {
+        "blend": blend,
+        "frames": chunk,
+        **output,
+        "render_device": device,
+        "persistent_data": persistent_data,
+    }
     return TaskSpec(
         name=f"render {format_frame_range(chunk)}",
         type="blender",
