@@ -242,6 +242,13 @@ def submit(
         bool,
         typer.Option("--preview-video", help="Also make preview.mp4 of all frames at the end."),
     ] = False,
+    persistent_data: Annotated[
+        bool,
+        typer.Option(
+            "--persistent-data/--no-persistent-data",
+            help="Let Cycles keep BVH and images between a job's frames on a Worker.",
+        ),
+    ] = True,
     wait: Annotated[bool, typer.Option("--wait", help="Wait with a progress bar.")] = False,
     server: ServerOpt = None,
     as_json: JsonOpt = False,
@@ -259,6 +266,8 @@ def submit(
         settings["min_blender_version"] = min_blender
     if preview_video:
         settings["preview_video"] = True
+    if not persistent_data:
+        settings["persistent_data"] = False
     request = SubmitRequest(
         scene, frames, chunk, name, priority, site or [], allow_missing, settings
     )

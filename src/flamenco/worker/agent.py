@@ -458,6 +458,7 @@ class WorkerAgent:
             output_pattern=a.command.get("output_pattern", "frame_######"),
             output_format=a.command.get("output_format", "SCENE"),
             on_event=on_event,
+            persistent_data=bool(a.command.get("persistent_data", True)),
         )
 
     async def _warm_up_gpus(self) -> None:

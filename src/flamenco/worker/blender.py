@@ -375,8 +375,10 @@ class WarmBlender:
         output_pattern: str = "frame_######",
         output_format: str = "SCENE",
         on_event: EventCallback | None = None,
+        persistent_data: bool = True,
     ) -> list[Path]:
         """Render `frames` into `output_dir`; returns the written files in frame order.
+        With `persistent_data`, Cycles keeps what it built for one frame for the next.
 
         Cancelling the calling task terminates Blender: a bpy render cannot be interrupted
         in any other way, and a half-finished command would leave the pipes out of step.
@@ -390,6 +392,7 @@ class WarmBlender:
                 "output_dir": str(Path(output_dir).absolute()),
                 "output_pattern": output_pattern,
                 "output_format": output_format,
+                "persistent_data": persistent_data,
             }
             self._tail.clear()  # error messages should quote this command's output only
             try:

@@ -298,11 +298,19 @@ def use_output_format(scene: bpy.types.Scene, fmt: str) -> None:
         )
 
 
+def set_persistent_data(scene: bpy.types.Scene, on: bool) -> None:
+    """Cycles keeps the BVH, images and kernels of a render for the next one in this process,
+    so a job's later frames skip building them; the task log says which way it renders."""
+    scene.render.use_persistent_data = on
+    print(f"Flamenco: Cycles persistent data {'on' if on else 'off'}", flush=True)
+
+
 def run_render(scene: bpy.types.Scene, cmd: dict[str, Any]) -> None:
     frames = [int(f) for f in cmd["frames"]]
     output_dir = os.path.abspath(cmd["output_dir"])
     os.makedirs(output_dir, exist_ok=True)
     use_output_format(scene, cmd.get("output_format") or FROM_SCENE)
+    set_persistent_data(scene, bool(cmd.get("persistent_data", True)))
     global _command_frame
     for frame in frames:
         _command_frame = frame
@@ -310,7 +318,7 @@ def run_render(scene: bpy.types.Scene, cmd: dict[str, Any]) -> None:
         path = render_frame(scene, frame, output_dir, cmd.get("output_pattern", "######"))
         emit("frame", frame=frame, path=path, seconds=round(time.monotonic() - started, 3))
     _command_frame = None
-    emit("done", frames=frames)
+    emit("done", frames=frames, persistent_data=scene.render.use_persistent_data)
 
 
 def handle(scene: bpy.types.Scene, line: str) -> None:
