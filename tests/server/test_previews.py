@@ -8,10 +8,12 @@ import io
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from serverkit import BLEND, add_manager, alice, lease_sync, make_services, task_update
 
+from exrkit import rgba, write_exr
 from flamenco import wire
 from flamenco.core.states import JobStatus, TaskStatus
 from flamenco.errors import NotFound
@@ -103,6 +105,36 @@ def test_every_readable_frame_gets_a_small_jpeg_thumbnail(svc: ServerServices) -
         svc.jobs.thumbnail(job.id, 2)
     # The unreadable frame is still a frame of the job, only without a thumbnail.
     assert [f.frame for f in svc.jobs.frames(job.id)] == [1, 2, 3]
+
+
+def test_an_exr_frame_is_kept_as_it_is_and_its_thumbnail_is_its_beauty(
+    svc: ServerServices, tmp_path: Path
+) -> None:
+    site = add_manager(svc, "site")
+    job = _preview_job(svc, "1")
+    (lease,) = lease_sync(svc, site, want=1).leases
+    exr = write_exr(
+        tmp_path / "frame_000001.exr",
+        {
+            "ViewLayer.Combined": rgba(100, 300, (0.0, 0.18, 1.0)),
+            "ViewLayer.Depth.Z": np.full((100, 300), 4.0, np.float32),
+        },
+    )
+    data = exr.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    asyncio.run(svc.jobs.receive_frame(site.id, lease.task_id, 1, exr.name, sha, _chunks(data)))
+
+    (info,) = svc.jobs.frames(job.id)
+    assert (info.filename, info.width, info.height, info.sha256) == (exr.name, 300, 100, sha)
+    stored, name = svc.jobs.frame_file(job.id, 1)
+    assert name == exr.name and stored.read_bytes() == data  # byte for byte, not re-encoded
+    placed = Path(svc.jobs.get(job.id).output_dir) / exr.name
+    assert placed.read_bytes() == data
+    with Image.open(svc.jobs.thumbnail(job.id, 1)) as thumb:
+        assert (thumb.format, thumb.size) == ("JPEG", (256, 85))
+        assert all(
+            abs(a - b) <= 3 for a, b in zip(thumb.getpixel((128, 42)), (0, 118, 255), strict=True)
+        )
 
 
 def test_deleting_a_job_removes_its_thumbnails_artifacts_and_unshared_blobs(

@@ -7,9 +7,11 @@ import random
 from pathlib import Path
 
 import imageio_ffmpeg
+import numpy as np
 import pytest
 from PIL import Image, ImageStat
 
+from exrkit import rgba, write_exr
 from flamenco.core.compiler import preview_frame_path
 from flamenco.worker.video import EncodingFailed, encode_video, ordered_frames
 
@@ -105,3 +107,34 @@ def test_files_that_are_not_frames_are_left_out() -> None:
         "other/3/frame_000003.png": "0" * 64,
     }
     assert [f for f, _ in ordered_frames(files, Path("/job"))] == [3]
+
+
+def test_exr_frames_become_a_video_of_their_beauty(tmp_path: Path) -> None:
+    """Multilayer EXR frames (which FFmpeg alone cannot read) show their Combined pass."""
+    frames = [
+        write_exr(
+            tmp_path / f"frame_{frame:06d}.exr",
+            {
+                "ViewLayer.Depth.Z": np.full((SIZE[1], SIZE[0]), 9.0, np.float32),
+                "ViewLayer.Combined": rgba(SIZE[1], SIZE[0], linear),
+            },
+        )
+        for frame, linear in enumerate([(1.0, 0.0, 0.0), (0.0, 0.18, 0.0)], 1)
+    ]
+    video = tmp_path / "out" / "preview.mp4"
+    asyncio.run(encode_video(frames, video, 24))
+
+    _, means = _mean_colours(video)
+    for mean, expected in zip(means, [(255, 0, 0), (0, 118, 0)], strict=True):
+        assert all(abs(a - b) <= 16 for a, b in zip(mean, expected, strict=True)), (mean, expected)
+    assert not list(video.parent.glob("sequence-*"))
+
+
+def test_an_unreadable_exr_frame_fails_with_its_name(tmp_path: Path) -> None:
+    good = write_exr(tmp_path / "a.exr", {"RGBA": rgba(SIZE[1], SIZE[0], (0.5, 0.5, 0.5))})
+    bad = tmp_path / "b.exr"
+    bad.write_bytes(good.read_bytes()[:40])  # cut short
+    video = tmp_path / "out" / "preview.mp4"
+    with pytest.raises(EncodingFailed, match=r"Frame file b\.exr could not be read"):
+        asyncio.run(encode_video([good, bad], video, 24))
+    assert not list(video.parent.iterdir())

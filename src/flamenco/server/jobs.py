@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
 from pydantic import TypeAdapter
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -51,6 +50,7 @@ from flamenco.errors import (
     UnsupportedMedia,
     writing,
 )
+from flamenco.images import image_size, open_image
 from flamenco.server.blob_gc import BlobCollector
 from flamenco.server.doorbell import Doorbell
 from flamenco.server.events import EventBus
@@ -439,8 +439,7 @@ class JobService:
         size = path.stat().st_size
         width = height = None
         try:
-            with Image.open(path) as img:
-                width, height = img.size
+            width, height = image_size(path)
         except Exception:
             log.info("frame %d of job %s: size unknown", frame, job_id, extra={"job": job_id})
         # The file first, then its row: frames_done never counts a file that is not there.
@@ -472,11 +471,12 @@ class JobService:
         )
 
     def _write_thumbnail(self, job_id: str, frame: int, source: Path) -> None:
-        """A small JPEG of the frame for the Dashboard; none for what Pillow cannot read (EXR)."""
+        """A small JPEG of the frame for the Dashboard (of an EXR, its beauty in sRGB); none for
+        what neither Pillow nor OpenEXR can read."""
         dest = self._thumbnail_path(job_id, frame)
         tmp = dest.with_name(dest.name + ".partial")
         try:
-            with Image.open(source) as img:
+            with open_image(source) as img:
                 img.draft("RGB", (THUMBNAIL_SIZE, THUMBNAIL_SIZE))  # JPEG: decode smaller
                 img.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
                 small = img.convert("RGB")

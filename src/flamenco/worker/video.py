@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from flamenco.blobs import safe_join
 from flamenco.core.compiler import PREVIEW_FRAMES_DIR
+from flamenco.images import exr_beauty, is_exr
 from flamenco.outbox import FrameItem
 from flamenco.procs import child_preexec
 
@@ -81,9 +82,7 @@ async def encode_video(
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".partial")
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix="sequence-") as tmp:
-        suffix = frames[0].suffix  # every frame of a job has the job's output format
-        for number, frame in enumerate(frames, 1):
-            _link(frame, Path(tmp) / f"{number:06d}{suffix}")
+        suffix = await asyncio.to_thread(_sequence, frames, Path(tmp))
         argv = [
             ffmpeg_exe(),
             "-hide_banner",
@@ -181,6 +180,25 @@ async def _run_ffmpeg(
         why = f": {last_line}" if last_line else ""
         raise EncodingFailed(f"FFmpeg failed with exit status {code}{why}")
     return encoded, last_line
+
+
+def _sequence(frames: Sequence[Path], folder: Path) -> str:
+    """Put the frames into `folder` as 000001<suffix>, 000002<suffix>…; returns the suffix.
+
+    Frames FFmpeg reads are linked; EXR frames become 8-bit sRGB PNGs of their beauty first,
+    which FFmpeg's own EXR reader cannot find in a multilayer file (`flamenco.images`).
+    """
+    if not is_exr(frames[0]):  # every frame of a job has the job's output format
+        suffix = frames[0].suffix
+        for number, frame in enumerate(frames, 1):
+            _link(frame, folder / f"{number:06d}{suffix}")
+        return suffix
+    for number, frame in enumerate(frames, 1):
+        try:
+            exr_beauty(frame).save(folder / f"{number:06d}.png", compress_level=1)
+        except Exception as exc:  # the file is not what its job said it would be
+            raise EncodingFailed(f"Frame file {frame.name} could not be read: {exc}") from None
+    return ".png"
 
 
 def _link(source: Path, dest: Path) -> None:
