@@ -35,6 +35,21 @@ ensure_venv() {
   fi
 }
 
+# Older Blenders for the tests of a Worker offering several versions: each a venv of its own with
+# one bpy wheel (about 370 MB), stamped like .venv so a second run reuses it.
+ensure_bpy_venv() {
+  local dir="$1" spec="$2" python stamp
+  python=$(find_python)
+  stamp="$dir/.flamenco-bpy-${spec//[^0-9A-Za-z.]/_}"
+  [ -e "$stamp" ] && return 0
+  echo "Installing $spec into $dir for the multi-Blender tests…" >&2
+  rm -rf "$dir"
+  "$python" -m venv "$dir" 2>/dev/null && [ -x "$dir/bin/pip" ] ||
+    { rm -rf "$dir"; "$python" -m virtualenv --quiet "$dir"; }
+  "$dir/bin/python" -m pip install --quiet "$spec"
+  touch "$stamp"
+}
+
 # The Dashboard's browser tests drive Debian's Chromium (Playwright's own browser download does
 # not work everywhere). Installed here when missing and running as root; otherwise the tests
 # fail and say how to install it.

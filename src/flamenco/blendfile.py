@@ -63,3 +63,9 @@ def blend_version(path: Path) -> tuple[int, int] | None:
         return None
     major, minor = (g for g in match.groups() if g is not None)
     return int(major), int(minor)
+
+
+def blend_version_text(path: Path) -> str | None:
+    """The version that wrote the file as Blender names it ("2.79", "5.0"), or None."""
+    version = blend_version(path)
+    return None if version is None else f"{version[0]}.{version[1]}"

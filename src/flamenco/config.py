@@ -78,7 +78,9 @@ class WorkerSettings:
     manager: str = f"http://127.0.0.1:{DEFAULT_MANAGER_PORT}"
     secret: str = ""
     name: str = field(default_factory=lambda: os.uname().nodename)
-    blender: str = ""  # a blender executable; empty: `blender` on PATH, else the bpy wheel
+    # Blender executables or Pythons with bpy, all offered (env: os.pathsep-separated);
+    # empty: every `blender` on PATH and the bpy module of this Python.
+    blender: list[str] = field(default_factory=list)
     warm_idle_s: float = 120.0  # how long a warm Blender waits for its job's next task
     tags: str = ""  # comma-separated; a job with a tag runs only on Workers that have it
     gpu: int = -1  # render on this GPU only (one Worker per GPU); -1: every GPU
@@ -120,8 +122,21 @@ def _to_bool(value: Any) -> bool:
     return bool(value)
 
 
+def _to_list(value: Any) -> list[str]:
+    """A list from TOML or repeated flags; a string (an env variable) split at os.pathsep."""
+    items = value.split(os.pathsep) if isinstance(value, str) else list(value)
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
 def _cast(kind: Any, value: Any) -> Any:
-    casts = {"Path": Path, "int": int, "float": float, "str": str, "bool": _to_bool}
+    casts = {
+        "Path": Path,
+        "int": int,
+        "float": float,
+        "str": str,
+        "bool": _to_bool,
+        "list[str]": _to_list,
+    }
     kind = casts.get(str(kind), kind)
     return kind(value) if callable(kind) else value
 

@@ -252,11 +252,17 @@ class GpuInfo(Wire):
 class HasCapabilities(Wire):
     tags: list[str] = Field(default_factory=list)
     gpus: list[GpuInfo] = Field(default_factory=list)
-    blender_version: str | None = None
+    blender_version: str | None = Field(
+        default=None, description="Its newest Blender; an older Flamenco's Worker sends only this."
+    )
+    blender_versions: list[str] = Field(
+        default_factory=list, max_length=50, description="Every Blender it can render with."
+    )
 
     def capabilities(self) -> Capabilities:
         backends = {backend for gpu in self.gpus for backend in gpu.backends}
-        return Capabilities.of(self.tags, self.blender_version or "", backends)
+        versions = self.blender_versions or [self.blender_version or ""]
+        return Capabilities.of(self.tags, versions, backends)
 
 
 class WorkerInfo(HasCapabilities):

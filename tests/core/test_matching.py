@@ -7,15 +7,17 @@ import pytest
 from flamenco.core.matching import (
     Capabilities,
     Requirements,
+    choose_blender,
     job_waiting_reason,
     parse_version,
     unmet,
     waiting_reason,
 )
 
-CPU_ONLY = Capabilities.of([], "5.0.1", [])
-NVIDIA = Capabilities.of(["gpu-room"], "4.2.3", ["CUDA", "OPTIX"])
-OLD = Capabilities.of(["gpu-room"], "3.4.1", [])
+CPU_ONLY = Capabilities.of([], ["5.0.1"], [])
+NVIDIA = Capabilities.of(["gpu-room"], ["4.2.3"], ["CUDA", "OPTIX"])
+OLD = Capabilities.of(["gpu-room"], ["3.4.1"], [])
+SEVERAL = Capabilities.of([], ["4.2.23", "4.5.15", "3.6.0"], [])
 
 
 @pytest.mark.parametrize(
@@ -28,9 +30,11 @@ OLD = Capabilities.of(["gpu-room"], "3.4.1", [])
         (Requirements(min_blender="4.2"), OLD, "needs Blender 4.2 or newer"),
         (
             Requirements(min_blender="5.0"),
-            Capabilities.of([], "", []),
+            Capabilities.of([], [""], []),
             "needs Blender 5.0 or newer",
         ),
+        (Requirements(min_blender="4.5"), SEVERAL, None),  # any one of its Blenders will do
+        (Requirements(min_blender="5.0"), SEVERAL, "needs Blender 5.0 or newer"),
         (Requirements(device="GPU"), NVIDIA, None),
         (Requirements(device="GPU"), CPU_ONLY, "needs a Worker with a GPU"),
         (Requirements(device="OPTIX"), NVIDIA, None),
@@ -65,6 +69,30 @@ def test_waiting_reason_names_what_is_missing() -> None:
     assert waiting_reason(req, []) == "Waiting for a Worker to come online."
 
 
+def test_waiting_reason_names_the_blender_versions_online() -> None:
+    assert waiting_reason(Requirements(min_blender="5.0"), [SEVERAL, NVIDIA]) == (
+        "Waiting: the job needs Blender 5.0 or newer, "
+        "and the Workers online have Blender 3.6.0, 4.2.3, 4.2.23, 4.5.15."
+    )
+
+
+@pytest.mark.parametrize(
+    ("file_version", "installed", "chosen"),
+    [
+        ("4.2", ["5.0.1", "4.2.23", "4.5.15"], "4.2.23"),  # the same version as the file's
+        ("4.3", ["5.0.1", "4.2.23", "4.5.15"], "4.5.15"),  # else the closest newer one
+        ("5.0", ["4.2.23", "5.0.1", "4.5.15"], "5.0.1"),
+        ("2.79", ["4.5.15", "4.2.23"], "4.2.23"),
+        ("5.1", ["4.5.15", "5.0.1"], "5.0.1"),  # none can be trusted: the newest tries
+        (None, ["4.5.15", "5.0.1", "4.2.23"], "5.0.1"),  # unknown file: the newest
+        ("4.2", ["4.2.0"], "4.2.0"),
+        ("4.2", [], None),
+    ],
+)
+def test_choose_blender(file_version: str | None, installed: list[str], chosen: str | None) -> None:
+    assert choose_blender(file_version, installed) == chosen
+
+
 def test_requirements_round_trip() -> None:
     req = Requirements(tag="t", min_blender="4.2", device="OPTIX")
     assert Requirements.from_dict(req.to_dict()) == req
@@ -95,7 +123,8 @@ def test_requirements_round_trip() -> None:
             Requirements(min_blender="99.0"),
             {"a": CPU_ONLY},
             {"a"},
-            "Waiting: the job needs Blender 99.0 or newer, and no Worker online has that.",
+            "Waiting: the job needs Blender 99.0 or newer, "
+            "and the Workers online have Blender 5.0.1.",
         ),
     ],
 )

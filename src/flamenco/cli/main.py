@@ -171,7 +171,13 @@ def worker(
     secret: Annotated[str | None, typer.Option(help="The Manager's join secret.")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Cache, outbox and frames.")] = None,
     name: Annotated[str | None, typer.Option(help="Name shown for this Worker.")] = None,
-    blender: Annotated[str | None, typer.Option(help="Blender executable to use.")] = None,
+    blender: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A Blender executable, or a Python 3.11 with the bpy module; repeatable: "
+            "the Worker offers them all. [every `blender` on PATH and this Python's bpy]"
+        ),
+    ] = None,
     tags: Annotated[str | None, typer.Option(help="Comma-separated tags, e.g. gpu,fast.")] = None,
     gpu: Annotated[
         int | None, typer.Option(help="Use only this GPU (index); one Worker each.")
@@ -179,6 +185,7 @@ def worker(
 ) -> None:
     """Run a Worker that renders what its Manager hands out."""
     from flamenco.worker.agent import WorkerAgent
+    from flamenco.worker.blender import BlenderNotFound
 
     start_component("worker")
     settings = load(
@@ -188,15 +195,19 @@ def worker(
             "secret": secret,
             "data_dir": data_dir,
             "name": name,
-            "blender": blender,
+            "blender": blender or None,
             "tags": tags,
             "gpu": gpu,
         },
     )
-    agent = WorkerAgent(settings)
+    try:
+        agent = WorkerAgent(settings)
+    except BlenderNotFound as exc:
+        err.print(f"Error: {exc}", style="red")
+        raise typer.Exit(1) from None
+    blenders = ", ".join(f"{i.version} ({i.where})" for i in agent.installs)
     err.print(
-        f"Flamenco Worker '{settings.name}' with Blender {agent.install.version} "
-        f"({agent.install.kind}), Manager {settings.manager}"
+        f"Flamenco Worker '{settings.name}' with Blender {blenders}, Manager {settings.manager}"
     )
     asyncio.run(_serve_until_signal(agent.serve))
 
@@ -242,6 +253,14 @@ def submit(
         bool,
         typer.Option("--preview-video", help="Also make preview.mp4 of all frames at the end."),
     ] = False,
+    no_scripts: Annotated[
+        bool,
+        typer.Option(
+            "--no-scripts",
+            help="Do not run the file's own Python (drivers, registered text blocks) "
+            "[they run, as on a workstation that trusts the file].",
+        ),
+    ] = False,
     persistent_data: Annotated[
         bool,
         typer.Option(
@@ -268,6 +287,8 @@ def submit(
         settings["preview_video"] = True
     if not persistent_data:
         settings["persistent_data"] = False
+    if no_scripts:
+        settings["scripts"] = False
     request = SubmitRequest(
         scene, frames, chunk, name, priority, site or [], allow_missing, settings
     )

@@ -42,21 +42,22 @@ class Requirements:
 @dataclass(frozen=True)
 class Capabilities:
     tags: frozenset[str] = frozenset()
-    blender_version: str = ""
+    blender_versions: frozenset[str] = frozenset()  # every Blender the Worker can render with
     gpu_backends: frozenset[str] = frozenset()
 
     @classmethod
     def of(
-        cls, tags: Iterable[str], blender_version: str, backends: Iterable[str]
+        cls, tags: Iterable[str], blender_versions: Iterable[str], backends: Iterable[str]
     ) -> "Capabilities":
-        return cls(frozenset(tags), blender_version, frozenset(b.upper() for b in backends))
+        versions = frozenset(v for v in blender_versions if v)
+        return cls(frozenset(tags), versions, frozenset(b.upper() for b in backends))
 
 
 def unmet(req: Requirements, cap: Capabilities) -> str | None:
     """Why a Worker with `cap` cannot run a task needing `req`, or None when it can."""
     if req.tag and req.tag not in cap.tags:
         return f"needs a Worker with the tag '{req.tag}'"
-    if req.min_blender and not _new_enough(cap.blender_version, req.min_blender):
+    if req.min_blender and not any(_new_enough(v, req.min_blender) for v in cap.blender_versions):
         return f"needs Blender {req.min_blender} or newer"
     if req.device == "GPU" and not cap.gpu_backends:
         return "needs a Worker with a GPU"
@@ -74,12 +75,41 @@ def _new_enough(have: str, need: str) -> bool:
 
 def waiting_reason(req: Requirements, workers: Iterable[Capabilities]) -> str | None:
     """None when some Worker qualifies, else why the job waits (about the first misfit)."""
+    workers = list(workers)
     reasons = [unmet(req, cap) for cap in workers]
     if any(reason is None for reason in reasons):
         return None
     if not reasons:
         return "Waiting for a Worker to come online."
+    if reasons[0] == f"needs Blender {req.min_blender} or newer":
+        # Name what there is, so the user sees whether to upgrade a Worker or re-save the file.
+        online = sorted({v for cap in workers for v in cap.blender_versions}, key=_version_key)
+        have = ", ".join(online) or "no known version"
+        return f"Waiting: the job {reasons[0]}, and the Workers online have Blender {have}."
     return f"Waiting: the job {reasons[0]}, and no Worker online has that."
+
+
+def _version_key(text: str) -> tuple[int, ...]:
+    try:
+        return parse_version(text)
+    except ValueError:
+        return ()
+
+
+def choose_blender(file_version: str | None, installed: Iterable[str]) -> str | None:
+    """Which of a Worker's Blender versions renders a file saved by `file_version` ('4.2'):
+    the oldest that is not older than the file (closest to what the artist used, so the
+    same look), compared by major.minor; the newest when none is or the file's version is
+    unknown; None when there is none at all."""
+    ordered = sorted(installed, key=_version_key)
+    if not ordered:
+        return None
+    if file_version:
+        wanted = _version_key(file_version)[:2]
+        for version in ordered:
+            if _version_key(version)[:2] >= wanted:
+                return version
+    return ordered[-1]
 
 
 def job_waiting_reason(

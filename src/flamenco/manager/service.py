@@ -533,6 +533,7 @@ class ManagerService:
             tags=info.tags,
             gpus=info.gpus,
             blender_version=info.blender_version,
+            blender_versions=info.blender_versions,
             platform=info.platform,
             cpu_count=info.cpu_count,
             memory_mb=info.memory_mb,

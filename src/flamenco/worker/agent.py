@@ -22,12 +22,12 @@ from typing import Any
 
 from flamenco import wire
 from flamenco.aio import wait_any, wait_quietly
-from flamenco.blendfile import blend_version
+from flamenco.blendfile import blend_version, blend_version_text
 from flamenco.blobs import BlobStore, safe_join
 from flamenco.client import ApiError, AsyncApi, Unreachable, api_path
 from flamenco.config import WorkerSettings
 from flamenco.core.faults import Fault, classify_failure
-from flamenco.core.matching import parse_version
+from flamenco.core.matching import choose_blender, parse_version
 from flamenco.core.names import UnsafePath, check_frame_file_name
 from flamenco.core.states import TaskStatus
 from flamenco.demo.scene import DemoSceneError, build_demo_scene
@@ -38,7 +38,7 @@ from flamenco.worker.blender import (
     BlenderTerminated,
     EventCallback,
     WarmBlender,
-    find_blender,
+    find_blenders,
 )
 from flamenco.worker.gpus import detect_gpus, gpu_environment
 from flamenco.worker.machine import StatsSampler, memory_mb
@@ -94,13 +94,22 @@ class WorkerAgent:
         self.settings = settings
         self.data = settings.data_dir
         self.data.mkdir(parents=True, exist_ok=True)
-        self.install = install or find_blender(settings.blender or None)
+        # Every Blender it offers, oldest first; each job renders with the one closest to
+        # its file's version (core.matching.choose_blender), and the newest stands by.
+        self.installs = [install] if install else find_blenders(settings.blender)
+        self.install = self.installs[-1]
+        log.info(
+            "offering Blender %s",
+            ", ".join(f"{i.version} ({i.kind} {i.where})" for i in self.installs),
+            extra={"worker": settings.name},
+        )
         self.gpu_pin = settings.gpu if settings.gpu >= 0 else None
         self.info = wire.WorkerInfo(
             platform=platform.platform(),
             cpu_count=os.cpu_count() or 0,
             memory_mb=memory_mb(),
             blender_version=self.install.version,
+            blender_versions=[i.version for i in self.installs],
             tags=[t.strip() for t in settings.tags.split(",") if t.strip()],
             gpus=detect_gpus(self.gpu_pin),
         )
@@ -441,7 +450,7 @@ class WorkerAgent:
             return Fault.MACHINE
         blend = self.data / "jobs" / run.a.job_id / "files" / str(run.a.command.get("blend", ""))
         try:
-            ours = parse_version(self.install.version)
+            ours = parse_version(self._install_for(blend).version)
         except ValueError:
             ours = None
         return classify_failure(message, blend_version(blend), ours)
@@ -450,6 +459,9 @@ class WorkerAgent:
         a = run.a
         on_event = functools.partial(self._on_blender_event, run)
         blender = await self._warm_blender(a, job_dir, on_event)
+        run.log_lines.append(
+            f"Flamenco: rendering with Blender {blender.install.version} ({blender.install.where})"
+        )
         self._report(run, activity=f"rendering {a.name}", blender_pid=blender.pid)
         run.frame_started = time.monotonic()
         await blender.render(
@@ -530,6 +542,7 @@ class WorkerAgent:
         """The job's warm Blender, started if this is the job's first task here."""
         blend = safe_join(job_dir, a.command["blend"])
         device = str(a.command.get("render_device", "CPU")).upper()
+        scripts = bool(a.command.get("scripts", True))
         current = self.blender
         if (
             current is not None
@@ -537,22 +550,39 @@ class WorkerAgent:
             and self.blender_job == a.job_id
             and current.blend_path == blend.absolute()
             and current.device == device
+            and current.scripts == scripts
         ):
             return current
         await self._stop_blender()
-        if (standby := await self._take_standby(a.job_id)) is not None:
-            await standby.open(blend, device, on_event)
+        install = self._install_for(blend)
+        # The standby runs the newest Blender: an older file's job starts the one it needs.
+        standby_fits = self.standby is not None and self.standby.install == install
+        if standby_fits and (standby := await self._take_standby(a.job_id)) is not None:
+            await standby.open(blend, device, on_event, scripts=scripts)
             return standby
-        blender = self._new_blender(blend, device)
+        blender = self._new_blender(blend, device, scripts, install=install)
         self.blender, self.blender_job = blender, a.job_id
         await blender.start(on_event=on_event)
         return blender
 
-    def _new_blender(self, blend: Path | None, device: str = "CPU") -> WarmBlender:
+    def _install_for(self, blend: Path) -> BlenderInstall:
+        """The Blender closest to the one that saved the file, and not older than it."""
+        version = choose_blender(blend_version_text(blend), [i.version for i in self.installs])
+        return next(i for i in self.installs if i.version == version)
+
+    def _new_blender(
+        self,
+        blend: Path | None,
+        device: str = "CPU",
+        scripts: bool = True,
+        *,
+        install: BlenderInstall | None = None,
+    ) -> WarmBlender:
         return WarmBlender(
-            self.install,
+            install or self.install,
             blend,
             device=device,
+            scripts=scripts,
             user_resources=self.data / "blender-user",
             env=self.blender_env,
         )

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import importlib.util
 import json
+import logging
 import os
 import re
 import shutil
@@ -25,7 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from flamenco.core.matching import parse_version
 from flamenco.procs import child_preexec
+
+log = logging.getLogger(__name__)
 
 MARKER = "@@FLAMENCO@@"
 CHILD_SCRIPT = Path(__file__).with_name("blender_child.py")
@@ -73,6 +77,11 @@ class BlenderInstall:
         separator = ["--"] if self.kind == "executable" else []
         return [*self.argv_prefix, str(script), *separator, *args]
 
+    @property
+    def where(self) -> str:
+        """The Blender executable, or the Python whose bpy module it is."""
+        return self.argv_prefix[0]
+
 
 @dataclass(frozen=True)
 class ReadyInfo:
@@ -85,29 +94,69 @@ class ReadyInfo:
 
 _NOT_FOUND_HINT = (
     "Install the bpy wheel into this environment with `pip install -e '.[blender]'` "
-    "(needs Python 3.11) or pass `--blender PATH` to a Blender executable."
+    "(needs Python 3.11) or pass `--blender PATH` to a Blender executable or a Python with bpy."
 )
 
 
 def find_blender(configured: str | None = None) -> BlenderInstall:
-    """A configured path wins, then `blender` on PATH, then the bpy module of this Python."""
-    if configured:
-        path = shutil.which(configured) or configured
-        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-            raise BlenderNotFound(f"Blender executable {configured!r} not found. {_NOT_FOUND_HINT}")
-        return executable_install(path)
-    on_path = shutil.which("blender")
-    if on_path:
-        return executable_install(on_path)
+    """The newest Blender this Worker would offer (see find_blenders)."""
+    return find_blenders([configured] if configured else [])[-1]
+
+
+def find_blenders(configured: Sequence[str] = ()) -> list[BlenderInstall]:
+    """Every Blender a Worker offers, oldest first, one per version.
+
+    Configured paths (Blender executables or Pythons with bpy) are all used and each must
+    work; without any, every `blender` on PATH and the bpy module of this Python.
+    """
+    installs = [install_at(p) for p in configured] if configured else _found_on_this_machine()
+    if not installs:
+        raise BlenderNotFound(
+            f"No Blender found: no `blender` on PATH and no bpy module. {_NOT_FOUND_HINT}"
+        )
+    by_version: dict[str, BlenderInstall] = {}
+    for install in installs:
+        by_version.setdefault(install.version, install)  # the first given wins a tie
+    return sorted(by_version.values(), key=lambda i: parse_version(i.version))
+
+
+def _found_on_this_machine() -> list[BlenderInstall]:
+    installs, seen = [], set()
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        path = shutil.which("blender", path=folder) if folder else None
+        if path is None or os.path.realpath(path) in seen:
+            continue
+        seen.add(os.path.realpath(path))
+        try:
+            installs.append(executable_install(path))
+        except BlenderNotFound as exc:  # one broken copy must not hide the others
+            log.warning("not using %s: %s", path, exc)
     if importlib.util.find_spec("bpy") is not None:
-        return bpy_install()
+        installs.append(bpy_install())
+    return installs
+
+
+def install_at(configured: str) -> BlenderInstall:
+    """A configured Blender: a Blender executable, or a Python interpreter with bpy."""
+    path = shutil.which(configured) or configured
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        raise BlenderNotFound(
+            f"--blender {configured!r} is not an executable file; give a Blender executable "
+            "or a Python 3.11 interpreter that has the bpy module."
+        )
+    output = _probe([path, "--version"], path)
+    if output.startswith("Python "):
+        return bpy_install(path)
+    if _VERSION_RE.search(output):
+        return executable_install(path, output)
     raise BlenderNotFound(
-        f"No Blender found: no `blender` on PATH and no bpy module. {_NOT_FOUND_HINT}"
+        f"--blender {configured!r} is neither Blender nor Python (its --version said "
+        f"{output.strip()[:80]!r})."
     )
 
 
-def executable_install(path: str) -> BlenderInstall:
-    output = _probe([path, "--version"], path)
+def executable_install(path: str, version_output: str | None = None) -> BlenderInstall:
+    output = version_output or _probe([path, "--version"], path)
     match = _VERSION_RE.search(output)
     if not match:
         raise BlenderNotFound(f"{path} does not look like Blender: {output.strip()[-500:]}")
@@ -117,18 +166,27 @@ def executable_install(path: str) -> BlenderInstall:
     return BlenderInstall(argv_prefix=prefix, kind="executable", version=match[1])
 
 
-def bpy_install() -> BlenderInstall:
+def bpy_install(python: str = sys.executable) -> BlenderInstall:
+    """The bpy module of a Python interpreter (this one unless named)."""
     code = "import bpy; print(bpy.app.version_string)"
     # Probe in a throwaway user folder: importing bpy would otherwise write to ~/.config.
     with tempfile.TemporaryDirectory(prefix="flamenco-bpy-probe-") as tmp:
-        output = _probe([sys.executable, "-c", code], "the bpy module", child_env(Path(tmp)))
+        try:
+            output = _probe([python, "-c", code], "the bpy module", child_env(Path(tmp)))
+        except BlenderNotFound:
+            if python == sys.executable:
+                raise
+            raise BlenderNotFound(
+                f"--blender {python!r} is a Python that cannot import the bpy module; "
+                "install bpy into it (pip install bpy, Python 3.11) or give a Blender executable."
+            ) from None
     versions = [ln for ln in output.splitlines() if _PLAIN_VERSION_RE.match(ln.strip())]
     if not versions:
         raise BlenderNotFound(f"Could not read the bpy version: {output.strip()[-500:]}")
     version = _PLAIN_VERSION_RE.match(versions[-1].strip())[0]  # type: ignore[index]
     # -P: never put the child script's folder first on sys.path, where a sibling module
     # could shadow a standard-library module that bpy imports.
-    return BlenderInstall(argv_prefix=(sys.executable, "-P"), kind="bpy", version=version)
+    return BlenderInstall(argv_prefix=(python, "-P"), kind="bpy", version=version)
 
 
 def _probe(argv: list[str], what: str, env: Mapping[str, str] | None = None) -> str:
@@ -215,6 +273,7 @@ class WarmBlender:
         blend_path: Path | None,
         *,
         device: str = "CPU",
+        scripts: bool = True,
         user_resources: Path | None = None,
         env: Mapping[str, str] | None = None,
         start_timeout: float = DEFAULT_START_TIMEOUT,
@@ -224,6 +283,7 @@ class WarmBlender:
         # None: a standby process, bpy imported, waiting to be given its job's file (`open`).
         self._blend_path = Path(blend_path).absolute() if blend_path else None
         self.device = device.upper()
+        self.scripts = scripts  # whether the file's own Python (drivers, text blocks) runs
         self._user_resources = user_resources or default_user_resources()
         self._extra_env = dict(env or {})
         self._start_timeout = start_timeout
@@ -264,7 +324,7 @@ class WarmBlender:
         return self._renders
 
     def argv(self) -> list[str]:
-        args = ["--device", self.device]
+        args = ["--device", self.device, *([] if self.scripts else ["--no-scripts"])]
         if self._blend_path is not None:
             args = ["--blend", str(self._blend_path), *args]
         return self.install.script_argv(CHILD_SCRIPT, args)
@@ -296,13 +356,20 @@ class WarmBlender:
         return await self._until_ready(on_event)
 
     async def open(
-        self, blend_path: Path, device: str, on_event: EventCallback | None = None
+        self,
+        blend_path: Path,
+        device: str,
+        on_event: EventCallback | None = None,
+        *,
+        scripts: bool = True,
     ) -> ReadyInfo:
         """Give a Blender on standby its job's file; wait until it is ready to render."""
         if not self.on_standby:
             raise RuntimeError("only a started Blender on standby can open a file")
         self._blend_path, self.device, self._standby = Path(blend_path).absolute(), device, False
-        await self._send({"op": "open", "blend": str(self._blend_path), "device": device})
+        self.scripts = scripts
+        opening = {"op": "open", "blend": str(self._blend_path), "device": device}
+        await self._send({**opening, "scripts": scripts})
         return await self._until_ready(on_event)
 
     async def _until_ready(self, on_event: EventCallback | None) -> ReadyInfo:

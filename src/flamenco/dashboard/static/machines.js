@@ -43,7 +43,7 @@
       <td>${cpu}</td>
       <td>${mem}</td>
       <td class="gpus">${gpus(w)}</td>
-      <td>${F.esc(w.blender_version || "—")}</td>
+      <td>${F.esc((w.blender_versions || []).join(", ") || w.blender_version || "—")}</td>
       <td title="${F.esc(F.when(w.last_seen))}">${F.ago(w.last_seen)}</td>
       <td>${actions(site, w)}</td>
     </tr>`;
