@@ -40,7 +40,7 @@ from flamenco.worker.blender import (
     WarmBlender,
     find_blenders,
 )
-from flamenco.worker.gpus import detect_gpus, gpu_environment
+from flamenco.worker.gpus import detect_gpus, gpu_environment, refused_device, without_backend
 from flamenco.worker.machine import StatsSampler, memory_mb
 from flamenco.worker.video import EncodingFailed, PreviewVideo
 
@@ -104,6 +104,7 @@ class WorkerAgent:
             extra={"worker": settings.name},
         )
         self.gpu_pin = settings.gpu if settings.gpu >= 0 else None
+        self.blender_env = gpu_environment(self.data, self.gpu_pin)
         self.info = wire.WorkerInfo(
             platform=platform.platform(),
             cpu_count=os.cpu_count() or 0,
@@ -111,9 +112,10 @@ class WorkerAgent:
             blender_version=self.install.version,
             blender_versions=[i.version for i in self.installs],
             tags=[t.strip() for t in settings.tags.split(",") if t.strip()],
-            gpus=detect_gpus(self.gpu_pin),
+            gpus=detect_gpus(
+                self.install, self.gpu_pin, self.blender_env, self.data / "blender-user"
+            ),
         )
-        self.blender_env = gpu_environment(self.data, self.gpu_pin)
         self.info_sent = False
         self.stats = StatsSampler()
         self.status = "awake"
@@ -458,7 +460,11 @@ class WorkerAgent:
     async def _render(self, run: TaskRun, job_dir: Path) -> None:
         a = run.a
         on_event = functools.partial(self._on_blender_event, run)
-        blender = await self._warm_blender(a, job_dir, on_event)
+        try:
+            blender = await self._warm_blender(a, job_dir, on_event)
+        except BlenderFailed as exc:
+            self._drop_refused_device(str(exc), run)
+            raise
         run.log_lines.append(
             f"Flamenco: rendering with Blender {blender.install.version} ({blender.install.where})"
         )
@@ -472,6 +478,17 @@ class WorkerAgent:
             on_event=on_event,
             persistent_data=bool(a.command.get("persistent_data", True)),
         )
+
+    def _drop_refused_device(self, message: str, run: TaskRun) -> None:
+        """A GPU backend Blender refused leaves what this Worker offers; the next sync tells
+        the Manager, so that the job's tasks go to a Worker that has it, or wait saying so."""
+        device = refused_device(message)
+        gpus = without_backend(self.info.gpus, device) if device else self.info.gpus
+        if gpus == self.info.gpus:
+            return
+        log.warning("Blender refused %s; no longer offering it", device, extra=self._ctx(run))
+        self.info = self.info.model_copy(update={"gpus": gpus})
+        self.info_sent = False
 
     async def _warm_up_gpus(self) -> None:
         """Compile the GPU kernels now, so that no job's first task waits minutes for them."""

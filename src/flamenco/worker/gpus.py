@@ -1,5 +1,9 @@
 """Finding the GPUs a Worker can render on, and keeping their compiled kernels.
 
+Which GPUs there are is asked of Cycles itself, in the Worker's Blender (`cycles_probe.py`):
+only Cycles knows whether its kernels, the driver and a backend fit together. nvidia-smi,
+where it exists, only adds the model and memory of NVIDIA cards.
+
 Cycles compiles its GPU kernels the first time it meets a GPU generation (measured: 379 s on
 an H200 with Blender 5.0). The caches it compiles into live in the Worker's data folder so
 that they survive Blender processes and Worker restarts.
@@ -10,26 +14,167 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
-import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from flamenco import wire
+from flamenco.core.matching import GPU_BACKENDS
+from flamenco.worker.blender import (
+    BlenderInstall,
+    child_env,
+    default_user_resources,
+    parse_line,
+)
 
 log = logging.getLogger("flamenco.worker.gpus")
 
-NVIDIA_BACKENDS = ["OPTIX", "CUDA"]
+NVIDIA_BACKENDS = ("OPTIX", "CUDA")
+VENDORS = {"OPTIX": "NVIDIA", "CUDA": "NVIDIA", "HIP": "AMD", "ONEAPI": "Intel", "METAL": "Apple"}
 CUDA_CACHE_BYTES = 4 * 1024**3  # the driver's maximum; the default 256 MB is too small
 QUERY_TIMEOUT_S = 15
+PROBE_TIMEOUT_S = 120  # a Blender start; slow on a loaded machine, never minutes
+PROBE_SCRIPT = Path(__file__).with_name("cycles_probe.py")
+# What Blender says when a job's backend has no device here (blender_child.configure_device).
+NO_DEVICE = "Found no Cycles device of type "
 
 
-def detect_gpus(pin: int | None = None) -> list[wire.GpuInfo]:
-    """The GPUs of this machine that Cycles can use; only GPU `pin` when given."""
-    gpus = _nvidia_gpus()
-    if not gpus and sys.platform == "darwin":
-        gpus = [wire.GpuInfo(index=0, vendor="Apple", model="Apple GPU", backends=["METAL"])]
-    if pin is not None:
-        gpus = [gpu for gpu in gpus if gpu.index == pin]
+@dataclass(frozen=True)
+class CyclesDevice:
+    """One device in Cycles' list: its backend (CUDA, OPTIX, HIP...), name and Cycles id."""
+
+    backend: str
+    name: str
+    id: str = ""
+
+    def card(self) -> str:
+        """What names the physical card: OptiX and CUDA list one card twice, with ids that
+        differ only in the backend before the first '_' (CUDA_<name>_<pci>, OPTIX_<name>_<pci>)."""
+        prefix = self.backend + "_"
+        if self.id.startswith(prefix):
+            return f"{VENDORS.get(self.backend, '')}:{self.id[len(prefix) :]}"
+        return ""
+
+
+def detect_gpus(
+    install: BlenderInstall,
+    pin: int | None = None,
+    env: Mapping[str, str] | None = None,
+    user_resources: Path | None = None,
+) -> list[wire.GpuInfo]:
+    """The GPUs of this machine that Cycles in `install` can use; only GPU `pin` when given
+    (`env` from gpu_environment hides the others from Cycles too)."""
+    devices = probe_cycles_devices(install, env, user_resources)
+    nvidia = [gpu for gpu in _nvidia_gpus() if pin is None or gpu.index == pin]
+    gpus = merge_gpus(devices, nvidia)
+    if nvidia and not any(gpu.vendor == "NVIDIA" for gpu in gpus):
+        log.warning(
+            "nvidia-smi lists %d NVIDIA GPU(s) but Cycles in Blender %s can use none of them "
+            "(a driver too old for this Blender?); this Worker renders on the CPU only",
+            len(nvidia),
+            install.version,
+        )
     return gpus
+
+
+def probe_cycles_devices(
+    install: BlenderInstall,
+    env: Mapping[str, str] | None = None,
+    user_resources: Path | None = None,
+) -> list[CyclesDevice]:
+    """Cycles' own device list, from a short Blender run; none when that Blender fails."""
+    folder = user_resources or default_user_resources()
+    argv = install.script_argv(PROBE_SCRIPT, [])
+    try:
+        done = subprocess.run(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            timeout=PROBE_TIMEOUT_S,
+            env=child_env(folder, env),
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("could not ask Blender %s for its Cycles devices: %s", install.version, exc)
+        return []
+    lines = done.stdout.splitlines()
+    events = [event for raw in lines if (event := parse_line(raw)[1]) is not None]
+    found = [e for e in events if e.get("event") == "devices"]
+    if done.returncode != 0 or not found:
+        tail = b"\n".join(lines[-10:]).decode(errors="replace")
+        log.warning("Blender %s did not list its Cycles devices: %s", install.version, tail)
+        return []
+    return parse_devices(found[-1].get("devices"))
+
+
+def parse_devices(raw: object) -> list[CyclesDevice]:
+    """The probe's list, keeping only entries of a backend Flamenco knows."""
+    if not isinstance(raw, list):
+        return []
+    return [
+        CyclesDevice(str(d["backend"]).upper(), str(d.get("name", "")), str(d.get("id", "")))
+        for d in raw
+        if isinstance(d, dict) and str(d.get("backend", "")).upper() in GPU_BACKENDS
+    ]
+
+
+def merge_gpus(
+    devices: Sequence[CyclesDevice], nvidia: Sequence[wire.GpuInfo]
+) -> list[wire.GpuInfo]:
+    """One GpuInfo per physical card Cycles lists, with every backend it offers for it;
+    an NVIDIA card takes the index, model and memory of the nvidia-smi entry of its name."""
+    cards: dict[str, tuple[str, str, list[str]]] = {}  # key -> vendor, name, backends
+    seen: dict[tuple[str, str], int] = {}
+    for device in devices:
+        # Without a usable id, the k-th device of a name is the k-th card of that name.
+        nth = seen[(device.backend, device.name)] = seen.get((device.backend, device.name), 0) + 1
+        key = device.card() or f"{VENDORS[device.backend]}:{device.name}#{nth}"
+        vendor, name, backends = cards.setdefault(key, (VENDORS[device.backend], device.name, []))
+        if device.backend not in backends:
+            backends.append(device.backend)
+    unmatched = list(nvidia)
+    gpus = []
+    for position, (vendor, name, backends) in enumerate(cards.values()):
+        ordered = [b for b in GPU_BACKENDS if b in backends]
+        smi = _take_nvidia(unmatched, name) if vendor == "NVIDIA" else None
+        gpus.append(
+            wire.GpuInfo(
+                index=smi.index if smi else position,
+                vendor=vendor,
+                model=smi.model if smi else name,
+                memory_mb=smi.memory_mb if smi else 0,
+                backends=ordered,
+            )
+        )
+    return gpus
+
+
+def _take_nvidia(unmatched: list[wire.GpuInfo], name: str) -> wire.GpuInfo | None:
+    """The first nvidia-smi entry of that model, else the first left; removed from the list."""
+    for gpu in unmatched:
+        if gpu.model == name:
+            unmatched.remove(gpu)
+            return gpu
+    return unmatched.pop(0) if unmatched else None
+
+
+def without_backend(gpus: Iterable[wire.GpuInfo], device: str) -> list[wire.GpuInfo]:
+    """The GPUs left once Blender refused `device` (a backend, or GPU for any): that backend
+    goes from every card, and a card with no backend left goes."""
+    left = []
+    for gpu in gpus:
+        backends = [] if device == "GPU" else [b for b in gpu.backends if b != device]
+        if backends:
+            left.append(gpu.model_copy(update={"backends": backends}))
+    return left
+
+
+def refused_device(message: str) -> str | None:
+    """The device Blender said it has no Cycles device for, or None."""
+    if NO_DEVICE not in message:
+        return None
+    return message.split(NO_DEVICE, 1)[1].split(".", 1)[0].split()[0].strip().upper() or None
 
 
 def _nvidia_gpus() -> list[wire.GpuInfo]:
@@ -47,10 +192,10 @@ def _nvidia_gpus() -> list[wire.GpuInfo]:
     if done.returncode != 0:
         log.warning("nvidia-smi failed: %s", done.stderr.strip() or done.stdout.strip())
         return []
-    return [gpu for line in done.stdout.splitlines() if (gpu := _parse_nvidia_line(line))]
+    return [gpu for line in done.stdout.splitlines() if (gpu := parse_nvidia_line(line))]
 
 
-def _parse_nvidia_line(line: str) -> wire.GpuInfo | None:
+def parse_nvidia_line(line: str) -> wire.GpuInfo | None:
     parts = [part.strip() for part in line.split(",")]
     if len(parts) != 3 or not parts[0].isdigit():
         return None

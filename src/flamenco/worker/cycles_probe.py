@@ -1,0 +1,43 @@
+"""Runs INSIDE Blender's Python: which GPU devices Cycles itself can render on.
+
+Started like blender_child.py (``blender -b ... --python cycles_probe.py`` or ``python
+cycles_probe.py`` with the bpy wheel); only the standard library and bpy may be used. It
+prints one line ``@@FLAMENCO@@ {"event": "devices", "devices": [...]}`` and ends. Asking
+Cycles, not a vendor tool, is what tells whether this Blender's kernels, driver and backend
+fit together: a GPU that nvidia-smi lists may still be one Cycles cannot use.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import bpy
+
+MARKER = "@@FLAMENCO@@"
+BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
+
+
+def cycles_devices() -> list[dict[str, str]]:
+    prefs = bpy.context.preferences.addons["cycles"].preferences
+    devices = []
+    for backend in BACKENDS:
+        try:
+            found = prefs.get_devices_for_type(backend)
+        except (TypeError, ValueError, KeyError, AttributeError):  # not built into this Blender
+            continue
+        # The list for a backend ends with the CPU; only the backend's own devices count.
+        devices += [
+            {"backend": backend, "name": d.name, "id": d.id} for d in found if d.type == backend
+        ]
+    return devices
+
+
+def main() -> None:
+    line = json.dumps({"event": "devices", "devices": cycles_devices()})
+    sys.stdout.write(f"\n{MARKER} {line}\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

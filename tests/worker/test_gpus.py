@@ -1,0 +1,199 @@
+"""GPUs as Cycles sees them: the pure merging, the probe in real Blender, a refused backend."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+
+from flamenco import wire
+from flamenco.config import WorkerSettings
+from flamenco.worker.agent import TaskRun, WorkerAgent
+from flamenco.worker.blender import BlenderFailed, BlenderInstall
+from flamenco.worker.gpus import (
+    CyclesDevice,
+    detect_gpus,
+    merge_gpus,
+    parse_devices,
+    parse_nvidia_line,
+    probe_cycles_devices,
+    refused_device,
+    without_backend,
+)
+
+H200 = "NVIDIA H200"
+PCI = "0000:01:00"
+
+
+def _gpu(index: int, vendor: str, model: str, backends: list[str], mb: int = 0) -> wire.GpuInfo:
+    return wire.GpuInfo(index=index, vendor=vendor, model=model, memory_mb=mb, backends=backends)
+
+
+def _smi(line: str) -> wire.GpuInfo:
+    gpu = parse_nvidia_line(line)
+    assert gpu is not None
+    return gpu
+
+
+@pytest.mark.parametrize(
+    ("devices", "nvidia", "expected"),
+    [
+        # No GPU Cycles can use: nothing, even when nvidia-smi lists a card.
+        ([], [], []),
+        ([], [_smi("0, NVIDIA H200, 143771")], []),
+        # CUDA and OptiX list one card twice; nvidia-smi adds the model's memory and index.
+        (
+            [
+                CyclesDevice("CUDA", H200, f"CUDA_{H200}_{PCI}"),
+                CyclesDevice("OPTIX", H200, f"OPTIX_{H200}_{PCI}"),
+            ],
+            [_smi("3, NVIDIA H200, 143771")],
+            [_gpu(3, "NVIDIA", H200, ["OPTIX", "CUDA"], 143771)],
+        ),
+        # Two cards of one model, ids without a PCI address: the k-th of each backend pairs.
+        (
+            [
+                CyclesDevice("CUDA", "RTX 4090"),
+                CyclesDevice("CUDA", "RTX 4090"),
+                CyclesDevice("OPTIX", "RTX 4090"),
+                CyclesDevice("OPTIX", "RTX 4090"),
+            ],
+            [_smi("0, RTX 4090, 24564"), _smi("1, RTX 4090, 24564")],
+            [
+                _gpu(0, "NVIDIA", "RTX 4090", ["OPTIX", "CUDA"], 24564),
+                _gpu(1, "NVIDIA", "RTX 4090", ["OPTIX", "CUDA"], 24564),
+            ],
+        ),
+        # Cards of two models: each takes the nvidia-smi entry of its own name.
+        (
+            [CyclesDevice("CUDA", "RTX A6000", "CUDA_RTX A6000_0000:02:00")],
+            [_smi("0, NVIDIA H200, 143771"), _smi("1, RTX A6000, 49140")],
+            [_gpu(1, "NVIDIA", "RTX A6000", ["CUDA"], 49140)],
+        ),
+        # CUDA only (a Blender built without OptiX, or no OptiX driver), no nvidia-smi.
+        (
+            [CyclesDevice("CUDA", H200, f"CUDA_{H200}_{PCI}")],
+            [],
+            [_gpu(0, "NVIDIA", H200, ["CUDA"])],
+        ),
+        # AMD through HIP only: Cycles' own name, no memory (no vendor tool asked).
+        (
+            [
+                CyclesDevice(
+                    "HIP", "AMD Radeon RX 7900 XTX", "HIP_AMD Radeon RX 7900 XTX_0000:03:00"
+                )
+            ],
+            [],
+            [_gpu(0, "AMD", "AMD Radeon RX 7900 XTX", ["HIP"])],
+        ),
+        # An Intel and an AMD card in one machine.
+        (
+            [CyclesDevice("HIP", "RX 6800", "HIP_RX 6800_1"), CyclesDevice("ONEAPI", "Arc A770")],
+            [],
+            [_gpu(0, "AMD", "RX 6800", ["HIP"]), _gpu(1, "Intel", "Arc A770", ["ONEAPI"])],
+        ),
+        (
+            [CyclesDevice("METAL", "Apple M2 Max")],
+            [],
+            [_gpu(0, "Apple", "Apple M2 Max", ["METAL"])],
+        ),
+    ],
+)
+def test_merge_gpus(
+    devices: list[CyclesDevice], nvidia: list[wire.GpuInfo], expected: list[wire.GpuInfo]
+) -> None:
+    assert merge_gpus(devices, nvidia) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (None, []),
+        ("CUDA", []),
+        ([{"backend": "CPU", "name": "AMD EPYC"}, "junk"], []),
+        ([{"backend": "cuda", "name": "X", "id": "CUDA_X"}], [CyclesDevice("CUDA", "X", "CUDA_X")]),
+    ],
+)
+def test_parse_devices_keeps_known_backends(raw: object, expected: list[CyclesDevice]) -> None:
+    assert parse_devices(raw) == expected
+
+
+NV = _gpu(0, "NVIDIA", H200, ["OPTIX", "CUDA"], 143771)
+
+
+@pytest.mark.parametrize(
+    ("device", "gpus", "expected"),
+    [
+        ("OPTIX", [NV], [_gpu(0, "NVIDIA", H200, ["CUDA"], 143771)]),
+        ("CUDA", [_gpu(0, "NVIDIA", H200, ["CUDA"])], []),
+        ("GPU", [NV, _gpu(1, "AMD", "RX", ["HIP"])], []),
+        ("HIP", [NV], [NV]),
+    ],
+)
+def test_without_backend(
+    device: str, gpus: list[wire.GpuInfo], expected: list[wire.GpuInfo]
+) -> None:
+    assert without_backend(gpus, device) == expected
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("Found no Cycles device of type OPTIX.", "OPTIX"),
+        ("Found no Cycles device of type GPU.:\nsome Blender output", "GPU"),
+        ("Blender (pid 3) exited with code 1 while rendering", None),
+    ],
+)
+def test_refused_device(message: str, expected: str | None) -> None:
+    assert refused_device(message) == expected
+
+
+@pytest.mark.blender
+def test_cycles_in_real_blender_lists_no_gpu_on_this_cpu_only_machine(
+    blender_install: BlenderInstall, tmp_path: Path
+) -> None:
+    # The farm's test machines have no GPU; one with a GPU would list it, so say so loudly.
+    assert shutil.which("nvidia-smi") is None, "this test expects a machine without a GPU"
+    assert probe_cycles_devices(blender_install, None, tmp_path / "user") == []
+    assert detect_gpus(blender_install, None, None, tmp_path / "user") == []
+
+
+@pytest.mark.blender
+def test_a_backend_blender_refuses_leaves_the_workers_capabilities(
+    blender_install: BlenderInstall, demo_scene: Path, tmp_path: Path
+) -> None:
+    settings = WorkerSettings(data_dir=tmp_path / "w", manager="http://127.0.0.1:9", name="w1")
+    agent = WorkerAgent(settings, blender_install)
+    # As if Cycles had listed an OptiX and CUDA card that the render then does not find.
+    agent.info = agent.info.model_copy(update={"gpus": [NV]})
+    agent.info_sent = True
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    shutil.copy(demo_scene, job_dir / "scene.blend")
+    run = TaskRun(
+        wire.Assignment(
+            task_id="t1",
+            job_id="j1",
+            job_name="gpu job",
+            name="render 1",
+            type="blender",
+            frames=[1],
+            command={"blend": "scene.blend", "render_device": "OPTIX"},
+            files={},
+        )
+    )
+
+    async def render() -> None:
+        try:
+            await agent._render(run, job_dir)
+        finally:
+            await agent._stop_blender()
+            await agent.api.close()
+            agent.outbox.close()
+
+    with pytest.raises(BlenderFailed, match="Found no Cycles device of type OPTIX"):
+        asyncio.run(render())
+    assert agent.info.gpus == [_gpu(0, "NVIDIA", H200, ["CUDA"], 143771)]
+    assert agent.info_sent is False  # the next sync carries the new capabilities
