@@ -207,7 +207,11 @@ class TestFarm:
         return any(m.name == name and m.status == "online" for m in managers)
 
     def start_worker(
-        self, name: str, manager: str = "local", env: dict[str, str] | None = None
+        self,
+        name: str,
+        manager: str = "local",
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
     ) -> Proc:
         handle = self.managers[manager]
         args = [
@@ -218,6 +222,7 @@ class TestFarm:
             name,
             "--data-dir",
             str(self.root / name),
+            *(args or []),
         ]
         env = {"FLAMENCO_WORKER_SECRET": handle.secret, **(env or {})}
         return self._start(name, args, env, handle.proc.prefix)

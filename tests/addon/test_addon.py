@@ -258,6 +258,7 @@ def test_submit_from_blender_uploads_the_dependencies_and_renders_them(
         "chunk_size": 1,
         "output_format": "PNG",
         "render_device": "CPU",
+        "min_blender_version": "5.0",  # the Blender that saved the job's copy
     }
     assert r["default_output_format"] == "SCENE"  # the file's own output settings
     assert r["method"] == "bat" and r["uploaded"][1] == 3  # scene, texture, library

@@ -10,7 +10,7 @@ from typing import Any
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn
 
 from flamenco import wire
-from flamenco.blendfile import blend_problem
+from flamenco.blendfile import blend_problem, blend_version_text
 from flamenco.blobs import sha256_file
 from flamenco.cli.console import err
 from flamenco.client import SyncApi, api_path
@@ -107,6 +107,7 @@ def submit_scene(api: SyncApi, req: SubmitRequest) -> wire.Job:
     name = check_label(req.name or req.scene.stem, "job name")  # before uploading anything
     read_output_format(req.settings)
     blend, files, packed = collect_files(req)
+    settings = {**req.settings, **_saved_by(req)}
     try:
         manifest = upload_missing(api, files)
     finally:
@@ -117,9 +118,21 @@ def submit_scene(api: SyncApi, req: SubmitRequest) -> wire.Job:
         priority=req.priority,
         files=manifest,
         sites=req.sites,
-        settings={"blend": blend, "frames": req.frames, "chunk_size": req.chunk, **req.settings},
+        settings={"blend": blend, "frames": req.frames, "chunk_size": req.chunk, **settings},
     )
     return api.call("POST", "/api/v1/jobs", wire.Job, submission)
+
+
+def _saved_by(req: SubmitRequest) -> dict[str, str]:
+    """The Blender version that saved the scene as the job's minimum, unless one was given:
+    an older Blender may open a newer file but silently lose what it does not know."""
+    if req.settings.get("min_blender_version"):
+        return {}
+    version = blend_version_text(req.scene)
+    if version is None:
+        return {}
+    err.print(f"Minimum Blender {version}: the version that saved {req.scene.name}.")
+    return {"min_blender_version": version}
 
 
 def wait_for_job(api: SyncApi, job_id: str, poll_s: float = 1.0) -> wire.Job:

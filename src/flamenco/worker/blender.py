@@ -138,7 +138,8 @@ def _found_on_this_machine() -> list[BlenderInstall]:
 
 def install_at(configured: str) -> BlenderInstall:
     """A configured Blender: a Blender executable, or a Python interpreter with bpy."""
-    path = shutil.which(configured) or configured
+    # Absolute: Blender children run with other working folders.
+    path = os.path.abspath(shutil.which(configured) or configured)
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
         raise BlenderNotFound(
             f"--blender {configured!r} is not an executable file; give a Blender executable "

@@ -127,6 +127,8 @@ def prepare_request(context: bpy.types.Context) -> JobRequest:
         render_device=settings.render_device,
         output_format=settings.output_format,
         allow_missing=settings.allow_missing,
+        # This Blender saved the copy: a Worker's older Blender could lose what it adds.
+        min_blender="{}.{}".format(*bpy.app.version[:2]),
         use_bat=use_bat,
         dependencies=dependencies,
     )

@@ -47,18 +47,22 @@ class JobRequest:
     render_device: str = "CPU"
     output_format: str = "SCENE"  # the file's own output settings
     allow_missing: bool = False
+    min_blender: str = ""  # the version that saved the file: the job's minimum
     use_bat: bool = True
     # Absolute paths of the scene's dependencies (bpy.utils.blend_paths), for use without BAT.
     dependencies: list[Path] = field(default_factory=list)
 
     def settings(self, blend: str) -> dict[str, Any]:
-        return {
+        settings = {
             "blend": blend,
             "frames": self.frames,
             "chunk_size": self.chunk_size,
             "output_format": self.output_format,
             "render_device": self.render_device,
         }
+        if self.min_blender:
+            settings["min_blender_version"] = self.min_blender
+        return settings
 
 
 @dataclass
