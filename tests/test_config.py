@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,22 @@ def test_client_reads_written_config_and_short_env_names(monkeypatch: pytest.Mon
     monkeypatch.setenv("FLAMENCO_SERVER", "http://other:1")
     assert load(ClientSettings) == ClientSettings(server="http://other:1", token="tok-env")
     assert load(ClientSettings, {"server": "http://flag:2"}).server == "http://flag:2"
+
+
+@pytest.mark.parametrize(
+    ("flags", "name", "data_dir"),
+    [
+        ({}, "{host}", "flamenco-data/worker"),
+        ({"gpu": 1}, "{host}-gpu1", "flamenco-data/worker/gpu1"),
+        ({"gpu": 0, "data_dir": "/farm/w"}, "{host}-gpu0", "/farm/w/gpu0"),
+        ({"gpu": 2, "data_dir": "/farm/w/gpu2"}, "{host}-gpu2", "/farm/w/gpu2"),
+        ({"gpu": 1, "name": "box-a"}, "box-a", "flamenco-data/worker/gpu1"),
+    ],
+)
+def test_a_worker_for_one_gpu_has_its_own_name_and_data_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, flags: dict, name: str, data_dir: str
+) -> None:
+    monkeypatch.setenv("FLAMENCO_CONFIG", str(tmp_path / "absent.toml"))
+    settings = load(WorkerSettings, flags)
+    assert settings.name == name.format(host=os.uname().nodename)
+    assert settings.data_dir == Path(data_dir)

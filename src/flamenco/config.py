@@ -158,7 +158,25 @@ def load(cls: type[S], flags: dict[str, Any] | None = None) -> S:
             if candidate is not None and candidate != "":
                 values[f.name] = _cast(f.type, candidate)
                 break
+    if cls is WorkerSettings:
+        values = _one_worker_per_gpu(values)
     return cls(**values)
+
+
+def _one_worker_per_gpu(values: dict[str, Any]) -> dict[str, Any]:
+    """A Worker pinned to GPU N is one of several on its machine: unless named otherwise it is
+    `<host>-gpuN`, and its data (cache, outbox, kernel caches) lives in `<data_dir>/gpuN`, so
+    that the Workers of one machine, sharing one config file, never share a name or folder."""
+    gpu = values.get("gpu", -1)
+    if gpu < 0:
+        return values
+    data = Path(values.get("data_dir", WorkerSettings.data_dir))
+    own = f"gpu{gpu}"
+    return {
+        **values,
+        "name": values.get("name") or f"{os.uname().nodename}-{own}",
+        "data_dir": data if data.name == own else data / own,
+    }
 
 
 def _client_env(name: str) -> str | None:

@@ -180,7 +180,11 @@ def worker(
     ] = None,
     tags: Annotated[str | None, typer.Option(help="Comma-separated tags, e.g. gpu,fast.")] = None,
     gpu: Annotated[
-        int | None, typer.Option(help="Use only this GPU (index); one Worker each.")
+        int | None,
+        typer.Option(
+            help="Use only this GPU (index); one Worker each, named <host>-gpuN by default, "
+            "its data in <data-dir>/gpuN."
+        ),
     ] = None,
 ) -> None:
     """Run a Worker that renders what its Manager hands out."""
