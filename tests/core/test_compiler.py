@@ -10,6 +10,7 @@ from flamenco.core.compiler import (
     JobCompileError,
     TaskSpec,
     compile_job,
+    output_format_label,
     register_job_type,
 )
 from flamenco.core.matching import Requirements
@@ -31,6 +32,7 @@ def _render(frames: list[int], **command: Any) -> TaskSpec:
         "output_format": "SCENE",
         "render_device": "CPU",
         "persistent_data": True,
+        "scripts": True,
     }
     full = {**defaults, **command}
     return TaskSpec(
@@ -44,6 +46,7 @@ def _render(frames: list[int], **command: Any) -> TaskSpec:
             "output_format": full["output_format"],
             "render_device": full["render_device"],
             "persistent_data": full["persistent_data"],
+            "scripts": full["scripts"],
         },
         requirements=Requirements(device=full["render_device"]),
     )
@@ -89,6 +92,9 @@ def _name(frames: list[int]) -> str:
         # Cycles persistent data between a job's frames: on unless the job opts out.
         (_with(frames="1", persistent_data=True), [_render([1])]),
         (_with(frames="1", persistent_data=False), [_render([1], persistent_data=False)]),
+        # The file's own scripts run unless the job turns them off (--no-scripts).
+        (_with(frames="1", scripts=True), [_render([1])]),
+        (_with(frames="1", scripts=False), [_render([1], scripts=False)]),
         (_with(frames="1", fps=30), [_render([1])]),
     ],
 )
@@ -194,6 +200,7 @@ def test_blender_render_preview_video(settings: dict[str, Any], fps: int, render
         ("blender-render", _with(render_device="TPU"), "'render_device' must be one of CPU,"),
         ("blender-render", _with(render_device="cuda"), "got 'cuda'."),
         ("blender-render", _with(persistent_data="no"), "'persistent_data' must be true or"),
+        ("blender-render", _with(scripts="off"), "'scripts' must be true or false"),
         # output_pattern
         ("blender-render", _with(output_pattern="frame"), "must contain '#'"),
         ("blender-render", _with(output_pattern=""), "got ''."),
@@ -274,3 +281,19 @@ def test_requirements_travel_with_every_render_task(
 def test_bad_requirements_are_refused(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(JobCompileError, match=message):
         compile_job("blender-render", _with(**changes))
+
+
+@pytest.mark.parametrize(
+    ("settings", "frame_names", "label"),
+    [
+        ({"output_format": "OPEN_EXR_MULTILAYER"}, [], "OPEN_EXR_MULTILAYER"),
+        ({"output_format": "PNG"}, ["frame_000001.png"], "PNG"),
+        ({}, [], "from the scene"),
+        ({"output_format": "SCENE"}, ["f_01.exr", "f_02.EXR"], "from the scene (.exr)"),
+        ({"output_format": ""}, ["a.tif"], "from the scene (.tif)"),
+        # Requeued after the file's output changed: both kinds of frame are the job's.
+        ({}, ["f_1.png", "f_2.exr", "f_3.exr"], "from the scene (.exr, .png)"),
+    ],
+)
+def test_output_format_label(settings: dict[str, Any], frame_names: list[str], label: str) -> None:
+    assert output_format_label(settings, frame_names) == label

@@ -13,7 +13,9 @@ import pytest
 from dashkit import DashboardFarm, log_in, screenshot
 from playwright.sync_api import Page, expect
 
+from exrkit import exr_scene
 from farmkit import process_gone, wait_until
+from flamenco.worker.blender import BlenderInstall
 
 pytestmark = pytest.mark.blender
 
@@ -61,6 +63,33 @@ def test_a_submitted_job_appears_and_completes_without_a_reload(
     assert requested and all(url.startswith(dash.url) for url in requested), requested
 
 
+def test_an_exr_job_shows_its_format_thumbnails_and_frames_in_the_viewer(
+    page: Page,
+    dash: DashboardFarm,
+    demo_scene: Path,
+    blender_install: BlenderInstall,
+    tmp_path: Path,
+) -> None:
+    scene = exr_scene(blender_install, demo_scene, tmp_path / "studio" / "shot.blend")
+    job_id = submit(dash, scene, "1-2", 2, "dashboard exr")
+    assert dash.farm.wait_job(job_id).status == "completed", dash.farm.logs()
+    log_in(page, dash, f"/jobs/{job_id}")
+    expect(page.locator(".thumb")).to_have_count(2)
+    expect(page.locator(".job-format .value")).to_have_text("from the scene (.exr)")
+    thumb = page.locator(".thumb img").first
+    wait_until(lambda: thumb.evaluate("i => i.complete && i.naturalWidth") == 96, 10, "thumb")
+
+    page.locator(".thumb").first.click()
+    image = page.locator("#viewer-img")
+    expect(image).to_have_attribute("src", re.compile(rf"/ui/jobs/{job_id}/frames/1/view\?v="))
+    # Drawn by the browser: a JPEG of the EXR's beauty, full size.
+    wait_until(lambda: image.evaluate("i => i.complete && i.naturalWidth") == 96, 10, "frame 1")
+    screenshot(page, "viewer-exr", full_page=False)
+    # "Open" still gives the frame itself, the EXR Blender wrote.
+    original = page.request.get(page.locator("#viewer-open").get_attribute("href") or "")
+    assert original.ok and original.body()[:4] == b"\x76\x2f\x31\x01"
+
+
 @pytest.fixture(scope="module")
 def rendered_job(dash: DashboardFarm, demo_scene: Path) -> str:
     job_id = submit(dash, demo_scene, "1-4", 1, "dashboard frames")
@@ -76,6 +105,7 @@ def test_the_job_page_shows_frames_full_size_the_log_timeline_and_zip(
     expect(page.locator("#tasks-body tr")).to_have_count(4)
     expect(page.locator("#tasks-body .badge").first).to_have_text("completed")
     expect(page.locator("#timeline rect.tl-run")).to_have_count(4)
+    expect(page.locator(".job-format .value")).to_have_text("from the scene (.png)")
     # The first task loaded the scene into that Worker's Blender, which then stayed warm.
     page.locator("#tasks-body tr").first.locator(".show-log").click()
     expect(page.locator("#log")).to_contain_text("Read blend")
@@ -90,7 +120,10 @@ def test_the_job_page_shows_frames_full_size_the_log_timeline_and_zip(
     viewer = page.locator("#viewer")
     expect(viewer).to_be_visible()
     image = page.locator("#viewer-img")
-    expect(image).to_have_attribute("src", re.compile(rf"/ui/jobs/{rendered_job}/frames/1\?v="))
+    # A PNG frame is shown as it is (the view of a frame browsers draw is the frame).
+    expect(image).to_have_attribute(
+        "src", re.compile(rf"/ui/jobs/{rendered_job}/frames/1/view\?v=")
+    )
     wait_until(lambda: image.evaluate("i => i.complete && i.naturalWidth") == 96, 10, "frame 1")
     expect(page.locator("#viewer-title")).to_contain_text("Frame 1")
     page.keyboard.press("ArrowRight")

@@ -17,6 +17,7 @@ from exrkit import rgba, write_exr
 from flamenco import wire
 from flamenco.core.states import JobStatus, TaskStatus
 from flamenco.errors import NotFound
+from flamenco.server.frame_views import frame_view
 from flamenco.server.models import ManagerRow
 from flamenco.server.services import ServerServices
 
@@ -135,6 +136,39 @@ def test_an_exr_frame_is_kept_as_it_is_and_its_thumbnail_is_its_beauty(
         assert all(
             abs(a - b) <= 3 for a, b in zip(thumb.getpixel((128, 42)), (0, 118, 255), strict=True)
         )
+
+
+def test_the_viewer_gets_browser_images_as_they_are_and_a_jpeg_of_anything_else(
+    svc: ServerServices, tmp_path: Path
+) -> None:
+    site = add_manager(svc, "site")
+    job = _preview_job(svc, "1-3")
+    first, second, third = lease_sync(svc, site, want=3).leases
+    png = _png((40, 20), (0, 200, 0))
+    _frame(svc, site, first.task_id, 1, png)
+    exr = write_exr(tmp_path / "f.exr", {"ViewLayer.Combined": rgba(30, 60, (1.0, 0.0, 0.0))})
+    data = exr.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    name = "frame_000002.exr"
+    asyncio.run(svc.jobs.receive_frame(site.id, second.task_id, 2, name, sha, _chunks(data)))
+    broken = b"v/1\x01 cut short"
+    sha = hashlib.sha256(broken).hexdigest()
+    asyncio.run(svc.jobs.receive_frame(site.id, third.task_id, 3, name, sha, _chunks(broken)))
+
+    path, media_type = frame_view(svc.jobs, job.id, 1)
+    assert (media_type, path.read_bytes()) == ("image/png", png)
+    path, media_type = frame_view(svc.jobs, job.id, 2)
+    assert media_type == "image/jpeg"
+    with Image.open(path) as view:
+        assert (view.format, view.size) == ("JPEG", (60, 30))  # full size
+        assert all(
+            abs(a - b) <= 3 for a, b in zip(view.getpixel((30, 15)), (255, 0, 0), strict=True)
+        )
+    assert frame_view(svc.jobs, job.id, 2) == (path, "image/jpeg")  # made once
+    with pytest.raises(NotFound, match=r"Frame 3 of job .* cannot be shown as a picture"):
+        frame_view(svc.jobs, job.id, 3)
+    with pytest.raises(NotFound, match="no rendered frame 4"):
+        frame_view(svc.jobs, job.id, 4)
 
 
 def test_deleting_a_job_removes_its_thumbnails_artifacts_and_unshared_blobs(

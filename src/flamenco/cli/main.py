@@ -24,6 +24,7 @@ from flamenco.config import (
     WorkerSettings,
     load,
 )
+from flamenco.core.compiler import output_format_label
 from flamenco.logs import setup_logging
 from flamenco.procs import keep_files_private
 
@@ -353,6 +354,8 @@ def jobs_show(
         style="bold",
     )
     out.print(f"Output folder: {job.output_dir}")
+    frames = api.call("GET", api_path("jobs", job_id, "frames"), wire.FrameList).root
+    out.print(f"Format: {output_format_label(job.settings, (f.filename for f in frames))}")
     if job.last_error:
         out.print(f"Last error: {job.last_error}", style="red")
     if job.waiting_reason:

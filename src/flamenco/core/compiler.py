@@ -4,8 +4,9 @@ Compilers are pure functions registered in JOB_TYPES, so a new job type plugs in
 registering one function; the Server stores whatever TaskSpecs come back.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import PurePosixPath
 from typing import Any
 
 from flamenco.core.frames import (
@@ -159,6 +160,7 @@ _BLENDER_RENDER_KEYS = {
     "worker_tag",
     "min_blender_version",
     "persistent_data",
+    "scripts",
 }
 # Chunks larger than the frame limit can never be filled, so this only stops absurd input.
 _MAX_CHUNK_SIZE = 100_000
@@ -213,6 +215,17 @@ def read_output_format(settings: Mapping[str, Any]) -> str:
     return _read_choice(settings, "output_format", FROM_SCENE, (FROM_SCENE, *OUTPUT_FORMATS))
 
 
+def output_format_label(settings: Mapping[str, Any], frame_names: Iterable[str]) -> str:
+    """What a job renders to, for people: the format it names, or for a job that keeps the
+    scene's own output, the extensions of the frames Blender wrote so far (nothing reads the
+    .blend file's settings outside Blender)."""
+    named = settings.get("output_format")
+    if named not in (None, "", FROM_SCENE):
+        return str(named)
+    extensions = sorted({PurePosixPath(name).suffix.lower() for name in frame_names} - {""})
+    return f"from the scene ({', '.join(extensions)})" if extensions else "from the scene"
+
+
 def _read_frames(settings: Mapping[str, Any]) -> list[int]:
     """Read 'frames', passing the frame parser's user-facing sentence through unchanged."""
     try:
@@ -237,8 +250,10 @@ def compile_blender_render(settings: Mapping[str, Any]) -> list[TaskSpec]:
     needs = Requirements(_read_tag(settings), _read_min_blender(settings), device)
     # Cycles keeps BVH and images between a job's frames in its warm Blender unless told not to.
     persistent = _read_bool(settings, "persistent_data", True)
+    # The file's own Python (drivers, registered text blocks) runs, as on a workstation.
+    scripts = _read_bool(settings, "scripts", True)
     tasks = [
-        replace(_render_task(blend, chunk, output, device, persistent), requirements=needs)
+        replace(_render_task(blend, chunk, output, device, persistent, scripts), requirements=needs)
         for chunk in chunk_frames(frames, chunk_size)
     ]
     if _read_bool(settings, "preview_video", False):
@@ -271,7 +286,12 @@ def _read_min_blender(settings: Mapping[str, Any]) -> str | None:
 
 
 def _render_task(
-    blend: str, chunk: list[int], output: dict[str, str], device: str, persistent_data: bool
+    blend: str,
+    chunk: list[int],
+    output: dict[str, str],
+    device: str,
+    persistent_data: bool,
+    scripts: bool,
 ) -> TaskSpec:
     """The Blender task rendering one chunk of frames."""
     command = {
@@ -280,6 +300,7 @@ def _render_task(
         **output,
         "render_device": device,
         "persistent_data": persistent_data,
+        "scripts": scripts,
     }
     return TaskSpec(
         name=f"render {format_frame_range(chunk)}",

@@ -41,6 +41,15 @@ VIEWABLE_TYPES: dict[str, str] = {
     ".ogv": "video/ogg",
 }
 VIEWABLE = frozenset(VIEWABLE_TYPES.values())
+# Frames every browser draws in an <img> as they are; others (EXR, TIFF, DPX…) are shown in the
+# Dashboard's viewer as a JPEG made from them (`server/frame_views.py`).
+BROWSER_IMAGES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
+BROWSER_IMAGE_TYPES = tuple(sorted({VIEWABLE_TYPES[ext] for ext in BROWSER_IMAGES}))
+
+
+def shown_as_is(filename: str) -> bool:
+    """Whether a browser can show this frame file itself."""
+    return PurePosixPath(filename).suffix.lower() in BROWSER_IMAGES
 
 
 def file_type(filename: str) -> tuple[str, str]:

@@ -33,6 +33,7 @@ from flamenco.client import ApiError, Unreachable, api_path
 from flamenco.config import DashboardSettings
 from flamenco.core.actions import ActionNotAllowed, plan_job_action
 from flamenco.core.actions import JobAction as CoreAction
+from flamenco.core.compiler import output_format_label
 from flamenco.core.frames import format_frame_range
 from flamenco.core.media import relayed_file_headers
 from flamenco.core.runs import last_run_seconds, parse_time
@@ -167,9 +168,12 @@ class Dashboard:
             )
             return job, artifacts
 
-        (job, artifacts), fresh = await self.cache.get_soon(job_id, "job", build, STALE_S)
+        ((job, artifacts), fresh), (frames, _) = await asyncio.gather(
+            self.cache.get_soon(job_id, "job", build, STALE_S), self.frames(s, job_id)
+        )
         row = self._job_row(job, now_utc())  # a start not known yet comes with the tasks
         row["settings"] = job.get("settings", {})
+        row["output_format"] = output_format_label(row["settings"], (f["name"] for f in frames))
         row["output_dir"] = job.get("output_dir", "")
         row["blocklist"] = job.get("blocklist", [])
         row["artifacts"] = [{"name": a["name"], "size": a["size"]} for a in artifacts]
@@ -599,6 +603,11 @@ def create_dashboard_app(settings: DashboardSettings) -> FastAPI:
         cache = "private, max-age=86400, immutable" if v else "no-store"
         path = api_path("jobs", job_id, "frames", frame, "thumbnail")
         return await _proxy_file(s, path, cache)
+
+    @app.get("/ui/jobs/{job_id}/frames/{frame}/view")
+    async def ui_frame_view(job_id: str, frame: int, s: UiSession, v: str = "") -> Response:
+        cache = "private, max-age=86400, immutable" if v else "no-store"
+        return await _proxy_file(s, api_path("jobs", job_id, "frames", frame, "view"), cache)
 
     @app.get("/ui/jobs/{job_id}/artifacts/{name}")
     async def ui_artifact(job_id: str, name: str, s: UiSession) -> Response:

@@ -27,6 +27,7 @@ from flamenco.blobs import is_sha256
 from flamenco.core import media
 from flamenco.core.actions import JobAction
 from flamenco.errors import BadRequest, Forbidden, NotFound
+from flamenco.server.frame_views import frame_view
 from flamenco.server.models import ManagerRow, User
 from flamenco.server.services import ServerServices
 from flamenco.web import RouteLimits, create_app
@@ -288,6 +289,16 @@ def create_server_app(svc: ServerServices) -> FastAPI:
     def frame_thumbnail(job_id: str, frame: int, _: AnyUser, svc: Services) -> FileResponse:
         path = svc.jobs.thumbnail(job_id, frame)
         return FileResponse(path, media_type="image/jpeg", headers=media.NOSNIFF)
+
+    @app.get(
+        "/api/v1/jobs/{job_id}/frames/{frame}/view",
+        response_class=FileResponse,
+        responses=body_answer(*media.BROWSER_IMAGE_TYPES),
+    )
+    def frame_view_file(job_id: str, frame: int, _: AnyUser, svc: Services) -> FileResponse:
+        """The frame as a browser shows it: itself, or a JPEG made from it (an EXR's beauty)."""
+        path, media_type = frame_view(svc.jobs, job_id, frame)
+        return FileResponse(path, media_type=media_type, headers=media.NOSNIFF)
 
     @app.get("/api/v1/jobs/{job_id}/artifacts")
     def job_artifacts(job_id: str, _: AnyUser, svc: Services) -> list[wire.ArtifactInfo]:

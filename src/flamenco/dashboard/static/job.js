@@ -32,6 +32,7 @@
       stat("Tasks", `${job.tasks_completed} / ${job.tasks_total}`) +
       stat("Time so far", `<span id="elapsed">${elapsed}</span>`) +
       stat("Time left", `<span id="eta">${left}</span>`) +
+      stat("Format", F.esc(job.output_format || ""), "job-format") +
       stat("Priority", job.priority) +
       stat("Sites", sites) +
       stat("Submitted", F.esc(F.when(job.created)));
@@ -94,6 +95,8 @@
 
   function thumbUrl(f) { return `${base}/frames/${f.frame}/thumbnail?v=${f.v}`; }
   function frameUrl(f) { return `${base}/frames/${f.frame}?v=${f.v}`; }
+  // What the viewer shows: the frame, or a JPEG of it where browsers cannot draw its type (EXR).
+  function viewUrl(f) { return `${base}/frames/${f.frame}/view?v=${f.v}`; }
 
   function renderFrames() {
     const pages = Math.max(1, Math.ceil(frames.length / FRAMES_PER_PAGE));
@@ -128,12 +131,12 @@
     if (!frames.length) return;
     viewerIndex = (index + frames.length) % frames.length;
     const f = frames[viewerIndex];
-    $("viewer-img").src = frameUrl(f);
+    $("viewer-img").src = viewUrl(f);
     $("viewer-img").alt = `Frame ${f.frame}`;
     $("viewer-title").textContent = `Frame ${f.frame} · ${f.name}` + (f.width ? ` · ${f.width}×${f.height}` : "") + ` · ${viewerIndex + 1} of ${frames.length}`;
     $("viewer-open").href = frameUrl(f);
     $("viewer").hidden = false;
-    for (const next of [frames[viewerIndex + 1], frames[viewerIndex - 1]]) if (next) new Image().src = frameUrl(next);
+    for (const next of [frames[viewerIndex + 1], frames[viewerIndex - 1]]) if (next) new Image().src = viewUrl(next);
   }
   function closeViewer() { $("viewer").hidden = true; viewerIndex = null; }
   $("thumbs").addEventListener("click", (e) => {
