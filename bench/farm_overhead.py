@@ -10,6 +10,9 @@
     has recorded the job COMPLETED; its frames arrive before the completion by design).
 (c) farm, cold: the same, but the Worker is bench/cold_worker.py, which starts a new Blender
     for every task and stops it after the task, like farms that run `blender -b file -f N`.
+(p) farm, warm, without Cycles persistent data: (b) with the job submitted as
+    `--no-persistent-data`, so each frame builds its BVH and images again; (b) against (p)
+    (`--modes b,p`) is what persistent data saves.
 
 Scenes are built with flamenco.demo.scene.build_demo_scene into a temporary folder: "small"
 (160x90, 6 samples: about 0.05 s a frame on a 2-core VM) and "heavy" (heavy=True: about 1 s a
@@ -295,7 +298,14 @@ def _worker_awake(farm: TestFarm, worker: Proc) -> bool:
     return reply.status_code == 200 and any(w["status"] == "awake" for w in reply.json()["workers"])
 
 
-def run_farm(blend: Path, n: int, root: Path, cold: bool, trace: Path | None) -> dict[str, Any]:
+def run_farm(
+    blend: Path,
+    n: int,
+    root: Path,
+    cold: bool,
+    trace: Path | None,
+    persistent_data: bool = True,
+) -> dict[str, Any]:
     with BenchFarm(root, cold=cold, trace=trace) as farm:
         farm.start_server()
         farm.start_manager()
@@ -309,7 +319,9 @@ def run_farm(blend: Path, n: int, root: Path, cold: bool, trace: Path | None) ->
         busy0, own0 = busy_s(), own_s()
 
         t0 = time.time()
-        job = submit_scene(api, SubmitRequest(blend, f"1-{n}", chunk=1, name=blend.stem))
+        settings = {} if persistent_data else {"persistent_data": False}
+        request = SubmitRequest(blend, f"1-{n}", chunk=1, name=blend.stem, settings=settings)
+        job = submit_scene(api, request)
         t_submitted = time.time()
         deadline = time.monotonic() + 60 + 10 * n
         while (job := api.call("GET", f"/api/v1/jobs/{job.id}", wire.Job)).status not in FINAL:
@@ -508,7 +520,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--small-frames", type=int, default=24, help="N for the small scene [24]")
     p.add_argument("--heavy-frames", type=int, default=12, help="N for the heavy scene [12]")
     p.add_argument("--scenes", default="small,heavy", help="which scenes [small,heavy]")
-    p.add_argument("--modes", default="a,b,c", help="which of a, b, c to run [a,b,c]")
+    p.add_argument("--modes", default="a,b,c", help="which of a, b, c, p to run [a,b,c]")
     p.add_argument("--repeat", type=int, default=1, help="runs of each; medians shown [1]")
     p.add_argument("--trace", action="store_true", help="probe Manager+Worker; show gaps")
     p.add_argument("--json", type=Path, help="write all results to this JSON file")
@@ -609,7 +621,9 @@ def main(argv: list[str] | None = None) -> int:
                         if mode == "a":
                             res = run_limit(install, blend, scene.frames, where)
                         else:
-                            res = run_farm(blend, scene.frames, where, mode == "c", trace)
+                            res = run_farm(
+                                blend, scene.frames, where, mode == "c", trace, mode != "p"
+                            )
                         if trace is not None and trace.exists():
                             res["trace"] = analyse_trace(
                                 trace, res["t0"], res["t_end"], res["submit_s"]
@@ -633,6 +647,8 @@ def main(argv: list[str] | None = None) -> int:
             for m in ("b", "c"):
                 if m in summary:
                     summary[f"{m}/a"] = summary[m] / summary["a"]
+        if "b" in summary and "p" in summary:
+            summary["b/p"] = summary["b"] / summary["p"]
         ratios = {
             f"{m}/a": [r[m]["wall_s"] / r["a"]["wall_s"] for r in runs]
             for m in ("b", "c")
@@ -696,6 +712,13 @@ def print_table(result: dict[str, Any]) -> None:
         "Medians of the runs. * = a run disturbed by other processes on the machine "
         f"(> {result['disturbed_cores']} cores of CPU outside the benchmark)."
     )
+    for name, sc in result["scenes"].items():
+        med = sc["median"]
+        if "b/p" in med:
+            console.print(
+                f"{name}: Cycles persistent data on (b) {med['b']:.2f} s, off (p) "
+                f"{med['p']:.2f} s: b/p = {med['b/p']:.3f}"
+            )
 
 
 def print_trace(result: dict[str, Any]) -> None:
@@ -751,7 +774,7 @@ def print_cpu(result: dict[str, Any]) -> None:
     for col in cols:
         table.add_column(col, justify="right")
     for name, sc in result["scenes"].items():
-        for m in ("a", "b", "c"):
+        for m in ("a", "b", "c", "p"):
             runs = [r[m] for r in sc["runs"] if m in r]
             if not runs:
                 continue

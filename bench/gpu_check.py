@@ -3,7 +3,8 @@ then CUDA, then the CPU for comparison, on a machine with an NVIDIA GPU.
 
     .venv/bin/python bench/gpu_check.py [--frames 4] [--json out.json]
 
-Needs an environment where `flamenco` and `bpy` import and `nvidia-smi` works. It prints
+Needs an environment where `flamenco` and `bpy` import and Cycles lists the GPU (the Worker
+asks Cycles itself; `nvidia-smi` only adds model and memory). It prints
 what the Worker reported about its GPU, how long the Worker's start-up kernel compilation
 took per backend (first use of a GPU generation), and each task's device and time. On a
 machine without a GPU it says so and renders the CPU part only.
