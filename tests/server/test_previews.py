@@ -15,6 +15,7 @@ from serverkit import BLEND, add_manager, alice, lease_sync, make_services, task
 
 from exrkit import rgba, write_exr
 from flamenco import wire
+from flamenco.core.actions import JobAction
 from flamenco.core.states import JobStatus, TaskStatus
 from flamenco.errors import NotFound
 from flamenco.server.frame_views import frame_view
@@ -169,6 +170,33 @@ def test_the_viewer_gets_browser_images_as_they_are_and_a_jpeg_of_anything_else(
         frame_view(svc.jobs, job.id, 3)
     with pytest.raises(NotFound, match="no rendered frame 4"):
         frame_view(svc.jobs, job.id, 4)
+
+
+def test_a_requeue_that_renders_another_format_keeps_the_frames_already_rendered(
+    svc: ServerServices, tmp_path: Path
+) -> None:
+    site = add_manager(svc, "site")
+    job = _preview_job(svc, "1")
+    (lease,) = lease_sync(svc, site, want=1).leases
+    exr = write_exr(tmp_path / "f.exr", {"RGBA": rgba(10, 20, (0.5, 0.5, 0.5))}).read_bytes()
+    exr_sha = hashlib.sha256(exr).hexdigest()
+    asyncio.run(
+        svc.jobs.receive_frame(site.id, lease.task_id, 1, "frame_000001.exr", exr_sha, _chunks(exr))
+    )
+    _complete(svc, site, lease.task_id)
+    svc.jobs.act(job.id, JobAction.REQUEUE, alice(svc))
+    (again,) = [r for r in lease_sync(svc, site, want=5).leases if r.type == "blender"]
+    _frame(svc, site, again.task_id, 1, _png((20, 10), (0, 0, 200)))
+
+    # The job's frame is the new render; the EXR stays in the output folder and its blob.
+    assert [f.filename for f in svc.jobs.frames(job.id)] == ["frame_000001.png"]
+    output_dir = Path(svc.jobs.get(job.id).output_dir)
+    assert sorted(p.name for p in output_dir.iterdir()) == [
+        "frame_000001.exr",
+        "frame_000001.png",
+    ]
+    assert (output_dir / "frame_000001.exr").read_bytes() == exr
+    assert svc.blobs.has(exr_sha)
 
 
 def test_deleting_a_job_removes_its_thumbnails_artifacts_and_unshared_blobs(
