@@ -90,3 +90,31 @@ def test_a_worker_for_one_gpu_has_its_own_name_and_data_folder(
     settings = load(WorkerSettings, flags)
     assert settings.name == name.format(host=os.uname().nodename)
     assert settings.data_dir == Path(data_dir)
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "toml", "expected"),
+    [
+        ({}, None, None, []),  # none: the Worker looks for every Blender itself
+        ({}, None, '["/a/blender", "/b/python"]', ["/a/blender", "/b/python"]),
+        ({}, f"/e/blender{os.pathsep}/f/python", '["/a/blender"]', ["/e/blender", "/f/python"]),
+        ({}, "/e/blender", None, ["/e/blender"]),
+        ({"blender": ["/x/python", "/y/blender"]}, "/e/blender", None, ["/x/python", "/y/blender"]),
+    ],
+)
+def test_worker_blenders_are_a_list(
+    isolated: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    flags: dict[str, list[str]],
+    env: str | None,
+    toml: str | None,
+    expected: list[str],
+) -> None:
+    config = isolated / "blenders.toml"
+    config.write_text(f"[worker]\nblender = {toml}\n" if toml else "")
+    monkeypatch.setenv("FLAMENCO_CONFIG", str(config))
+    if env is None:
+        monkeypatch.delenv("FLAMENCO_WORKER_BLENDER", raising=False)
+    else:
+        monkeypatch.setenv("FLAMENCO_WORKER_BLENDER", env)
+    assert load(WorkerSettings, flags).blender == expected

@@ -125,7 +125,11 @@ def test_tags_and_minimum_versions_choose_the_workers(farm: TestFarm, demo_scene
     assert {t.worker for t in farm.tasks(tagged_job)} == {"tagged"}
 
     future_job = submit(farm, demo_scene, "--frames", "1", "--min-blender", "99.0")
-    reason = "Waiting: the job needs Blender 99.0 or newer, and no Worker online has that."
+    version = workers_of(farm)["plain"].blender_version
+    reason = (
+        "Waiting: the job needs Blender 99.0 or newer, "
+        f"and the Workers online have Blender {version}."
+    )
     wait_until(lambda: farm.job(future_job).waiting_reason == reason, 30, "the waiting reason")
     assert farm.job(future_job).status == "queued"
     assert reason in farm.cli("jobs", "show", future_job).stdout.replace("\n", " ")

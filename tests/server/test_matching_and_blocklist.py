@@ -54,7 +54,9 @@ def worker(
             {"min_blender_version": "5.0.1"},
             worker("old", "4.2.3"),
             worker("new", "5.0.1"),
-            "Waiting: the job needs Blender 5.0.1 or newer, and no Worker online has that.",
+            # An older Worker's summary, with only blender_version, still counts.
+            "Waiting: the job needs Blender 5.0.1 or newer, "
+            "and the Workers online have Blender 4.2.3.",
         ),
         (
             {"render_device": "OPTIX"},
