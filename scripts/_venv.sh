@@ -13,13 +13,13 @@ find_python() {
 }
 
 create_venv() {
-  local python="$1"
-  if "$python" -m venv .venv 2>/dev/null && [ -x .venv/bin/pip ]; then return 0; fi
-  rm -rf .venv
+  local python="$1" dir="${2:-.venv}"
+  if "$python" -m venv "$dir" 2>/dev/null && [ -x "$dir/bin/pip" ]; then return 0; fi
+  rm -rf "$dir"
   # Debian ships venv without ensurepip unless python3-venv is installed: fall back.
   "$python" -m pip install --quiet --user virtualenv 2>/dev/null ||
     "$python" -m pip install --quiet --user --break-system-packages virtualenv
-  "$python" -m virtualenv --quiet .venv
+  "$python" -m virtualenv --quiet "$dir"
 }
 
 ensure_venv() {
@@ -44,8 +44,7 @@ ensure_bpy_venv() {
   [ -e "$stamp" ] && return 0
   echo "Installing $spec into $dir for the multi-Blender tests…" >&2
   rm -rf "$dir"
-  "$python" -m venv "$dir" 2>/dev/null && [ -x "$dir/bin/pip" ] ||
-    { rm -rf "$dir"; "$python" -m virtualenv --quiet "$dir"; }
+  create_venv "$python" "$dir"
   "$dir/bin/python" -m pip install --quiet "$spec"
   touch "$stamp"
 }
