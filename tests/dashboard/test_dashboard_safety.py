@@ -198,6 +198,10 @@ def test_a_jobs_files_are_images_videos_or_downloads(site: Site, tmp_path: Path)
             assert frame.headers["content-disposition"].startswith("inline;")
             assert frame.headers["x-content-type-options"] == "nosniff"
             assert frame.content == png()
+            # The viewer's picture of a frame browsers draw is that frame, typed the same way.
+            view = get(f"{prefix}/frames/1/view")
+            assert (view.headers["content-type"], view.content) == ("image/png", png())
+            assert view.headers["x-content-type-options"] == "nosniff"
 
             video = get(f"{prefix}/artifacts/preview.mp4")
             assert video.headers["content-type"] == "video/mp4"
