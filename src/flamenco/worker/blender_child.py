@@ -7,7 +7,8 @@ may be used here: Blender's own Python cannot see the worker's virtualenv.
 Events go to stdout as single lines ``@@FLAMENCO@@ {json}``; everything else Blender prints
 on the same stream stays a plain log line for the parent. Commands arrive on stdin, one JSON
 object per line: ``{"op": "render", ...}`` or ``{"op": "quit"}``. Started without ``--blend``,
-it waits on standby, bpy already imported, for ``{"op": "open", "blend": ..., "device": ...}``.
+it waits on standby, bpy already imported, for
+``{"op": "open", "blend": ..., "device": ..., "scripts": true}``.
 """
 
 from __future__ import annotations
@@ -78,11 +79,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     # Without --blend the child waits on standby (bpy imported) for an "open" command.
     parser.add_argument("--blend")
     parser.add_argument("--device", default="CPU", type=str.upper, choices=DEVICES)
+    # The file's own scripts (drivers, registered text blocks) run unless the job says not.
+    parser.add_argument("--no-scripts", dest="scripts", action="store_false")
     return parser.parse_args(script_args(argv))
 
 
-def wait_for_open() -> tuple[str, str]:
-    """On standby: the file and device of the first job this process gets."""
+def wait_for_open() -> tuple[str, str, bool]:
+    """On standby: the file, device and script trust of the first job this process gets."""
     emit("standby", pid=os.getpid())
     while True:
         line = sys.stdin.readline()
@@ -98,17 +101,18 @@ def wait_for_open() -> tuple[str, str]:
         device = str(cmd.get("device", "CPU")).upper()
         if device not in DEVICES:
             die(f"Unknown render device {device!r}; expected one of {', '.join(DEVICES)}.")
-        return str(cmd["blend"]), device
+        return str(cmd["blend"]), device, bool(cmd.get("scripts", True))
 
 
 # --- loading -------------------------------------------------------------------------------
 
 
-def open_blend(path: str) -> bpy.types.Scene:
-    # Drivers and registered scripts in production files need this; Flamenco trusts its jobs.
-    bpy.context.preferences.filepaths.use_scripts_auto_execute = True
+def open_blend(path: str, scripts: bool = True) -> bpy.types.Scene:
+    """Load the file; with `scripts`, its Python drivers and registered text blocks run, as
+    on a workstation that trusts it (production files need them). Said explicitly, so that
+    neither Blender's preference nor `-y` decides."""
     try:
-        bpy.ops.wm.open_mainfile(filepath=path)
+        bpy.ops.wm.open_mainfile(filepath=path, use_scripts=scripts)
     except RuntimeError as exc:
         die(f"Could not read blend file {path}: {clean_error(exc)}")
     scene = bpy.context.scene
@@ -349,8 +353,11 @@ def command_loop(scene: bpy.types.Scene) -> NoReturn:
 
 def main() -> NoReturn:
     args = parse_args(sys.argv)
-    blend, device = (args.blend, args.device) if args.blend else wait_for_open()
-    scene = open_blend(os.path.abspath(blend))
+    if args.blend:
+        blend, device, scripts = args.blend, args.device, args.scripts
+    else:
+        blend, device, scripts = wait_for_open()
+    scene = open_blend(os.path.abspath(blend), scripts)
     try:
         configure_device(scene, device)
     except Exception as exc:  # e.g. a broken cycles add-on: still tell the parent
