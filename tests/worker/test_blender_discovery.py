@@ -51,4 +51,3 @@ def test_configured_blenders_are_all_offered_once_per_version(tmp_path: Path) ->
         ("4.2.3", str(first)),
         ("5.0.1", sys.executable),
     ]
-
