@@ -87,7 +87,7 @@ def test_a_worker_offers_every_blender_and_renders_a_4_2_file_with_4_2(
     assert job.status == "completed", farm.logs()
     for task in farm.tasks(job_id):
         log = farm.api().request("GET", f"/api/v1/jobs/{job_id}/tasks/{task.id}/log").text
-        assert f"rendering with Blender 4.2.{versions[0].rsplit('.', 1)[1]} ({bpy42})" in log
+        assert f"rendering with Blender {versions[0]} ({bpy42})" in log
 
 
 def test_a_5_0_file_waits_on_a_farm_whose_only_worker_has_4_5(
