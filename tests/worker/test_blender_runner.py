@@ -248,14 +248,22 @@ bpy.ops.wm.save_as_mainfile(filepath=dst)
 """
 
 
+def _with_raising_handler(
+    install: BlenderInstall, small_scene: Path, user_resources: Path, folder: Path
+) -> Path:
+    """The small scene plus a registered text block whose frame handler always raises."""
+    script = folder / "raising_handler.py"
+    script.write_text(RAISING_HANDLER)
+    broken = folder / "handler.blend"
+    argv = install.script_argv(script, [str(small_scene), str(broken)])
+    subprocess.run(argv, env=child_env(user_resources), check=True, capture_output=True)
+    return broken
+
+
 def test_an_exception_of_the_files_own_script_fails_the_render_as_the_files_fault(
     install: BlenderInstall, small_scene: Path, user_resources: Path, tmp_path: Path
 ) -> None:
-    script = tmp_path / "raising_handler.py"
-    script.write_text(RAISING_HANDLER)
-    broken = tmp_path / "handler.blend"
-    argv = install.script_argv(script, [str(small_scene), str(broken)])
-    subprocess.run(argv, env=child_env(user_resources), check=True, capture_output=True)
+    broken = _with_raising_handler(install, small_scene, user_resources, tmp_path)
 
     async def scenario() -> str:
         async with WarmBlender(install, broken, user_resources=user_resources) as wb:
@@ -267,3 +275,22 @@ def test_an_exception_of_the_files_own_script_fails_the_render_as_the_files_faul
     message = asyncio.run(scenario())
     assert message == "The file's own script rig.py raised ValueError: the rig broke (frame 1)"
     assert classify_failure(message, blend_version(broken), (5, 0, 1)) == Fault.FILE
+
+
+@pytest.mark.parametrize("started", ["with its file", "on standby"])
+def test_without_scripts_the_files_own_text_blocks_do_not_run(
+    install: BlenderInstall, small_scene: Path, user_resources: Path, tmp_path: Path, started: str
+) -> None:
+    broken = _with_raising_handler(install, small_scene, user_resources, tmp_path)
+
+    async def scenario() -> list[Path]:
+        if started == "on standby":
+            async with WarmBlender(install, None, user_resources=user_resources) as wb:
+                await wb.open(broken, "CPU", scripts=False)
+                return await wb.render([1], tmp_path / "out")
+        blender = WarmBlender(install, broken, scripts=False, user_resources=user_resources)
+        async with blender as wb:
+            return await wb.render([1], tmp_path / "out")
+
+    # The handler that would have failed every frame was never registered.
+    assert [p.name for p in asyncio.run(scenario())] == ["frame_000001.png"]
