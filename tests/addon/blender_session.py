@@ -140,6 +140,7 @@ def submit_session(plan: dict[str, Any], addon: Any) -> dict[str, Any]:
     settings.use_scene_frames = False
     settings.frames = "2"
     settings.target_site = ""
+    settings.run_scripts = False  # the box unticked: the job says so
     out["fallback"] = call(bpy.ops.flamenco.submit)
     fallback = addon.state.last_outcome
     out["fallback_job"] = fallback.job if fallback else None

@@ -271,7 +271,7 @@ def test_submit_from_blender_uploads_the_dependencies_and_renders_them(
     # The panel and the preferences draw with properties and operators that exist.
     drawn = r["panel_after"]
     assert {"job_name", "frames", "chunk_size", "priority", "target_site"} <= set(drawn["props"])
-    assert {"render_device", "output_format", "progress"} <= set(drawn["props"])
+    assert {"render_device", "output_format", "run_scripts", "progress"} <= set(drawn["props"])
     assert {"flamenco.submit", "flamenco.open_dashboard"} <= set(drawn["operators"])
     assert "flamenco.open_dashboard" not in r["panel_before"]["operators"]
     assert {"server_url", "api_token"} <= set(r["preferences_panel"]["props"])
@@ -290,6 +290,7 @@ def test_submit_from_blender_uploads_the_dependencies_and_renders_them(
     assert r["fallback_uploaded"] == [1, 3]
     fallback = r["fallback_job"]
     assert fallback["name"] == "without BAT" and fallback["settings"]["frames"] == "2"
+    assert fallback["settings"]["scripts"] is False  # "Run the File's Scripts" unticked
     assert fallback["settings"]["blend"] == "project/scenes/shot.blend"  # the folders mirrored
 
     # The panel followed the last job until it completed.

@@ -77,6 +77,12 @@ class FlamencoJobSettings(bpy.types.PropertyGroup):
     output_format: bpy.props.EnumProperty(
         name="Output Format", items=OUTPUT_FORMATS, default="SCENE"
     )
+    run_scripts: bpy.props.BoolProperty(
+        name="Run the File's Scripts",
+        description="Let the file's Python drivers and registered text blocks run on the "
+        "Workers, as on a workstation that trusts the file",
+        default=True,
+    )
     allow_missing: bpy.props.BoolProperty(
         name="Allow Missing Files",
         description="Submit even when files the scene uses cannot be found",

@@ -46,6 +46,7 @@ class JobRequest:
     sites: list[str] = field(default_factory=list)
     render_device: str = "CPU"
     output_format: str = "SCENE"  # the file's own output settings
+    run_scripts: bool = True  # the file's drivers and text blocks run, as on a workstation
     allow_missing: bool = False
     min_blender: str = ""  # the version that saved the file: the job's minimum
     use_bat: bool = True
@@ -62,6 +63,8 @@ class JobRequest:
         }
         if self.min_blender:
             settings["min_blender_version"] = self.min_blender
+        if not self.run_scripts:
+            settings["scripts"] = False  # like the CLI's --no-scripts
         return settings
 
 

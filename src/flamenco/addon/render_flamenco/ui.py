@@ -39,6 +39,7 @@ class RENDER_PT_flamenco(bpy.types.Panel):
         if warning := device_warning(settings.render_device, state.managers):
             col.label(text=warning, icon="ERROR")
         col.prop(settings, "output_format")
+        col.prop(settings, "run_scripts")
         col.prop(settings, "allow_missing")
 
         busy = state.active is not None
