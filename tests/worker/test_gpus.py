@@ -47,10 +47,24 @@ def _smi(line: str) -> wire.GpuInfo:
         (
             [
                 CyclesDevice("CUDA", H200, f"CUDA_{H200}_{PCI}"),
-                CyclesDevice("OPTIX", H200, f"OPTIX_{H200}_{PCI}"),
+                CyclesDevice("OPTIX", H200, f"CUDA_{H200}_{PCI}_OptiX"),
             ],
             [_smi("3, NVIDIA H200, 143771")],
             [_gpu(3, "NVIDIA", H200, ["OPTIX", "CUDA"], 143771)],
+        ),
+        # Two cards of one model, told apart by Cycles' ids (CUDA listed first, then OptiX).
+        (
+            [
+                CyclesDevice("CUDA", H200, f"CUDA_{H200}_0000:01:00"),
+                CyclesDevice("CUDA", H200, f"CUDA_{H200}_0000:02:00"),
+                CyclesDevice("OPTIX", H200, f"CUDA_{H200}_0000:01:00_OptiX"),
+                CyclesDevice("OPTIX", H200, f"CUDA_{H200}_0000:02:00_OptiX"),
+            ],
+            [_smi("0, NVIDIA H200, 143771"), _smi("1, NVIDIA H200, 143771")],
+            [
+                _gpu(0, "NVIDIA", H200, ["OPTIX", "CUDA"], 143771),
+                _gpu(1, "NVIDIA", H200, ["OPTIX", "CUDA"], 143771),
+            ],
         ),
         # Two cards of one model, ids without a PCI address: the k-th of each backend pairs.
         (

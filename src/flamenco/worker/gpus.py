@@ -48,12 +48,9 @@ class CyclesDevice:
     id: str = ""
 
     def card(self) -> str:
-        """What names the physical card: OptiX and CUDA list one card twice, with ids that
-        differ only in the backend before the first '_' (CUDA_<name>_<pci>, OPTIX_<name>_<pci>)."""
-        prefix = self.backend + "_"
-        if self.id.startswith(prefix):
-            return f"{VENDORS.get(self.backend, '')}:{self.id[len(prefix) :]}"
-        return ""
+        """What names the physical card, "" when Cycles gave no id. Cycles lists an NVIDIA card
+        twice: its OptiX id is its CUDA id with "_OptiX" appended (Cycles' device_optix_info)."""
+        return self.id.removesuffix("_OptiX")
 
 
 def detect_gpus(
