@@ -295,11 +295,12 @@ def use_output_format(scene: bpy.types.Scene, fmt: str) -> None:
     format, colour depth, codec, passes and view layers) for SCENE."""
     if fmt != FROM_SCENE:
         set_file_format(scene, fmt)
-    elif scene.render.is_movie_format:  # a video cannot be written one frame at a time
-        raise ValueError(
-            f"The scene's output format {scene.render.image_settings.file_format} is a video; "
-            "submit the job with an image format (e.g. --output-format PNG)"
-        )
+    elif scene.render.is_movie_format:
+        # A video cannot be written one frame at a time by many machines: such a scene
+        # renders its frames as PNG (the preview video option makes the video).
+        video = scene.render.image_settings.file_format
+        set_file_format(scene, "PNG")
+        print(f"Flamenco: the scene's output format {video} is a video; frames are PNG", flush=True)
 
 
 def set_persistent_data(scene: bpy.types.Scene, on: bool) -> None:
