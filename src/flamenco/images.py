@@ -43,6 +43,24 @@ def open_image(path: Path) -> Image.Image:
     return Image.open(path)
 
 
+def save_jpeg(source: Path, dest: Path, quality: int, max_side: int | None = None) -> None:
+    """A JPEG of the picture in `source` (at most `max_side` pixels a side when given) at
+    `dest`, written whole or not at all; raises whatever reading or writing raised."""
+    tmp = dest.with_name(dest.name + ".partial")
+    try:
+        with open_image(source) as img:
+            if max_side:
+                img.draft("RGB", (max_side, max_side))  # JPEG: decode smaller
+                img.thumbnail((max_side, max_side))
+            picture = img.convert("RGB")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        picture.save(tmp, "JPEG", quality=quality)
+        tmp.replace(dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def exr_beauty(path: Path) -> Image.Image:
     """The beauty layer of an EXR file as an 8-bit sRGB RGB image; a file with no colour
     layer shows its first channel in grey."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flamenco.core.media import file_type, shown_as_is
 from flamenco.errors import NotFound
-from flamenco.images import open_image
+from flamenco.images import save_jpeg
 from flamenco.server.jobs import JobService
 
 log = logging.getLogger("flamenco.server.frame_views")
@@ -30,15 +30,9 @@ def frame_view(jobs: JobService, job_id: str, frame: int) -> tuple[Path, str]:
 
 
 def _write_view(source: Path, dest: Path, frame: int, job_id: str) -> None:
-    tmp = dest.with_name(dest.name + ".partial")
     try:
-        with open_image(source) as img:
-            picture = img.convert("RGB")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        picture.save(tmp, "JPEG", quality=VIEW_QUALITY)
-        tmp.replace(dest)
+        save_jpeg(source, dest, VIEW_QUALITY)
     except Exception as exc:
-        tmp.unlink(missing_ok=True)
         log.info("frame %d of job %s: no view (%s)", frame, job_id, exc, extra={"job": job_id})
         raise NotFound(f"Frame {frame} of job '{job_id}' cannot be shown as a picture.") from None
     for older in dest.parent.glob(f"{frame}.view-*.jpg"):  # views of earlier renders

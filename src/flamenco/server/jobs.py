@@ -50,7 +50,7 @@ from flamenco.errors import (
     UnsupportedMedia,
     writing,
 )
-from flamenco.images import image_size, open_image
+from flamenco.images import image_size, save_jpeg
 from flamenco.server.blob_gc import BlobCollector
 from flamenco.server.doorbell import Doorbell
 from flamenco.server.events import EventBus
@@ -474,17 +474,9 @@ class JobService:
         """A small JPEG of the frame for the Dashboard (of an EXR, its beauty in sRGB); none for
         what neither Pillow nor OpenEXR can read."""
         dest = self._thumbnail_path(job_id, frame)
-        tmp = dest.with_name(dest.name + ".partial")
         try:
-            with open_image(source) as img:
-                img.draft("RGB", (THUMBNAIL_SIZE, THUMBNAIL_SIZE))  # JPEG: decode smaller
-                img.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-                small = img.convert("RGB")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            small.save(tmp, "JPEG", quality=THUMBNAIL_QUALITY)
-            tmp.replace(dest)
+            save_jpeg(source, dest, THUMBNAIL_QUALITY, max_side=THUMBNAIL_SIZE)
         except Exception as exc:
-            tmp.unlink(missing_ok=True)
             dest.unlink(missing_ok=True)  # a thumbnail of an earlier render would be wrong
             log.info(
                 "frame %d of job %s: no thumbnail (%s)", frame, job_id, exc, extra={"job": job_id}
