@@ -153,20 +153,26 @@ def test_a_site_hands_back_the_tasks_none_of_its_workers_may_run(
     farm.start_manager("site-a", env={"FLAMENCO_MANAGER_PREFETCH": "4"})
     farm.start_manager("site-b")
     farm.start_worker("broken-a", manager="site-a", env={"FLAMENCO_WORKER_BLENDER": str(blender)})
-    farm.start_worker("good-b", manager="site-b")
-    for site in ("site-a", "site-b"):
-        wait_until(
-            lambda site=site: any(
-                m.name == site and m.workers
-                for m in farm.api().call("GET", "/api/v1/managers", wire.ManagerList).root
-            ),
-            60,
-            f"the Worker of {site}",
-        )
+    wait_until(
+        lambda: any(
+            m.name == "site-a" and m.workers
+            for m in farm.api().call("GET", "/api/v1/managers", wire.ManagerList).root
+        ),
+        60,
+        "the Worker of site-a",
+    )
 
     job_id = submit(farm, slow_scene, "--frames", "1-8")
-    # Site A keeps tasks queued ahead for its one Worker; once that Worker is kept off the
-    # job, A hands them back and site B renders them: the job does not wait for A for ever.
+    # Site A alone has a Worker, so it leases its one task plus four queued ahead; once that
+    # Worker is kept off the job, A hands the rest back. Only then does site B get a Worker,
+    # which renders them all: the job does not wait for A for ever.
+    wait_until(
+        lambda: farm.api().call("GET", f"/api/v1/jobs/{job_id}", wire.Job).blocklist
+        == ["broken-a"],
+        120,
+        "broken-a kept off the job",
+    )
+    farm.start_worker("good-b", manager="site-b")
     job = farm.wait_job(job_id, timeout=300)
     assert job.status == "completed", farm.logs()
     assert job.blocklist == ["broken-a"]
