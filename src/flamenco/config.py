@@ -70,6 +70,9 @@ class ManagerSettings:
     worker_timeout_s: float = 60.0  # a Worker silent this long is offline; its task moves on
     sync_interval_s: float = 1.0
     header_timeout_s: float = 10.0  # a connection without a request's headers by then is closed
+    # The host Workers and people reach it at (its printed URL, its announcement); empty:
+    # worked out from `host` (netaddr.public_host).
+    advertise: str = ""
 
 
 @dataclass
@@ -100,6 +103,15 @@ class DashboardSettings:
 
 
 @dataclass
+class UpSettings:
+    """`flamenco up`: where its Server, Manager and Dashboard listen, and the host it tells
+    other machines (empty: worked out from `host`, see netaddr.public_host)."""
+
+    host: str = "127.0.0.1"  # 0.0.0.0: every interface, so that other machines can join
+    advertise: str = ""
+
+
+@dataclass
 class ClientSettings:
     server: str = f"http://127.0.0.1:{DEFAULT_SERVER_PORT}"
     token: str = ""
@@ -112,6 +124,7 @@ SECTIONS: dict[type, str] = {
     ManagerSettings: "manager",
     WorkerSettings: "worker",
     DashboardSettings: "dashboard",
+    UpSettings: "up",
     ClientSettings: "client",
 }
 
