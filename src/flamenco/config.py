@@ -65,6 +65,7 @@ class ManagerSettings:
     server: str = f"http://127.0.0.1:{DEFAULT_SERVER_PORT}"
     name: str = "local"
     token: str = ""  # the Manager's token issued by the Server
+    token_ttl_days: float = 30.0  # a login's token expires after this long; 0: never
     secret: str = ""  # the join secret for Workers; generated on first start when empty
     prefetch: int = 2  # tasks held beyond the idle Workers, so the next one is at hand
     worker_timeout_s: float = 60.0  # a Worker silent this long is offline; its task moves on
@@ -78,9 +79,13 @@ class ManagerSettings:
 @dataclass
 class WorkerSettings:
     data_dir: Path = Path("flamenco-data/worker")
-    manager: str = f"http://127.0.0.1:{DEFAULT_MANAGER_PORT}"
+    # Empty: find it by its announcement on the network (flamenco.discovery), else the
+    # Manager on this machine's default port.
+    manager: str = ""
+    site: str = ""  # with several Managers announced, join the one of this site
+    discovery_timeout_s: float = 5.0  # how long to look for announced Managers
     secret: str = ""
-    name: str = field(default_factory=lambda: os.uname().nodename)
+    name: str = field(default_factory=host_name)
     # Blender executables or Pythons with bpy, all offered (env: os.pathsep-separated);
     # empty: every `blender` on PATH and the bpy module of this Python.
     blender: list[str] = field(default_factory=list)
@@ -162,14 +167,21 @@ def load(cls: type[S], flags: dict[str, Any] | None = None) -> S:
         from_file = {**read_toml(client_config_file()), **from_file}
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        env = _client_env(f.name) if cls is ClientSettings else None
-        env = env or os.environ.get(f"FLAMENCO_{section.upper()}_{f.name.upper()}")
+        short = cls is ClientSettings or f.name in SHARED_VARIABLES
+        env = _client_env(f.name) if short else None
+        env_name = f"FLAMENCO_{section.upper()}_{f.name.upper()}"
+        env = env or os.environ.get(env_name)
         given = (flags or {}).get(f.name)
-        for candidate in (given, env, from_file.get(f.name)):
+        sources = (
+            (f"--{f.name.replace('_', '-')}", given),
+            (env_name, env),
+            (f"{f.name} in [{section}] of {config_file()}", from_file.get(f.name)),
+        )
+        for where, candidate in sources:
             if isinstance(candidate, str):
                 candidate = candidate.strip()  # a pasted token often carries a newline
             if candidate is not None and candidate != "":
-                values[f.name] = _cast(f.type, candidate)
+                values[f.name] = _cast_setting(where, f.type, candidate)
                 break
     if cls is WorkerSettings:
         values = _one_worker_per_gpu(values)
@@ -187,7 +199,7 @@ def _one_worker_per_gpu(values: dict[str, Any]) -> dict[str, Any]:
     own = f"gpu{gpu}"
     return {
         **values,
-        "name": values.get("name") or f"{os.uname().nodename}-{own}",
+        "name": values.get("name") or f"{host_name()}-{own}",
         "data_dir": data if data.name == own else data / own,
     }
 
@@ -202,4 +214,14 @@ def write_client_config(server: str, token: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f'server = "{server}"\ntoken = "{token}"\n')
     path.chmod(0o600)
+def _cast_setting(where: str, kind: Any, value: Any) -> Any:
+    """The value as its setting's type; one that is not raises BadSetting naming `where` the
+    value came from (the flag, the environment variable or the config file)."""
+    try:
+        return _cast(kind, value)
+    except ValueError as exc:
+        detail = str(exc) if str(kind) == "ByteSize" else f"{value!r} is not a valid {kind}."
+        raise BadSetting(f"{where}: {detail}") from None
+
+
     return path

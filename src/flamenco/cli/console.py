@@ -1,9 +1,14 @@
-"""The CLI's two consoles. Markup is off: job names and server messages are printed as sent."""
+"""The CLI's two consoles. Markup is off: job names and server messages are printed as sent.
+
+Lines are never broken by the CLI (soft wrap): a command or URL it prints is pasted elsewhere,
+and one cut at 80 columns (the width Rich assumes for a pipe or a log) loses its end, often
+the secret. The terminal wraps long lines for the eye; tables still fit the width.
+"""
 
 from rich.console import Console
 
-out = Console(markup=False, emoji=False, highlight=False)
-err = Console(stderr=True, markup=False, emoji=False, highlight=False)
+out = Console(markup=False, emoji=False, highlight=False, soft_wrap=True)
+err = Console(stderr=True, markup=False, emoji=False, highlight=False, soft_wrap=True)
 
 
 def secret_for_terminal(secret: str, kept_in: str) -> str:

@@ -26,6 +26,7 @@ from flamenco.config import (
 )
 from flamenco.core.compiler import output_format_label
 from flamenco.logs import setup_logging
+from flamenco.netaddr import public_host, service_url
 from flamenco.procs import keep_files_private
 
 app = typer.Typer(help="Flamenco: a network renderer for Blender.", no_args_is_help=True)
@@ -117,9 +118,8 @@ def server(
         {"port": port, "data_dir": data_dir, "host": host, "database_url": database_url},
     )
     services = build_services(settings)
-    err.print(
-        f"Flamenco Server on http://{settings.host}:{settings.port} (data in {settings.data_dir})"
-    )
+    url = service_url("http", public_host(settings.host, ""), settings.port)
+    err.print(f"Flamenco Server on {url} (data in {settings.data_dir})")
     serve_http(create_server_app(services), settings.host, settings.port, settings.header_timeout_s)
 
 
@@ -131,6 +131,13 @@ def manager(
     host: Annotated[str | None, typer.Option(help="Interface to listen on [127.0.0.1].")] = None,
     name: Annotated[str | None, typer.Option(help="The Manager's name on the Server.")] = None,
     token: Annotated[str | None, typer.Option(help="Token from `flamenco managers add`.")] = None,
+    advertise: Annotated[
+        str | None,
+        typer.Option(
+            help="Host name or address Workers reach it at [--host; for 0.0.0.0 this "
+            "machine's primary address]."
+        ),
+    ] = None,
 ) -> None:
     """Run a Manager for the Workers of this network."""
     from flamenco.manager.app import build_manager, create_manager_app
@@ -145,6 +152,7 @@ def manager(
             "host": host,
             "name": name,
             "token": token,
+            "advertise": advertise,
         },
     )
     if not settings.token:
@@ -155,7 +163,7 @@ def manager(
         )
         raise typer.Exit(2)
     built = build_manager(settings)
-    url = f"http://{settings.host}:{settings.port}"
+    url = service_url("http", public_host(settings.host, settings.advertise), settings.port)
     err.print(f"Flamenco Manager '{settings.name}' on {url}, Server {settings.server}")
     secret = secret_for_terminal(
         settings.secret,
@@ -548,9 +556,8 @@ def dashboard(
 
     start_component("dashboard")
     settings = load(DashboardSettings, {"server": server, "port": port, "host": host})
-    err.print(
-        f"Flamenco Dashboard on http://{settings.host}:{settings.port}, Server {settings.server}"
-    )
+    url = service_url("http", public_host(settings.host, ""), settings.port)
+    err.print(f"Flamenco Dashboard on {url}, Server {settings.server}")
     serve_http(
         create_dashboard_app(settings), settings.host, settings.port, settings.header_timeout_s
     )
@@ -589,9 +596,25 @@ def up(
     workers: Annotated[int, typer.Option(help="Workers on this machine.")] = 1,
     port_offset: Annotated[int, typer.Option(help="Added to every default port.")] = 0,
     demo: Annotated[bool, typer.Option("--demo", help="Render the demo scene first.")] = False,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Interface the Server, Manager and Dashboard listen on; 0.0.0.0 lets other "
+            "machines join [127.0.0.1]."
+        ),
+    ] = None,
+    advertise: Annotated[
+        str | None,
+        typer.Option(
+            help="Host name or address other machines reach this one at [--host; for "
+            "0.0.0.0 this machine's primary address]."
+        ),
+    ] = None,
 ) -> None:
     """Run Server, Manager and Workers on this machine until Ctrl-C."""
     from flamenco.cli.up import run_farm
+    from flamenco.config import UpSettings
 
     start_component("up")
-    sys.exit(run_farm(data_dir.absolute(), workers, port_offset, demo))
+    reach = load(UpSettings, {"host": host, "advertise": advertise})
+    sys.exit(run_farm(data_dir.absolute(), workers, port_offset, demo, reach))

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
-import os
 import secrets
-import signal
 import socket
 import threading
 import time
@@ -25,9 +24,11 @@ from flamenco.config import (
     DEFAULT_MANAGER_PORT,
     DEFAULT_SERVER_PORT,
     ServerSettings,
+    UpSettings,
     write_client_config,
 )
-from flamenco.procs import private_folder
+from flamenco.netaddr import local_host, only_this_machine, public_host, service_url
+from flamenco.procs import host_name, on_shutdown_signals_sync, private_file, private_folder
 
 log = logging.getLogger("flamenco.up")
 
@@ -35,6 +36,32 @@ ADMIN = "admin"
 MANAGER_NAME = "local"
 READY_TIMEOUT_S = 60.0
 WATCH_INTERVAL_S = 0.2  # how soon a dead child is noticed
+
+
+@dataclass
+class FarmAddresses:
+    """Where the farm listens, where its own processes reach it, and what other machines use."""
+
+    bind_host: str
+    public_host: str  # the host printed for other machines (and the Manager's --advertise)
+    server_url: str  # on this machine: the Manager, the Dashboard, the client configuration
+    manager_url: str
+    dashboard_url: str
+    public_server_url: str  # printed: for the add-on and clients on other machines
+    public_manager_url: str  # printed: in the Worker command
+    public_dashboard_url: str
+
+    @property
+    def only_this_machine(self) -> bool:
+        return only_this_machine(self.bind_host)
+
+
+def farm_addresses(reach: UpSettings, port_offset: int, scheme: str = "http") -> FarmAddresses:
+    here, public = local_host(reach.host), public_host(reach.host, reach.advertise)
+    ports = (DEFAULT_SERVER_PORT, DEFAULT_MANAGER_PORT, DEFAULT_DASHBOARD_PORT)
+    local = [service_url(scheme, here, port + port_offset) for port in ports]
+    printed = [service_url(scheme, public, port + port_offset) for port in ports]
+    return FarmAddresses(reach.host, public, *local, *printed)
 
 
 @dataclass
@@ -68,7 +95,7 @@ def bootstrap(data_dir: Path) -> FarmSecrets:
         services.close()
     data_dir.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f'{k} = "{v}"\n' for k, v in farm.__dict__.items()))
-    path.chmod(0o600)
+    private_file(path)
     return farm
 
 
@@ -85,40 +112,55 @@ def wait_ready(url: str, farm: Supervisor, label: str) -> None:
     raise RuntimeError(f"The {label} did not answer at {url} within {READY_TIMEOUT_S:.0f} s.")
 
 
-def check_port_free(port: int) -> None:
-    with socket.socket() as probe:
+def check_port_free(host: str, port: int) -> None:
+    """Fail early, with the reason, when the port is taken or the address is not this machine's."""
+    try:
+        family, *_, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except OSError as exc:
+        raise RuntimeError(f"Cannot listen on {host}: {exc.strerror or exc}.") from None
+    with socket.socket(family) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
         try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            raise RuntimeError(
-                f"Port {port} is already in use; is another farm running? Try --port-offset."
-            ) from None
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise RuntimeError(
+                    f"Port {port} is already in use; is another farm running? Try --port-offset."
+                ) from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise RuntimeError(
+                    f"Cannot listen on {host}: it is not an address of this machine."
+                ) from None
+            raise RuntimeError(f"Cannot listen on {host} port {port}: {exc.strerror}.") from None
 
 
-def run_farm(data_dir: Path, workers: int, port_offset: int, demo: bool) -> int:
+def run_farm(
+    data_dir: Path, workers: int, port_offset: int, demo: bool, reach: UpSettings | None = None
+) -> int:
+    reach = reach or UpSettings()
     try:
         for port in (DEFAULT_SERVER_PORT, DEFAULT_MANAGER_PORT, DEFAULT_DASHBOARD_PORT):
-            check_port_free(port + port_offset)
+            check_port_free(reach.host, port + port_offset)
     except RuntimeError as exc:
         err.print(f"Error: {exc}", style="red")
         return 1
     private_folder(data_dir)  # what a farm keeps is its own, also in a folder made before
     farm_secrets = bootstrap(data_dir)
-    server_url = f"http://127.0.0.1:{DEFAULT_SERVER_PORT + port_offset}"
-    manager_url = f"http://127.0.0.1:{DEFAULT_MANAGER_PORT + port_offset}"
+    where = farm_addresses(reach, port_offset)
+    server_url = where.server_url
     farm = Supervisor()
     stopping = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
         stopping.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    on_shutdown_signals_sync(on_signal)
     try:
-        _start_all(farm, data_dir, farm_secrets, server_url, manager_url, workers, port_offset)
+        _start_all(farm, data_dir, farm_secrets, where, workers, port_offset)
         config = write_client_config(server_url, farm_secrets.admin_token)
-        _print_welcome(server_url, manager_url, port_offset, farm_secrets, config, data_dir)
+        _print_welcome(where, farm_secrets, config, data_dir)
         if demo:  # beside the supervision, which must stay on this thread (see supervisor.py)
             args = (data_dir, server_url, farm_secrets.admin_token)
             threading.Thread(target=_render_demo, args=args, daemon=True).start()
@@ -138,16 +180,18 @@ def _start_all(
     farm: Supervisor,
     data_dir: Path,
     s: FarmSecrets,
-    server_url: str,
-    manager_url: str,
+    where: FarmAddresses,
     workers: int,
     port_offset: int,
 ) -> None:
     logs = data_dir / "logs"
+    server_url, manager_url = where.server_url, where.manager_url
     farm.start(
         "Server",
         [
             "server",
+            "--host",
+            where.bind_host,
             "--port",
             str(DEFAULT_SERVER_PORT + port_offset),
             "--data-dir",
@@ -165,6 +209,10 @@ def _start_all(
             server_url,
             "--name",
             MANAGER_NAME,
+            "--host",
+            where.bind_host,
+            "--advertise",
+            where.public_host,
             "--port",
             str(DEFAULT_MANAGER_PORT + port_offset),
             "--data-dir",
@@ -177,12 +225,20 @@ def _start_all(
     dashboard_port = DEFAULT_DASHBOARD_PORT + port_offset  # the Dashboard (issue 5)
     farm.start(
         "Dashboard",
-        ["dashboard", "--server", server_url, "--port", str(dashboard_port)],
+        [
+            "dashboard",
+            "--server",
+            server_url,
+            "--host",
+            where.bind_host,
+            "--port",
+            str(dashboard_port),
+        ],
         {},
         logs / "dashboard.log",
     )
-    wait_ready(f"http://127.0.0.1:{dashboard_port}", farm, "Dashboard")
-    host = os.uname().nodename
+    wait_ready(where.dashboard_url, farm, "Dashboard")
+    host = host_name()
     for i in range(1, workers + 1):
         farm.start(
             f"Worker {i}",
@@ -200,30 +256,33 @@ def _start_all(
         )
 
 
-def _print_welcome(
-    server_url: str,
-    manager_url: str,
-    port_offset: int,
-    s: FarmSecrets,
-    config: Path,
-    data_dir: Path,
-) -> None:
+def _print_welcome(where: FarmAddresses, s: FarmSecrets, config: Path, data_dir: Path) -> None:
+    """Every URL and command printed is one line (see console.py), for other machines."""
     farm_toml = data_dir / "farm.toml"
     password = secret_for_terminal(s.admin_password, f"admin_password in {farm_toml}")
     worker_secret = secret_for_terminal(s.worker_secret, f"worker_secret in {farm_toml}")
     err.print(
-        f"Flamenco farm running. Server {server_url}, Manager {manager_url}", style="bold green"
+        f"Flamenco farm running. Server {where.public_server_url}, "
+        f"Manager {where.public_manager_url}",
+        style="bold green",
     )
     err.print(
-        f"Dashboard: http://127.0.0.1:{DEFAULT_DASHBOARD_PORT + port_offset} "
+        f"Dashboard: {where.public_dashboard_url} "
         f"(log in as '{ADMIN}' with password '{password}').",
         style="bold",
     )
+    err.print(f"Blender add-on: set its Server URL to {where.public_server_url}")
     err.print(f"Client configuration written to {config}; try `flamenco jobs list`.")
+    workers_where = "this machine" if where.only_this_machine else "other machines"
     err.print(
-        f"Workers on other machines: FLAMENCO_WORKER_SECRET={worker_secret} "
-        f"flamenco worker --manager {manager_url}"
+        f"Workers on {workers_where}: FLAMENCO_WORKER_SECRET={worker_secret} "
+        f"flamenco worker --manager {where.public_manager_url}"
     )
+    if where.only_this_machine:
+        err.print(
+            f"Other machines cannot join: the farm listens on {where.bind_host} only; "
+            "start it with --host 0.0.0.0 to let them."
+        )
     err.print(f"Logs in {data_dir / 'logs'}. Press Ctrl-C to stop.")
 
 

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -29,6 +28,7 @@ from flamenco.client import AsyncApi
 from flamenco.config import ManagerSettings
 from flamenco.errors import BadRequest, Unauthorized
 from flamenco.manager.service import ManagerService
+from flamenco.manager.join_secret import JoinSecret
 from flamenco.manager.store import ManagerStore, WorkerState
 from flamenco.manager.upstream import ServerLink
 from flamenco.outbox import Outbox
@@ -51,20 +51,10 @@ class Manager:
     link: ServerLink
 
 
-def join_secret(settings: ManagerSettings) -> str:
-    """The join secret: from the settings, else the one generated on this Manager's first start."""
-    if settings.secret:
-        return settings.secret
-    path = settings.data_dir / "join-secret"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(24))
-        path.chmod(0o600)
-    return path.read_text().strip()
-
-
 def build_manager(settings: ManagerSettings) -> Manager:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings.secret = join_secret(settings)
+    joining = JoinSecret(settings.secret, settings.data_dir)
+    settings.secret = joining.current()  # the one it starts with, printed at start
     writer = TurnWriter()  # state and outbox written in the same turn: one wait per answer
     outbox = Outbox(settings.data_dir / "outbox.sqlite", writer)
     server = AsyncApi(settings.server, settings.token)
@@ -76,6 +66,7 @@ def build_manager(settings: ManagerSettings) -> Manager:
         server,
         worker_timeout_s=settings.worker_timeout_s,
     )
+        join_secret=joining,
     return Manager(service, ServerLink(service, server, outbox, settings.sync_interval_s))
 
 
