@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import signal
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +16,7 @@ from rich.table import Table
 
 from flamenco import wire
 from flamenco.cli.console import err, out, secret_for_terminal
+from flamenco.cli.service import service_app
 from flamenco.client import ApiError, SyncApi, Unreachable, api_path
 from flamenco.config import (
     ClientSettings,
