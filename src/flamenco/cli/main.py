@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +37,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(managers_app, name="managers")
 addon_app = typer.Typer(help="The Blender add-on.", no_args_is_help=True)  # add-on
 app.add_typer(addon_app, name="addon")  # add-on
+app.add_typer(service_app, name="service")  # services: cli/service.py
 
 F = TypeVar("F", bound=Callable[..., Any])
 GRACEFUL_SHUTDOWN_S = 3  # long polls of Workers would otherwise hold a stop for 10 s
