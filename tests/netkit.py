@@ -49,8 +49,12 @@ class TwoNetworks:
 
 
 @contextlib.contextmanager
-def two_networks() -> Iterator[TwoNetworks]:
-    """Make both namespaces and the link; the calling thread moves into the main one."""
+def two_networks(main_default_route: bool = False) -> Iterator[TwoNetworks]:
+    """Make both namespaces and the link; the calling thread moves into the main one.
+
+    `main_default_route`: the main network's default route leads over the link, as a
+    machine's does over its network card, so that the link's address is its primary one.
+    """
     tag = secrets.token_hex(3)
     main, site = f"fl-main-{tag}", f"fl-site-{tag}"
     main_end, site_end = f"flm{tag}", f"fls{tag}"
@@ -75,6 +79,8 @@ def two_networks() -> Iterator[TwoNetworks]:
                 end,
             )
             _ip("netns", "exec", namespace, "ip", "link", "set", end, "up")
+        if main_default_route:
+            _ip("netns", "exec", main, "ip", "route", "add", "default", "via", f"{subnet}.2")
         namespace_fd = os.open(f"/run/netns/{main}", os.O_RDONLY)
         try:
             _setns(namespace_fd)

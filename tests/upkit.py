@@ -62,8 +62,9 @@ class UpFarm:
         self.server_url = f"http://127.0.0.1:{DEFAULT_PORTS[0] + self.offset}"
         self.manager_url = f"http://127.0.0.1:{DEFAULT_PORTS[1] + self.offset}"
         self.dashboard_url = f"http://127.0.0.1:{DEFAULT_PORTS[2] + self.offset}"
-        env = {**os.environ, "HOME": str(self.home), "COLUMNS": "300"}
+        env = {**os.environ, "HOME": str(self.home)}
         env.pop("XDG_CONFIG_HOME", None)  # the client configuration lands under HOME
+        env.pop("COLUMNS", None)  # a pipe, 80 columns to Rich: printed lines must not break
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
             [
