@@ -157,10 +157,12 @@ class TestFarm:
         env: dict[str, str] | None = None,
         prefix: list[str] | None = None,
         server_url: str | None = None,
+        host: str = "127.0.0.1",
     ) -> str:
         """Start a Manager; `local` uses the bootstrap token, others are added through the API.
 
-        With a prefix (another network), readiness is when the Server sees it online.
+        With a prefix (another network), readiness is when the Server sees it online. `host`
+        is the address it listens on (and its URL's host).
         """
         assert self.secrets is not None
         if name == "local":
@@ -171,9 +173,11 @@ class TestFarm:
             )
             token, secret = issued.token, secrets.token_urlsafe(16)
         port = free_port()
-        url = f"http://127.0.0.1:{port}"
+        url = f"http://{host}:{port}"
         args = [
             "manager",
+            "--host",
+            host,
             "--server",
             server_url or self.server_url,
             "--name",
@@ -226,6 +230,14 @@ class TestFarm:
         ]
         env = {"FLAMENCO_WORKER_SECRET": handle.secret, **(env or {})}
         return self._start(name, args, env, handle.proc.prefix)
+
+    def start_discovering_worker(
+        self, name: str, secret: str, prefix: list[str], args: list[str] | None = None
+    ) -> Proc:
+        """A Worker given no --manager, on the network of `prefix`: it joins the Manager it
+        finds announced there (flamenco.discovery)."""
+        args = ["worker", "--name", name, "--data-dir", str(self.root / name), *(args or [])]
+        return self._start(name, args, {"FLAMENCO_WORKER_SECRET": secret}, prefix)
 
     def restart(self, proc: Proc) -> Proc:
         """Start the same command again, on the same data folder."""

@@ -74,6 +74,9 @@ class ManagerSettings:
     # The host Workers and people reach it at (its printed URL, its announcement); empty:
     # worked out from `host` (netaddr.public_host).
     advertise: str = ""
+    # Announce the site and URL on the network (DNS-SD/mDNS) so that Workers find it without
+    # --manager; a Manager bound to a loopback address never announces (flamenco.discovery).
+    announce: bool = True
 
 
 @dataclass

@@ -140,6 +140,14 @@ def manager(
             "machine's primary address]."
         ),
     ] = None,
+    announce: Annotated[
+        bool | None,
+        typer.Option(
+            "--announce/--no-announce",
+            help="Announce the site and URL on the network (DNS-SD) so that Workers find it "
+            "without --manager; never on 127.0.0.1. [on]",
+        ),
+    ] = None,
 ) -> None:
     """Run a Manager for the Workers of this network."""
     from flamenco.manager.app import build_manager, create_manager_app
@@ -155,6 +163,7 @@ def manager(
             "name": name,
             "token": token,
             "advertise": advertise,
+            "announce": announce,
         },
     )
     if not settings.token:
@@ -178,7 +187,16 @@ def manager(
 @app.command()
 @friendly_errors  # e.g. a Worker of the same name already online at that Manager
 def worker(
-    manager: Annotated[str | None, typer.Option("--manager", help="Manager URL.")] = None,
+    manager: Annotated[
+        str | None,
+        typer.Option(
+            "--manager", help="Manager URL. [the one announced on the network (DNS-SD)]"
+        ),
+    ] = None,
+    site: Annotated[
+        str | None,
+        typer.Option(help="Without --manager: join the announced Manager of this site."),
+    ] = None,
     secret: Annotated[str | None, typer.Option(help="The Manager's join secret.")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Cache, outbox and frames.")] = None,
     name: Annotated[str | None, typer.Option(help="Name shown for this Worker.")] = None,
@@ -207,6 +225,7 @@ def worker(
         WorkerSettings,
         {
             "manager": manager,
+            "site": site,
             "secret": secret,
             "data_dir": data_dir,
             "name": name,
@@ -215,6 +234,10 @@ def worker(
             "gpu": gpu,
         },
     )
+    if not settings.manager:
+        from flamenco.discovery import find_manager
+
+        settings.manager = find_manager(settings, err.print)
     try:
         agent = WorkerAgent(settings)
     except BlenderNotFound as exc:
