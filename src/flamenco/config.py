@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from flamenco.procs import host_name, private_file
+
 DEFAULT_SERVER_PORT = 9999
 DEFAULT_MANAGER_PORT = 7777
 DEFAULT_DASHBOARD_PORT = 8888
@@ -216,7 +218,7 @@ def write_client_config(server: str, token: str) -> Path:
     path = client_config_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f'server = "{server}"\ntoken = "{token}"\n')
-    path.chmod(0o600)
+    private_file(path)
 def _cast_setting(where: str, kind: Any, value: Any) -> Any:
     """The value as its setting's type; one that is not raises BadSetting naming `where` the
     value came from (the flag, the environment variable or the config file)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +27,7 @@ from flamenco.config import (
 from flamenco.core.compiler import output_format_label
 from flamenco.logs import setup_logging
 from flamenco.netaddr import public_host, service_url
-from flamenco.procs import keep_files_private
+from flamenco.procs import keep_files_private, on_shutdown_signals
 
 app = typer.Typer(help="Flamenco: a network renderer for Blender.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Look at and fetch jobs.", no_args_is_help=True)
@@ -44,6 +43,42 @@ GRACEFUL_SHUTDOWN_S = 3  # long polls of Workers would otherwise hold a stop for
 
 ServerOpt = Annotated[str | None, typer.Option("--server", help="Server URL [FLAMENCO_SERVER].")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+def package_version() -> str:
+    """The installed package's version; the source tree's own where it is not installed."""
+    import importlib.metadata
+
+    from flamenco import __version__
+
+    try:
+        return importlib.metadata.version("flamenco")
+    except importlib.metadata.PackageNotFoundError:
+        return __version__
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        print(f"flamenco {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Flamenco: a network renderer for Blender."""
+
+
+@app.command("version")
+def version_command() -> None:
+    """Print the version of Flamenco."""
+    print(f"flamenco {package_version()}")
 
 
 def friendly_errors(fn: F) -> F:
@@ -252,9 +287,7 @@ def worker(
 
 async def _serve_until_signal(serve: Callable[[asyncio.Event], Any]) -> None:
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    on_shutdown_signals(asyncio.get_running_loop(), stop.set)
     await serve(stop)
 
 
