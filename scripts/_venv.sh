@@ -49,16 +49,28 @@ ensure_bpy_venv() {
   touch "$stamp"
 }
 
-# The Dashboard's browser tests drive Debian's Chromium (Playwright's own browser download does
-# not work everywhere). Installed here when missing and running as root; otherwise the tests
-# fail and say how to install it.
-ensure_chromium() {
-  if command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; then return 0; fi
+# Debian tools some tests drive: installed when missing and running as root (one apt-get update
+# per run); otherwise those tests fail and say how to install them. Extra arguments go to apt-get.
+ensure_debian_tool() {
+  local tool="$1" package="$2" needed_by="$3"
+  shift 3
+  if command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/bin/$tool" ]; then return 0; fi
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "Installing Debian's chromium for the Dashboard tests…" >&2
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ||
-      echo "Installing chromium failed; the Dashboard tests will fail." >&2
+    echo "Installing Debian's $package for $needed_by…" >&2
+    { { [ -n "${APT_UPDATED:-}" ] || apt-get update -qq; } && APT_UPDATED=1 &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" "$package" >/dev/null; } ||
+      echo "Installing $package failed; $needed_by will fail." >&2
   else
-    echo "chromium is missing: the Dashboard tests need it (apt-get install chromium)." >&2
+    echo "$tool is missing: $needed_by need it (apt-get install $package)." >&2
   fi
+}
+
+# The Dashboard's browser tests drive Debian's Chromium (Playwright's own browser download does
+# not work everywhere).
+ensure_chromium() { ensure_debian_tool chromium chromium "the Dashboard tests"; }
+
+# The service tests check the generated systemd units with `systemd-analyze verify`; the package
+# alone installs it (systemd does not become the init system, and nothing is started).
+ensure_systemd_analyze() {
+  ensure_debian_tool systemd-analyze systemd "the service tests" --no-install-recommends
 }

@@ -57,6 +57,9 @@ class ServerSettings:
     login_burst: int = 5  # failed logins per client address, and per user name, at once
     login_refill_s: float = 5.0  # then one more each this often
     header_timeout_s: float = 10.0  # a connection without a request's headers by then is closed
+    # HTTPS: a PEM certificate (chain) and its unencrypted key, both or neither (tls.py).
+    tls_cert: str = ""
+    tls_key: str = ""
 
 
 @dataclass
@@ -76,6 +79,12 @@ class ManagerSettings:
     # The host Workers and people reach it at (its printed URL, its announcement); empty:
     # worked out from `host` (netaddr.public_host).
     advertise: str = ""
+    # HTTPS: a PEM certificate (chain) and its unencrypted key, both or neither (tls.py).
+    tls_cert: str = ""
+    tls_key: str = ""
+    # PEM file of the CA certificates it trusts for HTTPS (else the system's trust store);
+    # FLAMENCO_CA_BUNDLE for every client of the machine.
+    ca_bundle: str = ""
     # Announce the site and URL on the network (DNS-SD/mDNS) so that Workers find it without
     # --manager; a Manager bound to a loopback address never announces (flamenco.discovery).
     announce: bool = True
@@ -101,6 +110,9 @@ class WorkerSettings:
     hung_timeout_s: float = 900.0  # a render without any sign of life this long is stopped
     # Keep a Blender with bpy loaded while idle, so that a new job's first task skips that.
     standby_blender: bool = True
+    # PEM file of the CA certificates it trusts for HTTPS (else the system's trust store);
+    # FLAMENCO_CA_BUNDLE for every client of the machine.
+    ca_bundle: str = ""
 
 
 @dataclass
@@ -110,6 +122,12 @@ class DashboardSettings:
     server: str = f"http://127.0.0.1:{DEFAULT_SERVER_PORT}"  # the Server whose API it shows
     session_idle_s: float = 12 * 3600.0  # a login is forgotten after this long unused
     header_timeout_s: float = 10.0  # a connection without a request's headers by then is closed
+    # HTTPS: a PEM certificate (chain) and its unencrypted key, both or neither (tls.py).
+    tls_cert: str = ""
+    tls_key: str = ""
+    # PEM file of the CA certificates it trusts for HTTPS (else the system's trust store);
+    # FLAMENCO_CA_BUNDLE for every client of the machine.
+    ca_bundle: str = ""
 
 
 @dataclass
@@ -119,12 +137,18 @@ class UpSettings:
 
     host: str = "127.0.0.1"  # 0.0.0.0: every interface, so that other machines can join
     advertise: str = ""
+    # The same certificate for its Server, Manager and Dashboard; the CA bundle for all of its
+    # clients (Manager, Dashboard, Workers, the client configuration it writes).
+    tls_cert: str = ""
+    tls_key: str = ""
+    ca_bundle: str = ""
 
 
 @dataclass
 class ClientSettings:
     server: str = f"http://127.0.0.1:{DEFAULT_SERVER_PORT}"
     token: str = ""
+    ca_bundle: str = ""  # FLAMENCO_CA_BUNDLE; empty: the system's trust store
 
 
 S = TypeVar("S")
@@ -209,15 +233,20 @@ def _one_worker_per_gpu(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# Settings whose short variable (FLAMENCO_<NAME>) every component reads: one for the machine.
+SHARED_VARIABLES = frozenset({"ca_bundle"})
+
+
 def _client_env(name: str) -> str | None:
     # The client's variables are the short, documented ones: FLAMENCO_SERVER, FLAMENCO_TOKEN.
     return os.environ.get(f"FLAMENCO_{name.upper()}")
 
 
-def write_client_config(server: str, token: str) -> Path:
+def write_client_config(server: str, token: str, ca_bundle: str = "") -> Path:
     path = client_config_file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f'server = "{server}"\ntoken = "{token}"\n')
+    trust = f'ca_bundle = "{ca_bundle}"\n' if ca_bundle else ""
+    path.write_text(f'server = "{server}"\ntoken = "{token}"\n{trust}')
     private_file(path)
 def _cast_setting(where: str, kind: Any, value: Any) -> Any:
     """The value as its setting's type; one that is not raises BadSetting naming `where` the

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ from flamenco.config import (
 from flamenco.core.compiler import output_format_label
 from flamenco.logs import setup_logging
 from flamenco.netaddr import public_host, service_url
+from flamenco.tls import ServiceTls, client_context, scheme, service_tls
 from flamenco.procs import keep_files_private, on_shutdown_signals
 
 app = typer.Typer(help="Flamenco: a network renderer for Blender.", no_args_is_help=True)
@@ -42,6 +44,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 GRACEFUL_SHUTDOWN_S = 3  # long polls of Workers would otherwise hold a stop for 10 s
 
 ServerOpt = Annotated[str | None, typer.Option("--server", help="Server URL [FLAMENCO_SERVER].")]
+TlsCertOpt = Annotated[
+    str | None,
+    typer.Option("--tls-cert", help="PEM certificate (chain) to serve HTTPS with; with --tls-key."),
+]
+TlsKeyOpt = Annotated[
+    str | None, typer.Option("--tls-key", help="The certificate's unencrypted PEM private key.")
+]
+CaBundleOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ca-bundle",
+        help="PEM file of the CA certificates to trust for HTTPS "
+        "[FLAMENCO_CA_BUNDLE; the system's trust store].",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
 
@@ -97,9 +114,12 @@ def friendly_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def serve_http(app: Any, host: str, port: int, header_timeout_s: float) -> None:
-    """Run one of the farm's HTTP services until Ctrl-C or SIGTERM; a connection that has not
-    sent a request's headers within `header_timeout_s` is closed (`http_protocol.py`)."""
+def serve_http(
+    app: Any, host: str, port: int, header_timeout_s: float, tls: ServiceTls | None = None
+) -> None:
+    """Run one of the farm's HTTP services until Ctrl-C or SIGTERM, in HTTPS when given `tls`;
+    a connection that has not sent a request's headers within `header_timeout_s` is closed
+    (`http_protocol.py`)."""
     import gc
 
     import uvicorn
@@ -117,7 +137,21 @@ def serve_http(app: Any, host: str, port: int, header_timeout_s: float) -> None:
         log_level="warning",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         http=header_timeout_protocol(header_timeout_s),
+        ssl_certfile=tls.cert if tls else None,
+        ssl_keyfile=tls.key if tls else None,
     )
+
+
+def checked_tls(settings: Any) -> ServiceTls | None:
+    """A service's HTTPS certificate and key, and the CA bundle it trusts as a client, checked
+    before it starts: a wrong file stops the command with one sentence."""
+    try:
+        if getattr(settings, "ca_bundle", ""):
+            client_context(settings.ca_bundle)
+        return service_tls(settings.tls_cert, settings.tls_key)
+    except ValueError as exc:
+        err.print(f"Error: {exc}", style="red")
+        raise typer.Exit(2) from None
 
 
 def start_component(component: str) -> None:
@@ -128,7 +162,14 @@ def start_component(component: str) -> None:
 
 def client(server: str | None) -> SyncApi:
     settings = load(ClientSettings, {"server": server})
-    return SyncApi(settings.server, settings.token)
+    return SyncApi(settings.server, settings.token, ca_bundle=settings.ca_bundle)
+
+
+@app.callback()
+def _every_command(ca_bundle: CaBundleOpt = None) -> None:
+    """Flamenco: a network renderer for Blender."""
+    if ca_bundle:  # `flamenco --ca-bundle FILE jobs list`: for every client of this command
+        os.environ["FLAMENCO_CA_BUNDLE"] = ca_bundle
 
 
 # ---- components ------------------------------------------------------------------------------
@@ -144,6 +185,8 @@ def server(
     database_url: Annotated[
         str | None, typer.Option(help="SQLAlchemy URL; default SQLite.")
     ] = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
 ) -> None:
     """Run the Server."""
     from flamenco.server.app import create_server_app
@@ -152,12 +195,21 @@ def server(
     start_component("server")
     settings = load(
         ServerSettings,
-        {"port": port, "data_dir": data_dir, "host": host, "database_url": database_url},
+        {
+            "port": port,
+            "data_dir": data_dir,
+            "host": host,
+            "database_url": database_url,
+            "tls_cert": tls_cert,
+            "tls_key": tls_key,
+        },
     )
+    tls = checked_tls(settings)
     services = build_services(settings)
-    url = service_url("http", public_host(settings.host, ""), settings.port)
+    url = service_url(scheme(tls), public_host(settings.host, ""), settings.port)
     err.print(f"Flamenco Server on {url} (data in {settings.data_dir})")
-    serve_http(create_server_app(services), settings.host, settings.port, settings.header_timeout_s)
+    server_app = create_server_app(services)
+    serve_http(server_app, settings.host, settings.port, settings.header_timeout_s, tls)
 
 
 @app.command()
@@ -183,6 +235,9 @@ def manager(
             "without --manager; never on 127.0.0.1. [on]",
         ),
     ] = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
+    ca_bundle: CaBundleOpt = None,
 ) -> None:
     """Run a Manager for the Workers of this network."""
     from flamenco.manager.app import build_manager, create_manager_app
@@ -199,8 +254,12 @@ def manager(
             "token": token,
             "advertise": advertise,
             "announce": announce,
+            "tls_cert": tls_cert,
+            "tls_key": tls_key,
+            "ca_bundle": ca_bundle,
         },
     )
+    tls = checked_tls(settings)
     if not settings.token:
         err.print(
             "Error: the Manager needs its token: --token or "
@@ -209,14 +268,15 @@ def manager(
         )
         raise typer.Exit(2)
     built = build_manager(settings)
-    url = service_url("http", public_host(settings.host, settings.advertise), settings.port)
+    url = service_url(scheme(tls), public_host(settings.host, settings.advertise), settings.port)
     err.print(f"Flamenco Manager '{settings.name}' on {url}, Server {settings.server}")
     secret = secret_for_terminal(
         settings.secret,
         f"the join secret: FLAMENCO_MANAGER_SECRET or {settings.data_dir}/join-secret",
     )
     err.print(f"Workers join with: FLAMENCO_WORKER_SECRET={secret} flamenco worker --manager {url}")
-    serve_http(create_manager_app(built), settings.host, settings.port, settings.header_timeout_s)
+    manager_app = create_manager_app(built)
+    serve_http(manager_app, settings.host, settings.port, settings.header_timeout_s, tls)
 
 
 @app.command()
@@ -250,6 +310,7 @@ def worker(
             "its data in <data-dir>/gpuN."
         ),
     ] = None,
+    ca_bundle: CaBundleOpt = None,
 ) -> None:
     """Run a Worker that renders what its Manager hands out."""
     from flamenco.worker.agent import WorkerAgent
@@ -267,8 +328,10 @@ def worker(
             "blender": blender or None,
             "tags": tags,
             "gpu": gpu,
+            "ca_bundle": ca_bundle,
         },
     )
+    client_context(settings.ca_bundle)  # a CA bundle that cannot be used stops it here
     if not settings.manager:
         from flamenco.discovery import find_manager
 
@@ -607,18 +670,31 @@ def dashboard(
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port [8888].")] = None,
     host: Annotated[str | None, typer.Option(help="Interface to listen on [127.0.0.1].")] = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
+    ca_bundle: CaBundleOpt = None,
 ) -> None:
     """Run the Dashboard: the farm's web interface, in front of the Server's API."""
     from flamenco.config import DashboardSettings
     from flamenco.dashboard.app import create_dashboard_app
 
     start_component("dashboard")
-    settings = load(DashboardSettings, {"server": server, "port": port, "host": host})
-    url = service_url("http", public_host(settings.host, ""), settings.port)
-    err.print(f"Flamenco Dashboard on {url}, Server {settings.server}")
-    serve_http(
-        create_dashboard_app(settings), settings.host, settings.port, settings.header_timeout_s
+    settings = load(
+        DashboardSettings,
+        {
+            "server": server,
+            "port": port,
+            "host": host,
+            "tls_cert": tls_cert,
+            "tls_key": tls_key,
+            "ca_bundle": ca_bundle,
+        },
     )
+    tls = checked_tls(settings)
+    url = service_url(scheme(tls), public_host(settings.host, ""), settings.port)
+    err.print(f"Flamenco Dashboard on {url}, Server {settings.server}")
+    dashboard_app = create_dashboard_app(settings)
+    serve_http(dashboard_app, settings.host, settings.port, settings.header_timeout_s, tls)
 
 
 @users_app.command("add")
