@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flamenco.procs import host_name, private_file
-
 DEFAULT_SERVER_PORT = 9999
 DEFAULT_MANAGER_PORT = 7777
 DEFAULT_DASHBOARD_PORT = 8888
@@ -56,10 +54,8 @@ class ServerSettings:
     max_upload_bytes: int = 50 * 1024**3
     login_burst: int = 5  # failed logins per client address, and per user name, at once
     login_refill_s: float = 5.0  # then one more each this often
+    token_ttl_days: float = 30.0  # a login's token expires after this long; 0: never
     header_timeout_s: float = 10.0  # a connection without a request's headers by then is closed
-    # HTTPS: a PEM certificate (chain) and its unencrypted key, both or neither (tls.py).
-    tls_cert: str = ""
-    tls_key: str = ""
 
 
 @dataclass
@@ -70,7 +66,6 @@ class ManagerSettings:
     server: str = f"http://127.0.0.1:{DEFAULT_SERVER_PORT}"
     name: str = "local"
     token: str = ""  # the Manager's token issued by the Server
-    token_ttl_days: float = 30.0  # a login's token expires after this long; 0: never
     secret: str = ""  # the join secret for Workers; generated on first start when empty
     prefetch: int = 2  # tasks held beyond the idle Workers, so the next one is at hand
     worker_timeout_s: float = 60.0  # a Worker silent this long is offline; its task moves on
@@ -79,27 +74,14 @@ class ManagerSettings:
     # The host Workers and people reach it at (its printed URL, its announcement); empty:
     # worked out from `host` (netaddr.public_host).
     advertise: str = ""
-    # HTTPS: a PEM certificate (chain) and its unencrypted key, both or neither (tls.py).
-    tls_cert: str = ""
-    tls_key: str = ""
-    # PEM file of the CA certificates it trusts for HTTPS (else the system's trust store);
-    # FLAMENCO_CA_BUNDLE for every client of the machine.
-    ca_bundle: str = ""
-    # Announce the site and URL on the network (DNS-SD/mDNS) so that Workers find it without
-    # --manager; a Manager bound to a loopback address never announces (flamenco.discovery).
-    announce: bool = True
 
 
 @dataclass
 class WorkerSettings:
     data_dir: Path = Path("flamenco-data/worker")
-    # Empty: find it by its announcement on the network (flamenco.discovery), else the
-    # Manager on this machine's default port.
-    manager: str = ""
-    site: str = ""  # with several Managers announced, join the one of this site
-    discovery_timeout_s: float = 5.0  # how long to look for announced Managers
+    manager: str = f"http://127.0.0.1:{DEFAULT_MANAGER_PORT}"
     secret: str = ""
-    name: str = field(default_factory=host_name)
+    name: str = field(default_factory=lambda: os.uname().nodename)
     # Blender executables or Pythons with bpy, all offered (env: os.pathsep-separated);
     # empty: every `blender` on PATH and the bpy module of this Python.
     blender: list[str] = field(default_factory=list)
@@ -110,9 +92,6 @@ class WorkerSettings:
     hung_timeout_s: float = 900.0  # a render without any sign of life this long is stopped
     # Keep a Blender with bpy loaded while idle, so that a new job's first task skips that.
     standby_blender: bool = True
-    # PEM file of the CA certificates it trusts for HTTPS (else the system's trust store);
-    # FLAMENCO_CA_BUNDLE for every client of the machine.
-    ca_bundle: str = ""
 
 
 @dataclass
@@ -122,12 +101,6 @@ class DashboardSettings:
     server: str = f"http://127.0.0.1:{DEFAULT_SERVER_PORT}"  # the Server whose API it shows
     session_idle_s: float = 12 * 3600.0  # a login is forgotten after this long unused
     header_timeout_s: float = 10.0  # a connection without a request's headers by then is closed
-    # HTTPS: a PEM certificate (chain) and its unencrypted key, both or neither (tls.py).
-    tls_cert: str = ""
-    tls_key: str = ""
-    # PEM file of the CA certificates it trusts for HTTPS (else the system's trust store);
-    # FLAMENCO_CA_BUNDLE for every client of the machine.
-    ca_bundle: str = ""
 
 
 @dataclass
@@ -137,18 +110,12 @@ class UpSettings:
 
     host: str = "127.0.0.1"  # 0.0.0.0: every interface, so that other machines can join
     advertise: str = ""
-    # The same certificate for its Server, Manager and Dashboard; the CA bundle for all of its
-    # clients (Manager, Dashboard, Workers, the client configuration it writes).
-    tls_cert: str = ""
-    tls_key: str = ""
-    ca_bundle: str = ""
 
 
 @dataclass
 class ClientSettings:
     server: str = f"http://127.0.0.1:{DEFAULT_SERVER_PORT}"
     token: str = ""
-    ca_bundle: str = ""  # FLAMENCO_CA_BUNDLE; empty: the system's trust store
 
 
 S = TypeVar("S")
@@ -196,21 +163,14 @@ def load(cls: type[S], flags: dict[str, Any] | None = None) -> S:
         from_file = {**read_toml(client_config_file()), **from_file}
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        short = cls is ClientSettings or f.name in SHARED_VARIABLES
-        env = _client_env(f.name) if short else None
-        env_name = f"FLAMENCO_{section.upper()}_{f.name.upper()}"
-        env = env or os.environ.get(env_name)
+        env = _client_env(f.name) if cls is ClientSettings else None
+        env = env or os.environ.get(f"FLAMENCO_{section.upper()}_{f.name.upper()}")
         given = (flags or {}).get(f.name)
-        sources = (
-            (f"--{f.name.replace('_', '-')}", given),
-            (env_name, env),
-            (f"{f.name} in [{section}] of {config_file()}", from_file.get(f.name)),
-        )
-        for where, candidate in sources:
+        for candidate in (given, env, from_file.get(f.name)):
             if isinstance(candidate, str):
                 candidate = candidate.strip()  # a pasted token often carries a newline
             if candidate is not None and candidate != "":
-                values[f.name] = _cast_setting(where, f.type, candidate)
+                values[f.name] = _cast(f.type, candidate)
                 break
     if cls is WorkerSettings:
         values = _one_worker_per_gpu(values)
@@ -228,13 +188,9 @@ def _one_worker_per_gpu(values: dict[str, Any]) -> dict[str, Any]:
     own = f"gpu{gpu}"
     return {
         **values,
-        "name": values.get("name") or f"{host_name()}-{own}",
+        "name": values.get("name") or f"{os.uname().nodename}-{own}",
         "data_dir": data if data.name == own else data / own,
     }
-
-
-# Settings whose short variable (FLAMENCO_<NAME>) every component reads: one for the machine.
-SHARED_VARIABLES = frozenset({"ca_bundle"})
 
 
 def _client_env(name: str) -> str | None:
@@ -242,20 +198,9 @@ def _client_env(name: str) -> str | None:
     return os.environ.get(f"FLAMENCO_{name.upper()}")
 
 
-def write_client_config(server: str, token: str, ca_bundle: str = "") -> Path:
+def write_client_config(server: str, token: str) -> Path:
     path = client_config_file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    trust = f'ca_bundle = "{ca_bundle}"\n' if ca_bundle else ""
-    path.write_text(f'server = "{server}"\ntoken = "{token}"\n{trust}')
-    private_file(path)
-def _cast_setting(where: str, kind: Any, value: Any) -> Any:
-    """The value as its setting's type; one that is not raises BadSetting naming `where` the
-    value came from (the flag, the environment variable or the config file)."""
-    try:
-        return _cast(kind, value)
-    except ValueError as exc:
-        detail = str(exc) if str(kind) == "ByteSize" else f"{value!r} is not a valid {kind}."
-        raise BadSetting(f"{where}: {detail}") from None
-
-
+    path.write_text(f'server = "{server}"\ntoken = "{token}"\n')
+    path.chmod(0o600)
     return path

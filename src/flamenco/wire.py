@@ -68,6 +68,36 @@ class TokenIssued(Wire):
     name: str
 
 
+class TokenInfo(Wire):
+    """A user's token as listed: never the token itself, which only its holder knows."""
+
+    id: int
+    user: str
+    label: str
+    created: datetime
+    expires: datetime | None  # None: never
+    last_used: datetime | None
+    current: bool  # the token this request was made with
+
+
+TokenList = RootModel[list[TokenInfo]]
+
+
+class UserCreate(Strict):
+    name: Name
+    password: str = Field(min_length=8, max_length=1000)
+    admin: bool = False
+
+
+class UserInfo(Wire):
+    name: str
+    admin: bool
+
+
+class PasswordChange(Strict):
+    password: str = Field(min_length=8, max_length=1000)
+
+
 class PriorityChange(Strict):
     priority: int = Field(ge=0, le=100)
 
@@ -316,7 +346,7 @@ def worker_summaries(rows: Iterable[Any]) -> tuple[list[WorkerSummary], list[str
 
 class ManagerInfo(Wire):
     name: str
-    status: str  # online | offline
+    status: str  # online | offline | revoked (its token)
     last_seen: datetime | None
     address: str
     workers: list[WorkerSummary]

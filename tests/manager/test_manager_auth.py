@@ -23,7 +23,7 @@ def test_a_wrong_join_secret_is_refused_and_the_right_one_gives_a_token(manager:
     refused = httpx.post(url, json={**REGISTRATION, "secret": "guess"})
     assert refused.status_code == 401
     assert refused.json() == {
-        "detail": "The join secret is wrong; use the one this Manager printed."
+        "detail": "The join secret is wrong or was replaced; use this Manager's current one."
     }
     assert manager.secrets is not None
     joined = httpx.post(url, json={**REGISTRATION, "secret": manager.secrets.worker_secret})

@@ -26,10 +26,9 @@ from flamenco.apidoc import (
 from flamenco.blobs import BlobStore, is_sha256
 from flamenco.client import AsyncApi
 from flamenco.config import ManagerSettings
-from flamenco.discovery import ManagerAnnouncer
 from flamenco.errors import BadRequest, Unauthorized
-from flamenco.manager.service import ManagerService
 from flamenco.manager.join_secret import JoinSecret
+from flamenco.manager.service import ManagerService
 from flamenco.manager.store import ManagerStore, WorkerState
 from flamenco.manager.upstream import ServerLink
 from flamenco.outbox import Outbox
@@ -66,8 +65,8 @@ def build_manager(settings: ManagerSettings) -> Manager:
         outbox,
         server,
         worker_timeout_s=settings.worker_timeout_s,
-    )
         join_secret=joining,
+    )
     return Manager(service, ServerLink(service, server, outbox, settings.sync_interval_s))
 
 
@@ -106,10 +105,7 @@ def create_manager_app(manager: Manager) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         link_task = asyncio.create_task(manager.link.run(stop))
-        announcer = ManagerAnnouncer(manager.service.settings)
-        await announcer.start()
         yield
-        await announcer.stop()
         stop.set()
         await link_task
         await manager.service.server.close()

@@ -27,6 +27,7 @@ from flamenco.core.names import check_artifact_name, check_frame_file_name, quot
 from flamenco.core.states import RELEASING_TASK_STATUSES
 from flamenco.db import utcnow
 from flamenco.errors import BadRequest, Conflict, NotFound, Unauthorized, Unavailable, writing
+from flamenco.manager.join_secret import JoinSecret
 from flamenco.manager.queue import TaskQueue
 from flamenco.manager.store import HeldTask, ManagerStore, WorkerState
 from flamenco.outbox import FrameItem, Outbox
@@ -49,8 +50,10 @@ class ManagerService:
         outbox: Outbox,
         server: AsyncApi,
         worker_timeout_s: float = 60.0,
+        join_secret: JoinSecret | None = None,
     ) -> None:
         self.settings = settings
+        self.join_secret = join_secret or JoinSecret(settings.secret, settings.data_dir)
         self.store = store
         self.blobs = blobs
         self.outbox = outbox
@@ -104,8 +107,10 @@ class ManagerService:
         """A Worker joins with the join secret. `token` is the one it has from an earlier
         registration, if any: with it, a Worker may register again under its own name while
         that name is online; any other registration under an online Worker's name is refused."""
-        if not hmac.compare_digest(reg.secret.encode(), self.settings.secret.encode()):
-            raise Unauthorized("The join secret is wrong; use the one this Manager printed.")
+        if not self.join_secret.matches(reg.secret):
+            raise Unauthorized(
+                "The join secret is wrong or was replaced; use this Manager's current one."
+            )
         info = reg.model_dump(mode="json", exclude={"secret", "name"})
         same_name = (w for w in self.workers_by_id.values() if w.name == reg.name)
         online = next((w for w in same_name if w.status != "offline"), None)
@@ -133,7 +138,10 @@ class ManagerService:
             raise Unauthorized("The Worker token is missing.")
         worker = self._by_token.get(token_hash(token))
         if worker is None:
-            raise Unauthorized("The Worker token is wrong; register again with the join secret.")
+            raise Unauthorized(
+                "This Worker token is not known to this Manager; "
+                "register again with the join secret."
+            )
         return worker
 
     async def worker_sync(self, worker: WorkerState, req: wire.WorkerSync) -> wire.WorkerSyncReply:

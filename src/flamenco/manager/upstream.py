@@ -123,7 +123,11 @@ class ServerLink:
             self._told_roster = None  # not heard: tell the Workers again next time
             self._reconnected.clear()
             if not self._warned_offline:
-                log.warning("the Server is unreachable, working offline: %s", exc)
+                if isinstance(exc, ApiError) and exc.status == 401:
+                    # Revoked or replaced: the operator restarts it with a new token.
+                    log.error("the Server refuses this Manager's token: %s", exc.message)
+                else:
+                    log.warning("the Server is unreachable, working offline: %s", exc)
                 self._warned_offline = True
             return None
         if not self.online:

@@ -10,7 +10,6 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request, Security
 from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
 
 from flamenco import wire
 from flamenco.apidoc import (
@@ -80,17 +79,6 @@ AnyUser = Annotated[User, Depends(current_user)]
 AnyManager = Annotated[ManagerRow, Depends(current_manager)]
 
 
-class UserCreate(wire.Strict):  # users (Dashboard work); belongs in wire.py
-    name: wire.Name
-    password: str = Field(min_length=8, max_length=1000)
-    admin: bool = False
-
-
-class UserInfo(BaseModel):
-    name: str
-    admin: bool
-
-
 def job_file(path: pathlib.Path, filename: str) -> FileResponse:
     """A frame or artifact: shown if it is an image or video, else a download (core/media.py)."""
     media_type, disposition = media.file_type(filename)
@@ -124,16 +112,45 @@ def create_server_app(svc: ServerServices) -> FastAPI:
 
     # ---- users (Dashboard work) ---------------------------------------------------------------
 
+    @app.post("/api/v1/logout", status_code=204)
+    def logout(token: UserToken, _: AnyUser, svc: Services) -> None:
+        """Revoke the token this request is made with."""
+        svc.auth.logout(token or "")
+
+    @app.get("/api/v1/tokens")
+    def list_tokens(
+        token: UserToken,
+        user: AnyUser,
+        svc: Services,
+        everyone: Annotated[bool, Query(alias="all")] = False,
+    ) -> list[wire.TokenInfo]:
+        """The caller's live tokens; with all=true (administrators), every user's."""
+        return svc.auth.tokens(user, token or "", everyone=everyone)
+
+    @app.delete("/api/v1/tokens/{token_id}", status_code=204)
+    def revoke_token(token_id: int, user: AnyUser, svc: Services) -> None:
+        svc.auth.revoke_token(user, token_id)
+
     @app.get("/api/v1/users/me")
-    def who_am_i(user: AnyUser) -> UserInfo:
-        return UserInfo(name=user.name, admin=user.is_admin)
+    def who_am_i(user: AnyUser) -> wire.UserInfo:
+        return wire.UserInfo(name=user.name, admin=user.is_admin)
 
     @app.post("/api/v1/users", status_code=201)
-    def create_user(req: UserCreate, user: AnyUser, svc: Services) -> UserInfo:
+    def create_user(req: wire.UserCreate, user: AnyUser, svc: Services) -> wire.UserInfo:
         if not user.is_admin:
             raise Forbidden("Only an administrator can add users.")
         svc.auth.create_user(req.name, req.password, admin=req.admin)
-        return UserInfo(name=req.name, admin=req.admin)
+        return wire.UserInfo(name=req.name, admin=req.admin)
+
+    @app.put("/api/v1/users/{name}/password", status_code=204)
+    def change_password(
+        name: str, req: wire.PasswordChange, token: UserToken, user: AnyUser, svc: Services
+    ) -> None:
+        svc.auth.change_password(user, name, req.password, token or "")
+
+    @app.delete("/api/v1/users/{name}", status_code=204, responses=error_answers(409))
+    def remove_user(name: str, user: AnyUser, svc: Services) -> None:
+        svc.auth.remove_user(user, name)
 
     # ---- end of users --------------------------------------------------------------------------
 
@@ -142,6 +159,19 @@ def create_server_app(svc: ServerServices) -> FastAPI:
         if not user.is_admin:
             raise Forbidden("Only an administrator can add Managers.")
         return wire.TokenIssued(token=svc.auth.create_manager(req.name), name=req.name)
+
+    @app.post("/api/v1/managers/{name}/rotate")
+    def rotate_manager(name: str, user: AnyUser, svc: Services) -> wire.TokenIssued:
+        """A new token for the Manager; the old one stops working at once."""
+        if not user.is_admin:
+            raise Forbidden("Only an administrator can replace a Manager's token.")
+        return wire.TokenIssued(token=svc.auth.rotate_manager(name), name=name)
+
+    @app.post("/api/v1/managers/{name}/revoke", status_code=204, responses=error_answers(409))
+    def revoke_manager(name: str, user: AnyUser, svc: Services) -> None:
+        if not user.is_admin:
+            raise Forbidden("Only an administrator can revoke a Manager's token.")
+        svc.auth.revoke_manager(name)
 
     @app.get(
         "/api/v1/events",

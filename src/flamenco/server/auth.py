@@ -1,4 +1,11 @@
-"""Users, API tokens and Manager tokens. Only hashes of secrets are stored."""
+"""Users, API tokens and Manager tokens: who a request is from, and the doors that issue,
+end and replace those credentials. Only hashes of secrets are stored.
+
+A user's token expires `token_ttl` after it was issued (None: never) and can be revoked; a
+Manager's token can be revoked or replaced by a new one (rotation). Each credential that no
+longer works is answered with a sentence saying what happened to it (revoked, expired,
+replaced), so the rows of revoked and expired tokens are kept for `RETIRED_KEPT`.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +14,32 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.orm import load_only, sessionmaker
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.orm import Session, load_only, sessionmaker
 
+from flamenco import wire
 from flamenco.core.ratelimit import KeyedRateLimit, retry_after_header
 from flamenco.db import utcnow
-from flamenco.errors import Conflict, NotFound, TooManyRequests, Unauthorized
+from flamenco.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized
 from flamenco.security import hash_password, new_token, token_hash, verify_password
 from flamenco.server.models import ApiToken, ManagerRow, User
 
 log = logging.getLogger("flamenco.server.auth")
 
 TOUCH = timedelta(seconds=1)  # how stale a Manager's last_seen may get before it is written
-SEEN_COLUMNS = (ManagerRow.id, ManagerRow.name, ManagerRow.address, ManagerRow.last_seen)
-WRONG_TOKEN = "The token is missing, wrong or revoked; check FLAMENCO_TOKEN or log in again."
+TOKEN_TOUCH = timedelta(minutes=1)  # how stale a token's last_used may get before it is written
+RETIRED_KEPT = timedelta(days=90)  # revoked and expired tokens are told apart this long
+SEEN_COLUMNS = (
+    ManagerRow.id,
+    ManagerRow.name,
+    ManagerRow.address,
+    ManagerRow.last_seen,
+    ManagerRow.revoked,
+)
+NO_TOKEN = "The request has no token; set FLAMENCO_TOKEN or log in."
+WRONG_TOKEN = "This token is not known to this Server; check FLAMENCO_TOKEN or log in again."
 
 
 WRONG_LOGIN = "The user name or password is wrong."
@@ -35,6 +52,11 @@ def unknown_user_hash() -> str:
     return hash_password(new_token("nobody"))
 
 
+def when(moment: datetime) -> str:
+    """A moment as the sentences of this module say it: 2026-12-03 13:53 UTC."""
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
 class AuthService:
     def __init__(
         self,
@@ -43,8 +65,12 @@ class AuthService:
         login_refill_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         check_password: Callable[[str, str], bool] = verify_password,
+        token_ttl: timedelta | None = timedelta(days=30),
+        now: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessions = sessions
+        self.token_ttl = token_ttl  # of the tokens a login issues; None: they never expire
+        self.now = now  # tests move it to expire tokens without waiting
         # Failed logins, per client address and per user name (see core/ratelimit.py).
         self.login_limit = KeyedRateLimit(login_burst, login_refill_s, clock)
         self.login_limit_lock = threading.Lock()  # logins run on the thread pool
@@ -61,13 +87,31 @@ class AuthService:
         with self.sessions() as s:
             return s.scalar(select(User.id).where(User.name == name)) is not None
 
-    def issue_token(self, user_name: str, label: str = "") -> str:
-        token = new_token("flu")
+    def issue_token(self, user_name: str, label: str = "", expires: bool = True) -> str:
+        """A new token for the user; it expires after `token_ttl` unless `expires` is False
+        (the token `flamenco up` keeps in its farm.toml for its own administrator)."""
+        token, now = new_token("flu"), self.now()
+        ends = now + self.token_ttl if expires and self.token_ttl is not None else None
         with self.sessions.begin() as s:
             user = s.scalar(select(User).where(User.name == user_name))
             if user is None:
                 raise NotFound(f"There is no user named '{user_name}'.")
-            s.add(ApiToken(user_id=user.id, token_hash=token_hash(token), label=label))
+            s.execute(  # what no longer needs telling apart from a token never issued
+                delete(ApiToken).where(
+                    or_(
+                        ApiToken.revoked < now - RETIRED_KEPT, ApiToken.expires < now - RETIRED_KEPT
+                    )
+                )
+            )
+            s.add(
+                ApiToken(
+                    user_id=user.id,
+                    token_hash=token_hash(token),
+                    label=label,
+                    created=now,
+                    expires=ends,
+                )
+            )
         return token
 
     def login(self, name: str, password: str, address: str = "") -> str:
@@ -97,14 +141,124 @@ class AuthService:
         return self.issue_token(name, label="login")
 
     def user_for_token(self, token: str | None) -> User:
+        """The user of a live token; a 401 that says why for any other."""
         if not token:
-            raise Unauthorized(WRONG_TOKEN)
+            raise Unauthorized(NO_TOKEN)
+        now = self.now()
         with self.sessions() as s:
-            user = s.scalar(
-                select(User).join(ApiToken).where(ApiToken.token_hash == token_hash(token))
+            row = s.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(token)))
+            if row is None:
+                raise Unauthorized(WRONG_TOKEN)
+            if row.revoked is not None:
+                raise Unauthorized(f"This token was revoked on {when(row.revoked)}; log in again.")
+            if row.expires is not None and row.expires <= now:
+                raise Unauthorized(f"This token expired on {when(row.expires)}; log in again.")
+            user = s.get(User, row.user_id) if row.user_id is not None else None
+            if user is None:  # not reached: removing a user revokes their tokens
+                raise Unauthorized(WRONG_TOKEN)
+            if row.last_used is None or now - row.last_used >= TOKEN_TOUCH:
+                row.last_used = now
+                s.commit()
+        return user
+
+    # ---- tokens ------------------------------------------------------------------------------
+
+    def tokens(self, user: User, token: str, everyone: bool = False) -> list[wire.TokenInfo]:
+        """The live tokens of `user` (of every user with `everyone`, for an administrator),
+        oldest first; `token` is the caller's own, marked as current."""
+        if everyone and not user.is_admin:
+            raise Forbidden("Only an administrator can list the tokens of every user.")
+        now, own_hash = self.now(), token_hash(token)
+        query = (
+            select(ApiToken, User.name)
+            .join(User, ApiToken.user_id == User.id)
+            .where(ApiToken.revoked.is_(None))
+            .where(or_(ApiToken.expires.is_(None), ApiToken.expires > now))
+            .order_by(ApiToken.id)
+        )
+        if not everyone:
+            query = query.where(ApiToken.user_id == user.id)
+        with self.sessions() as s:
+            return [
+                wire.TokenInfo(
+                    id=row.id,
+                    user=name,
+                    label=row.label,
+                    created=row.created,
+                    expires=row.expires,
+                    last_used=row.last_used,
+                    current=row.token_hash == own_hash,
+                )
+                for row, name in s.execute(query).all()
+            ]
+
+    def revoke_token(self, user: User, token_id: int) -> None:
+        """Revoke one of the user's tokens, or anyone's for an administrator."""
+        with self.sessions.begin() as s:
+            row = s.get(ApiToken, token_id)
+            if row is None or row.user_id is None or (row.user_id != user.id and not user.is_admin):
+                raise NotFound(f"There is no token {token_id} of yours on this Server.")
+            if row.revoked is not None:
+                raise Conflict(f"Token {token_id} was already revoked on {when(row.revoked)}.")
+            row.revoked = self.now()
+        log.info("token %s of user id %s revoked by %s", token_id, row.user_id, user.name)
+
+    def logout(self, token: str) -> None:
+        """Revoke the token the request came with (a Dashboard's logout, `flamenco logout`)."""
+        with self.sessions.begin() as s:
+            s.execute(
+                update(ApiToken)
+                .where(ApiToken.token_hash == token_hash(token), ApiToken.revoked.is_(None))
+                .values(revoked=self.now())
             )
+
+    # ---- users -------------------------------------------------------------------------------
+
+    def change_password(self, by: User, name: str, password: str, token: str) -> None:
+        """A user changes their own password, an administrator anyone's. The user's other
+        tokens are revoked (whoever knew the old password may hold one); the token that made
+        the change keeps working."""
+        if by.name != name and not by.is_admin:
+            raise Forbidden("Only an administrator can change another user's password.")
+        new_hash = hash_password(password)
+        with self.sessions.begin() as s:
+            user = self._user(s, name)
+            user.password_hash = new_hash
+            s.execute(
+                update(ApiToken)
+                .where(ApiToken.user_id == user.id, ApiToken.revoked.is_(None))
+                .where(ApiToken.token_hash != token_hash(token))
+                .values(revoked=self.now())
+            )
+        log.info("password of user %s changed by %s", name, by.name)
+
+    def remove_user(self, by: User, name: str) -> None:
+        """Remove a user (administrators only) and revoke their tokens; never the last
+        administrator, who alone could add users again."""
+        if not by.is_admin:
+            raise Forbidden("Only an administrator can remove users.")
+        with self.sessions.begin() as s:
+            user = self._user(s, name)
+            if user.is_admin:
+                admins = s.scalar(select(func.count()).select_from(User).where(User.is_admin))
+                if admins == 1:
+                    raise Conflict(
+                        f"'{name}' is the last administrator and cannot be removed; "
+                        "add another administrator first."
+                    )
+            mine = ApiToken.user_id == user.id
+            s.execute(
+                update(ApiToken).where(mine, ApiToken.revoked.is_(None)).values(revoked=self.now())
+            )
+            s.execute(update(ApiToken).where(mine).values(user_id=None))
+            s.delete(user)
+        log.info("user %s removed by %s; their tokens are revoked", name, by.name)
+
+    @staticmethod
+    def _user(s: Session, name: str) -> User:
+        user = s.scalar(select(User).where(User.name == name))
         if user is None:
-            raise Unauthorized(WRONG_TOKEN)
+            raise NotFound(f"There is no user named '{name}'.")
         return user
 
     def create_manager(self, name: str) -> str:
@@ -112,8 +266,36 @@ class AuthService:
         with self.sessions.begin() as s:
             if s.scalar(select(ManagerRow).where(ManagerRow.name == name)):
                 raise Conflict(f"A Manager named '{name}' already exists.")
-            s.add(ManagerRow(name=name, token_hash=token_hash(token)))
+            s.add(ManagerRow(name=name, token_hash=token_hash(token), token_issued=utcnow()))
         return token
+
+    def rotate_manager(self, name: str) -> str:
+        """A new token for the Manager; the old one stops working at once (and is answered
+        as replaced). A revoked Manager is taken back with it."""
+        token = new_token("flm")
+        with self.sessions.begin() as s:
+            row = self._manager(s, name)
+            if row.revoked is None:  # a revoked token stays revoked, not "replaced"
+                row.replaced_token_hash = row.token_hash
+            row.token_hash, row.token_issued, row.revoked = token_hash(token), utcnow(), None
+        log.info("token of manager %s replaced", name)
+        return token
+
+    def revoke_manager(self, name: str) -> None:
+        """The Manager's token stops working at once; `rotate_manager` issues a new one."""
+        with self.sessions.begin() as s:
+            row = self._manager(s, name)
+            if row.revoked is not None:
+                raise Conflict(f"The token of Manager '{name}' was already revoked.")
+            row.revoked = utcnow()
+        log.info("token of manager %s revoked", name)
+
+    @staticmethod
+    def _manager(s: Session, name: str) -> ManagerRow:
+        row = s.scalar(select(ManagerRow).where(ManagerRow.name == name))
+        if row is None:
+            raise NotFound(f"There is no Manager named '{name}'.")
+        return row
 
     def manager_for_token(self, token: str | None, address: str = "") -> ManagerRow:
         """The Manager of the token (its id, name, address and last_seen only), seen now.
@@ -130,9 +312,27 @@ class AuthService:
                 .where(ManagerRow.token_hash == token_hash(token))
             )
             if row is None:
-                raise Unauthorized("The Manager token is wrong or revoked.")
+                raise Unauthorized(self._unknown_manager_token(s, token))
+            if row.revoked is not None:
+                raise Unauthorized(
+                    f"The token of Manager '{row.name}' was revoked on {when(row.revoked)}; "
+                    f"`flamenco managers rotate {row.name}` issues a new one."
+                )
             now = utcnow()
             if row.last_seen is None or now - row.last_seen >= TOUCH or row.address != address:
                 row.last_seen, row.address = now, address
                 s.commit()
         return row
+
+    @staticmethod
+    def _unknown_manager_token(s: Session, token: str) -> str:
+        replaced = s.scalar(
+            select(ManagerRow).where(ManagerRow.replaced_token_hash == token_hash(token))
+        )
+        if replaced is None:
+            return "This Manager token is not known to this Server; check FLAMENCO_MANAGER_TOKEN."
+        return (
+            f"This token of Manager '{replaced.name}' was replaced on "
+            f"{when(replaced.token_issued)}; restart the Manager with the token that "
+            "`flamenco managers rotate` printed."
+        )

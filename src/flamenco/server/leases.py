@@ -275,7 +275,11 @@ class LeaseService:
                     name=m.name,
                     last_seen=m.last_seen,
                     address=m.address,
-                    status="online" if m.last_seen and m.last_seen > cutoff else "offline",
+                    status="revoked"
+                    if m.revoked
+                    else "online"
+                    if m.last_seen and m.last_seen > cutoff
+                    else "offline",
                     workers=wire.worker_summaries(m.workers)[0],
                 )
                 for m in rows

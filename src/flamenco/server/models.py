@@ -21,12 +21,18 @@ class User(Base):
 
 
 class ApiToken(Base):
+    """A user's token. Revoked and expired ones are kept a while (see `auth.RETIRED_KEPT`) so
+    that their use is answered with what happened to them; a removed user's have no user."""
+
     __tablename__ = "api_tokens"
     id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     label: Mapped[str] = mapped_column(String(200), default="")
     created: Mapped[datetime] = mapped_column(default=utcnow)
+    expires: Mapped[datetime | None] = mapped_column(default=None)  # None: never
+    revoked: Mapped[datetime | None] = mapped_column(default=None)
+    last_used: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class ManagerRow(Base):
@@ -34,6 +40,10 @@ class ManagerRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_issued: Mapped[datetime] = mapped_column(default=utcnow)
+    # The token a rotation replaced, so that its use is answered with that, not "unknown".
+    replaced_token_hash: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    revoked: Mapped[datetime | None] = mapped_column(default=None)
     last_seen: Mapped[datetime | None] = mapped_column(default=None)
     address: Mapped[str] = mapped_column(String(200), default="")
     workers: Mapped[list[Any]] = mapped_column(default=list)

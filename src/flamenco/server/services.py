@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import Engine
 
@@ -49,6 +50,7 @@ def build_services(settings: ServerSettings) -> ServerServices:
             sessions,
             login_burst=settings.login_burst,
             login_refill_s=settings.login_refill_s,
+            token_ttl=timedelta(days=settings.token_ttl_days) if settings.token_ttl_days else None,
         ),
         jobs=JobService(
             sessions,
