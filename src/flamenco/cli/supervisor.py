@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flamenco.procs import child_preexec
+from flamenco.procs import ProcessTree, describe_exit, private_file, spawn_options
 
 log = logging.getLogger("flamenco.up")
 
@@ -46,14 +45,6 @@ class Backoff:
         if previous_s is None or uptime_s >= self.stable_s:
             return self.first_s
         return min(previous_s * 2, self.max_s)
-
-
-def describe_exit(returncode: int) -> str:
-    if returncode < 0:
-        with contextlib.suppress(ValueError):
-            return f"was killed by {signal.Signals(-returncode).name}"
-        return f"was killed by signal {-returncode}"
-    return f"exited with code {returncode}"
 
 
 @dataclass
@@ -139,14 +130,14 @@ class Supervisor:
             child.log_file.parent.mkdir(parents=True, exist_ok=True)
             # 0600 also for a log an older version made 0644: logs may name jobs and hosts.
             fd = os.open(child.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            os.fchmod(fd, 0o600)
+            private_file(child.log_file)
             with os.fdopen(fd, "ab") as sink:
                 child.proc = subprocess.Popen(
                     [*self.program, *child.args],
                     env={**os.environ, **child.env},
                     stdout=sink,
                     stderr=subprocess.STDOUT,
-                    preexec_fn=child_preexec(),
+                    **spawn_options(own_group=False),
                 )
         except OSError as exc:
             child.proc = None  # counts as a death at the next look, so it is retried later
@@ -159,16 +150,16 @@ class Supervisor:
             log.info("%s started (pid %d)", child.label, pid)
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> None:
-        """SIGTERM to every child, the last started first; SIGKILL to any still there later."""
+        """Ask every child to stop, the last started first; after `grace_s` kill what is left of
+        each child's process tree (a Worker's Blender too, where nothing else would: macOS)."""
         self.stopped = True
         running = [c.proc for c in reversed(self.children) if c.proc is not None and c.running]
-        for proc in running:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
+        trees = [ProcessTree(proc.pid, own_group=False) for proc in running]
+        for tree in trees:
+            tree.ask_to_stop()
         deadline = time.monotonic() + grace_s
-        for proc in running:
-            try:
+        for proc, tree in zip(running, trees, strict=True):
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            tree.kill()
+            proc.wait()

@@ -12,8 +12,6 @@ import contextlib
 import functools
 import json
 import logging
-import os
-import platform
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -32,6 +30,7 @@ from flamenco.core.names import UnsafePath, check_frame_file_name
 from flamenco.core.states import TaskStatus
 from flamenco.demo.scene import DemoSceneError, build_demo_scene
 from flamenco.outbox import FrameItem, Outbox
+from flamenco.procs import private_file
 from flamenco.worker.blender import (
     BlenderFailed,
     BlenderInstall,
@@ -41,7 +40,7 @@ from flamenco.worker.blender import (
     find_blenders,
 )
 from flamenco.worker.gpus import detect_gpus, gpu_environment, refused_device, without_backend
-from flamenco.worker.machine import StatsSampler, memory_mb
+from flamenco.worker.machine import StatsSampler, describe_machine
 from flamenco.worker.video import EncodingFailed, PreviewVideo
 
 log = logging.getLogger("flamenco.worker")
@@ -105,11 +104,7 @@ class WorkerAgent:
         )
         self.gpu_pin = settings.gpu if settings.gpu >= 0 else None
         self.blender_env = gpu_environment(self.data, self.gpu_pin)
-        self.info = wire.WorkerInfo(
-            platform=platform.platform(),
-            cpu_count=os.cpu_count() or 0,
-            memory_mb=memory_mb(),
-            blender_version=self.install.version,
+        self.info = describe_machine(
             blender_versions=[i.version for i in self.installs],
             tags=[t.strip() for t in settings.tags.split(",") if t.strip()],
             gpus=detect_gpus(
@@ -162,7 +157,7 @@ class WorkerAgent:
                 {"manager": self.settings.manager, "worker_id": done.worker_id, "token": done.token}
             )
         )
-        self._identity_file.chmod(0o600)
+        private_file(self._identity_file)
         self.api.set_token(done.token)
         log.info(
             "registered with %s as %s",

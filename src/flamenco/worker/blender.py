@@ -16,7 +16,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from flamenco.core.matching import parse_version
-from flamenco.procs import child_preexec
+from flamenco.procs import describe_exit, spawn_options, stop_tree
 
 log = logging.getLogger(__name__)
 
@@ -251,17 +250,6 @@ def parse_line(raw: bytes) -> tuple[str | None, Event | None]:
     return plain, event if isinstance(event, dict) else None
 
 
-def exit_description(returncode: int | None) -> str:
-    if returncode is None:
-        return "is still running"
-    if returncode < 0:
-        try:
-            return f"was killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"was killed by signal {-returncode}"
-    return f"exited with code {returncode}"
-
-
 # --- the warm process ----------------------------------------------------------------------
 
 
@@ -406,10 +394,9 @@ class WarmBlender:
             stderr=asyncio.subprocess.STDOUT,
             env=child_env(self._user_resources, self._extra_env),
             limit=STREAM_LIMIT,
-            # Its own session: a Ctrl-C meant for the Worker must not reach Blender (3.4
-            # would start a slow "graceful" cancel); the Worker stops it with SIGTERM.
-            start_new_session=True,
-            preexec_fn=child_preexec(),
+            # Its own group: a Ctrl-C meant for the Worker must not reach Blender (3.4 would
+            # start a slow "graceful" cancel); the Worker stops it, and what it started, itself.
+            **spawn_options(own_group=True),
         )
 
     async def _wait_event(self, kind: str, on_event: EventCallback | None) -> Event:
@@ -453,7 +440,7 @@ class WarmBlender:
         """
         async with self._lock:
             if not self.alive:
-                raise BlenderFailed(f"Blender {exit_description(self._returncode())}")
+                raise BlenderFailed(f"Blender {describe_exit(self._returncode())}")
             command = {
                 "op": "render",
                 "frames": [int(f) for f in frames],
@@ -536,19 +523,13 @@ class WarmBlender:
     # -- stopping --
 
     async def terminate(self) -> None:
-        """SIGTERM, then SIGKILL after a grace period. SIGINT would wait for the render."""
+        """Stop Blender and everything it started: politely, then killed after a grace period
+        (`procs.stop_tree`)."""
         proc = self._proc
         if proc is None or proc.returncode is not None:
             return
         self._terminating = True
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), TERMINATE_GRACE)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        await stop_tree(proc, TERMINATE_GRACE, own_group=True)
 
     async def quit(self, timeout: float = 10.0) -> None:
         """Ask Blender to exit between commands; terminate it if it does not."""
@@ -573,8 +554,7 @@ class WarmBlender:
         returncode = await self._proc.wait()
         cls = BlenderTerminated if self._terminating else BlenderFailed
         return cls(
-            f"Blender (pid {self._proc.pid}) {exit_description(returncode)} {when}"
-            f"{self._tail_text()}"
+            f"Blender (pid {self._proc.pid}) {describe_exit(returncode)} {when}{self._tail_text()}"
         )
 
     def _tail_text(self, skip_in: str = "") -> str:

@@ -24,7 +24,7 @@ from flamenco.blobs import safe_join
 from flamenco.core.compiler import PREVIEW_FRAMES_DIR
 from flamenco.images import exr_beauty, is_exr
 from flamenco.outbox import FrameItem
-from flamenco.procs import child_preexec
+from flamenco.procs import spawn_options
 
 if TYPE_CHECKING:
     from flamenco.worker.agent import TaskRun, WorkerAgent
@@ -142,7 +142,7 @@ async def _run_ffmpeg(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             limit=STREAM_LIMIT,
-            preexec_fn=child_preexec(),
+            **spawn_options(own_group=False),
         )
     except OSError as exc:
         raise EncodingFailed(f"FFmpeg could not be started: {exc}") from None
