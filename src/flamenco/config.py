@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from flamenco.procs import host_name, private_file
+
 DEFAULT_SERVER_PORT = 9999
 DEFAULT_MANAGER_PORT = 7777
 DEFAULT_DASHBOARD_PORT = 8888
@@ -81,7 +83,7 @@ class WorkerSettings:
     data_dir: Path = Path("flamenco-data/worker")
     manager: str = f"http://127.0.0.1:{DEFAULT_MANAGER_PORT}"
     secret: str = ""
-    name: str = field(default_factory=lambda: os.uname().nodename)
+    name: str = field(default_factory=host_name)
     # Blender executables or Pythons with bpy, all offered (env: os.pathsep-separated);
     # empty: every `blender` on PATH and the bpy module of this Python.
     blender: list[str] = field(default_factory=list)
@@ -188,7 +190,7 @@ def _one_worker_per_gpu(values: dict[str, Any]) -> dict[str, Any]:
     own = f"gpu{gpu}"
     return {
         **values,
-        "name": values.get("name") or f"{os.uname().nodename}-{own}",
+        "name": values.get("name") or f"{host_name()}-{own}",
         "data_dir": data if data.name == own else data / own,
     }
 
@@ -202,5 +204,5 @@ def write_client_config(server: str, token: str) -> Path:
     path = client_config_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f'server = "{server}"\ntoken = "{token}"\n')
-    path.chmod(0o600)
+    private_file(path)
     return path
