@@ -22,6 +22,10 @@ DEFAULT_MANAGER_PORT = 7777
 DEFAULT_DASHBOARD_PORT = 8888
 
 
+class BadSetting(ValueError):
+    """A setting's value (flag, environment variable or TOML) cannot be used."""
+
+
 def user_config_dir() -> Path:
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "flamenco"
@@ -58,6 +62,9 @@ class ServerSettings:
     login_refill_s: float = 5.0  # then one more each this often
     token_ttl_days: float = 30.0  # a login's token expires after this long; 0: never
     header_timeout_s: float = 10.0  # a connection without a request's headers by then is closed
+    # HTTPS: a PEM certificate (chain) and its unencrypted key, both or neither (tls.py).
+    tls_cert: str = ""
+    tls_key: str = ""
 
 
 @dataclass
@@ -76,12 +83,25 @@ class ManagerSettings:
     # The host Workers and people reach it at (its printed URL, its announcement); empty:
     # worked out from `host` (netaddr.public_host).
     advertise: str = ""
+    # Announce the site and URL on the network (DNS-SD/mDNS) so that Workers find it without
+    # --manager; a Manager bound to a loopback address never announces (flamenco.discovery).
+    announce: bool = True
+    # HTTPS: a PEM certificate (chain) and its unencrypted key, both or neither (tls.py).
+    tls_cert: str = ""
+    tls_key: str = ""
+    # PEM file of the CA certificates it trusts for HTTPS (else the system's trust store);
+    # FLAMENCO_CA_BUNDLE for every client of the machine.
+    ca_bundle: str = ""
 
 
 @dataclass
 class WorkerSettings:
     data_dir: Path = Path("flamenco-data/worker")
-    manager: str = f"http://127.0.0.1:{DEFAULT_MANAGER_PORT}"
+    # Empty: find it by its announcement on the network (flamenco.discovery), else the
+    # Manager on this machine's default port.
+    manager: str = ""
+    site: str = ""  # with several Managers announced, join the one of this site
+    discovery_timeout_s: float = 5.0  # how long to look for announced Managers
     secret: str = ""
     name: str = field(default_factory=host_name)
     # Blender executables or Pythons with bpy, all offered (env: os.pathsep-separated);
@@ -94,6 +114,9 @@ class WorkerSettings:
     hung_timeout_s: float = 900.0  # a render without any sign of life this long is stopped
     # Keep a Blender with bpy loaded while idle, so that a new job's first task skips that.
     standby_blender: bool = True
+    # PEM file of the CA certificates it trusts for HTTPS (else the system's trust store);
+    # FLAMENCO_CA_BUNDLE for every client of the machine.
+    ca_bundle: str = ""
 
 
 @dataclass
@@ -103,6 +126,12 @@ class DashboardSettings:
     server: str = f"http://127.0.0.1:{DEFAULT_SERVER_PORT}"  # the Server whose API it shows
     session_idle_s: float = 12 * 3600.0  # a login is forgotten after this long unused
     header_timeout_s: float = 10.0  # a connection without a request's headers by then is closed
+    # HTTPS: a PEM certificate (chain) and its unencrypted key, both or neither (tls.py).
+    tls_cert: str = ""
+    tls_key: str = ""
+    # PEM file of the CA certificates it trusts for HTTPS (else the system's trust store);
+    # FLAMENCO_CA_BUNDLE for every client of the machine.
+    ca_bundle: str = ""
 
 
 @dataclass
@@ -112,12 +141,18 @@ class UpSettings:
 
     host: str = "127.0.0.1"  # 0.0.0.0: every interface, so that other machines can join
     advertise: str = ""
+    # The same certificate for its Server, Manager and Dashboard; the CA bundle for all of its
+    # clients (Manager, Dashboard, Workers, the client configuration it writes).
+    tls_cert: str = ""
+    tls_key: str = ""
+    ca_bundle: str = ""
 
 
 @dataclass
 class ClientSettings:
     server: str = f"http://127.0.0.1:{DEFAULT_SERVER_PORT}"
     token: str = ""
+    ca_bundle: str = ""  # FLAMENCO_CA_BUNDLE; empty: the system's trust store
 
 
 S = TypeVar("S")
@@ -157,6 +192,16 @@ def _cast(kind: Any, value: Any) -> Any:
     return kind(value) if callable(kind) else value
 
 
+def _cast_setting(where: str, kind: Any, value: Any) -> Any:
+    """The value as its setting's type; one that is not raises BadSetting naming `where` the
+    value came from (the flag, the environment variable or the config file)."""
+    try:
+        return _cast(kind, value)
+    except ValueError as exc:
+        detail = str(exc) if str(kind) == "ByteSize" else f"{value!r} is not a valid {kind}."
+        raise BadSetting(f"{where}: {detail}") from None
+
+
 def load(cls: type[S], flags: dict[str, Any] | None = None) -> S:
     """Resolve the settings of one component; flags whose value is None are not given."""
     section = SECTIONS[cls]
@@ -165,14 +210,21 @@ def load(cls: type[S], flags: dict[str, Any] | None = None) -> S:
         from_file = {**read_toml(client_config_file()), **from_file}
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        env = _client_env(f.name) if cls is ClientSettings else None
-        env = env or os.environ.get(f"FLAMENCO_{section.upper()}_{f.name.upper()}")
+        short = cls is ClientSettings or f.name in SHARED_VARIABLES
+        env = _client_env(f.name) if short else None
+        env_name = f"FLAMENCO_{section.upper()}_{f.name.upper()}"
+        env = env or os.environ.get(env_name)
         given = (flags or {}).get(f.name)
-        for candidate in (given, env, from_file.get(f.name)):
+        sources = (
+            (f"--{f.name.replace('_', '-')}", given),
+            (env_name, env),
+            (f"{f.name} in [{section}] of {config_file()}", from_file.get(f.name)),
+        )
+        for where, candidate in sources:
             if isinstance(candidate, str):
                 candidate = candidate.strip()  # a pasted token often carries a newline
             if candidate is not None and candidate != "":
-                values[f.name] = _cast(f.type, candidate)
+                values[f.name] = _cast_setting(where, f.type, candidate)
                 break
     if cls is WorkerSettings:
         values = _one_worker_per_gpu(values)
@@ -195,14 +247,19 @@ def _one_worker_per_gpu(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# Settings whose short variable (FLAMENCO_<NAME>) every component reads: one for the machine.
+SHARED_VARIABLES = frozenset({"ca_bundle"})
+
+
 def _client_env(name: str) -> str | None:
     # The client's variables are the short, documented ones: FLAMENCO_SERVER, FLAMENCO_TOKEN.
     return os.environ.get(f"FLAMENCO_{name.upper()}")
 
 
-def write_client_config(server: str, token: str) -> Path:
+def write_client_config(server: str, token: str, ca_bundle: str = "") -> Path:
     path = client_config_file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f'server = "{server}"\ntoken = "{token}"\n')
+    trust = f'ca_bundle = "{ca_bundle}"\n' if ca_bundle else ""
+    path.write_text(f'server = "{server}"\ntoken = "{token}"\n{trust}')
     private_file(path)
     return path

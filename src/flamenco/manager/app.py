@@ -26,6 +26,7 @@ from flamenco.apidoc import (
 from flamenco.blobs import BlobStore, is_sha256
 from flamenco.client import AsyncApi
 from flamenco.config import ManagerSettings
+from flamenco.discovery import ManagerAnnouncer
 from flamenco.errors import BadRequest, Unauthorized
 from flamenco.manager.join_secret import JoinSecret
 from flamenco.manager.service import ManagerService
@@ -105,7 +106,10 @@ def create_manager_app(manager: Manager) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         link_task = asyncio.create_task(manager.link.run(stop))
+        announcer = ManagerAnnouncer(manager.service.settings)
+        await announcer.start()
         yield
+        await announcer.stop()
         stop.set()
         await link_task
         await manager.service.server.close()
