@@ -2,10 +2,14 @@
 
 One place turns an error response into ApiError carrying the service's one-sentence reason,
 and tells transient failures (retry later) from permanent ones (the request is wrong).
+Every client verifies HTTPS certificates (tls.client_context), and a failed verification
+becomes TlsFailure with one sentence naming the host and the reason; an https:// URL is never
+tried in plain HTTP.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,6 +19,14 @@ import httpx
 from pydantic import BaseModel
 
 from flamenco.blobs import BlobStore
+from flamenco.tls import (
+    CA_HINT,
+    client_context,
+    https_only_sentence,
+    speaks_tls,
+    untrusted_sentence,
+    verification_failure,
+)
 
 M = TypeVar("M", bound=BaseModel)
 UPLOAD_CHUNK = 1024 * 1024
@@ -37,6 +49,33 @@ class ApiError(Exception):
 
 class Unreachable(Exception):
     """The other side could not be reached at all."""
+
+
+class TlsFailure(Unreachable):
+    """The connection failed on TLS in a way that trying again will not mend: the other
+    side's certificate is not trusted, or an http:// URL points at an HTTPS service."""
+
+
+def transport_failure(url: httpx.URL, exc: httpx.TransportError, fallback: str) -> Unreachable:
+    """What a failed connection to `url` means, as one sentence: TlsFailure when TLS is the
+    cause, else Unreachable(fallback). Blocking (it may probe the port): async callers use
+    `transport_failure_async`."""
+    port = url.port or (443 if url.scheme == "https" else 80)
+    host_port = f"{url.host}:{port}"
+    failure = verification_failure(exc)
+    if failure is not None:
+        return TlsFailure(untrusted_sentence(host_port, failure, CA_HINT))
+    # A TLS service drops a plain HTTP request unanswered; ask its port whether it speaks TLS.
+    dropped = isinstance(exc, httpx.ReadError | httpx.RemoteProtocolError | httpx.WriteError)
+    if url.scheme == "http" and dropped and speaks_tls(url.host, port):
+        return TlsFailure(https_only_sentence(host_port))
+    return Unreachable(fallback)
+
+
+async def transport_failure_async(
+    url: httpx.URL, exc: httpx.TransportError, fallback: str
+) -> Unreachable:
+    return await asyncio.to_thread(transport_failure, url, exc, fallback)
 
 
 def _reason(response: httpx.Response) -> str:
@@ -70,10 +109,19 @@ def _body(model: BaseModel | None) -> dict[str, Any] | None:
 class AsyncApi:
     """Async JSON client used by the Manager and the Worker."""
 
-    def __init__(self, base_url: str, token: str = "", timeout: float = 30.0) -> None:
+    def __init__(
+        self, base_url: str, token: str = "", timeout: float = 30.0, ca_bundle: str = ""
+    ) -> None:
         self.http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), headers=auth_headers(token), timeout=timeout
+            base_url=base_url.rstrip("/"),
+            headers=auth_headers(token),
+            timeout=timeout,
+            verify=client_context(ca_bundle),
         )
+
+    async def _unreachable(self, exc: httpx.TransportError) -> Unreachable:
+        url = self.http.base_url
+        return await transport_failure_async(url, exc, f"{url} cannot be reached: {exc!r}.")
 
     def set_token(self, token: str) -> None:
         self.http.headers.update(auth_headers(token))
@@ -82,7 +130,7 @@ class AsyncApi:
         try:
             return check(await self.http.request(method, path, **kwargs))
         except httpx.TransportError as exc:
-            raise Unreachable(f"{self.http.base_url} cannot be reached: {exc!r}.") from exc
+            raise await self._unreachable(exc) from exc
 
     async def call(
         self,
@@ -118,7 +166,7 @@ class AsyncApi:
                     raise ApiError(response.status_code, _reason(response))
                 await store.put_stream(response.aiter_bytes(), expected=sha256)
         except httpx.TransportError as exc:
-            raise Unreachable(f"{self.http.base_url} cannot be reached: {exc!r}.") from exc
+            raise await self._unreachable(exc) from exc
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -127,18 +175,24 @@ class AsyncApi:
 class SyncApi:
     """Blocking client used by the CLI."""
 
-    def __init__(self, base_url: str, token: str = "", timeout: float = 60.0) -> None:
+    def __init__(
+        self, base_url: str, token: str = "", timeout: float = 60.0, ca_bundle: str = ""
+    ) -> None:
         self.http = httpx.Client(
-            base_url=base_url.rstrip("/"), headers=auth_headers(token), timeout=timeout
+            base_url=base_url.rstrip("/"),
+            headers=auth_headers(token),
+            timeout=timeout,
+            verify=client_context(ca_bundle),
         )
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             return check(self.http.request(method, path, **kwargs))
         except httpx.TransportError as exc:
-            raise Unreachable(
-                f"The Server at {self.http.base_url} cannot be reached ({exc.__class__.__name__})."
-            ) from exc
+            url = self.http.base_url
+            name = exc.__class__.__name__
+            fallback = f"The Server at {url} cannot be reached ({name})."
+            raise transport_failure(url, exc, fallback) from exc
 
     def call(self, method: str, path: str, reply: type[M], body: BaseModel | None = None) -> M:
         return reply.model_validate(self.request(method, path, json=_body(body)).json())

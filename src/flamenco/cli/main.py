@@ -28,8 +28,8 @@ from flamenco.config import (
 from flamenco.core.compiler import output_format_label
 from flamenco.logs import setup_logging
 from flamenco.netaddr import public_host, service_url
-from flamenco.tls import ServiceTls, client_context, scheme, service_tls
 from flamenco.procs import keep_files_private, on_shutdown_signals
+from flamenco.tls import ServiceTls, client_context, scheme, service_tls
 
 app = typer.Typer(help="Flamenco: a network renderer for Blender.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Look at and fetch jobs.", no_args_is_help=True)

@@ -129,7 +129,7 @@ class Dashboard:
     def __init__(self, settings: DashboardSettings) -> None:
         self.settings = settings
         self.sessions = SessionStore(idle_s=settings.session_idle_s)
-        self.upstream = Upstream(settings.server)
+        self.upstream = Upstream(settings.server, ca_bundle=settings.ca_bundle)
         self.cache = JobCache()
         self.starts = StartTimes()
         self.background: set[asyncio.Future[Any]] = set()

@@ -17,29 +17,31 @@ from typing import Any, TypeVar
 
 import httpx
 
-from flamenco.client import ApiError, Unreachable, auth_headers, check
+from flamenco.client import ApiError, Unreachable, auth_headers, check, transport_failure_async
+from flamenco.tls import client_context
 
 T = TypeVar("T")
 
 
 class Upstream:
-    def __init__(self, server_url: str, timeout: float = 30.0) -> None:
+    def __init__(self, server_url: str, timeout: float = 30.0, ca_bundle: str = "") -> None:
         self.url = server_url.rstrip("/")
         self.http = httpx.AsyncClient(
             base_url=self.url,
             timeout=httpx.Timeout(timeout, connect=5.0),
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=20),
+            verify=client_context(ca_bundle),
         )
 
-    def _unreachable(self, exc: Exception) -> Unreachable:
-        name = exc.__class__.__name__
-        return Unreachable(f"The Server at {self.url} cannot be reached ({name}).")
+    async def _unreachable(self, exc: httpx.TransportError) -> Unreachable:
+        fallback = f"The Server at {self.url} cannot be reached ({exc.__class__.__name__})."
+        return await transport_failure_async(self.http.base_url, exc, fallback)
 
     async def request(self, token: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = await self.http.request(method, path, headers=auth_headers(token), **kwargs)
         except httpx.TransportError as exc:
-            raise self._unreachable(exc) from exc
+            raise await self._unreachable(exc) from exc
         return check(response)
 
     async def json(self, token: str, path: str, **kwargs: Any) -> Any:
@@ -55,7 +57,7 @@ class Upstream:
         try:
             response = await self.http.send(request, stream=True)
         except httpx.TransportError as exc:
-            raise self._unreachable(exc) from exc
+            raise await self._unreachable(exc) from exc
         if response.is_error:
             await response.aread()
             await response.aclose()
@@ -73,7 +75,7 @@ class Upstream:
                 headers={"X-Forwarded-For": client_address} if client_address else None,
             )
         except httpx.TransportError as exc:
-            raise self._unreachable(exc) from exc
+            raise await self._unreachable(exc) from exc
         return check(response).json()["token"]
 
     async def close(self) -> None:

@@ -26,7 +26,6 @@ from flamenco.apidoc import (
 from flamenco.blobs import BlobStore, is_sha256
 from flamenco.client import AsyncApi
 from flamenco.config import ManagerSettings
-from flamenco.discovery import ManagerAnnouncer
 from flamenco.errors import BadRequest, Unauthorized
 from flamenco.manager.join_secret import JoinSecret
 from flamenco.manager.service import ManagerService
@@ -58,7 +57,7 @@ def build_manager(settings: ManagerSettings) -> Manager:
     settings.secret = joining.current()  # the one it starts with, printed at start
     writer = TurnWriter()  # state and outbox written in the same turn: one wait per answer
     outbox = Outbox(settings.data_dir / "outbox.sqlite", writer)
-    server = AsyncApi(settings.server, settings.token)
+    server = AsyncApi(settings.server, settings.token, ca_bundle=settings.ca_bundle)
     service = ManagerService(
         settings,
         ManagerStore(settings.data_dir / "manager.sqlite", writer),
@@ -106,10 +105,7 @@ def create_manager_app(manager: Manager) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         link_task = asyncio.create_task(manager.link.run(stop))
-        announcer = ManagerAnnouncer(manager.service.settings)
-        await announcer.start()
         yield
-        await announcer.stop()
         stop.set()
         await link_task
         await manager.service.server.close()

@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from flamenco import wire
 from flamenco.aio import wait_any
-from flamenco.client import ApiError, AsyncApi, Unreachable, api_path
+from flamenco.client import ApiError, AsyncApi, TlsFailure, Unreachable, api_path
 from flamenco.manager.service import ManagerService
 from flamenco.outbox import FrameItem, Outbox
 
@@ -126,6 +126,10 @@ class ServerLink:
                 if isinstance(exc, ApiError) and exc.status == 401:
                     # Revoked or replaced: the operator restarts it with a new token.
                     log.error("the Server refuses this Manager's token: %s", exc.message)
+                elif isinstance(exc, TlsFailure):
+                    # Not a passing outage: its certificate, or this Manager's --ca-bundle,
+                    # must be put right. The Workers go on with the tasks held meanwhile.
+                    log.error("the Server is not trusted, working offline: %s", exc)
                 else:
                     log.warning("the Server is unreachable, working offline: %s", exc)
                 self._warned_offline = True

@@ -22,7 +22,7 @@ from flamenco import wire
 from flamenco.aio import wait_any, wait_quietly
 from flamenco.blendfile import blend_version, blend_version_text
 from flamenco.blobs import BlobStore, safe_join
-from flamenco.client import ApiError, AsyncApi, Unreachable, api_path
+from flamenco.client import ApiError, AsyncApi, TlsFailure, Unreachable, api_path
 from flamenco.config import WorkerSettings
 from flamenco.core.faults import Fault, classify_failure
 from flamenco.core.matching import choose_blender, parse_version
@@ -116,7 +116,7 @@ class WorkerAgent:
         self.status = "awake"
         self.blobs = BlobStore(self.data / "cache")
         self.outbox = Outbox(self.data / "outbox.sqlite")
-        self.api = AsyncApi(settings.manager)
+        self.api = AsyncApi(settings.manager, ca_bundle=settings.ca_bundle)
         self.deliver_wake = asyncio.Event()
         self.task_ended = asyncio.Event()
         self.delivering = asyncio.Lock()
@@ -200,6 +200,11 @@ class WorkerAgent:
             try:
                 await self.register()
                 return
+            except TlsFailure as exc:
+                # An untrusted certificate, or http:// to an HTTPS Manager: waiting mends
+                # neither, so the Worker stops and says why instead of retrying unseen.
+                log.error("%s", exc, extra={"worker": self.settings.name})
+                raise
             except Unreachable as exc:
                 log.warning("Manager unreachable, retrying: %s", exc)
             await wait_any(stop, timeout=delay)

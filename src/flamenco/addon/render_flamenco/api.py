@@ -5,8 +5,10 @@ Every failure becomes a FlamencoError whose text is one sentence an artist can a
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -14,9 +16,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .trust import (
+    TrustError,
+    client_context,
+    https_only_sentence,
+    speaks_tls,
+    untrusted_sentence,
+    verification_failure,
+)
+
 TIMEOUT_S = 30.0
 UPLOAD_CHUNK = 1024 * 1024
 USER_AGENT = "render_flamenco (Blender add-on)"
+CA_HINT = "set its CA bundle in the add-on's preferences"
 
 Progress = Callable[[int], None]
 
@@ -78,10 +90,23 @@ def _reason(error: urllib.error.HTTPError) -> str:
 class Server:
     """A Flamenco Server, as one user (the API token) sees it."""
 
-    def __init__(self, url: str, token: str, timeout: float = TIMEOUT_S) -> None:
+    def __init__(
+        self, url: str, token: str, timeout: float = TIMEOUT_S, ca_bundle: str = ""
+    ) -> None:
         self.url = normalise_url(url)
         self.token = token.strip()
         self.timeout = timeout
+        self.ca_bundle = ca_bundle.strip()
+        self._context: ssl.SSLContext | None = None
+
+    def _tls(self) -> ssl.SSLContext:
+        """Certificates are verified: against the CA bundle preference, else the system's."""
+        if self._context is None:
+            try:
+                self._context = client_context(self.ca_bundle)
+            except TrustError as exc:
+                raise FlamencoError(f"{exc} Fix it in the add-on's preferences.") from exc
+        return self._context
 
     def request(
         self,
@@ -95,15 +120,14 @@ class Server:
         if self.token:
             all_headers["Authorization"] = f"Bearer {self.token}"
         req = urllib.request.Request(self.url + path, data=data, headers=all_headers, method=method)
+        context = self._tls() if self.url.startswith("https:") else None
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as response:
+            with urllib.request.urlopen(req, timeout=self.timeout, context=context) as response:
                 body = response.read()
         except urllib.error.HTTPError as exc:
             raise self._api_error(exc) from exc
         except (urllib.error.URLError, OSError) as exc:
-            raise Unreachable(
-                f"The Flamenco Server at {self.url} cannot be reached ({_why(exc)})."
-            ) from exc
+            raise self._unreachable(exc) from exc
         if not body:
             return None
         try:
@@ -112,6 +136,19 @@ class Server:
             raise FlamencoError(
                 f"The answer from {self.url} is not JSON; is this a Flamenco Server?"
             ) from exc
+
+    def _unreachable(self, exc: BaseException) -> FlamencoError:
+        parts = urllib.parse.urlsplit(self.url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        host_port = f"{parts.hostname}:{port}"
+        failure = verification_failure(exc)
+        if failure is not None:
+            return Unreachable(untrusted_sentence(host_port, failure, CA_HINT))
+        reason: Any = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        dropped = isinstance(reason, ConnectionError | http.client.RemoteDisconnected)
+        if parts.scheme == "http" and dropped and speaks_tls(parts.hostname or "", port):
+            return Unreachable(https_only_sentence(host_port))
+        return Unreachable(f"The Flamenco Server at {self.url} cannot be reached ({_why(exc)}).")
 
     def _api_error(self, exc: urllib.error.HTTPError) -> ApiError:
         if exc.code == 401:

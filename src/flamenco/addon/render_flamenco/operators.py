@@ -52,7 +52,7 @@ class FLAMENCO_OT_check_connection(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> set[str]:
         prefs = preferences(context)
         try:
-            server = Server(prefs.server_url, prefs.api_token, timeout=BLOCKING_TIMEOUT_S)
+            server = Server(prefs.server_url, prefs.api_token, BLOCKING_TIMEOUT_S, prefs.ca_bundle)
             version = server.version()
             managers = server.managers()
         except FlamencoError as exc:
@@ -116,6 +116,7 @@ def prepare_request(context: bpy.types.Context) -> JobRequest:
     return JobRequest(
         server_url=server_url,
         token=prefs.api_token.strip(),
+        ca_bundle=prefs.ca_bundle,
         blend_copy=copy,
         original=original,
         workdir=workdir,
@@ -262,9 +263,10 @@ _fetching: set[str] = set()
 _lock = threading.Lock()
 
 
-def _fetch(server_url: str, token: str, job_id: str) -> None:
+def _fetch(server_url: str, token: str, ca_bundle: str, job_id: str) -> None:
     try:
-        result: dict[str, Any] | str = Server(server_url, token, REFRESH_TIMEOUT_S).job(job_id)
+        server = Server(server_url, token, REFRESH_TIMEOUT_S, ca_bundle)
+        result: dict[str, Any] | str = server.job(job_id)
     except FlamencoError as exc:
         result = str(exc)
     with _lock:
@@ -284,6 +286,7 @@ def watch_jobs() -> float | None:
     try:
         watching = _scenes_watching()
         token = preferences().api_token.strip()
+        ca_bundle = preferences().ca_bundle
     except (AttributeError, KeyError):  # add-on being disabled, or no data yet
         return None
     for settings in watching:
@@ -294,7 +297,8 @@ def watch_jobs() -> float | None:
             if result is None and not busy:
                 _fetching.add(job_id)
                 server = settings.last_job_server or preferences().server_url
-                threading.Thread(target=_fetch, args=(server, token, job_id), daemon=True).start()
+                args = (server, token, ca_bundle, job_id)
+                threading.Thread(target=_fetch, args=args, daemon=True).start()
         if result is not None:
             _apply_result(settings, result)
     if watching:
@@ -328,7 +332,9 @@ class FLAMENCO_OT_refresh_status(bpy.types.Operator):
         prefs = preferences(context)
         server = settings.last_job_server or prefs.server_url
         try:
-            job = Server(server, prefs.api_token, BLOCKING_TIMEOUT_S).job(settings.last_job_id)
+            job = Server(server, prefs.api_token, BLOCKING_TIMEOUT_S, prefs.ca_bundle).job(
+                settings.last_job_id
+            )
         except FlamencoError as exc:
             _apply_result(settings, str(exc))
             self.report({"ERROR"}, str(exc))

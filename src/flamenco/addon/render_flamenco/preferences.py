@@ -22,11 +22,18 @@ class FlamencoPreferences(bpy.types.AddonPreferences):
         description="Your token for the Flamenco Server (from `flamenco up` or an admin)",
         subtype="PASSWORD",
     )
+    ca_bundle: bpy.props.StringProperty(
+        name="CA bundle",
+        description="PEM file of the CA certificates to trust for an https:// Server "
+        "(empty: the system's trust store)",
+        subtype="FILE_PATH",
+    )
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         layout.prop(self, "server_url")
         layout.prop(self, "api_token")
+        layout.prop(self, "ca_bundle")
         row = layout.row()
         row.operator("flamenco.check_connection", icon="URL")
         if state.connection:

@@ -36,6 +36,7 @@ class JobRequest:
 
     server_url: str
     token: str
+    ca_bundle: str  # the preference; empty: the system's trust store
     blend_copy: Path  # the saved copy, alone in its own folder
     original: Path  # the artist's file, where the copy's relative paths point from
     workdir: Path  # removed when the submission ends
@@ -114,7 +115,7 @@ def submit_blocking(
         if progress is not None:
             progress(fraction, message)
 
-    server = Server(req.server_url, req.token)
+    server = Server(req.server_url, req.token, ca_bundle=req.ca_bundle)
     report(0.02, "Collecting the scene's files")
     collected = collect(req)
     report(0.10, f"Hashing {len(collected.files)} files")
