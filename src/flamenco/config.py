@@ -22,6 +22,10 @@ DEFAULT_MANAGER_PORT = 7777
 DEFAULT_DASHBOARD_PORT = 8888
 
 
+class BadSetting(ValueError):
+    """A setting's value (flag, environment variable or TOML) cannot be used."""
+
+
 def user_config_dir() -> Path:
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "flamenco"
@@ -79,6 +83,9 @@ class ManagerSettings:
     # The host Workers and people reach it at (its printed URL, its announcement); empty:
     # worked out from `host` (netaddr.public_host).
     advertise: str = ""
+    # Announce the site and URL on the network (DNS-SD/mDNS) so that Workers find it without
+    # --manager; a Manager bound to a loopback address never announces (flamenco.discovery).
+    announce: bool = True
     # HTTPS: a PEM certificate (chain) and its unencrypted key, both or neither (tls.py).
     tls_cert: str = ""
     tls_key: str = ""
@@ -90,7 +97,11 @@ class ManagerSettings:
 @dataclass
 class WorkerSettings:
     data_dir: Path = Path("flamenco-data/worker")
-    manager: str = f"http://127.0.0.1:{DEFAULT_MANAGER_PORT}"
+    # Empty: find it by its announcement on the network (flamenco.discovery), else the
+    # Manager on this machine's default port.
+    manager: str = ""
+    site: str = ""  # with several Managers announced, join the one of this site
+    discovery_timeout_s: float = 5.0  # how long to look for announced Managers
     secret: str = ""
     name: str = field(default_factory=host_name)
     # Blender executables or Pythons with bpy, all offered (env: os.pathsep-separated);
@@ -181,6 +192,16 @@ def _cast(kind: Any, value: Any) -> Any:
     return kind(value) if callable(kind) else value
 
 
+def _cast_setting(where: str, kind: Any, value: Any) -> Any:
+    """The value as its setting's type; one that is not raises BadSetting naming `where` the
+    value came from (the flag, the environment variable or the config file)."""
+    try:
+        return _cast(kind, value)
+    except ValueError as exc:
+        detail = str(exc) if str(kind) == "ByteSize" else f"{value!r} is not a valid {kind}."
+        raise BadSetting(f"{where}: {detail}") from None
+
+
 def load(cls: type[S], flags: dict[str, Any] | None = None) -> S:
     """Resolve the settings of one component; flags whose value is None are not given."""
     section = SECTIONS[cls]
@@ -191,13 +212,19 @@ def load(cls: type[S], flags: dict[str, Any] | None = None) -> S:
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         short = cls is ClientSettings or f.name in SHARED_VARIABLES
         env = _client_env(f.name) if short else None
-        env = env or os.environ.get(f"FLAMENCO_{section.upper()}_{f.name.upper()}")
+        env_name = f"FLAMENCO_{section.upper()}_{f.name.upper()}"
+        env = env or os.environ.get(env_name)
         given = (flags or {}).get(f.name)
-        for candidate in (given, env, from_file.get(f.name)):
+        sources = (
+            (f"--{f.name.replace('_', '-')}", given),
+            (env_name, env),
+            (f"{f.name} in [{section}] of {config_file()}", from_file.get(f.name)),
+        )
+        for where, candidate in sources:
             if isinstance(candidate, str):
                 candidate = candidate.strip()  # a pasted token often carries a newline
             if candidate is not None and candidate != "":
-                values[f.name] = _cast(f.type, candidate)
+                values[f.name] = _cast_setting(where, f.type, candidate)
                 break
     if cls is WorkerSettings:
         values = _one_worker_per_gpu(values)

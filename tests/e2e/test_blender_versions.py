@@ -109,6 +109,9 @@ def test_a_5_0_file_waits_on_a_farm_whose_only_worker_has_4_5(
     assert farm.job(job_id).status == "queued"
 
 
+FLAMENCO = [sys.executable, "-m", "flamenco"]
+
+
 @pytest.mark.parametrize(
     ("blender", "sentence"),
     [
@@ -123,7 +126,8 @@ def test_a_worker_given_a_bad_blender_exits_with_one_sentence(
     tmp_path: Path, blender: str, sentence: str
 ) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "flamenco", "worker", "--blender", blender],
+        # A Manager URL, so that the Worker checks its Blender instead of looking for one.
+        [*FLAMENCO, "worker", "--manager", "http://127.0.0.1:9", "--blender", blender],
         env={
             **os.environ,
             "XDG_CONFIG_HOME": str(tmp_path),
