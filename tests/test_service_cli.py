@@ -177,3 +177,21 @@ def test_a_failing_systemctl_is_reported_in_one_sentence(machine: Machine) -> No
         "Error: `systemctl --user daemon-reload` failed: Failed to connect to bus: "
         "No medium found." in done.stderr
     )
+
+
+def test_a_manager_without_its_token_is_refused_and_one_with_it_keeps_it_private(
+    machine: Machine,
+) -> None:
+    refused = machine.flamenco("service", "install", "--user", "manager", "--name", "site-a")
+    assert refused.returncode == 1
+    assert "The Manager needs its token: --token or FLAMENCO_MANAGER_TOKEN" in refused.stderr
+    assert not (machine.root / "config/systemd/user/flamenco-manager.service").exists()
+
+    token = "mgr-token-value"
+    installed = machine.flamenco("service", "install", "--user", "manager", "--token", token)
+    assert installed.returncode == 0, installed.stderr
+    unit = (machine.root / "config/systemd/user/flamenco-manager.service").read_text()
+    env_file = machine.root / "config/flamenco/flamenco-manager.env"
+    assert token not in unit
+    assert f"FLAMENCO_MANAGER_TOKEN='{token}'" in env_file.read_text().splitlines()
+    assert mode(env_file) == 0o600

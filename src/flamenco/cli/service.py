@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 
 from flamenco.cli.console import err
-from flamenco.config import user_config_dir
+from flamenco.config import ManagerSettings, load, user_config_dir
 from flamenco.service_units import (
     Component,
     Platform,
@@ -118,6 +118,17 @@ def check_component_flags(component: Component, flags: list[str]) -> None:
         ) from None
 
 
+def check_required_settings(component: Component, secrets: dict[str, str]) -> None:
+    """A Manager without its token would fail at every start: refuse to install it."""
+    if component is Component.manager:
+        settings = load(ManagerSettings, {"token": secrets.get("FLAMENCO_MANAGER_TOKEN")})
+        if not settings.token:
+            raise ServiceError(
+                "The Manager needs its token: --token or FLAMENCO_MANAGER_TOKEN (from "
+                "`flamenco managers add NAME`); without it the service would fail at every start."
+            )
+
+
 def carried_environment(component: Component) -> dict[str, str]:
     """What configures the component in this shell also configures the service: its
     FLAMENCO_<COMPONENT>_* variables, FLAMENCO_CONFIG, and PATH (where a Worker finds Blender)."""
@@ -208,6 +219,7 @@ def install(
         check_component_flags(component, flags)
         flags, secrets = split_secrets(component, flags)
         environment = {**carried_environment(component), **secrets}
+        check_required_settings(component, secrets)
         spec = ServiceSpec(
             component=component,
             # The Python that runs this command, as its path says (a venv's python is a link
