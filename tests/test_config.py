@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from flamenco.config import (
+    BadSetting,
     ClientSettings,
+    ManagerSettings,
     ServerSettings,
     WorkerSettings,
     load,
@@ -118,3 +120,32 @@ def test_worker_blenders_are_a_list(
     else:
         monkeypatch.setenv("FLAMENCO_WORKER_BLENDER", env)
     assert load(WorkerSettings, flags).blender == expected
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "expected"),
+    [
+        ({}, {}, 20 * 1000**3),
+        ({}, {"FLAMENCO_WORKER_CACHE_SIZE": "40MB"}, 40 * 1000**2),
+        ({"cache_size": "1.5TiB"}, {"FLAMENCO_WORKER_CACHE_SIZE": "40MB"}, int(1.5 * 1024**4)),
+        ({"cache_size": "unlimited"}, {}, 0),
+    ],
+    ids=["default-20GB", "env", "flag-over-env", "unlimited"],
+)
+def test_worker_cache_size(
+    monkeypatch: pytest.MonkeyPatch, flags: dict, env: dict, expected: int
+) -> None:
+    monkeypatch.delenv("FLAMENCO_WORKER_CACHE_SIZE", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert load(WorkerSettings, flags).cache_size == expected
+
+
+def test_a_cache_size_that_is_not_one_names_where_it_came_from(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(BadSetting, match=r"^--cache-size: 'lots' is not a size; write it like"):
+        load(WorkerSettings, {"cache_size": "lots"})
+    monkeypatch.setenv("FLAMENCO_MANAGER_CACHE_SIZE", "20 XB")
+    with pytest.raises(BadSetting, match=r"^FLAMENCO_MANAGER_CACHE_SIZE: '20 XB' is not a size"):
+        load(ManagerSettings, {})

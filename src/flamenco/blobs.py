@@ -110,8 +110,14 @@ class BlobStore:
                 f"The upload is larger than the limit of {self.max_blob_bytes} bytes."
             )
 
-    async def put_stream(self, chunks: AsyncIterable[bytes], expected: str | None = None) -> str:
-        """Store the bytes of an async stream; return their SHA-256."""
+    async def put_stream(
+        self,
+        chunks: AsyncIterable[bytes],
+        expected: str | None = None,
+        size_hint: int | None = None,
+    ) -> str:
+        """Store the bytes of an async stream; return their SHA-256. `size_hint`, the size
+        announced (Content-Length), lets a bounded cache make room first (blob_cache.py)."""
         fd, tmp_name = self._temp()
         digest, received = hashlib.sha256(), 0
         try:

@@ -164,7 +164,12 @@ class AsyncApi:
                 if response.is_error:
                     await response.aread()
                     raise ApiError(response.status_code, _reason(response))
-                await store.put_stream(response.aiter_bytes(), expected=sha256)
+                size = response.headers.get("content-length", "")
+                await store.put_stream(
+                    response.aiter_bytes(),
+                    expected=sha256,
+                    size_hint=int(size) if size.isdigit() else None,
+                )
         except httpx.TransportError as exc:
             raise await self._unreachable(exc) from exc
 

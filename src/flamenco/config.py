@@ -15,11 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from flamenco.core.sizes import parse_size
 from flamenco.procs import host_name, private_file
 
 DEFAULT_SERVER_PORT = 9999
 DEFAULT_MANAGER_PORT = 7777
 DEFAULT_DASHBOARD_PORT = 8888
+# Each blob cache (a Manager's, a Worker's) is bounded to this by default: room for the
+# files of a few big jobs at once, small beside today's disks (README, "Disks").
+DEFAULT_CACHE_SIZE = 20 * 1000**3
+ByteSize = int  # a setting written as a size (`20GB`, `1.5TiB`), core.sizes.parse_size
 
 
 class BadSetting(ValueError):
@@ -62,6 +67,10 @@ class ServerSettings:
     login_refill_s: float = 5.0  # then one more each this often
     token_ttl_days: float = 30.0  # a login's token expires after this long; 0: never
     header_timeout_s: float = 10.0  # a connection without a request's headers by then is closed
+    # Finished jobs (completed, failed, canceled) untouched this many days are deleted, with
+    # their frames and the blobs no other job uses; 0 keeps everything.
+    keep_days: float = 0.0
+    retention_interval_s: float = 3600.0  # how often the Server looks for such jobs
     # HTTPS: a PEM certificate (chain) and its unencrypted key, both or neither (tls.py).
     tls_cert: str = ""
     tls_key: str = ""
@@ -86,6 +95,8 @@ class ManagerSettings:
     # Announce the site and URL on the network (DNS-SD/mDNS) so that Workers find it without
     # --manager; a Manager bound to a loopback address never announces (flamenco.discovery).
     announce: bool = True
+    # Job files cached for its Workers: least recently used ones go beyond this; 0: no bound.
+    cache_size: ByteSize = DEFAULT_CACHE_SIZE
     # HTTPS: a PEM certificate (chain) and its unencrypted key, both or neither (tls.py).
     tls_cert: str = ""
     tls_key: str = ""
@@ -114,6 +125,9 @@ class WorkerSettings:
     hung_timeout_s: float = 900.0  # a render without any sign of life this long is stopped
     # Keep a Blender with bpy loaded while idle, so that a new job's first task skips that.
     standby_blender: bool = True
+    # Job files and frames cached here: least recently used ones go beyond this; 0: no bound.
+    cache_size: ByteSize = DEFAULT_CACHE_SIZE
+    job_folder_idle_s: float = 600.0  # a job's folder goes once no task of it ran this long
     # PEM file of the CA certificates it trusts for HTTPS (else the system's trust store);
     # FLAMENCO_CA_BUNDLE for every client of the machine.
     ca_bundle: str = ""
@@ -187,6 +201,7 @@ def _cast(kind: Any, value: Any) -> Any:
         "str": str,
         "bool": _to_bool,
         "list[str]": _to_list,
+        "ByteSize": parse_size,
     }
     kind = casts.get(str(kind), kind)
     return kind(value) if callable(kind) else value

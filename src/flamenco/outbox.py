@@ -208,6 +208,18 @@ class Outbox:
     def remove(self, seqs: list[int]) -> None:
         self._remove(seqs)
 
+    def pending_files(self) -> dict[str, str]:
+        """The blobs of the frames and artifacts still to go upstream, each with the job and
+        task it belongs to: a bounded cache keeps them (blob_cache.py)."""
+        self._write_pending()
+        kinds = ", ".join("?" for _ in FILE_KINDS)
+        rows = self.db.execute(f"SELECT payload FROM outbox WHERE kind IN ({kinds})", FILE_KINDS)
+        files: dict[str, str] = {}
+        for (payload,) in rows:
+            item = json.loads(payload)
+            files[item["sha256"]] = f"job {item.get('job_id') or '?'} task {item['task_id']}"
+        return files
+
     async def _refusal(self, sending: Awaitable[None], batch: list[Row]) -> ApiError | None:
         """None when the batch was taken; the refusal when it is for good; else raises."""
         try:

@@ -130,6 +130,9 @@ _SETTLED_JOB_STATUSES: frozenset[JobStatus] = frozenset(
 )
 """Job statuses that only change through an explicit action (resume, requeue), never by tasks."""
 
+FINISHED_JOB_STATUSES: frozenset[JobStatus] = frozenset({_J.COMPLETED, _J.FAILED, _J.CANCELED})
+"""Jobs that are done: nothing of them runs again unless requeued (--keep-days removes them)."""
+
 
 def check_task_transition(old: TaskStatus, new: TaskStatus) -> None:
     """Raise InvalidTransition unless a task may go from old to new (same status always may)."""

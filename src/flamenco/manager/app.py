@@ -23,7 +23,8 @@ from flamenco.apidoc import (
     body_answer,
     error_answers,
 )
-from flamenco.blobs import BlobStore, is_sha256
+from flamenco.blob_cache import BoundedBlobStore
+from flamenco.blobs import is_sha256
 from flamenco.client import AsyncApi
 from flamenco.config import ManagerSettings
 from flamenco.errors import BadRequest, Unauthorized
@@ -58,15 +59,20 @@ def build_manager(settings: ManagerSettings) -> Manager:
     writer = TurnWriter()  # state and outbox written in the same turn: one wait per answer
     outbox = Outbox(settings.data_dir / "outbox.sqlite", writer)
     server = AsyncApi(settings.server, settings.token, ca_bundle=settings.ca_bundle)
+    # Bounded: least recently used blobs go, never those of held tasks or of the outbox.
+    blobs = BoundedBlobStore(
+        settings.data_dir / "blobs", settings.cache_size, owner=f"Manager {settings.name}"
+    )
     service = ManagerService(
         settings,
         ManagerStore(settings.data_dir / "manager.sqlite", writer),
-        BlobStore(settings.data_dir / "blobs"),
+        blobs,
         outbox,
         server,
         worker_timeout_s=settings.worker_timeout_s,
         join_secret=joining,
     )
+    blobs.pins = service.needed_blobs
     return Manager(service, ServerLink(service, server, outbox, settings.sync_interval_s))
 
 
@@ -217,6 +223,7 @@ def create_manager_app(manager: Manager) -> FastAPI:
             "outbox": len(svc.outbox),
             "set_aside": svc.outbox.set_aside_count(),  # refused for good by the Server
             "blob_downloads": svc.blob_downloads,
+            "cache_bytes": svc.blobs.bytes_used,  # of its bound, cache_size
             "workers": [w.model_dump() for w in svc.workers()],
         }
 

@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from flamenco import wire
-from flamenco.blobs import BlobStore
+from flamenco.blob_cache import BoundedBlobStore
 from flamenco.client import ApiError, AsyncApi, Unreachable
 from flamenco.config import ManagerSettings
 from flamenco.core.matching import Capabilities, Requirements, unmet
@@ -46,7 +46,7 @@ class ManagerService:
         self,
         settings: ManagerSettings,
         store: ManagerStore,
-        blobs: BlobStore,
+        blobs: BoundedBlobStore,
         outbox: Outbox,
         server: AsyncApi,
         worker_timeout_s: float = 60.0,
@@ -366,14 +366,23 @@ class ManagerService:
     async def blob_path(self, sha256: str) -> Path:
         """The cached blob, fetched from the Server once however many Workers ask at once."""
         path = self.blobs.path(sha256)
-        if path.is_file():
-            return path
-        lock = self._blob_locks.setdefault(sha256, asyncio.Lock())
-        async with lock:
-            if not path.is_file():
-                await self._download(sha256)
-        self._blob_locks.pop(sha256, None)
+        if not path.is_file():
+            lock = self._blob_locks.setdefault(sha256, asyncio.Lock())
+            async with lock:
+                if not path.is_file():
+                    await self._download(sha256)
+            self._blob_locks.pop(sha256, None)
+        self.blobs.use(sha256)  # the last to go from the bounded cache
         return path
+
+    def needed_blobs(self) -> dict[str, str]:
+        """Blob -> the job and task that need it, which the bounded cache keeps: the files of
+        every held task, and the frames and artifacts the outbox has still to send."""
+        needed = self.outbox.pending_files()
+        for held in self.held.values():
+            for sha256 in held.lease.files.values():
+                needed.setdefault(sha256, f"job {held.job_id} task {held.task_id}")
+        return needed
 
     async def _download(self, sha256: str) -> None:
         try:

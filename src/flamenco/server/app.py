@@ -28,6 +28,7 @@ from flamenco.core.actions import JobAction
 from flamenco.errors import BadRequest, Forbidden, NotFound
 from flamenco.server.frame_views import frame_view
 from flamenco.server.models import ManagerRow, User
+from flamenco.server.retention import JobRetention
 from flamenco.server.services import ServerServices
 from flamenco.web import RouteLimits, create_app
 
@@ -97,7 +98,12 @@ def create_server_app(svc: ServerServices) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         svc.events.bind(asyncio.get_running_loop())
+        stop = asyncio.Event()  # --keep-days: old finished jobs go, at start and hourly
+        retention = JobRetention(svc.jobs.sessions, svc.jobs, svc.settings.keep_days)
+        pruning = asyncio.create_task(retention.run(stop, svc.settings.retention_interval_s))
         yield
+        stop.set()
+        await pruning
 
     app = create_app("Flamenco Server", limit_for=limit_for, lifespan=lifespan)
     app.state.services = svc

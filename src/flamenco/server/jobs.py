@@ -34,6 +34,7 @@ from flamenco.core.runs import (
     task_runs,
 )
 from flamenco.core.states import (
+    FINISHED_JOB_STATUSES,
     RUNNABLE_TASK_STATUSES,
     JobStatus,
     TaskStatus,
@@ -621,13 +622,23 @@ class JobService:
         self.events.publish("job", id=job_id)
         return self.get(job_id)
 
-    def delete(self, job_id: str, user: User) -> None:
+    def delete(
+        self, job_id: str, user: User | None, finished_before: datetime | None = None
+    ) -> bool:
         """Remove the job, its tasks, frames, thumbnails and artifacts, and the blobs no other
-        job uses and no submission may still want (`blob_gc.py`)."""
+        job uses and no submission may still want (`blob_gc.py`).
+
+        `user` None is the Server itself removing a job finished and untouched since before
+        `finished_before` (--keep-days, `retention.py`): a job requeued or changed meanwhile
+        stays, and False says so.
+        """
         with self.blob_gc.freeing():  # no submission claims a blob while we decide and free
             with self.sessions.begin() as s:
                 job = self._job_or_404(s, job_id)
-                _check_may_change(job, user)
+                if user is not None:
+                    _check_may_change(job, user)
+                elif not _finished_before(job, finished_before):
+                    return False
                 mine = (
                     set(job.files.values())
                     | set(s.scalars(select(OutputRow.sha256).where(OutputRow.job_id == job_id)))
@@ -651,10 +662,11 @@ class JobService:
         log.info(
             "job %s deleted by %s, %d blobs freed",
             job_id,
-            user.name,
+            user.name if user is not None else "the Server (keep-days)",
             len(unused),
             extra={"job": job_id},
         )
+        return True
 
 
 def check_page(offset: int, limit: int, status: str, search: str) -> None:
@@ -758,6 +770,10 @@ def _task_states(s: Session, task_ids: set[str], chunk: int = 500) -> dict[str, 
         )
         states.update((row.id, row._mapping) for row in s.execute(query))
     return states
+
+
+def _finished_before(job: JobRow, cutoff: datetime | None) -> bool:
+    return cutoff is not None and job.status in FINISHED_JOB_STATUSES and job.updated < cutoff
 
 
 def _check_may_change(job: JobRow, user: User) -> None:

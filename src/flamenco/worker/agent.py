@@ -21,7 +21,8 @@ from typing import Any
 from flamenco import wire
 from flamenco.aio import wait_any, wait_quietly
 from flamenco.blendfile import blend_version, blend_version_text
-from flamenco.blobs import BlobStore, safe_join
+from flamenco.blob_cache import BoundedBlobStore
+from flamenco.blobs import safe_join
 from flamenco.client import ApiError, AsyncApi, TlsFailure, Unreachable, api_path
 from flamenco.config import WorkerSettings
 from flamenco.core.faults import Fault, classify_failure
@@ -39,6 +40,7 @@ from flamenco.worker.blender import (
     WarmBlender,
     find_blenders,
 )
+from flamenco.worker.cleanup import JobFolders, needed_blobs, sweep_temp_folders
 from flamenco.worker.gpus import detect_gpus, gpu_environment, refused_device, without_backend
 from flamenco.worker.machine import StatsSampler, describe_machine
 from flamenco.worker.video import EncodingFailed, PreviewVideo
@@ -114,7 +116,16 @@ class WorkerAgent:
         self.info_sent = False
         self.stats = StatsSampler()
         self.status = "awake"
-        self.blobs = BlobStore(self.data / "cache")
+        # Bounded: least recently used blobs go, never those of its tasks or its outbox.
+        self.blobs = BoundedBlobStore(
+            self.data / "cache",
+            settings.cache_size,
+            self._needed_blobs,
+            owner=f"Worker {settings.name}",
+        )
+        self.job_folders = JobFolders(self.data / "jobs", settings.job_folder_idle_s, settings.name)
+        self.blender_temp = self.data / "blender-tmp"  # each Blender child's own temp folder
+        sweep_temp_folders(self.blender_temp)
         self.outbox = Outbox(self.data / "outbox.sqlite")
         self.api = AsyncApi(settings.manager, ca_bundle=settings.ca_bundle)
         self.deliver_wake = asyncio.Event()
@@ -229,6 +240,7 @@ class WorkerAgent:
                     log.error("Manager refused the sync: %s", exc.message)
             await self._retire_idle_blender()
             await self._stop_if_hung()
+            self.job_folders.sweep(self._busy_jobs())
             if self.runner is None and long_polled:
                 self._keep_standby()  # a long poll brought nothing: the machine is idle
             if not long_polled:  # a long poll already waited; anything else waits here
@@ -547,11 +559,26 @@ class WorkerAgent:
 
     async def _fetch_files(self, a: wire.Assignment) -> Path:
         job_dir = self.data / "jobs" / a.job_id / "files"
+        self.job_folders.used(a.job_id)
         for relpath, sha256 in a.files.items():
             if not self.blobs.has(sha256):
                 await self.api.download_blob(sha256, self.blobs)
+            self.blobs.use(sha256)
             self.blobs.link_to(sha256, safe_join(job_dir, relpath))
         return job_dir
+
+    def _needed_blobs(self) -> dict[str, str]:
+        """What the cache must keep: the files of the running and the reserved task, and
+        what the outbox has still to send."""
+        return needed_blobs((self.run.a if self.run else None, self.next), self.outbox)
+
+    def _busy_jobs(self) -> list[str | None]:
+        """Jobs whose folder must stay: a task of it runs or is reserved, or its Blender is warm."""
+        return [
+            self.run.a.job_id if self.run else None,
+            self.next and self.next.job_id,
+            self.blender_job,
+        ]
 
     async def _warm_blender(
         self, a: wire.Assignment, job_dir: Path, on_event: EventCallback
@@ -602,6 +629,7 @@ class WorkerAgent:
             scripts=scripts,
             user_resources=self.data / "blender-user",
             env=self.blender_env,
+            temp_root=self.blender_temp,
         )
 
     def _keep_standby(self) -> None:

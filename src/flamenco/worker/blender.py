@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from flamenco.core.matching import parse_version
 from flamenco.procs import describe_exit, spawn_options, stop_tree
+from flamenco.worker.cleanup import own_temp_folder, remove_when_exited, temp_env
 
 log = logging.getLogger(__name__)
 
@@ -266,6 +267,7 @@ class WarmBlender:
         user_resources: Path | None = None,
         env: Mapping[str, str] | None = None,
         start_timeout: float = DEFAULT_START_TIMEOUT,
+        temp_root: Path | None = None,
         tail_lines: int = 30,
     ) -> None:
         self.install = install
@@ -275,6 +277,9 @@ class WarmBlender:
         self.scripts = scripts  # whether the file's own Python (drivers, text blocks) runs
         self._user_resources = user_resources or default_user_resources()
         self._extra_env = dict(env or {})
+        # Each process gets a temporary folder of its own under it, gone when it ends.
+        self._temp_root = temp_root
+        self._temp_watch: asyncio.Task[None] | None = None
         self._start_timeout = start_timeout
         self._proc: asyncio.subprocess.Process | None = None
         self._tail: deque[str] = deque(maxlen=tail_lines)
@@ -335,7 +340,7 @@ class WarmBlender:
         if self._proc is not None:
             raise RuntimeError("this WarmBlender was already started")
         try:
-            self._proc = await self._spawn()
+            self._proc = await self._spawn_with_temp()
         except OSError as exc:
             raise BlenderFailed(f"Could not start Blender ({self.argv()[0]}): {exc}") from exc
         if self._blend_path is None:
@@ -385,6 +390,22 @@ class WarmBlender:
         except BaseException:
             await self.terminate()
             raise
+
+    async def _spawn_with_temp(self) -> asyncio.subprocess.Process:
+        """Spawn it, with its own temporary folder (TMPDIR, TEMP, TMP; Blender makes its
+        `blender_*` folder there) when given a root, removed once the process ends, however it
+        ends (worker/cleanup.py)."""
+        if self._temp_root is None:
+            return await self._spawn()
+        folder = own_temp_folder(self._temp_root)
+        self._extra_env.update(temp_env(folder))
+        try:
+            proc = await self._spawn()
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        self._temp_watch = asyncio.create_task(remove_when_exited(proc, folder))
+        return proc
 
     async def _spawn(self) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(

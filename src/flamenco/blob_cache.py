@@ -1,0 +1,160 @@
+"""A bounded blob cache: the Manager's and the Worker's BlobStore, kept under a size.
+
+Least recently used blobs go first. "Used" is tracked in memory, in order, and written to each
+file's modification time when it is used (access times are often not kept: `noatime`,
+`relatime`), so that a restarted Worker or Manager starts from the same order.
+
+A blob that a held or running task needs, or that waits in an outbox to go upstream, is
+*pinned* (`pins()`, asked only when room must be made) and never evicted. When pinned blobs
+alone pass the bound they are kept, and a warning names the jobs and tasks that need them:
+the bound must never fail a task.
+
+Room is made before a blob is written whenever its size is known (a download's
+Content-Length, a local file), so the folder stays within its bound while a blob arrives;
+one whose size was not announced is made room for as soon as it is in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+from collections import OrderedDict
+from collections.abc import AsyncIterable, Callable, Iterator, Mapping
+from pathlib import Path
+
+from flamenco.blobs import BlobStore, is_sha256
+from flamenco.core.sizes import UNLIMITED, format_size
+
+log = logging.getLogger("flamenco.cache")
+
+# sha256 -> who needs it, for the warning when pinned blobs pass the bound ("job J task T")
+Pins = Callable[[], Mapping[str, str]]
+
+
+def no_pins() -> Mapping[str, str]:
+    return {}
+
+
+class BoundedBlobStore(BlobStore):
+    """A BlobStore of at most `cap` bytes (UNLIMITED, 0: no bound), least recently used first
+    out, never evicting a pinned blob. One process owns the folder (a Worker, a Manager)."""
+
+    def __init__(self, root: Path, cap: int, pins: Pins = no_pins, owner: str = "") -> None:
+        super().__init__(root)
+        self.cap = cap
+        self.pins = pins
+        self.owner = owner  # for the logs: "Worker w1", "Manager local"
+        self._entries: OrderedDict[str, int] = OrderedDict()  # sha -> bytes, oldest use first
+        self.bytes_used = 0
+        self._reserved = 0  # bytes of blobs being written, made room for
+        self._warned: frozenset[str] = frozenset()
+        self.evictions = 0
+        self._scan()
+
+    def _scan(self) -> None:
+        """What a previous run left: its blobs in their order of use, no half-written files."""
+        shutil.rmtree(self.root / "tmp", ignore_errors=True)
+        (self.root / "tmp").mkdir(exist_ok=True)
+        found: list[tuple[float, str, int]] = []
+        for path in self.root.glob("??/*"):
+            if is_sha256(path.name):
+                with contextlib.suppress(FileNotFoundError):
+                    st = path.stat()
+                    found.append((st.st_mtime, path.name, st.st_size))
+        for _, sha256, size in sorted(found):
+            self._entries[sha256] = size
+            self.bytes_used += size
+
+    # ---- use ---------------------------------------------------------------------------------
+
+    def use(self, sha256: str) -> None:
+        """The blob was just used: it becomes the last to go."""
+        if sha256 in self._entries:
+            self._entries.move_to_end(sha256)
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(self.path(sha256))
+
+    # ---- writing, within the bound -------------------------------------------------------------
+
+    async def put_stream(
+        self,
+        chunks: AsyncIterable[bytes],
+        expected: str | None = None,
+        size_hint: int | None = None,
+    ) -> str:
+        with self._room_for(size_hint or 0):
+            digest = await super().put_stream(chunks, expected)
+        self._added(digest)
+        return digest
+
+    def put_file(self, source: Path, expected: str | None = None) -> str:
+        with self._room_for(source.stat().st_size):
+            digest = super().put_file(source, expected)
+        self._added(digest)
+        return digest
+
+    @contextlib.contextmanager
+    def _room_for(self, incoming: int) -> Iterator[None]:
+        self._make_room(incoming)
+        self._reserved += incoming
+        try:
+            yield
+        finally:
+            self._reserved -= incoming
+
+    def _added(self, sha256: str) -> None:
+        if sha256 not in self._entries:  # else the same blob arrived twice at once
+            size = self.size(sha256)
+            self._entries[sha256] = size
+            self.bytes_used += size
+        self._entries.move_to_end(sha256)
+        self._make_room(0, keep=sha256)  # in case its size was not known before
+
+    def _make_room(self, incoming: int, keep: str | None = None) -> None:
+        """Evict least recently used, unpinned blobs until `incoming` more bytes fit."""
+        if self.cap == UNLIMITED:
+            return
+        over = self.bytes_used + self._reserved + incoming - self.cap
+        if over <= 0:
+            return
+        pinned = self.pins()
+        evicted = 0
+        for sha256 in list(self._entries):
+            if over <= 0:
+                break
+            if sha256 in pinned or sha256 == keep:
+                continue
+            size = self._entries.pop(sha256)
+            self.path(sha256).unlink(missing_ok=True)
+            self.bytes_used -= size
+            over -= size
+            evicted += 1
+        self.evictions += evicted
+        if evicted:
+            log.info(
+                "%s cache: %d least recently used blobs evicted, %s in use of %s",
+                self.owner,
+                evicted,
+                format_size(self.bytes_used),
+                format_size(self.cap),
+            )
+        if over > 0:
+            self._warn_pinned(pinned)
+        else:
+            self._warned = frozenset()
+
+    def _warn_pinned(self, pinned: Mapping[str, str]) -> None:
+        """Once per set of tasks: what they need passes the bound, and is kept."""
+        needed_by = frozenset(pinned[sha] for sha in self._entries if sha in pinned)
+        if needed_by == self._warned:
+            return
+        self._warned = needed_by
+        log.warning(
+            "%s cache: %s is over its bound of %s; the files still needed by %s are kept",
+            self.owner,
+            format_size(self.bytes_used),
+            format_size(self.cap),
+            ", ".join(sorted(needed_by)) or "the blob being written",
+        )
