@@ -80,16 +80,12 @@ def _print_version(wanted: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
-def main(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
-        ),
-    ] = False,
-) -> None:
-    """Flamenco: a network renderer for Blender."""
+VersionOpt = Annotated[
+    bool,
+    typer.Option(
+        "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+    ),
+]
 
 
 @app.command("version")
@@ -166,7 +162,7 @@ def client(server: str | None) -> SyncApi:
 
 
 @app.callback()
-def _every_command(ca_bundle: CaBundleOpt = None) -> None:
+def _every_command(ca_bundle: CaBundleOpt = None, version: VersionOpt = False) -> None:
     """Flamenco: a network renderer for Blender."""
     if ca_bundle:  # `flamenco --ca-bundle FILE jobs list`: for every client of this command
         os.environ["FLAMENCO_CA_BUNDLE"] = ca_bundle
