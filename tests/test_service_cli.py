@@ -195,3 +195,25 @@ def test_a_manager_without_its_token_is_refused_and_one_with_it_keeps_it_private
     assert token not in unit
     assert f"FLAMENCO_MANAGER_TOKEN='{token}'" in env_file.read_text().splitlines()
     assert mode(env_file) == 0o600
+
+
+def test_each_gpu_worker_is_a_service_of_its_own(machine: Machine) -> None:
+    units = machine.root / "config/systemd/user"
+    for gpu in ("0", "1"):
+        done = machine.flamenco("service", "install", "--user", "worker", "--gpu", gpu)
+        assert done.returncode == 0, done.stderr
+        assert f"Remove: flamenco service remove worker --gpu {gpu} --user" in done.stderr
+    assert sorted(p.name for p in units.iterdir()) == [
+        "flamenco-worker-gpu0.service",
+        "flamenco-worker-gpu1.service",
+    ]
+    assert (
+        "Description=Flamenco Worker (GPU 1)"
+        in (units / "flamenco-worker-gpu1.service").read_text()
+    )
+
+    removed = machine.flamenco("service", "remove", "worker", "--gpu", "0", "--user")
+    assert removed.returncode == 0, removed.stderr
+    assert [p.name for p in units.iterdir()] == ["flamenco-worker-gpu1.service"]
+    assert not (machine.root / "config/flamenco/flamenco-worker-gpu0.env").exists()
+    assert (machine.root / "config/flamenco/flamenco-worker-gpu1.env").exists()

@@ -17,9 +17,11 @@ import pytest
 from flamenco.service_units import (
     Component,
     ServiceError,
+    ServiceName,
     ServicePaths,
     ServiceSpec,
     environment_file,
+    gpu_flag,
     how_to_use,
     launchd_plist,
     service_paths,
@@ -37,7 +39,7 @@ AWKWARD_ARGS = ["--name", "box one", "--tags", 'a"b\\c', "--blender", "/x/100%/$
 
 def spec(component: Component = Component.worker, **changes: object) -> ServiceSpec:
     fields: dict[str, object] = {
-        "component": component,
+        "service": ServiceName(component),
         "command": [PYTHON, "-m", "flamenco", component.value, *AWKWARD_ARGS],
         "working_dir": Path("/srv/farm"),
         "system": True,
@@ -126,6 +128,7 @@ def test_a_value_with_a_line_break_cannot_go_into_an_environment_file() -> None:
 
 
 HOME = Path("/home/ann")
+WORKER = ServiceName(Component.worker)
 CONFIG = Path("/home/ann/.config")
 
 
@@ -173,7 +176,7 @@ CONFIG = Path("/home/ann/.config")
 def test_definitions_go_where_systemd_and_launchd_look(
     platform: str, system: bool, expected: ServicePaths
 ) -> None:
-    assert service_paths(platform, Component.worker, system, HOME, CONFIG) == expected  # type: ignore[arg-type]
+    assert service_paths(platform, WORKER, system, HOME, CONFIG) == expected  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -347,8 +350,8 @@ PATHS = ServicePaths(Path("/u/org.flamenco.worker.plist"), None, Path("/u/worker
 def test_service_manager_commands(
     platform: str, system: bool, start: list[list[str]], stop: list[list[str]]
 ) -> None:
-    assert start_commands(platform, Component.worker, system, PATHS, 501) == start  # type: ignore[arg-type]
-    assert stop_commands(platform, Component.worker, system, 501) == stop  # type: ignore[arg-type]
+    assert start_commands(platform, WORKER, system, PATHS, 501) == start  # type: ignore[arg-type]
+    assert stop_commands(platform, WORKER, system, 501) == stop  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -385,4 +388,50 @@ def test_service_manager_commands(
     ],
 )
 def test_how_to_read_logs_and_stop(platform: str, system: bool, lines: list[str]) -> None:
-    assert how_to_use(platform, Component.worker, system, PATHS, 501) == lines  # type: ignore[arg-type]
+    assert how_to_use(platform, WORKER, system, PATHS, 501) == lines  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("args", "gpu"),
+    [
+        (["--name", "n"], None),
+        (["--gpu", "1"], 1),
+        (["--gpu=2", "--name", "n"], 2),
+        (["--gpu", "0", "--gpu", "3"], 3),
+    ],
+)
+def test_the_gpu_of_a_worker_from_its_flags(args: list[str], gpu: int | None) -> None:
+    assert gpu_flag(args) == gpu
+
+
+@pytest.mark.parametrize(
+    ("service", "unit", "label", "title", "cli"),
+    [
+        (WORKER, "flamenco-worker", "org.flamenco.worker", "Flamenco Worker", "worker"),
+        (
+            ServiceName(Component.worker, 1),
+            "flamenco-worker-gpu1",
+            "org.flamenco.worker-gpu1",
+            "Flamenco Worker (GPU 1)",
+            "worker --gpu 1",
+        ),
+        (
+            ServiceName(Component.manager),
+            "flamenco-manager",
+            "org.flamenco.manager",
+            "Flamenco Manager",
+            "manager",
+        ),
+    ],
+)
+def test_one_service_per_gpu_worker(
+    service: ServiceName, unit: str, label: str, title: str, cli: str
+) -> None:
+    assert (service.unit, service.label, service.title, service.cli) == (unit, label, title, cli)
+    linux = service_paths("linux", service, True, HOME, CONFIG)
+    assert linux.definition == Path(f"/etc/systemd/system/{unit}.service")
+    assert linux.environment == Path(f"/etc/flamenco/{unit}.env")
+    mac = service_paths("macos", service, False, HOME, CONFIG)
+    assert mac.definition == HOME / f"Library/LaunchAgents/{label}.plist"
+    lines = how_to_use("linux", service, True, linux, 0)
+    assert f"Remove: flamenco service remove {cli} --system" in lines

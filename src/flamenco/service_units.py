@@ -58,16 +58,12 @@ class ServiceError(ValueError):
 class ServiceSpec:
     """What runs, where, as whom: everything a unit or plist is made of."""
 
-    component: Component
+    service: ServiceName
     command: list[str]  # the absolute executable first; no secrets in it
     working_dir: Path
     system: bool  # system-wide (root) rather than for the user who installs it
     run_as: str = ""  # the account of a system-wide service; empty: root
     environment: tuple[tuple[str, str], ...] = ()  # secrets included: kept in a 0600 file
-
-    @property
-    def title(self) -> str:
-        return f"Flamenco {self.component.value.capitalize()}"
 
 
 @dataclass(frozen=True)
@@ -77,12 +73,49 @@ class ServicePaths:
     log: Path | None  # launchd's log file; systemd logs to the journal
 
 
-def unit_name(component: Component) -> str:
-    return f"flamenco-{component.value}"
+@dataclass(frozen=True)
+class ServiceName:
+    """Which service: a component, and for a Worker pinned to one GPU, that GPU (one each)."""
+
+    component: Component
+    gpu: int | None = None
+
+    @property
+    def unit(self) -> str:
+        return f"flamenco-{self.instance}"
+
+    @property
+    def label(self) -> str:
+        return LAUNCHD_LABEL_PREFIX + self.instance
+
+    @property
+    def instance(self) -> str:
+        own = f"-gpu{self.gpu}" if self.gpu is not None else ""
+        return self.component.value + own
+
+    @property
+    def title(self) -> str:
+        own = f" (GPU {self.gpu})" if self.gpu is not None else ""
+        return f"Flamenco {self.component.value.capitalize()}{own}"
+
+    @property
+    def cli(self) -> str:
+        """How `flamenco service remove` names it."""
+        return self.component.value + (f" --gpu {self.gpu}" if self.gpu is not None else "")
 
 
-def launchd_label(component: Component) -> str:
-    return LAUNCHD_LABEL_PREFIX + component.value
+def gpu_flag(args: list[str]) -> int | None:
+    """The GPU of `--gpu N` (or `--gpu=N`) among a Worker's flags; the last one counts."""
+    gpu: int | None = None
+    for i, arg in enumerate(args):
+        flag, has_value, value = arg.partition("=")
+        if flag == "--gpu":
+            value = value if has_value else (args[i + 1] if i + 1 < len(args) else "")
+            try:
+                gpu = int(value)
+            except ValueError:
+                raise ServiceError(f"--gpu takes a GPU's index, not {value!r}.") from None
+    return gpu
 
 
 def split_secrets(component: Component, args: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -109,11 +142,11 @@ def is_secret(name: str) -> bool:
 
 
 def service_paths(
-    platform: Platform, component: Component, system: bool, home: Path, config_home: Path
+    platform: Platform, service: ServiceName, system: bool, home: Path, config_home: Path
 ) -> ServicePaths:
     """Where the definition (and its environment file or log) go: the places systemd and launchd
     read for system-wide services and for the user's own."""
-    name = unit_name(component)
+    name = service.unit
     if platform == "linux":
         if system:
             return ServicePaths(
@@ -129,7 +162,7 @@ def service_paths(
     root = Path("/") if system else home
     folder = "LaunchDaemons" if system else "LaunchAgents"
     return ServicePaths(
-        root / "Library" / folder / f"{launchd_label(component)}.plist",
+        root / "Library" / folder / f"{service.label}.plist",
         None,
         root / "Library" / "Logs" / "Flamenco" / f"{name}.log",
     )
@@ -156,8 +189,7 @@ def systemd_path(path: Path) -> str:
 
 
 def systemd_unit(spec: ServiceSpec, environment_file: Path | None) -> str:
-    name = unit_name(spec.component)
-    lines = ["[Unit]", f"Description={spec.title}"]
+    lines = ["[Unit]", f"Description={spec.service.title}"]
     if spec.system:  # a user's manager has no network-online.target of its own
         lines += ["Wants=network-online.target", "After=network-online.target"]
     lines += [
@@ -172,14 +204,14 @@ def systemd_unit(spec: ServiceSpec, environment_file: Path | None) -> str:
     if spec.run_as:
         lines.append(f"User={spec.run_as}")
     lines += [
-        f"SyslogIdentifier={name}",
+        f"SyslogIdentifier={spec.service.unit}",
         "Restart=on-failure",
         f"RestartSec={RESTART_DELAY_S}",
         # SIGTERM to the component alone: it stops its own Blenders after handing their tasks
         # back; whatever is left when the timeout ends is killed.
         "KillMode=mixed",
         "KillSignal=SIGTERM",
-        f"TimeoutStopSec={STOP_TIMEOUT_S[spec.component]}",
+        f"TimeoutStopSec={STOP_TIMEOUT_S[spec.service.component]}",
         "",
         "[Install]",
         f"WantedBy={'multi-user.target' if spec.system else 'default.target'}",
@@ -207,14 +239,14 @@ def launchd_plist(spec: ServiceSpec, log: Path) -> bytes:
     """A LaunchDaemon/LaunchAgent. Its environment (secrets too) is in the plist itself, which
     is therefore written readable by its owner only."""
     plist: dict[str, object] = {
-        "Label": launchd_label(spec.component),
+        "Label": spec.service.label,
         "ProgramArguments": list(spec.command),
         "WorkingDirectory": str(spec.working_dir),
         "EnvironmentVariables": dict(spec.environment),
         "RunAtLoad": True,
         "KeepAlive": {"SuccessfulExit": False},  # started again when it fails, as Restart=
         "ThrottleInterval": RESTART_DELAY_S,
-        "ExitTimeOut": STOP_TIMEOUT_S[spec.component],  # SIGTERM, then SIGKILL after this
+        "ExitTimeOut": STOP_TIMEOUT_S[spec.service.component],  # SIGTERM, then SIGKILL after this
         "StandardOutPath": str(log),
         "StandardErrorPath": str(log),
     }
@@ -227,23 +259,23 @@ def launchd_plist(spec: ServiceSpec, log: Path) -> bytes:
 
 
 def start_commands(
-    platform: Platform, component: Component, system: bool, paths: ServicePaths, uid: int
+    platform: Platform, service: ServiceName, system: bool, paths: ServicePaths, uid: int
 ) -> list[list[str]]:
     """Load the new definition and (re)start the service, so that a second install applies."""
     if platform == "linux":
         ctl = systemctl(system)
-        unit = f"{unit_name(component)}.service"
+        unit = f"{service.unit}.service"
         return [[*ctl, "daemon-reload"], [*ctl, "enable", unit], [*ctl, "restart", unit]]
     domain = launchd_domain(system, uid)
     return [["launchctl", "bootstrap", domain, str(paths.definition)]]
 
 
 def stop_commands(
-    platform: Platform, component: Component, system: bool, uid: int
+    platform: Platform, service: ServiceName, system: bool, uid: int
 ) -> list[list[str]]:
     if platform == "linux":
-        return [[*systemctl(system), "disable", "--now", f"{unit_name(component)}.service"]]
-    return [["launchctl", "bootout", f"{launchd_domain(system, uid)}/{launchd_label(component)}"]]
+        return [[*systemctl(system), "disable", "--now", f"{service.unit}.service"]]
+    return [["launchctl", "bootout", f"{launchd_domain(system, uid)}/{service.label}"]]
 
 
 def after_remove_commands(platform: Platform, system: bool) -> list[list[str]]:
@@ -259,11 +291,11 @@ def launchd_domain(system: bool, uid: int) -> str:
 
 
 def how_to_use(
-    platform: Platform, component: Component, system: bool, paths: ServicePaths, uid: int
+    platform: Platform, service: ServiceName, system: bool, paths: ServicePaths, uid: int
 ) -> list[str]:
     """What `install` prints: one line each, to be copied whole."""
     scope = "--system" if system else "--user"
-    name = unit_name(component)
+    name = service.unit
     if platform == "linux":
         journal = "journalctl" if system else "journalctl --user"
         lines = [
@@ -273,9 +305,9 @@ def how_to_use(
     else:
         lines = [
             f"Logs:   tail -f {paths.log}",
-            f"Stop:   launchctl bootout {launchd_domain(system, uid)}/{launchd_label(component)}",
+            f"Stop:   launchctl bootout {launchd_domain(system, uid)}/{service.label}",
         ]
-    lines.append(f"Remove: flamenco service remove {component.value} {scope}")
+    lines.append(f"Remove: flamenco service remove {service.cli} {scope}")
     if platform == "linux" and not system:
         lines.append("Keep it running after you log out: loginctl enable-linger $USER")
     return lines

@@ -24,10 +24,12 @@ from flamenco.service_units import (
     Component,
     Platform,
     ServiceError,
+    ServiceName,
     ServicePaths,
     ServiceSpec,
     after_remove_commands,
     environment_file,
+    gpu_flag,
     how_to_use,
     is_secret,
     launchd_plist,
@@ -36,7 +38,6 @@ from flamenco.service_units import (
     start_commands,
     stop_commands,
     systemd_unit,
-    unit_name,
 )
 
 service_app = typer.Typer(
@@ -99,8 +100,8 @@ def check_account(name: str, system: bool) -> None:
         raise ServiceError(f"There is no account named {name!r} on this machine.") from None
 
 
-def paths_for(platform: Platform, component: Component, system: bool) -> ServicePaths:
-    return service_paths(platform, component, system, Path.home(), user_config_dir().parent)
+def paths_for(platform: Platform, service: ServiceName, system: bool) -> ServicePaths:
+    return service_paths(platform, service, system, Path.home(), user_config_dir().parent)
 
 
 def check_component_flags(component: Component, flags: list[str]) -> None:
@@ -220,8 +221,11 @@ def install(
         flags, secrets = split_secrets(component, flags)
         environment = {**carried_environment(component), **secrets}
         check_required_settings(component, secrets)
+        # A Worker pinned to a GPU is one of several on the machine: a service of its own.
+        gpu = gpu_flag(flags) if component is Component.worker else None
+        service = ServiceName(component, gpu)
         spec = ServiceSpec(
-            component=component,
+            service=service,
             # The Python that runs this command, as its path says (a venv's python is a link
             # that must stay one), so the service runs this very installation.
             command=[sys.executable, "-m", "flamenco", component.value, *flags],
@@ -230,24 +234,24 @@ def install(
             run_as=run_as or "",
             environment=tuple(environment.items()),
         )
-        paths = paths_for(platform, component, system)
+        paths = paths_for(platform, service, system)
         files = service_files(platform, spec, paths)
-        starting = start_commands(platform, component, system, paths, os.getuid())
+        starting = start_commands(platform, service, system, paths, os.getuid())
         if dry_run:
             print_dry_run(files, starting, spec)
             return
         if platform == "macos" and paths.definition.exists():
             # launchd keeps what it loaded: unload the old definition (if loaded) first.
-            run_commands(stop_commands(platform, component, system, os.getuid()), check=False)
+            run_commands(stop_commands(platform, service, system, os.getuid()), check=False)
         for path, (content, private) in files.items():
             (write_private if private else write_public)(path, content)
         if paths.log is not None:
             paths.log.parent.mkdir(parents=True, exist_ok=True)
         run_commands(starting)
-        say(f"Installed and started {unit_name(component)}: {paths.definition}")
+        say(f"Installed and started {service.unit}: {paths.definition}")
         if paths.environment is not None:
             say(f"Its environment and secrets: {paths.environment} (readable by its owner only)")
-        for line in how_to_use(platform, component, system, paths, os.getuid()):
+        for line in how_to_use(platform, service, system, paths, os.getuid()):
             say(line)
 
 
@@ -283,24 +287,30 @@ def print_dry_run(
 def remove(
     component: ComponentArg,
     user: ScopeOpt = None,
+    gpu: Annotated[
+        int | None, typer.Option(help="The Worker of this GPU (installed with --gpu N).")
+    ] = None,
 ) -> None:
     """Stop the service and remove its unit or plist (and its environment file)."""
     with sentences():
         platform = current_platform()
         system = choose_scope(user)
-        paths = paths_for(platform, component, system)
+        if gpu is not None and component is not Component.worker:
+            raise ServiceError("--gpu names one of several Workers; a Server or Manager has none.")
+        service = ServiceName(component, gpu)
+        paths = paths_for(platform, service, system)
         if not paths.definition.exists():
             raise ServiceError(
-                f"No {unit_name(component)} service is installed "
+                f"No {service.unit} service is installed "
                 f"{'system-wide' if system else 'for this user'} ({paths.definition} is missing)."
             )
         # Without systemctl/launchctl nothing can have run from these files: just remove them.
         managed = service_manager_present(platform)
         if managed:
-            run_commands(stop_commands(platform, component, system, os.getuid()))
+            run_commands(stop_commands(platform, service, system, os.getuid()))
         paths.definition.unlink()
         if paths.environment is not None:
             paths.environment.unlink(missing_ok=True)
         if managed:
             run_commands(after_remove_commands(platform, system))
-        say(f"Stopped {unit_name(component)} and removed {paths.definition}.")
+        say(f"Stopped {service.unit} and removed {paths.definition}.")
