@@ -158,11 +158,12 @@ class TestFarm:
         prefix: list[str] | None = None,
         server_url: str | None = None,
         host: str = "127.0.0.1",
+        port: int | None = None,
     ) -> str:
         """Start a Manager; `local` uses the bootstrap token, others are added through the API.
 
         With a prefix (another network), readiness is when the Server sees it online. `host`
-        is the address it listens on (and its URL's host).
+        is the address it listens on (and its URL's host); `port` a free one unless given.
         """
         assert self.secrets is not None
         if name == "local":
@@ -172,7 +173,7 @@ class TestFarm:
                 "POST", "/api/v1/managers", wire.TokenIssued, wire.ManagerCreate(name=name)
             )
             token, secret = issued.token, secrets.token_urlsafe(16)
-        port = free_port()
+        port = port or free_port()
         url = f"http://{host}:{port}"
         args = [
             "manager",

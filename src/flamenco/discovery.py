@@ -56,9 +56,8 @@ LOCAL_MANAGER_URL = f"http://127.0.0.1:{DEFAULT_MANAGER_PORT}"
 
 
 def manager_url(settings: ManagerSettings) -> str:
-    """The URL a Manager's Workers reach it at, as it announces it."""
-    tls_cert = getattr(settings, "tls_cert", None)  # TLS settings may be absent (plain HTTP)
-    scheme = "https" if tls_cert else "http"
+    """The URL a Manager's Workers reach it at: the one it prints and announces."""
+    scheme = "https" if settings.tls_cert else "http"  # tls.service_tls checked the pair
     return service_url(scheme, _announced_host(settings), settings.port)
 
 

@@ -166,3 +166,20 @@ def test_a_worker_that_finds_no_manager_says_how_to_name_one(farm: TestFarm) -> 
             "blocked here, pass --manager URL (e.g. --manager http://HOST:7777)."
         ) in lonely.stderr
         assert "Looking for a Manager announced on this network" in lonely.stderr
+
+
+def test_with_none_announced_a_worker_joins_the_manager_of_its_own_machine(farm: TestFarm) -> None:
+    """`flamenco manager` and `flamenco worker` on one machine, with the defaults: the Manager
+    listens on 127.0.0.1 and announces nothing; the Worker finds it on the default port."""
+    with two_networks() as net:
+        farm.start_server(host="0.0.0.0")
+        server_url = farm.server_url.replace("127.0.0.1", net.main_address)
+        site = net.prefix(net.site)  # a machine of its own, where port 7777 is free
+        farm.start_manager("solo", prefix=site, server_url=server_url, port=7777)
+        worker = farm.start_discovering_worker("solo-1", farm.managers["solo"].secret, site)
+        wait_until(lambda: workers_of(farm, "solo") == ["solo-1"], 120, "solo-1 joined")
+        assert (
+            "None announced; a Manager answers on this machine at http://127.0.0.1:7777."
+            in worker.output()
+        )
+        farm.stop_all()

@@ -236,6 +236,7 @@ def manager(
     ca_bundle: CaBundleOpt = None,
 ) -> None:
     """Run a Manager for the Workers of this network."""
+    from flamenco.discovery import manager_url
     from flamenco.manager.app import build_manager, create_manager_app
 
     start_component("manager")
@@ -264,7 +265,7 @@ def manager(
         )
         raise typer.Exit(2)
     built = build_manager(settings)
-    url = service_url(scheme(tls), public_host(settings.host, settings.advertise), settings.port)
+    url = manager_url(settings)  # the one it announces, too
     err.print(f"Flamenco Manager '{settings.name}' on {url}, Server {settings.server}")
     secret = secret_for_terminal(
         settings.secret,
