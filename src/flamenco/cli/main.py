@@ -19,6 +19,7 @@ from flamenco.cli.console import err, out, secret_for_terminal
 from flamenco.cli.service import service_app
 from flamenco.client import ApiError, SyncApi, Unreachable, api_path
 from flamenco.config import (
+    BadSetting,
     ClientSettings,
     ManagerSettings,
     ServerSettings,
@@ -26,6 +27,7 @@ from flamenco.config import (
     load,
 )
 from flamenco.core.compiler import output_format_label
+from flamenco.core.sizes import parse_size
 from flamenco.logs import setup_logging
 from flamenco.netaddr import public_host, service_url
 from flamenco.procs import keep_files_private, on_shutdown_signals
@@ -41,6 +43,7 @@ app.add_typer(addon_app, name="addon")  # add-on
 app.add_typer(service_app, name="service")  # services: cli/service.py
 
 F = TypeVar("F", bound=Callable[..., Any])
+S = TypeVar("S")
 GRACEFUL_SHUTDOWN_S = 3  # long polls of Workers would otherwise hold a stop for 10 s
 
 ServerOpt = Annotated[str | None, typer.Option("--server", help="Server URL [FLAMENCO_SERVER].")]
@@ -60,6 +63,20 @@ CaBundleOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+CacheSizeOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Bound of its cache of job files, e.g. 20GB, 500MB, 1.5TiB; least recently used "
+        "files go first, never those of tasks it holds; 0 or unlimited: no bound. [20GB]"
+    ),
+]
+KeepDaysOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="Delete finished jobs (completed, failed, canceled) untouched for this many days, "
+        "with their frames and the files no other job uses. [0: keep everything]"
+    ),
+]
 
 
 def package_version() -> str:
@@ -150,6 +167,16 @@ def checked_tls(settings: Any) -> ServiceTls | None:
         raise typer.Exit(2) from None
 
 
+def load_settings(cls: type[S], flags: dict[str, Any]) -> S:
+    """A component's settings (config.load); one that cannot be used (a cache size that is
+    not a size, say) stops the command with one sentence."""
+    try:
+        return load(cls, flags)
+    except BadSetting as exc:
+        err.print(f"Error: {exc}", style="red")
+        raise typer.Exit(2) from None
+
+
 def start_component(component: str) -> None:
     """What every long-running part of the farm does first: private files, then its logs."""
     keep_files_private()
@@ -183,13 +210,14 @@ def server(
     ] = None,
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
+    keep_days: KeepDaysOpt = None,
 ) -> None:
     """Run the Server."""
     from flamenco.server.app import create_server_app
     from flamenco.server.services import build_services
 
     start_component("server")
-    settings = load(
+    settings = load_settings(
         ServerSettings,
         {
             "port": port,
@@ -198,6 +226,7 @@ def server(
             "database_url": database_url,
             "tls_cert": tls_cert,
             "tls_key": tls_key,
+            "keep_days": keep_days,
         },
     )
     tls = checked_tls(settings)
@@ -234,13 +263,14 @@ def manager(
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
     ca_bundle: CaBundleOpt = None,
+    cache_size: CacheSizeOpt = None,
 ) -> None:
     """Run a Manager for the Workers of this network."""
     from flamenco.discovery import manager_url
     from flamenco.manager.app import build_manager, create_manager_app
 
     start_component("manager")
-    settings = load(
+    settings = load_settings(
         ManagerSettings,
         {
             "server": server,
@@ -254,6 +284,7 @@ def manager(
             "tls_cert": tls_cert,
             "tls_key": tls_key,
             "ca_bundle": ca_bundle,
+            "cache_size": cache_size,
         },
     )
     tls = checked_tls(settings)
@@ -308,13 +339,14 @@ def worker(
         ),
     ] = None,
     ca_bundle: CaBundleOpt = None,
+    cache_size: CacheSizeOpt = None,
 ) -> None:
     """Run a Worker that renders what its Manager hands out."""
     from flamenco.worker.agent import WorkerAgent
     from flamenco.worker.blender import BlenderNotFound
 
     start_component("worker")
-    settings = load(
+    settings = load_settings(
         WorkerSettings,
         {
             "manager": manager,
@@ -326,6 +358,7 @@ def worker(
             "tags": tags,
             "gpu": gpu,
             "ca_bundle": ca_bundle,
+            "cache_size": cache_size,
         },
     )
     client_context(settings.ca_bundle)  # a CA bundle that cannot be used stops it here
@@ -719,6 +752,22 @@ def users_add(
 # ---- end of Dashboard and users ----------------------------------------------------------------
 
 
+def _farm_disk_settings(cache_size: str | None, keep_days: float | None) -> dict[str, str]:
+    """`up`'s disk flags as the FLAMENCO_* variables its Server, Manager and Workers read
+    (a flag wins over the variable); a cache size that is not one stops it here."""
+    env = {}
+    if cache_size is not None:
+        try:
+            parse_size(cache_size)
+        except ValueError as exc:
+            err.print(f"Error: --cache-size: {exc}", style="red")
+            raise typer.Exit(2) from None
+        env["FLAMENCO_MANAGER_CACHE_SIZE"] = env["FLAMENCO_WORKER_CACHE_SIZE"] = cache_size
+    if keep_days is not None:
+        env["FLAMENCO_SERVER_KEEP_DAYS"] = str(keep_days)
+    return env
+
+
 @app.command()
 def up(
     data_dir: Annotated[Path, typer.Option(help="Everything of this farm.")] = Path(
@@ -741,11 +790,14 @@ def up(
             "0.0.0.0 this machine's primary address]."
         ),
     ] = None,
+    cache_size: CacheSizeOpt = None,
+    keep_days: KeepDaysOpt = None,
 ) -> None:
     """Run Server, Manager and Workers on this machine until Ctrl-C."""
     from flamenco.cli.up import run_farm
     from flamenco.config import UpSettings
 
     start_component("up")
+    os.environ.update(_farm_disk_settings(cache_size, keep_days))
     reach = load(UpSettings, {"host": host, "advertise": advertise})
     sys.exit(run_farm(data_dir.absolute(), workers, port_offset, demo, reach))
