@@ -183,3 +183,19 @@ def test_with_none_announced_a_worker_joins_the_manager_of_its_own_machine(farm:
             in worker.output()
         )
         farm.stop_all()
+
+
+def test_a_manager_on_every_interface_announces_its_primary_address(farm: TestFarm) -> None:
+    with two_networks(main_default_route=True) as net:
+        farm.start_server()
+        port = farm.start_manager("wide", host="0.0.0.0").rsplit(":", 1)[1]
+        farm.start_manager("quiet", host="0.0.0.0", env={"FLAMENCO_MANAGER_ANNOUNCE": "false"})
+        txt = wait_until(lambda: announced_txt(net), 60, "the Manager's announcement")
+        assert [(r["site"], r["url"]) for r in txt.values()] == [
+            ("wide", f"http://{net.main_address}:{port}")
+        ]
+        quiet_log = farm.managers["quiet"].proc.output()
+        assert "Manager quiet is not announced on the network: announcing is turned off" in (
+            quiet_log
+        )
+        farm.stop_all()
