@@ -7,6 +7,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from flamenco import wire
 from flamenco.cli.up import FarmSecrets, bootstrap
 from flamenco.client import SyncApi
 from flamenco.core.states import JobStatus
+from flamenco.tls import client_context
 
 T = TypeVar("T")
 FINAL = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED}
@@ -109,13 +111,58 @@ class Proc:
         return self.log.read_text(errors="replace")
 
 
+@dataclass
+class FarmTls:
+    """A throwaway CA (trustme) and one certificate it issued for the farm's hosts, as PEM
+    files: what `--tls-cert`, `--tls-key` and `--ca-bundle` are given."""
+
+    ca_bundle: Path
+    cert: Path
+    key: Path
+
+    @property
+    def service_args(self) -> list[str]:
+        return ["--tls-cert", str(self.cert), "--tls-key", str(self.key)]
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"FLAMENCO_CA_BUNDLE": str(self.ca_bundle)}
+
+
+def make_tls(folder: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> FarmTls:
+    import trustme
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA(organization_name="Flamenco test CA")
+    issued = ca.issue_cert(*hosts)
+    made = FarmTls(folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
+    ca.cert_pem.write_to_path(str(made.ca_bundle))
+    issued.private_key_pem.write_to_path(str(made.key))
+    with made.cert.open("wb") as f:  # the chain: the certificate, then what issued it
+        for pem in issued.cert_chain_pems:
+            f.write(pem.bytes())
+    return made
+
+
 class TestFarm:
-    """Server, Managers and Workers of one test, each a process in its own group."""
+    """Server, Managers and Workers of one test, each a process in its own group.
+
+    With `tls`, every service serves HTTPS with a certificate of a throwaway CA that every
+    process, client and CLI call of the farm trusts (FLAMENCO_CA_BUNDLE); `tls_hosts` are the
+    names and addresses the certificate is valid for.
+    """
 
     __test__ = False
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        tls: bool = False,
+        tls_hosts: tuple[str, ...] = ("127.0.0.1", "localhost"),
+    ) -> None:
         self.root = root
+        self.tls = make_tls(root / "tls", tls_hosts) if tls else None
+        self.scheme = "https" if tls else "http"
         self.procs: list[Proc] = []
         self.secrets: FarmSecrets | None = None
         self.server_url = ""
@@ -144,8 +191,8 @@ class TestFarm:
     ) -> str:
         self.secrets = bootstrap(self.root)
         port = free_port()
-        self.server_url = f"http://127.0.0.1:{port}"
-        args = ["server", "--host", host, "--port", str(port)]
+        self.server_url = f"{self.scheme}://127.0.0.1:{port}"
+        args = ["server", "--host", host, "--port", str(port), *self._tls_args()]
         data_dir = data_dir or self.root / "server"
         proc = self._start("server", [*args, "--data-dir", str(data_dir)], env or {})
         self._wait_http(self.server_url, proc)
@@ -174,9 +221,10 @@ class TestFarm:
             )
             token, secret = issued.token, secrets.token_urlsafe(16)
         port = port or free_port()
-        url = f"http://{host}:{port}"
+        url = f"{self.scheme}://{host}:{port}"
         args = [
             "manager",
+            *self._tls_args(),
             "--host",
             host,
             "--server",
@@ -201,8 +249,8 @@ class TestFarm:
     def start_dashboard(self, env: dict[str, str] | None = None) -> tuple[str, Proc]:
         """A Dashboard in front of this farm's Server: its URL and process."""
         port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        args = ["dashboard", "--server", self.server_url, "--port", str(port)]
+        url = f"{self.scheme}://127.0.0.1:{port}"
+        args = ["dashboard", "--server", self.server_url, "--port", str(port), *self._tls_args()]
         proc = self._start("dashboard", args, env or {})
         self._wait_http(url, proc)
         return url, proc
@@ -249,18 +297,28 @@ class TestFarm:
     def _start(
         self, label: str, args: list[str], env: dict[str, str], prefix: list[str] | None = None
     ) -> Proc:
-        env = {"XDG_CONFIG_HOME": str(self.config_home), **env}
+        trust = self.tls.env if self.tls else {}
+        env = {"XDG_CONFIG_HOME": str(self.config_home), **trust, **env}
         proc = Proc(label, args, env, self.root / "logs" / f"{label}.log", prefix)
         self.procs.append(proc)
         return proc
 
-    @staticmethod
-    def _wait_http(url: str, proc: Proc) -> None:
+    def _tls_args(self) -> list[str]:
+        return self.tls.service_args if self.tls else []
+
+    def verify(self) -> ssl.SSLContext:
+        """What a client of this farm trusts: its CA, else the system's trust store."""
+        return client_context(self.tls.ca_bundle if self.tls else None)
+
+    def _wait_http(self, url: str, proc: Proc) -> None:
+        verify = self.verify()
+
         def answers() -> bool:
             if not proc.alive():
                 raise AssertionError(f"{proc.label} exited:\n{proc.output()[-3000:]}")
             with contextlib.suppress(httpx.HTTPError):
-                return httpx.get(f"{url}/api/v1/version", timeout=2).status_code == 200
+                version = httpx.get(f"{url}/api/v1/version", timeout=2, verify=verify)
+                return version.status_code == 200
             return False
 
         wait_until(answers, 60, f"{proc.label} at {url}")
@@ -275,7 +333,10 @@ class TestFarm:
     def api(self, token: str | None = None) -> SyncApi:
         token = self.token if token is None else token
         if (self.server_url, token) not in self._clients:  # a client per token: TLS setup is slow
-            self._clients[(self.server_url, token)] = SyncApi(self.server_url, token)
+            ca_bundle = str(self.tls.ca_bundle) if self.tls else ""
+            self._clients[(self.server_url, token)] = SyncApi(
+                self.server_url, token, ca_bundle=ca_bundle
+            )
         return self._clients[(self.server_url, token)]
 
     def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> Any:
@@ -286,6 +347,7 @@ class TestFarm:
             "FLAMENCO_SERVER": self.server_url,
             "FLAMENCO_TOKEN": self.token,
             "COLUMNS": "200",
+            **(self.tls.env if self.tls else {}),
             **(env or {}),
         }
         return subprocess.run(

@@ -225,10 +225,11 @@ def load(cls: type[S], flags: dict[str, Any] | None = None) -> S:
         from_file = {**read_toml(client_config_file()), **from_file}
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        short = cls is ClientSettings or f.name in SHARED_VARIABLES
-        env = _client_env(f.name) if short else None
+        env = _client_env(f.name) if cls is ClientSettings else None
         env_name = f"FLAMENCO_{section.upper()}_{f.name.upper()}"
         env = env or os.environ.get(env_name)
+        if f.name in SHARED_VARIABLES:  # the machine's one variable, after the section's own
+            env = env or _client_env(f.name)
         given = (flags or {}).get(f.name)
         sources = (
             (f"--{f.name.replace('_', '-')}", given),
