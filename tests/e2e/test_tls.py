@@ -23,7 +23,10 @@ import pytest
 import trustme
 
 from farmkit import DEMO_FRAMES, TestFarm, free_port, make_tls, wait_until
+from flamenco import wire
+from flamenco.client import SyncApi
 from flamenco.tls import TlsConfigError, TrustError, client_context, service_tls
+from upkit import UpFarm
 
 NO_CA = {"FLAMENCO_CA_BUNDLE": ""}  # empty: the system's trust store, which lacks the test CA
 HTTP_METHODS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"PATCH ", b"OPTIONS ")
@@ -354,3 +357,47 @@ def test_untrusted_sentence_tells_trust_from_host_name() -> None:
 def _handshake(context: ssl.SSLContext, sock: socket.socket) -> None:
     with contextlib.suppress(ssl.SSLError, OSError):  # the client refuses the certificate
         context.wrap_socket(sock, server_side=True).close()
+
+
+def test_up_serves_https_everywhere_and_writes_what_its_clients_need(tmp_path: Path) -> None:
+    tls = make_tls(tmp_path / "tls")
+    args = [
+        "--tls-cert",
+        str(tls.cert),
+        "--tls-key",
+        str(tls.key),
+        "--ca-bundle",
+        str(tls.ca_bundle),
+    ]
+    with UpFarm(tmp_path, *args) as up:
+        up.wait_running()
+        printed = up.output()
+        server_url = up.server_url.replace("http://", "https://")
+        manager_url = up.manager_url.replace("http://", "https://")
+        assert f"Server {server_url}, Manager {manager_url}" in printed
+        assert f"Dashboard: {up.dashboard_url.replace('http://', 'https://')} " in printed
+        assert f"flamenco worker --manager {manager_url} --ca-bundle {tls.ca_bundle}" in printed
+        assert "http://" not in printed
+
+        config = (up.home / ".config" / "flamenco" / "client.toml").read_text()
+        assert f'server = "{server_url}"' in config
+        assert f'ca_bundle = "{tls.ca_bundle}"' in config
+        # The CLI with nothing but that configuration trusts the farm.
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(up.home)}
+        listed = subprocess.run(
+            [sys.executable, "-m", "flamenco", "jobs", "list", "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert listed.returncode == 0, listed.stderr
+        # Its Manager synced with its Server and its Worker joined, both over verified HTTPS.
+        api = SyncApi(server_url, up.test_farm().token, ca_bundle=str(tls.ca_bundle))
+
+        def worker_online() -> bool:
+            managers = api.call("GET", "/api/v1/managers", wire.ManagerList).root
+            return any(m.status == "online" and m.workers for m in managers)
+
+        wait_until(worker_online, 120, "up's Worker online at its Manager")

@@ -792,6 +792,9 @@ def up(
     ] = None,
     cache_size: CacheSizeOpt = None,
     keep_days: KeepDaysOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
+    ca_bundle: CaBundleOpt = None,
 ) -> None:
     """Run Server, Manager and Workers on this machine until Ctrl-C."""
     from flamenco.cli.up import run_farm
@@ -799,5 +802,14 @@ def up(
 
     start_component("up")
     os.environ.update(_farm_disk_settings(cache_size, keep_days))
-    reach = load(UpSettings, {"host": host, "advertise": advertise})
+    reach = load(
+        UpSettings,
+        {
+            "host": host,
+            "advertise": advertise,
+            "tls_cert": tls_cert,
+            "tls_key": tls_key,
+            "ca_bundle": ca_bundle,
+        },
+    )
     sys.exit(run_farm(data_dir.absolute(), workers, port_offset, demo, reach))

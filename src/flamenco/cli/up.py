@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import secrets
 import socket
+import ssl
 import threading
 import time
 import tomllib
@@ -29,6 +31,7 @@ from flamenco.config import (
 )
 from flamenco.netaddr import local_host, only_this_machine, public_host, service_url
 from flamenco.procs import host_name, on_shutdown_signals_sync, private_file, private_folder
+from flamenco.tls import ServiceTls, client_context, scheme, service_tls
 
 log = logging.getLogger("flamenco.up")
 
@@ -62,6 +65,37 @@ def farm_addresses(reach: UpSettings, port_offset: int, scheme: str = "http") ->
     local = [service_url(scheme, here, port + port_offset) for port in ports]
     printed = [service_url(scheme, public, port + port_offset) for port in ports]
     return FarmAddresses(reach.host, public, *local, *printed)
+
+
+@dataclass(frozen=True)
+class FarmTrust:
+    """`up --tls-cert/--tls-key`: the pair its Server, Manager and Dashboard serve HTTPS with;
+    `--ca-bundle`: what every client in the farm trusts (up's own, the client configuration;
+    its children get it as FLAMENCO_CA_BUNDLE)."""
+
+    tls: ServiceTls | None = None
+    ca_bundle: str = ""  # an absolute path; empty: the system's trust store
+
+    def service_args(self) -> list[str]:
+        return (
+            ["--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key)] if self.tls else []
+        )
+
+    def context(self) -> ssl.SSLContext:
+        return client_context(self.ca_bundle)
+
+
+def farm_trust(reach: UpSettings) -> FarmTrust:
+    """The checked pair and bundle; a wrong file raises TlsConfigError or TrustError."""
+    tls = service_tls(reach.tls_cert, reach.tls_key)
+    if tls is not None:  # the children may run elsewhere than here: absolute paths
+        tls = ServiceTls(tls.cert.absolute(), tls.key.absolute())
+    bundle = str(Path(reach.ca_bundle).expanduser().absolute()) if reach.ca_bundle else ""
+    trust = FarmTrust(tls, bundle)
+    trust.context()
+    if bundle:  # the Manager, Dashboard and Workers it starts trust what it trusts
+        os.environ["FLAMENCO_CA_BUNDLE"] = bundle
+    return trust
 
 
 @dataclass
@@ -99,14 +133,16 @@ def bootstrap(data_dir: Path) -> FarmSecrets:
     return farm
 
 
-def wait_ready(url: str, farm: Supervisor, label: str) -> None:
+def wait_ready(
+    url: str, farm: Supervisor, label: str, verify: ssl.SSLContext | bool = True
+) -> None:
     """Wait for a child's first answer; one that dies before it is a configuration error."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if not farm.child(label).running:
             raise RuntimeError(f"The {label} exited during start-up; see its log.")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/api/v1/version", timeout=2).status_code == 200:
+            if httpx.get(f"{url}/api/v1/version", timeout=2, verify=verify).status_code == 200:
                 return
         time.sleep(0.2)
     raise RuntimeError(f"The {label} did not answer at {url} within {READY_TIMEOUT_S:.0f} s.")
@@ -143,12 +179,13 @@ def run_farm(
     try:
         for port in (DEFAULT_SERVER_PORT, DEFAULT_MANAGER_PORT, DEFAULT_DASHBOARD_PORT):
             check_port_free(reach.host, port + port_offset)
-    except RuntimeError as exc:
+        trust = farm_trust(reach)
+    except (RuntimeError, ValueError) as exc:
         err.print(f"Error: {exc}", style="red")
         return 1
     private_folder(data_dir)  # what a farm keeps is its own, also in a folder made before
     farm_secrets = bootstrap(data_dir)
-    where = farm_addresses(reach, port_offset)
+    where = farm_addresses(reach, port_offset, scheme(trust.tls))
     server_url = where.server_url
     farm = Supervisor()
     stopping = threading.Event()
@@ -158,11 +195,11 @@ def run_farm(
 
     on_shutdown_signals_sync(on_signal)
     try:
-        _start_all(farm, data_dir, farm_secrets, where, workers, port_offset)
-        config = write_client_config(server_url, farm_secrets.admin_token)
-        _print_welcome(where, farm_secrets, config, data_dir)
+        _start_all(farm, data_dir, farm_secrets, where, workers, port_offset, trust)
+        config = write_client_config(server_url, farm_secrets.admin_token, trust.ca_bundle)
+        _print_welcome(where, farm_secrets, config, data_dir, trust)
         if demo:  # beside the supervision, which must stay on this thread (see supervisor.py)
-            args = (data_dir, server_url, farm_secrets.admin_token)
+            args = (data_dir, server_url, farm_secrets.admin_token, trust.ca_bundle)
             threading.Thread(target=_render_demo, args=args, daemon=True).start()
         # Only Ctrl-C or SIGTERM ends the farm; a child that dies is started again.
         while not stopping.wait(WATCH_INTERVAL_S):
@@ -183,13 +220,16 @@ def _start_all(
     where: FarmAddresses,
     workers: int,
     port_offset: int,
+    trust: FarmTrust,
 ) -> None:
     logs = data_dir / "logs"
+    verify = trust.context()
     server_url, manager_url = where.server_url, where.manager_url
     farm.start(
         "Server",
         [
             "server",
+            *trust.service_args(),
             "--host",
             where.bind_host,
             "--port",
@@ -200,11 +240,12 @@ def _start_all(
         {},
         logs / "server.log",
     )
-    wait_ready(server_url, farm, "Server")
+    wait_ready(server_url, farm, "Server", verify)
     farm.start(
         "Manager",
         [
             "manager",
+            *trust.service_args(),
             "--server",
             server_url,
             "--name",
@@ -221,12 +262,13 @@ def _start_all(
         {"FLAMENCO_MANAGER_TOKEN": s.manager_token, "FLAMENCO_MANAGER_SECRET": s.worker_secret},
         logs / "manager.log",
     )
-    wait_ready(manager_url, farm, "Manager")
+    wait_ready(manager_url, farm, "Manager", verify)
     dashboard_port = DEFAULT_DASHBOARD_PORT + port_offset  # the Dashboard (issue 5)
     farm.start(
         "Dashboard",
         [
             "dashboard",
+            *trust.service_args(),
             "--server",
             server_url,
             "--host",
@@ -237,7 +279,7 @@ def _start_all(
         {},
         logs / "dashboard.log",
     )
-    wait_ready(where.dashboard_url, farm, "Dashboard")
+    wait_ready(where.dashboard_url, farm, "Dashboard", verify)
     host = host_name()
     for i in range(1, workers + 1):
         farm.start(
@@ -256,7 +298,9 @@ def _start_all(
         )
 
 
-def _print_welcome(where: FarmAddresses, s: FarmSecrets, config: Path, data_dir: Path) -> None:
+def _print_welcome(
+    where: FarmAddresses, s: FarmSecrets, config: Path, data_dir: Path, trust: FarmTrust
+) -> None:
     """Every URL and command printed is one line (see console.py), for other machines."""
     farm_toml = data_dir / "farm.toml"
     password = secret_for_terminal(s.admin_password, f"admin_password in {farm_toml}")
@@ -277,7 +321,13 @@ def _print_welcome(where: FarmAddresses, s: FarmSecrets, config: Path, data_dir:
     err.print(
         f"Workers on {workers_where}: FLAMENCO_WORKER_SECRET={worker_secret} "
         f"flamenco worker --manager {where.public_manager_url}"
+        + (f" --ca-bundle {trust.ca_bundle}" if trust.ca_bundle else "")
     )
+    if trust.ca_bundle:
+        err.print(
+            f"Other machines trust this farm's certificate with a copy of {trust.ca_bundle}: "
+            "--ca-bundle FILE, FLAMENCO_CA_BUNDLE, or the add-on's CA bundle preference."
+        )
     if where.only_this_machine:
         err.print(
             f"Other machines cannot join: the farm listens on {where.bind_host} only; "
@@ -286,15 +336,15 @@ def _print_welcome(where: FarmAddresses, s: FarmSecrets, config: Path, data_dir:
     err.print(f"Logs in {data_dir / 'logs'}. Press Ctrl-C to stop.")
 
 
-def _render_demo(data_dir: Path, server_url: str, token: str) -> None:
+def _render_demo(data_dir: Path, server_url: str, token: str, ca_bundle: str) -> None:
     """Submit the demo scene and wait for it; a failure is told and the farm runs on."""
     try:
-        _submit_demo_and_wait(data_dir, server_url, token)
+        _submit_demo_and_wait(data_dir, server_url, token, ca_bundle)
     except Exception as exc:
         err.print(f"Error: the demo job did not finish: {exc}", style="red")
 
 
-def _submit_demo_and_wait(data_dir: Path, server_url: str, token: str) -> None:
+def _submit_demo_and_wait(data_dir: Path, server_url: str, token: str, ca_bundle: str) -> None:
     from flamenco.demo.scene import build_demo_scene
     from flamenco.worker.blender import find_blender
 
@@ -302,7 +352,7 @@ def _submit_demo_and_wait(data_dir: Path, server_url: str, token: str) -> None:
     if not scene.exists():
         err.print("Building the demo scene…")
         build_demo_scene(find_blender(), scene, frames=24, user_resources=data_dir / "demo-user")
-    api = SyncApi(server_url, token)
+    api = SyncApi(server_url, token, ca_bundle=ca_bundle)
     job = submit_scene(api, SubmitRequest(scene, "1-24", chunk=4, name="Flamenco demo"))
     err.print(f"Demo job {job.id} submitted; rendering…")
     job = wait_for_job(api, job.id)
