@@ -70,9 +70,16 @@ def test_a_session_ends_at_logout_and_forged_cookies_get_nothing(farm: TestFarm)
     forged = httpx.Client(base_url=url, cookies={"flamenco_dashboard": cookie[:-4] + "0000"})
     assert forged.get("/ui/jobs").status_code == 401
     assert forged.get("/").headers["location"] == "/login?next=/"
+    logins = farm.api().call("GET", "/api/v1/tokens", wire.TokenList).root
+    assert [t.label for t in logins] == ["flamenco up", "login"]  # the session's own token
     assert admin.post("/logout", content=f"csrf={csrf_of(admin)}", headers=FORM).status_code == 303
     stale = httpx.Client(base_url=url, cookies={"flamenco_dashboard": cookie})
-    assert stale.get("/ui/jobs").status_code == 401
+    refused = stale.get("/ui/jobs")
+    assert refused.status_code == 401
+    assert refused.json()["detail"] == "You logged out of this Dashboard session; log in again."
+    # Its token on the Server is revoked with it.
+    left = farm.api().call("GET", "/api/v1/tokens", wire.TokenList).root
+    assert [t.label for t in left] == ["flamenco up"]
 
 
 def test_the_servers_events_are_relayed_to_each_session(farm: TestFarm, tmp_path: Path) -> None:

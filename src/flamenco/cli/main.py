@@ -813,3 +813,7 @@ def up(
         },
     )
     sys.exit(run_farm(data_dir.absolute(), workers, port_offset, demo, reach))
+
+
+# `tokens`, `users passwd|remove`, `managers revoke|rotate|rotate-secret`: registered by importing.
+from flamenco.cli import accounts  # noqa: E402, F401

@@ -29,8 +29,10 @@ from flamenco.config import (
     UpSettings,
     write_client_config,
 )
+from flamenco.manager.join_secret import read_join_secret, secret_file, write_join_secret
 from flamenco.netaddr import local_host, only_this_machine, public_host, service_url
-from flamenco.procs import host_name, on_shutdown_signals_sync, private_file, private_folder
+from flamenco.procs import host_name, on_shutdown_signals_sync, private_folder
+from flamenco.secret_files import write_secret_file
 from flamenco.tls import ServiceTls, client_context, scheme, service_tls
 
 log = logging.getLogger("flamenco.up")
@@ -121,16 +123,22 @@ def bootstrap(data_dir: Path) -> FarmSecrets:
             services.auth.create_user(ADMIN, password, admin=True)
         farm = FarmSecrets(
             admin_password=password,
-            admin_token=services.auth.issue_token(ADMIN, label="flamenco up"),
+            # Kept in farm.toml for as long as the farm: it does not expire (revocable).
+            admin_token=services.auth.issue_token(ADMIN, label="flamenco up", expires=False),
             manager_token=services.auth.create_manager(MANAGER_NAME),
             worker_secret=secrets.token_urlsafe(24),
         )
     finally:
         services.close()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f'{k} = "{v}"\n' for k, v in farm.__dict__.items()))
-    private_file(path)
+    save_farm_secrets(data_dir, farm)
     return farm
+
+
+def save_farm_secrets(data_dir: Path, farm: FarmSecrets) -> Path:
+    """Write farm.toml (0600): bootstrap, and `flamenco managers rotate-secret` for up's
+    Manager (its worker_secret)."""
+    text = "".join(f'{k} = "{v}"\n' for k, v in farm.__dict__.items())
+    return write_secret_file(data_dir / "farm.toml", text)
 
 
 def wait_ready(
@@ -241,6 +249,11 @@ def _start_all(
         logs / "server.log",
     )
     wait_ready(server_url, farm, "Server", verify)
+    # The Manager's join secret is its data folder's file (which `flamenco managers
+    # rotate-secret` replaces, farm.toml with it), not a variable fixed for its lifetime.
+    manager_dir = data_dir / "manager"
+    if not secret_file(manager_dir).exists() or read_join_secret(manager_dir) != s.worker_secret:
+        write_join_secret(manager_dir, s.worker_secret)
     farm.start(
         "Manager",
         [
@@ -259,7 +272,7 @@ def _start_all(
             "--data-dir",
             str(data_dir / "manager"),
         ],
-        {"FLAMENCO_MANAGER_TOKEN": s.manager_token, "FLAMENCO_MANAGER_SECRET": s.worker_secret},
+        {"FLAMENCO_MANAGER_TOKEN": s.manager_token},
         logs / "manager.log",
     )
     wait_ready(manager_url, farm, "Manager", verify)

@@ -362,6 +362,9 @@ def page_session(request: Request) -> Session:
 def ui_session(request: Request) -> Session:
     session = session_of(request)
     if session is None:
+        dash: Dashboard = request.app.state.dashboard
+        if dash.sessions.was_logged_out(request.cookies.get(COOKIE)):
+            raise Unauthorized("You logged out of this Dashboard session; log in again.")
         raise Unauthorized("You are not logged in to the Dashboard, or your login expired.")
     return session
 
@@ -484,7 +487,13 @@ def create_dashboard_app(settings: DashboardSettings) -> FastAPI:
         # a page of another site cannot send the SameSite=Lax cookie along anyway.
         session = session_of(request)
         if session is not None:
-            dash.sessions.drop(session.id)
+            dash.sessions.log_out(session.id)
+            try:  # its token on the Server ends with it
+                await dash.upstream.request(session.token, "POST", "/api/v1/logout")
+            except (ApiError, Unreachable) as exc:
+                log.warning(
+                    "logout of %s: the Server did not revoke its token: %s", session.user, exc
+                )
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE)
         return response

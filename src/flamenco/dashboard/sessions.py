@@ -40,6 +40,8 @@ class SessionStore:
         self.clock = clock  # tests pass their own to age sessions without waiting
         self.key = key or secrets.token_bytes(32)
         self.sessions: dict[str, Session] = {}
+        # Sessions ended by a logout, and when: a cookie of one is answered with that.
+        self.logged_out: dict[str, float] = {}
 
     def _sign(self, session_id: str) -> str:
         return hmac.new(self.key, session_id.encode(), hashlib.sha256).hexdigest()
@@ -77,7 +79,23 @@ class SessionStore:
     def drop(self, session_id: str) -> None:
         self.sessions.pop(session_id, None)
 
+    def log_out(self, session_id: str) -> None:
+        """End a session by its user's wish; its cookie is then told so (`was_logged_out`)."""
+        self.drop(session_id)
+        self.logged_out[session_id] = self.clock()
+
+    def was_logged_out(self, cookie: str | None) -> bool:
+        """Whether a genuine cookie names a session its user logged out of."""
+        if not cookie or "." not in cookie:
+            return False
+        session_id, _, signature = cookie.rpartition(".")
+        return hmac.compare_digest(signature, self._sign(session_id)) and (
+            session_id in self.logged_out
+        )
+
     def _forget_idle(self) -> None:
         cutoff = self.clock() - self.idle_s
         for sid in [sid for sid, s in self.sessions.items() if s.last_used < cutoff]:
             del self.sessions[sid]
+        for sid in [sid for sid, at in self.logged_out.items() if at < cutoff]:
+            del self.logged_out[sid]

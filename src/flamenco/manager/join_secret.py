@@ -10,9 +10,10 @@ their own tokens: only a new registration needs the secret.
 from __future__ import annotations
 
 import hmac
-import os
 import secrets
 from pathlib import Path
+
+from flamenco.secret_files import write_secret_file
 
 FILE_NAME = "join-secret"
 
@@ -23,14 +24,11 @@ def secret_file(data_dir: Path) -> Path:
 
 def write_join_secret(data_dir: Path, secret: str) -> Path:
     """Replace the join secret file in one step; it is 0600 from its first byte on."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = secret_file(data_dir)
-    partial = path.with_name(f".{FILE_NAME}.{secrets.token_hex(4)}")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secret + "\n")
-    os.replace(partial, path)
-    return path
+    return write_secret_file(secret_file(data_dir), secret + "\n")
+
+
+def read_join_secret(data_dir: Path) -> str:
+    return secret_file(data_dir).read_text().strip()
 
 
 def new_join_secret() -> str:
@@ -54,7 +52,7 @@ class JoinSecret:
         stat = self.path.stat()
         stamp = (stat.st_mtime_ns, stat.st_ino)  # a rotation replaces the file: a new inode
         if stamp != self._stamp:
-            self._value, self._stamp = self.path.read_text().strip(), stamp
+            self._value, self._stamp = read_join_secret(self.path.parent), stamp
         return self._value
 
     def matches(self, given: str) -> bool:
