@@ -34,6 +34,7 @@ from flamenco.config import DEFAULT_MANAGER_PORT, ManagerSettings, WorkerSetting
 from flamenco.core.discovery import (
     SERVICE_TYPE,
     Announcement,
+    cannot_look,
     choose_manager,
     found_line,
     read_txt,
@@ -221,9 +222,12 @@ def find_manager(settings: WorkerSettings, say: Callable[[str], None]) -> str:
         f"Looking for a Manager {which}announced on this network "
         f"(DNS-SD, up to {settings.discovery_timeout_s:g} s)..."
     )
-    found = asyncio.run(
-        browse(settings.discovery_timeout_s, settings.site, lambda a: say(found_line(a)))
-    )
+    try:
+        found = asyncio.run(
+            browse(settings.discovery_timeout_s, settings.site, lambda a: say(found_line(a)))
+        )
+    except OSError as exc:  # e.g. no interface that takes multicast
+        raise cannot_look(exc.strerror or str(exc)) from None
     if not found and not settings.site and _answers(LOCAL_MANAGER_URL):
         say(f"None announced; a Manager answers on this machine at {LOCAL_MANAGER_URL}.")
         return LOCAL_MANAGER_URL

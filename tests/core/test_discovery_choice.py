@@ -9,6 +9,7 @@ from flamenco.core.discovery import (
     TXT_URL,
     Announcement,
     NoManagerChosen,
+    cannot_look,
     choose_manager,
     read_txt,
     txt_record,
@@ -110,3 +111,9 @@ def test_the_announcement_carries_site_url_and_version_only() -> None:
 def test_a_site_name_too_long_for_a_txt_record_is_refused() -> None:
     with pytest.raises(ValueError, match="too long for a DNS-SD TXT record"):
         txt_record("n" * 250, "http://10.0.0.1:7777", "0.1.0")
+
+
+def test_a_worker_that_cannot_browse_is_told_to_name_its_manager() -> None:
+    assert str(cannot_look("No such device")) == (
+        "Could not look for Managers on this network (No such device); pass --manager URL."
+    )

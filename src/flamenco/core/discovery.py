@@ -85,6 +85,13 @@ def choose_manager(seen: Sequence[Announcement], site: str, waited_s: float) -> 
     )
 
 
+def cannot_look(reason: str) -> NoManagerChosen:
+    """The error for a Worker that could not browse at all (no usable network interface)."""
+    return NoManagerChosen(
+        f"Could not look for Managers on this network ({reason}); pass --manager URL."
+    )
+
+
 def _none_found(waited_s: float, which: str) -> str:
     return (
         f"No Manager {which}announced itself on this network within {waited_s:g} s; "
