@@ -116,7 +116,9 @@ class ProcessTree:
         self._look()
         plan = polite_stop(self.own_group)
         sig = getattr(signal, plan.signal_name)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
+        # Gone already, or (Windows, a process without a console) no way to ask: the kill
+        # after the grace period ends it all the same.
+        with contextlib.suppress(OSError):
             if plan.whole_group:
                 os.killpg(self.pid, sig)  # type: ignore[attr-defined,unused-ignore]
             else:
