@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -217,17 +217,35 @@ def answers_as_documented(
     check()
 
 
-def fuzz(url: str, tokens: dict[str, str]) -> list[str]:
+# Operations that end credentials (the caller's own token, any token by its id, a user's
+# tokens): fuzzed last, each with a token of its own, so the others run with live tokens.
+ENDS_CREDENTIALS = {
+    "POST /api/v1/logout",
+    "DELETE /api/v1/tokens/{token_id}",
+    "PUT /api/v1/users/{name}/password",
+    "DELETE /api/v1/users/{name}",
+    "POST /api/v1/managers/{name}/revoke",
+    "POST /api/v1/managers/{name}/rotate",
+}
+
+
+def fuzz(
+    url: str, tokens: dict[str, str], fresh_user_token: Callable[[], str] | None = None
+) -> list[str]:
     """Every operation of the document at `url` (but the endless event stream), with valid and
-    invalid input, each with the token of its first security scheme; the failures found."""
+    invalid input, each with the token of its first security scheme; the failures found.
+    Those that end credentials come last, each with a `fresh_user_token()`."""
     document = schemathesis.openapi.from_url(f"{url}/openapi.json")
     failures = []
-    for result in document.exclude(path="/api/v1/events").get_all_operations():
-        operation = result.ok()
+    operations = [r.ok() for r in document.exclude(path="/api/v1/events").get_all_operations()]
+    operations.sort(key=lambda operation: operation.label in ENDS_CREDENTIALS)
+    for operation in operations:
         definition = operation.definition.raw
+        own = fresh_user_token() if operation.label in ENDS_CREDENTIALS and fresh_user_token else ""
         headers = {}
         for scheme in (definition.get("security") or [{}])[0]:
-            headers["Authorization"] = f"Bearer {tokens[scheme]}"
+            token = own if own and scheme == "UserToken" else tokens[scheme]
+            headers["Authorization"] = f"Bearer {token}"
         modes = [schemathesis.GenerationMode.POSITIVE]
         if definition.get("parameters") or "requestBody" in definition:
             modes.append(schemathesis.GenerationMode.NEGATIVE)  # else there is nothing to spoil
@@ -239,11 +257,20 @@ def fuzz(url: str, tokens: dict[str, str]) -> list[str]:
     return failures
 
 
+def fresh_admin_token(farm: TestFarm) -> str:
+    """A new login of the farm's administrator: the fuzzing may have revoked any older one."""
+    assert farm.secrets is not None
+    login = {"username": "admin", "password": farm.secrets.admin_password}
+    answer = httpx.post(f"{farm.server_url}/api/v1/login", json=login)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["token"]
+
+
 def a_stored_blob(farm: TestFarm) -> str:
     """The hash of a blob on the farm's Server, so that a download answers with the file."""
     content = b"a blob the fuzzing cannot guess"
     sha = hashlib.sha256(content).hexdigest()
-    headers = {"Authorization": f"Bearer {farm.token}"}
+    headers = {"Authorization": f"Bearer {fresh_admin_token(farm)}"}
     stored = httpx.put(f"{farm.server_url}/api/v1/blobs/{sha}", content=content, headers=headers)
     assert stored.status_code == 201, stored.text
     return sha
@@ -260,11 +287,12 @@ def status_as_documented(url: str, label: str, token: str, **parts: Any) -> int:
 def test_the_server_answers_as_its_document_says(fuzzed_farm: TestFarm) -> None:
     assert fuzzed_farm.secrets is not None
     tokens = {"UserToken": fuzzed_farm.token, "ManagerToken": fuzzed_farm.secrets.manager_token}
-    failures = fuzz(fuzzed_farm.server_url, tokens)
+    failures = fuzz(fuzzed_farm.server_url, tokens, lambda: fresh_admin_token(fuzzed_farm))
     assert not failures, "\n\n".join(failures)
 
     blob = {"sha256": a_stored_blob(fuzzed_farm)}
     download = "GET /api/v1/blobs/{sha256}"
+    tokens["UserToken"] = fresh_admin_token(fuzzed_farm)
     for token in tokens.values():
         status = status_as_documented(fuzzed_farm.server_url, download, token, path_parameters=blob)
         assert status == 200
