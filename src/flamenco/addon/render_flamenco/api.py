@@ -145,7 +145,8 @@ class Server:
         if failure is not None:
             return Unreachable(untrusted_sentence(host_port, failure, CA_HINT))
         reason: Any = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        dropped = isinstance(reason, ConnectionError | http.client.RemoteDisconnected)
+        # A TLS service drops a plain HTTP request unanswered; ask its port if it speaks TLS.
+        dropped = isinstance(reason, ConnectionResetError | http.client.RemoteDisconnected)
         if parts.scheme == "http" and dropped and speaks_tls(parts.hostname or "", port):
             return Unreachable(https_only_sentence(host_port))
         return Unreachable(f"The Flamenco Server at {self.url} cannot be reached ({_why(exc)}).")
