@@ -9,6 +9,9 @@ from farmkit import TestFarm
 from flamenco.security import token_hash
 
 REGISTRATION = {"name": "w", "platform": "test", "blender_version": "5.0.1"}
+UNKNOWN_WORKER_TOKEN = (
+    "This Worker token is not known to this Manager; register again with the join secret."
+)
 
 
 @pytest.fixture
@@ -52,6 +55,8 @@ def test_worker_endpoints_need_a_token(manager: TestFarm, method: str, path: str
         response = httpx.request(method, manager.manager_url + path, headers=headers, json={})
         assert response.status_code == 401, response.text
         assert response.json()["detail"].endswith(".")
+        if headers and path != "/api/v1/status":  # the status takes the Manager's token
+            assert response.json()["detail"] == UNKNOWN_WORKER_TOKEN
 
 
 def test_the_manager_stores_only_hashes_of_worker_tokens(manager: TestFarm) -> None:
