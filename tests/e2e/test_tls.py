@@ -26,8 +26,10 @@ from farmkit import DEMO_FRAMES, TestFarm, free_port, make_tls, wait_until
 from flamenco import wire
 from flamenco.client import SyncApi
 from flamenco.tls import TlsConfigError, TrustError, client_context, service_tls
+from test_service_cli import Machine, machine  # the service tests' stand-in machine
 from upkit import UpFarm
 
+__all__ = ["machine"]  # a fixture, used by name
 NO_CA = {"FLAMENCO_CA_BUNDLE": ""}  # empty: the system's trust store, which lacks the test CA
 HTTP_METHODS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"PATCH ", b"OPTIONS ")
 
@@ -401,3 +403,17 @@ def test_up_serves_https_everywhere_and_writes_what_its_clients_need(tmp_path: P
             return any(m.status == "online" and m.workers for m in managers)
 
         wait_until(worker_online, 120, "up's Worker online at its Manager")
+
+
+def test_a_worker_service_keeps_the_ca_bundle_it_was_installed_with(
+    machine: Machine, tmp_path: Path
+) -> None:
+    tls = make_tls(tmp_path / "tls")
+    machine.env["FLAMENCO_CA_BUNDLE"] = str(tls.ca_bundle)
+    installed = machine.flamenco(
+        "service", "install", "--user", "worker", "--manager", "https://farm.example:7777"
+    )
+    assert installed.returncode == 0, installed.stderr
+    environment = machine.env_file.read_text().splitlines()
+    assert f"FLAMENCO_CA_BUNDLE='{tls.ca_bundle}'" in environment
+    assert "--manager https://farm.example:7777" in machine.unit.read_text()

@@ -132,12 +132,13 @@ def check_required_settings(component: Component, secrets: dict[str, str]) -> No
 
 def carried_environment(component: Component) -> dict[str, str]:
     """What configures the component in this shell also configures the service: its
-    FLAMENCO_<COMPONENT>_* variables, FLAMENCO_CONFIG, and PATH (where a Worker finds Blender)."""
+    FLAMENCO_<COMPONENT>_* variables, FLAMENCO_CONFIG, FLAMENCO_CA_BUNDLE (the CA it trusts for
+    HTTPS), and PATH (where a Worker finds Blender)."""
     prefix = f"FLAMENCO_{component.value.upper()}_"
     return {
         name: value
         for name, value in sorted(os.environ.items())
-        if name.startswith(prefix) or name in ("FLAMENCO_CONFIG", "PATH")
+        if name.startswith(prefix) or name in ("FLAMENCO_CONFIG", "FLAMENCO_CA_BUNDLE", "PATH")
     }
 
 
