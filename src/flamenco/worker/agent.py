@@ -524,6 +524,7 @@ class WorkerAgent:
                     device=backend,
                     env=self.blender_env,
                     user_resources=self.data / "blender-user",
+                    temp_root=self.blender_temp,
                 ) as blender:
                     await blender.render([1], folder / backend.lower())
                 log.info(
