@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import json
 import logging
@@ -25,7 +26,7 @@ from flamenco.blob_cache import BoundedBlobStore
 from flamenco.blobs import safe_join
 from flamenco.client import ApiError, AsyncApi, TlsFailure, Unreachable, api_path
 from flamenco.config import WorkerSettings
-from flamenco.core.faults import Fault, classify_failure
+from flamenco.core.faults import Fault, classify_failure, disk_full_sentence
 from flamenco.core.matching import choose_blender, parse_version
 from flamenco.core.names import UnsafePath, check_frame_file_name
 from flamenco.core.states import TaskStatus
@@ -434,6 +435,8 @@ class WorkerAgent:
             UnsafePath,
         ) as exc:
             message = getattr(exc, "message", None) or str(exc)
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                message = disk_full_sentence(exc.filename)
             if run.hung:
                 message = (
                     f"Blender showed no sign of life for {self.settings.hung_timeout_s:.0f}"
