@@ -137,10 +137,15 @@ class BlobStore:
         """Copy a local file into the store; return its SHA-256."""
         fd, tmp_name = self._temp()
         digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
-            while chunk := src.read(CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
+        try:
+            with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+                while chunk := src.read(CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+        except BaseException:  # a full disk, say: nothing half-written stays behind
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+            raise
         return self._commit(tmp_name, digest.hexdigest(), expected)
 
     def link_to(self, sha256: str, dest: Path) -> None:

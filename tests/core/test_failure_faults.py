@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flamenco.core.faults import Fault, classify_failure
+from flamenco.core.faults import Fault, classify_failure, disk_full_sentence
 
 F, M = Fault.FILE, Fault.MACHINE
 V5, V34 = (5, 0, 1), (3, 4, 1)
@@ -40,6 +40,9 @@ V5, V34 = (5, 0, 1), (3, 4, 1)
         ("The Manager cannot be reached to fetch the blob; retry later.", None, None, M),
         ("This Worker cannot run tasks of type 'bake'.", None, None, M),
         ("", None, None, M),
+        # A full disk is the machine's, even in the words of a file sentence.
+        ("The Worker's disk is full: no space left on device.", None, V5, M),
+        ("Could not read blend file /w/scene.blend: No space left on device", (4, 2), V5, M),
     ],
 )
 def test_classify_failure(
@@ -49,3 +52,13 @@ def test_classify_failure(
     fault: Fault,
 ) -> None:
     assert classify_failure(message, file_version, blender_version) == fault
+
+
+def test_a_full_disk_is_said_in_one_sentence_and_is_the_machines_fault() -> None:
+    sentence = disk_full_sentence("/w/cache/tmp/incoming-1")
+    assert sentence == (
+        "The Worker's disk is full: no space left on device while writing "
+        "/w/cache/tmp/incoming-1; another Worker will retry the task."
+    )
+    assert classify_failure(sentence, (4, 2), V5) == M
+    assert "no space left on device;" in disk_full_sentence(None)

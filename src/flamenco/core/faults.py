@@ -31,6 +31,16 @@ FILE_SENTENCES = (
 )
 
 
+# A full disk is always the machine's: another Worker has room. The sentence a task fails with.
+NO_SPACE = "no space left on device"
+
+
+def disk_full_sentence(where: str | None = None) -> str:
+    """What a task that met a full disk fails with (an OSError ENOSPC on the Worker)."""
+    writing = f" while writing {where}" if where else ""
+    return f"The Worker's disk is full: {NO_SPACE}{writing}; another Worker will retry the task."
+
+
 def classify_failure(
     message: str,
     file_version: tuple[int, ...] | None = None,
@@ -45,6 +55,8 @@ def classify_failure(
     job's waiting reason then says so.
     """
     text = message.strip()
+    if NO_SPACE in text.lower():  # e.g. Blender could not save a frame: not the file's fault
+        return Fault.MACHINE
     if not any(pattern.search(text) for pattern in FILE_SENTENCES):
         return Fault.MACHINE
     if _newer(file_version, blender_version):
