@@ -38,8 +38,11 @@ def _put(store: BoundedBlobStore, tmp_path: Path, name: str, size: int = KB) -> 
     return store.put_file(_file(tmp_path / "src", name, size))
 
 
+# low_water=1.0: exactly what must go goes, so that the order shows blob by blob.
+
+
 def test_the_least_recently_used_blob_goes_first(tmp_path: Path) -> None:
-    store = BoundedBlobStore(tmp_path / "cache", cap=3 * KB)
+    store = BoundedBlobStore(tmp_path / "cache", cap=3 * KB, low_water=1.0)
     a, b, c = (_put(store, tmp_path, name) for name in "abc")
     store.use(a)  # a is now more recent than b and c
     d = _put(store, tmp_path, "d")
@@ -53,7 +56,7 @@ def test_the_least_recently_used_blob_goes_first(tmp_path: Path) -> None:
 
 def test_a_pinned_blob_is_never_evicted(tmp_path: Path) -> None:
     pinned: dict[str, str] = {}
-    store = BoundedBlobStore(tmp_path / "cache", cap=2 * KB, pins=lambda: pinned)
+    store = BoundedBlobStore(tmp_path / "cache", cap=2 * KB, pins=lambda: pinned, low_water=1.0)
     a = _put(store, tmp_path, "a")
     b = _put(store, tmp_path, "b")
     pinned[a] = "job j1 task t1"  # oldest, but a held task needs it
@@ -66,7 +69,9 @@ def test_pinned_blobs_over_the_bound_are_kept_with_a_warning_naming_their_tasks(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     pinned: dict[str, str] = {}
-    store = BoundedBlobStore(tmp_path / "cache", cap=2 * KB, pins=lambda: pinned, owner="Worker w")
+    store = BoundedBlobStore(
+        tmp_path / "cache", cap=2 * KB, pins=lambda: pinned, owner="Worker w", low_water=1.0
+    )
     for name, task in (("a", "t1"), ("b", "t1"), ("c", "t2")):
         sha = store.put_file(_file(tmp_path / "src", name))
         pinned[sha] = f"job j1 task {task}"
@@ -84,7 +89,7 @@ def test_pinned_blobs_over_the_bound_are_kept_with_a_warning_naming_their_tasks(
 
 
 def test_a_download_makes_room_before_its_bytes_arrive(tmp_path: Path) -> None:
-    store = BoundedBlobStore(tmp_path / "cache", cap=3 * KB)
+    store = BoundedBlobStore(tmp_path / "cache", cap=3 * KB, low_water=1.0)
     for name in "abc":
         _put(store, tmp_path, name)
     data = os.urandom(2 * KB)
@@ -103,12 +108,12 @@ def test_a_download_makes_room_before_its_bytes_arrive(tmp_path: Path) -> None:
 
 
 def test_a_restarted_cache_keeps_the_order_of_use(tmp_path: Path) -> None:
-    store = BoundedBlobStore(tmp_path / "cache", cap=3 * KB)
+    store = BoundedBlobStore(tmp_path / "cache", cap=3 * KB, low_water=1.0)
     a, b, c = (_put(store, tmp_path, name) for name in "abc")
     for age, sha in ((300, b), (200, c), (100, a)):  # b used longest ago, then c, then a
         os.utime(store.path(sha), (0, store.path(sha).stat().st_mtime - age))
     (store.root / "tmp" / "incoming-leftover").write_bytes(b"x" * KB)  # a crash's half blob
-    again = BoundedBlobStore(tmp_path / "cache", cap=3 * KB)
+    again = BoundedBlobStore(tmp_path / "cache", cap=3 * KB, low_water=1.0)
     assert again.bytes_used == 3 * KB
     assert not (again.root / "tmp" / "incoming-leftover").exists()
     again.use(c)  # touches the file's time too
@@ -128,7 +133,7 @@ def test_an_unlimited_cache_keeps_everything(tmp_path: Path) -> None:
 def test_a_worker_keeps_its_tasks_files_and_what_its_outbox_must_send(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "outbox.sqlite")
     try:
-        store = BoundedBlobStore(tmp_path / "cache", cap=2 * KB)
+        store = BoundedBlobStore(tmp_path / "cache", cap=2 * KB, low_water=1.0)
         scene = _put(store, tmp_path, "scene")
         frame = _put(store, tmp_path, "frame")
         outbox.add_frame(FrameItem("t1", 1, frame, "f_0001.png", job_id="j1"))
@@ -153,3 +158,22 @@ def test_a_worker_keeps_its_tasks_files_and_what_its_outbox_must_send(tmp_path: 
         assert not store.has(frame) and not store.has(other)
     finally:
         outbox.close()
+
+
+def test_a_full_cache_makes_room_down_to_its_low_water_mark_asking_for_pins_once(
+    tmp_path: Path,
+) -> None:
+    asked = []
+
+    def pins() -> dict[str, str]:
+        asked.append(1)
+        return {}
+
+    store = BoundedBlobStore(tmp_path / "cache", cap=10 * KB, pins=pins, low_water=0.95)
+    first = [_put(store, tmp_path, f"f{i}") for i in range(10)]
+    assert asked == []  # full, not over
+    _put(store, tmp_path, "g")  # 11 kB wanted: down to 9.5 kB, so two go
+    assert asked == [1] and store.bytes_used == 9 * KB
+    assert not store.has(first[0]) and not store.has(first[1]) and store.has(first[2])
+    _put(store, tmp_path, "h")  # fits again without asking anything
+    assert asked == [1] and store.bytes_used == 10 * KB

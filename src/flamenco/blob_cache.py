@@ -11,7 +11,9 @@ the bound must never fail a task.
 
 Room is made before a blob is written whenever its size is known (a download's
 Content-Length, a local file), so the folder stays within its bound while a blob arrives;
-one whose size was not announced is made room for as soon as it is in.
+one whose size was not announced is made room for as soon as it is in. Once a cache is full,
+room is made down to `low_water` of the bound (95 %), so that asking for the pins (every held
+task's files, on a busy Manager) happens once per few hundred MB, not with every frame.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ log = logging.getLogger("flamenco.cache")
 
 # sha256 -> who needs it, for the warning when pinned blobs pass the bound ("job J task T")
 Pins = Callable[[], Mapping[str, str]]
+LOW_WATER = 0.95  # a full cache is emptied down to this share of its bound
 
 
 def no_pins() -> Mapping[str, str]:
@@ -41,9 +44,17 @@ class BoundedBlobStore(BlobStore):
     """A BlobStore of at most `cap` bytes (UNLIMITED, 0: no bound), least recently used first
     out, never evicting a pinned blob. One process owns the folder (a Worker, a Manager)."""
 
-    def __init__(self, root: Path, cap: int, pins: Pins = no_pins, owner: str = "") -> None:
+    def __init__(
+        self,
+        root: Path,
+        cap: int,
+        pins: Pins = no_pins,
+        owner: str = "",
+        low_water: float = LOW_WATER,
+    ) -> None:
         super().__init__(root)
         self.cap = cap
+        self.low_water = low_water
         self.pins = pins
         self.owner = owner  # for the logs: "Worker w1", "Manager local"
         self._entries: OrderedDict[str, int] = OrderedDict()  # sha -> bytes, oldest use first
@@ -113,12 +124,14 @@ class BoundedBlobStore(BlobStore):
         self._make_room(0, keep=sha256)  # in case its size was not known before
 
     def _make_room(self, incoming: int, keep: str | None = None) -> None:
-        """Evict least recently used, unpinned blobs until `incoming` more bytes fit."""
+        """Evict least recently used, unpinned blobs until `incoming` more bytes fit, down to
+        the low-water mark."""
         if self.cap == UNLIMITED:
             return
-        over = self.bytes_used + self._reserved + incoming - self.cap
-        if over <= 0:
+        wanted = self.bytes_used + self._reserved + incoming
+        if wanted <= self.cap:
             return
+        over = wanted - int(self.cap * self.low_water)
         pinned = self.pins()
         evicted = 0
         for sha256 in list(self._entries):
@@ -140,7 +153,7 @@ class BoundedBlobStore(BlobStore):
                 format_size(self.bytes_used),
                 format_size(self.cap),
             )
-        if over > 0:
+        if self.bytes_used + self._reserved + incoming > self.cap:
             self._warn_pinned(pinned)
         else:
             self._warned = frozenset()
