@@ -27,6 +27,7 @@ from flamenco.blob_cache import BoundedBlobStore
 from flamenco.blobs import is_sha256
 from flamenco.client import AsyncApi
 from flamenco.config import ManagerSettings
+from flamenco.discovery import ManagerAnnouncer
 from flamenco.errors import BadRequest, Unauthorized
 from flamenco.manager.join_secret import JoinSecret
 from flamenco.manager.service import ManagerService
@@ -111,7 +112,10 @@ def create_manager_app(manager: Manager) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         link_task = asyncio.create_task(manager.link.run(stop))
+        announcer = ManagerAnnouncer(manager.service.settings)
+        await announcer.start()
         yield
+        await announcer.stop()
         stop.set()
         await link_task
         await manager.service.server.close()
