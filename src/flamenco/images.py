@@ -64,7 +64,7 @@ def save_jpeg(source: Path, dest: Path, quality: int, max_side: int | None = Non
 def exr_beauty(path: Path) -> Image.Image:
     """The beauty layer of an EXR file as an 8-bit sRGB RGB image; a file with no colour
     layer shows its first channel in grey."""
-    pixels = _beauty_pixels(OpenEXR.File(str(path)))
+    pixels = beauty_pixels(OpenEXR.File(str(path)))
     if pixels.ndim == 2:
         pixels = np.repeat(pixels[:, :, None], 3, axis=2)
     rgb = pixels[:, :, :3].astype(np.float32)
@@ -78,7 +78,8 @@ def linear_to_srgb8(linear: np.ndarray) -> np.ndarray:
     return np.round(srgb * 255.0).astype(np.uint8)
 
 
-def _beauty_pixels(exr: OpenEXR.File) -> np.ndarray:
+def beauty_pixels(exr: OpenEXR.File) -> np.ndarray:
+    """The beauty layer's pixels as stored: (height, width, channels), or (height, width)."""
     channels: dict[str, np.ndarray] = {}
     for part in exr.parts:  # Blender 5 writes one part per pass; older ones one part in all
         for name, channel in part.channels.items():

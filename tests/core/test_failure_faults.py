@@ -29,7 +29,13 @@ V5, V34 = (5, 0, 1), (3, 4, 1)
         ("Cannot render, no camera", (5, 0), V34, M),
         # Same major and minor: the patch level is not in the file.
         ("Cannot render, no camera", (5, 0), (5, 0, 0), F),
+        # A blank frame (--check-blank) is the scene's: it renders so on every Worker.
+        ("Frame 3 (frame_0003.png) is blank: every pixel has the same value.", None, V5, F),
         # The machine's: retried elsewhere.
+        ("Frame 3 (frame_0003.png) is truncated: the PNG has no IEND chunk.", None, V5, M),
+        ("Frame 3 (frame_0003.png) is 960x540 pixels, but the job renders 1920x1080.", None, V5, M),
+        ("Frame 3 (frame_0003.png) is empty (0 bytes).", None, V5, M),
+        ("Blender crashed:\nFrame 3 (f.png) is blank: every pixel has the same value", None, V5, M),
         ("Blender (pid 42) was killed by SIGSEGV while rendering:\nCannot render", None, V5, M),
         ("Blender (pid 42) was killed by SIGKILL while rendering", (4, 2), V5, M),
         ("Found no Cycles device of type OPTIX.", (4, 2), V5, M),

@@ -31,6 +31,13 @@ FILE_SENTENCES = (
 )
 
 
+# A frame where every pixel has the same value (`flamenco.frame_check`, a job's check_blank):
+# the scene renders that on any Worker, so it is the file's. Every other bad frame (missing,
+# empty, truncated, the wrong size or format) is the machine's that wrote it.
+BLANK_FRAME_WORDS = "every pixel has the same value"
+BLANK_FRAME = re.compile(r"^Frame -?\d+ \(.*\) is blank: " + BLANK_FRAME_WORDS)
+
+
 # A full disk is always the machine's: another Worker has room. The sentence a task fails with.
 NO_SPACE = "no space left on device"
 
@@ -57,6 +64,8 @@ def classify_failure(
     text = message.strip()
     if NO_SPACE in text.lower():  # e.g. Blender could not save a frame: not the file's fault
         return Fault.MACHINE
+    if BLANK_FRAME.search(text):
+        return Fault.FILE
     if not any(pattern.search(text) for pattern in FILE_SENTENCES):
         return Fault.MACHINE
     if _newer(file_version, blender_version):
