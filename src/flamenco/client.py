@@ -10,6 +10,7 @@ tried in plain HTTP.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -190,14 +191,32 @@ class SyncApi:
             verify=client_context(ca_bundle),
         )
 
+    def _unreachable(self, exc: httpx.TransportError) -> Unreachable:
+        url = self.http.base_url
+        name = exc.__class__.__name__
+        return transport_failure(url, exc, f"The Server at {url} cannot be reached ({name}).")
+
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             return check(self.http.request(method, path, **kwargs))
         except httpx.TransportError as exc:
-            url = self.http.base_url
-            name = exc.__class__.__name__
-            fallback = f"The Server at {url} cannot be reached ({name})."
-            raise transport_failure(url, exc, fallback) from exc
+            raise self._unreachable(exc) from exc
+
+    @contextlib.contextmanager
+    def stream_lines(
+        self, path: str, params: dict[str, str], read_timeout: float
+    ) -> Iterator[Iterator[str]]:
+        """The lines of a streamed answer (server-sent events) as they arrive. A stream that
+        drops, or stays silent for `read_timeout` s, raises Unreachable from the iterator."""
+        timeout = httpx.Timeout(self.http.timeout.connect, read=read_timeout)
+        try:
+            with self.http.stream("GET", path, params=params, timeout=timeout) as response:
+                if response.is_error:
+                    response.read()
+                    check(response)
+                yield response.iter_lines()
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
 
     def call(self, method: str, path: str, reply: type[M], body: BaseModel | None = None) -> M:
         return reply.model_validate(self.request(method, path, json=_body(body)).json())

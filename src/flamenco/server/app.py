@@ -182,13 +182,22 @@ def create_server_app(svc: ServerServices) -> FastAPI:
     @app.get(
         "/api/v1/events",
         response_class=StreamingResponse,
-        responses=body_answer("text/event-stream"),
+        responses=body_answer("text/event-stream") | error_answers(404),
     )
-    def events(_: AnyUser, svc: Services) -> StreamingResponse:
-        """Server-sent events naming what changed: job, task, frame, log, managers."""
+    def events(
+        _: AnyUser,
+        svc: Services,
+        job: Annotated[
+            str | None, Query(max_length=200, description="Only the events of this job.")
+        ] = None,
+    ) -> StreamingResponse:
+        """Server-sent events naming what changed: job, task, frame, log, managers. The stream
+        begins with the comment `: connected` once it is subscribed."""
+        if job is not None:
+            svc.jobs.get(job)  # a job that does not exist: 404 and its sentence
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return StreamingResponse(
-            svc.events.stream(), media_type="text/event-stream", headers=headers
+            svc.events.stream(job), media_type="text/event-stream", headers=headers
         )
 
     @app.post("/api/v1/managers/{manager}/workers/{worker}/{action}")

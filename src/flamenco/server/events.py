@@ -2,7 +2,10 @@
 
 Services publish from any thread; each subscriber (one server-sent-event stream) gets its own
 queue in which identical pending events collapse into one, so a burst of progress updates
-costs a page one refresh, not hundreds.
+costs a page one refresh, not hundreds. A subscriber may follow one job only (`flamenco jobs
+watch`): it then wakes for that job's events alone. Every stream begins with the comment
+`: connected`, sent once the subscription is in place: whatever a client reads after it,
+it cannot miss a later change.
 """
 
 from __future__ import annotations
@@ -21,11 +24,14 @@ MAX_PENDING = 1000
 
 
 class Subscriber:
-    def __init__(self) -> None:
+    def __init__(self, job_id: str | None = None) -> None:
+        self.job_id = job_id  # None: every event
         self.pending: dict[str, None] = {}  # ordered set of encoded events
         self.wake = asyncio.Event()
 
-    def offer(self, encoded: str) -> None:
+    def offer(self, encoded: str, job_id: str | None) -> None:
+        if self.job_id is not None and job_id != self.job_id:
+            return
         if len(self.pending) < MAX_PENDING:
             self.pending[encoded] = None
         self.wake.set()
@@ -49,15 +55,17 @@ class EventBus:
         if self.loop is None or not self.subscribers:
             return
         encoded = f"event: {kind}\ndata: {json.dumps(data, sort_keys=True)}\n\n"
+        job_id = data.get("job_id", data.get("id") if kind == "job" else None)
         with contextlib.suppress(RuntimeError):  # a closed loop: the Server is stopping
-            self.loop.call_soon_threadsafe(self._offer, encoded)
+            self.loop.call_soon_threadsafe(self._offer, encoded, job_id)
 
-    def _offer(self, encoded: str) -> None:
+    def _offer(self, encoded: str, job_id: str | None) -> None:
         for subscriber in self.subscribers:
-            subscriber.offer(encoded)
+            subscriber.offer(encoded, job_id)
 
-    async def stream(self) -> AsyncIterator[str]:
-        subscriber = Subscriber()
+    async def stream(self, job_id: str | None = None) -> AsyncIterator[str]:
+        """The events for one subscriber (of one job only, given `job_id`)."""
+        subscriber = Subscriber(job_id)
         self.subscribers.add(subscriber)
         try:
             yield ": connected\n\n"
