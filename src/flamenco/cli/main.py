@@ -432,12 +432,20 @@ def submit(
             help="Let Cycles keep BVH and images between a job's frames on a Worker.",
         ),
     ] = True,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait with a progress bar.")] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="Follow the job with a progress bar until it ends; exit 0 completed, "
+            "1 failed, 2 canceled.",
+        ),
+    ] = False,
     server: ServerOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Upload a scene and create a render job; prints the job id."""
-    from flamenco.cli.submit import SubmitRequest, submit_scene, wait_for_job
+    from flamenco.cli.submit import SubmitRequest, submit_scene
+    from flamenco.cli.watch import exit_code_of, watch_job
 
     api = client(server)
     settings: dict[str, Any] = {"render_device": device.upper()}
@@ -459,14 +467,14 @@ def submit(
     job = submit_scene(api, request)
     err.print(f"Submitted job {job.id} ({job.name}), {job.tasks_total} tasks.")
     if wait:
-        job = wait_for_job(api, job.id)
+        job = watch_job(api, job.id)
         err.print(f"Job {job.id} {job.status}; frames in {job.output_dir}")
     if as_json:
         print(job.model_dump_json())
     else:
         print(job.id)
-    if wait and job.status != "completed":
-        raise typer.Exit(1)
+    if wait and exit_code_of(job):
+        raise typer.Exit(exit_code_of(job))
 
 
 @jobs_app.command("list")
@@ -490,6 +498,27 @@ def jobs_list(server: ServerOpt = None, as_json: JsonOpt = False) -> None:
             j.id,
         )
     out.print(table)
+
+
+@jobs_app.command("watch")
+@friendly_errors
+def jobs_watch(
+    job_id: Annotated[str, typer.Argument(metavar="JOB")],
+    server: ServerOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Follow a job with a progress bar until it ends; exit 0 completed, 1 failed, 2 canceled."""
+    from flamenco.cli.watch import exit_code_of, watch_job
+
+    job = watch_job(client(server), job_id)
+    if as_json:
+        print(job.model_dump_json())
+    else:
+        out.print(
+            f"{job.name} ({job.id}) {job.status}, {job.frames_done}/{job.frames_total} frames"
+        )
+    if exit_code_of(job):
+        raise typer.Exit(exit_code_of(job))
 
 
 @jobs_app.command("show")

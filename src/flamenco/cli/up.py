@@ -18,8 +18,9 @@ from pathlib import Path
 import httpx
 
 from flamenco.cli.console import err, secret_for_terminal
-from flamenco.cli.submit import SubmitRequest, submit_scene, wait_for_job
+from flamenco.cli.submit import SubmitRequest, submit_scene
 from flamenco.cli.supervisor import Supervisor
+from flamenco.cli.watch import watch_job
 from flamenco.client import ApiError, SyncApi, Unreachable
 from flamenco.config import (
     DEFAULT_DASHBOARD_PORT,
@@ -368,5 +369,5 @@ def _submit_demo_and_wait(data_dir: Path, server_url: str, token: str, ca_bundle
     api = SyncApi(server_url, token, ca_bundle=ca_bundle)
     job = submit_scene(api, SubmitRequest(scene, "1-24", chunk=4, name="Flamenco demo"))
     err.print(f"Demo job {job.id} submitted; rendering…")
-    job = wait_for_job(api, job.id)
+    job = watch_job(api, job.id)
     err.print(f"Demo job {job.status}. Its frames are in {job.output_dir}", style="bold")
