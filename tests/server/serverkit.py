@@ -28,6 +28,8 @@ def _reset_postgres(url: str) -> None:
     try:
         engine = sqlalchemy.create_engine(url)
         Base.metadata.drop_all(engine)
+        with engine.begin() as conn:  # the migrations' own table: the next start creates all
+            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
         engine.dispose()
     except sqlalchemy.exc.OperationalError as exc:
         pytest.fail(f"PostgreSQL is needed for these tests and is not reachable: {exc}")

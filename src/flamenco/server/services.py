@@ -9,13 +9,14 @@ from sqlalchemy import Engine
 
 from flamenco.blobs import BlobStore
 from flamenco.config import ServerSettings
-from flamenco.db import Base, make_engine, make_sessions, sqlite_url
+from flamenco.db import make_engine, make_sessions, sqlite_url
 from flamenco.server.auth import AuthService
 from flamenco.server.blob_gc import BlobCollector
 from flamenco.server.doorbell import Doorbell
 from flamenco.server.events import EventBus
 from flamenco.server.jobs import JobService
 from flamenco.server.leases import LeaseService
+from flamenco.server.schema import upgrade_schema
 
 
 @dataclass
@@ -38,8 +39,8 @@ def build_services(settings: ServerSettings) -> ServerServices:
     bell = Doorbell()  # job changes and task updates wake the Managers' waiting syncs
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = settings.database_url or sqlite_url(settings.data_dir / "server.sqlite")
+    upgrade_schema(url)  # before anything reads a table; refuses a newer database
     engine = make_engine(url)
-    Base.metadata.create_all(engine)
     sessions = make_sessions(engine)
     blobs = BlobStore(settings.data_dir / "blobs", max_blob_bytes=settings.max_upload_bytes)
     blob_gc = BlobCollector(sessions, blobs)
