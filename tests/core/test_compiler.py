@@ -1,6 +1,7 @@
 """Table-driven tests for flamenco.core.compiler."""
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -52,6 +53,10 @@ def _render(frames: list[int], **command: Any) -> TaskSpec:
     )
 
 
+def _blank_checked(task: TaskSpec) -> TaskSpec:
+    return replace(task, command={**task.command, "check_blank": True})
+
+
 def _name(frames: list[int]) -> str:
     return "-".join(str(f) for f in (frames[0], frames[-1])) if len(frames) > 1 else str(frames[0])
 
@@ -95,6 +100,9 @@ def _name(frames: list[int]) -> str:
         # The file's own scripts run unless the job turns them off (--no-scripts).
         (_with(frames="1", scripts=True), [_render([1])]),
         (_with(frames="1", scripts=False), [_render([1], scripts=False)]),
+        # Blank frames fail only when the job asks (--check-blank).
+        (_with(frames="1", check_blank=False), [_render([1])]),
+        (_with(frames="1", check_blank=True), [_blank_checked(_render([1]))]),
         (_with(frames="1", fps=30), [_render([1])]),
     ],
 )
@@ -201,6 +209,7 @@ def test_blender_render_preview_video(settings: dict[str, Any], fps: int, render
         ("blender-render", _with(render_device="cuda"), "got 'cuda'."),
         ("blender-render", _with(persistent_data="no"), "'persistent_data' must be true or"),
         ("blender-render", _with(scripts="off"), "'scripts' must be true or false"),
+        ("blender-render", _with(check_blank="yes"), "'check_blank' must be true or false"),
         # output_pattern
         ("blender-render", _with(output_pattern="frame"), "must contain '#'"),
         ("blender-render", _with(output_pattern=""), "got ''."),

@@ -161,6 +161,7 @@ _BLENDER_RENDER_KEYS = {
     "min_blender_version",
     "persistent_data",
     "scripts",
+    "check_blank",
 }
 # Chunks larger than the frame limit can never be filled, so this only stops absurd input.
 _MAX_CHUNK_SIZE = 100_000
@@ -252,8 +253,13 @@ def compile_blender_render(settings: Mapping[str, Any]) -> list[TaskSpec]:
     persistent = _read_bool(settings, "persistent_data", True)
     # The file's own Python (drivers, registered text blocks) runs, as on a workstation.
     scripts = _read_bool(settings, "scripts", True)
+    # A frame whose pixels are all one value fails its task (flamenco.frame_check).
+    check_blank = _read_bool(settings, "check_blank", False)
     tasks = [
-        replace(_render_task(blend, chunk, output, device, persistent, scripts), requirements=needs)
+        replace(
+            _render_task(blend, chunk, output, device, persistent, scripts, check_blank),
+            requirements=needs,
+        )
         for chunk in chunk_frames(frames, chunk_size)
     ]
     if _read_bool(settings, "preview_video", False):
@@ -292,6 +298,7 @@ def _render_task(
     device: str,
     persistent_data: bool,
     scripts: bool,
+    check_blank: bool = False,
 ) -> TaskSpec:
     """The Blender task rendering one chunk of frames."""
     command = {
@@ -302,6 +309,8 @@ def _render_task(
         "persistent_data": persistent_data,
         "scripts": scripts,
     }
+    if check_blank:  # absent when off, as in jobs from before the setting
+        command["check_blank"] = True
     return TaskSpec(
         name=f"render {format_frame_range(chunk)}",
         type="blender",
