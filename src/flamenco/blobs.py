@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterable, Iterable
 from pathlib import Path
 
+from flamenco.addon.render_flamenco.hash_cache import sha256_file
 from flamenco.core.names import UnsafePath, check_file_name, check_relative_path
 
 # The name checks live in core.names; they are also reached here, next to safe_join.
@@ -45,14 +46,6 @@ class BlobTooLarge(ValueError):
 
 def is_sha256(value: str) -> bool:
     return bool(SHA256_PATTERN.match(value))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def temp_beside(dest: Path) -> Path:

@@ -1,8 +1,12 @@
-"""Submitting a scene: hash its files, upload what the Server lacks, create the job."""
+"""Submitting a scene: hash its files, upload what the Server lacks, create the job.
+
+Files are read where they are (only rewritten .blend files are written, see packing.py), and
+a file unchanged since an earlier submission is not read at all: its hash comes from the
+hash cache (`render_flamenco/hash_cache.py`, shared with the add-on).
+"""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,16 +14,14 @@ from typing import Any
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn
 
 from flamenco import wire
+from flamenco.addon.render_flamenco.hash_cache import HashCache, default_path
 from flamenco.blendfile import blend_problem, blend_version_text
-from flamenco.blobs import sha256_file
 from flamenco.cli.console import err
-from flamenco.client import SyncApi, api_path
+from flamenco.client import SyncApi
 from flamenco.core.compiler import read_output_format
 from flamenco.core.names import check_label
-from flamenco.core.states import JobStatus
-from flamenco.packing import PackedScene, pack_scene
+from flamenco.packing import Collected, pack_scene
 
-FINAL_JOB_STATUSES = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED}
 UPLOAD_ROUNDS = 3  # ask, upload, ask again (renewing the claims); once more if a blob went
 
 
@@ -35,14 +37,25 @@ class SubmitRequest:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def upload_missing(api: SyncApi, files: dict[str, Path]) -> dict[str, str]:
+def upload_missing(
+    api: SyncApi, files: dict[str, Path], written: set[str] | None = None
+) -> dict[str, str]:
     """Upload the files the Server lacks; return the manifest (path in job -> hash).
+
+    `written`: the paths in the job whose files were made for this submission (never
+    remembered by the hash cache).
 
     The Server is asked again after the uploads: that renews its claim on every blob of the
     job (`server/blob_gc.py`), so a delete of another job while a long upload ran cannot have
     freed one; any that went anyway is sent again.
     """
-    manifest = {relpath: sha256_file(path) for relpath, path in files.items()}
+    with HashCache(default_path()) as cache:
+        manifest = cache.manifest(files, written or set())
+        stats = cache.stats
+    err.print(
+        f"Hashed {stats.hashed} of {len(manifest)} files ({stats.hashed_bytes} bytes read); "
+        f"{stats.remembered} unchanged since they were last hashed."
+    )
     query = wire.BlobQuery(hashes=sorted(set(manifest.values())))
     sent: set[str] = set()
     total = 0
@@ -81,7 +94,7 @@ class MissingDependencies(ValueError):
     """The scene uses files that do not exist; the message lists them."""
 
 
-def collect_files(req: SubmitRequest) -> tuple[str, dict[str, Path], PackedScene | None]:
+def collect_files(req: SubmitRequest) -> tuple[str, dict[str, Path], Collected | None]:
     """The scene's path in the job and every file to send, dependencies included.
 
     A file that is not a .blend is sent alone, so that the Server's refusal explains why.
@@ -109,7 +122,7 @@ def submit_scene(api: SyncApi, req: SubmitRequest) -> wire.Job:
     blend, files, packed = collect_files(req)
     settings = {**req.settings, **_saved_by(req)}
     try:
-        manifest = upload_missing(api, files)
+        manifest = upload_missing(api, files, packed.written if packed else None)
     finally:
         if packed is not None:
             packed.close()
@@ -134,36 +147,3 @@ def _saved_by(req: SubmitRequest) -> dict[str, str]:
     err.print(f"Minimum Blender {version}: the version that saved {req.scene.name}.")
     return {"min_blender_version": version}
 
-
-def wait_for_job(api: SyncApi, job_id: str, poll_s: float = 1.0) -> wire.Job:
-    """Show a progress bar on stderr until the job ends; return its final state."""
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[frames]}"),
-        console=err,
-    ) as bar:
-        task = bar.add_task(f"job {job_id}", total=1.0, frames="")
-        told: dict[str, str] = {}
-        while True:
-            job = api.call("GET", api_path("jobs", job_id), wire.Job)
-            # As soon as the job has an error or waits for a Worker, and whenever that changes:
-            # a job that cannot go on must not look like a slow one.
-            news = {
-                "red": f"Last error: {job.last_error}" if job.last_error else "",
-                "yellow": job.waiting_reason or "",
-            }
-            for style, text in news.items():
-                if text and told.get(style) != text:
-                    bar.console.print(text, style=style)
-            told = news
-            bar.update(
-                task,
-                completed=job.progress,
-                description=f"job {job_id} {job.status}",
-                frames=f"{job.frames_done}/{job.frames_total} frames",
-            )
-            if job.status in FINAL_JOB_STATUSES:
-                return job
-            time.sleep(poll_s)

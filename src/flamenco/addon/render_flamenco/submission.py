@@ -1,15 +1,16 @@
 """One job submission, done by a background thread while Blender's main thread polls it.
 
 Nothing here touches bpy: the operator saves a copy of the scene and reads its settings on
-the main thread, then hands a JobRequest to a Submission. The thread collects the files,
-hashes them, uploads what the Server lacks and creates the job, in the same wire format as
-the ``flamenco submit`` command. The job is created last, in one request, so a failure at
-any step leaves no job behind (uploaded blobs are content-addressed and simply reused).
+the main thread, then hands a JobRequest to a Submission. The thread collects the files
+(read in place; only rewritten .blend files are written), hashes them (through the same hash
+cache as the ``flamenco submit`` command, so unchanged files are not read again), uploads
+what the Server lacks and creates the job, in the same wire format as the command. The job
+is created last, in one request, so a failure at any step leaves no job behind (uploaded
+blobs are content-addressed and simply reused).
 """
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import threading
 from collections.abc import Callable
@@ -18,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from .api import FlamencoError, Server
+from .hash_cache import HashCache, default_path
 from .packing import Collected, collect_with_bat, collect_with_paths, load_bat
 
 FINAL_STATUSES = ("completed", "failed", "canceled")
-HASH_CHUNK = 1024 * 1024
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -40,6 +41,7 @@ class JobRequest:
     blend_copy: Path  # the saved copy, alone in its own folder
     original: Path  # the artist's file, where the copy's relative paths point from
     workdir: Path  # removed when the submission ends
+    hash_cache: Path | None = field(default_factory=default_path)  # None: hash every file
     name: str
     frames: str
     chunk_size: int = 1
@@ -77,23 +79,17 @@ class Outcome:
     uploaded_bytes: int
     method: str  # how the files were found: "bat" or "paths"
     missing: list[str]
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    hashed: int = 0  # files read to hash them (the others came from the hash cache)
 
 
 def collect(req: JobRequest) -> Collected:
     pack = load_bat() if req.use_bat else None
     if pack is not None:
-        collected = collect_with_bat(pack, req.blend_copy, req.workdir / "job")
+        collected = collect_with_bat(pack, req.blend_copy)
     else:
         collected = collect_with_paths(req.blend_copy, req.original, req.dependencies)
     if collected.missing and not req.allow_missing:
+        collected.close()
         names = ", ".join(str(p) for p in collected.missing)
         raise FlamencoError(
             f"{len(collected.missing)} file(s) the scene uses are missing: {names}; "
@@ -118,8 +114,21 @@ def submit_blocking(
     server = Server(req.server_url, req.token, ca_bundle=req.ca_bundle)
     report(0.02, "Collecting the scene's files")
     collected = collect(req)
+    try:
+        return _send(server, req, collected, report)
+    finally:
+        collected.close()
+
+
+def _send(
+    server: Server, req: JobRequest, collected: Collected, report: ProgressCallback
+) -> Outcome:
     report(0.10, f"Hashing {len(collected.files)} files")
-    manifest = {rel: sha256_file(path) for rel, path in collected.files.items()}
+    # The copy of the scene is new with every submission: never worth remembering.
+    fresh = collected.written | {rel for rel, p in collected.files.items() if p == req.blend_copy}
+    with HashCache(req.hash_cache) as cache:
+        manifest = cache.manifest(collected.files, fresh)
+        hashed = cache.stats.hashed
     report(0.15, "Asking the Server which files it lacks")
     answer = server.post("/api/v1/blobs/missing", {"hashes": sorted(set(manifest.values()))})
     missing = set(answer.get("missing", [])) if isinstance(answer, dict) else set()
@@ -163,6 +172,7 @@ def submit_blocking(
         uploaded_bytes=sent,
         method=collected.method,
         missing=[str(p) for p in collected.missing],
+        hashed=hashed,
     )
 
 
