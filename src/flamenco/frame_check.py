@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 import OpenEXR
 from PIL import Image
 
+from flamenco.core.compiler import FROM_SCENE, read_output_format
 from flamenco.core.faults import BLANK_FRAME_WORDS
 from flamenco.errors import Unprocessable
 from flamenco.images import EXR_MAGIC, beauty_pixels, image_size
@@ -84,6 +87,16 @@ class FrameExpectation:
     size: tuple[int, int] | None = None  # width, height in pixels
     file_format: str | None = None  # Blender's name (PNG, OPEN_EXR, ...)
     check_blank: bool = False
+
+
+def job_expectation(settings: Mapping[str, Any]) -> FrameExpectation:
+    """What the Server knows a job's frames must be, from its settings: the output format it
+    names (none for the scene's own) and check_blank; not the size, which only Blender knows."""
+    named = read_output_format(settings)
+    return FrameExpectation(
+        file_format=None if named == FROM_SCENE else named,
+        check_blank=settings.get("check_blank") is True,
+    )
 
 
 def check_frame(path: Path, name: str, frame: int, expect: FrameExpectation) -> None:

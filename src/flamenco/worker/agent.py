@@ -31,6 +31,7 @@ from flamenco.core.matching import choose_blender, parse_version
 from flamenco.core.names import UnsafePath, check_frame_file_name
 from flamenco.core.states import TaskStatus
 from flamenco.demo.scene import DemoSceneError, build_demo_scene
+from flamenco.frame_check import BadFrame, FrameExpectation, check_frame
 from flamenco.outbox import FrameItem, Outbox
 from flamenco.procs import private_file
 from flamenco.worker.blender import (
@@ -433,6 +434,7 @@ class WorkerAgent:
             OSError,
             TaskTypeUnknown,
             UnsafePath,
+            BadFrame,
         ) as exc:
             message = getattr(exc, "message", None) or str(exc)
             if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
@@ -462,7 +464,10 @@ class WorkerAgent:
 
     def _fault(self, run: TaskRun, exc: Exception, message: str) -> Fault:
         """Whose fault the failure is (flamenco.core.faults): only what Blender said about
-        the job's file can be the file's; a hung render, a fetch or an OSError is ours."""
+        the job's file can be the file's; a hung render, a fetch or an OSError is ours. A bad
+        frame is the machine's, unless it is a blank one (the scene's)."""
+        if isinstance(exc, BadFrame):
+            return classify_failure(message)
         if run.hung or not isinstance(exc, BlenderFailed) or isinstance(exc, BlenderTerminated):
             return Fault.MACHINE
         blend = self.data / "jobs" / run.a.job_id / "files" / str(run.a.command.get("blend", ""))
@@ -685,6 +690,11 @@ class WorkerAgent:
             # Refused here as the Manager and Server would refuse it: the task fails saying why
             # (UnsafePath stops Blender, see WarmBlender.render), nothing stuck in the outbox.
             check_frame_file_name(path.name)
+            # A frame that is not whole, or not the job's size or format, never counts: the
+            # task fails naming it (BadFrame stops Blender like UnsafePath).
+            await asyncio.to_thread(
+                check_frame, path, path.name, int(event["frame"]), self._expectation(run, event)
+            )
             sha256 = self.blobs.put_file(path)
             a = run.a
             self.outbox.add_frame(
@@ -702,6 +712,17 @@ class WorkerAgent:
             or time.monotonic() - run.last_log_flush > LOG_FLUSH_S
         ):
             self._flush_log(run)
+
+    @staticmethod
+    def _expectation(run: TaskRun, event: dict[str, Any]) -> FrameExpectation:
+        """What a frame must be: the size and format Blender said it writes, and not blank
+        when the job asks."""
+        size = event.get("size")
+        return FrameExpectation(
+            size=(int(size[0]), int(size[1])) if size else None,
+            file_format=event.get("file_format"),
+            check_blank=bool(run.a.command.get("check_blank", False)),
+        )
 
     def _flush_log(self, run: TaskRun, wake: bool = True) -> None:
         run.last_log_flush = time.monotonic()

@@ -169,6 +169,15 @@ def effective_resolution(scene: bpy.types.Scene) -> list[int]:
     return [render.resolution_x * pct // 100, render.resolution_y * pct // 100]
 
 
+def frame_size(scene: bpy.types.Scene) -> list[int] | None:
+    """The pixels of a frame's file; None where Blender writes another size (a border render
+    cropped to its border, stereo views side by side)."""
+    render = scene.render
+    if (render.use_border and render.use_crop_to_border) or render.use_multiview:
+        return None
+    return effective_resolution(scene)
+
+
 # --- devices -------------------------------------------------------------------------------
 
 
@@ -321,7 +330,15 @@ def run_render(scene: bpy.types.Scene, cmd: dict[str, Any]) -> None:
         _command_frame = frame
         started = time.monotonic()
         path = render_frame(scene, frame, output_dir, cmd.get("output_pattern", "######"))
-        emit("frame", frame=frame, path=path, seconds=round(time.monotonic() - started, 3))
+        emit(
+            "frame",
+            frame=frame,
+            path=path,
+            seconds=round(time.monotonic() - started, 3),
+            # What the Worker checks the file against (flamenco.frame_check).
+            size=frame_size(scene),
+            file_format=scene.render.image_settings.file_format,
+        )
     _command_frame = None
     emit("done", frames=frames, persistent_data=scene.render.use_persistent_data)
 
