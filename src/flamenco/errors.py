@@ -69,6 +69,12 @@ class InsufficientStorage(FlamencoError):
     status_code = 507
 
 
+class SchemaError(FlamencoError):
+    """A database or store this code cannot use: newer than the code, or its upgrade failed."""
+
+    status_code = 500
+
+
 # A name the file system will not take: the caller chose it.
 NAME_ERRNOS = (errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ)
 FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)

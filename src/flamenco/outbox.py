@@ -26,7 +26,8 @@ from flamenco.aio import TurnWriter
 from flamenco.client import ApiError
 from flamenco.core.names import quote_name
 from flamenco.core.states import RELEASING_TASK_STATUSES, TaskStatus
-from flamenco.db import connect_sqlite, utcnow
+from flamenco.db import utcnow
+from flamenco.store_versions import StoreMigration, open_store, script
 
 log = logging.getLogger("flamenco.outbox")
 
@@ -61,6 +62,20 @@ class FrameItem:
 
 FILE_KINDS = ("frame", "artifact")
 
+# The outbox's versions (store_versions.py): append a migration to change a table.
+# set_aside.awaiting_end: the run of its task has not ended yet in this queue; its completion
+# is to be reported as a failure with this reason.
+MIGRATIONS: list[StoreMigration] = [
+    script(
+        "CREATE TABLE IF NOT EXISTS outbox ("
+        " seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, payload TEXT NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS set_aside ("
+        " seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL,"
+        " task_id TEXT NOT NULL, status INTEGER NOT NULL, reason TEXT NOT NULL,"
+        " set_aside_at TEXT NOT NULL, awaiting_end INTEGER NOT NULL DEFAULT 0)"
+    )
+]
+
 
 SendUpdates = Callable[[list[wire.TaskUpdate]], Awaitable[None]]
 SendFrame = Callable[[FrameItem], Awaitable[None]]
@@ -84,19 +99,7 @@ class Outbox:
     def __init__(self, path: Path, writer: TurnWriter | None = None) -> None:
         # A crash loses nothing; a power loss may take the last items, which the component
         # below sends again (updates carry ids, replays are harmless).
-        self.db = connect_sqlite(path)
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS outbox ("
-            " seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, payload TEXT NOT NULL)"
-        )
-        # awaiting_end: the run of its task has not ended yet in this queue; its completion
-        # is to be reported as a failure with this reason.
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS set_aside ("
-            " seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL,"
-            " task_id TEXT NOT NULL, status INTEGER NOT NULL, reason TEXT NOT NULL,"
-            " set_aside_at TEXT NOT NULL, awaiting_end INTEGER NOT NULL DEFAULT 0)"
-        )
+        self.db = open_store(path, MIGRATIONS)
         self._awaiting_end: dict[str, str] = dict(
             self.db.execute("SELECT task_id, reason FROM set_aside WHERE awaiting_end ORDER BY seq")
         )

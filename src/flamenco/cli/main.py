@@ -16,6 +16,7 @@ from rich.table import Table
 
 from flamenco import wire
 from flamenco.cli.console import err, out, secret_for_terminal
+from flamenco.cli.server_admin import server_app
 from flamenco.cli.service import service_app
 from flamenco.client import ApiError, SyncApi, Unreachable, api_path
 from flamenco.config import (
@@ -28,6 +29,7 @@ from flamenco.config import (
 )
 from flamenco.core.compiler import output_format_label
 from flamenco.core.sizes import parse_size
+from flamenco.errors import SchemaError
 from flamenco.logs import setup_logging
 from flamenco.netaddr import public_host, service_url
 from flamenco.procs import keep_files_private, on_shutdown_signals
@@ -41,6 +43,7 @@ app.add_typer(managers_app, name="managers")
 addon_app = typer.Typer(help="The Blender add-on.", no_args_is_help=True)  # add-on
 app.add_typer(addon_app, name="addon")  # add-on
 app.add_typer(service_app, name="service")  # services: cli/service.py
+app.add_typer(server_app, name="server")  # `server migrate`: cli/server_admin.py
 
 F = TypeVar("F", bound=Callable[..., Any])
 S = TypeVar("S")
@@ -198,8 +201,9 @@ def _every_command(ca_bundle: CaBundleOpt = None, version: VersionOpt = False) -
 # ---- components ------------------------------------------------------------------------------
 
 
-@app.command()
+@server_app.callback()
 def server(
+    ctx: typer.Context,
     port: Annotated[int | None, typer.Option(help="Port [9999].")] = None,
     data_dir: Annotated[
         Path | None, typer.Option(help="Where jobs, frames and the DB live.")
@@ -212,10 +216,12 @@ def server(
     tls_key: TlsKeyOpt = None,
     keep_days: KeepDaysOpt = None,
 ) -> None:
-    """Run the Server."""
+    """Run the Server (its database upgraded first), or one of the commands below."""
     from flamenco.server.app import create_server_app
     from flamenco.server.services import build_services
 
+    if ctx.invoked_subcommand is not None:
+        return
     start_component("server")
     settings = load_settings(
         ServerSettings,
@@ -230,7 +236,11 @@ def server(
         },
     )
     tls = checked_tls(settings)
-    services = build_services(settings)
+    try:
+        services = build_services(settings)
+    except SchemaError as exc:  # a database newer than this code, or its upgrade failed
+        err.print(f"Error: {exc.message}", style="red")
+        raise typer.Exit(1) from None
     url = service_url(scheme(tls), public_host(settings.host, ""), settings.port)
     err.print(f"Flamenco Server on {url} (data in {settings.data_dir})")
     server_app = create_server_app(services)
@@ -295,7 +305,11 @@ def manager(
             style="red",
         )
         raise typer.Exit(2)
-    built = build_manager(settings)
+    try:
+        built = build_manager(settings)
+    except SchemaError as exc:  # a store newer than this code, or its upgrade failed
+        err.print(f"Error: {exc.message}", style="red")
+        raise typer.Exit(1) from None
     url = manager_url(settings)  # the one it announces, too
     err.print(f"Flamenco Manager '{settings.name}' on {url}, Server {settings.server}")
     secret = secret_for_terminal(
@@ -312,9 +326,7 @@ def manager(
 def worker(
     manager: Annotated[
         str | None,
-        typer.Option(
-            "--manager", help="Manager URL. [the one announced on the network (DNS-SD)]"
-        ),
+        typer.Option("--manager", help="Manager URL. [the one announced on the network (DNS-SD)]"),
     ] = None,
     site: Annotated[
         str | None,
@@ -368,7 +380,7 @@ def worker(
         settings.manager = find_manager(settings, err.print)
     try:
         agent = WorkerAgent(settings)
-    except BlenderNotFound as exc:
+    except (BlenderNotFound, SchemaError) as exc:  # SchemaError: its outbox is newer
         err.print(f"Error: {exc}", style="red")
         raise typer.Exit(1) from None
     blenders = ", ".join(f"{i.version} ({i.where})" for i in agent.installs)
@@ -425,6 +437,13 @@ def submit(
             "[they run, as on a workstation that trusts the file].",
         ),
     ] = False,
+    check_blank: Annotated[
+        bool,
+        typer.Option(
+            "--check-blank",
+            help="Fail a frame whose pixels all have the same value (e.g. a black render).",
+        ),
+    ] = False,
     persistent_data: Annotated[
         bool,
         typer.Option(
@@ -461,6 +480,8 @@ def submit(
         settings["persistent_data"] = False
     if no_scripts:
         settings["scripts"] = False
+    if check_blank:
+        settings["check_blank"] = True
     request = SubmitRequest(
         scene, frames, chunk, name, priority, site or [], allow_missing, settings
     )
@@ -845,4 +866,5 @@ def up(
 
 
 # `tokens`, `users passwd|remove`, `managers revoke|rotate|rotate-secret`: registered by importing.
-from flamenco.cli import accounts  # noqa: E402, F401
+# `metrics token`: cli/metrics.py.
+from flamenco.cli import accounts, metrics  # noqa: E402, F401

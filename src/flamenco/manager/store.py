@@ -20,7 +20,8 @@ from typing import Any
 from flamenco import wire
 from flamenco.aio import TurnWriter
 from flamenco.core.matching import Capabilities, Requirements
-from flamenco.db import connect_sqlite, utcnow
+from flamenco.db import utcnow
+from flamenco.store_versions import StoreMigration, open_store, script
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS workers (
@@ -31,6 +32,8 @@ CREATE TABLE IF NOT EXISTS held_tasks (
     task_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, lease TEXT NOT NULL,
     state TEXT NOT NULL, worker_id TEXT);
 """
+# The store's versions (store_versions.py): append a migration to change a table.
+MIGRATIONS: list[StoreMigration] = [script(SCHEMA)]
 
 
 @dataclass(eq=False)
@@ -113,8 +116,7 @@ class WorkerState:
 
 class ManagerStore:
     def __init__(self, path: Path, writer: TurnWriter | None = None) -> None:
-        self.db = connect_sqlite(path)
-        self.db.executescript(SCHEMA)
+        self.db = open_store(path, MIGRATIONS)
         self._tasks: dict[str, HeldTask | None] = {}  # changed since the last write; None: gone
         self._workers: dict[str, WorkerState] = {}
         # Rows already in the tables: a change of those rewrites the columns that change, not

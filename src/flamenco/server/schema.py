@@ -27,19 +27,13 @@ from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url
 from sqlalchemy.pool import NullPool
 
-from flamenco.errors import FlamencoError
+from flamenco.errors import SchemaError
 
 log = logging.getLogger("flamenco.server.schema")
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 BASELINE = "0001_baseline"
 TOKEN_LIFETIMES = "0002_token_lifetimes"
-
-
-class SchemaError(FlamencoError):
-    """The database cannot be used by this code: newer than it, or its upgrade failed."""
-
-    status_code = 500
 
 
 @dataclass(frozen=True)
@@ -72,18 +66,23 @@ def head_revision(migrations: Path = MIGRATIONS) -> str:
     return head
 
 
-def upgrade_schema(url: str, migrations: Path = MIGRATIONS) -> SchemaUpgrade:
-    """Bring the database at `url` to the newest revision, or leave it as it was."""
+def upgrade_schema(
+    url: str, migrations: Path = MIGRATIONS, target: str | None = None
+) -> SchemaUpgrade:
+    """Bring the database at `url` to the newest revision (or `target`, for tests that make
+    an older database), or leave it as it was."""
+    # Alembic's own lines name every step and guess at transactions it does not hold here;
+    # what was done is logged once below.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     engine = _migration_engine(url)
     try:
-        return _upgrade(engine, url, migrations)
+        return _upgrade(engine, url, migrations, target or head_revision(migrations))
     finally:
         engine.dispose()
 
 
-def _upgrade(engine: Engine, url: str, migrations: Path) -> SchemaUpgrade:
+def _upgrade(engine: Engine, url: str, migrations: Path, head: str) -> SchemaUpgrade:
     script = ScriptDirectory(str(migrations))
-    head = head_revision(migrations)
     with engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
         recognised = None if current else recognise_revision(conn)
@@ -93,7 +92,8 @@ def _upgrade(engine: Engine, url: str, migrations: Path) -> SchemaUpgrade:
         except CommandError:
             raise SchemaError(
                 f"The database is at schema revision {current}, which this Flamenco does not "
-                f"know (its newest is {head}): a newer Flamenco upgraded it, so run that one."
+                f"know (its newest is {head_revision(migrations)}): a newer Flamenco "
+                "upgraded it, so run that one."
             ) from None
     before = current or recognised
     kept = None
@@ -106,7 +106,7 @@ def _upgrade(engine: Engine, url: str, migrations: Path) -> SchemaUpgrade:
             config.attributes["connection"] = conn
             if recognised:
                 command.stamp(config, recognised)
-            command.upgrade(config, "head")
+            command.upgrade(config, head)
     except Exception as exc:
         copy = f" (a copy is kept at {kept})" if kept else ""
         raise SchemaError(
