@@ -24,6 +24,7 @@ from flamenco.wire import ErrorBody
 USER_TOKEN_SCHEME = "UserToken"
 MANAGER_TOKEN_SCHEME = "ManagerToken"
 WORKER_TOKEN_SCHEME = "WorkerToken"
+METRICS_TOKEN_SCHEME = "MetricsToken"  # read-only: /metrics (flamenco metrics token)
 # Machines report what happened (syncs, updates, uploads): nothing they send can conflict.
 MACHINE_TOKEN_SCHEMES = frozenset({MANAGER_TOKEN_SCHEME, WORKER_TOKEN_SCHEME})
 ERROR_BODY_REF = "#/components/schemas/ErrorBody"

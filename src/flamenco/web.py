@@ -15,11 +15,11 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flamenco import __version__
-from flamenco.apidoc import install_documented_errors
+from flamenco.apidoc import error_answers, install_documented_errors
 from flamenco.blobs import BlobTooLarge, HashMismatch, UnsafePath
 from flamenco.core.frames import quote_for_message
 from flamenco.core.ratelimit import retry_after_header
-from flamenco.errors import FlamencoError, TooManyRequests
+from flamenco.errors import FlamencoError, TooManyRequests, Unavailable
 
 log = logging.getLogger("flamenco.web")
 
@@ -241,10 +241,19 @@ class RawJsonRoutes:
         await send({"type": "http.response.body", "body": reply})
 
 
+# What stops a service from serving (a sentence), or None while it can; /healthz asks it.
+HealthCheck = Callable[[], Awaitable[str | None]]
+
+
+async def always_healthy() -> str | None:
+    return None
+
+
 def create_app(
     title: str,
     limit_for: LimitFor | None = None,
     raw_routes: dict[tuple[str, str], JsonHandler] | None = None,
+    health: HealthCheck = always_healthy,
     **kwargs: Any,
 ) -> FastAPI:
     app = FastAPI(title=title, version=__version__, **kwargs)
@@ -257,5 +266,14 @@ def create_app(
     @app.get("/api/v1/version")
     def version() -> dict[str, str]:
         return {"name": title, "version": __version__}
+
+    # No token: a load balancer or a service manager asks it. 503 with the reason when the
+    # service cannot serve (the Server's database, the Dashboard's Server).
+    @app.get("/healthz", responses=error_answers(503))
+    async def healthz() -> dict[str, str]:
+        problem = await health()
+        if problem is not None:
+            raise Unavailable(problem)
+        return {"name": title, "status": "ok"}
 
     return app

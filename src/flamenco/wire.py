@@ -423,6 +423,11 @@ class ManagerSyncReply(Wire):
     worker_states: dict[str, str] = Field(
         default_factory=dict, description="Worker name -> awake, asleep or disabled."
     )
+    metrics_tokens: list[str] = Field(
+        default_factory=list,
+        description="SHA-256 hashes (never the tokens) of the live metrics tokens, which the "
+        "Manager's /metrics accepts.",
+    )
 
 
 # ---- Worker <-> Manager ------------------------------------------------------------------------

@@ -393,7 +393,13 @@ def create_dashboard_app(settings: DashboardSettings) -> FastAPI:
         yield
         await dash.upstream.close()
 
-    app = create_app("Flamenco Dashboard", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = create_app(
+        "Flamenco Dashboard",
+        lifespan=lifespan,
+        health=dash.upstream.server_problem,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.dashboard = dash
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(SecurityHeaders)

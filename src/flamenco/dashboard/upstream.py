@@ -78,6 +78,17 @@ class Upstream:
             raise await self._unreachable(exc) from exc
         return check(response).json()["token"]
 
+    async def server_problem(self) -> str | None:
+        """Why the Dashboard cannot serve (its /healthz): the Server's health, asked with no
+        token; None while the Server answers that it can serve."""
+        try:
+            check(await self.http.get("/healthz", timeout=5.0))
+        except httpx.TransportError as exc:
+            return str(await self._unreachable(exc))
+        except ApiError as exc:
+            return f"The Server at {self.url} cannot serve: {exc.message}"
+        return None
+
     async def close(self) -> None:
         await self.http.aclose()
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -30,9 +31,11 @@ from flamenco.config import ManagerSettings
 from flamenco.discovery import ManagerAnnouncer
 from flamenco.errors import BadRequest, Unauthorized
 from flamenco.manager.join_secret import JoinSecret
+from flamenco.manager.metrics import ManagerMeters, install_metrics
 from flamenco.manager.service import ManagerService
 from flamenco.manager.store import ManagerStore, WorkerState
 from flamenco.manager.upstream import ServerLink
+from flamenco.metrics import held_label
 from flamenco.outbox import Outbox
 from flamenco.security import bearer_token, token_hash
 from flamenco.web import RouteLimits, create_app, parse_json
@@ -74,7 +77,8 @@ def build_manager(settings: ManagerSettings) -> Manager:
         join_secret=joining,
     )
     blobs.pins = service.needed_blobs
-    return Manager(service, ServerLink(service, server, outbox, settings.sync_interval_s))
+    link = ServerLink(service, server, outbox, settings.sync_interval_s, ManagerMeters())
+    return Manager(service, link)
 
 
 # Dependencies are async so that FastAPI calls them in the loop, not in its thread pool.
@@ -123,15 +127,23 @@ def create_manager_app(manager: Manager) -> FastAPI:
         manager.service.outbox.close()
 
     limit_for = RouteLimits(UPLOAD_ROUTES, UPLOAD_LIMIT)
+    meters = manager.link.meters
 
     async def sync(headers: dict[bytes, bytes], body: bytes) -> bytes:
         """POST /api/v1/worker/sync (body: WorkerSync, reply: WorkerSyncReply), the busiest
         route: served before the framework (RawJsonRoutes)."""
-        svc = manager.service
+        svc, started = manager.service, time.perf_counter()
         authorization = headers.get(b"authorization", b"").decode("latin-1")
         worker = svc.authenticate_worker(bearer_token(authorization))
-        reply = await svc.worker_sync(worker, parse_json(body, wire.WorkerSync))
-        return reply.model_dump_json().encode()
+        request = parse_json(body, wire.WorkerSync)
+        reply = await svc.worker_sync(worker, request)
+        answer = reply.model_dump_json().encode()
+        meters.worker_sync_seconds.labels(held_label(request.wait_s)).observe(
+            time.perf_counter() - started
+        )
+        if reply.assignment is not None:
+            meters.assignments.inc()
+        return answer
 
     app = create_app(
         "Flamenco Manager",
@@ -140,6 +152,7 @@ def create_manager_app(manager: Manager) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.manager = manager
+    install_metrics(app, manager)  # /metrics
 
     # A Worker registering again sends the token it has: that lets it keep its name.
     @app.post("/api/v1/workers/register", responses=error_answers(401, 409))

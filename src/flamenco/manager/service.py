@@ -69,6 +69,7 @@ class ManagerService:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._finished: deque[float] = deque()  # when recent tasks ended, for the task rate
         self.blob_downloads = 0
+        self.blob_download_bytes = 0  # for /metrics (manager/metrics.py)
         self.blocklist: dict[str, set[str]] = {}  # job id -> Worker names, from the Server
         self.workers_by_id: dict[str, WorkerState] = {}
         self._working: set[str] = set()  # ids of Workers in a WORKING_STATUSES status
@@ -396,6 +397,7 @@ class ManagerService:
                 "The Server cannot be reached to fetch the blob; retry later."
             ) from exc
         self.blob_downloads += 1
+        self.blob_download_bytes += self.blobs.path(sha256).stat().st_size
 
     # ---- the Server side ---------------------------------------------------------------------
 

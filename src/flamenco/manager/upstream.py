@@ -21,6 +21,7 @@ from typing import TypeVar
 from flamenco import wire
 from flamenco.aio import wait_any
 from flamenco.client import ApiError, AsyncApi, TlsFailure, Unreachable, api_path
+from flamenco.manager.metrics import ManagerMeters
 from flamenco.manager.service import ManagerService
 from flamenco.outbox import FrameItem, Outbox
 
@@ -35,9 +36,17 @@ GATHER_S = 0.1  # deliveries, and syncs while no Worker waits, are at least this
 
 class ServerLink:
     def __init__(
-        self, service: ManagerService, server: AsyncApi, outbox: Outbox, interval_s: float
+        self,
+        service: ManagerService,
+        server: AsyncApi,
+        outbox: Outbox,
+        interval_s: float,
+        meters: ManagerMeters | None = None,
     ) -> None:
         self.service = service
+        self.meters = meters or ManagerMeters()
+        # Hashes of the farm's metrics tokens, from the last sync: what /metrics accepts.
+        self.metrics_tokens: frozenset[str] = frozenset()
         self.server = server
         self.outbox = outbox
         self.interval_s = interval_s
@@ -166,9 +175,12 @@ class ServerLink:
 
     async def _exchange(self, request: wire.ManagerSync) -> list[wire.Lease]:
         timeout = request.wait_s + REQUEST_MARGIN_S if request.wait_s else None
+        started = time.perf_counter()
         reply = await self.server.call(
             "POST", "/api/v1/manager/sync", wire.ManagerSyncReply, request, timeout=timeout
         )
+        self.meters.server_synced(request.wait_s, time.perf_counter() - started)
+        self.metrics_tokens = frozenset(reply.metrics_tokens)
         self.service.handed_back(request.handed_back)
         self.service.revoke(reply.revoked)
         self.service.take_blocklist(reply.blocklist)
@@ -211,19 +223,21 @@ class ServerLink:
         )
 
     async def _send_frame(self, item: FrameItem) -> None:
+        source, started = self.service.blobs.path(item.sha256), time.perf_counter()
         if item.kind == "artifact":
             await self.server.upload_file(
                 api_path("manager", "tasks", item.task_id, "artifacts", item.filename),
-                self.service.blobs.path(item.sha256),
+                source,
                 item.sha256,
             )
-            return
-        await self.server.upload_file(
-            f"/api/v1/manager/tasks/{item.task_id}/frames/{item.frame}",
-            self.service.blobs.path(item.sha256),
-            item.sha256,
-            params={"filename": item.filename},
-        )
+        else:
+            await self.server.upload_file(
+                f"/api/v1/manager/tasks/{item.task_id}/frames/{item.frame}",
+                source,
+                item.sha256,
+                params={"filename": item.filename},
+            )
+        self.meters.uploaded(item.kind, source.stat().st_size, time.perf_counter() - started)
 
 
 def _backoff(delay: float, base: float) -> float:

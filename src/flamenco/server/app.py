@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import pathlib
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
@@ -27,6 +28,8 @@ from flamenco.core import media
 from flamenco.core.actions import JobAction
 from flamenco.errors import BadRequest, Forbidden, NotFound
 from flamenco.server.frame_views import frame_view
+from flamenco.server.health import health_check
+from flamenco.server.metrics import install_metrics
 from flamenco.server.models import ManagerRow, User
 from flamenco.server.retention import JobRetention
 from flamenco.server.services import ServerServices
@@ -105,8 +108,11 @@ def create_server_app(svc: ServerServices) -> FastAPI:
         stop.set()
         await pruning
 
-    app = create_app("Flamenco Server", limit_for=limit_for, lifespan=lifespan)
+    app = create_app(
+        "Flamenco Server", limit_for=limit_for, lifespan=lifespan, health=health_check(svc)
+    )
     app.state.services = svc
+    meters = install_metrics(app, svc, current_user)  # /metrics, metrics tokens
 
     @app.post("/api/v1/login", responses=error_answers(401, 429))
     def login(req: wire.LoginRequest, request: Request, svc: Services) -> wire.TokenIssued:
@@ -238,7 +244,10 @@ def create_server_app(svc: ServerServices) -> FastAPI:
 
     @app.put("/api/v1/blobs/{sha256}", status_code=201, openapi_extra=STREAMED_BODY)
     async def upload_blob(sha256: Sha, request: Request, _: AnyUser, svc: Services) -> dict:
-        return {"sha256": sha256, "size": await svc.blob_gc.upload(sha256, request.stream())}
+        started = time.perf_counter()
+        size = await svc.blob_gc.upload(sha256, request.stream())
+        meters.uploaded("blob", size, time.perf_counter() - started)
+        return {"sha256": sha256, "size": size}
 
     @app.get(
         "/api/v1/blobs/{sha256}",
@@ -249,7 +258,9 @@ def create_server_app(svc: ServerServices) -> FastAPI:
     def download_blob(sha256: Sha, svc: Services) -> FileResponse:
         if not svc.blobs.has(sha256):
             raise NotFound(f"There is no blob {sha256} on this Server.")
-        return FileResponse(svc.blobs.path(sha256), media_type="application/octet-stream")
+        path = svc.blobs.path(sha256)
+        meters.downloaded_bytes.inc(path.stat().st_size)
+        return FileResponse(path, media_type="application/octet-stream")
 
     # ---- jobs --------------------------------------------------------------------------------
 
@@ -365,13 +376,19 @@ def create_server_app(svc: ServerServices) -> FastAPI:
     async def manager_sync(
         req: wire.ManagerSync, manager: AnyManager, request: Request, svc: Services
     ) -> wire.ManagerSyncReply:
-        return await svc.leases.sync_waiting(manager, req, gone=request.is_disconnected)
+        started = time.perf_counter()
+        reply = await svc.leases.sync_waiting(manager, req, gone=request.is_disconnected)
+        meters.synced(req, reply, time.perf_counter() - started)
+        reply.metrics_tokens = sorted(request.app.state.metrics_tokens.hashes())
+        return reply
 
     @app.post("/api/v1/manager/updates", responses=error_answers(503))
     def manager_updates(
         batch: wire.UpdateBatch, manager: AnyManager, svc: Services
     ) -> wire.UpdatesApplied:
-        return wire.UpdatesApplied(applied=svc.leases.apply_updates(manager, batch.updates))
+        applied = svc.leases.apply_updates(manager, batch.updates)
+        meters.updates_received(batch.updates)
+        return wire.UpdatesApplied(applied=applied)
 
     @app.put(
         "/api/v1/manager/tasks/{task_id}/frames/{frame}",
@@ -390,9 +407,12 @@ def create_server_app(svc: ServerServices) -> FastAPI:
     ) -> wire.FrameInfo:
         if not is_sha256(x_flamenco_sha256):
             raise BadRequest("The X-Flamenco-SHA256 header is not a SHA-256 hex digest.")
-        return await svc.jobs.receive_frame(
+        started = time.perf_counter()
+        info = await svc.jobs.receive_frame(
             manager.id, task_id, frame, filename, x_flamenco_sha256, request.stream()
         )
+        meters.uploaded("frame", info.size, time.perf_counter() - started)
+        return info
 
     # `:path` lets a name with a folder in it reach the check, which refuses it with a 400.
     @app.put(
@@ -411,8 +431,11 @@ def create_server_app(svc: ServerServices) -> FastAPI:
     ) -> wire.ArtifactInfo:
         if not is_sha256(x_flamenco_sha256):
             raise BadRequest("The X-Flamenco-SHA256 header is not a SHA-256 hex digest.")
-        return await svc.jobs.receive_artifact(
+        started = time.perf_counter()
+        info = await svc.jobs.receive_artifact(
             manager.id, task_id, name, x_flamenco_sha256, request.stream()
         )
+        meters.uploaded("artifact", info.size, time.perf_counter() - started)
+        return info
 
     return app

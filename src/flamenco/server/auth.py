@@ -24,6 +24,7 @@ from flamenco.core.ratelimit import KeyedRateLimit, retry_after_header
 from flamenco.db import utcnow
 from flamenco.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized
 from flamenco.security import hash_password, new_token, token_hash, verify_password
+from flamenco.server.metrics_tokens import METRICS_LABEL, METRICS_ONLY
 from flamenco.server.models import ApiToken, ManagerRow, User
 
 log = logging.getLogger("flamenco.server.auth")
@@ -156,6 +157,8 @@ class AuthService:
             user = s.get(User, row.user_id) if row.user_id is not None else None
             if user is None:  # not reached: removing a user revokes their tokens
                 raise Unauthorized(WRONG_TOKEN)
+            if row.label == METRICS_LABEL:  # read-only: /metrics and nothing else
+                raise Forbidden(METRICS_ONLY)
             if row.last_used is None or now - row.last_used >= TOKEN_TOUCH:
                 row.last_used = now
                 s.commit()
