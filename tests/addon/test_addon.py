@@ -108,7 +108,8 @@ def run_session(plan: dict[str, Any], folder: Path) -> dict[str, Any]:
     (folder / "tmp").mkdir(parents=True)
     plan_file = folder / "plan.json"
     plan_file.write_text(json.dumps(plan))
-    env = child_env(folder / "user", {"TMPDIR": str(folder / "tmp")})
+    extra = {"TMPDIR": str(folder / "tmp"), "XDG_CACHE_HOME": str(folder / "cache")}
+    env = child_env(folder / "user", extra)
     done = subprocess.run(
         [sys.executable, "-P", str(SESSION), str(plan_file)],
         env=env,
@@ -227,6 +228,11 @@ def test_submit_from_blender_uploads_the_dependencies_and_renders_them(
     addon_farm: TestFarm, addon_zip: Path, scene: Path, tmp_path: Path
 ) -> None:
     farm = addon_farm
+    root = scene.parents[2]
+    deps = [root / "project" / "textures" / "green.png", root / "elsewhere" / "libs" / "lib.blend"]
+    for dep in deps:  # last changed an hour ago: the hash cache remembers only settled files
+        mtime = dep.stat().st_mtime_ns - 3600 * 10**9
+        os.utime(dep, ns=(mtime, mtime))
     plan = {
         "mode": "submit",
         "zip": str(addon_zip),
@@ -271,15 +277,20 @@ def test_submit_from_blender_uploads_the_dependencies_and_renders_them(
     # The panel and the preferences draw with properties and operators that exist.
     drawn = r["panel_after"]
     assert {"job_name", "frames", "chunk_size", "priority", "target_site"} <= set(drawn["props"])
-    assert {"render_device", "output_format", "run_scripts", "progress"} <= set(drawn["props"])
+    drawn_props = {"render_device", "output_format", "run_scripts", "check_blank", "progress"}
+    assert drawn_props <= set(drawn["props"])
     assert {"flamenco.submit", "flamenco.open_dashboard"} <= set(drawn["operators"])
     assert "flamenco.open_dashboard" not in r["panel_before"]["operators"]
     assert {"server_url", "api_token"} <= set(r["preferences_panel"]["props"])
     assert "flamenco.check_connection" in r["preferences_panel"]["operators"]
 
+    # Submitted again, only the new copy of the scene was read: the texture and the library
+    # were remembered by the hash cache in the user's cache folder.
+    assert r["again"] == {"result": ["FINISHED"], "error": ""}, r
+    assert r["again_hashed"] == [1, 3]
+    assert (tmp_path / "session" / "cache" / "flamenco" / "hashes.sqlite3").is_file()
+
     # The texture and the library are on the Server.
-    root = scene.parents[2]
-    deps = [root / "project" / "textures" / "green.png", root / "elsewhere" / "libs" / "lib.blend"]
     hashes = [hashlib.sha256(p.read_bytes()).hexdigest() for p in deps]
     missing = farm.api().request("POST", "/api/v1/blobs/missing", json={"hashes": hashes})
     assert missing.json()["missing"] == []
@@ -291,6 +302,8 @@ def test_submit_from_blender_uploads_the_dependencies_and_renders_them(
     fallback = r["fallback_job"]
     assert fallback["name"] == "without BAT" and fallback["settings"]["frames"] == "2"
     assert fallback["settings"]["scripts"] is False  # "Run the File's Scripts" unticked
+    assert fallback["settings"]["check_blank"] is True  # "Fail Blank Frames" ticked
+    assert "check_blank" not in r["job"]["settings"]  # off unless ticked
     assert fallback["settings"]["blend"] == "project/scenes/shot.blend"  # the folders mirrored
 
     # The panel followed the last job until it completed.

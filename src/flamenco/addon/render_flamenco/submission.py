@@ -41,7 +41,6 @@ class JobRequest:
     blend_copy: Path  # the saved copy, alone in its own folder
     original: Path  # the artist's file, where the copy's relative paths point from
     workdir: Path  # removed when the submission ends
-    hash_cache: Path | None = field(default_factory=default_path)  # None: hash every file
     name: str
     frames: str
     chunk_size: int = 1
@@ -50,11 +49,13 @@ class JobRequest:
     render_device: str = "CPU"
     output_format: str = "SCENE"  # the file's own output settings
     run_scripts: bool = True  # the file's drivers and text blocks run, as on a workstation
+    check_blank: bool = False  # a frame whose pixels are all one value fails
     allow_missing: bool = False
     min_blender: str = ""  # the version that saved the file: the job's minimum
     use_bat: bool = True
     # Absolute paths of the scene's dependencies (bpy.utils.blend_paths), for use without BAT.
     dependencies: list[Path] = field(default_factory=list)
+    hash_cache: Path | None = field(default_factory=default_path)  # None: hash every file
 
     def settings(self, blend: str) -> dict[str, Any]:
         settings = {
@@ -68,6 +69,8 @@ class JobRequest:
             settings["min_blender_version"] = self.min_blender
         if not self.run_scripts:
             settings["scripts"] = False  # like the CLI's --no-scripts
+        if self.check_blank:
+            settings["check_blank"] = True  # like the CLI's --check-blank
         return settings
 
 
