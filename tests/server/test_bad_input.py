@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import io
 import json
 import re
 import select
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from PIL import Image
 
 from farmkit import TestFarm, wait_until
 from flamenco.server.auth import NO_TOKEN, WRONG_TOKEN
@@ -944,8 +946,9 @@ def test_a_frame_with_a_plain_name_and_its_tasks_number_is_stored(
     (frame, *_) = next(
         t for t in http.get(f"/api/v1/jobs/{job_id}/tasks").json() if t["id"] == task_id
     )["frames"]
-    data = b"a frame, as far as this test cares"
-    response = _put_frame(srv, task_id, frame, f"frame_{frame:06d}.png", data)
+    picture = io.BytesIO()
+    Image.new("RGB", (8, 4), (0, 90, 0)).save(picture, "PNG")  # a whole PNG: it is checked
+    response = _put_frame(srv, task_id, frame, f"frame_{frame:06d}.png", picture.getvalue())
     assert response.status_code == 201, response.text
     frames = http.get(f"/api/v1/jobs/{job_id}/frames").json()
     assert [(f["frame"], f["filename"]) for f in frames] == [(frame, f"frame_{frame:06d}.png")]

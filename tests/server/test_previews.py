@@ -18,6 +18,7 @@ from flamenco import wire
 from flamenco.core.actions import JobAction
 from flamenco.core.states import JobStatus, TaskStatus
 from flamenco.errors import NotFound
+from flamenco.frame_check import BadFrame
 from flamenco.server.frame_views import frame_view
 from flamenco.server.models import ManagerRow
 from flamenco.server.services import ServerServices
@@ -47,9 +48,16 @@ def _png(size: tuple[int, int], colour: tuple[int, int, int]) -> bytes:
     return out.getvalue()
 
 
-def _frame(svc: ServerServices, manager: ManagerRow, task_id: str, frame: int, data: bytes) -> str:
+def _frame(
+    svc: ServerServices,
+    manager: ManagerRow,
+    task_id: str,
+    frame: int,
+    data: bytes,
+    name: str | None = None,
+) -> str:
     sha = hashlib.sha256(data).hexdigest()
-    name = f"frame_{frame:06d}.png"
+    name = name or f"frame_{frame:06d}.png"
     asyncio.run(svc.jobs.receive_frame(manager.id, task_id, frame, name, sha, _chunks(data)))
     return sha
 
@@ -95,7 +103,9 @@ def test_every_readable_frame_gets_a_small_jpeg_thumbnail(svc: ServerServices) -
     job = _preview_job(svc, "1-3")
     first, second, third = lease_sync(svc, site, want=3).leases
     _frame(svc, site, first.task_id, 1, _png((600, 300), (200, 10, 10)))
-    _frame(svc, site, second.task_id, 2, b"v/1\x01 an OpenEXR file Pillow cannot read")
+    # A DPX file: a frame (its content is not read on arrival), but Pillow cannot read it.
+    dpx = b"SDPX a DPX file Pillow cannot read"
+    _frame(svc, site, second.task_id, 2, dpx, name="frame_000002.dpx")
     _frame(svc, site, third.task_id, 3, _png((90, 400), (10, 10, 200)))
 
     with Image.open(svc.jobs.thumbnail(job.id, 1)) as thumb:
@@ -152,9 +162,17 @@ def test_the_viewer_gets_browser_images_as_they_are_and_a_jpeg_of_anything_else(
     sha = hashlib.sha256(data).hexdigest()
     name = "frame_000002.exr"
     asyncio.run(svc.jobs.receive_frame(site.id, second.task_id, 2, name, sha, _chunks(data)))
+    _frame(svc, site, third.task_id, 3, b"SDPX not for browsers", name="frame_000003.dpx")
+    # A broken EXR never becomes a frame (flamenco.frame_check): refused as it arrives.
     broken = b"v/1\x01 cut short"
     sha = hashlib.sha256(broken).hexdigest()
-    asyncio.run(svc.jobs.receive_frame(site.id, third.task_id, 3, name, sha, _chunks(broken)))
+    with pytest.raises(BadFrame, match=r"^Frame 3 \(frame_000003.exr\) does not decode as EXR"):
+        asyncio.run(
+            svc.jobs.receive_frame(
+                site.id, third.task_id, 3, "frame_000003.exr", sha, _chunks(broken)
+            )
+        )
+    assert not svc.blobs.has(sha)
 
     path, media_type = frame_view(svc.jobs, job.id, 1)
     assert (media_type, path.read_bytes()) == ("image/png", png)

@@ -51,6 +51,7 @@ from flamenco.errors import (
     UnsupportedMedia,
     writing,
 )
+from flamenco.frame_check import BadFrame, check_frame, job_expectation
 from flamenco.images import image_size, save_jpeg
 from flamenco.server.blob_gc import BlobCollector
 from flamenco.server.doorbell import Doorbell
@@ -428,8 +429,17 @@ class JobService:
             if frame not in task.frames:
                 raise BadRequest(f"Frame {frame} is not one of the frames of task '{task_id}'.")
             job_id = task.job_id
+            expect = job_expectation(self._job_or_404(s, job_id).settings)
+        had_blob = self.blobs.has(sha256)
         with writing(f"Frame {frame} of job {job_id}"):
             digest = await self.blobs.put_stream(body, expected=sha256)
+        try:  # checked again as it arrives: a bad frame is a 422 and nothing of it is kept
+            await asyncio.to_thread(check_frame, self.blobs.path(digest), filename, frame, expect)
+        except BadFrame as exc:
+            if not had_blob:
+                self.blobs.path(digest).unlink(missing_ok=True)
+            log.warning("task %s: %s", task_id, exc.message, extra={"job": job_id, "task": task_id})
+            raise
         # Off the event loop: making the thumbnail of a large frame takes a while.
         return await asyncio.to_thread(self._record_frame, job_id, task_id, frame, filename, digest)
 
