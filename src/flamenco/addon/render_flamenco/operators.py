@@ -128,6 +128,7 @@ def prepare_request(context: bpy.types.Context) -> JobRequest:
         render_device=settings.render_device,
         output_format=settings.output_format,
         run_scripts=settings.run_scripts,
+        check_blank=settings.check_blank,
         allow_missing=settings.allow_missing,
         # This Blender saved the copy: a Worker's older Blender could lose what it adds.
         min_blender="{}.{}".format(*bpy.app.version[:2]),

@@ -83,6 +83,11 @@ class FlamencoJobSettings(bpy.types.PropertyGroup):
         "Workers, as on a workstation that trusts the file",
         default=True,
     )
+    check_blank: bpy.props.BoolProperty(
+        name="Fail Blank Frames",
+        description="Fail a frame whose pixels all have the same value (e.g. a black render)",
+        default=False,
+    )
     allow_missing: bpy.props.BoolProperty(
         name="Allow Missing Files",
         description="Submit even when files the scene uses cannot be found",

@@ -40,6 +40,7 @@ class RENDER_PT_flamenco(bpy.types.Panel):
             col.label(text=warning, icon="ERROR")
         col.prop(settings, "output_format")
         col.prop(settings, "run_scripts")
+        col.prop(settings, "check_blank")
         col.prop(settings, "allow_missing")
 
         busy = state.active is not None
