@@ -344,6 +344,7 @@ class TestFarm:
         full_env = {
             **os.environ,
             "XDG_CONFIG_HOME": str(self.config_home),
+            "XDG_CACHE_HOME": str(self.root / "user-cache"),  # the submitter's hash cache
             "FLAMENCO_SERVER": self.server_url,
             "FLAMENCO_TOKEN": self.token,
             "COLUMNS": "200",
