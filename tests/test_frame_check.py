@@ -74,6 +74,8 @@ def png_garbage(path: Path) -> None:
 SIZE = FrameExpectation(size=(W, H))
 BLANK = FrameExpectation(size=(W, H), check_blank=True)
 BLACK = np.zeros((H, W, 3), np.uint8)
+DITHERED = np.random.default_rng(3).integers(0, 2, (H, W, 3), np.uint8)  # Blender's black
+DARK = np.random.default_rng(4).integers(0, 3, (H, W, 3), np.uint8)  # more than dither
 
 
 @pytest.mark.parametrize(
@@ -144,6 +146,8 @@ BLACK = np.zeros((H, W, 3), np.uint8)
             "Frame 1 (f_0001.png) is blank: every pixel has the same value.",
         ),
         ("f_0001.tif", pillow("TIFF", BLACK + 200), BLANK, "is blank"),
+        ("f_0001.png", pillow("PNG", DITHERED), BLANK, "is blank"),
+        ("f_0001.png", pillow("PNG", DARK), BLANK, None),
         ("f_0001.exr", exr((0.0, 0.0, 0.0)), BLANK, "(f_0001.exr) is blank"),
         ("f_0001.exr", exr((0.3, 0.2, 0.1)), BLANK, "is blank"),
         ("f_0001.png", pillow("PNG"), BLANK, None),

@@ -7,7 +7,8 @@ not empty, its content is the kind its extension says (PNG, JPEG, TIFF, EXR) and
 job renders, its header decodes, the file is whole (PNG's IEND chunk, JPEG's end marker,
 every TIFF strip or tile, every EXR chunk in its offset table), and it has the job's size.
 Only with `check_blank` are the pixels decoded, to refuse a frame where every pixel has the
-same value (an EXR's beauty layer). Formats other than these four are checked for existence,
+same value (an EXR's beauty layer exactly; integer formats give or take one 8-bit step, which
+is Blender's dither). Formats other than these four are checked for existence,
 size and extension only. A bad frame raises `BadFrame` (422 at the Server) with one sentence
 naming the frame and what is wrong; `core/faults.py` says whose fault it is.
 """
@@ -277,7 +278,10 @@ def _is_blank(path: Path, kind: str) -> bool:
         flat = pixels.reshape(-1, pixels.shape[2] if pixels.ndim == 3 else 1)
         return bool(np.all(flat == flat[0]))
     with Image.open(path) as img:
-        extrema = img.getextrema()
+        extrema, mode = img.getextrema(), img.mode
     if not isinstance(extrema[0], tuple):  # one band: (min, max)
         extrema = (extrema,)  # type: ignore[assignment]
-    return all(low == high for low, high in extrema)  # type: ignore[misc]
+    # Blender dithers what it writes as integers (dither_intensity, 1 by default): a black
+    # render comes out as 0s and 1s. One 8-bit step either way is still one value.
+    step = 0 if mode == "F" else 257 if mode.startswith("I") else 1
+    return all(high - low <= step for low, high in extrema)  # type: ignore[misc]
