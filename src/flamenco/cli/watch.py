@@ -18,6 +18,7 @@ from flamenco import wire
 from flamenco.cli.console import err
 from flamenco.client import ApiError, SyncApi, Unreachable, api_path
 from flamenco.core.watching import (
+    GREETING,
     JobProgress,
     Reaction,
     SseLines,
@@ -116,9 +117,9 @@ class JobWatch:
     def __init__(self, api: SyncApi, job_id: str, view: ProgressView) -> None:
         self.api, self.job_id, self.view = api, job_id, view
         self.told: dict[str, str] = {}
+        self.drops = 0  # in a row: the back-off starts again once a stream connects
 
     def run(self) -> wire.Job:
-        drops = 0
         while True:
             try:
                 job = self._follow_stream()
@@ -131,8 +132,8 @@ class JobWatch:
                 if exc.status < 500:  # the job is gone, or the token: waiting will not mend it
                     raise
                 why = exc.message.rstrip(".")
-            delay = reconnect_delay(drops)
-            drops += 1
+            delay = reconnect_delay(self.drops)
+            self.drops += 1
             self.view.say(
                 f"The event stream of job {self.job_id} dropped ({why}); "
                 f"reconnecting in {delay:.1f} s.",
@@ -147,6 +148,8 @@ class JobWatch:
             parser = SseLines()
             for line in lines:
                 kind = parser.feed(line)
+                if kind == GREETING:
+                    self.drops = 0
                 if kind is None or reaction(kind) is not Reaction.REREAD:
                     continue
                 job = self._read()

@@ -21,6 +21,7 @@ EXIT_CODES: dict[JobStatus, int] = {
 }
 FIRST_RECONNECT_S = 0.1
 MAX_RECONNECT_S = 5.0
+GREETING = "connected"  # the comment that opens every stream of the Server, once subscribed
 LINE_EVERY_S = 1.0  # progress lines on a stderr that is not a terminal: at most one a second
 
 
@@ -34,7 +35,7 @@ class Reaction(StrEnum):
 # watcher. A keep-alive ping (every 15 s) costs a read: a safety net that a change published
 # nowhere is still seen within a ping.
 REACTIONS: dict[str, Reaction] = {
-    "connected": Reaction.REREAD,
+    GREETING: Reaction.REREAD,
     "job": Reaction.REREAD,
     "ping": Reaction.REREAD,
 }

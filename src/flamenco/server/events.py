@@ -17,6 +17,8 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from flamenco.core.watching import GREETING
+
 log = logging.getLogger("flamenco.server.events")
 
 PING_S = 15.0
@@ -68,7 +70,7 @@ class EventBus:
         subscriber = Subscriber(job_id)
         self.subscribers.add(subscriber)
         try:
-            yield ": connected\n\n"
+            yield f": {GREETING}\n\n"  # subscribed: whatever a client reads now is fresh
             while True:
                 try:
                     await asyncio.wait_for(subscriber.wake.wait(), PING_S)
