@@ -46,6 +46,9 @@ NOT_A_METRICS_TOKEN = (
 )
 
 
+HELD = ("yes", "no")  # the values of a sync's `held` label
+
+
 def held_label(wait_s: float) -> str:
     """Whether a sync asked to be held (a long poll): its time is then mostly waiting."""
     return "yes" if wait_s > 0 else "no"

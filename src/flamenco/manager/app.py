@@ -35,7 +35,6 @@ from flamenco.manager.metrics import ManagerMeters, install_metrics
 from flamenco.manager.service import ManagerService
 from flamenco.manager.store import ManagerStore, WorkerState
 from flamenco.manager.upstream import ServerLink
-from flamenco.metrics import held_label
 from flamenco.outbox import Outbox
 from flamenco.security import bearer_token, token_hash
 from flamenco.web import RouteLimits, create_app, parse_json
@@ -138,11 +137,9 @@ def create_manager_app(manager: Manager) -> FastAPI:
         request = parse_json(body, wire.WorkerSync)
         reply = await svc.worker_sync(worker, request)
         answer = reply.model_dump_json().encode()
-        meters.worker_sync_seconds.labels(held_label(request.wait_s)).observe(
-            time.perf_counter() - started
+        meters.worker_synced(
+            request.wait_s, time.perf_counter() - started, reply.assignment is not None
         )
-        if reply.assignment is not None:
-            meters.assignments.inc()
         return answer
 
     app = create_app(

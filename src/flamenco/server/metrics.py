@@ -20,6 +20,7 @@ from flamenco.apidoc import METRICS_TOKEN_SCHEME, BearerToken, body_answer, erro
 from flamenco.core.states import JobStatus, TaskStatus
 from flamenco.db import utcnow
 from flamenco.metrics import (
+    HELD,
     LATENCY_BUCKETS,
     UPLOAD_BUCKETS,
     StateCollector,
@@ -73,8 +74,9 @@ class ServerMetrics:
             "Reports of a failed task received from Managers (a resent report counts again).",
             registry=r,
         )
-        for held in ("yes", "no"):  # every series exists from the start
-            self.sync_seconds.labels(held)
+        # Every series exists from the start; the sync's children are looked up once
+        # (labels() costs more than the observe itself).
+        self._sync = {held: self.sync_seconds.labels(held) for held in HELD}
         for kind in ("blob", "frame", "artifact"):
             self.upload_seconds.labels(kind)
             self.uploaded_bytes.labels(kind)
@@ -83,7 +85,7 @@ class ServerMetrics:
     # ---- what the routes tell -----------------------------------------------------------------
 
     def synced(self, req: wire.ManagerSync, reply: wire.ManagerSyncReply, seconds: float) -> None:
-        self.sync_seconds.labels(held_label(req.wait_s)).observe(seconds)
+        self._sync[held_label(req.wait_s)].observe(seconds)
         if reply.leases:
             self.leases.inc(len(reply.leases))
 
