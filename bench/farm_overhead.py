@@ -1,7 +1,8 @@
 """How much does the farm cost over plain Blender? Renders the same N frames three ways.
 
     .venv/bin/python bench/farm_overhead.py [--small-frames 24] [--heavy-frames 12]
-        [--scenes small,heavy] [--repeat 1] [--trace] [--json PATH] [--keep DIR]
+        [--scenes small,heavy] [--modes a,b,c] [--before REF] [--repeat 1] [--trace]
+        [--json PATH] [--keep DIR]
 
 (a) limit: ONE Blender process (a WarmBlender) loads the file once and renders all N frames;
     timed from process start to the last frame written.
@@ -13,6 +14,11 @@
 (p) farm, warm, without Cycles persistent data: (b) with the job submitted as
     `--no-persistent-data`, so each frame builds its BVH and images again; (b) against (p)
     (`--modes b,p`) is what persistent data saves.
+(w) what the user waits for: the farm of (b), but the job is submitted by the command
+    `flamenco submit --wait` in its own process, timed from the command's start to its exit
+    (Python start-up, hashing, upload, rendering, and seeing the end all count).
+(o) (w) with the code of `--before REF` (git archive of REF's src/flamenco) for the whole
+    farm and the command: the same measurement of the code before a change, in the same run.
 
 Scenes are built with flamenco.demo.scene.build_demo_scene into a temporary folder: "small"
 (160x90, 6 samples: about 0.05 s a frame on a 2-core VM) and "heavy" (heavy=True: about 1 s a
@@ -264,11 +270,15 @@ class BenchFarm(TestFarm):
 
     __test__ = False
 
-    def __init__(self, root: Path, cold: bool, trace: Path | None) -> None:
+    def __init__(
+        self, root: Path, cold: bool, trace: Path | None, code: Path | None = None
+    ) -> None:
         super().__init__(root)
-        self.cold, self.trace = cold, trace
+        self.cold, self.trace, self.code = cold, trace, code
 
     def _start(self, label: str, args: list[str], env: dict[str, str], *more: Any) -> Proc:
+        if self.code is not None:  # every part of the farm runs this copy of the code
+            env = {**env, "PYTHONPATH": str(self.code)}
         component = args[0]
         cold = self.cold and component == "worker"
         traced = self.trace is not None and component in ("manager", "worker")
@@ -298,6 +308,32 @@ def _worker_awake(farm: TestFarm, worker: Proc) -> bool:
     return reply.status_code == 200 and any(w["status"] == "awake" for w in reply.json()["workers"])
 
 
+def submit_and_wait_cli(
+    farm: TestFarm, blend: Path, n: int, code: Path | None, deadline_s: float
+) -> tuple[str, float]:
+    """Run `flamenco submit --wait` as a user does; the job's id and the command's exit time."""
+    env = {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(farm.config_home),
+        "FLAMENCO_SERVER": farm.server_url,
+        "FLAMENCO_TOKEN": farm.token,
+        **({"PYTHONPATH": str(code)} if code is not None else {}),
+    }
+    command = ["submit", str(blend), "--frames", f"1-{n}", "--chunk", "1", "--wait", "--json"]
+    done = subprocess.run(
+        [sys.executable, "-m", "flamenco", *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=deadline_s,
+        check=False,
+    )
+    t_exit = time.time()
+    if done.returncode != 0:
+        raise RuntimeError(f"submit --wait exited {done.returncode}:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout)["id"], t_exit
+
+
 def run_farm(
     blend: Path,
     n: int,
@@ -305,8 +341,11 @@ def run_farm(
     cold: bool,
     trace: Path | None,
     persistent_data: bool = True,
+    wait_cli: bool = False,
+    code: Path | None = None,
 ) -> dict[str, Any]:
-    with BenchFarm(root, cold=cold, trace=trace) as farm:
+    """(b), (c), (p); with `wait_cli`, (w) and (o): timed to the exit of `submit --wait`."""
+    with BenchFarm(root, cold=cold, trace=trace, code=code) as farm:
         farm.start_server()
         farm.start_manager()
         worker = farm.start_worker("w1")
@@ -319,9 +358,14 @@ def run_farm(
         busy0, own0 = busy_s(), own_s()
 
         t0 = time.time()
-        settings = {} if persistent_data else {"persistent_data": False}
-        request = SubmitRequest(blend, f"1-{n}", chunk=1, name=blend.stem, settings=settings)
-        job = submit_scene(api, request)
+        t_exit = None
+        if wait_cli:
+            job_id, t_exit = submit_and_wait_cli(farm, blend, n, code, 60 + 10 * n)
+            job = api.call("GET", f"/api/v1/jobs/{job_id}", wire.Job)
+        else:
+            settings = {} if persistent_data else {"persistent_data": False}
+            request = SubmitRequest(blend, f"1-{n}", chunk=1, name=blend.stem, settings=settings)
+            job = submit_scene(api, request)
         t_submitted = time.time()
         deadline = time.monotonic() + 60 + 10 * n
         while (job := api.call("GET", f"/api/v1/jobs/{job.id}", wire.Job)).status not in FINAL:
@@ -337,6 +381,11 @@ def run_farm(
         if sorted(f.frame for f in frames) != list(range(1, n + 1)):
             raise RuntimeError(f"the Server has frames {[f.frame for f in frames]}, not 1-{n}")
         t_end = job.updated.timestamp()
+        waited = {}
+        if t_exit is not None:
+            # The user's wait ends when the command exits; how long after the Server's stamp.
+            waited = {"exit_lag_s": t_exit - t_end}
+            t_end = t_exit
         cpu = {
             label: {k: round(cpu1[label][k] - cpu0[label][k], 3) for k in ("self", "children")}
             for label in procs
@@ -355,6 +404,7 @@ def run_farm(
             - (own1 - own0)
             - sum(v["self"] + v["children"] for v in cpu.values()),
             "job": job.id,
+            **waited,
         }
 
 
@@ -520,7 +570,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--small-frames", type=int, default=24, help="N for the small scene [24]")
     p.add_argument("--heavy-frames", type=int, default=12, help="N for the heavy scene [12]")
     p.add_argument("--scenes", default="small,heavy", help="which scenes [small,heavy]")
-    p.add_argument("--modes", default="a,b,c", help="which of a, b, c, p to run [a,b,c]")
+    p.add_argument("--modes", default="a,b,c", help="which of a, b, c, p, w, o to run [a,b,c]")
+    p.add_argument(
+        "--before",
+        metavar="REF",
+        help="git commit whose code mode (o) runs: the same wait, before a change",
+    )
     p.add_argument("--repeat", type=int, default=1, help="runs of each; medians shown [1]")
     p.add_argument("--trace", action="store_true", help="probe Manager+Worker; show gaps")
     p.add_argument("--json", type=Path, help="write all results to this JSON file")
@@ -554,6 +609,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def before_code(ref: str | None) -> Path:
+    """A private copy of src/flamenco as it was at commit `ref` (for mode o)."""
+    if not ref:
+        raise SystemExit("mode o needs --before REF: the commit whose code it runs")
+    code = Path(tempfile.mkdtemp(prefix="farm-overhead-before-"))
+    atexit.register(shutil.rmtree, code, ignore_errors=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", ref, "src/flamenco"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(code)], input=archive.stdout, check=True)
+    return code / "src"
+
+
 def _stop_cleanly(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)  # runs the farms' __exit__ (stops their processes) and atexit
 
@@ -569,6 +637,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     chosen = [scenes[s.strip()] for s in args.scenes.split(",") if s.strip()]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    before = before_code(args.before) if "o" in modes else None
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix="farm-overhead-", dir=args.keep))
@@ -586,6 +655,7 @@ def main(argv: list[str] | None = None) -> int:
         "settle_s": SETTLE_S,
         "quiet_cores": args.quiet_cores,
         "disturbed_cores": args.disturbed_cores,
+        "before": args.before,
         "scenes": {},
     }
     for scene in chosen:
@@ -622,7 +692,14 @@ def main(argv: list[str] | None = None) -> int:
                             res = run_limit(install, blend, scene.frames, where)
                         else:
                             res = run_farm(
-                                blend, scene.frames, where, mode == "c", trace, mode != "p"
+                                blend,
+                                scene.frames,
+                                where,
+                                mode == "c",
+                                trace,
+                                mode != "p",
+                                wait_cli=mode in ("w", "o"),
+                                code=before if mode == "o" else None,
                             )
                         if trace is not None and trace.exists():
                             res["trace"] = analyse_trace(
@@ -644,14 +721,14 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(run)
         summary = {m: statistics.median(r[m]["wall_s"] for r in runs) for m in modes}
         if "a" in summary:
-            for m in ("b", "c"):
+            for m in ("b", "c", "w", "o"):
                 if m in summary:
                     summary[f"{m}/a"] = summary[m] / summary["a"]
         if "b" in summary and "p" in summary:
             summary["b/p"] = summary["b"] / summary["p"]
         ratios = {
             f"{m}/a": [r[m]["wall_s"] / r["a"]["wall_s"] for r in runs]
-            for m in ("b", "c")
+            for m in ("b", "c", "w", "o")
             if m in modes and "a" in modes
         }
         result["scenes"][scene.name] = {
@@ -714,6 +791,16 @@ def print_table(result: dict[str, Any]) -> None:
     )
     for name, sc in result["scenes"].items():
         med = sc["median"]
+        for m, what in (("w", "this code"), ("o", f"the code of {result['before']}")):
+            if m in med:
+                lags = [r[m]["exit_lag_s"] for r in sc["runs"]]
+                console.print(
+                    f"{name}: ({m}) `submit --wait` with {what}: {med[m]:.2f} s from the "
+                    f"command's start to its exit"
+                    + (f", {m}/a = {med[m + '/a']:.3f}" if f"{m}/a" in med else "")
+                    + f"; exit after the Server's end stamp: median {statistics.median(lags):.3f} s"
+                    + f" (runs {', '.join(f'{x:.3f}' for x in lags)})"
+                )
         if "b/p" in med:
             console.print(
                 f"{name}: Cycles persistent data on (b) {med['b']:.2f} s, off (p) "
@@ -774,7 +861,7 @@ def print_cpu(result: dict[str, Any]) -> None:
     for col in cols:
         table.add_column(col, justify="right")
     for name, sc in result["scenes"].items():
-        for m in ("a", "b", "c", "p"):
+        for m in ("a", "b", "c", "p", "w", "o"):
             runs = [r[m] for r in sc["runs"] if m in r]
             if not runs:
                 continue
