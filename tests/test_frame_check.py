@@ -107,6 +107,12 @@ DARK = np.random.default_rng(4).integers(0, 3, (H, W, 3), np.uint8)  # more than
         ("f_0001.exr", truncated(exr(), 0.7), SIZE, "is truncated: its last chunk needs"),
         ("f_0001.exr", truncated(exr_multipart, 0.7), SIZE, "(f_0001.exr) is truncated: "),
         ("f_0001.exr", truncated(exr(), 30), SIZE, "(f_0001.exr) does not decode as EXR"),
+        (
+            "f_0001.exr",
+            truncated(exr(compression=OpenEXR.NO_COMPRESSION), 500),  # in its offset table
+            SIZE,
+            "is truncated: its headers or chunk offset table are cut off.",
+        ),
         ("f_0001.png", truncated(pillow("PNG"), 20), SIZE, "does not decode as PNG"),
         ("f_0001.png", png_garbage, SIZE, "(f_0001.png) does not decode as PNG"),
         # The wrong size.

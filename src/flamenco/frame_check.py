@@ -191,10 +191,36 @@ def _tiff_incomplete(path: Path, size: int) -> str | None:
 # ---- EXR: the headers as the format's specification lays them out, then the offset tables
 
 
+# How much of an EXR's start to read for its headers and offset tables: a little first, more
+# only for files with very many parts or chunks; never the pixels of a big frame.
+_EXR_READS = (1 << 20, 64 << 20)
+
+
 def _exr_incomplete(path: Path, size: int) -> str | None:
     OpenEXR.File(str(path), header_only=True)  # the library decodes the headers, or raises
-    with open(path, "rb") as f:
-        data = f.read(min(size, 16 << 20))  # headers and offset tables, never the pixels
+    for amount in _EXR_READS:
+        with open(path, "rb") as f:
+            data = f.read(min(size, amount))
+        try:
+            return _exr_layout_problem(path, data, size)
+        except _ReadMore:
+            if len(data) == size:
+                break
+    return "its headers or chunk offset table are cut off"
+
+
+class _ReadMore(Exception):
+    """The headers and offset tables go on past what was read."""
+
+
+def _exr_layout_problem(path: Path, data: bytes, size: int) -> str | None:
+    try:
+        return _exr_offsets_problem(path, data, size)
+    except (IndexError, ValueError, struct.error):
+        raise _ReadMore from None
+
+
+def _exr_offsets_problem(path: Path, data: bytes, size: int) -> str | None:
     version = struct.unpack_from("<I", data, 4)[0]
     multipart, tiled = bool(version & _EXR_MULTIPART), bool(version & _EXR_TILED)
     headers, pos = _exr_headers(data, multipart)
@@ -209,7 +235,7 @@ def _exr_incomplete(path: Path, size: int) -> str | None:
             return None  # a layout this check does not know: the header decoded, that is all
         end = pos + 8 * count
         if end > len(data):
-            return "its chunk offset table is cut off"
+            raise _ReadMore
         table += struct.unpack_from(f"<{count}Q", data, pos)
         pos = end
     if any(offset < pos or offset >= size for offset in table):
