@@ -19,8 +19,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 
 import flamenco.server.models  # noqa: F401  (the tables)
+from flamenco.config import ServerSettings
 from flamenco.db import Base, make_engine
 from flamenco.errors import SchemaError
+from flamenco.security import hash_password, token_hash
 from flamenco.server.schema import (
     BASELINE,
     MIGRATIONS,
@@ -28,6 +30,7 @@ from flamenco.server.schema import (
     head_revision,
     upgrade_schema,
 )
+from flamenco.server.services import build_services
 from pgkit import postgres_database
 
 HEAD = head_revision()
@@ -215,3 +218,52 @@ def test_flamenco_server_migrate_says_what_it_did(tmp_path: Path) -> None:
     assert "Error: The database is at schema revision 0099_from_the_future" in " ".join(
         refused.stderr.split()
     )
+
+
+JOB_ROWS = (
+    "INSERT INTO jobs (id, name, type, status, priority, submitter, settings, files, sites,"
+    " output_dir, frames_total, created, updated) VALUES ('job1', 'from before', 'blender-render',"
+    " 'completed', 50, 'alice', '{\"blend\": \"s.blend\", \"frames\": \"1\"}', '{}', '[]',"
+    " '/tmp/out', 1, '2026-01-02 03:04:05', '2026-01-02 03:04:05')",
+    "INSERT INTO tasks (id, job_id, index, name, type, status, frames, command, depends_on,"
+    " requirements, progress, activity, failure_count, log_tail, updated) VALUES ('task1',"
+    " 'job1', 0, 'render 1', 'blender-render', 'completed', '[1]', '{}', '[]', '{}', 1.0, '',"
+    " 0, '', '2026-01-02 03:04:05')",
+    "INSERT INTO outputs (job_id, task_id, frame, sha256, size, width, height, filename,"
+    " created) VALUES ('job1', 'task1', 1, 'abc', 10, 96, 54, 'frame_000001.png',"
+    " '2026-01-02 03:04:05')",
+)
+
+
+def test_rows_from_before_migrations_are_served_after_the_upgrade(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The baseline's rows (a user, its token, a Manager, a finished job with a frame) through
+    the Server's own services once a Server starts on the upgraded database."""
+    upgrade_schema(database_url, target=BASELINE)
+    user_token, manager_token = "user-token-from-before", "manager-token-from-before"
+    run_sql(
+        database_url,
+        "DROP TABLE alembic_version",
+        "INSERT INTO users (name, password_hash, is_admin, created) VALUES"
+        f" ('alice', '{hash_password('secret')}', true, '2026-01-02 03:04:05')",
+        "INSERT INTO api_tokens (user_id, token_hash, label, created) SELECT id,"
+        f" '{token_hash(user_token)}', 'login', '2026-01-02 03:04:05' FROM users",
+        "INSERT INTO managers (name, token_hash, address, workers, worker_states) VALUES"
+        f" ('site-a', '{token_hash(manager_token)}', '', '[]', '{{}}')",
+        *(row.replace(" index,", ' "index",') for row in JOB_ROWS),
+    )
+
+    services = build_services(
+        ServerSettings(data_dir=tmp_path / "server", database_url=database_url)
+    )
+    try:
+        assert services.auth.user_for_token(user_token).name == "alice"
+        assert services.auth.manager_for_token(manager_token).name == "site-a"
+        job = services.jobs.get("job1")
+        assert (job.name, job.status) == ("from before", "completed")
+        assert [(f.frame, f.sha256) for f in services.jobs.frames("job1")] == [(1, "abc")]
+        services.auth.create_user("bob", "another secret")  # and it takes new rows
+        assert services.auth.user_exists("bob")
+    finally:
+        services.close()
