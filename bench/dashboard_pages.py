@@ -178,10 +178,10 @@ def make_data(data_dir: Path, n_tasks: int, n_workers: int) -> str:
                     workers=[summary(name, i, active) for i, name in enumerate(workers)],
                 )
             )
-        from flamenco.server.jobs import JobService
+        from flamenco.server.transitions import refresh_job_status
 
         with svc.jobs.sessions.begin() as s:
-            JobService.refresh_job_status(s, big.id)
+            refresh_job_status(s, big.id)
         return big.id
     finally:
         svc.close()

@@ -126,7 +126,7 @@ SERVER_BUCKETS = {
     "  expire_leases": ("LeaseService.expire_leases (",),
     "  _renew": ("LeaseService._renew (",),
     "  _lease": ("LeaseService._lease (",),
-    "refresh_job_status (sync and updates)": ("JobService.refresh_job_status (",),
+    "refresh_job_status (sync and updates)": ("refresh_job_status (",),
     "manager updates route: apply_updates": ("LeaseService.apply_updates (",),
     "auth: manager_for_token": ("AuthService.manager_for_token (",),
     "[lib] sqlalchemy": ("sqlalchemy/",),

@@ -228,7 +228,7 @@ def _add(key: str, n: float = 1) -> None:
         _sums[key] += n
 
 
-def _wrap(owner: type, name: str, label: str, after: Callable[..., None] | None = None) -> None:
+def _wrap(owner: object, name: str, label: str, after: Callable[..., None] | None = None) -> None:
     raw = inspect.getattr_static(owner, name)
     is_static = isinstance(raw, staticmethod)
     original = getattr(owner, name)
@@ -379,15 +379,15 @@ def install_probes(component: str, stats: Path) -> None:
 
         ServerLink.run = run  # type: ignore[method-assign]
     elif component == "server":
+        from flamenco.server import transitions
         from flamenco.server.auth import AuthService
-        from flamenco.server.jobs import JobService
         from flamenco.server.leases import LeaseService
 
         for name in ("_sync", "expire_leases", "_renew", "_lease", "_apply"):
             _wrap(LeaseService, name, f"srv.leases.{name}")
         _wrap(LeaseService, "sync_waiting", "srv.leases.sync_waiting (wall, incl. held time)")
         _wrap(LeaseService, "apply_updates", "srv.leases.apply_updates (batch)")
-        _wrap(JobService, "refresh_job_status", "srv.jobs.refresh_job_status")
+        _wrap(transitions, "refresh_job_status", "srv.transitions.refresh_job_status")
         _wrap(AuthService, "manager_for_token", "srv.auth.manager_for_token")
 
 

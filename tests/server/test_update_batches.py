@@ -15,7 +15,7 @@ import pytest
 from serverkit import add_job, add_manager, lease_sync, make_services, task_update
 
 from flamenco.core.states import JobStatus, TaskStatus
-from flamenco.server.jobs import JobService
+from flamenco.server import transitions
 from flamenco.server.leases import LeaseService
 from flamenco.server.services import ServerServices
 
@@ -64,13 +64,13 @@ def test_a_batch_refreshes_each_job_it_touched_once(
     job = add_job(svc, "1-3")
     leases = lease_sync(svc, manager, want=3).leases
     refreshed: list[str] = []
-    original = JobService.refresh_job_status
+    original = transitions.refresh_job_status
 
     def counting(s: Any, job_id: str, max_failed_tasks: int = 0) -> None:
         refreshed.append(job_id)
         original(s, job_id, max_failed_tasks)
 
-    monkeypatch.setattr(JobService, "refresh_job_status", staticmethod(counting))
+    monkeypatch.setattr(transitions, "refresh_job_status", counting)
     batch = [
         task_update(lease.task_id, status, worker="w1")
         for lease in leases

@@ -17,6 +17,7 @@ from flamenco import wire
 from flamenco.core.states import TaskStatus
 from flamenco.db import utcnow
 from flamenco.server.models import AppliedUpdate, BlocklistClear, JobError, TaskRow
+from flamenco.server.transitions import release_task
 
 log = logging.getLogger("flamenco.server.hangs")
 
@@ -72,8 +73,7 @@ def take_back(s: Session, manager_id: int, task_ids: list[str]) -> list[tuple[st
             manager_id,
             extra={"job": task.job_id, "task": task.id},
         )
-        task.status, task.manager_id, task.lease_expires = TaskStatus.QUEUED, None, None
-        task.worker, task.progress = None, 0.0
+        release_task(task, TaskStatus.QUEUED, forget_worker=True)
         s.add(
             AppliedUpdate(
                 update_id=uuid.uuid4().hex,

@@ -8,7 +8,6 @@ import logging
 import re
 import secrets
 import shutil
-from collections import Counter
 from collections.abc import AsyncIterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from flamenco import wire
 from flamenco.blendfile import blend_problem
 from flamenco.blobs import BlobStore
-from flamenco.core.actions import ActionNotAllowed, JobAction, plan_job_action
+from flamenco.core.actions import ActionNotAllowed, ActionPlan, JobAction, plan_job_action
 from flamenco.core.compiler import JobCompileError, compile_job
 from flamenco.core.matching import Requirements, job_waiting_reason
 from flamenco.core.names import check_artifact_name, check_frame_file_name, quote_name
@@ -36,9 +35,9 @@ from flamenco.core.runs import (
 from flamenco.core.states import (
     FINISHED_JOB_STATUSES,
     RUNNABLE_TASK_STATUSES,
+    InvalidTransition,
     JobStatus,
     TaskStatus,
-    job_status_from_tasks,
 )
 from flamenco.db import utcnow
 from flamenco.errors import (
@@ -73,6 +72,7 @@ from flamenco.server.models import (
 )
 from flamenco.server.outputs import place_output, remove_output
 from flamenco.server.records import blocked_workers, manager_names, online_workers
+from flamenco.server.transitions import release_task, set_job_status, status_counts
 
 log = logging.getLogger("flamenco.server.jobs")
 
@@ -556,24 +556,6 @@ class JobService:
         self.events.publish("job", id=job_id)
         return info
 
-    # ---- status ----------------------------------------------------------------------------
-
-    @staticmethod
-    def refresh_job_status(s: Session, job_id: str, max_failed_tasks: int = 0) -> None:
-        """Move the job's status to what its tasks imply (core rules)."""
-        job = s.get(JobRow, job_id)
-        if job is None:
-            return
-        counts = Counter(
-            {TaskStatus(status): count for status, count in status_counts(s, job_id).items()}
-        )
-        new = job_status_from_tasks(JobStatus(job.status), counts, max_failed_tasks)
-        if new != job.status:
-            log.info("job %s: %s -> %s", job_id, job.status, new, extra={"job": job_id})
-            job.status = new
-            if new == JobStatus.FAILED:
-                _stop_unfinished_tasks(s, job_id)
-
     # ---- actions ---------------------------------------------------------------------------
 
     def act(self, job_id: str, action: JobAction, user: User) -> wire.Job:
@@ -585,16 +567,11 @@ class JobService:
                 plan = plan_job_action(action, JobStatus(job.status))
             except ActionNotAllowed as exc:
                 raise Conflict(str(exc)) from exc
-            for task in s.scalars(select(TaskRow).where(TaskRow.job_id == job_id)):
-                new = plan.task_changes.get(TaskStatus(task.status))
-                if new is not None:
-                    _release(task, new)
-                    if plan.reset_failures:
-                        task.failure_count = 0
-            if plan.reset_failures:  # a requeue: every Worker may try again, afresh
-                clear_blocklist(s, job_id)
-                forget_error(s, job_id)
-            job.status = plan.job_status
+            try:
+                _apply_plan(s, job, plan)
+            except InvalidTransition as exc:  # the plan and the tables disagree: nothing written
+                log.error("job %s: %s refused: %s", job_id, action, exc, extra={"job": job_id})
+                raise Conflict(str(exc)) from exc
         log.info("job %s: %s by %s", job_id, action, user.name, extra={"job": job_id})
         self.events.publish("job", id=job_id)
         self.bell.ring()
@@ -692,16 +669,6 @@ def check_page(offset: int, limit: int, status: str, search: str) -> None:
         raise Unprocessable(f"The text to look for must be at most {MAX_SEARCH} characters.")
 
 
-def status_counts(s: Session, job_id: str) -> dict[str, int]:
-    """How many of the job's tasks are in each status (statuses without tasks left out)."""
-    query = (
-        select(TaskRow.status, func.count())
-        .where(TaskRow.job_id == job_id)
-        .group_by(TaskRow.status)
-    )
-    return {status: count for status, count in s.execute(query)}
-
-
 def _task_filter(job_id: str, status: str, search: str) -> list[Any]:
     where: list[Any] = [TaskRow.job_id == job_id]
     if status:
@@ -791,19 +758,18 @@ def _check_may_change(job: JobRow, user: User) -> None:
         raise Forbidden(f"Only {job.submitter} or an administrator can change job '{job.id}'.")
 
 
-def _release(task: TaskRow, status: TaskStatus) -> None:
-    """Put a task in `status`, taking it away from whichever Manager held it."""
-    task.status, task.manager_id, task.lease_expires = status, None, None
-    if status != TaskStatus.COMPLETED:
-        task.progress = 0.0
-
-
-def _stop_unfinished_tasks(s: Session, job_id: str) -> None:
-    unfinished = [TaskStatus.QUEUED, TaskStatus.LEASED, TaskStatus.ACTIVE, TaskStatus.SOFT_FAILED]
-    for task in s.scalars(
-        select(TaskRow).where(TaskRow.job_id == job_id, TaskRow.status.in_(unfinished))
-    ):
-        _release(task, TaskStatus.CANCELED)
+def _apply_plan(s: Session, job: JobRow, plan: ActionPlan) -> None:
+    """Move the job and each of its tasks as the action's plan says, through the door."""
+    for task in s.scalars(select(TaskRow).where(TaskRow.job_id == job.id)):
+        new = plan.task_changes.get(TaskStatus(task.status))
+        if new is not None:
+            release_task(task, new)
+            if plan.reset_failures:
+                task.failure_count = 0
+    if plan.reset_failures:  # a requeue: every Worker may try again, afresh
+        clear_blocklist(s, job.id)
+        forget_error(s, job.id)
+    set_job_status(job, plan.job_status)
 
 
 def _blobs_in_use(s: Session) -> set[str]:

@@ -25,14 +25,13 @@ from flamenco.core.states import (
     InvalidTransition,
     JobStatus,
     TaskStatus,
-    check_task_transition,
 )
 from flamenco.db import utcnow
 from flamenco.errors import NotFound, Unavailable
+from flamenco.server import transitions
 from flamenco.server.doorbell import Doorbell
 from flamenco.server.events import EventBus
 from flamenco.server.hangs import record_error, take_back
-from flamenco.server.jobs import JobService
 from flamenco.server.models import (
     AppliedUpdate,
     JobRow,
@@ -43,6 +42,7 @@ from flamenco.server.models import (
     TaskRow,
 )
 from flamenco.server.records import blocked_workers, failed_by
+from flamenco.server.transitions import lease_task, release_task, report_task
 
 log = logging.getLogger("flamenco.server.leases")
 
@@ -299,8 +299,7 @@ class LeaseService:
                 task.manager_id,
                 extra={"job": task.job_id, "task": task.id},
             )
-            task.status, task.manager_id, task.lease_expires = TaskStatus.QUEUED, None, None
-            task.worker, task.progress = None, 0.0
+            release_task(task, TaskStatus.QUEUED, forget_worker=True)
         return len(expired)
 
     @staticmethod
@@ -381,13 +380,12 @@ class LeaseService:
             for task in self._candidates(s, job_id, want - len(granted)):
                 scanned += 1
                 if self._may_lease(s, task, allowed):
-                    task.status, task.manager_id = TaskStatus.LEASED, manager.id
-                    task.lease_expires = expires
+                    lease_task(task, manager.id, expires)
                     granted.append((task, job))
                 if len(granted) >= want or scanned >= SCAN_LIMIT:
                     break
             if len(granted) > before and job.status == JobStatus.QUEUED:
-                JobService.refresh_job_status(s, job_id, self.max_failed_tasks)  # now active
+                transitions.refresh_job_status(s, job_id, self.max_failed_tasks)  # now active
             if len(granted) >= want or scanned >= SCAN_LIMIT:
                 break
         failed = failed_by(s, [task.id for task, _ in granted], manager.id)
@@ -536,7 +534,7 @@ class LeaseService:
                         # the batch: the job's other failures in it (a file without a camera
                         # fails within milliseconds on every Worker) find their tasks
                         # canceled, and blocklist nobody.
-                        JobService.refresh_job_status(s, task.job_id, max_failed_tasks=0)
+                        transitions.refresh_job_status(s, task.job_id, max_failed_tasks=0)
                 if task.status != before:
                     batch.moved(task)
             self._refresh_jobs(s, batch.entered)
@@ -551,7 +549,7 @@ class LeaseService:
                 job.status == JobStatus.ACTIVE and entered[job_id] <= {TaskStatus.ACTIVE}
             ):
                 continue
-            JobService.refresh_job_status(s, job_id, self.max_failed_tasks)
+            transitions.refresh_job_status(s, job_id, self.max_failed_tasks)
 
     @staticmethod
     def _fresh(s: Session, updates: list[wire.TaskUpdate]) -> list[wire.TaskUpdate]:
@@ -628,13 +626,13 @@ class LeaseService:
             task.progress = update.progress
         if update.status is not None and update.status != task.status:
             new = self._outcome_status(task, update)
+            old = task.status
             try:
-                check_task_transition(TaskStatus(task.status), new)
+                report_task(task, new)
             except InvalidTransition as exc:
                 log.warning("task %s: %s", task.id, exc, extra=ctx)
                 return "invalid-transition"
-            log.info("task %s: %s -> %s", task.id, task.status, new, extra=ctx)
-            self._enter(task, new)
+            log.info("task %s: %s -> %s", task.id, old, new, extra=ctx)
         return "applied"
 
     def _outcome_status(self, task: TaskRow, update: wire.TaskUpdate) -> TaskStatus:
@@ -646,14 +644,6 @@ class LeaseService:
         if task.failure_count < self.max_task_failures and update.fault != Fault.FILE:
             return TaskStatus.SOFT_FAILED
         return TaskStatus.FAILED
-
-    @staticmethod
-    def _enter(task: TaskRow, new: TaskStatus) -> None:
-        task.status = new
-        if new == TaskStatus.COMPLETED:
-            task.progress, task.lease_expires = 1.0, None
-        elif new in (TaskStatus.SOFT_FAILED, TaskStatus.FAILED, TaskStatus.QUEUED):
-            task.manager_id, task.lease_expires, task.progress = None, None, 0.0
 
     @staticmethod
     def _append_log(s: Session, task: TaskRow, update: wire.TaskUpdate) -> None:

@@ -1,0 +1,105 @@
+"""The one door for status changes: every write of a task's or a job's status in the Server.
+
+Each change is checked against the tables of `flamenco.core.states` before anything of it is
+written; a change they forbid raises `InvalidTransition` and leaves the row as it was. The
+callers turn that into their answer (an update recorded as "invalid-transition", a 409 for an
+action). Besides the status, each door writes what entering that status means for the task's
+other columns (who holds it, until when, its progress), so those rules live here once too.
+
+No other module of `flamenco.server` assigns `.status` (tests/server/test_transitions.py
+checks the source).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from flamenco.core.states import (
+    JobStatus,
+    TaskStatus,
+    check_job_transition,
+    check_task_transition,
+    job_status_from_tasks,
+)
+from flamenco.server.models import JobRow, TaskRow
+
+log = logging.getLogger("flamenco.server.transitions")
+
+# A Worker's report of these ends its Manager's hold on the task: it may be leased anew.
+_LETS_GO = (TaskStatus.SOFT_FAILED, TaskStatus.FAILED, TaskStatus.QUEUED)
+_UNFINISHED = (TaskStatus.QUEUED, TaskStatus.LEASED, TaskStatus.ACTIVE, TaskStatus.SOFT_FAILED)
+
+
+def _move_task(task: TaskRow, new: TaskStatus) -> None:
+    """Check, then write, the task's new status: a refused change writes nothing."""
+    check_task_transition(TaskStatus(task.status), new)
+    task.status = new
+
+
+def lease_task(task: TaskRow, manager_id: int, expires: datetime) -> None:
+    """Hand a runnable task to a Manager until `expires`."""
+    _move_task(task, TaskStatus.LEASED)
+    task.manager_id, task.lease_expires = manager_id, expires
+
+
+def report_task(task: TaskRow, new: TaskStatus) -> None:
+    """Enter the status a Worker reported (through its Manager) for the task it runs."""
+    _move_task(task, new)
+    if new == TaskStatus.COMPLETED:
+        task.progress, task.lease_expires = 1.0, None
+    elif new in _LETS_GO:
+        task.manager_id, task.lease_expires, task.progress = None, None, 0.0
+
+
+def release_task(task: TaskRow, new: TaskStatus, forget_worker: bool = False) -> None:
+    """Put the task in `new`, taking it away from whichever Manager held it: a job action,
+    a job that failed, a lease that expired or a task a site handed back. With
+    `forget_worker`, the Worker that last had it is forgotten too (it never ran it to the end)."""
+    _move_task(task, new)
+    task.manager_id, task.lease_expires = None, None
+    if new != TaskStatus.COMPLETED:
+        task.progress = 0.0
+    if forget_worker:
+        task.worker = None
+
+
+def set_job_status(job: JobRow, new: JobStatus) -> None:
+    """Check, then write, the job's new status: a refused change writes nothing."""
+    check_job_transition(JobStatus(job.status), new)
+    job.status = new
+
+
+def status_counts(s: Session, job_id: str) -> dict[str, int]:
+    """How many of the job's tasks are in each status (statuses without tasks left out)."""
+    query = (
+        select(TaskRow.status, func.count())
+        .where(TaskRow.job_id == job_id)
+        .group_by(TaskRow.status)
+    )
+    return {status: count for status, count in s.execute(query)}
+
+
+def refresh_job_status(s: Session, job_id: str, max_failed_tasks: int = 0) -> None:
+    """Move the job's status to what its tasks imply (core rules); a job that fails takes
+    its unfinished tasks away from their Managers, canceled."""
+    job = s.get(JobRow, job_id)
+    if job is None:
+        return
+    counts = Counter(
+        {TaskStatus(status): count for status, count in status_counts(s, job_id).items()}
+    )
+    new = job_status_from_tasks(JobStatus(job.status), counts, max_failed_tasks)
+    if new == job.status:
+        return
+    log.info("job %s: %s -> %s", job_id, job.status, new, extra={"job": job_id})
+    set_job_status(job, new)
+    if new == JobStatus.FAILED:
+        for task in s.scalars(
+            select(TaskRow).where(TaskRow.job_id == job_id, TaskRow.status.in_(_UNFINISHED))
+        ):
+            release_task(task, TaskStatus.CANCELED)
