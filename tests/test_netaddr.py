@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from pathlib import Path
 
 import pytest
 
-from flamenco.cli.up import farm_addresses
+from flamenco.cli.console import err
+from flamenco.cli.up import FarmSecrets, FarmTrust, _print_welcome, farm_addresses
 from flamenco.config import UpSettings
 from flamenco.netaddr import (
     first_public,
@@ -110,3 +112,24 @@ def test_farm_addresses_print_the_public_host_and_connect_locally() -> None:
     here = farm_addresses(UpSettings(), port_offset=0)
     assert here.public_manager_url == here.manager_url == "http://127.0.0.1:7777"
     assert here.only_this_machine
+
+
+@pytest.mark.parametrize(
+    ("reach", "workers_line", "cannot_join"),
+    [
+        (UpSettings(), "Workers on this machine: ", True),
+        (UpSettings(host="0.0.0.0", advertise="farm.lan"), "Workers on other machines: ", False),
+    ],
+)
+def test_what_up_prints_says_whether_other_machines_can_join(
+    tmp_path: Path, reach: UpSettings, workers_line: str, cannot_join: bool
+) -> None:
+    where = farm_addresses(reach, port_offset=0)
+    farm = FarmSecrets("password", "token", "manager-token", "worker-secret")
+    with err.capture() as printed:
+        _print_welcome(where, farm, tmp_path / "client.toml", tmp_path, FarmTrust())
+    lines = printed.get().splitlines()
+    (command,) = [line for line in lines if line.startswith(workers_line)]
+    assert command.endswith(f"flamenco worker --manager {where.public_manager_url}")
+    hint = "Other machines cannot join: the farm listens on 127.0.0.1 only; start it with "
+    assert any(line.startswith(hint + "--host 0.0.0.0") for line in lines) is cannot_join
