@@ -125,6 +125,8 @@ def test_warm_blender_renders_two_batches_in_one_process(
     for before, after in itertools.pairwise(images):
         assert before.tobytes() != after.tobytes(), "consecutive frames must differ"
     assert [e["frame"] for e in rec.of("frame")] == [1, 2, 3, 4, 5, 6]
+    # Each frame says what its file must be, for the Worker's check (flamenco.frame_check).
+    assert {(tuple(e["size"]), e["file_format"]) for e in rec.of("frame")} == {((64, 48), "PNG")}
     progress = rec.of("progress")
     assert progress and all(e["samples"] == 8 for e in progress)
     assert {e["frame"] for e in progress} == {1, 2, 3, 4, 5, 6}
