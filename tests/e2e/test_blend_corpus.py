@@ -267,7 +267,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
             cheap_render(root / c.path)
     with (
         TestFarm(tmp_path_factory.mktemp("farm")) as farm,
-        # Each `flamenco submit` mostly waits (for the tracer's copier thread, for uploads):
+        # Each `flamenco submit` mostly waits (for uploads, for the Server):
         # several run side by side. The tracer keeps global state, so the test's own packing
         # runs in one thread of its own. Both go on while the tests look at finished jobs.
         ThreadPoolExecutor(max_workers=6) as submitters,
