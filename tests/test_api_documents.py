@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from farmkit import TestFarm
+from farmkit import TestFarm, wait_until
 from flamenco.apidoc import ERROR_BODY_REF, derived_error_statuses
 from flamenco.config import ManagerSettings, ServerSettings
 from flamenco.manager.app import build_manager, create_manager_app
@@ -114,7 +114,7 @@ def test_every_route_is_documented_with_its_error_answers(
                 path,
                 status,
             )
-        if path != "/api/v1/version" and not path.startswith("/api/v1/addon/"):
+        if path not in ("/api/v1/version", "/healthz") and not path.startswith("/api/v1/addon/"):
             assert 401 in errors, f"{method} {path} takes no token or password"
         for requirement in operation.get("security", []):
             assert set(requirement) <= set(schemes), (method, path)
@@ -193,6 +193,25 @@ def worker_token(farm: TestFarm) -> str:
     joined = httpx.post(f"{farm.manager_url}/api/v1/workers/register", json=registration)
     assert joined.status_code == 200, joined.text
     return joined.json()["token"]
+
+
+def metrics_token(farm: TestFarm) -> str:
+    """A metrics token, once the farm's Manager knows it too (it learns it from a sync)."""
+    headers = {"Authorization": f"Bearer {fresh_admin_token(farm)}"}
+    made = httpx.post(f"{farm.server_url}/api/v1/metrics/tokens", headers=headers)
+    assert made.status_code == 200, made.text
+    token = made.json()["token"]
+    wait_until(
+        lambda: (
+            httpx.get(
+                f"{farm.manager_url}/metrics", headers={"Authorization": f"Bearer {token}"}
+            ).status_code
+            == 200
+        ),
+        30,
+        "the Manager knowing the metrics token",
+    )
+    return token
 
 
 def with_short_long_polls(case: schemathesis.Case) -> schemathesis.Case:
@@ -286,14 +305,18 @@ def status_as_documented(url: str, label: str, token: str, **parts: Any) -> int:
 
 def test_the_server_answers_as_its_document_says(fuzzed_farm: TestFarm) -> None:
     assert fuzzed_farm.secrets is not None
-    tokens = {"UserToken": fuzzed_farm.token, "ManagerToken": fuzzed_farm.secrets.manager_token}
+    tokens = {
+        "UserToken": fuzzed_farm.token,
+        "ManagerToken": fuzzed_farm.secrets.manager_token,
+        "MetricsToken": metrics_token(fuzzed_farm),
+    }
     failures = fuzz(fuzzed_farm.server_url, tokens, lambda: fresh_admin_token(fuzzed_farm))
     assert not failures, "\n\n".join(failures)
 
     blob = {"sha256": a_stored_blob(fuzzed_farm)}
     download = "GET /api/v1/blobs/{sha256}"
     tokens["UserToken"] = fresh_admin_token(fuzzed_farm)
-    for token in tokens.values():
+    for token in (tokens["UserToken"], tokens["ManagerToken"]):
         status = status_as_documented(fuzzed_farm.server_url, download, token, path_parameters=blob)
         assert status == 200
 
@@ -301,7 +324,11 @@ def test_the_server_answers_as_its_document_says(fuzzed_farm: TestFarm) -> None:
 def test_the_manager_answers_as_its_document_says(fuzzed_farm: TestFarm) -> None:
     assert fuzzed_farm.secrets is not None
     worker = worker_token(fuzzed_farm)
-    tokens = {"WorkerToken": worker, "ManagerToken": fuzzed_farm.secrets.manager_token}
+    tokens = {
+        "WorkerToken": worker,
+        "ManagerToken": fuzzed_farm.secrets.manager_token,
+        "MetricsToken": metrics_token(fuzzed_farm),
+    }
     failures = fuzz(fuzzed_farm.manager_url, tokens)
     assert not failures, "\n\n".join(failures)
 

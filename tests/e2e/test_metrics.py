@@ -89,7 +89,7 @@ def test_metrics_of_a_farm_that_rendered_a_job(farm: TestFarm, demo_scene: Path)
     assert _get(f"{manager_url}/metrics", farm.token).status_code == 401
     assert _get(f"{farm.server_url}/metrics", farm.managers["local"].token).status_code == 403
     jobs = _get(f"{farm.server_url}/api/v1/jobs", token)
-    assert jobs.status_code == 403
+    assert jobs.status_code == 401
     assert (
         jobs.json()["detail"] == "A metrics token only reads /metrics; use a user's token for this."
     )

@@ -84,6 +84,22 @@ class AuthService:
                 raise Conflict(f"A user named '{name}' already exists.")
             s.add(User(name=name, password_hash=hash_password(password), is_admin=admin))
 
+    def create_first_administrator(self, name: str, password: str) -> None:
+        """The Server's first administrator (`flamenco server init`); once there is one, the
+        others are added through the API by an administrator, so this one is refused."""
+        with self.sessions() as s:
+            existing = s.scalar(select(User.name).where(User.is_admin).limit(1))
+        if existing is not None:
+            raise Conflict(
+                f"This Server has an administrator already ('{existing}'); "
+                "as an administrator, add users with `flamenco users add`."
+            )
+        self.create_user(name, password, admin=True)
+
+    def has_administrator(self) -> bool:
+        with self.sessions() as s:
+            return s.scalar(select(User.id).where(User.is_admin).limit(1)) is not None
+
     def user_exists(self, name: str) -> bool:
         with self.sessions() as s:
             return s.scalar(select(User.id).where(User.name == name)) is not None
@@ -158,7 +174,7 @@ class AuthService:
             if user is None:  # not reached: removing a user revokes their tokens
                 raise Unauthorized(WRONG_TOKEN)
             if row.label == METRICS_LABEL:  # read-only: /metrics and nothing else
-                raise Forbidden(METRICS_ONLY)
+                raise Unauthorized(METRICS_ONLY)
             if row.last_used is None or now - row.last_used >= TOKEN_TOUCH:
                 row.last_used = now
                 s.commit()

@@ -4,11 +4,12 @@ nothing else.
 A metrics token is a row of `api_tokens` labelled `metrics` (no table of its own): it belongs
 to the administrator who made it, is listed and revoked with their other tokens (`flamenco
 tokens list`/`revoke`), never expires, and ends with its administrator (removed, or their
-password changed). `AuthService.user_for_token` refuses it everywhere else with a 403.
+password changed). `AuthService.user_for_token` refuses it everywhere else with a 401
+(the wrong token for those routes; each route's documented answer for that).
 
-The hashes of the live ones are kept in memory, read again at most every `refresh_s` (and at
-once after one is issued or revoked here): the Managers get them with every sync reply, which
-must not cost a query.
+The hashes of the live ones are kept in memory, read again at most every `refresh_s` (at once
+after one is issued; a revoked one is refused within `refresh_s`): the Managers get them with
+every sync reply, which must not cost a query.
 """
 
 from __future__ import annotations
