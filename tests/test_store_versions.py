@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,3 +101,20 @@ def test_the_stores_are_versioned_and_refuse_newer(
     db.close()
     with pytest.raises(SchemaError, match="newer than this Flamenco knows"):
         opener(path)
+
+
+def test_a_manager_on_a_newer_store_stops_with_the_sentence(tmp_path: Path) -> None:
+    store = tmp_path / "manager.sqlite"
+    db = sqlite3.connect(store)
+    db.execute(f"PRAGMA user_version = {len(MANAGER_MIGRATIONS) + 1}")
+    db.close()
+    command = [sys.executable, "-m", "flamenco", "manager", "--data-dir", str(tmp_path)]
+    command += ["--token", "t", "--server", "http://127.0.0.1:9", "--no-announce"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLAMENCO_")}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 1
+    assert (
+        f"Error: The store {store} is at version {len(MANAGER_MIGRATIONS) + 1}, newer than this "
+        "Flamenco knows" in " ".join(done.stderr.split())
+    )
+    assert version(store) == len(MANAGER_MIGRATIONS) + 1  # left alone

@@ -218,6 +218,13 @@ def test_flamenco_server_migrate_says_what_it_did(tmp_path: Path) -> None:
     assert "Error: The database is at schema revision 0099_from_the_future" in " ".join(
         refused.stderr.split()
     )
+    # The Server itself refuses to start on it, with the same sentence.
+    serve = [sys.executable, "-m", "flamenco", "server", "--data-dir", str(data), "--port", "0"]
+    started = subprocess.run(serve, capture_output=True, text=True, timeout=120, env=env)
+    assert started.returncode == 1
+    assert "Error: The database is at schema revision 0099_from_the_future" in " ".join(
+        started.stderr.split()
+    )
 
 
 JOB_ROWS = (
