@@ -16,7 +16,7 @@ from rich.table import Table
 
 from flamenco import wire
 from flamenco.cli.console import err, out, secret_for_terminal
-from flamenco.cli.server_admin import server_app
+from flamenco.cli.server_admin import say_how_to_create_first_admin, server_app
 from flamenco.cli.service import service_app
 from flamenco.client import ApiError, SyncApi, Unreachable, api_path
 from flamenco.config import (
@@ -43,7 +43,7 @@ app.add_typer(managers_app, name="managers")
 addon_app = typer.Typer(help="The Blender add-on.", no_args_is_help=True)  # add-on
 app.add_typer(addon_app, name="addon")  # add-on
 app.add_typer(service_app, name="service")  # services: cli/service.py
-app.add_typer(server_app, name="server")  # `server migrate`: cli/server_admin.py
+app.add_typer(server_app, name="server")  # `server migrate|init`: cli/server_admin.py
 
 F = TypeVar("F", bound=Callable[..., Any])
 S = TypeVar("S")
@@ -241,6 +241,7 @@ def server(
     except SchemaError as exc:  # a database newer than this code, or its upgrade failed
         err.print(f"Error: {exc.message}", style="red")
         raise typer.Exit(1) from None
+    say_how_to_create_first_admin(services)
     url = service_url(scheme(tls), public_host(settings.host, ""), settings.port)
     err.print(f"Flamenco Server on {url} (data in {settings.data_dir})")
     server_app = create_server_app(services)
@@ -845,6 +846,13 @@ def up(
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
     ca_bundle: CaBundleOpt = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The Server's SQLAlchemy URL, e.g. postgresql+psycopg://user@host/flamenco "
+            "[FLAMENCO_SERVER_DATABASE_URL; default SQLite in the data folder]."
+        ),
+    ] = None,
 ) -> None:
     """Run Server, Manager and Workers on this machine until Ctrl-C."""
     from flamenco.cli.up import run_farm
@@ -862,9 +870,12 @@ def up(
             "ca_bundle": ca_bundle,
         },
     )
-    sys.exit(run_farm(data_dir.absolute(), workers, port_offset, demo, reach))
+    # The Server's database as `flamenco server` would resolve it (flag, its variable, TOML),
+    # so that up's own bootstrap and its Server child use the same one.
+    database = load_settings(ServerSettings, {"database_url": database_url}).database_url
+    sys.exit(run_farm(data_dir.absolute(), workers, port_offset, demo, reach, database))
 
 
 # `tokens`, `users passwd|remove`, `managers revoke|rotate|rotate-secret`: registered by importing.
-# `metrics token`: cli/metrics.py.
-from flamenco.cli import accounts, metrics  # noqa: E402, F401
+# `metrics token`: cli/metrics.py. `doctor`: cli/doctor.py.
+from flamenco.cli import accounts, doctor, metrics  # noqa: E402, F401
