@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from sqlalchemy.exc import OperationalError
 
 from flamenco.cli.console import err, secret_for_terminal
 from flamenco.cli.submit import SubmitRequest, submit_scene
@@ -30,6 +31,7 @@ from flamenco.config import (
     UpSettings,
     write_client_config,
 )
+from flamenco.errors import Conflict, SchemaError
 from flamenco.manager.join_secret import read_join_secret, secret_file, write_join_secret
 from flamenco.netaddr import local_host, only_this_machine, public_host, service_url
 from flamenco.procs import host_name, on_shutdown_signals_sync, private_folder
@@ -109,18 +111,25 @@ class FarmSecrets:
     worker_secret: str
 
 
-def bootstrap(data_dir: Path) -> FarmSecrets:
-    """Create the admin, its API token and the local Manager once; reuse them afterwards."""
+def bootstrap(data_dir: Path, database_url: str = "") -> FarmSecrets:
+    """Create the admin, its API token and the local Manager once; reuse them afterwards.
+
+    They are made in the database the farm's Server uses: `database_url`, else the SQLite
+    file in its data folder."""
     path = data_dir / "farm.toml"
     if path.exists():
         with path.open("rb") as f:
             return FarmSecrets(**tomllib.load(f))
     from flamenco.server.services import build_services
 
-    services = build_services(ServerSettings(data_dir=data_dir / "server"))
+    services = build_services(
+        ServerSettings(data_dir=data_dir / "server", database_url=database_url)
+    )
     try:
         password = secrets.token_urlsafe(12)
-        if not services.auth.user_exists(ADMIN):
+        if services.auth.user_exists(ADMIN):  # made before (`flamenco server init`): its own
+            password = ""
+        else:
             services.auth.create_user(ADMIN, password, admin=True)
         farm = FarmSecrets(
             admin_password=password,
@@ -182,8 +191,15 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def run_farm(
-    data_dir: Path, workers: int, port_offset: int, demo: bool, reach: UpSettings | None = None
+    data_dir: Path,
+    workers: int,
+    port_offset: int,
+    demo: bool,
+    reach: UpSettings | None = None,
+    database_url: str = "",
 ) -> int:
+    """`database_url`: the Server's database (empty: SQLite in its data folder), used by the
+    bootstrap and the Server child alike."""
     reach = reach or UpSettings()
     try:
         for port in (DEFAULT_SERVER_PORT, DEFAULT_MANAGER_PORT, DEFAULT_DASHBOARD_PORT):
@@ -193,7 +209,14 @@ def run_farm(
         err.print(f"Error: {exc}", style="red")
         return 1
     private_folder(data_dir)  # what a farm keeps is its own, also in a folder made before
-    farm_secrets = bootstrap(data_dir)
+    try:
+        farm_secrets = bootstrap(data_dir, database_url)
+    except (SchemaError, Conflict) as exc:  # a newer database; a Manager made before farm.toml
+        err.print(f"Error: {exc.message}", style="red")
+        return 1
+    except OperationalError as exc:
+        err.print(f"Error: the Server's database cannot be reached: {exc.orig}", style="red")
+        return 1
     where = farm_addresses(reach, port_offset, scheme(trust.tls))
     server_url = where.server_url
     farm = Supervisor()
@@ -204,7 +227,8 @@ def run_farm(
 
     on_shutdown_signals_sync(on_signal)
     try:
-        _start_all(farm, data_dir, farm_secrets, where, workers, port_offset, trust)
+        database = {"FLAMENCO_SERVER_DATABASE_URL": database_url} if database_url else {}
+        _start_all(farm, data_dir, farm_secrets, where, workers, port_offset, trust, database)
         config = write_client_config(server_url, farm_secrets.admin_token, trust.ca_bundle)
         _print_welcome(where, farm_secrets, config, data_dir, trust)
         if demo:  # beside the supervision, which must stay on this thread (see supervisor.py)
@@ -230,6 +254,7 @@ def _start_all(
     workers: int,
     port_offset: int,
     trust: FarmTrust,
+    server_env: dict[str, str],
 ) -> None:
     logs = data_dir / "logs"
     verify = trust.context()
@@ -246,7 +271,7 @@ def _start_all(
             "--data-dir",
             str(data_dir / "server"),
         ],
-        {},
+        server_env,  # its database URL (it may hold a password): never on the command line
         logs / "server.log",
     )
     wait_ready(server_url, farm, "Server", verify)
@@ -317,7 +342,9 @@ def _print_welcome(
 ) -> None:
     """Every URL and command printed is one line (see console.py), for other machines."""
     farm_toml = data_dir / "farm.toml"
-    password = secret_for_terminal(s.admin_password, f"admin_password in {farm_toml}")
+    kept_password = secret_for_terminal(s.admin_password, f"admin_password in {farm_toml}")
+    # An administrator made before the farm (`flamenco server init`) keeps its own password.
+    password = f"password '{kept_password}'" if s.admin_password else "its password"
     worker_secret = secret_for_terminal(s.worker_secret, f"worker_secret in {farm_toml}")
     err.print(
         f"Flamenco farm running. Server {where.public_server_url}, "
@@ -325,8 +352,7 @@ def _print_welcome(
         style="bold green",
     )
     err.print(
-        f"Dashboard: {where.public_dashboard_url} "
-        f"(log in as '{ADMIN}' with password '{password}').",
+        f"Dashboard: {where.public_dashboard_url} (log in as '{ADMIN}' with {password}).",
         style="bold",
     )
     err.print(f"Blender add-on: set its Server URL to {where.public_server_url}")
