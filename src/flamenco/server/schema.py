@@ -5,9 +5,9 @@ A database is brought to the newest revision in one transaction: on PostgreSQL, 
 transactional, and on SQLite, whose DDL is too once the driver stops committing on its own
 (`_migration_engine`). A SQLite file is also copied first, with SQLite's backup API, next to
 itself (`server.sqlite.before-<revision>-<time>`). A database from before migrations existed
-(tables made by `create_all`, no `alembic_version`) is recognised by its columns and stamped
-with the revision it equals. One stamped with a revision this code does not know is newer than
-the code and is refused.
+(tables made by `create_all`, no `alembic_version`) is recognised by its columns: one of the
+last release runs the baseline, which creates only what it lacks; one of today's is stamped.
+One stamped with a revision this code does not know is newer than the code and is refused.
 """
 
 from __future__ import annotations
@@ -104,7 +104,9 @@ def _upgrade(engine: Engine, url: str, migrations: Path, head: str) -> SchemaUpg
     try:
         with engine.begin() as conn:
             config.attributes["connection"] = conn
-            if recognised:
+            # The baseline creates only what is missing, as create_all did: a database from
+            # before migrations runs it, and gets any table or index an older release lacked.
+            if recognised and recognised != BASELINE:
                 command.stamp(config, recognised)
             command.upgrade(config, head)
     except Exception as exc:

@@ -1,6 +1,7 @@
 """Baseline: the Server's tables as the last release made them (with `create_all`), before
 Alembic managed them. A database from that release, which has no `alembic_version` table, is
-stamped with this revision (see `server/schema.py`) and upgraded from here.
+upgraded from here: each table and index is created only where missing, as `create_all` did, so
+one made before the last release gets what that release added (see `server/schema.py`).
 
 Revision ID: 0001_baseline
 """
@@ -27,22 +28,35 @@ def upgrade() -> None:
         sa.Column("manager_id", sa.Integer(), nullable=True),
         sa.Column("received", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("update_id"),
+        if_not_exists=True,
     )
-    op.create_index("ix_applied_updates_status", "applied_updates", ["status"], unique=False)
-    op.create_index("ix_applied_updates_task_id", "applied_updates", ["task_id"], unique=False)
+    op.create_index(
+        "ix_applied_updates_status", "applied_updates", ["status"], unique=False, if_not_exists=True
+    )
+    op.create_index(
+        "ix_applied_updates_task_id",
+        "applied_updates",
+        ["task_id"],
+        unique=False,
+        if_not_exists=True,
+    )
     op.create_table(
         "blob_claims",
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("sha256"),
+        if_not_exists=True,
     )
-    op.create_index("ix_blob_claims_claimed_at", "blob_claims", ["claimed_at"], unique=False)
+    op.create_index(
+        "ix_blob_claims_claimed_at", "blob_claims", ["claimed_at"], unique=False, if_not_exists=True
+    )
     op.create_table(
         "blobs",
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("size", sa.Integer(), nullable=False),
         sa.Column("created", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("sha256"),
+        if_not_exists=True,
     )
     op.create_table(
         "jobs",
@@ -60,8 +74,9 @@ def upgrade() -> None:
         sa.Column("created", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
+        if_not_exists=True,
     )
-    op.create_index("ix_jobs_status", "jobs", ["status"], unique=False)
+    op.create_index("ix_jobs_status", "jobs", ["status"], unique=False, if_not_exists=True)
     op.create_table(
         "managers",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -74,6 +89,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
         sa.UniqueConstraint("token_hash"),
+        if_not_exists=True,
     )
     op.create_table(
         "task_logs",
@@ -82,8 +98,11 @@ def upgrade() -> None:
         sa.Column("text", sa.Text(), nullable=False),
         sa.Column("created", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
+        if_not_exists=True,
     )
-    op.create_index("ix_task_logs_task_id", "task_logs", ["task_id"], unique=False)
+    op.create_index(
+        "ix_task_logs_task_id", "task_logs", ["task_id"], unique=False, if_not_exists=True
+    )
     op.create_table(
         "users",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -93,6 +112,7 @@ def upgrade() -> None:
         sa.Column("created", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
+        if_not_exists=True,
     )
     op.create_table(
         "api_tokens",
@@ -104,6 +124,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("token_hash"),
+        if_not_exists=True,
     )
     op.create_table(
         "blocklist_clears",
@@ -113,8 +134,15 @@ def upgrade() -> None:
         sa.Column("cleared", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
+        if_not_exists=True,
     )
-    op.create_index("ix_blocklist_clears_job_id", "blocklist_clears", ["job_id"], unique=False)
+    op.create_index(
+        "ix_blocklist_clears_job_id",
+        "blocklist_clears",
+        ["job_id"],
+        unique=False,
+        if_not_exists=True,
+    )
     op.create_table(
         "job_artifacts",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -127,8 +155,11 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("job_id", "name"),
+        if_not_exists=True,
     )
-    op.create_index("ix_job_artifacts_job_id", "job_artifacts", ["job_id"], unique=False)
+    op.create_index(
+        "ix_job_artifacts_job_id", "job_artifacts", ["job_id"], unique=False, if_not_exists=True
+    )
     op.create_table(
         "job_errors",
         sa.Column("job_id", sa.String(length=32), nullable=False),
@@ -139,6 +170,7 @@ def upgrade() -> None:
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("job_id"),
+        if_not_exists=True,
     )
     op.create_table(
         "job_sites",
@@ -146,6 +178,7 @@ def upgrade() -> None:
         sa.Column("site", sa.String(length=200), nullable=False),
         sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("job_id", "site"),
+        if_not_exists=True,
     )
     op.create_table(
         "outputs",
@@ -162,8 +195,9 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("job_id", "frame"),
+        if_not_exists=True,
     )
-    op.create_index("ix_outputs_job_id", "outputs", ["job_id"], unique=False)
+    op.create_index("ix_outputs_job_id", "outputs", ["job_id"], unique=False, if_not_exists=True)
     op.create_table(
         "tasks",
         sa.Column("id", sa.String(length=32), nullable=False),
@@ -188,12 +222,19 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["manager_id"], ["managers.id"]),
         sa.PrimaryKeyConstraint("id"),
+        if_not_exists=True,
     )
-    op.create_index("ix_tasks_job_id", "tasks", ["job_id"], unique=False)
+    op.create_index("ix_tasks_job_id", "tasks", ["job_id"], unique=False, if_not_exists=True)
     op.create_index(
-        "ix_tasks_job_status_index", "tasks", ["job_id", "status", "index"], unique=False
+        "ix_tasks_job_status_index",
+        "tasks",
+        ["job_id", "status", "index"],
+        unique=False,
+        if_not_exists=True,
     )
-    op.create_index("ix_tasks_status_job", "tasks", ["status", "job_id"], unique=False)
+    op.create_index(
+        "ix_tasks_status_job", "tasks", ["status", "job_id"], unique=False, if_not_exists=True
+    )
 
 
 def downgrade() -> None:
