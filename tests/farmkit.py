@@ -189,12 +189,14 @@ class TestFarm:
         host: str = "127.0.0.1",
         data_dir: Path | None = None,
     ) -> str:
-        self.secrets = bootstrap(self.root)
+        env = env or {}
+        # The admin and tokens go into the database this Server uses, as `flamenco up` does.
+        self.secrets = bootstrap(self.root, env.get("FLAMENCO_SERVER_DATABASE_URL", ""))
         port = free_port()
         self.server_url = f"{self.scheme}://127.0.0.1:{port}"
         args = ["server", "--host", host, "--port", str(port), *self._tls_args()]
         data_dir = data_dir or self.root / "server"
-        proc = self._start("server", [*args, "--data-dir", str(data_dir)], env or {})
+        proc = self._start("server", [*args, "--data-dir", str(data_dir)], env)
         self._wait_http(self.server_url, proc)
         return self.server_url
 
