@@ -226,13 +226,10 @@ def service(what: str, url: str, ca_bundle: str, clock: bool) -> Iterator[Findin
                 + (f" / set FLAMENCO_{what.upper()}" if what == "Server" else ""),
             )
             return
-        tls = fail(
-            f"TLS: {failure}", f"see README, Encryption; trusted: {_trust_source(ca_bundle)}"
-        )
-        if parsed.scheme != "https":
-            yield fail(f"{what} {url}: answers HTTPS only", "use its https:// URL")
-            yield tls
+        if parsed.scheme != "https":  # an http:// URL of an HTTPS service; the sentence says so
+            yield fail(f"{what} {url}: {failure}", "")
             return
+        tls = fail(f"TLS: {failure}", f"it was checked against {_trust_source(ca_bundle)}")
         try:
             health, version = _ask(url, _unverified())
         except httpx.TransportError as again:

@@ -57,7 +57,7 @@ def line(finding: Finding) -> str:
     """The finding as one line: its symbol, what was found, then (not for ✓) what to do."""
     text = f"{SYMBOLS[finding.outcome]} {finding.text}"
     if finding.hint and finding.outcome is not Outcome.OK:
-        text += f" → {finding.hint}"
+        text = f"{text.rstrip('.')} → {finding.hint}"
     return " ".join(text.split())  # one line whatever a sentence from elsewhere holds
 
 
