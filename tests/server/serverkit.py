@@ -2,50 +2,35 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy
 
 from flamenco import wire
 from flamenco.config import ServerSettings
 from flamenco.core.states import TaskStatus
-from flamenco.db import Base
 from flamenco.server.models import ManagerRow, User
 from flamenco.server.services import ServerServices, build_services
+from pgkit import postgres_database
 from testdata import CORPUS
 
 BLEND = CORPUS / "basic_file.blend"
-POSTGRES_URL = os.environ.get(
-    "FLAMENCO_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-
-
-def _reset_postgres(url: str) -> None:
-    try:
-        engine = sqlalchemy.create_engine(url)
-        Base.metadata.drop_all(engine)
-        with engine.begin() as conn:  # the migrations' own table: the next start creates all
-            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-        engine.dispose()
-    except sqlalchemy.exc.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is needed for these tests and is not reachable: {exc}")
 
 
 def make_services(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerServices]:
-    url = ""
-    if request.param == "postgres":
-        url = POSTGRES_URL
-        _reset_postgres(url)
-    services = build_services(
-        ServerSettings(data_dir=tmp_path / "server", database_url=url, max_task_failures=2)
-    )
-    services.auth.create_user("alice", "secret")
-    yield services
-    services.close()
+    """Services on a SQLite file, or on a PostgreSQL database of the test's own (tests of
+    several engineers and runs share the server)."""
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(postgres_database()) if request.param == "postgres" else ""
+        services = build_services(
+            ServerSettings(data_dir=tmp_path / "server", database_url=url, max_task_failures=2)
+        )
+        stack.callback(services.close)
+        services.auth.create_user("alice", "secret")
+        yield services
 
 
 def add_manager(svc: ServerServices, name: str) -> ManagerRow:
