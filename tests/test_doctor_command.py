@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from farmkit import TestFarm, free_port
+from flamenco.cli.doctor import listening_pids, own_listening_pids
 from flamenco.tls import CA_HINT
 
 
@@ -185,6 +186,18 @@ def test_a_port_held_by_another_process_is_named(tmp_path: Path) -> None:
     held = ran.the(f"✗ port {port} (Dashboard): already in use by ")
     assert f"(pid {os.getpid()})" in held  # this test's process, found by psutil
     assert held.endswith("(--port, FLAMENCO_DASHBOARD_PORT)")
+
+
+def test_the_holder_of_a_port_is_found_without_the_systems_table() -> None:
+    # What a Mac without root gets (psutil.net_connections is refused there): the listening
+    # sockets of each process this user may see, which Linux answers the same way.
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        assert own_listening_pids(port) == [os.getpid()]
+        assert listening_pids(port) == [os.getpid()]
+    assert own_listening_pids(port) == []
 
 
 class _AheadHandler(BaseHTTPRequestHandler):

@@ -102,17 +102,38 @@ def disk(folder: Path) -> Finding:
     return disk_finding(where, usage.free, usage.total)
 
 
+def _listens_on(conn: Any, port: int) -> bool:
+    return bool(conn.laddr) and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN
+
+
+def listening_pids(port: int) -> list[int]:
+    """The processes listening on `port`: from the system's table where this user may read it
+    whole (Linux, Windows), else (macOS without root) from each process this user may see."""
+    try:
+        return [c.pid for c in psutil.net_connections("inet") if _listens_on(c, port) and c.pid]
+    except psutil.AccessDenied:
+        return own_listening_pids(port)
+
+
+def own_listening_pids(port: int) -> list[int]:
+    pids = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            # psutil 6 renamed connections() to net_connections()
+            connections = getattr(proc, "net_connections", None) or proc.connections
+            if any(_listens_on(c, port) for c in connections("inet")):
+                pids.append(proc.pid)
+    return pids
+
+
 def _holder(port: int) -> tuple[str | None, list[str]]:
     """The process listening on `port` and its command line, if psutil can tell."""
     with contextlib.suppress(psutil.Error, OSError):
-        for conn in psutil.net_connections("inet"):
-            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN:
-                if conn.pid is None:
-                    break
-                proc = psutil.Process(conn.pid)
-                with contextlib.suppress(psutil.Error):
-                    return f"{proc.name()} (pid {conn.pid})", proc.cmdline()
-                return f"pid {conn.pid}", []
+        for pid in listening_pids(port):
+            proc = psutil.Process(pid)
+            with contextlib.suppress(psutil.Error):
+                return f"{proc.name()} (pid {pid})", proc.cmdline()
+            return f"pid {pid}", []
     return None, []
 
 
