@@ -10,12 +10,15 @@ against a Server of its own (tests/farmkit.py, real processes):
 
 (ref)  the floor: every file hashed in this process (SHA-256, warm page cache), and every
        file uploaded over loopback to an empty Server (`PUT /api/v1/blobs/{sha}`, the
-       client's `upload_blob`), one after the other.
+       client's `upload_blob`), one after the other; medians of --repeat rounds, each with a
+       Server of its own. Pending writes are flushed (sync) before each round and before
+       each first submission.
 (tree) the `flamenco` CLI of this working tree, with its own TMPDIR and XDG_CACHE_HOME:
-       `flamenco jobs list` (median of --repeat), the first `flamenco submit`, then
-       --repeat unchanged resubmissions (median).
+       the first `flamenco submit`, then --repeat pairs of `flamenco jobs list` and an
+       unchanged resubmission (medians, and the median difference within a pair).
 (REF)  with --before REF: the same with the CLI of that commit, run from a `git worktree`
-       (removed at the end) through PYTHONPATH, against the same kind of fresh Server.
+       (removed at the end) through PYTHONPATH, against a Server of its own; its pairs
+       alternate with this tree's, so both see the same load.
 
 During each submission a thread sums the sizes of the files under its TMPDIR every 5 ms;
 the peak is the temporary space used (a sample; a file living less than 5 ms may be missed).
@@ -38,7 +41,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +53,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-from simfarm import BenchFarm  # noqa: E402  (it also puts tests/ on sys.path)
+from simfarm import BenchFarm, busy_cores_between, cpu_ticks  # noqa: E402  (+ tests/ on sys.path)
 from transfer import build_scene  # noqa: E402
 
 from flamenco.addon.render_flamenco.hash_cache import sha256_file  # noqa: E402
@@ -105,45 +109,88 @@ def submit(farm: BenchFarm, env: dict[str, str], blend: Path, temp: Path) -> dic
     return {"s": seconds, "temp_peak_bytes": sampler.peak, "said": done.stderr.strip()}
 
 
-def measure_cli(
-    label: str, root: Path, blend: Path, repeat: int, pythonpath: str | None
-) -> dict[str, Any]:
-    temp, cache = root / "tmp", root / "cache"
-    temp.mkdir(parents=True)
-    env = {"TMPDIR": str(temp), "XDG_CACHE_HOME": str(cache)}
+@dataclass
+class Variant:
+    """One CLI (this tree's or a commit's) with its own Server, TMPDIR and hash cache."""
+
+    code: str
+    root: Path
+    env: dict[str, str]
+    farm: BenchFarm
+    first: dict[str, Any] = field(default_factory=dict)
+    list_s: list[float] = field(default_factory=list)
+    again: list[dict[str, Any]] = field(default_factory=list)
+    busy_cores: list[float] = field(default_factory=list)  # others' load during the pairs
+
+    @property
+    def temp(self) -> Path:
+        return self.root / "tmp"
+
+    def row(self) -> dict[str, Any]:
+        pairs = [a["s"] - ls for a, ls in zip(self.again, self.list_s, strict=True)]
+        peaks = [self.first["temp_peak_bytes"], *(a["temp_peak_bytes"] for a in self.again)]
+        return {
+            "code": self.code,
+            "jobs_list_s": statistics.median(self.list_s),
+            "first_submit_s": self.first["s"],
+            "unchanged_submit_s": statistics.median(a["s"] for a in self.again),
+            "unchanged_minus_list_s": statistics.median(pairs),
+            "pairs_s": [[ls, a["s"]] for a, ls in zip(self.again, self.list_s, strict=True)],
+            "busy_cores_median": statistics.median(self.busy_cores),
+            "temp_peak_bytes": max(peaks),
+            "first_said": self.first["said"],
+            "unchanged_said": self.again[-1]["said"],
+        }
+
+
+def start_variant(stack: ExitStack, code: str, root: Path, pythonpath: str | None) -> Variant:
+    (root / "tmp").mkdir(parents=True)
+    env = {"TMPDIR": str(root / "tmp"), "XDG_CACHE_HOME": str(root / "cache")}
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
-    with BenchFarm(root / "farm") as farm:
-        farm.start_server()
-        list_s = [timed_cli(farm, env, "jobs", "list")[0] for _ in range(repeat)]
-        first = submit(farm, env, blend, temp)
-        again = [submit(farm, env, blend, temp) for _ in range(repeat)]
-        list_s += [timed_cli(farm, env, "jobs", "list")[0] for _ in range(repeat)]
-    shutil.rmtree(root / "farm", ignore_errors=True)  # the Server's blob store: 1 GB
-    return {
-        "code": label,
-        "jobs_list_s": statistics.median(list_s),
-        "first_submit_s": first["s"],
-        "unchanged_submit_s": statistics.median(a["s"] for a in again),
-        "temp_peak_bytes": max([first["temp_peak_bytes"], *(a["temp_peak_bytes"] for a in again)]),
-        "first_said": first["said"],
-        "unchanged_said": again[-1]["said"],
-    }
+    farm = stack.enter_context(BenchFarm(root / "farm"))
+    farm.start_server()
+    return Variant(code, root, env, farm)
 
 
-def measure_floor(root: Path, files: list[Path]) -> dict[str, float]:
-    started = time.perf_counter()
-    hashes = [sha256_file(p) for p in files]
-    hash_s = time.perf_counter() - started
-    with BenchFarm(root / "farm") as farm:
-        farm.start_server()
-        api = farm.api()
+def measure_cli(variants: list[Variant], blend: Path, repeat: int) -> None:
+    """Each variant's first submission, then `repeat` rounds, the variants interleaved, of
+    (`jobs list`, unchanged resubmission) pairs: on a shared machine both of a pair see
+    about the same load."""
+    for v in variants:
+        os.sync()  # no writes of an earlier step still pending
+        v.first = submit(v.farm, v.env, blend, v.temp)
+    for _ in range(repeat):
+        for v in variants:
+            ticks = cpu_ticks()
+            v.list_s.append(timed_cli(v.farm, v.env, "jobs", "list")[0])
+            v.again.append(submit(v.farm, v.env, blend, v.temp))
+            v.busy_cores.append(busy_cores_between(ticks, cpu_ticks()))
+
+
+def measure_floor(root: Path, files: list[Path], repeat: int) -> dict[str, Any]:
+    """Medians of `repeat` rounds, each uploading to an empty Server of its own."""
+    hash_s, upload_s = [], []
+    for round_ in range(repeat):
+        os.sync()  # no writes of an earlier step still pending
         started = time.perf_counter()
-        for path, sha in zip(files, hashes, strict=True):
-            api.upload_blob(path, sha)
-        upload_s = time.perf_counter() - started
-    shutil.rmtree(root / "farm", ignore_errors=True)
-    return {"hash_s": hash_s, "upload_s": upload_s}
+        hashes = [sha256_file(p) for p in files]
+        hash_s.append(time.perf_counter() - started)
+        farm_root = root / f"farm-{round_}"
+        with BenchFarm(farm_root) as farm:
+            farm.start_server()
+            api = farm.api()
+            started = time.perf_counter()
+            for path, sha in zip(files, hashes, strict=True):
+                api.upload_blob(path, sha)
+            upload_s.append(time.perf_counter() - started)
+        shutil.rmtree(farm_root, ignore_errors=True)
+    return {
+        "hash_s": statistics.median(hash_s),
+        "upload_s": statistics.median(upload_s),
+        "hash_runs_s": hash_s,
+        "upload_runs_s": upload_s,
+    }
 
 
 @contextmanager
@@ -178,14 +225,15 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         f"project: {len(files)} files, {project_bytes / 1e9:.2f} GB "
         f"(built in {time.perf_counter() - started:.0f} s); .blend {blend.stat().st_size} B"
     )
-    floor = measure_floor(work / "ref", files)
-    rows = []
-    if args.before:
-        with worktree(args.before, work / "before-tree") as tree:
-            rows.append(
-                measure_cli(args.before, work / "before", blend, args.repeat, str(tree / "src"))
-            )
-    rows.append(measure_cli("this tree", work / "after", blend, args.repeat, None))
+    floor = measure_floor(work / "ref", files, args.repeat)
+    with ExitStack() as stack:
+        variants = []
+        if args.before:
+            tree = stack.enter_context(worktree(args.before, work / "before-tree"))
+            variants.append(start_variant(stack, args.before, work / "before", str(tree / "src")))
+        variants.append(start_variant(stack, "this tree", work / "after", None))
+        measure_cli(variants, blend, args.repeat)
+        rows = [v.row() for v in variants]
     return {
         "files": len(files),
         "project_bytes": project_bytes,
@@ -210,7 +258,7 @@ def report(result: dict[str, Any]) -> None:
         "first submit s",
         "first / floor",
         "unchanged submit s",
-        "unchanged - list s",
+        "unchanged - list s (pairs)",
         "temp peak",
     )
     for row in result["rows"]:
@@ -220,7 +268,7 @@ def report(result: dict[str, Any]) -> None:
             f"{row['first_submit_s']:.2f}",
             f"{row['first_submit_s'] / floor:.2f}",
             f"{row['unchanged_submit_s']:.2f}",
-            f"{row['unchanged_submit_s'] - row['jobs_list_s']:+.2f}",
+            f"{row['unchanged_minus_list_s']:+.2f}",
             f"{row['temp_peak_bytes']:,} B",
         )
     console.print(table)
@@ -231,7 +279,10 @@ def report(result: dict[str, Any]) -> None:
         f"{result['cpus']} CPUs."
     )
     for row in result["rows"]:
-        console.print(f"[dim]{row['code']}, unchanged: {row['unchanged_said']}[/dim]")
+        console.print(
+            f"[dim]{row['code']}: machine busy {row['busy_cores_median']:.2f} cores (median; all "
+            f"processes, this CLI too) during the pairs; unchanged: {row['unchanged_said']}[/dim]"
+        )
 
 
 def main() -> None:
