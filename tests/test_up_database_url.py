@@ -6,8 +6,11 @@ tests/e2e/test_postgres_farm.py."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy
 
@@ -45,4 +48,30 @@ def test_up_makes_its_credentials_in_the_database_its_server_uses(
             assert [m.name for m in managers] == ["local"]
             assert users(url) == [("admin", True)]
             assert not list(up.data_dir.rglob("server.sqlite*"))
+            assert up.terminate() == 0, up.output()
+
+
+def test_up_on_a_database_whose_administrator_server_init_made_keeps_its_password(
+    tmp_path: Path,
+) -> None:
+    with postgres_database() as url:
+        made = subprocess.run(
+            [sys.executable, "-m", "flamenco", "server", "init", "--database-url", url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert made.returncode == 0, made.stderr
+        password = dict(line.split(": ", 1) for line in made.stdout.splitlines())["password"]
+        with UpFarm(tmp_path, "--workers", "0", "--database-url", url) as up:
+            up.wait_running()
+            assert "(log in as 'admin' with its password)" in up.output(), up.output()
+            farm = up.test_farm()
+            assert farm.secrets is not None and farm.secrets.admin_password == ""
+            assert farm.api().call("GET", "/api/v1/jobs", wire.JobList).root == []
+            login = httpx.post(
+                f"{up.server_url}/api/v1/login", json={"username": "admin", "password": password}
+            )
+            assert login.status_code == 200, login.text
             assert up.terminate() == 0, up.output()
