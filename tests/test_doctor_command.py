@@ -188,6 +188,21 @@ def test_a_port_held_by_another_process_is_named(tmp_path: Path) -> None:
     assert held.endswith("(--port, FLAMENCO_DASHBOARD_PORT)")
 
 
+def test_a_bad_setting_is_a_line_and_the_other_checks_go_on(tmp_path: Path) -> None:
+    env = {**_ports_env(free_port(), free_port(), free_port()), "XDG_CONFIG_HOME": str(tmp_path)}
+    env["FLAMENCO_SERVER_PORT"] = "nine"
+    ran = doctor(None, *_nowhere_manager(), "--data-dir", str(tmp_path), "--no-blender", env=env)
+    assert ran.code == 1
+    assert ran.the("✗ settings: ") == (
+        "✗ settings: FLAMENCO_SERVER_PORT: 'nine' is not a valid int "
+        "→ correct or remove that setting"
+    )
+    assert ran.the(f"✓ disk of {tmp_path}: ")
+    assert ran.the(f"✓ port {env['FLAMENCO_DASHBOARD_PORT']} (Dashboard): free")
+    assert not [ln for ln in ran.lines if "(Server)" in ln]  # its port is the bad setting
+    assert "Traceback" not in ran.stderr
+
+
 def test_the_holder_of_a_port_is_found_without_the_systems_table() -> None:
     # What a Mac without root gets (psutil.net_connections is refused there): the listening
     # sockets of each process this user may see, which Linux answers the same way.

@@ -15,23 +15,29 @@ import ssl
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import httpx
 import psutil
 import typer
 
-from flamenco.cli.main import app, load_settings, package_version
+from flamenco.cli.main import app, package_version
 from flamenco.client import TlsFailure, transport_failure
 from flamenco.config import (
+    BadSetting,
     ClientSettings,
     DashboardSettings,
     ManagerSettings,
     ServerSettings,
     WorkerSettings,
+    client_config_file,
+    config_file,
+    load,
+    read_toml,
 )
 from flamenco.core.discovery import NoManagerChosen
 from flamenco.core.doctor import (
@@ -50,10 +56,41 @@ from flamenco.netaddr import is_wildcard, local_host
 from flamenco.tls import TrustError, client_context
 
 TIMEOUT_S = 10.0
+S = TypeVar("S")
+SETTINGS = (ClientSettings, ServerSettings, ManagerSettings, WorkerSettings, DashboardSettings)
 TITLES = {"Server": "Flamenco Server", "Manager": "Flamenco Manager"}
 
 
 # ---- this machine --------------------------------------------------------------------------
+
+
+def configuration() -> Iterator[Finding]:
+    """Whether every setting (flags aside) can be read: a bad one is a ✗ here, and the checks
+    that need it are left out rather than stopping the doctor."""
+    for path in (config_file(), client_config_file()):
+        try:
+            read_toml(path)
+        except tomllib.TOMLDecodeError as exc:
+            yield fail(f"settings: {path} is not valid TOML ({exc})", "correct it")
+            return
+    bad = False
+    for cls in SETTINGS:
+        try:
+            load(cls)
+        except BadSetting as exc:
+            bad = True
+            yield fail(f"settings: {exc}", "correct or remove that setting")
+    if not bad:
+        where = config_file()
+        yield ok(f"settings: {where}" if where.is_file() else f"settings: defaults (no {where})")
+
+
+def settings(cls: type[S], flags: dict[str, Any] | None = None) -> S | None:
+    """A component's settings; None when they cannot be read (configuration() said why)."""
+    try:
+        return load(cls, flags)
+    except ValueError:  # BadSetting, or a settings file that is not TOML
+        return None
 
 
 def versions() -> Finding:
@@ -87,9 +124,8 @@ def blenders(configured: list[str]) -> Iterator[Finding]:
 
 def default_data_dirs() -> list[Path]:
     """The data folders of the Server, Manager and Worker as configured here."""
-    dirs = [
-        load_settings(cls, {}).data_dir for cls in (ServerSettings, ManagerSettings, WorkerSettings)
-    ]
+    found: list[Any] = [settings(cls) for cls in (ServerSettings, ManagerSettings, WorkerSettings)]
+    dirs = [s.data_dir for s in found if s is not None]
     return list(dict.fromkeys(dirs))
 
 
@@ -155,8 +191,9 @@ def ports() -> Iterator[Finding]:
         ("manager", ManagerSettings),
         ("dashboard", DashboardSettings),
     ):
-        settings: Any = load_settings(cls, {})
-        yield port(component, settings.host, settings.port)
+        configured: Any = settings(cls)
+        if configured is not None:
+            yield port(component, configured.host, configured.port)
 
 
 # ---- the services ----------------------------------------------------------------------------
@@ -289,15 +326,14 @@ def _reached(what: str, url: str, health: Answer, version: Answer) -> Finding:
     return ok(f"{answered}, Flamenco {theirs or '?'}")
 
 
-def manager_url(given: str | None) -> tuple[str | None, Finding | None]:
-    """The Manager to ask: --manager, the Worker's setting, else the one a Worker would find."""
+def manager_url(worker: WorkerSettings) -> tuple[str | None, Finding | None]:
+    """The Manager to ask: --manager or the Worker's setting, else the one a Worker would find."""
     from flamenco.discovery import find_manager
 
-    settings = load_settings(WorkerSettings, {"manager": given})
-    if settings.manager:
-        return settings.manager, None
+    if worker.manager:
+        return worker.manager, None
     try:
-        return find_manager(settings, lambda _said: None), None
+        return find_manager(worker, lambda _said: None), None
     except NoManagerChosen as exc:
         return None, warn(f"Manager: none given; {exc}", "only a Worker needs one")
 
@@ -339,17 +375,22 @@ def doctor(
             print(line(finding), flush=True)
 
     report(versions())
-    client = load_settings(ClientSettings, {"server": server})
-    report(*service("Server", client.server, client.ca_bundle, clock=True))
-    url, none_found = manager_url(manager)
-    if url is None:
-        assert none_found is not None
-        report(none_found)
-    else:
-        report(*service("Manager", url, load_settings(WorkerSettings, {}).ca_bundle, clock=False))
+    report(*configuration())
+    # A setting that cannot be read leaves out the checks that need it (its ✗ is above).
+    client = settings(ClientSettings, {"server": server})
+    if client is not None:
+        report(*service("Server", client.server, client.ca_bundle, clock=True))
+    worker = settings(WorkerSettings, {"manager": manager})
+    if worker is not None:
+        url, none_found = manager_url(worker)
+        if url is None:
+            assert none_found is not None
+            report(none_found)
+        else:
+            report(*service("Manager", url, worker.ca_bundle, clock=False))
     for folder in data_dir or default_data_dirs():
         report(disk(folder))
     report(*ports())
-    if not no_blender:
-        report(*blenders(load_settings(WorkerSettings, {}).blender))
+    if worker is not None and not no_blender:
+        report(*blenders(worker.blender))
     raise typer.Exit(exit_code(findings))
