@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from anyio import to_thread
 from sqlalchemy import or_, select
 from sqlalchemy.orm import sessionmaker
 
@@ -46,6 +47,7 @@ class MetricsTokens:
         self.clock = clock
         self._lock = threading.Lock()  # the thread pool's requests share the cache
         self._hashes: frozenset[str] = frozenset()
+        self._listed: list[str] = []  # the same, sorted, for the sync replies
         self._read_at = float("-inf")
 
     def issue(self, by: User) -> str:
@@ -72,10 +74,20 @@ class MetricsTokens:
         with self._lock:
             self._read_at = float("-inf")
 
+    def _stale(self) -> bool:
+        return self.clock() - self._read_at >= self.refresh_s
+
+    async def for_sync(self) -> list[str]:
+        """The hashes for a Manager's sync reply (the Server's hot path): from memory; once
+        every `refresh_s` they are read on a worker thread, never in the event loop."""
+        if self._stale():
+            await to_thread.run_sync(self.hashes)
+        return self._listed
+
     def hashes(self) -> frozenset[str]:
         """The hashes of the live metrics tokens, at most `refresh_s` old."""
         with self._lock:
-            if self.clock() - self._read_at < self.refresh_s:
+            if not self._stale():
                 return self._hashes
         now = utcnow()
         with self.sessions() as s:
@@ -89,6 +101,7 @@ class MetricsTokens:
             ).all()
         with self._lock:
             self._hashes, self._read_at = frozenset(rows), self.clock()
+            self._listed = sorted(self._hashes)
             return self._hashes
 
     def check(self, token: str | None) -> None:
