@@ -130,9 +130,11 @@ def test_a_database_made_by_todays_code_before_migrations_is_only_stamped(
     upgrade_schema(database_url, target=TOKEN_LIFETIMES)
     run_sql(database_url, "DROP TABLE alembic_version")
     upgrade = upgrade_schema(database_url)
-    assert (upgrade.before, upgrade.recognised, upgrade.changed) == (TOKEN_LIFETIMES, True, False)
+    # Stamped as the revision it is; only the migrations after that one run on it.
+    later = HEAD != TOKEN_LIFETIMES
+    assert (upgrade.before, upgrade.recognised, upgrade.changed) == (TOKEN_LIFETIMES, True, later)
     assert run_sql(database_url, "SELECT version_num FROM alembic_version") == [(HEAD,)]
-    assert kept_copies(database_url) == []
+    assert drift(database_url) == []
 
 
 def test_a_database_newer_than_the_code_is_refused(database_url: str) -> None:

@@ -81,6 +81,8 @@ class JobRow(Base):
     frames_total: Mapped[int]
     created: Mapped[datetime] = mapped_column(default=utcnow)
     updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Where to POST the job's end (--notify), besides the Server's notify_url; "" none.
+    notify_url: Mapped[str] = mapped_column(Text, default="")
 
 
 class JobSite(Base):
@@ -198,3 +200,29 @@ class JobError(Base):
     fault: Mapped[str | None] = mapped_column(String(16), default=None)
     error: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Notification(Base):
+    """A job's end to POST to one URL: the outbox of deliveries (`server/notify_delivery.py`).
+    Kept after the job is deleted; `delivered` or `given_up` once done with."""
+
+    __tablename__ = "notifications"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(32), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)  # the exact JSON document posted, each attempt
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_at: Mapped[datetime | None] = mapped_column(default=utcnow, index=True)  # None: done
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    delivered: Mapped[datetime | None] = mapped_column(default=None)
+    given_up: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ServerSecret(Base):
+    """A secret of the Server's own, by name: "notify" signs notifications."""
+
+    __tablename__ = "server_secrets"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+    created: Mapped[datetime] = mapped_column(default=utcnow)
