@@ -18,6 +18,7 @@ import sqlalchemy
 from farmkit import Proc, TestFarm, free_port, wait_until
 from flamenco.db import sqlite_url
 from pgkit import postgres_database
+from upkit import free_offset
 
 HINT = "This Server has no administrator yet: create the first one with `flamenco server init"
 
@@ -117,3 +118,52 @@ def test_server_init_makes_the_first_administrator_of_a_fresh_server_once(
         server.stop()
         _, restarted = start_server(farm, database, "server-again")
         assert HINT not in restarted.output()
+
+
+UNUSABLE = [
+    (
+        "foo",
+        "The database URL cannot be used: Could not parse SQLAlchemy URL from given URL string.",
+    ),
+    (
+        "mysql://someone@localhost/flamenco",
+        "The database URL needs a driver that is not "
+        "installed (MySQLdb); for PostgreSQL, install Flamenco's `postgres` extra.",
+    ),
+    (
+        "postgresql+psycopg://postgres@127.0.0.1:5432/flamenco_no_such_database",
+        "The database cannot be reached: connection failed: ",
+    ),
+]
+
+
+@pytest.mark.parametrize("command", [["server", "init"], ["server", "migrate"], ["up"]])
+@pytest.mark.parametrize(("url", "sentence"), UNUSABLE)
+def test_a_database_url_that_cannot_be_used_stops_the_command_with_one_sentence(
+    tmp_path: Path, command: list[str], url: str, sentence: str
+) -> None:
+    extra = ["--port-offset", str(free_offset())] if command == ["up"] else []
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLAMENCO_")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flamenco",
+            *command,
+            "--data-dir",
+            str(tmp_path / "data"),
+            *extra,
+            "--database-url",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        env={**env, "HOME": str(tmp_path / "home"), "COLUMNS": "300"},
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
+    assert line.startswith(f"Error: {sentence}"), done.stderr
+    assert "Traceback" not in done.stderr
+    assert not list((tmp_path / "data").rglob("*.sqlite"))

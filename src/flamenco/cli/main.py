@@ -16,7 +16,11 @@ from rich.table import Table
 
 from flamenco import wire
 from flamenco.cli.console import err, out, secret_for_terminal
-from flamenco.cli.server_admin import say_how_to_create_first_admin, server_app
+from flamenco.cli.server_admin import (
+    database_errors,
+    say_how_to_create_first_admin,
+    server_app,
+)
 from flamenco.cli.service import service_app
 from flamenco.client import ApiError, SyncApi, Unreachable, api_path
 from flamenco.config import (
@@ -236,11 +240,8 @@ def server(
         },
     )
     tls = checked_tls(settings)
-    try:
+    with database_errors():  # e.g. newer than this code, or its upgrade failed
         services = build_services(settings)
-    except SchemaError as exc:  # a database newer than this code, or its upgrade failed
-        err.print(f"Error: {exc.message}", style="red")
-        raise typer.Exit(1) from None
     say_how_to_create_first_admin(services)
     url = service_url(scheme(tls), public_host(settings.host, ""), settings.port)
     err.print(f"Flamenco Server on {url} (data in {settings.data_dir})")

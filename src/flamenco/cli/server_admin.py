@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -43,11 +45,8 @@ def migrate(data_dir: DataDirOpt = None, database_url: DatabaseUrlOpt = None) ->
     settings = _database_settings(data_dir, database_url)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = settings.database_url or sqlite_url(settings.data_dir / "server.sqlite")
-    try:
+    with database_errors():
         upgrade = upgrade_schema(url)
-    except SchemaError as exc:
-        err.print(f"Error: {exc.message}", style="red")
-        raise typer.Exit(1) from None
     print(upgrade.describe())
 
 
@@ -62,28 +61,17 @@ def init(
     Run it on the Server's machine with the Server's --data-dir or --database-url (the Server
     may be running); refused once the database has an administrator.
     """
-    from sqlalchemy.exc import OperationalError
-
     from flamenco.server.services import build_services
 
     settings = _database_settings(data_dir, database_url)
-    try:
+    with database_errors():
         services = build_services(settings)  # the database brought up to date as at start
-    except SchemaError as exc:
-        err.print(f"Error: {exc.message}", style="red")
-        raise typer.Exit(1) from None
-    except OperationalError as exc:
-        err.print(f"Error: the database cannot be reached: {exc.orig}", style="red")
-        raise typer.Exit(1) from None
-    try:
-        password = secrets.token_urlsafe(12)
-        services.auth.create_first_administrator(admin, password)
-        token = services.auth.issue_token(admin, label="flamenco server init")
-    except Conflict as exc:
-        err.print(f"Error: {exc.message}", style="red")
-        raise typer.Exit(1) from None
-    finally:
-        services.close()
+        try:
+            password = secrets.token_urlsafe(12)
+            services.auth.create_first_administrator(admin, password)
+            token = services.auth.issue_token(admin, label="flamenco server init")
+        finally:
+            services.close()
     days = settings.token_ttl_days
     url = service_url(
         "https" if settings.tls_cert else "http", public_host(settings.host, ""), settings.port
@@ -107,6 +95,31 @@ def say_how_to_create_first_admin(services: ServerServices) -> None:
             "`flamenco server init [--admin NAME]`, given the same --data-dir or "
             "--database-url as this Server."
         )
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """A database that cannot be used (an unreadable URL, one that does not answer, one newer
+    than this code, an administrator there already) stops the command with one sentence."""
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    try:
+        yield
+    except (SchemaError, Conflict) as exc:
+        sentence = exc.message
+    except ArgumentError as exc:  # also a dialect SQLAlchemy does not know
+        sentence = f"The database URL cannot be used: {exc}."
+    except ImportError as exc:  # its driver: mysql:// without MySQLdb, say
+        sentence = (
+            f"The database URL needs a driver that is not installed ({exc.name}); "
+            "for PostgreSQL, install Flamenco's `postgres` extra."
+        )
+    except OperationalError as exc:
+        sentence = f"The database cannot be reached: {str(exc.orig).strip()}"
+    else:
+        return
+    err.print(f"Error: {sentence}", style="red")
+    raise typer.Exit(1)
 
 
 def _database_settings(data_dir: Path | None, database_url: str | None) -> ServerSettings:

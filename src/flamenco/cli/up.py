@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from sqlalchemy.exc import OperationalError
 
 from flamenco.cli.console import err, secret_for_terminal
+from flamenco.cli.server_admin import database_errors
 from flamenco.cli.submit import SubmitRequest, submit_scene
 from flamenco.cli.supervisor import Supervisor
 from flamenco.cli.watch import watch_job
@@ -31,7 +31,6 @@ from flamenco.config import (
     UpSettings,
     write_client_config,
 )
-from flamenco.errors import Conflict, SchemaError
 from flamenco.manager.join_secret import read_join_secret, secret_file, write_join_secret
 from flamenco.netaddr import local_host, only_this_machine, public_host, service_url
 from flamenco.procs import host_name, on_shutdown_signals_sync, private_folder
@@ -209,14 +208,8 @@ def run_farm(
         err.print(f"Error: {exc}", style="red")
         return 1
     private_folder(data_dir)  # what a farm keeps is its own, also in a folder made before
-    try:
+    with database_errors():  # e.g. a newer database; a Manager made before farm.toml
         farm_secrets = bootstrap(data_dir, database_url)
-    except (SchemaError, Conflict) as exc:  # a newer database; a Manager made before farm.toml
-        err.print(f"Error: {exc.message}", style="red")
-        return 1
-    except OperationalError as exc:
-        err.print(f"Error: the Server's database cannot be reached: {exc.orig}", style="red")
-        return 1
     where = farm_addresses(reach, port_offset, scheme(trust.tls))
     server_url = where.server_url
     farm = Supervisor()
