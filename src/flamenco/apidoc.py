@@ -39,6 +39,8 @@ WHY = {
     "state the action cannot leave).",
     413: "The request body is larger than this route's limit.",
     415: "The content is of a kind this route does not take.",
+    416: "The byte range (Range, or an upload's Content-Range) cannot be served or taken; "
+    "the answer's Content-Range says the size.",
     422: "A parameter or the body does not have the form this route takes.",
     429: "Too many attempts; the sentence says when to try again.",
     503: "Something this answer needs is away for now; try again.",

@@ -6,11 +6,13 @@ are renamed into place only after the hash checks out, so a reader never sees ha
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterable, Iterable
 from pathlib import Path
@@ -34,6 +36,8 @@ __all__ = [
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 1024 * 1024
 TEMP_PREFIX = ".tmp-"
+PARTIAL_PREFIX = "partial-"
+PARTIAL_KEEP_S = 24 * 3600.0  # an upload not resumed for this long is given up: its bytes go
 
 
 class HashMismatch(ValueError):
@@ -140,6 +144,67 @@ class BlobStore:
                 os.unlink(tmp_name)
             raise
         return self._commit(tmp_name, digest.hexdigest(), expected)
+
+    # ---- uploads that resume: the bytes kept so far, per blob and uploader --------------------
+
+    def partial_path(self, sha256: str, uploader: str) -> Path:
+        """Where the bytes of `uploader`'s unfinished upload of a blob are kept. Each uploader
+        has its own, so two uploading the same blob at once never mix their bytes."""
+        if not is_sha256(sha256):
+            raise ValueError(f"'{sha256}' is not a SHA-256 hex digest.")
+        who = hashlib.sha256(uploader.encode()).hexdigest()[:16]
+        return self.root / "tmp" / f"{PARTIAL_PREFIX}{sha256}-{who}"
+
+    def partial_size(self, sha256: str, uploader: str) -> int:
+        try:
+            return self.partial_path(sha256, uploader).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    async def append_partial(
+        self, sha256: str, uploader: str, offset: int, total: int, chunks: AsyncIterable[bytes]
+    ) -> int:
+        """Write a body at `offset` of the kept bytes (0 starts over); return how many bytes
+        are kept now. Every byte that arrived stays, also when the connection drops, so the
+        next request resumes there. The caller checked `offset` against `partial_size`."""
+        if self.max_blob_bytes is not None and total > self.max_blob_bytes:
+            raise BlobTooLarge(
+                f"The upload is larger than the limit of {self.max_blob_bytes} bytes."
+            )
+        path = self.partial_path(sha256, uploader)
+        kept = offset
+        # Unbuffered: what arrived is on disk at once, so the offset asked next is all of it.
+        with path.open("r+b" if offset and path.exists() else "wb", buffering=0) as out:
+            out.truncate(offset)
+            out.seek(offset)
+            async for chunk in chunks:
+                if kept + len(chunk) > total:
+                    raise BlobTooLarge(
+                        f"The upload sends more than the {total} bytes its Content-Range announced."
+                    )
+                out.write(chunk)
+                kept += len(chunk)
+        return kept
+
+    def commit_partial(self, sha256: str, uploader: str) -> str:
+        """A complete upload into place, if its bytes hash to `sha256` (else it is deleted and
+        HashMismatch raised: the uploader starts over)."""
+        path = self.partial_path(sha256, uploader)
+        return self._commit(str(path), sha256_file(path), sha256)
+
+    def drop_partial(self, sha256: str, uploader: str) -> None:
+        self.partial_path(sha256, uploader).unlink(missing_ok=True)
+
+    def sweep_partials(self, older_than_s: float = PARTIAL_KEEP_S) -> int:
+        """Delete the unfinished uploads nobody resumed for `older_than_s`; return how many."""
+        cutoff = time.time() - older_than_s
+        swept = 0
+        for path in (self.root / "tmp").glob(f"{PARTIAL_PREFIX}*"):
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    swept += 1
+        return swept
 
     def link_to(self, sha256: str, dest: Path) -> None:
         """Place a blob at dest, hard-linked where the file system allows, else copied."""

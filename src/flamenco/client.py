@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -20,6 +23,7 @@ import httpx
 from pydantic import BaseModel
 
 from flamenco.blobs import BlobStore
+from flamenco.core.byte_ranges import resume_delay, upload_content_range
 from flamenco.tls import (
     CA_HINT,
     client_context,
@@ -31,6 +35,66 @@ from flamenco.tls import (
 
 M = TypeVar("M", bound=BaseModel)
 UPLOAD_CHUNK = 1024 * 1024
+TRANSFER_STALL_S = 30.0  # a blob transfer silent this long is dropped and resumed
+log = logging.getLogger("flamenco.transfers")
+
+
+@dataclass
+class TransferCounters:
+    """What a client's blob transfers cost, for logs and tests: bytes that arrived or left,
+    how often a transfer resumed, and the bytes an upload sent again because the other side
+    had not kept them (in flight when the connection dropped)."""
+
+    received: int = 0
+    sent: int = 0
+    resumes: int = 0
+    resent: int = 0
+
+
+class Resumption:
+    """The back-off of one transfer: failures in a row without progress are bounded."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.failures = 0
+        self.progress_at_failure = -1
+
+    def next_delay(self, position: int, exc: Exception) -> float | None:
+        if position > self.progress_at_failure:
+            self.failures = 0  # it moved since the last failure: a new run of attempts
+        self.progress_at_failure = position
+        self.failures += 1
+        delay = resume_delay(self.failures)
+        if delay is not None:
+            log.warning(
+                "%s dropped at byte %d (%s); resuming in %.1f s (attempt %d)",
+                self.what,
+                position,
+                exc.__class__.__name__,
+                delay,
+                self.failures,
+            )
+        return delay
+
+
+def _file_chunks(
+    source: Path, offset: int, counters: TransferCounters, progress: Any = None
+) -> Iterator[bytes]:
+    with source.open("rb") as f:
+        f.seek(offset)
+        while chunk := f.read(UPLOAD_CHUNK):
+            counters.sent += len(chunk)
+            if progress is not None:
+                progress(len(chunk))
+            yield chunk
+
+
+def _upload_headers(sha256: str, offset: int, size: int) -> dict[str, str]:
+    return {
+        "X-Flamenco-SHA256": sha256,
+        "Content-Length": str(size - offset),
+        "Content-Range": upload_content_range(offset, size),
+    }
 
 
 class ApiError(Exception):
@@ -111,7 +175,12 @@ class AsyncApi:
     """Async JSON client used by the Manager and the Worker."""
 
     def __init__(
-        self, base_url: str, token: str = "", timeout: float = 30.0, ca_bundle: str = ""
+        self,
+        base_url: str,
+        token: str = "",
+        timeout: float = 30.0,
+        ca_bundle: str = "",
+        transfer_stall_s: float = TRANSFER_STALL_S,
     ) -> None:
         self.http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
@@ -119,6 +188,10 @@ class AsyncApi:
             timeout=timeout,
             verify=client_context(ca_bundle),
         )
+        self.transfer_timeout = httpx.Timeout(
+            timeout, read=transfer_stall_s, write=transfer_stall_s
+        )
+        self.transfers = TransferCounters()
 
     async def _unreachable(self, exc: httpx.TransportError) -> Unreachable:
         url = self.http.base_url
@@ -150,29 +223,110 @@ class AsyncApi:
     async def upload_file(
         self, path: str, source: Path, sha256: str, params: dict[str, Any] | None = None
     ) -> httpx.Response:
-        async def chunks() -> AsyncIterator[bytes]:
-            with source.open("rb") as f:
-                while chunk := f.read(UPLOAD_CHUNK):
-                    yield chunk
+        """PUT a file; a dropped connection resumes where the other side's kept bytes end
+        (`GET /api/v1/blobs/{sha}/upload`, then `Content-Range: bytes N-*/TOTAL`)."""
+        size, offset = source.stat().st_size, 0
+        resumption = Resumption(f"Upload of {source.name} ({sha256[:12]})")
+        while True:
+            position = offset
+            try:
 
-        headers = {"X-Flamenco-SHA256": sha256, "Content-Length": str(source.stat().st_size)}
-        return await self.request("PUT", path, content=chunks(), headers=headers, params=params)
+                async def chunks(start: int = offset) -> AsyncIterator[bytes]:
+                    nonlocal position
+                    for chunk in _file_chunks(source, start, self.transfers):
+                        position += len(chunk)
+                        yield chunk
+
+                response = check(
+                    await self.http.put(
+                        path,
+                        content=chunks(),
+                        headers=_upload_headers(sha256, offset, size),
+                        params=params,
+                        timeout=self.transfer_timeout,
+                    )
+                )
+                if response.status_code != 202:  # 202: not all of it arrived
+                    return response
+                failure: Exception = ApiError(202, "The upload arrived incomplete.")
+            except httpx.TransportError as exc:
+                failure = exc
+            delay = resumption.next_delay(position, failure)
+            if delay is None:
+                if isinstance(failure, httpx.TransportError):
+                    raise await self._unreachable(failure) from failure
+                raise failure
+            await asyncio.sleep(delay)
+            with contextlib.suppress(httpx.TransportError):
+                kept = await self.http.get(
+                    f"/api/v1/blobs/{sha256}/upload", timeout=self.transfer_timeout
+                )
+                offset = wire_offset(check(kept))
+                self.transfers.resumes += 1
+                self.transfers.resent += max(0, position - offset)
+
+    async def _open_blob(self, path: str, start: int) -> httpx.Response:
+        """The answer to GET path from byte `start` on, its body not read yet."""
+        headers = {"Range": f"bytes={start}-"} if start else {}
+        request = self.http.build_request(
+            "GET", path, headers=headers, timeout=self.transfer_timeout
+        )
+        response = await self.http.send(request, stream=True)
+        if response.is_error:
+            await response.aread()
+            await response.aclose()
+            raise ApiError(response.status_code, _reason(response))
+        if start and response.status_code != 206:
+            await response.aclose()
+            raise ApiError(502, f"The answer to a download resumed at byte {start} was whole.")
+        return response
+
+    async def _blob_bytes(
+        self, path: str, response: httpx.Response, size: int | None
+    ) -> AsyncIterator[bytes]:
+        """A blob's bytes, resuming with `Range: bytes=N-` when the connection drops."""
+        received = 0
+        resumption = Resumption(f"Download of {path.rsplit('/', 1)[-1][:12]}")
+        try:
+            while True:
+                try:
+                    async for chunk in response.aiter_raw():
+                        received += len(chunk)
+                        self.transfers.received += len(chunk)
+                        yield chunk
+                    if size is None or received >= size:
+                        return
+                    raise httpx.RemoteProtocolError("The download ended early.")
+                except httpx.TransportError as exc:
+                    await response.aclose()
+                    failure: httpx.TransportError = exc
+                while True:
+                    delay = resumption.next_delay(received, failure)
+                    if delay is None:
+                        raise await self._unreachable(failure) from failure
+                    await asyncio.sleep(delay)
+                    try:
+                        response = await self._open_blob(path, received)
+                        self.transfers.resumes += 1
+                        break
+                    except httpx.TransportError as exc:
+                        failure = exc
+        finally:
+            await response.aclose()
 
     async def download_blob(self, sha256: str, store: BlobStore) -> None:
-        """Stream a blob into the store; the store checks the bytes against the hash."""
+        """Stream a blob into the store; the store checks the bytes against the hash. A
+        dropped connection resumes from the bytes already received (Range)."""
+        path = f"/api/v1/blobs/{sha256}"
         try:
-            async with self.http.stream("GET", f"/api/v1/blobs/{sha256}") as response:
-                if response.is_error:
-                    await response.aread()
-                    raise ApiError(response.status_code, _reason(response))
-                size = response.headers.get("content-length", "")
-                await store.put_stream(
-                    response.aiter_bytes(),
-                    expected=sha256,
-                    size_hint=int(size) if size.isdigit() else None,
-                )
+            response = await self._open_blob(path, 0)
         except httpx.TransportError as exc:
             raise await self._unreachable(exc) from exc
+        length = response.headers.get("content-length", "")
+        size = int(length) if length.isdigit() else None
+        await store.put_stream(
+            self._blob_bytes(path, response, size), expected=sha256, size_hint=size
+        )
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -182,7 +336,12 @@ class SyncApi:
     """Blocking client used by the CLI."""
 
     def __init__(
-        self, base_url: str, token: str = "", timeout: float = 60.0, ca_bundle: str = ""
+        self,
+        base_url: str,
+        token: str = "",
+        timeout: float = 60.0,
+        ca_bundle: str = "",
+        transfer_stall_s: float = TRANSFER_STALL_S,
     ) -> None:
         self.http = httpx.Client(
             base_url=base_url.rstrip("/"),
@@ -190,6 +349,10 @@ class SyncApi:
             timeout=timeout,
             verify=client_context(ca_bundle),
         )
+        self.transfer_timeout = httpx.Timeout(
+            timeout, read=transfer_stall_s, write=transfer_stall_s
+        )
+        self.transfers = TransferCounters()
 
     def _unreachable(self, exc: httpx.TransportError) -> Unreachable:
         url = self.http.base_url
@@ -222,15 +385,53 @@ class SyncApi:
         return reply.model_validate(self.request(method, path, json=_body(body)).json())
 
     def upload_blob(self, source: Path, sha256: str, progress: Any = None) -> None:
-        def chunks() -> Iterator[bytes]:
-            with source.open("rb") as f:
-                while chunk := f.read(UPLOAD_CHUNK):
-                    if progress is not None:
-                        progress(len(chunk))
+        """PUT a blob; a dropped connection resumes where the Server's kept bytes end."""
+        size, offset = source.stat().st_size, 0
+        resumption = Resumption(f"Upload of {source.name} ({sha256[:12]})")
+        while True:
+            position = offset
+
+            def chunks(start: int = offset) -> Iterator[bytes]:
+                nonlocal position
+                for chunk in _file_chunks(source, start, self.transfers, progress):
+                    position += len(chunk)
                     yield chunk
 
-        headers = {"Content-Length": str(source.stat().st_size)}
-        self.request("PUT", f"/api/v1/blobs/{sha256}", content=chunks(), headers=headers)
+            try:
+                response = check(
+                    self.http.put(
+                        f"/api/v1/blobs/{sha256}",
+                        content=chunks(),
+                        headers=_upload_headers(sha256, offset, size),
+                        timeout=self.transfer_timeout,
+                    )
+                )
+                if response.status_code != 202:  # 202: not all of it arrived
+                    return
+                failure: Exception = ApiError(202, "The upload arrived incomplete.")
+            except httpx.TransportError as exc:
+                failure = exc
+            delay = resumption.next_delay(position, failure)
+            if delay is None:
+                if isinstance(failure, httpx.TransportError):
+                    raise self._unreachable(failure) from failure
+                raise failure
+            time.sleep(delay)
+            with contextlib.suppress(httpx.TransportError):
+                kept = self.http.get(
+                    f"/api/v1/blobs/{sha256}/upload", timeout=self.transfer_timeout
+                )
+                answer = check(kept).json()
+                if answer.get("complete"):
+                    return  # it all arrived; only the answer was lost
+                offset = int(answer["offset"])
+                self.transfers.resumes += 1
+                self.transfers.resent += max(0, position - offset)
+
+
+def wire_offset(answer: httpx.Response) -> int:
+    """Where an upload resumes: the offset of a `GET …/blobs/{sha}/upload` answer."""
+    return int(answer.json()["offset"])
 
 
 def api_path(*parts: str | int) -> str:

@@ -71,6 +71,13 @@ class ServerSettings:
     # their frames and the blobs no other job uses; 0 keeps everything.
     keep_days: float = 0.0
     retention_interval_s: float = 3600.0  # how often the Server looks for such jobs
+    # Notifications (README "Notifications"): every job's end is POSTed here too; "" none.
+    notify_url: str = ""
+    # The Dashboard's address in notifications; empty: port 8888 on the Server's public host.
+    dashboard_url: str = ""
+    notify_retry_s: float = 5.0  # a failed delivery is tried again after this, doubling,
+    notify_retry_max_s: float = 300.0  # never longer than this between two tries,
+    notify_give_up_s: float = 3600.0  # until this long after the job ended
     # HTTPS: a PEM certificate (chain) and its unencrypted key, both or neither (tls.py).
     tls_cert: str = ""
     tls_key: str = ""
@@ -97,6 +104,9 @@ class ManagerSettings:
     announce: bool = True
     # Job files cached for its Workers: least recently used ones go beyond this; 0: no bound.
     cache_size: ByteSize = DEFAULT_CACHE_SIZE
+    # A blob transfer with the Server silent this long is dropped and resumed where it
+    # stopped (client.py: Range for downloads, an upload offset for frames going up).
+    transfer_stall_s: float = 30.0
     # HTTPS: a PEM certificate (chain) and its unencrypted key, both or neither (tls.py).
     tls_cert: str = ""
     tls_key: str = ""
@@ -128,6 +138,8 @@ class WorkerSettings:
     # Job files and frames cached here: least recently used ones go beyond this; 0: no bound.
     cache_size: ByteSize = DEFAULT_CACHE_SIZE
     job_folder_idle_s: float = 600.0  # a job's folder goes once no task of it ran this long
+    # A blob transfer with the Manager silent this long is dropped and resumed (client.py).
+    transfer_stall_s: float = 30.0
     # PEM file of the CA certificates it trusts for HTTPS (else the system's trust store);
     # FLAMENCO_CA_BUNDLE for every client of the machine.
     ca_bundle: str = ""

@@ -57,6 +57,16 @@ class TooManyRequests(FlamencoError):
         self.retry_after_s = retry_after_s
 
 
+class RangeNotSatisfiable(FlamencoError):
+    """A byte range that this file cannot give or take; the answer names the file's size."""
+
+    status_code = 416
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size
+
+
 class Unavailable(FlamencoError):
     status_code = 503
 

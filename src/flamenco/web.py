@@ -19,7 +19,7 @@ from flamenco.apidoc import error_answers, install_documented_errors
 from flamenco.blobs import BlobTooLarge, HashMismatch, UnsafePath
 from flamenco.core.frames import quote_for_message
 from flamenco.core.ratelimit import retry_after_header
-from flamenco.errors import FlamencoError, TooManyRequests, Unavailable
+from flamenco.errors import FlamencoError, RangeNotSatisfiable, TooManyRequests, Unavailable
 
 log = logging.getLogger("flamenco.web")
 
@@ -74,6 +74,8 @@ def error_headers(exc: Exception) -> dict[str, str] | None:
     """Headers an error answer carries besides its sentence: when to try again, for a 429."""
     if isinstance(exc, TooManyRequests):
         return {"Retry-After": retry_after_header(exc.retry_after_s)}
+    if isinstance(exc, RangeNotSatisfiable):
+        return {"Content-Range": f"bytes */{exc.size}"}
     return None
 
 

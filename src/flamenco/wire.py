@@ -55,6 +55,15 @@ class BlobQueryResult(Wire):
     missing: list[str]
 
 
+class UploadOffset(Wire):
+    """How much of an upload the receiver keeps: resume a dropped upload at `offset`
+    (`Content-Range: bytes OFFSET-*/TOTAL`); `complete` once the blob is in place."""
+
+    sha256: str
+    offset: int = Field(ge=0)
+    complete: bool = False
+
+
 # ---- users and tokens ----------------------------------------------------------------------
 
 
@@ -118,6 +127,12 @@ class JobSubmission(Strict):
     )
     settings: JsonObject
     sites: list[Name] = Field(default_factory=list, description="Managers allowed; empty: any.")
+    notify: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="An http(s) URL the Server POSTs a signed JobEnded document to when the "
+        "job completes, fails or is canceled (besides the Server's own notify_url).",
+    )
 
 
 class Job(Wire):
@@ -142,6 +157,30 @@ class Job(Wire):
     last_error: str | None = Field(
         default=None, description="The latest error a task of the job failed with."
     )
+
+
+class JobEnded(Wire):
+    """What the Server POSTs to a job's notification URLs when it completes, fails or is
+    canceled, signed (core/notify.py, README "Notifications")."""
+
+    event: str = Field(default="job-ended", description="Always 'job-ended'.")
+    job_id: str
+    name: str
+    status: JobStatus = Field(description="completed, failed or canceled.")
+    submitter: str
+    frames_done: int
+    frames_total: int
+    frames: list[int] = Field(description="The frame numbers rendered and stored.")
+    frames_url: str = Field(description="The Server's API address of the job's frames.")
+    dashboard_url: str = Field(description="The job's page on the Dashboard.")
+    ended: datetime
+
+
+class NotifySecret(Wire):
+    """The key the Server signs its notifications with (administrators only)."""
+
+    secret: str
+    created: datetime
 
 
 class JobUnblock(Strict):

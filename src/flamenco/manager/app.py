@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import logging
 import time
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request, Security
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from flamenco import wire
 from flamenco.aio import TurnWriter
@@ -36,6 +37,14 @@ from flamenco.manager.service import ManagerService
 from flamenco.manager.store import ManagerStore, WorkerState
 from flamenco.manager.upstream import ServerLink
 from flamenco.outbox import Outbox
+from flamenco.resumable import (
+    Incomplete,
+    partial_chunks,
+    receive_upload,
+    serve_blob,
+    sweep_partials,
+    upload_offset,
+)
 from flamenco.security import bearer_token, token_hash
 from flamenco.web import RouteLimits, create_app, parse_json
 
@@ -61,7 +70,12 @@ def build_manager(settings: ManagerSettings) -> Manager:
     settings.secret = joining.current()  # the one it starts with, printed at start
     writer = TurnWriter()  # state and outbox written in the same turn: one wait per answer
     outbox = Outbox(settings.data_dir / "outbox.sqlite", writer)
-    server = AsyncApi(settings.server, settings.token, ca_bundle=settings.ca_bundle)
+    server = AsyncApi(
+        settings.server,
+        settings.token,
+        ca_bundle=settings.ca_bundle,
+        transfer_stall_s=settings.transfer_stall_s,
+    )
     # Bounded: least recently used blobs go, never those of held tasks or of the outbox.
     blobs = BoundedBlobStore(
         settings.data_dir / "blobs", settings.cache_size, owner=f"Manager {settings.name}"
@@ -110,17 +124,32 @@ async def this_managers_token(
 AnyWorker = Annotated[WorkerState, Depends(current_worker)]
 
 
+async def resumed_body(
+    request: Request, svc: ManagerService, sha256: str, worker: WorkerState
+) -> AsyncIterator[bytes] | Response:
+    """A frame's or artifact's bytes: the request's, or its resumed upload's once complete;
+    the 202 answer while it is not (resumable.py)."""
+    who = f"worker {worker.id}"
+    try:
+        body = await receive_upload(request, svc.blobs, sha256, who)
+    except Incomplete as incomplete:
+        return incomplete.answer
+    return partial_chunks(svc.blobs, sha256, who) if body is None else body
+
+
 def create_manager_app(manager: Manager) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         link_task = asyncio.create_task(manager.link.run(stop))
+        sweeping = asyncio.create_task(sweep_partials(manager.service.blobs, stop))
         announcer = ManagerAnnouncer(manager.service.settings)
         await announcer.start()
         yield
         await announcer.stop()
         stop.set()
         await link_task
+        await sweeping
         await manager.service.server.close()
         manager.service.store.close()
         manager.service.outbox.close()
@@ -181,7 +210,7 @@ def create_manager_app(manager: Manager) -> FastAPI:
         "/api/v1/worker/tasks/{task_id}/frames/{frame}",
         status_code=201,
         openapi_extra=STREAMED_BODY,
-        responses=error_answers(507),  # the Manager's disk is full (errors.writing)
+        responses=error_answers(409, 416, 507),  # 507: the disk is full (errors.writing)
     )
     async def frame(
         task_id: str,
@@ -194,9 +223,10 @@ def create_manager_app(manager: Manager) -> FastAPI:
     ) -> dict:
         if not is_sha256(x_flamenco_sha256):
             raise BadRequest("The X-Flamenco-SHA256 header is not a SHA-256 hex digest.")
-        await svc.receive_frame(
-            worker, task_id, frame, filename, x_flamenco_sha256, request.stream()
-        )
+        body = await resumed_body(request, svc, x_flamenco_sha256, worker)
+        if isinstance(body, Response):
+            return body  # type: ignore[return-value]
+        await svc.receive_frame(worker, task_id, frame, filename, x_flamenco_sha256, body)
         return {"sha256": x_flamenco_sha256}
 
     # `:path` lets a name with a folder in it reach the check, which refuses it with a 400.
@@ -204,7 +234,7 @@ def create_manager_app(manager: Manager) -> FastAPI:
         "/api/v1/worker/tasks/{task_id}/artifacts/{name:path}",
         status_code=201,
         openapi_extra=STREAMED_BODY,
-        responses=error_answers(507),  # the Manager's disk is full (errors.writing)
+        responses=error_answers(409, 416, 507),  # 507: the disk is full (errors.writing)
     )
     async def artifact(
         task_id: str,
@@ -216,17 +246,27 @@ def create_manager_app(manager: Manager) -> FastAPI:
     ) -> dict:
         if not is_sha256(x_flamenco_sha256):
             raise BadRequest("The X-Flamenco-SHA256 header is not a SHA-256 hex digest.")
-        await svc.receive_artifact(worker, task_id, name, x_flamenco_sha256, request.stream())
+        body = await resumed_body(request, svc, x_flamenco_sha256, worker)
+        if isinstance(body, Response):
+            return body  # type: ignore[return-value]
+        await svc.receive_artifact(worker, task_id, name, x_flamenco_sha256, body)
         return {"sha256": x_flamenco_sha256}
+
+    @app.get("/api/v1/blobs/{sha256}/upload")
+    async def upload_offset_of(sha256: Sha, worker: AnyWorker, svc: Service) -> wire.UploadOffset:
+        """How much of this Worker's upload of a frame or artifact with this hash the Manager
+        keeps: where to resume it (`Content-Range: bytes N-*/TOTAL` on the PUT)."""
+        return upload_offset(svc.blobs, sha256, f"worker {worker.id}")
 
     @app.get(
         "/api/v1/blobs/{sha256}",
         dependencies=[Depends(current_worker)],
         response_class=FileResponse,
-        responses={**body_answer("application/octet-stream"), **error_answers(503)},
+        responses={**body_answer("application/octet-stream"), **error_answers(416, 503)},
     )
-    async def blob(sha256: Sha, svc: Service) -> FileResponse:
-        return FileResponse(await svc.blob_path(sha256), media_type="application/octet-stream")
+    async def blob(sha256: Sha, request: Request, svc: Service) -> FileResponse:
+        """The blob, from the cache; `Range: bytes=N-` resumes a dropped download (206)."""
+        return serve_blob(await svc.blob_path(sha256), request)
 
     @app.get("/api/v1/status", dependencies=[Depends(this_managers_token)])
     async def status(svc: Service) -> dict:
@@ -237,6 +277,8 @@ def create_manager_app(manager: Manager) -> FastAPI:
             "outbox": len(svc.outbox),
             "set_aside": svc.outbox.set_aside_count(),  # refused for good by the Server
             "blob_downloads": svc.blob_downloads,
+            # bytes that crossed from and to the Server, and how often a transfer resumed
+            "transfers": dataclasses.asdict(svc.server.transfers),
             "cache_bytes": svc.blobs.bytes_used,  # of its bound, cache_size
             "workers": [w.model_dump() for w in svc.workers()],
         }

@@ -27,10 +27,20 @@ from flamenco.blobs import is_sha256
 from flamenco.core import media
 from flamenco.core.actions import JobAction
 from flamenco.errors import BadRequest, Forbidden, NotFound
+from flamenco.resumable import (
+    Incomplete,
+    partial_chunks,
+    receive_upload,
+    serve_blob,
+    sweep_partials,
+    upload_offset,
+)
 from flamenco.server.frame_views import frame_view
 from flamenco.server.health import health_check
 from flamenco.server.metrics import install_metrics
 from flamenco.server.models import ManagerRow, User
+from flamenco.server.notify_delivery import NotificationSender
+from flamenco.server.notify_routes import install_notify_routes
 from flamenco.server.retention import JobRetention
 from flamenco.server.services import ServerServices
 from flamenco.web import RouteLimits, create_app
@@ -79,6 +89,15 @@ def user_or_manager(
     return current_user(token, svc).name
 
 
+def uploader(
+    request: Request, token: UserToken, _manager_token: ManagerToken, svc: Services
+) -> str:
+    """Whose uploads these are: each user and each Manager resumes its own (resumable.py)."""
+    if token and token.startswith("flm_"):
+        return f"manager {current_manager(request, token, svc).name}"
+    return f"user {current_user(token, svc).name}"
+
+
 AnyUser = Annotated[User, Depends(current_user)]
 AnyManager = Annotated[ManagerRow, Depends(current_manager)]
 
@@ -95,6 +114,19 @@ def job_file(path: pathlib.Path, filename: str) -> FileResponse:
     )
 
 
+async def resumed_body(
+    request: Request, svc: ServerServices, sha256: str, manager: ManagerRow
+) -> AsyncIterator[bytes] | Response:
+    """A frame's or artifact's bytes: the request's, or its resumed upload's once complete;
+    the 202 answer while it is not (resumable.py)."""
+    who = f"manager {manager.name}"
+    try:
+        body = await receive_upload(request, svc.blobs, sha256, who)
+    except Incomplete as incomplete:
+        return incomplete.answer
+    return partial_chunks(svc.blobs, sha256, who) if body is None else body
+
+
 def create_server_app(svc: ServerServices) -> FastAPI:
     limit_for = RouteLimits(UPLOAD_ROUTES, svc.settings.max_upload_bytes)
 
@@ -104,15 +136,21 @@ def create_server_app(svc: ServerServices) -> FastAPI:
         stop = asyncio.Event()  # --keep-days: old finished jobs go, at start and hourly
         retention = JobRetention(svc.jobs.sessions, svc.jobs, svc.settings.keep_days)
         pruning = asyncio.create_task(retention.run(stop, svc.settings.retention_interval_s))
+        sender = NotificationSender(svc.jobs.sessions, svc.settings)  # notify_delivery.py
+        notifying = asyncio.create_task(sender.run(stop))
+        sweeping = asyncio.create_task(sweep_partials(svc.blobs, stop))
         yield
         stop.set()
         await pruning
+        await notifying
+        await sweeping
 
     app = create_app(
         "Flamenco Server", limit_for=limit_for, lifespan=lifespan, health=health_check(svc)
     )
     app.state.services = svc
     meters = install_metrics(app, svc, current_user)  # /metrics, metrics tokens
+    install_notify_routes(app, svc.jobs.sessions, current_user)  # the notification secret
 
     @app.post("/api/v1/login", responses=error_answers(401, 429))
     def login(req: wire.LoginRequest, request: Request, svc: Services) -> wire.TokenIssued:
@@ -242,25 +280,49 @@ def create_server_app(svc: ServerServices) -> FastAPI:
     def missing_blobs(q: wire.BlobQuery, _: AnyUser, svc: Services) -> wire.BlobQueryResult:
         return wire.BlobQueryResult(missing=svc.blob_gc.missing(q.hashes))
 
-    @app.put("/api/v1/blobs/{sha256}", status_code=201, openapi_extra=STREAMED_BODY)
-    async def upload_blob(sha256: Sha, request: Request, _: AnyUser, svc: Services) -> dict:
+    # With `Content-Range: bytes N-*/TOTAL` the body appends to what this user uploaded of
+    # the blob before (resumable.py); 202 with the offset when it is not all in yet.
+    @app.put(
+        "/api/v1/blobs/{sha256}",
+        status_code=201,
+        openapi_extra=STREAMED_BODY,
+        responses=error_answers(409, 416),
+    )
+    async def upload_blob(sha256: Sha, request: Request, user: AnyUser, svc: Services) -> dict:
         started = time.perf_counter()
-        size = await svc.blob_gc.upload(sha256, request.stream())
+        try:
+            body = await receive_upload(request, svc.blobs, sha256, f"user {user.name}")
+        except Incomplete as incomplete:
+            return incomplete.answer  # type: ignore[return-value]
+        if body is None:
+            size = await svc.blob_gc.upload_completed(sha256, f"user {user.name}")
+        else:
+            size = await svc.blob_gc.upload(sha256, body)
         meters.uploaded("blob", size, time.perf_counter() - started)
         return {"sha256": sha256, "size": size}
+
+    @app.get("/api/v1/blobs/{sha256}/upload")
+    def blob_upload_offset(
+        sha256: Sha, who: Annotated[str, Depends(uploader)], svc: Services
+    ) -> wire.UploadOffset:
+        """How much of this user's or Manager's upload of the blob (or of a frame or artifact
+        with that hash) the Server keeps: where to resume it."""
+        return upload_offset(svc.blobs, sha256, who)
 
     @app.get(
         "/api/v1/blobs/{sha256}",
         dependencies=[Depends(user_or_manager)],
         response_class=FileResponse,
-        responses=body_answer("application/octet-stream"),
+        responses={**body_answer("application/octet-stream"), **error_answers(416)},
     )
-    def download_blob(sha256: Sha, svc: Services) -> FileResponse:
+    def download_blob(sha256: Sha, request: Request, svc: Services) -> FileResponse:
+        """The blob; `Range: bytes=N-` resumes a dropped download (206)."""
         if not svc.blobs.has(sha256):
             raise NotFound(f"There is no blob {sha256} on this Server.")
         path = svc.blobs.path(sha256)
+        answer = serve_blob(path, request)
         meters.downloaded_bytes.inc(path.stat().st_size)
-        return FileResponse(path, media_type="application/octet-stream")
+        return answer
 
     # ---- jobs --------------------------------------------------------------------------------
 
@@ -379,7 +441,7 @@ def create_server_app(svc: ServerServices) -> FastAPI:
         started = time.perf_counter()
         reply = await svc.leases.sync_waiting(manager, req, gone=request.is_disconnected)
         meters.synced(req, reply, time.perf_counter() - started)
-        reply.metrics_tokens = sorted(request.app.state.metrics_tokens.hashes())
+        reply.metrics_tokens = await request.app.state.metrics_tokens.for_sync()
         return reply
 
     @app.post("/api/v1/manager/updates", responses=error_answers(503))
@@ -394,7 +456,7 @@ def create_server_app(svc: ServerServices) -> FastAPI:
         "/api/v1/manager/tasks/{task_id}/frames/{frame}",
         status_code=201,
         openapi_extra=STREAMED_BODY,
-        responses=error_answers(507),
+        responses=error_answers(409, 416, 507),
     )
     async def manager_frame(
         task_id: str,
@@ -408,8 +470,11 @@ def create_server_app(svc: ServerServices) -> FastAPI:
         if not is_sha256(x_flamenco_sha256):
             raise BadRequest("The X-Flamenco-SHA256 header is not a SHA-256 hex digest.")
         started = time.perf_counter()
+        body = await resumed_body(request, svc, x_flamenco_sha256, manager)
+        if isinstance(body, Response):
+            return body  # type: ignore[return-value]
         info = await svc.jobs.receive_frame(
-            manager.id, task_id, frame, filename, x_flamenco_sha256, request.stream()
+            manager.id, task_id, frame, filename, x_flamenco_sha256, body
         )
         meters.uploaded("frame", info.size, time.perf_counter() - started)
         return info
@@ -419,7 +484,7 @@ def create_server_app(svc: ServerServices) -> FastAPI:
         "/api/v1/manager/tasks/{task_id}/artifacts/{name:path}",
         status_code=201,
         openapi_extra=STREAMED_BODY,
-        responses=error_answers(507),
+        responses=error_answers(409, 416, 507),
     )
     async def manager_artifact(
         task_id: str,
@@ -432,9 +497,10 @@ def create_server_app(svc: ServerServices) -> FastAPI:
         if not is_sha256(x_flamenco_sha256):
             raise BadRequest("The X-Flamenco-SHA256 header is not a SHA-256 hex digest.")
         started = time.perf_counter()
-        info = await svc.jobs.receive_artifact(
-            manager.id, task_id, name, x_flamenco_sha256, request.stream()
-        )
+        body = await resumed_body(request, svc, x_flamenco_sha256, manager)
+        if isinstance(body, Response):
+            return body  # type: ignore[return-value]
+        info = await svc.jobs.receive_artifact(manager.id, task_id, name, x_flamenco_sha256, body)
         meters.uploaded("artifact", info.size, time.perf_counter() - started)
         return info
 

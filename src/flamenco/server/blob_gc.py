@@ -70,6 +70,12 @@ class BlobCollector:
         await self.store.put_stream(chunks, expected=sha256)
         return self.store.size(sha256)
 
+    async def upload_completed(self, sha256: str, uploader: str) -> int:
+        """Put a resumed upload, now complete, into place (hash-checked); return its size."""
+        await asyncio.to_thread(self.claim, [sha256])
+        await asyncio.to_thread(self.store.commit_partial, sha256, uploader)
+        return self.store.size(sha256)
+
     def claim(self, hashes: Iterable[str]) -> None:
         with self._lock:
             self._claim(set(hashes))

@@ -129,7 +129,11 @@ class WorkerAgent:
         self.blender_temp = self.data / "blender-tmp"  # each Blender child's own temp folder
         sweep_temp_folders(self.blender_temp)
         self.outbox = Outbox(self.data / "outbox.sqlite")
-        self.api = AsyncApi(settings.manager, ca_bundle=settings.ca_bundle)
+        self.api = AsyncApi(
+            settings.manager,
+            ca_bundle=settings.ca_bundle,
+            transfer_stall_s=settings.transfer_stall_s,
+        )
         self.deliver_wake = asyncio.Event()
         self.task_ended = asyncio.Event()
         self.delivering = asyncio.Lock()
@@ -445,9 +449,7 @@ class WorkerAgent:
                     " s and was stopped."
                 )
             fault = self._fault(run, exc, message)
-            log.error(
-                "task %s failed (%s): %s", a.task_id, fault, message, extra=self._ctx(run)
-            )
+            log.error("task %s failed (%s): %s", a.task_id, fault, message, extra=self._ctx(run))
             self._flush_log(run, wake=False)
             self._report(
                 run,

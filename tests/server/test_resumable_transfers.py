@@ -1,0 +1,148 @@
+"""Transfers that resume, against a real Server: Range downloads (206, 416) and uploads that
+append at an offset (202 while incomplete, 409 at the wrong offset, 416 for a range that makes
+no sense), each refusal with its sentence; the hash is checked over the whole file."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from farmkit import TestFarm
+from flamenco.blobs import BlobStore
+
+DATA = os.urandom(300_000)
+SHA = hashlib.sha256(DATA).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestFarm]:
+    with TestFarm(tmp_path_factory.mktemp("resumable") / "farm") as farm:
+        farm.start_server()
+        yield farm
+
+
+@pytest.fixture(scope="module")
+def http(srv: TestFarm) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {srv.token}"}
+    with httpx.Client(base_url=srv.server_url, headers=headers, timeout=60) as client:
+        yield client
+
+
+def put_part(http: httpx.Client, sha: str, body: bytes, offset: int, total: int) -> httpx.Response:
+    return http.put(
+        f"/api/v1/blobs/{sha}",
+        content=body,
+        headers={"Content-Range": f"bytes {offset}-*/{total}"},
+    )
+
+
+def offset_of(http: httpx.Client, sha: str) -> dict:
+    response = http.get(f"/api/v1/blobs/{sha}/upload")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_an_upload_resumes_at_the_offset_the_server_keeps(http: httpx.Client) -> None:
+    assert offset_of(http, SHA) == {"sha256": SHA, "offset": 0, "complete": False}
+    first = put_part(http, SHA, DATA[:100_000], 0, len(DATA))
+    assert first.status_code == 202, first.text
+    assert first.json()["offset"] == 100_000
+    assert offset_of(http, SHA)["offset"] == 100_000
+
+    wrong = put_part(http, SHA, DATA[50_000:], 50_000, len(DATA))
+    assert wrong.status_code == 409
+    assert wrong.json()["detail"] == (
+        "The upload resumes at byte 50000, but 100000 bytes of it are kept here; "
+        "resume at byte 100000."
+    )
+    assert offset_of(http, SHA)["offset"] == 100_000  # the refusal lost nothing
+
+    rest = put_part(http, SHA, DATA[100_000:], 100_000, len(DATA))
+    assert rest.status_code == 201, rest.text
+    assert rest.json() == {"sha256": SHA, "size": len(DATA)}
+    assert offset_of(http, SHA) == {"sha256": SHA, "offset": 0, "complete": True}
+    assert http.get(f"/api/v1/blobs/{SHA}").content == DATA
+
+
+def test_a_download_resumes_with_a_range(http: httpx.Client) -> None:
+    assert http.put(f"/api/v1/blobs/{SHA}", content=DATA).status_code == 201
+    rest = http.get(f"/api/v1/blobs/{SHA}", headers={"Range": "bytes=123456-"})
+    assert rest.status_code == 206
+    assert rest.headers["content-range"] == f"bytes 123456-{len(DATA) - 1}/{len(DATA)}"
+    assert rest.content == DATA[123456:]
+    middle = http.get(f"/api/v1/blobs/{SHA}", headers={"Range": "bytes=10-19"})
+    assert (middle.status_code, middle.content) == (206, DATA[10:20])
+
+
+@pytest.mark.parametrize(
+    ("header", "sentence"),
+    [
+        (
+            f"bytes={len(DATA)}-",
+            f"The range starts at byte {len(DATA)}, but the file has only {len(DATA)} bytes.",
+        ),
+        (
+            "bytes=0-1,5-6",
+            "The Range header 'bytes=0-1,5-6' is not one range of bytes "
+            "('bytes=N-' or 'bytes=N-M').",
+        ),
+    ],
+)
+def test_a_range_that_cannot_be_served_is_a_416_with_its_sentence(
+    http: httpx.Client, header: str, sentence: str
+) -> None:
+    assert http.put(f"/api/v1/blobs/{SHA}", content=DATA).status_code == 201
+    response = http.get(f"/api/v1/blobs/{SHA}", headers={"Range": header})
+    assert response.status_code == 416
+    assert response.json() == {"detail": sentence}
+    assert response.headers["content-range"] == f"bytes */{len(DATA)}"
+
+
+def test_an_upload_range_that_makes_no_sense_is_a_416(http: httpx.Client) -> None:
+    data = os.urandom(1000)
+    sha = hashlib.sha256(data).hexdigest()
+    response = put_part(http, sha, data, 2000, 1000)
+    assert response.status_code == 416
+    assert response.json()["detail"] == (
+        "The upload resumes at byte 2000, past the end of its 1000 bytes."
+    )
+    too_much = put_part(http, sha, data + b"extra", 0, 1000)
+    assert too_much.status_code == 413
+    assert too_much.json()["detail"] == (
+        "The upload sends more than the 1000 bytes its Content-Range announced."
+    )
+    assert http.get(f"/api/v1/blobs/{sha}").status_code == 404
+
+
+def test_a_resumed_upload_that_hashes_wrong_is_refused_and_starts_over(
+    srv: TestFarm, http: httpx.Client
+) -> None:
+    data = os.urandom(5000)
+    claimed = hashlib.sha256(b"something else").hexdigest()
+    assert put_part(http, claimed, data[:2000], 0, 5000).status_code == 202
+    response = put_part(http, claimed, data[2000:], 2000, 5000)
+    assert response.status_code == 400
+    assert "not to the announced" in response.json()["detail"]
+    assert offset_of(http, claimed) == {"sha256": claimed, "offset": 0, "complete": False}
+    assert http.get(f"/api/v1/blobs/{claimed}").status_code == 404
+    leftovers = list((srv.root / "server" / "blobs" / "tmp").glob(f"partial-{claimed}*"))
+    assert leftovers == []
+
+
+def test_partial_uploads_nobody_resumed_are_swept(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "blobs")
+    old, fresh = store.partial_path(SHA, "user a"), store.partial_path(SHA, "user b")
+    old.write_bytes(b"x" * 10)
+    fresh.write_bytes(b"y" * 10)
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old, (two_days_ago, two_days_ago))
+    assert store.sweep_partials() == 1
+    assert (old.exists(), fresh.exists()) == (False, True)
+    assert store.partial_size(SHA, "user b") == 10
+    assert store.partial_size(SHA, "user a") == 0
