@@ -461,6 +461,13 @@ def submit(
             "1 failed, 2 canceled.",
         ),
     ] = False,
+    notify: Annotated[
+        str | None,
+        typer.Option(
+            help="An http(s) URL the Server POSTs a signed JSON document to when the job "
+            "completes, fails or is canceled (README: Notifications).",
+        ),
+    ] = None,
     server: ServerOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -485,7 +492,7 @@ def submit(
     if check_blank:
         settings["check_blank"] = True
     request = SubmitRequest(
-        scene, frames, chunk, name, priority, site or [], allow_missing, settings
+        scene, frames, chunk, name, priority, site or [], allow_missing, settings, notify
     )
     job = submit_scene(api, request)
     err.print(f"Submitted job {job.id} ({job.name}), {job.tasks_total} tasks.")
@@ -878,5 +885,5 @@ def up(
 
 
 # `tokens`, `users passwd|remove`, `managers revoke|rotate|rotate-secret`: registered by importing.
-# `metrics token`: cli/metrics.py. `doctor`: cli/doctor.py.
-from flamenco.cli import accounts, doctor, metrics  # noqa: E402, F401
+# `metrics token`: cli/metrics.py. `doctor`: cli/doctor.py. `notify secret`: cli/notifications.py.
+from flamenco.cli import accounts, doctor, metrics, notifications  # noqa: E402, F401

@@ -20,6 +20,7 @@ from flamenco.cli.console import err
 from flamenco.client import SyncApi
 from flamenco.core.compiler import read_output_format
 from flamenco.core.names import check_label
+from flamenco.core.notify import check_notify_url
 from flamenco.packing import Collected, pack_scene
 
 UPLOAD_ROUNDS = 3  # ask, upload, ask again (renewing the claims); once more if a blob went
@@ -35,6 +36,7 @@ class SubmitRequest:
     sites: list[str] = field(default_factory=list)
     allow_missing: bool = False
     settings: dict[str, Any] = field(default_factory=dict)
+    notify: str | None = None  # an http(s) URL told of the job's end
 
 
 def upload_missing(
@@ -119,6 +121,7 @@ def collect_files(req: SubmitRequest) -> tuple[str, dict[str, Path], Collected |
 def submit_scene(api: SyncApi, req: SubmitRequest) -> wire.Job:
     name = check_label(req.name or req.scene.stem, "job name")  # before uploading anything
     read_output_format(req.settings)
+    notify = check_notify_url(req.notify) if req.notify is not None else None
     blend, files, packed = collect_files(req)
     settings = {**req.settings, **_saved_by(req)}
     try:
@@ -131,6 +134,7 @@ def submit_scene(api: SyncApi, req: SubmitRequest) -> wire.Job:
         priority=req.priority,
         files=manifest,
         sites=req.sites,
+        notify=notify,
         settings={"blend": blend, "frames": req.frames, "chunk_size": req.chunk, **settings},
     )
     return api.call("POST", "/api/v1/jobs", wire.Job, submission)

@@ -16,6 +16,7 @@ from flamenco.server.doorbell import Doorbell
 from flamenco.server.events import EventBus
 from flamenco.server.jobs import JobService
 from flamenco.server.leases import LeaseService
+from flamenco.server.notifications import NotifyPolicy, install_policy
 from flamenco.server.schema import upgrade_schema
 
 
@@ -42,6 +43,7 @@ def build_services(settings: ServerSettings) -> ServerServices:
     upgrade_schema(url)  # before anything reads a table; refuses a newer database
     engine = make_engine(url)
     sessions = make_sessions(engine)
+    install_policy(sessions, NotifyPolicy.of(settings))  # what job ends queue (notifications.py)
     blobs = BlobStore(settings.data_dir / "blobs", max_blob_bytes=settings.max_upload_bytes)
     blob_gc = BlobCollector(sessions, blobs)
     return ServerServices(

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from flamenco.core.states import (
+    FINISHED_JOB_STATUSES,
     JobStatus,
     TaskStatus,
     check_job_transition,
@@ -27,6 +28,7 @@ from flamenco.core.states import (
     job_status_from_tasks,
 )
 from flamenco.server.models import JobRow, TaskRow
+from flamenco.server.notifications import queue_job_end
 
 log = logging.getLogger("flamenco.server.transitions")
 
@@ -69,9 +71,12 @@ def release_task(task: TaskRow, new: TaskStatus, forget_worker: bool = False) ->
 
 
 def set_job_status(job: JobRow, new: JobStatus) -> None:
-    """Check, then write, the job's new status: a refused change writes nothing."""
+    """Check, then write, the job's new status: a refused change writes nothing. A job that
+    ends (completed, failed, canceled) has its notifications queued in the same transaction."""
     check_job_transition(JobStatus(job.status), new)
     job.status = new
+    if new in FINISHED_JOB_STATUSES:
+        queue_job_end(job)
 
 
 def status_counts(s: Session, job_id: str) -> dict[str, int]:

@@ -1,0 +1,157 @@
+"""Sending the queued notifications (`notifications.py`): an asyncio task of the Server that
+POSTs each due delivery in a thread, never in a request.
+
+Each attempt signs the stored body with the current secret and a fresh timestamp
+(core/notify.py). A 2xx answer delivers it; anything else (another status, a refused or
+dropped connection, a timeout) is tried again after the back-off (`notify_retry_s` doubling up
+to `notify_retry_max_s`) until `notify_give_up_s` after it was queued. What is due and how each
+attempt went is in the `notifications` table, so a restarted Server goes on where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
+
+from flamenco.aio import wait_any
+from flamenco.config import ServerSettings
+from flamenco.core.notify import (
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    next_attempt_in,
+    sign,
+)
+from flamenco.db import utcnow
+from flamenco.server.models import Notification
+from flamenco.server.notifications import notify_secret
+
+log = logging.getLogger("flamenco.server.notifications")
+
+POST_TIMEOUT_S = 10.0
+BATCH = 20  # deliveries taken per look; the rest at the next
+LOOK_EVERY_S = 1.0  # a new job end is sent within this
+
+
+class NotificationSender:
+    def __init__(
+        self,
+        sessions: sessionmaker,
+        settings: ServerSettings,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.now = now
+
+    def due(self) -> list[Notification]:
+        with self.sessions() as s:
+            query = (
+                select(Notification)
+                .where(Notification.next_at.is_not(None), Notification.next_at <= self.now())
+                .order_by(Notification.next_at)
+                .limit(BATCH)
+            )
+            return list(s.scalars(query))
+
+    def send_due(self) -> int:
+        """Attempt every due delivery once; return how many were delivered."""
+        due = self.due()
+        if not due:
+            return 0
+        secret = notify_secret(self.sessions).secret
+        delivered = 0
+        with httpx.Client(timeout=POST_TIMEOUT_S, follow_redirects=False) as client:
+            for notification in due:
+                error = self._post(client, secret, notification)
+                self._record(notification, error)
+                delivered += error is None
+        return delivered
+
+    def _post(self, client: httpx.Client, secret: str, notification: Notification) -> str | None:
+        """POST it once: None when the receiver took it, else what went wrong."""
+        body = notification.body.encode()
+        timestamp = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign(secret, timestamp, body),
+            DELIVERY_HEADER: str(notification.id),
+        }
+        try:
+            answer = client.post(notification.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if answer.is_success:
+            return None
+        return f"HTTP {answer.status_code}"
+
+    def _record(self, notification: Notification, error: str | None) -> None:
+        now = self.now()
+        settings = self.settings
+        with self.sessions.begin() as s:
+            row = s.get(Notification, notification.id)
+            if row is None:
+                return
+            row.attempts += 1
+            extra = {"job": row.job_id}
+            if error is None:
+                row.delivered, row.next_at, row.last_error = now, None, ""
+                log.info(
+                    "job %s: notification %d delivered to %s (attempt %d)",
+                    row.job_id,
+                    row.id,
+                    row.url,
+                    row.attempts,
+                    extra=extra,
+                )
+                return
+            row.last_error = error
+            age = (now - row.created).total_seconds()
+            delay = next_attempt_in(
+                row.attempts,
+                age,
+                settings.notify_retry_s,
+                settings.notify_retry_max_s,
+                settings.notify_give_up_s,
+            )
+            if delay is None:
+                row.next_at, row.given_up = None, now
+                log.warning(
+                    "job %s: notification %d to %s given up after %d attempts: %s",
+                    row.job_id,
+                    row.id,
+                    row.url,
+                    row.attempts,
+                    error,
+                    extra=extra,
+                )
+                return
+            row.next_at = now + timedelta(seconds=delay)
+            log.warning(
+                "job %s: notification %d to %s failed (attempt %d: %s); next in %gs",
+                row.job_id,
+                row.id,
+                row.url,
+                row.attempts,
+                error,
+                delay,
+                extra=extra,
+            )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Send what is due, then look again every second, until `stop`; a failure (a
+        database away for a moment) is logged and the next look tries again."""
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(self.send_due)
+            except Exception:
+                log.exception("sending notifications failed; will try again")
+            await wait_any(stop, timeout=min(LOOK_EVERY_S, self.settings.notify_retry_s))
