@@ -192,6 +192,7 @@ class AsyncApi:
             timeout, read=transfer_stall_s, write=transfer_stall_s
         )
         self.transfers = TransferCounters()
+        self._unfinished: set[str] = set()  # uploads given up on: ask where to resume first
 
     async def _unreachable(self, exc: httpx.TransportError) -> Unreachable:
         url = self.http.base_url
@@ -224,9 +225,13 @@ class AsyncApi:
         self, path: str, source: Path, sha256: str, params: dict[str, Any] | None = None
     ) -> httpx.Response:
         """PUT a file; a dropped connection resumes where the other side's kept bytes end
-        (`GET /api/v1/blobs/{sha}/upload`, then `Content-Range: bytes N-*/TOTAL`)."""
+        (`GET /api/v1/blobs/{sha}/upload`, then `Content-Range: bytes N-*/TOTAL`). One this
+        client gave up on resumes too when it is tried again (the outboxes retry)."""
         size, offset = source.stat().st_size, 0
         resumption = Resumption(f"Upload of {source.name} ({sha256[:12]})")
+        if sha256 in self._unfinished:
+            with contextlib.suppress(httpx.TransportError):  # else the PUT tells
+                offset = await self._kept_offset(sha256)
         while True:
             position = offset
             try:
@@ -247,23 +252,43 @@ class AsyncApi:
                     )
                 )
                 if response.status_code != 202:  # 202: not all of it arrived
+                    self._unfinished.discard(sha256)
                     return response
                 failure: Exception = ApiError(202, "The upload arrived incomplete.")
             except httpx.TransportError as exc:
                 failure = exc
-            delay = resumption.next_delay(position, failure)
-            if delay is None:
-                if isinstance(failure, httpx.TransportError):
-                    raise await self._unreachable(failure) from failure
-                raise failure
-            await asyncio.sleep(delay)
-            with contextlib.suppress(httpx.TransportError):
-                kept = await self.http.get(
-                    f"/api/v1/blobs/{sha256}/upload", timeout=self.transfer_timeout
-                )
-                offset = wire_offset(check(kept))
-                self.transfers.resumes += 1
-                self.transfers.resent += max(0, position - offset)
+            except ApiError as exc:
+                if not (offset and exc.status in (409, 416)):
+                    raise
+                failure = exc  # the kept bytes went (a restarted receiver): start over
+                offset = position = 0
+            while True:  # back off, then ask where to resume, until it answers
+                delay = resumption.next_delay(position, failure)
+                if delay is None:
+                    self._unfinished.add(sha256)
+                    if isinstance(failure, httpx.TransportError):
+                        raise await self._unreachable(failure) from failure
+                    raise failure
+                await asyncio.sleep(delay)
+                try:
+                    resumed = await self._kept_offset(sha256)
+                    break
+                except httpx.TransportError as exc:
+                    failure = exc
+            self.transfers.resent += max(0, position - resumed)
+            offset = resumed
+
+    async def _kept_offset(self, sha256: str) -> int:
+        """Where the other side's kept bytes of an upload end (0 if it cannot say: an older
+        service, say); raises httpx.TransportError when it cannot be reached."""
+        self.transfers.resumes += 1
+        try:
+            answer = check(
+                await self.http.get(f"/api/v1/blobs/{sha256}/upload", timeout=self.transfer_timeout)
+            )
+            return wire_offset(answer)
+        except (ApiError, ValueError, KeyError):
+            return 0
 
     async def _open_blob(self, path: str, start: int) -> httpx.Response:
         """The answer to GET path from byte `start` on, its body not read yet."""
@@ -411,22 +436,31 @@ class SyncApi:
                 failure: Exception = ApiError(202, "The upload arrived incomplete.")
             except httpx.TransportError as exc:
                 failure = exc
-            delay = resumption.next_delay(position, failure)
-            if delay is None:
-                if isinstance(failure, httpx.TransportError):
-                    raise self._unreachable(failure) from failure
-                raise failure
-            time.sleep(delay)
-            with contextlib.suppress(httpx.TransportError):
-                kept = self.http.get(
-                    f"/api/v1/blobs/{sha256}/upload", timeout=self.transfer_timeout
-                )
-                answer = check(kept).json()
-                if answer.get("complete"):
-                    return  # it all arrived; only the answer was lost
-                offset = int(answer["offset"])
-                self.transfers.resumes += 1
-                self.transfers.resent += max(0, position - offset)
+            except ApiError as exc:
+                if not (offset and exc.status in (409, 416)):
+                    raise
+                failure = exc  # the kept bytes went: start over
+                offset = position = 0
+            while True:  # back off, then ask where to resume, until it answers
+                delay = resumption.next_delay(position, failure)
+                if delay is None:
+                    if isinstance(failure, httpx.TransportError):
+                        raise self._unreachable(failure) from failure
+                    raise failure
+                time.sleep(delay)
+                try:
+                    answer = self.http.get(
+                        f"/api/v1/blobs/{sha256}/upload", timeout=self.transfer_timeout
+                    )
+                    break
+                except httpx.TransportError as exc:
+                    failure = exc
+            self.transfers.resumes += 1
+            kept = check(answer).json()
+            if kept.get("complete"):
+                return  # it all arrived; only the answer was lost
+            self.transfers.resent += max(0, position - int(kept["offset"]))
+            offset = int(kept["offset"])
 
 
 def wire_offset(answer: httpx.Response) -> int:
