@@ -201,7 +201,12 @@ def error_session(plan: dict[str, Any], addon: Any) -> dict[str, Any]:
     settings.frames = "5-1"
     out["rejected"] = call(bpy.ops.flamenco.submit)
     out["rejected_status"] = settings.status
-    # 5. A texture of the scene is gone.
+    # 5. A notification URL that is not http(s).
+    settings.frames = "1"
+    settings.notify_url = "ftp://example.com/hook"
+    out["bad_notify"] = call(bpy.ops.flamenco.submit)
+    settings.notify_url = ""
+    # 6. A texture of the scene is gone.
     bpy.ops.wm.open_mainfile(filepath=plan["missing_scene"])
     out["missing"] = call(bpy.ops.flamenco.submit)
     out["missing_status"] = bpy.context.scene.flamenco.status

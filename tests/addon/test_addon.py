@@ -360,6 +360,7 @@ def test_errors_are_one_clear_sentence_and_create_no_job(
     assert r["down_status"] == r["down"]["error"]
     failed("rejected", "Frame range", "5-1")
     assert r["rejected_status"] == r["rejected"]["error"]
+    failed("bad_notify", "notification URL 'ftp://example.com/hook' is not an http://")
     failed("missing", "missing", "green.png", "Allow missing files")
     assert r["missing_status"] == r["missing"]["error"]
 

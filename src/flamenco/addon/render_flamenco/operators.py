@@ -125,6 +125,7 @@ def prepare_request(context: bpy.types.Context) -> JobRequest:
         chunk_size=settings.chunk_size,
         priority=settings.priority,
         sites=[site] if site else [],
+        notify=settings.notify_url.strip(),
         render_device=settings.render_device,
         output_format=settings.output_format,
         run_scripts=settings.run_scripts,

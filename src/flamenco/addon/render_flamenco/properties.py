@@ -67,6 +67,11 @@ class FlamencoJobSettings(bpy.types.PropertyGroup):
         "Check the connection in the preferences to list them",
         search=_site_suggestions,
     )
+    notify_url: bpy.props.StringProperty(
+        name="Notify URL",
+        description="An http(s) URL the Server POSTs a signed JSON document to when the job "
+        "completes, fails or is canceled; empty: only the farm's own",
+    )
     render_device: bpy.props.EnumProperty(
         name="Device",
         description="Where the Workers render; GPU types are offered whether or not the "

@@ -46,6 +46,7 @@ class JobRequest:
     chunk_size: int = 1
     priority: int = 50
     sites: list[str] = field(default_factory=list)
+    notify: str = ""  # an http(s) URL told of the job's end (the Server checks it)
     render_device: str = "CPU"
     output_format: str = "SCENE"  # the file's own output settings
     run_scripts: bool = True  # the file's drivers and text blocks run, as on a workstation
@@ -164,6 +165,7 @@ def _send(
         "files": manifest,
         "settings": req.settings(collected.blend),
         "sites": req.sites,
+        "notify": req.notify or None,
     }
     job = server.post("/api/v1/jobs", submission)
     if not isinstance(job, dict) or "id" not in job:

@@ -42,6 +42,7 @@ class RENDER_PT_flamenco(bpy.types.Panel):
         col.prop(settings, "run_scripts")
         col.prop(settings, "check_blank")
         col.prop(settings, "allow_missing")
+        col.prop(settings, "notify_url", icon="URL")
 
         busy = state.active is not None
         row = layout.row()
