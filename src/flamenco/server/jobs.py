@@ -24,6 +24,7 @@ from flamenco.core.actions import ActionNotAllowed, ActionPlan, JobAction, plan_
 from flamenco.core.compiler import JobCompileError, compile_job
 from flamenco.core.matching import Requirements, job_waiting_reason
 from flamenco.core.names import check_artifact_name, check_frame_file_name, quote_name
+from flamenco.core.notify import BadNotifyUrl, check_notify_url
 from flamenco.core.runs import (
     end_stopped_runs,
     last_failed_task_ids,
@@ -120,6 +121,7 @@ class JobService:
             specs = compile_job(sub.type, sub.settings)
         except JobCompileError as exc:
             raise Unprocessable(str(exc)) from exc
+        notify_url = _checked_notify_url(sub.notify)
         self._check_files(sub)
         self._check_sites(sub.sites)
         job_id = new_id()
@@ -138,6 +140,7 @@ class JobService:
                 sites=sorted(set(sub.sites)),
                 output_dir=str(output_dir),
                 frames_total=frames_total,
+                notify_url=notify_url,
             )
             s.add(job)
             s.flush()
@@ -747,6 +750,13 @@ def _task_states(s: Session, task_ids: set[str], chunk: int = 500) -> dict[str, 
         )
         states.update((row.id, row._mapping) for row in s.execute(query))
     return states
+
+
+def _checked_notify_url(url: str | None) -> str:
+    try:
+        return check_notify_url(url) if url else ""
+    except BadNotifyUrl as exc:
+        raise Unprocessable(str(exc)) from exc
 
 
 def _finished_before(job: JobRow, cutoff: datetime | None) -> bool:
