@@ -5,6 +5,7 @@ no sense), each refusal with its sentence; the hash is checked over the whole fi
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import time
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
 from farmkit import TestFarm
 from flamenco.blobs import BlobStore
@@ -146,3 +148,65 @@ def test_partial_uploads_nobody_resumed_are_swept(tmp_path: Path) -> None:
     assert (old.exists(), fresh.exists()) == (False, True)
     assert store.partial_size(SHA, "user b") == 10
     assert store.partial_size(SHA, "user a") == 0
+
+
+def whole_png() -> bytes:
+    out = io.BytesIO()
+    Image.frombytes("RGB", (64, 32), os.urandom(64 * 32 * 3)).save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.mark.blender  # the job's scene is the demo scene, built by real Blender
+def test_a_frame_going_up_resumes_and_is_recorded_once_whole(
+    srv: TestFarm, http: httpx.Client, demo_scene: Path
+) -> None:
+    scene = demo_scene.read_bytes()
+    scene_sha = hashlib.sha256(scene).hexdigest()
+    assert http.put(f"/api/v1/blobs/{scene_sha}", content=scene).status_code == 201
+    body = {
+        "name": "resumed frame",
+        "priority": 100,
+        "files": {"scene.blend": scene_sha},
+        "settings": {"blend": "scene.blend", "frames": "1"},
+    }
+    created = http.post("/api/v1/jobs", json=body)
+    assert created.status_code == 201, created.text
+    assert srv.secrets is not None
+    manager = {"Authorization": f"Bearer {srv.secrets.manager_token}"}
+    synced = httpx.post(
+        f"{srv.server_url}/api/v1/manager/sync",
+        json={"want": 1, "workers": [{"name": "w", "status": "awake", "blender_version": "99.0"}]},
+        headers=manager,
+    )
+    (lease,) = synced.json()["leases"]
+    frame = whole_png()
+    sha = hashlib.sha256(frame).hexdigest()
+    half = len(frame) // 2
+
+    def put(part: bytes, offset: int) -> httpx.Response:
+        return httpx.put(
+            f"{srv.server_url}/api/v1/manager/tasks/{lease['task_id']}/frames/1",
+            params={"filename": "frame_000001.png"},
+            content=part,
+            headers={
+                **manager,
+                "X-Flamenco-SHA256": sha,
+                "Content-Range": f"bytes {offset}-*/{len(frame)}",
+            },
+        )
+
+    first = put(frame[:half], 0)
+    assert (first.status_code, first.json()["offset"]) == (202, half)
+    assert http.get(f"/api/v1/jobs/{lease['job_id']}/frames").json() == []  # not yet
+    kept = httpx.get(f"{srv.server_url}/api/v1/blobs/{sha}/upload", headers=manager).json()
+    assert kept == {"sha256": sha, "offset": half, "complete": False}
+    # The user's uploads are their own: this Manager's kept bytes are not theirs to resume.
+    assert http.get(f"/api/v1/blobs/{sha}/upload").json()["offset"] == 0
+
+    rest = put(frame[half:], half)
+    assert rest.status_code == 201, rest.text
+    frames = http.get(f"/api/v1/jobs/{lease['job_id']}/frames").json()
+    assert [(f["frame"], f["sha256"]) for f in frames] == [(1, sha)]
+    output_dir = Path(http.get(f"/api/v1/jobs/{lease['job_id']}").json()["output_dir"])
+    assert (output_dir / "frame_000001.png").read_bytes() == frame
+    assert list((srv.root / "server" / "blobs" / "tmp").glob(f"partial-{sha}*")) == []
