@@ -14,6 +14,7 @@ from flamenco.core.notify import (
     next_attempt_in,
     retry_delay,
     sign,
+    url_for_log,
     verify,
 )
 
@@ -39,6 +40,19 @@ def test_urls_refused_with_one_sentence(url: str) -> None:
     message = str(refused.value)
     assert "not an http:// or https:// URL" in message
     assert message.endswith(".") and message.count(". ") == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "logged"),
+    [
+        ("https://hooks.example.com/services/T0/B0/s3cret", "https://hooks.example.com/…"),
+        ("http://127.0.0.1:9000/hook?token=abc", "http://127.0.0.1:9000/…"),
+        ("http://user:pw@h.example:81", "http://h.example:81"),
+        ("http://[::1]:8080/", "http://[::1]:8080"),
+    ],
+)
+def test_logs_show_a_url_without_its_path_query_or_credentials(url: str, logged: str) -> None:
+    assert url_for_log(url) == logged
 
 
 def test_signature_is_hmac_sha256_over_timestamp_dot_body() -> None:

@@ -14,7 +14,7 @@ from serverkit import BLEND, add_manager, alice, lease_sync, make_services, task
 from sqlalchemy import select
 
 from flamenco import wire
-from flamenco.config import BadSetting, ServerSettings
+from flamenco.config import BadSetting, ServerSettings, load
 from flamenco.core.actions import JobAction
 from flamenco.core.states import TaskStatus
 from flamenco.db import utcnow
@@ -171,3 +171,21 @@ def test_the_secret_is_kept_until_rotated(svc: ServerServices) -> None:
 def test_a_server_notify_url_that_is_not_http_is_a_bad_setting(tmp_path: Path) -> None:
     with pytest.raises(BadSetting, match="notify_url: The notification URL 'hooks' is not"):
         NotifyPolicy.of(ServerSettings(data_dir=tmp_path, notify_url="hooks"))
+
+
+def test_the_servers_url_and_dashboard_come_from_its_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLAMENCO_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("FLAMENCO_SERVER_NOTIFY_URL", "https://hooks.example/farm")
+    monkeypatch.setenv("FLAMENCO_SERVER_DASHBOARD_URL", "https://dash.example/")
+    policy = NotifyPolicy.of(load(ServerSettings, {"host": "10.1.2.3", "port": 9001}))
+    assert policy == NotifyPolicy(
+        "https://hooks.example/farm", "http://10.1.2.3:9001", "https://dash.example"
+    )
+    plain = NotifyPolicy.of(load(ServerSettings, {"host": "10.1.2.3"}))
+    assert plain == NotifyPolicy(
+        "https://hooks.example/farm", "http://10.1.2.3:9999", "https://dash.example"
+    )
+    monkeypatch.delenv("FLAMENCO_SERVER_DASHBOARD_URL")
+    assert NotifyPolicy.of(load(ServerSettings)).dashboard_url == "http://127.0.0.1:8888"

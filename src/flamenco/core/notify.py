@@ -33,6 +33,18 @@ def check_notify_url(url: str) -> str:
     return url.strip()
 
 
+def url_for_log(url: str) -> str:
+    """The URL as logs show it: scheme, host and port only, since a receiver's path or query
+    often holds its own secret (a chat service's webhook token)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    rest = "/…" if parts.path.strip("/") or parts.query else ""
+    return f"{parts.scheme}://{host}{port}{rest}"
+
+
 def signed_bytes(timestamp: int, body: bytes) -> bytes:
     return f"{timestamp}.".encode() + body
 

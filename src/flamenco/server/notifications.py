@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from flamenco import wire
 from flamenco.config import DEFAULT_DASHBOARD_PORT, BadSetting, ServerSettings
-from flamenco.core.notify import BadNotifyUrl, check_notify_url
+from flamenco.core.notify import BadNotifyUrl, check_notify_url, url_for_log
 from flamenco.core.states import JobStatus
 from flamenco.db import utcnow
 from flamenco.netaddr import public_host, service_url
@@ -80,7 +80,7 @@ def queue_job_end(job: JobRow) -> list[Notification]:
         "job %s %s: notification queued for %s",
         job.id,
         job.status,
-        ", ".join(urls),
+        ", ".join(url_for_log(url) for url in urls),
         extra={"job": job.id},
     )
     return queued

@@ -28,6 +28,7 @@ from flamenco.core.notify import (
     TIMESTAMP_HEADER,
     next_attempt_in,
     sign,
+    url_for_log,
 )
 from flamenco.db import utcnow
 from flamenco.server.models import Notification
@@ -108,7 +109,7 @@ class NotificationSender:
                     "job %s: notification %d delivered to %s (attempt %d)",
                     row.job_id,
                     row.id,
-                    row.url,
+                    url_for_log(row.url),
                     row.attempts,
                     extra=extra,
                 )
@@ -128,7 +129,7 @@ class NotificationSender:
                     "job %s: notification %d to %s given up after %d attempts: %s",
                     row.job_id,
                     row.id,
-                    row.url,
+                    url_for_log(row.url),
                     row.attempts,
                     error,
                     extra=extra,
@@ -139,7 +140,7 @@ class NotificationSender:
                 "job %s: notification %d to %s failed (attempt %d: %s); next in %gs",
                 row.job_id,
                 row.id,
-                row.url,
+                url_for_log(row.url),
                 row.attempts,
                 error,
                 delay,
