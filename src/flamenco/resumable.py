@@ -29,17 +29,18 @@ log = logging.getLogger("flamenco.transfers")
 SWEEP_INTERVAL_S = 3600.0
 
 
-def serve_blob(path: Path, request: Request) -> FileResponse:
+def serve_blob(path: Path, request: Request) -> tuple[FileResponse, int]:
     """The blob, or the range of it the request asks for (checked here, so that a range that
-    cannot be served gets its sentence; the file response then sends it as 206)."""
+    cannot be served gets its sentence; the file response then sends it as 206), and how
+    many bytes that is."""
     header = request.headers.get("range")
+    size = path.stat().st_size
     if header is not None:
-        size = path.stat().st_size
         try:
-            download_range(header, size)
+            size = download_range(header, size).length
         except RangeError as exc:
             raise RangeNotSatisfiable(str(exc), size) from exc
-    return FileResponse(path, media_type="application/octet-stream")
+    return FileResponse(path, media_type="application/octet-stream"), size
 
 
 def upload_offset(store: BlobStore, sha256: str, uploader: str) -> wire.UploadOffset:

@@ -266,7 +266,8 @@ def create_manager_app(manager: Manager) -> FastAPI:
     )
     async def blob(sha256: Sha, request: Request, svc: Service) -> FileResponse:
         """The blob, from the cache; `Range: bytes=N-` resumes a dropped download (206)."""
-        return serve_blob(await svc.blob_path(sha256), request)
+        answer, _ = serve_blob(await svc.blob_path(sha256), request)
+        return answer
 
     @app.get("/api/v1/status", dependencies=[Depends(this_managers_token)])
     async def status(svc: Service) -> dict:

@@ -320,8 +320,8 @@ def create_server_app(svc: ServerServices) -> FastAPI:
         if not svc.blobs.has(sha256):
             raise NotFound(f"There is no blob {sha256} on this Server.")
         path = svc.blobs.path(sha256)
-        answer = serve_blob(path, request)
-        meters.downloaded_bytes.inc(path.stat().st_size)
+        answer, length = serve_blob(path, request)
+        meters.downloaded_bytes.inc(length)
         return answer
 
     # ---- jobs --------------------------------------------------------------------------------
