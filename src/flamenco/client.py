@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -23,7 +21,6 @@ import httpx
 from pydantic import BaseModel
 
 from flamenco.blobs import BlobStore
-from flamenco.core.byte_ranges import resume_delay, upload_content_range
 from flamenco.tls import (
     CA_HINT,
     client_context,
@@ -32,69 +29,15 @@ from flamenco.tls import (
     untrusted_sentence,
     verification_failure,
 )
+from flamenco.transfers import (
+    TRANSFER_STALL_S,
+    Resumption,
+    TransferCounters,
+    file_chunks,
+    upload_headers,
+)
 
 M = TypeVar("M", bound=BaseModel)
-UPLOAD_CHUNK = 1024 * 1024
-TRANSFER_STALL_S = 30.0  # a blob transfer silent this long is dropped and resumed
-log = logging.getLogger("flamenco.transfers")
-
-
-@dataclass
-class TransferCounters:
-    """What a client's blob transfers cost, for logs and tests: bytes that arrived or left,
-    how often a transfer resumed, and the bytes an upload sent again because the other side
-    had not kept them (in flight when the connection dropped)."""
-
-    received: int = 0
-    sent: int = 0
-    resumes: int = 0
-    resent: int = 0
-
-
-class Resumption:
-    """The back-off of one transfer: failures in a row without progress are bounded."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self.failures = 0
-        self.progress_at_failure = -1
-
-    def next_delay(self, position: int, exc: Exception) -> float | None:
-        if position > self.progress_at_failure:
-            self.failures = 0  # it moved since the last failure: a new run of attempts
-        self.progress_at_failure = position
-        self.failures += 1
-        delay = resume_delay(self.failures)
-        if delay is not None:
-            log.warning(
-                "%s dropped at byte %d (%s); resuming in %.1f s (attempt %d)",
-                self.what,
-                position,
-                exc.__class__.__name__,
-                delay,
-                self.failures,
-            )
-        return delay
-
-
-def _file_chunks(
-    source: Path, offset: int, counters: TransferCounters, progress: Any = None
-) -> Iterator[bytes]:
-    with source.open("rb") as f:
-        f.seek(offset)
-        while chunk := f.read(UPLOAD_CHUNK):
-            counters.sent += len(chunk)
-            if progress is not None:
-                progress(len(chunk))
-            yield chunk
-
-
-def _upload_headers(sha256: str, offset: int, size: int) -> dict[str, str]:
-    return {
-        "X-Flamenco-SHA256": sha256,
-        "Content-Length": str(size - offset),
-        "Content-Range": upload_content_range(offset, size),
-    }
 
 
 class ApiError(Exception):
@@ -238,7 +181,7 @@ class AsyncApi:
 
                 async def chunks(start: int = offset) -> AsyncIterator[bytes]:
                     nonlocal position
-                    for chunk in _file_chunks(source, start, self.transfers):
+                    for chunk in file_chunks(source, start, self.transfers):
                         position += len(chunk)
                         yield chunk
 
@@ -246,7 +189,7 @@ class AsyncApi:
                     await self.http.put(
                         path,
                         content=chunks(),
-                        headers=_upload_headers(sha256, offset, size),
+                        headers=upload_headers(sha256, offset, size),
                         params=params,
                         timeout=self.transfer_timeout,
                     )
@@ -418,7 +361,7 @@ class SyncApi:
 
             def chunks(start: int = offset) -> Iterator[bytes]:
                 nonlocal position
-                for chunk in _file_chunks(source, start, self.transfers, progress):
+                for chunk in file_chunks(source, start, self.transfers, progress):
                     position += len(chunk)
                     yield chunk
 
@@ -427,7 +370,7 @@ class SyncApi:
                     self.http.put(
                         f"/api/v1/blobs/{sha256}",
                         content=chunks(),
-                        headers=_upload_headers(sha256, offset, size),
+                        headers=upload_headers(sha256, offset, size),
                         timeout=self.transfer_timeout,
                     )
                 )

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from flamenco import wire
@@ -92,6 +92,18 @@ async def receive_upload(
     if kept < wanted.total:
         raise Incomplete(sha256, kept)
     return None
+
+
+async def upload_body(
+    request: Request, store: BlobStore, sha256: str, uploader: str
+) -> AsyncIterator[bytes] | Response:
+    """A frame's or artifact's bytes for its intake: the request's own, or its resumed
+    upload's once complete; else the answer to give now (202 with the offset)."""
+    try:
+        body = await receive_upload(request, store, sha256, uploader)
+    except Incomplete as incomplete:
+        return incomplete.answer
+    return partial_chunks(store, sha256, uploader) if body is None else body
 
 
 async def partial_chunks(store: BlobStore, sha256: str, uploader: str) -> AsyncIterator[bytes]:

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.blender
 
 SIZE = 200 * 1000 * 1000
 RATE = "100mbit"
-CHUNK = 1024 * 1024  # the clients' upload chunk (client.UPLOAD_CHUNK)
+CHUNK = 1024 * 1024  # the clients' upload chunk (transfers.UPLOAD_CHUNK)
 IN_FLIGHT = 4 * CHUNK  # the most an upload may send again per cut: its bytes still in flight
 DROPPED = re.compile(r"dropped at byte (\d+)")
 

@@ -37,14 +37,7 @@ from flamenco.manager.service import ManagerService
 from flamenco.manager.store import ManagerStore, WorkerState
 from flamenco.manager.upstream import ServerLink
 from flamenco.outbox import Outbox
-from flamenco.resumable import (
-    Incomplete,
-    partial_chunks,
-    receive_upload,
-    serve_blob,
-    sweep_partials,
-    upload_offset,
-)
+from flamenco.resumable import serve_blob, sweep_partials, upload_body, upload_offset
 from flamenco.security import bearer_token, token_hash
 from flamenco.web import RouteLimits, create_app, parse_json
 
@@ -122,19 +115,6 @@ async def this_managers_token(
 
 
 AnyWorker = Annotated[WorkerState, Depends(current_worker)]
-
-
-async def resumed_body(
-    request: Request, svc: ManagerService, sha256: str, worker: WorkerState
-) -> AsyncIterator[bytes] | Response:
-    """A frame's or artifact's bytes: the request's, or its resumed upload's once complete;
-    the 202 answer while it is not (resumable.py)."""
-    who = f"worker {worker.id}"
-    try:
-        body = await receive_upload(request, svc.blobs, sha256, who)
-    except Incomplete as incomplete:
-        return incomplete.answer
-    return partial_chunks(svc.blobs, sha256, who) if body is None else body
 
 
 def create_manager_app(manager: Manager) -> FastAPI:
@@ -223,7 +203,7 @@ def create_manager_app(manager: Manager) -> FastAPI:
     ) -> dict:
         if not is_sha256(x_flamenco_sha256):
             raise BadRequest("The X-Flamenco-SHA256 header is not a SHA-256 hex digest.")
-        body = await resumed_body(request, svc, x_flamenco_sha256, worker)
+        body = await upload_body(request, svc.blobs, x_flamenco_sha256, f"worker {worker.id}")
         if isinstance(body, Response):
             return body  # type: ignore[return-value]
         await svc.receive_frame(worker, task_id, frame, filename, x_flamenco_sha256, body)
@@ -246,7 +226,7 @@ def create_manager_app(manager: Manager) -> FastAPI:
     ) -> dict:
         if not is_sha256(x_flamenco_sha256):
             raise BadRequest("The X-Flamenco-SHA256 header is not a SHA-256 hex digest.")
-        body = await resumed_body(request, svc, x_flamenco_sha256, worker)
+        body = await upload_body(request, svc.blobs, x_flamenco_sha256, f"worker {worker.id}")
         if isinstance(body, Response):
             return body  # type: ignore[return-value]
         await svc.receive_artifact(worker, task_id, name, x_flamenco_sha256, body)

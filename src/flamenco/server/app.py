@@ -29,10 +29,10 @@ from flamenco.core.actions import JobAction
 from flamenco.errors import BadRequest, Forbidden, NotFound
 from flamenco.resumable import (
     Incomplete,
-    partial_chunks,
     receive_upload,
     serve_blob,
     sweep_partials,
+    upload_body,
     upload_offset,
 )
 from flamenco.server.frame_views import frame_view
@@ -112,19 +112,6 @@ def job_file(path: pathlib.Path, filename: str) -> FileResponse:
         content_disposition_type=disposition,
         headers=media.NOSNIFF,
     )
-
-
-async def resumed_body(
-    request: Request, svc: ServerServices, sha256: str, manager: ManagerRow
-) -> AsyncIterator[bytes] | Response:
-    """A frame's or artifact's bytes: the request's, or its resumed upload's once complete;
-    the 202 answer while it is not (resumable.py)."""
-    who = f"manager {manager.name}"
-    try:
-        body = await receive_upload(request, svc.blobs, sha256, who)
-    except Incomplete as incomplete:
-        return incomplete.answer
-    return partial_chunks(svc.blobs, sha256, who) if body is None else body
 
 
 def create_server_app(svc: ServerServices) -> FastAPI:
@@ -470,7 +457,7 @@ def create_server_app(svc: ServerServices) -> FastAPI:
         if not is_sha256(x_flamenco_sha256):
             raise BadRequest("The X-Flamenco-SHA256 header is not a SHA-256 hex digest.")
         started = time.perf_counter()
-        body = await resumed_body(request, svc, x_flamenco_sha256, manager)
+        body = await upload_body(request, svc.blobs, x_flamenco_sha256, f"manager {manager.name}")
         if isinstance(body, Response):
             return body  # type: ignore[return-value]
         info = await svc.jobs.receive_frame(
@@ -497,7 +484,7 @@ def create_server_app(svc: ServerServices) -> FastAPI:
         if not is_sha256(x_flamenco_sha256):
             raise BadRequest("The X-Flamenco-SHA256 header is not a SHA-256 hex digest.")
         started = time.perf_counter()
-        body = await resumed_body(request, svc, x_flamenco_sha256, manager)
+        body = await upload_body(request, svc.blobs, x_flamenco_sha256, f"manager {manager.name}")
         if isinstance(body, Response):
             return body  # type: ignore[return-value]
         info = await svc.jobs.receive_artifact(manager.id, task_id, name, x_flamenco_sha256, body)
