@@ -25,7 +25,7 @@ def _done(*tasks: tuple[tuple[int, ...], float]) -> list[DoneTask]:
         (_done(((1,), 2.0)), 100, 2.0),
         # a task of four frames in 8 s: 2 s a frame
         (_done(((1, 2, 3, 4), 8.0)), 50, 2.0),
-        # same middle frame twice: no spread, the weighted mean (1×1 + 3×3)/4
+        # same middle frame twice: no spread, the weighted mean (1*1 + 3*3)/4
         (_done(((5,), 1.0), ((4, 5, 6), 9.0)), 5, 2.5),
         # a rising cost: 1 s at frame 1, 2 s at frame 11 -> 1.5 s at frame 6
         (_done(((1,), 1.0), ((11,), 2.0)), 6, 1.5),

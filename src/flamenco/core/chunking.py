@@ -44,7 +44,7 @@ class DoneTask:
 
 @dataclass(frozen=True)
 class FrameCost:
-    """Predicted seconds per frame: `intercept + slope × frame`, clamped to [low, high]."""
+    """Predicted seconds per frame: `intercept + slope * frame`, clamped to [low, high]."""
 
     intercept: float
     slope: float
