@@ -11,7 +11,7 @@ from serverkit import add_job, add_manager, alice, lease_sync, make_services, ta
 from flamenco.core.actions import JobAction
 from flamenco.core.states import TaskStatus
 from flamenco.errors import NotFound, Unprocessable
-from flamenco.server.jobs import MAX_TASK_PAGE
+from flamenco.server.job_views import MAX_TASK_PAGE
 from flamenco.server.services import ServerServices
 
 TASKS = 250

@@ -1,0 +1,424 @@
+"""Jobs as they are read: job lists and pages, their tasks a page at a time, runs and history,
+frames, thumbnails and other files. Nothing here changes anything."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from flamenco import wire
+from flamenco.blobs import BlobStore
+from flamenco.core.matching import Requirements, job_waiting_reason
+from flamenco.core.runs import (
+    end_stopped_runs,
+    last_failed_task_ids,
+    mark_retried_failures,
+    open_task_ids,
+    parse_time,
+    task_runs,
+)
+from flamenco.core.states import (
+    RUNNABLE_TASK_STATUSES,
+    JobStatus,
+    TaskStatus,
+)
+from flamenco.db import utcnow
+from flamenco.errors import (
+    NotFound,
+    Unprocessable,
+)
+from flamenco.server.hangs import last_error
+from flamenco.server.job_dependencies import after_of, waiting_for_jobs_reason
+from flamenco.server.models import (
+    AppliedUpdate,
+    JobArtifact,
+    JobRow,
+    OutputRow,
+    TaskLogChunk,
+    TaskRow,
+)
+from flamenco.server.records import blocked_workers, manager_names, online_workers
+from flamenco.server.transitions import status_counts
+
+MAX_TASK_PAGE = 1000  # tasks in one page of a job's tasks
+MAX_SEARCH = 200  # characters of text to look for in task names and Workers
+
+
+def job_or_404(s: Session, job_id: str) -> JobRow:
+    job = s.get(JobRow, job_id)
+    if job is None:
+        raise NotFound(f"There is no job with id '{job_id}'.")
+    return job
+
+
+def thumbnail_path(thumbnails_root: Path, job_id: str, frame: int) -> Path:
+    """Where the thumbnail of a job's frame is kept."""
+    return thumbnails_root / job_id / f"{frame}.jpg"
+
+
+class JobViews:
+    """The read side of JobService (server/jobs.py), which provides these attributes."""
+
+    sessions: sessionmaker
+    blobs: BlobStore
+    thumbnails_root: Path
+    manager_offline: timedelta
+    blocklist_threshold: int
+
+    def get(self, job_id: str) -> wire.Job:
+        with self.sessions() as s:
+            return self._to_wire(s, job_or_404(s, job_id))
+
+    def list(self) -> list[wire.Job]:
+        with self.sessions() as s:
+            jobs = s.scalars(select(JobRow).order_by(JobRow.created.desc())).all()
+            return [self._to_wire(s, job) for job in jobs]
+
+    def _to_wire(self, s: Session, job: JobRow) -> wire.Job:
+        # Aggregates in SQL: a job may have tens of thousands of tasks.
+        per_status = {
+            TaskStatus(status): (count, progress or 0.0)
+            for status, count, progress in s.execute(
+                select(TaskRow.status, func.count(), func.sum(TaskRow.progress))
+                .where(TaskRow.job_id == job.id)
+                .group_by(TaskRow.status)
+            )
+        }
+        frames_done = (
+            s.scalar(select(func.count()).select_from(OutputRow).where(OutputRow.job_id == job.id))
+            or 0
+        )
+        total = sum(count for count, _ in per_status.values())
+        completed = per_status.get(TaskStatus.COMPLETED, (0, 0.0))[0]
+        blocked = blocked_workers(s, {job.id}, self.blocklist_threshold).get(job.id, set())
+        # Tasks weigh the same: chunks are of one size but for the last one.
+        done = completed + sum(
+            progress
+            for status, (_, progress) in per_status.items()
+            if status != TaskStatus.COMPLETED
+        )
+        return wire.Job(
+            id=job.id,
+            name=job.name,
+            type=job.type,
+            status=JobStatus(job.status),
+            priority=job.priority,
+            submitter=job.submitter,
+            settings=job.settings,
+            created=job.created,
+            updated=job.updated,
+            tasks_total=total,
+            tasks_completed=completed,
+            frames_total=job.frames_total,
+            frames_done=frames_done,
+            progress=round(min(done / (total or 1), 1.0), 4),
+            output_dir=job.output_dir,
+            sites=job.sites,
+            waiting_reason=waiting_for_jobs_reason(s, job)
+            or self._waiting_reason(s, job, per_status, blocked),
+            after=after_of(s, job.id),
+            blocklist=sorted(blocked),
+            last_error=last_error(s, job.id),
+        )
+
+    def _waiting_reason(
+        self, s: Session, job: JobRow, per_status: dict[TaskStatus, Any], blocked: set[str]
+    ) -> str | None:
+        """Why a job's remaining tasks find no Worker, when that is so. A leased task counts
+        as remaining: its site may hold it with no Worker there allowed to run it."""
+        if job.status not in (JobStatus.QUEUED, JobStatus.ACTIVE):
+            return None
+        waiting = (*RUNNABLE_TASK_STATUSES, TaskStatus.LEASED)
+        if not any(status in per_status for status in waiting):
+            return None
+        requirements = s.scalar(
+            select(TaskRow.requirements)
+            .where(TaskRow.job_id == job.id, TaskRow.status.in_(waiting))
+            .order_by(TaskRow.index)
+            .limit(1)
+        )
+        workers = online_workers(s, utcnow() - self.manager_offline, job.sites)
+        return job_waiting_reason(Requirements.from_dict(requirements), workers, blocked)
+
+    def tasks(self, job_id: str) -> list[wire.Task]:
+        with self.sessions() as s:
+            job_or_404(s, job_id)
+            managers = manager_names(s)
+            rows = s.execute(
+                select(*TASK_COLUMNS).where(TaskRow.job_id == job_id).order_by(TaskRow.index)
+            )
+            return [task_to_wire(row, managers) for row in rows]
+
+    def task_page(
+        self, job_id: str, offset: int = 0, limit: int = 100, status: str = "", search: str = ""
+    ) -> wire.TaskPage:
+        """Tasks `offset` to `offset + limit` of a job in their order, only those of `status`
+        and whose name or Worker contains `search` when given; with the job's counts per
+        status, the runs of these tasks and when the job started."""
+        check_page(offset, limit, status, search)
+        with self.sessions() as s:
+            job_or_404(s, job_id)
+            counts = status_counts(s, job_id)
+            where = _task_filter(job_id, status, search)
+            rows = s.execute(
+                select(*TASK_COLUMNS)
+                .where(*where)
+                .order_by(TaskRow.index)
+                .offset(offset)
+                .limit(limit)
+            )
+            managers = manager_names(s)
+            tasks = [task_to_wire(row, managers) for row in rows]
+            return wire.TaskPage(
+                total=sum(counts.values()),
+                counts=counts,
+                matching=_matching(s, where, counts, status, search),
+                offset=offset,
+                limit=limit,
+                tasks=tasks,
+                runs=_runs(s, TaskRow.id.in_([t.id for t in tasks])),
+                started=_started(s, job_id),
+            )
+
+    def runs(self, job_id: str) -> wire.JobRuns:
+        """Every run of every task of the job (its timeline), from its applied reports only."""
+        with self.sessions() as s:
+            job_or_404(s, job_id)
+            runs = _runs(s, TaskRow.job_id == job_id)
+        # The job started with its first run (flamenco.core.runs).
+        return wire.JobRuns(started=runs[0]["start"] if runs else None, runs=runs)
+
+    def task_log(self, job_id: str, task_id: str) -> str:
+        """The whole log of a task, as the Worker sent it."""
+        with self.sessions() as s:
+            task = s.get(TaskRow, task_id)
+            if task is None or task.job_id != job_id:
+                raise NotFound(f"Job '{job_id}' has no task '{task_id}'.")
+            chunks = s.scalars(
+                select(TaskLogChunk.text)
+                .where(TaskLogChunk.task_id == task_id)
+                .order_by(TaskLogChunk.id)
+            )
+            return "".join(chunks)
+
+    def history(self, job_id: str) -> list[wire.TaskEvent]:
+        with self.sessions() as s:
+            job_or_404(s, job_id)
+            managers = manager_names(s)
+            rows = s.execute(
+                select(
+                    AppliedUpdate.task_id,
+                    AppliedUpdate.status,
+                    AppliedUpdate.outcome,
+                    AppliedUpdate.worker,
+                    AppliedUpdate.manager_id,
+                    AppliedUpdate.received,
+                )
+                .join(TaskRow, TaskRow.id == AppliedUpdate.task_id)
+                .where(TaskRow.job_id == job_id, AppliedUpdate.status.is_not(None))
+                .order_by(AppliedUpdate.received)
+            )
+            # Our own rows: built without validating them again (jobs of 10,000 tasks).
+            return [
+                wire.TaskEvent.model_construct(
+                    task_id=r.task_id,
+                    status=TaskStatus(r.status),
+                    outcome=r.outcome,
+                    worker=r.worker,
+                    manager=managers.get(r.manager_id or 0),
+                    at=r.received,
+                )
+                for r in rows
+            ]
+
+    def frames(self, job_id: str) -> list[wire.FrameInfo]:
+        with self.sessions() as s:
+            job_or_404(s, job_id)
+            rows = s.execute(
+                select(*FRAME_COLUMNS).where(OutputRow.job_id == job_id).order_by(OutputRow.frame)
+            )
+            return FRAME_LIST.validate_python(rows.mappings())
+
+    def frame_file(self, job_id: str, frame: int) -> tuple[Path, str]:
+        with self.sessions() as s:
+            job_or_404(s, job_id)
+            row = s.scalar(
+                select(OutputRow).where(OutputRow.job_id == job_id, OutputRow.frame == frame)
+            )
+            if row is None:
+                raise NotFound(f"Job '{job_id}' has no rendered frame {frame} yet.")
+            return self.blobs.path(row.sha256), row.filename
+
+    def thumbnail(self, job_id: str, frame: int) -> Path:
+        with self.sessions() as s:
+            job_or_404(s, job_id)
+        path = thumbnail_path(self.thumbnails_root, job_id, frame)
+        if not path.is_file():
+            raise NotFound(f"Job '{job_id}' has no thumbnail of frame {frame}.")
+        return path
+
+    def artifacts(self, job_id: str) -> list[wire.ArtifactInfo]:
+        with self.sessions() as s:
+            job_or_404(s, job_id)
+            rows = s.scalars(
+                select(JobArtifact).where(JobArtifact.job_id == job_id).order_by(JobArtifact.name)
+            ).all()
+            return [artifact_to_wire(r) for r in rows]
+
+    def artifact_file(self, job_id: str, name: str) -> Path:
+        with self.sessions() as s:
+            job_or_404(s, job_id)
+            sha256 = s.scalar(
+                select(JobArtifact.sha256).where(
+                    JobArtifact.job_id == job_id, JobArtifact.name == name
+                )
+            )
+        if sha256 is None:
+            raise NotFound(f"Job '{job_id}' has no file '{name}' besides its frames.")
+        return self.blobs.path(sha256)
+
+
+def check_page(offset: int, limit: int, status: str, search: str) -> None:
+    """Refuses, in one sentence, a page of tasks that cannot be given."""
+    if offset < 0:
+        raise Unprocessable(f"The offset must be 0 or more, not {offset}.")
+    if not 0 <= limit <= MAX_TASK_PAGE:
+        raise Unprocessable(f"The limit must be from 0 to {MAX_TASK_PAGE}, not {limit}.")
+    if status and status not in {s.value for s in TaskStatus}:
+        known = ", ".join(s.value for s in TaskStatus)
+        raise Unprocessable(f"'{status}' is not a task status; the statuses are: {known}.")
+    if len(search) > MAX_SEARCH:
+        raise Unprocessable(f"The text to look for must be at most {MAX_SEARCH} characters.")
+
+
+def _task_filter(job_id: str, status: str, search: str) -> list[Any]:
+    where: list[Any] = [TaskRow.job_id == job_id]
+    if status:
+        where.append(TaskRow.status == status)
+    if search:
+        where.append(
+            TaskRow.name.icontains(search, autoescape=True)
+            | TaskRow.worker.icontains(search, autoescape=True)
+        )
+    return where
+
+
+def _matching(
+    s: Session, where: list[Any], counts: dict[str, int], status: str, search: str
+) -> int:
+    """How many tasks match: known from the counts unless there is text to look for."""
+    if search:
+        return s.scalar(select(func.count()).select_from(TaskRow).where(*where)) or 0
+    return counts.get(status, 0) if status else sum(counts.values())
+
+
+def _started(s: Session, job_id: str) -> datetime | None:
+    """When the job's first run started: its first applied `active` report."""
+    started = s.scalar(
+        select(func.min(AppliedUpdate.received))
+        .join(TaskRow, TaskRow.id == AppliedUpdate.task_id)
+        .where(
+            TaskRow.job_id == job_id,
+            AppliedUpdate.status == TaskStatus.ACTIVE,
+            AppliedUpdate.outcome == "applied",
+        )
+    )
+    return None if started is None else parse_time(started)
+
+
+def _runs(s: Session, *where: Any) -> list[dict[str, Any]]:
+    """The runs (flamenco.core.runs) of the tasks that match `where`, as `wire.TaskRun`
+    fields: from the applied status reports alone, five narrow columns each."""
+    reports = s.execute(
+        select(
+            AppliedUpdate.task_id,
+            AppliedUpdate.status,
+            AppliedUpdate.worker,
+            AppliedUpdate.received,
+            TaskRow.name,
+        )
+        .join(TaskRow, TaskRow.id == AppliedUpdate.task_id)
+        .where(*where, AppliedUpdate.status.is_not(None), AppliedUpdate.outcome == "applied")
+        .order_by(AppliedUpdate.received)
+    ).all()
+    runs = task_runs(report[:4] for report in reports)  # (task id, status, worker, when)
+    states = _task_states(s, open_task_ids(runs) | last_failed_task_ids(runs))
+    end_stopped_runs(runs, states)
+    mark_retried_failures(runs, states)
+    names = {report.task_id: report.name for report in reports}
+    return [
+        {
+            "task_id": run.task_id,
+            "task_name": names[run.task_id],
+            "worker": run.worker,
+            "start": run.start,
+            "end": run.end,
+            "outcome": run.outcome,
+        }
+        for run in runs
+    ]
+
+
+def _task_states(s: Session, task_ids: set[str], chunk: int = 500) -> dict[str, Any]:
+    """Task id -> its status and last change, for a few tasks."""
+    ids = sorted(task_ids)
+    states: dict[str, Any] = {}
+    for start in range(0, len(ids), chunk):
+        query = select(TaskRow.id, TaskRow.status, TaskRow.updated).where(
+            TaskRow.id.in_(ids[start : start + chunk])
+        )
+        states.update((row.id, row._mapping) for row in s.execute(query))
+    return states
+
+
+def artifact_to_wire(row: JobArtifact) -> wire.ArtifactInfo:
+    return wire.ArtifactInfo(
+        name=row.name, task_id=row.task_id, sha256=row.sha256, size=row.size, created=row.created
+    )
+
+
+FRAME_COLUMNS = tuple(getattr(OutputRow, name) for name in wire.FrameInfo.model_fields)
+FRAME_LIST = TypeAdapter(list[wire.FrameInfo])
+
+# The columns a task shows; its command and requirements stay behind (big jobs, fast lists).
+TASK_COLUMNS = (
+    TaskRow.id,
+    TaskRow.job_id,
+    TaskRow.index,
+    TaskRow.name,
+    TaskRow.type,
+    TaskRow.status,
+    TaskRow.frames,
+    TaskRow.progress,
+    TaskRow.activity,
+    TaskRow.manager_id,
+    TaskRow.worker,
+    TaskRow.blender_pid,
+    TaskRow.failure_count,
+    TaskRow.updated,
+)
+
+
+def task_to_wire(t: Any, managers: dict[int, str]) -> wire.Task:
+    # Built from our own database rows: no need to validate them again.
+    return wire.Task.model_construct(
+        id=t.id,
+        job_id=t.job_id,
+        index=t.index,
+        name=t.name,
+        type=t.type,
+        status=TaskStatus(t.status),
+        frames=t.frames,
+        progress=t.progress,
+        activity=t.activity,
+        manager=managers.get(t.manager_id) if t.manager_id else None,
+        worker=t.worker,
+        blender_pid=t.blender_pid,
+        failure_count=t.failure_count,
+        updated=t.updated,
+    )

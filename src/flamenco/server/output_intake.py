@@ -1,0 +1,192 @@
+"""Taking in what a job's tasks produce: frames (with their thumbnails) and other files
+such as a preview video, streamed from the Managers into blobs and placed in the job's output
+folder (`outputs.py`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterable, Iterator
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from flamenco import wire
+from flamenco.blobs import BlobStore
+from flamenco.core.names import check_artifact_name, check_frame_file_name, quote_name
+from flamenco.db import utcnow
+from flamenco.errors import (
+    BadRequest,
+    FlamencoError,
+    NotFound,
+    writing,
+)
+from flamenco.frame_check import BadFrame, check_frame, job_expectation
+from flamenco.images import image_size, save_jpeg
+from flamenco.server.events import EventBus
+from flamenco.server.job_views import artifact_to_wire, job_or_404, thumbnail_path
+from flamenco.server.models import (
+    BlobRow,
+    JobArtifact,
+    OutputRow,
+    TaskRow,
+)
+from flamenco.server.outputs import place_output, remove_output
+
+log = logging.getLogger("flamenco.server.output_intake")
+
+THUMBNAIL_SIZE = 256  # longest side, in pixels
+THUMBNAIL_QUALITY = 80
+
+
+class OutputIntake:
+    """The output side of JobService (server/jobs.py), which provides these attributes."""
+
+    sessions: sessionmaker
+    blobs: BlobStore
+    events: EventBus
+    thumbnails_root: Path
+
+    async def receive_frame(
+        self,
+        manager_id: int,
+        task_id: str,
+        frame: int,
+        filename: str,
+        sha256: str,
+        body: AsyncIterable[bytes],
+    ) -> wire.FrameInfo:
+        check_frame_file_name(filename)
+        with self.sessions() as s:
+            task = s.get(TaskRow, task_id)
+            if task is None or task.manager_id != manager_id:
+                raise NotFound(f"Task '{task_id}' is not leased to this Manager.")
+            if frame not in task.frames:
+                raise BadRequest(f"Frame {frame} is not one of the frames of task '{task_id}'.")
+            job_id = task.job_id
+            expect = job_expectation(job_or_404(s, job_id).settings)
+        had_blob = self.blobs.has(sha256)
+        with writing(f"Frame {frame} of job {job_id}"):
+            digest = await self.blobs.put_stream(body, expected=sha256)
+        try:  # checked again as it arrives: a bad frame is a 422 and nothing of it is kept
+            await asyncio.to_thread(check_frame, self.blobs.path(digest), filename, frame, expect)
+        except BadFrame as exc:
+            if not had_blob:
+                self.blobs.path(digest).unlink(missing_ok=True)
+            log.warning("task %s: %s", task_id, exc.message, extra={"job": job_id, "task": task_id})
+            raise
+        # Off the event loop: making the thumbnail of a large frame takes a while.
+        return await asyncio.to_thread(self._record_frame, job_id, task_id, frame, filename, digest)
+
+    def _record_frame(
+        self, job_id: str, task_id: str, frame: int, filename: str, digest: str
+    ) -> wire.FrameInfo:
+        path = self.blobs.path(digest)
+        size = path.stat().st_size
+        width = height = None
+        try:
+            width, height = image_size(path)
+        except Exception:
+            log.info("frame %d of job %s: size unknown", frame, job_id, extra={"job": job_id})
+        # The file first, then its row: frames_done never counts a file that is not there.
+        what = f"Frame {frame} ({quote_name(filename)}) of job {job_id}"
+        dest = self._place(job_id, path, filename, what)
+        self._write_thumbnail(job_id, frame, path)
+        with self._committing(dest) as s:
+            job_or_404(s, job_id)
+            if s.get(BlobRow, digest) is None:
+                s.add(BlobRow(sha256=digest, size=size))
+            row = s.scalar(
+                select(OutputRow).where(OutputRow.job_id == job_id, OutputRow.frame == frame)
+            )
+            if row is None:
+                row = OutputRow(job_id=job_id, frame=frame)
+                s.add(row)
+            row.task_id, row.sha256, row.size = task_id, digest, size
+            row.width, row.height, row.filename = width, height, filename
+        self.events.publish("frame", job_id=job_id, frame=frame)
+        self.events.publish("job", id=job_id)
+        return wire.FrameInfo(
+            frame=frame,
+            task_id=task_id,
+            sha256=digest,
+            size=size,
+            width=width,
+            height=height,
+            filename=filename,
+        )
+
+    def _write_thumbnail(self, job_id: str, frame: int, source: Path) -> None:
+        """A small JPEG of the frame for the Dashboard (of an EXR, its beauty in sRGB); none for
+        what neither Pillow nor OpenEXR can read."""
+        dest = thumbnail_path(self.thumbnails_root, job_id, frame)
+        try:
+            save_jpeg(source, dest, THUMBNAIL_QUALITY, max_side=THUMBNAIL_SIZE)
+        except Exception as exc:
+            dest.unlink(missing_ok=True)  # a thumbnail of an earlier render would be wrong
+            log.info(
+                "frame %d of job %s: no thumbnail (%s)", frame, job_id, exc, extra={"job": job_id}
+            )
+
+    def _place(self, job_id: str, source: Path, name: str, what: str) -> Path:
+        """Put an output's file in place in the job's output folder, or say why it cannot be."""
+        with self.sessions() as s:
+            output_dir = Path(job_or_404(s, job_id).output_dir)
+        try:
+            return place_output(source, output_dir, name, what)
+        except FlamencoError as exc:
+            log.error("job %s: %s", job_id, exc.message, extra={"job": job_id})
+            raise
+
+    @contextlib.contextmanager
+    def _committing(self, placed: Path) -> Iterator[Session]:
+        """A transaction for the row of a file just placed; the file goes if the row cannot
+        be committed (its job was deleted meanwhile), leaving nothing behind."""
+        try:
+            with self.sessions.begin() as s:
+                yield s
+        except BaseException:
+            remove_output(placed)
+            raise
+
+    async def receive_artifact(
+        self,
+        manager_id: int,
+        task_id: str,
+        name: str,
+        sha256: str,
+        body: AsyncIterable[bytes],
+    ) -> wire.ArtifactInfo:
+        check_artifact_name(name)
+        with self.sessions() as s:
+            task = s.get(TaskRow, task_id)
+            if task is None or task.manager_id != manager_id:
+                raise NotFound(f"Task '{task_id}' is not leased to this Manager.")
+            job_id = task.job_id
+        with writing(f"The file {quote_name(name)} of job {job_id}"):
+            digest = await self.blobs.put_stream(body, expected=sha256)
+        return await asyncio.to_thread(self._record_artifact, job_id, task_id, name, digest)
+
+    def _record_artifact(
+        self, job_id: str, task_id: str, name: str, digest: str
+    ) -> wire.ArtifactInfo:
+        path = self.blobs.path(digest)
+        size = path.stat().st_size
+        dest = self._place(job_id, path, name, f"The file {quote_name(name)} of job {job_id}")
+        with self._committing(dest) as s:
+            job_or_404(s, job_id)
+            if s.get(BlobRow, digest) is None:
+                s.add(BlobRow(sha256=digest, size=size))
+            row = s.scalar(
+                select(JobArtifact).where(JobArtifact.job_id == job_id, JobArtifact.name == name)
+            )
+            if row is None:
+                row = JobArtifact(job_id=job_id, name=name)
+                s.add(row)
+            row.task_id, row.sha256, row.size, row.created = task_id, digest, size, utcnow()
+            info = artifact_to_wire(row)
+        log.info("job %s: %s stored (%d bytes)", job_id, name, size, extra={"job": job_id})
+        self.events.publish("job", id=job_id)
+        return info
