@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any
 
+from flamenco.core.chunking import DEFAULT_TASK_SECONDS
 from flamenco.core.frames import (
     FrameRangeError,
     chunk_frames,
@@ -18,6 +19,7 @@ from flamenco.core.frames import (
 )
 from flamenco.core.matching import RENDER_DEVICES, TAG_PATTERN, Requirements, parse_version
 from flamenco.core.names import MAX_LABEL_BYTES, UnsafePath, check_file_name
+from flamenco.core.tiles import MAX_TILES, TileError, check_tile_count
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,8 @@ _BLENDER_RENDER_KEYS = {
     "persistent_data",
     "scripts",
     "check_blank",
+    "task_seconds",
+    "tiles",
 }
 # Chunks larger than the frame limit can never be filled, so this only stops absurd input.
 _MAX_CHUNK_SIZE = 100_000
@@ -241,7 +245,10 @@ def compile_blender_render(settings: Mapping[str, Any]) -> list[TaskSpec]:
     _check_known_keys("blender-render", settings, _BLENDER_RENDER_KEYS)
     blend = _read_blend_path(settings)
     frames = _read_frames(settings)
-    chunk_size = _read_int(settings, "chunk_size", 1, 1, _MAX_CHUNK_SIZE)
+    # "auto": one frame per task until frames have rendered, then re-planned by time.
+    chunk_size = (
+        1 if read_chunk_auto(settings) else _read_int(settings, "chunk_size", 1, 1, _MAX_CHUNK_SIZE)
+    )
     output = {
         "output_pattern": _read_output_pattern(settings),
         "output_format": read_output_format(settings),
@@ -255,17 +262,91 @@ def compile_blender_render(settings: Mapping[str, Any]) -> list[TaskSpec]:
     scripts = _read_bool(settings, "scripts", True)
     # A frame whose pixels are all one value fails its task (flamenco.frame_check).
     check_blank = _read_bool(settings, "check_blank", False)
-    tasks = [
-        replace(
-            _render_task(blend, chunk, output, device, persistent, scripts, check_blank),
-            requirements=needs,
-        )
-        for chunk in chunk_frames(frames, chunk_size)
-    ]
+    tiles = _read_tiles(settings, frames)
+    if tiles:
+        # The Server checks the joined frame for blankness: a tile is mostly unrendered.
+        tile_tasks = _tile_tasks(blend, frames[0], tiles, output, device, persistent, scripts)
+        tasks = [replace(task, requirements=needs) for task in tile_tasks]
+    else:
+        tasks = [
+            replace(
+                _render_task(blend, chunk, output, device, persistent, scripts, check_blank),
+                requirements=needs,
+            )
+            for chunk in chunk_frames(frames, chunk_size)
+        ]
     if _read_bool(settings, "preview_video", False):
         preview = _preview_task(frames, output, fps, len(tasks))
         tasks.append(replace(preview, requirements=Requirements(tag=needs.tag)))
     return tasks
+
+
+AUTO_CHUNK = "auto"
+# Options whose tasks are tied to the render tasks as first planned, which re-chunking changes.
+_FIXED_PLAN_OPTIONS = {"preview_video": "a preview video", "tiles": "tiles"}
+
+
+def read_chunk_auto(settings: Mapping[str, Any]) -> float | None:
+    """For `chunk_size` "auto", the seconds each task should take ('task_seconds', default
+    60); None for a fixed chunk size. Public: the Server re-chunks the jobs it names."""
+    if settings.get("chunk_size") != AUTO_CHUNK:
+        if "task_seconds" in settings:
+            raise JobCompileError("Setting 'task_seconds' needs chunk_size 'auto'.")
+        return None
+    seconds = settings.get("task_seconds", DEFAULT_TASK_SECONDS)
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+        raise JobCompileError(
+            f"Setting 'task_seconds' must be a number of seconds above 0, "
+            f"got {quote_for_message(seconds)}."
+        )
+    for key, what in _FIXED_PLAN_OPTIONS.items():
+        if settings.get(key):
+            raise JobCompileError(
+                f"Chunk size 'auto' cannot be combined with {what}: it re-plans the render "
+                "tasks that these depend on; give a fixed chunk size."
+            )
+    return float(seconds)
+
+
+def _read_tiles(settings: Mapping[str, Any], frames: list[int]) -> int:
+    """Read 'tiles': 0 when absent (whole frames), else from 2, for a job of one frame
+    ('chunk_size' auto refuses it: read_chunk_auto). How many tiles the frame's pixels allow
+    only Blender knows: the Worker checks that (core/tiles.py), the CLI too where it can."""
+    if "tiles" not in settings:
+        return 0
+    tiles = _read_int(settings, "tiles", 0, 0, MAX_TILES)
+    try:
+        check_tile_count(tiles, MAX_TILES, 1)
+    except TileError as exc:
+        raise JobCompileError(str(exc)) from None
+    if len(frames) != 1:
+        raise JobCompileError(
+            f"--tiles splits one frame over many machines, but the job has {len(frames)} "
+            "frames; give --frames a single frame."
+        )
+    return tiles
+
+
+def _tile_tasks(
+    blend: str,
+    frame: int,
+    tiles: int,
+    output: dict[str, str],
+    device: str,
+    persistent_data: bool,
+    scripts: bool,
+) -> list[TaskSpec]:
+    """One task per tile of `frame`; the Worker turns index and count into the tile's region
+    (flamenco.core.tiles) from the resolution its Blender reports."""
+    whole = _render_task(blend, [frame], output, device, persistent_data, scripts)
+    return [
+        replace(
+            whole,
+            name=f"render {frame} tile {index + 1}/{tiles}",
+            command={**whole.command, "tile": {"index": index, "count": tiles}},
+        )
+        for index in range(tiles)
+    ]
 
 
 def _read_tag(settings: Mapping[str, Any]) -> str | None:
@@ -312,11 +393,29 @@ def _render_task(
     if check_blank:  # absent when off, as in jobs from before the setting
         command["check_blank"] = True
     return TaskSpec(
-        name=f"render {format_frame_range(chunk)}",
+        name=render_task_name(chunk),
         type="blender",
         frames=tuple(chunk),
         command=command,
     )
+
+
+def render_task_name(frames: Iterable[int]) -> str:
+    return f"render {format_frame_range(list(frames))}"
+
+
+@dataclass(frozen=True)
+class RenderChunk:
+    """A render task's frames as re-planned (`--chunk auto`): its name and command."""
+
+    name: str
+    frames: tuple[int, ...]
+    command: dict[str, Any]
+
+
+def rechunked_render(command: Mapping[str, Any], frames: tuple[int, ...]) -> RenderChunk:
+    """The render task of `frames`, with the rest of its command from one of its job's."""
+    return RenderChunk(render_task_name(frames), frames, {**command, "frames": list(frames)})
 
 
 PREVIEW_FRAMES_DIR = "frames"
