@@ -10,6 +10,7 @@ from flamenco.core.tiles import (
     border_of,
     check_tile_count,
     grid_shape,
+    tile_border,
     tile_file_name,
     tile_regions,
 )
@@ -99,3 +100,10 @@ def test_regions_cover_every_pixel_once_and_blender_renders_exactly_them(
 
 def test_tile_file_name_marks_the_frame_name() -> None:
     assert tile_file_name("frame_0012.png", 0, 4) == "frame_0012.png.tile-1-of-4"
+
+
+def test_tile_border_from_a_command_and_blenders_resolution() -> None:
+    assert tile_border({"frames": [1]}, (100, 100)) is None
+    assert tile_border({"tile": {"index": 1, "count": 2}}, (100, 50)) == (0.5025, 1.0, 0.0, 1.0)
+    with pytest.raises(TileError, match="more than the 2x2 frame's 4 pixels"):
+        tile_border({"tile": {"index": 0, "count": 5}}, (2, 2))

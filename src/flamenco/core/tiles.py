@@ -13,7 +13,9 @@ Pixels count as Blender counts them: x from the left, y from the bottom.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 MAX_TILES = 65_536 * 65_536  # never more tiles than Blender's largest frame has pixels
 
@@ -104,3 +106,17 @@ def border_of(region: TileRegion, width: int, height: int) -> tuple[float, float
 def tile_file_name(filename: str, index: int, count: int) -> str:
     """Where the Server keeps a tile until its frame is joined: the frame's name, marked."""
     return f"{filename}.tile-{index + 1}-of-{count}"
+
+
+def tile_border(
+    command: Mapping[str, Any], resolution: tuple[int, int]
+) -> tuple[float, float, float, float] | None:
+    """The border of the tile a render command names ('tile': index and count), for a frame
+    of `resolution` as Blender reports it; None for a whole frame. TileError if the frame
+    cannot be split so."""
+    tile = command.get("tile")
+    if not tile:
+        return None
+    width, height = resolution
+    regions = tile_regions(int(tile["count"]), width, height)
+    return border_of(regions[int(tile["index"])], width, height)

@@ -30,6 +30,7 @@ from flamenco.core.faults import Fault, classify_failure, disk_full_sentence
 from flamenco.core.matching import choose_blender, parse_version
 from flamenco.core.names import UnsafePath, check_frame_file_name
 from flamenco.core.states import TaskStatus
+from flamenco.core.tiles import TileError, tile_border
 from flamenco.demo.scene import DemoSceneError, build_demo_scene
 from flamenco.frame_check import BadFrame, FrameExpectation, check_frame
 from flamenco.outbox import FrameItem, Outbox
@@ -499,7 +500,19 @@ class WorkerAgent:
             output_format=a.command.get("output_format", "SCENE"),
             on_event=on_event,
             persistent_data=bool(a.command.get("persistent_data", True)),
+            border=self._tile_border(a.command, blender),
         )
+
+    @staticmethod
+    def _tile_border(
+        command: dict[str, Any], blender: WarmBlender
+    ) -> tuple[float, float, float, float] | None:
+        """The region of a tile task, from the frame size its Blender reports."""
+        resolution = blender.ready.resolution if blender.ready else (0, 0)
+        try:
+            return tile_border(command, resolution)
+        except TileError as exc:
+            raise BlenderFailed(str(exc)) from None
 
     def _drop_refused_device(self, message: str, run: TaskRun) -> None:
         """A GPU backend Blender refused leaves what this Worker offers; the next sync tells

@@ -452,9 +452,11 @@ class WarmBlender:
         output_format: str = "SCENE",
         on_event: EventCallback | None = None,
         persistent_data: bool = True,
+        border: tuple[float, float, float, float] | None = None,
     ) -> list[Path]:
         """Render `frames` into `output_dir`; returns the written files in frame order.
-        With `persistent_data`, Cycles keeps what it built for one frame for the next.
+        With `persistent_data`, Cycles keeps what it built for one frame for the next; with
+        `border` (min x, max x, min y, max y), only that region of a full-size frame.
 
         Cancelling the calling task terminates Blender: a bpy render cannot be interrupted
         in any other way, and a half-finished command would leave the pipes out of step.
@@ -470,6 +472,8 @@ class WarmBlender:
                 "output_format": output_format,
                 "persistent_data": persistent_data,
             }
+            if border is not None:
+                command["border"] = list(border)
             self._tail.clear()  # error messages should quote this command's output only
             try:
                 await self._send(command)

@@ -319,11 +319,22 @@ def set_persistent_data(scene: bpy.types.Scene, on: bool) -> None:
     print(f"Flamenco: Cycles persistent data {'on' if on else 'off'}", flush=True)
 
 
+def use_tile_border(scene: bpy.types.Scene, border: list[float]) -> None:
+    """Render one tile of the frame: a border render that keeps the frame's size, the rest
+    left empty (flamenco.core.tiles chose the fractions). Seeds stay the scene's own."""
+    render = scene.render
+    render.use_border, render.use_crop_to_border = True, False
+    (render.border_min_x, render.border_max_x, render.border_min_y, render.border_max_y) = border
+    print(f"Flamenco: rendering the tile with border {border}", flush=True)
+
+
 def run_render(scene: bpy.types.Scene, cmd: dict[str, Any]) -> None:
     frames = [int(f) for f in cmd["frames"]]
     output_dir = os.path.abspath(cmd["output_dir"])
     os.makedirs(output_dir, exist_ok=True)
     use_output_format(scene, cmd.get("output_format") or FROM_SCENE)
+    if cmd.get("border"):
+        use_tile_border(scene, [float(edge) for edge in cmd["border"]])
     set_persistent_data(scene, bool(cmd.get("persistent_data", True)))
     global _command_frame
     for frame in frames:
