@@ -22,6 +22,8 @@ against a Server of its own (tests/farmkit.py, real processes):
 
 During each submission a thread sums the sizes of the files under its TMPDIR every 5 ms;
 the peak is the temporary space used (a sample; a file living less than 5 ms may be missed).
+Each CLI call's CPU time (user + system, from getrusage of the children) is reported too: on
+a loaded machine it tells the cost better than the wall time.
 
 Targets (issue 15): unchanged resubmission - jobs list <= 0.3 s; first submission <= 1.3 x
 (hash + upload); temporary space <= the size of the .blend files. The load average before
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -94,19 +97,32 @@ class TempSampler:
         self._thread.join()
 
 
-def timed_cli(farm: BenchFarm, env: dict[str, str], *args: str) -> tuple[float, Any]:
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed_cli(farm: BenchFarm, env: dict[str, str], *args: str) -> tuple[float, Any, float]:
+    """Wall seconds, the finished process, and its CPU seconds (user + system): the CPU
+    time barely moves with other processes' load, the wall time does."""
+    cpu = children_cpu_s()
     started = time.perf_counter()
     done = farm.cli(*args, env=env)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"flamenco {' '.join(args)} failed:\n{done.stderr}")
-    return seconds, done
+    return seconds, done, children_cpu_s() - cpu
 
 
 def submit(farm: BenchFarm, env: dict[str, str], blend: Path, temp: Path) -> dict[str, Any]:
     with TempSampler(temp) as sampler:
-        seconds, done = timed_cli(farm, env, "submit", str(blend), "--frames", "1")
-    return {"s": seconds, "temp_peak_bytes": sampler.peak, "said": done.stderr.strip()}
+        seconds, done, cpu = timed_cli(farm, env, "submit", str(blend), "--frames", "1")
+    return {
+        "s": seconds,
+        "cpu_s": cpu,
+        "temp_peak_bytes": sampler.peak,
+        "said": done.stderr.strip(),
+    }
 
 
 @dataclass
@@ -119,6 +135,7 @@ class Variant:
     farm: BenchFarm
     first: dict[str, Any] = field(default_factory=dict)
     list_s: list[float] = field(default_factory=list)
+    list_cpu_s: list[float] = field(default_factory=list)
     again: list[dict[str, Any]] = field(default_factory=list)
     busy_cores: list[float] = field(default_factory=list)  # others' load during the pairs
 
@@ -137,6 +154,9 @@ class Variant:
             "unchanged_minus_list_s": statistics.median(pairs),
             "pairs_s": [[ls, a["s"]] for a, ls in zip(self.again, self.list_s, strict=True)],
             "busy_cores_median": statistics.median(self.busy_cores),
+            "jobs_list_cpu_s": statistics.median(self.list_cpu_s),
+            "unchanged_cpu_s": statistics.median(a["cpu_s"] for a in self.again),
+            "first_cpu_s": self.first["cpu_s"],
             "temp_peak_bytes": max(peaks),
             "first_said": self.first["said"],
             "unchanged_said": self.again[-1]["said"],
@@ -163,7 +183,9 @@ def measure_cli(variants: list[Variant], blend: Path, repeat: int) -> None:
     for _ in range(repeat):
         for v in variants:
             ticks = cpu_ticks()
-            v.list_s.append(timed_cli(v.farm, v.env, "jobs", "list")[0])
+            seconds, _, cpu = timed_cli(v.farm, v.env, "jobs", "list")
+            v.list_s.append(seconds)
+            v.list_cpu_s.append(cpu)
             v.again.append(submit(v.farm, v.env, blend, v.temp))
             v.busy_cores.append(busy_cores_between(ticks, cpu_ticks()))
 
@@ -279,6 +301,12 @@ def report(result: dict[str, Any]) -> None:
         f"{result['cpus']} CPUs."
     )
     for row in result["rows"]:
+        console.print(
+            f"{row['code']}: CPU (user + system) of jobs list {row['jobs_list_cpu_s']:.2f} s, "
+            f"unchanged submit {row['unchanged_cpu_s']:.2f} s "
+            f"({row['unchanged_cpu_s'] - row['jobs_list_cpu_s']:+.2f} s), first submit "
+            f"{row['first_cpu_s']:.2f} s (medians)"
+        )
         console.print(
             f"[dim]{row['code']}: machine busy {row['busy_cores_median']:.2f} cores (median; all "
             f"processes, this CLI too) during the pairs; unchanged: {row['unchanged_said']}[/dim]"
