@@ -406,7 +406,17 @@ async def _serve_until_signal(serve: Callable[[asyncio.Event], Any]) -> None:
 def submit(
     scene: Annotated[Path, typer.Argument(help="The .blend file to render.")],
     frames: Annotated[str, typer.Option(help="Frames, e.g. 1-10,15,20-24.")],
-    chunk: Annotated[int, typer.Option(help="Frames per task.")] = 1,
+    chunk: Annotated[
+        str,
+        typer.Option(
+            help="Frames per task, or 'auto': tasks re-sized as frames render so that each "
+            "takes about --task-seconds.",
+        ),
+    ] = "1",
+    task_seconds: Annotated[
+        float | None,
+        typer.Option(help="With --chunk auto, the seconds each task should take [60]."),
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Job name [the file's name].")] = None,
     priority: Annotated[int, typer.Option(help="0-100, higher first.")] = 50,
     site: Annotated[
@@ -472,7 +482,7 @@ def submit(
     as_json: JsonOpt = False,
 ) -> None:
     """Upload a scene and create a render job; prints the job id."""
-    from flamenco.cli.submit import SubmitRequest, submit_scene
+    from flamenco.cli.submit import SubmitRequest, parse_chunk, submit_scene
     from flamenco.cli.watch import exit_code_of, watch_job
 
     api = client(server)
@@ -491,8 +501,18 @@ def submit(
         settings["scripts"] = False
     if check_blank:
         settings["check_blank"] = True
+    if task_seconds is not None:
+        settings["task_seconds"] = task_seconds
     request = SubmitRequest(
-        scene, frames, chunk, name, priority, site or [], allow_missing, settings, notify
+        scene,
+        frames,
+        parse_chunk(chunk),
+        name,
+        priority,
+        site or [],
+        allow_missing,
+        settings,
+        notify,
     )
     job = submit_scene(api, request)
     err.print(f"Submitted job {job.id} ({job.name}), {job.tasks_total} tasks.")

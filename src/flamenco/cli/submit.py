@@ -7,6 +7,7 @@ hash cache (`render_flamenco/hash_cache.py`, shared with the add-on).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from flamenco.addon.render_flamenco.hash_cache import HashCache, default_path
 from flamenco.blendfile import blend_problem, blend_version_text
 from flamenco.cli.console import err
 from flamenco.client import SyncApi
-from flamenco.core.compiler import read_output_format
+from flamenco.core.compiler import AUTO_CHUNK, read_chunk_auto, read_output_format
 from flamenco.core.names import check_label
 from flamenco.core.notify import check_notify_url
 from flamenco.packing import Collected, pack_scene
@@ -30,13 +31,22 @@ UPLOAD_ROUNDS = 3  # ask, upload, ask again (renewing the claims); once more if 
 class SubmitRequest:
     scene: Path
     frames: str
-    chunk: int = 1
+    chunk: int | str = 1  # frames per task, or "auto"
     name: str | None = None
     priority: int = 50
     sites: list[str] = field(default_factory=list)
     allow_missing: bool = False
     settings: dict[str, Any] = field(default_factory=dict)
     notify: str | None = None  # an http(s) URL told of the job's end
+
+
+def parse_chunk(text: str) -> int | str:
+    """`--chunk`: a whole number of frames per task above 0, or "auto"."""
+    if text.strip().lower() == AUTO_CHUNK:
+        return AUTO_CHUNK
+    if re.fullmatch(r"[0-9]+", text.strip()) and int(text) > 0:
+        return int(text)
+    raise ValueError(f"--chunk must be a whole number of frames above 0 or 'auto', got {text!r}.")
 
 
 def upload_missing(
@@ -121,6 +131,7 @@ def collect_files(req: SubmitRequest) -> tuple[str, dict[str, Path], Collected |
 def submit_scene(api: SyncApi, req: SubmitRequest) -> wire.Job:
     name = check_label(req.name or req.scene.stem, "job name")  # before uploading anything
     read_output_format(req.settings)
+    read_chunk_auto({"chunk_size": req.chunk, **req.settings})
     notify = check_notify_url(req.notify) if req.notify is not None else None
     blend, files, packed = collect_files(req)
     settings = {**req.settings, **_saved_by(req)}
@@ -150,4 +161,3 @@ def _saved_by(req: SubmitRequest) -> dict[str, str]:
         return {}
     err.print(f"Minimum Blender {version}: the version that saved {req.scene.name}.")
     return {"min_blender_version": version}
-
