@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import shutil
+import uuid
 from collections.abc import AsyncIterable, Iterator
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from flamenco import wire
 from flamenco.blobs import BlobStore
 from flamenco.core.names import check_artifact_name, check_frame_file_name, quote_name
+from flamenco.core.tiles import tile_file_name
 from flamenco.db import utcnow
 from flamenco.errors import (
     BadRequest,
@@ -23,7 +27,7 @@ from flamenco.errors import (
     NotFound,
     writing,
 )
-from flamenco.frame_check import BadFrame, check_frame, job_expectation
+from flamenco.frame_check import BadFrame, FrameExpectation, check_frame, job_expectation
 from flamenco.images import image_size, save_jpeg
 from flamenco.server.events import EventBus
 from flamenco.server.job_views import artifact_to_wire, job_or_404, thumbnail_path
@@ -34,6 +38,7 @@ from flamenco.server.models import (
     TaskRow,
 )
 from flamenco.server.outputs import place_output, remove_output
+from flamenco.tile_join import TilesDoNotJoin, join_tiles
 
 log = logging.getLogger("flamenco.server.output_intake")
 
@@ -67,6 +72,10 @@ class OutputIntake:
                 raise BadRequest(f"Frame {frame} is not one of the frames of task '{task_id}'.")
             job_id = task.job_id
             expect = job_expectation(job_or_404(s, job_id).settings)
+            tile = task.command.get("tile")
+        frame_expect = expect
+        if tile:  # mostly unrendered: the joined frame is checked for blankness instead
+            expect = dataclasses.replace(expect, check_blank=False)
         had_blob = self.blobs.has(sha256)
         with writing(f"Frame {frame} of job {job_id}"):
             digest = await self.blobs.put_stream(body, expected=sha256)
@@ -77,6 +86,10 @@ class OutputIntake:
                 self.blobs.path(digest).unlink(missing_ok=True)
             log.warning("task %s: %s", task_id, exc.message, extra={"job": job_id, "task": task_id})
             raise
+        if tile:
+            return await asyncio.to_thread(
+                self._take_tile, job_id, task_id, frame, filename, digest, tile, frame_expect
+            )
         # Off the event loop: making the thumbnail of a large frame takes a while.
         return await asyncio.to_thread(self._record_frame, job_id, task_id, frame, filename, digest)
 
@@ -117,6 +130,66 @@ class OutputIntake:
             height=height,
             filename=filename,
         )
+
+    def _take_tile(
+        self,
+        job_id: str,
+        task_id: str,
+        frame: int,
+        filename: str,
+        digest: str,
+        tile: dict[str, int],
+        expect: FrameExpectation,
+    ) -> wire.FrameInfo:
+        """Keep a tile in the job's tiles folder until its frame's last tile lands, then join
+        them (tile_join.py), check the frame as any frame and record it; the tiles go then.
+        Tiles are never frames: the job's frame list and downloads have the joined one only."""
+        index, count = int(tile["index"]), int(tile["count"])
+        folder = self.thumbnails_root / job_id / "tiles" / str(frame)
+        what = f"Tile {index + 1} of {count} of frame {frame} of job {job_id}"
+        source = self.blobs.path(digest)
+        place_output(source, folder, tile_file_name(filename, index, count), what)
+        size = source.stat().st_size
+        if not self._referenced(digest):
+            source.unlink(missing_ok=True)  # the blob store keeps frames, not tiles
+        tiles = [folder / tile_file_name(filename, i, count) for i in range(count)]
+        if not all(path.is_file() for path in tiles):
+            log.info("job %s: %s arrived", job_id, what, extra={"job": job_id, "task": task_id})
+            name = tile_file_name(filename, index, count)
+            return wire.FrameInfo(
+                frame=frame,
+                task_id=task_id,
+                sha256=digest,
+                size=size,
+                width=None,
+                height=None,
+                filename=name,
+            )
+        joined = folder / f"joined-{uuid.uuid4().hex}"
+        try:
+            try:
+                join_tiles(tiles, joined)
+            except TilesDoNotJoin as exc:
+                raise BadFrame(str(exc)) from None
+            check_frame(joined, filename, frame, expect)
+            with writing(f"Frame {frame} of job {job_id}"):
+                joined_digest = self.blobs.put_file(joined)
+        finally:
+            joined.unlink(missing_ok=True)
+        info = self._record_frame(job_id, task_id, frame, filename, joined_digest)
+        shutil.rmtree(folder, ignore_errors=True)
+        log.info(
+            "job %s: frame %d joined from %d tiles",
+            job_id,
+            frame,
+            count,
+            extra={"job": job_id, "task": task_id},
+        )
+        return info
+
+    def _referenced(self, digest: str) -> bool:
+        with self.sessions() as s:
+            return s.get(BlobRow, digest) is not None
 
     def _write_thumbnail(self, job_id: str, frame: int, source: Path) -> None:
         """A small JPEG of the frame for the Dashboard (of an EXR, its beauty in sRGB); none for
