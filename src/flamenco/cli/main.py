@@ -449,6 +449,13 @@ def submit(
             "[they run, as on a workstation that trusts the file].",
         ),
     ] = False,
+    tiles: Annotated[
+        int | None,
+        typer.Option(
+            help="Render the one frame of --frames as this many regions on different "
+            "Workers, joined by the Server (README: One frame over many machines).",
+        ),
+    ] = None,
     check_blank: Annotated[
         bool,
         typer.Option(
@@ -501,6 +508,8 @@ def submit(
         settings["scripts"] = False
     if check_blank:
         settings["check_blank"] = True
+    if tiles is not None:
+        settings["tiles"] = tiles
     if task_seconds is not None:
         settings["task_seconds"] = task_seconds
     request = SubmitRequest(

@@ -19,7 +19,12 @@ from flamenco.addon.render_flamenco.hash_cache import HashCache, default_path
 from flamenco.blendfile import blend_problem, blend_version_text
 from flamenco.cli.console import err
 from flamenco.client import SyncApi
-from flamenco.core.compiler import AUTO_CHUNK, read_chunk_auto, read_output_format
+from flamenco.core.compiler import (
+    AUTO_CHUNK,
+    compile_job,
+    read_chunk_auto,
+    read_output_format,
+)
 from flamenco.core.names import check_label
 from flamenco.core.notify import check_notify_url
 from flamenco.packing import Collected, pack_scene
@@ -132,6 +137,9 @@ def submit_scene(api: SyncApi, req: SubmitRequest) -> wire.Job:
     name = check_label(req.name or req.scene.stem, "job name")  # before uploading anything
     read_output_format(req.settings)
     read_chunk_auto({"chunk_size": req.chunk, **req.settings})
+    if "tiles" in req.settings:  # its sentences before anything is uploaded
+        check = {"blend": "check.blend", "frames": req.frames, "chunk_size": req.chunk}
+        compile_job("blender-render", {**req.settings, **check})
     notify = check_notify_url(req.notify) if req.notify is not None else None
     blend, files, packed = collect_files(req)
     settings = {**req.settings, **_saved_by(req)}
