@@ -133,6 +133,11 @@ class JobSubmission(Strict):
         description="An http(s) URL the Server POSTs a signed JobEnded document to when the "
         "job completes, fails or is canceled (besides the Server's own notify_url).",
     )
+    after: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Ids of jobs that must complete before this one starts (submit --after).",
+    )
 
 
 class Job(Wire):
@@ -153,6 +158,9 @@ class Job(Wire):
     output_dir: str
     sites: list[str]
     waiting_reason: str | None = None
+    after: list[str] = Field(
+        default_factory=list, description="Ids of the jobs this one waits for (submit --after)."
+    )
     blocklist: list[str] = Field(default_factory=list)
     last_error: str | None = Field(
         default=None, description="The latest error a task of the job failed with."

@@ -32,6 +32,7 @@ from flamenco.server import transitions
 from flamenco.server.doorbell import Doorbell
 from flamenco.server.events import EventBus
 from flamenco.server.hangs import record_error, take_back
+from flamenco.server.job_dependencies import frees_jobs
 from flamenco.server.models import (
     AppliedUpdate,
     JobRow,
@@ -401,7 +402,12 @@ class LeaseService:
         return list(
             s.scalars(
                 select(JobRow.id)
-                .where(JobRow.status.in_(LEASABLE_JOB_STATUSES), self._allowed_on(site), runnable)
+                .where(
+                    JobRow.status.in_(LEASABLE_JOB_STATUSES),
+                    JobRow.waits_for_jobs.is_(False),  # submit --after: kept by the status door
+                    self._allowed_on(site),
+                    runnable,
+                )
                 .order_by(JobRow.priority.desc(), JobRow.created, JobRow.id)
             )
         )
@@ -589,8 +595,11 @@ class LeaseService:
             self.bell.ring()
 
     def _dependents_ready(self, job_ids: set[str]) -> bool:
-        """Whether a runnable task of these jobs that waited for others may now run."""
+        """Whether a runnable task of these jobs that waited for others may now run, or a job
+        that waited for one of them (submit --after) may now start."""
         with self.sessions() as s:
+            if frees_jobs(s, job_ids):
+                return True
             waiting = s.scalars(
                 select(TaskRow).where(
                     TaskRow.job_id.in_(job_ids),

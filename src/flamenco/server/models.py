@@ -83,6 +83,9 @@ class JobRow(Base):
     updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     # Where to POST the job's end (--notify), besides the Server's notify_url; "" none.
     notify_url: Mapped[str] = mapped_column(Text, default="")
+    # Some job it waits for (--after) has not completed: none of its tasks may be leased.
+    # Kept by `server/job_dependencies.py` at each status change, so leasing reads a column.
+    waits_for_jobs: Mapped[bool] = mapped_column(default=False)
 
 
 class JobSite(Base):
@@ -91,6 +94,15 @@ class JobSite(Base):
     __tablename__ = "job_sites"
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     site: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
+class JobDependency(Base):
+    """A job that may only start once another has completed (submit --after). `after_job_id` is
+    no foreign key: a prerequisite deleted before it completed keeps its dependent waiting."""
+
+    __tablename__ = "job_dependencies"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    after_job_id: Mapped[str] = mapped_column(String(32), primary_key=True, index=True)
 
 
 class TaskRow(Base):

@@ -13,20 +13,24 @@ checks the source).
 from __future__ import annotations
 
 import logging
+import secrets
 from collections import Counter
 from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from flamenco.core.compiler import RenderChunk
 from flamenco.core.states import (
     FINISHED_JOB_STATUSES,
+    InvalidTransition,
     JobStatus,
     TaskStatus,
     check_job_transition,
     check_task_transition,
     job_status_from_tasks,
 )
+from flamenco.server.job_dependencies import job_status_changed
 from flamenco.server.models import JobRow, TaskRow
 from flamenco.server.notifications import queue_job_end
 
@@ -72,11 +76,15 @@ def release_task(task: TaskRow, new: TaskStatus, forget_worker: bool = False) ->
 
 def set_job_status(job: JobRow, new: JobStatus) -> None:
     """Check, then write, the job's new status: a refused change writes nothing. A job that
-    ends (completed, failed, canceled) has its notifications queued in the same transaction."""
-    check_job_transition(JobStatus(job.status), new)
+    ends (completed, failed, canceled) has its notifications queued in the same transaction,
+    and the jobs waiting for it (submit --after) are re-evaluated there too."""
+    old = JobStatus(job.status)
+    check_job_transition(old, new)
     job.status = new
     if new in FINISHED_JOB_STATUSES:
         queue_job_end(job)
+    if new != old:
+        job_status_changed(job, new)
 
 
 def status_counts(s: Session, job_id: str) -> dict[str, int]:
@@ -108,3 +116,37 @@ def refresh_job_status(s: Session, job_id: str, max_failed_tasks: int = 0) -> No
             select(TaskRow).where(TaskRow.job_id == job_id, TaskRow.status.in_(_UNFINISHED))
         ):
             release_task(task, TaskStatus.CANCELED)
+
+
+def replan_queued_tasks(s: Session, tasks: list[TaskRow], chunks: list[RenderChunk]) -> None:
+    """Give a job's trailing queued tasks (in index order, none after them) the frames of
+    `chunks` instead (`--chunk auto`): the first tasks take new frames, tasks are added after
+    them or the ones left over deleted. Only queued tasks are ever re-planned: one that left
+    the queue meanwhile refuses it all (`InvalidTransition`), writing nothing."""
+    for task in tasks:
+        if task.status != TaskStatus.QUEUED:
+            raise InvalidTransition("task", TaskStatus(task.status), TaskStatus.QUEUED)
+    if not tasks:
+        return
+    first = tasks[0]
+    for offset, chunk in enumerate(chunks):
+        if offset < len(tasks):
+            task = tasks[offset]
+            task.name, task.frames, task.command = chunk.name, list(chunk.frames), chunk.command
+            continue
+        s.add(
+            TaskRow(
+                id=secrets.token_hex(8),
+                job_id=first.job_id,
+                index=first.index + offset,
+                name=chunk.name,
+                type=first.type,
+                status=TaskStatus.QUEUED,
+                frames=list(chunk.frames),
+                command=chunk.command,
+                depends_on=[],
+                requirements=first.requirements,
+            )
+        )
+    for task in tasks[len(chunks) :]:
+        s.delete(task)

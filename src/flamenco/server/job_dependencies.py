@@ -1,0 +1,145 @@
+"""Jobs that wait for jobs (submit --after): which jobs a job waits for, whether it still waits,
+and why, in words.
+
+Leasing must not look at other jobs for every sync, so whether a job still waits is a column,
+`jobs.waits_for_jobs`, kept here: the status door (`transitions.set_job_status`) calls
+`job_status_changed` in the transaction of every job status change, which re-evaluates the
+jobs that wait for that one (and the job itself when it is queued again). A job waits while
+any job it names has not completed; one that failed or was canceled keeps it waiting until it
+is requeued (and completes) or the waiting job is canceled. A job names only jobs that exist
+when it is submitted and never changes them, so no cycle can arise.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session, object_session
+
+from flamenco.core.states import JobStatus, TaskStatus
+from flamenco.errors import Unprocessable
+from flamenco.server.models import JobDependency, JobRow, TaskRow
+
+log = logging.getLogger("flamenco.server.job_dependencies")
+
+MAX_AFTER = 100  # jobs one job may wait for
+
+
+def checked_after(s: Session, after: list[str]) -> list[str]:
+    """The jobs to wait for, each once, in their order; one that does not exist is refused.
+    Every user may see every job (the job list is the farm's), so any job may be named."""
+    wanted = list(dict.fromkeys(job_id.strip() for job_id in after if job_id.strip()))
+    if len(wanted) > MAX_AFTER:
+        raise Unprocessable(f"A job can wait for at most {MAX_AFTER} jobs, not {len(wanted)}.")
+    known = set(s.scalars(select(JobRow.id).where(JobRow.id.in_(wanted)))) if wanted else set()
+    for job_id in wanted:
+        if job_id not in known:
+            raise Unprocessable(f"There is no job with id '{job_id}' to wait for.")
+    return wanted
+
+
+def record_after(s: Session, job: JobRow, after: list[str]) -> None:
+    """Make the new job wait for `after` (checked by `checked_after`)."""
+    s.add_all(JobDependency(job_id=job.id, after_job_id=other) for other in after)
+    job.waits_for_jobs = bool(after) and _still_waits(s, job.id)
+
+
+def job_status_changed(job: JobRow, new: JobStatus) -> None:
+    """Re-evaluate, in the same transaction, the jobs waiting for `job`, which just entered
+    `new`, and `job` itself when it is queued again (requeued, resumed)."""
+    s = object_session(job)
+    if s is None:
+        return
+    s.flush()  # the new status must be seen by the queries below
+    if new == JobStatus.QUEUED:
+        job.waits_for_jobs = _still_waits(s, job.id)
+    dependents = s.scalars(
+        select(JobRow)
+        .join(JobDependency, JobDependency.job_id == JobRow.id)
+        .where(JobDependency.after_job_id == job.id, JobRow.status == JobStatus.QUEUED)
+    )
+    for dependent in dependents:
+        waits = _still_waits(s, dependent.id)
+        if waits != dependent.waits_for_jobs:
+            dependent.waits_for_jobs = waits
+            log.info(
+                "job %s: %s job %s (%s)",
+                dependent.id,
+                "waits again for" if waits else "no longer waits, after",
+                job.id,
+                new,
+                extra={"job": dependent.id},
+            )
+
+
+def forget_job(s: Session, job: JobRow) -> None:
+    """Before `job` is deleted: its own waits go; jobs waiting for it stop waiting for it only
+    if it had completed (one deleted unfinished keeps them waiting, with that reason)."""
+    s.execute(delete(JobDependency).where(JobDependency.job_id == job.id))
+    if job.status == JobStatus.COMPLETED:
+        s.execute(delete(JobDependency).where(JobDependency.after_job_id == job.id))
+
+
+def after_of(s: Session, job_id: str) -> list[str]:
+    """The jobs `job_id` waits for (or waited for), in id order."""
+    return sorted(
+        s.scalars(select(JobDependency.after_job_id).where(JobDependency.job_id == job_id))
+    )
+
+
+def waiting_for_jobs_reason(s: Session, job: JobRow) -> str | None:
+    """Why a queued job does not start yet, naming each job it still waits for; None if it
+    does not wait."""
+    if not job.waits_for_jobs or job.status != JobStatus.QUEUED:
+        return None
+    reasons = []
+    for other_id in after_of(s, job.id):
+        other = s.get(JobRow, other_id)
+        if other is None:
+            reasons.append(f"Job {other_id} was deleted before it completed; cancel this one.")
+        elif other.status in (JobStatus.FAILED, JobStatus.CANCELED):
+            reasons.append(f"Job {other_id} {other.status}; requeue it or cancel this one.")
+        elif other.status != JobStatus.COMPLETED:
+            percent = round(100 * _done_fraction(s, other_id))
+            reasons.append(f"Waits for job {other_id} ({other.status}, {percent} %).")
+    return " ".join(reasons) or None
+
+
+def _still_waits(s: Session, job_id: str) -> bool:
+    """Whether some job that `job_id` waits for has not completed (or no longer exists)."""
+    after = after_of(s, job_id)
+    if not after:
+        return False
+    completed = s.scalar(
+        select(func.count())
+        .select_from(JobRow)
+        .where(JobRow.id.in_(after), JobRow.status == JobStatus.COMPLETED)
+    )
+    return completed != len(after)
+
+
+def _done_fraction(s: Session, job_id: str) -> float:
+    total, completed = s.execute(
+        select(
+            func.count(),
+            func.count().filter(TaskRow.status == TaskStatus.COMPLETED),
+        ).where(TaskRow.job_id == job_id)
+    ).one()
+    return completed / total if total else 0.0
+
+
+def frees_jobs(s: Session, job_ids: set[str]) -> bool:
+    """Whether a job that waited for one of these may now start (to wake waiting syncs)."""
+    return bool(
+        s.scalar(
+            select(func.count())
+            .select_from(JobDependency)
+            .join(JobRow, JobRow.id == JobDependency.job_id)
+            .where(
+                JobDependency.after_job_id.in_(job_ids),
+                JobRow.status == JobStatus.QUEUED,
+                JobRow.waits_for_jobs.is_(False),
+            )
+        )
+    )
