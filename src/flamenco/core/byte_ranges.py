@@ -14,6 +14,30 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+# The add-on resumes its uploads too, inside Blender without this package: the back-off and
+# the upload header live in its stdlib module and are used from there.
+from flamenco.addon.render_flamenco.resume import (
+    RESUME_ATTEMPTS,
+    RESUME_FIRST_DELAY_S,
+    RESUME_MAX_DELAY_S,
+    resume_delay,
+    upload_content_range,
+)
+
+__all__ = [
+    "RESUME_ATTEMPTS",
+    "RESUME_FIRST_DELAY_S",
+    "RESUME_MAX_DELAY_S",
+    "ByteRange",
+    "RangeError",
+    "UploadRange",
+    "download_range",
+    "resume_delay",
+    "resume_mismatch",
+    "upload_content_range",
+    "upload_range",
+]
+
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 _UPLOAD_RANGE = re.compile(r"^\s*bytes\s+(\d+)\s*-\s*(\*|\d+)\s*/\s*(\d+)\s*$", re.IGNORECASE)
 
@@ -94,21 +118,3 @@ def resume_mismatch(offset: int, kept: int) -> str | None:
         f"The upload resumes at byte {offset}, but {kept} bytes of it are kept here; "
         f"resume at byte {kept}."
     )
-
-
-def upload_content_range(offset: int, total: int) -> str:
-    """The header of a PUT that sends a file of `total` bytes from byte `offset` on."""
-    return f"bytes {offset}-*/{total}"
-
-
-RESUME_ATTEMPTS = 8  # failures in a row, without a byte of progress between them
-RESUME_FIRST_DELAY_S = 0.5
-RESUME_MAX_DELAY_S = 10.0
-
-
-def resume_delay(failures: int) -> float | None:
-    """How long to wait before resuming a transfer after `failures` (1, 2, …) failures in a
-    row without progress: 0.5 s doubling to 10 s; None once there were RESUME_ATTEMPTS."""
-    if failures > RESUME_ATTEMPTS:
-        return None
-    return min(RESUME_MAX_DELAY_S, RESUME_FIRST_DELAY_S * 2 ** (failures - 1))

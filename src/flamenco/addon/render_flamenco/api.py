@@ -9,6 +9,7 @@ import http.client
 import json
 import socket
 import ssl
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .resume import resume_delay, upload_content_range
 from .trust import (
     TrustError,
     client_context,
@@ -172,20 +174,55 @@ class Server:
         return self.request("POST", path, body, {"Content-Type": "application/json"})
 
     def upload_blob(self, source: Path, sha256: str, progress: Progress | None = None) -> None:
-        """Stream a file to PUT /api/v1/blobs/{sha256}; the Server checks the hash."""
+        """Stream a file to PUT /api/v1/blobs/{sha256}; the Server checks the hash. A dropped
+        connection resumes where the Server's kept bytes end (GET …/upload, Content-Range),
+        with back-off (resume.py)."""
+        size, offset, failures, progress_at_failure = source.stat().st_size, 0, 0, -1
+        while True:
+            position = offset
 
-        def chunks() -> Iterator[bytes]:
-            with source.open("rb") as f:
-                while chunk := f.read(UPLOAD_CHUNK):
-                    yield chunk
-                    if progress is not None:
-                        progress(len(chunk))
+            def chunks(start: int = offset) -> Iterator[bytes]:
+                nonlocal position
+                with source.open("rb") as f:
+                    f.seek(start)
+                    while chunk := f.read(UPLOAD_CHUNK):
+                        yield chunk
+                        position += len(chunk)
+                        if progress is not None:
+                            progress(len(chunk))
 
-        headers = {
-            "Content-Type": "application/octet-stream",
-            "Content-Length": str(source.stat().st_size),
-        }
-        self.request("PUT", f"/api/v1/blobs/{sha256}", chunks(), headers)
+            headers = {
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(size - offset),
+                "Content-Range": upload_content_range(offset, size),
+            }
+            try:
+                answer = self.request("PUT", f"/api/v1/blobs/{sha256}", chunks(), headers)
+                if not (isinstance(answer, dict) and "offset" in answer):  # 202: not all in
+                    return
+                failure: FlamencoError = Unreachable("The upload arrived incomplete.")
+            except Unreachable as exc:
+                failure = exc
+            except ApiError as exc:
+                if not (offset and exc.status in (409, 416)):
+                    raise
+                failure, offset, position = exc, 0, 0  # the kept bytes went: start over
+            while True:  # back off, then ask where to resume, until the Server answers
+                if position > progress_at_failure:
+                    failures = 0
+                progress_at_failure, failures = position, failures + 1
+                delay = resume_delay(failures)
+                if delay is None:
+                    raise failure
+                time.sleep(delay)
+                try:
+                    kept = self.get(f"/api/v1/blobs/{sha256}/upload")
+                    break
+                except Unreachable as exc:
+                    failure = exc
+            if kept.get("complete"):
+                return  # it all arrived; only the answer was lost
+            offset = int(kept["offset"])
 
     # ---- what the add-on asks -----------------------------------------------------------------
 
