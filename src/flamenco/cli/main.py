@@ -485,11 +485,20 @@ def submit(
             "completes, fails or is canceled (README: Notifications).",
         ),
     ] = None,
+    after: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--after",
+            metavar="JOB[,JOB…]",
+            help="Start only once these jobs have completed; repeatable or a comma list "
+            "(README: Jobs that wait for jobs).",
+        ),
+    ] = None,
     server: ServerOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Upload a scene and create a render job; prints the job id."""
-    from flamenco.cli.submit import SubmitRequest, parse_chunk, submit_scene
+    from flamenco.cli.submit import SubmitRequest, parse_after, parse_chunk, submit_scene
     from flamenco.cli.watch import exit_code_of, watch_job
 
     api = client(server)
@@ -522,6 +531,7 @@ def submit(
         allow_missing,
         settings,
         notify,
+        parse_after(after or []),
     )
     job = submit_scene(api, request)
     err.print(f"Submitted job {job.id} ({job.name}), {job.tasks_total} tasks.")
@@ -601,6 +611,8 @@ def jobs_show(
         style="bold",
     )
     out.print(f"Output folder: {job.output_dir}")
+    if job.after:
+        out.print(f"Starts after: {', '.join(job.after)}")
     frames = api.call("GET", api_path("jobs", job_id, "frames"), wire.FrameList).root
     out.print(f"Format: {output_format_label(job.settings, (f.filename for f in frames))}")
     if job.last_error:

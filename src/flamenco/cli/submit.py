@@ -43,6 +43,7 @@ class SubmitRequest:
     allow_missing: bool = False
     settings: dict[str, Any] = field(default_factory=dict)
     notify: str | None = None  # an http(s) URL told of the job's end
+    after: list[str] = field(default_factory=list)  # jobs that must complete first
 
 
 def parse_chunk(text: str) -> int | str:
@@ -52,6 +53,12 @@ def parse_chunk(text: str) -> int | str:
     if re.fullmatch(r"[0-9]+", text.strip()) and int(text) > 0:
         return int(text)
     raise ValueError(f"--chunk must be a whole number of frames above 0 or 'auto', got {text!r}.")
+
+
+def parse_after(values: list[str]) -> list[str]:
+    """`--after`, repeated or comma-separated: the job ids, each once, in their order."""
+    ids = (part.strip() for value in values for part in value.split(","))
+    return list(dict.fromkeys(job_id for job_id in ids if job_id))
 
 
 def upload_missing(
@@ -154,6 +161,7 @@ def submit_scene(api: SyncApi, req: SubmitRequest) -> wire.Job:
         files=manifest,
         sites=req.sites,
         notify=notify,
+        after=req.after,
         settings={"blend": blend, "frames": req.frames, "chunk_size": req.chunk, **settings},
     )
     return api.call("POST", "/api/v1/jobs", wire.Job, submission)
