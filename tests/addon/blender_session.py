@@ -206,6 +206,10 @@ def error_session(plan: dict[str, Any], addon: Any) -> dict[str, Any]:
     settings.notify_url = "ftp://example.com/hook"
     out["bad_notify"] = call(bpy.ops.flamenco.submit)
     settings.notify_url = ""
+    # 5b. A job to wait for that does not exist.
+    settings.after_jobs = "nosuchjob"
+    out["bad_after"] = call(bpy.ops.flamenco.submit)
+    settings.after_jobs = ""
     # 6. A texture of the scene is gone.
     bpy.ops.wm.open_mainfile(filepath=plan["missing_scene"])
     out["missing"] = call(bpy.ops.flamenco.submit)

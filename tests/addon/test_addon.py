@@ -361,6 +361,7 @@ def test_errors_are_one_clear_sentence_and_create_no_job(
     failed("rejected", "Frame range", "5-1")
     assert r["rejected_status"] == r["rejected"]["error"]
     failed("bad_notify", "notification URL 'ftp://example.com/hook' is not an http://")
+    failed("bad_after", "There is no job with id 'nosuchjob' to wait for.")
     failed("missing", "missing", "green.png", "Allow missing files")
     assert r["missing_status"] == r["missing"]["error"]
 

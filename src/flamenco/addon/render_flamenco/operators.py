@@ -9,6 +9,7 @@ script or in background mode (``execute``), it polls the same thread until it is
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import threading
@@ -126,6 +127,7 @@ def prepare_request(context: bpy.types.Context) -> JobRequest:
         priority=settings.priority,
         sites=[site] if site else [],
         notify=settings.notify_url.strip(),
+        after=[job_id for job_id in re.split(r"[\s,]+", settings.after_jobs) if job_id],
         render_device=settings.render_device,
         output_format=settings.output_format,
         run_scripts=settings.run_scripts,

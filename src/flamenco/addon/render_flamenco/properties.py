@@ -72,6 +72,11 @@ class FlamencoJobSettings(bpy.types.PropertyGroup):
         description="An http(s) URL the Server POSTs a signed JSON document to when the job "
         "completes, fails or is canceled; empty: only the farm's own",
     )
+    after_jobs: bpy.props.StringProperty(
+        name="After Jobs",
+        description="Ids of jobs that must complete before this one starts, separated by "
+        "commas (e.g. a bake job); empty: start at once",
+    )
     render_device: bpy.props.EnumProperty(
         name="Device",
         description="Where the Workers render; GPU types are offered whether or not the "

@@ -47,6 +47,7 @@ class JobRequest:
     priority: int = 50
     sites: list[str] = field(default_factory=list)
     notify: str = ""  # an http(s) URL told of the job's end (the Server checks it)
+    after: list[str] = field(default_factory=list)  # jobs that must complete first
     render_device: str = "CPU"
     output_format: str = "SCENE"  # the file's own output settings
     run_scripts: bool = True  # the file's drivers and text blocks run, as on a workstation
@@ -166,6 +167,7 @@ def _send(
         "settings": req.settings(collected.blend),
         "sites": req.sites,
         "notify": req.notify or None,
+        "after": req.after,
     }
     job = server.post("/api/v1/jobs", submission)
     if not isinstance(job, dict) or "id" not in job:

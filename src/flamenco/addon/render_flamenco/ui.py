@@ -43,6 +43,7 @@ class RENDER_PT_flamenco(bpy.types.Panel):
         col.prop(settings, "check_blank")
         col.prop(settings, "allow_missing")
         col.prop(settings, "notify_url", icon="URL")
+        col.prop(settings, "after_jobs", icon="TIME")
 
         busy = state.active is not None
         row = layout.row()
