@@ -127,7 +127,7 @@ SERVER_BUCKETS = {
     "  _renew": ("LeaseService._renew (",),
     "  _lease": ("LeaseService._lease (",),
     "refresh_job_status (sync and updates)": ("refresh_job_status (",),
-    "manager updates route: apply_updates": ("LeaseService.apply_updates (",),
+    "manager updates route: apply_updates": ("UpdateIntake.apply_updates (",),
     "auth: manager_for_token": ("AuthService.manager_for_token (",),
     "[lib] sqlalchemy": ("sqlalchemy/",),
     "[lib] pydantic": ("pydantic", "fastapi/_compat"),

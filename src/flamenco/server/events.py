@@ -61,6 +61,13 @@ class EventBus:
         with contextlib.suppress(RuntimeError):  # a closed loop: the Server is stopping
             self.loop.call_soon_threadsafe(self._offer, encoded, job_id)
 
+    def publish_task(self, job_id: str, task_id: str, logged: bool = False) -> None:
+        """A task changed: its own event, its job's, and with `logged` its log's."""
+        self.publish("task", job_id=job_id, id=task_id)
+        self.publish("job", id=job_id)
+        if logged:
+            self.publish("log", job_id=job_id, task_id=task_id)
+
     def _offer(self, encoded: str, job_id: str | None) -> None:
         for subscriber in self.subscribers:
             subscriber.offer(encoded, job_id)

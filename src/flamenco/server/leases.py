@@ -1,60 +1,42 @@
-"""Handing tasks to Managers, taking their updates, and taking back what they let go."""
+"""Handing tasks to Managers: their sync (held while there is nothing for them), leases
+renewed, expired and taken back. Their updates are `update_intake.py`, the list of Managers
+`manager_views.py`; LeaseService is all three."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from anyio import to_thread
-from sqlalchemy import ColumnElement, String, cast, func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy import update as sql_update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, load_only, sessionmaker
 
 from flamenco import wire
 from flamenco.core.compiler import preview_frame_path
-from flamenco.core.faults import Fault
 from flamenco.core.matching import Capabilities, Requirements, unmet
-from flamenco.core.states import (
-    RUNNABLE_TASK_STATUSES,
-    TERMINAL_TASK_STATUSES,
-    InvalidTransition,
-    JobStatus,
-    TaskStatus,
-)
+from flamenco.core.states import RUNNABLE_TASK_STATUSES, JobStatus, TaskStatus
 from flamenco.db import utcnow
-from flamenco.errors import NotFound, Unavailable
 from flamenco.server import transitions
 from flamenco.server.doorbell import Doorbell
 from flamenco.server.events import EventBus
-from flamenco.server.hangs import record_error, take_back
-from flamenco.server.job_dependencies import frees_jobs
-from flamenco.server.models import (
-    AppliedUpdate,
-    JobRow,
-    JobSite,
-    ManagerRow,
-    OutputRow,
-    TaskLogChunk,
-    TaskRow,
-)
-from flamenco.server.records import blocked_workers, failed_by
-from flamenco.server.transitions import lease_task, release_task, report_task
+from flamenco.server.hangs import take_back
+from flamenco.server.manager_views import ManagerViews
+from flamenco.server.models import JobRow, JobSite, ManagerRow, OutputRow, TaskRow
+from flamenco.server.records import blocked_workers, dependencies_done, failed_by
+from flamenco.server.transitions import lease_task, release_task
+from flamenco.server.update_intake import UpdateIntake
 
 log = logging.getLogger("flamenco.server.leases")
 
 LEASABLE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.ACTIVE)
 HELD_TASK_STATUSES = (TaskStatus.LEASED, TaskStatus.ACTIVE)
-# A task entering one of these may be leased again, or its job failed (tasks taken away).
-RINGING_STATUSES = {TaskStatus.QUEUED, TaskStatus.SOFT_FAILED, TaskStatus.FAILED}
-LOG_TAIL_CHARS = 4000
 SCAN_LIMIT = 500  # candidate tasks looked at per lease request
 PAGE_SLACK = 4  # candidates read beyond those wanted, for the ones that do not fit
-BATCH_ATTEMPTS = 3
 EXPIRY_MARGIN_S = 0.05
 SYNC_MANAGER_COLUMNS = (ManagerRow.id, ManagerRow.name, ManagerRow.worker_states)  # not workers
 HELD_COLUMNS = (
@@ -83,29 +65,6 @@ class Renewal(NamedTuple):
     jobs: set[str]  # the jobs of the held tasks
 
 
-@dataclass
-class AppliedBatch:
-    """What a batch of updates changed, to announce once it is committed."""
-
-    tasks: dict[tuple[str, str], bool] = field(default_factory=dict)  # (job, task) -> logged
-    entered: dict[str, set[TaskStatus]] = field(default_factory=dict)  # job -> task statuses
-
-    def touched(self, task: TaskRow, logged: bool) -> None:
-        key = (task.job_id, task.id)
-        self.tasks[key] = self.tasks.get(key, False) or logged
-
-    def moved(self, task: TaskRow) -> None:
-        self.entered.setdefault(task.job_id, set()).add(TaskStatus(task.status))
-
-    @property
-    def jobs(self) -> set[str]:
-        return {job_id for job_id, _ in self.tasks}
-
-    @property
-    def statuses(self) -> set[TaskStatus]:
-        return set().union(*self.entered.values())
-
-
 def _news(reply: wire.ManagerSyncReply) -> tuple[Any, ...]:
     """What a reply tells a Manager besides leases and revocations."""
     return reply.blocklist, reply.worker_states
@@ -119,7 +78,10 @@ def _moved(row: Any, progress: wire.Progress) -> bool:
     return (row.progress, row.activity) != (progress.progress, progress.activity)
 
 
-class LeaseService:
+class LeaseService(UpdateIntake, ManagerViews):
+    """Leases tasks to Managers through their sync; takes in their updates (UpdateIntake) and
+    keeps the list of Managers and their Workers (ManagerViews)."""
+
     def __init__(
         self,
         sessions: sessionmaker,
@@ -222,7 +184,7 @@ class LeaseService:
             self.events.publish("managers")
         leased = [(lease.job_id, lease.task_id) for lease in leases]
         for job_id, task_id in renewal.moved + leased + handed:
-            self._publish_task(job_id, task_id)
+            self.events.publish_task(job_id, task_id)
         reply = wire.ManagerSyncReply(
             leases=leases,
             revoked=renewal.revoked,
@@ -250,41 +212,6 @@ class LeaseService:
             row.workers = [w.model_dump(mode="json") for w in req.workers]
             return row, req.workers
         return row, wire.worker_summaries(row.workers)[0]
-
-    def set_worker_state(self, manager_name: str, worker: str, state: str) -> None:
-        """What operators want of a Worker; its Manager passes it on at its next sync."""
-        with self.sessions.begin() as s:
-            row = s.scalar(select(ManagerRow).where(ManagerRow.name == manager_name))
-            if row is None:
-                raise NotFound(f"There is no Manager named '{manager_name}'.")
-            if not any(w.get("name") == worker for w in row.workers):
-                raise NotFound(f"Manager '{manager_name}' has no Worker named '{worker}'.")
-            row.worker_states = {**row.worker_states, worker: state}
-        log.info(
-            "worker %s of %s: wanted %s", worker, manager_name, state, extra={"worker": worker}
-        )
-        self.events.publish("managers")
-        self.bell.ring()
-
-    def managers(self) -> list[wire.ManagerInfo]:
-        """Every Manager with its Workers, as last reported, and whether it is online."""
-        cutoff = utcnow() - self.manager_offline
-        with self.sessions() as s:
-            rows = s.scalars(select(ManagerRow).order_by(ManagerRow.name)).all()
-            return [
-                wire.ManagerInfo(
-                    name=m.name,
-                    last_seen=m.last_seen,
-                    address=m.address,
-                    status="revoked"
-                    if m.revoked
-                    else "online"
-                    if m.last_seen and m.last_seen > cutoff
-                    else "offline",
-                    workers=wire.worker_summaries(m.workers)[0],
-                )
-                for m in rows
-            ]
 
     def expire_leases(self, s: Session) -> int:
         """Tasks whose Manager stayed silent past the lease timeout go back to the queue."""
@@ -351,12 +278,6 @@ class LeaseService:
             moved=[(rows[p.task_id].job_id, p.task_id) for p in moved],
             jobs={rows[i].job_id for i in held if i in rows},
         )
-
-    def _publish_task(self, job_id: str, task_id: str, logged: bool = False) -> None:
-        self.events.publish("task", job_id=job_id, id=task_id)
-        self.events.publish("job", id=job_id)
-        if logged:
-            self.events.publish("log", job_id=job_id, task_id=task_id)
 
     def _lease(
         self, s: Session, manager: ManagerRow, want: int, workers: list[wire.WorkerSummary]
@@ -440,7 +361,7 @@ class LeaseService:
 
     def _may_lease(self, s: Session, task: TaskRow, allowed: list[Capabilities]) -> bool:
         """Whether the task may run now, on one of the Workers allowed its job."""
-        if task.depends_on and not self._dependencies_done(s, task):
+        if task.depends_on and not dependencies_done(s, task):
             return False
         needs = Requirements.from_dict(task.requirements)
         return any(unmet(needs, cap) is None for cap in allowed)  # else another site may
@@ -483,184 +404,3 @@ class LeaseService:
         return {
             preview_frame_path(r.frame, r.filename): r.sha256 for r in rows if r.frame in wanted
         }
-
-    @staticmethod
-    def _dependencies_done(s: Session, task: TaskRow) -> bool:
-        statuses = s.scalars(
-            select(TaskRow.status).where(
-                TaskRow.job_id == task.job_id, TaskRow.index.in_(task.depends_on)
-            )
-        ).all()
-        return all(status == TaskStatus.COMPLETED for status in statuses)
-
-    # ---- updates ---------------------------------------------------------------------------
-
-    def apply_updates(self, manager: ManagerRow, updates: list[wire.TaskUpdate]) -> list[str]:
-        """Apply each update once, all in one transaction; every id received is acknowledged,
-        applied or not. A replay (an id seen before, or twice in the batch) changes nothing."""
-        for _ in range(BATCH_ATTEMPTS):
-            try:
-                batch = self._apply_batch(manager.id, updates)
-                break
-            except IntegrityError:
-                # The same update arrived twice at once (a retry racing the first try) and the
-                # other transaction recorded it first: the next attempt skips it.
-                log.info("update batch of manager %s raced a replay; applying again", manager.id)
-        else:
-            raise Unavailable("The updates could not be applied; send them again.")
-        self._announce(batch)
-        return [u.update_id for u in updates]
-
-    def _apply_batch(self, manager_id: int, updates: list[wire.TaskUpdate]) -> AppliedBatch:
-        batch = AppliedBatch()
-        with self.sessions.begin() as s:
-            fresh = self._fresh(s, updates)
-            tasks = self._lock_tasks(s, {u.task_id for u in fresh})
-            for update in fresh:
-                task = tasks.get(update.task_id)
-                before = task.status if task is not None else None
-                outcome = self._apply(s, manager_id, task, update)
-                s.add(
-                    AppliedUpdate(
-                        update_id=update.update_id,
-                        task_id=update.task_id,
-                        outcome=outcome,
-                        status=update.status,
-                        worker=update.worker,
-                        manager_id=manager_id,
-                    )
-                )
-                if task is None:
-                    continue
-                batch.touched(task, bool(update.log or update.error))
-                if outcome == "applied":
-                    record_error(s, task, update)
-                    if update.fault == Fault.FILE and task.status == TaskStatus.FAILED:
-                        # A file that cannot render fails its job at once, not at the end of
-                        # the batch: the job's other failures in it (a file without a camera
-                        # fails within milliseconds on every Worker) find their tasks
-                        # canceled, and blocklist nobody.
-                        transitions.refresh_job_status(s, task.job_id, max_failed_tasks=0)
-                if task.status != before:
-                    batch.moved(task)
-            self._refresh_jobs(s, batch.entered)
-        return batch
-
-    def _refresh_jobs(self, s: Session, entered: dict[str, set[TaskStatus]]) -> None:
-        """Bring each job whose tasks moved to the status they imply, once per batch. Tasks that
-        only started cannot change a running job's status: that job is not counted again."""
-        for job_id in sorted(entered):
-            job = s.get(JobRow, job_id)
-            if job is None or (
-                job.status == JobStatus.ACTIVE and entered[job_id] <= {TaskStatus.ACTIVE}
-            ):
-                continue
-            transitions.refresh_job_status(s, job_id, self.max_failed_tasks)
-
-    @staticmethod
-    def _fresh(s: Session, updates: list[wire.TaskUpdate]) -> list[wire.TaskUpdate]:
-        """The updates never applied before, each id once, in their order."""
-        ids = {u.update_id for u in updates}
-        seen = set(
-            s.scalars(select(AppliedUpdate.update_id).where(AppliedUpdate.update_id.in_(ids)))
-        )
-        fresh = []
-        for update in updates:
-            if update.update_id not in seen:
-                seen.add(update.update_id)
-                fresh.append(update)
-        return fresh
-
-    @staticmethod
-    def _lock_tasks(s: Session, task_ids: set[str]) -> dict[str, TaskRow]:
-        """The tasks, locked on PostgreSQL (in one order: no deadlock) until the batch ends, so
-        that two Managers reporting the same task cannot both win."""
-        if not task_ids:
-            return {}
-        rows = s.scalars(
-            select(TaskRow).where(TaskRow.id.in_(task_ids)).order_by(TaskRow.id).with_for_update()
-        )
-        return {task.id: task for task in rows}
-
-    def _announce(self, batch: AppliedBatch) -> None:
-        """After the commit: tell the Dashboard, and wake waiting syncs if there is work."""
-        for (job_id, task_id), logged in batch.tasks.items():
-            self._publish_task(job_id, task_id, logged)
-        statuses = batch.statuses
-        if statuses & RINGING_STATUSES or (
-            TaskStatus.COMPLETED in statuses
-            and self.bell.listened
-            and self._dependents_ready(batch.jobs)
-        ):
-            self.bell.ring()
-
-    def _dependents_ready(self, job_ids: set[str]) -> bool:
-        """Whether a runnable task of these jobs that waited for others may now run, or a job
-        that waited for one of them (submit --after) may now start."""
-        with self.sessions() as s:
-            if frees_jobs(s, job_ids):
-                return True
-            waiting = s.scalars(
-                select(TaskRow).where(
-                    TaskRow.job_id.in_(job_ids),
-                    TaskRow.status.in_(RUNNABLE_TASK_STATUSES),
-                    cast(TaskRow.depends_on, String) != "[]",
-                )
-            )
-            return any(self._dependencies_done(s, task) for task in waiting)
-
-    def _apply(
-        self, s: Session, manager_id: int, task: TaskRow | None, update: wire.TaskUpdate
-    ) -> str:
-        if task is None:
-            return "unknown-task"
-        ctx = {"job": task.job_id, "task": task.id, "worker": update.worker}
-        self._append_log(s, task, update)
-        if task.manager_id != manager_id or task.status in TERMINAL_TASK_STATUSES:
-            log.info(
-                "task %s: update %s ignored, task is %s elsewhere",
-                task.id,
-                update.update_id,
-                task.status,
-                extra=ctx,
-            )
-            return "ignored"
-        if update.worker:
-            task.worker = update.worker
-        if update.blender_pid is not None:
-            task.blender_pid = update.blender_pid
-        if update.activity is not None:
-            task.activity = update.activity
-        if update.progress is not None:
-            task.progress = update.progress
-        if update.status is not None and update.status != task.status:
-            new = self._outcome_status(task, update)
-            old = task.status
-            try:
-                report_task(task, new)
-            except InvalidTransition as exc:
-                log.warning("task %s: %s", task.id, exc, extra=ctx)
-                return "invalid-transition"
-            log.info("task %s: %s -> %s", task.id, old, new, extra=ctx)
-        return "applied"
-
-    def _outcome_status(self, task: TaskRow, update: wire.TaskUpdate) -> TaskStatus:
-        """A failure is retried (soft-failed) until the task has failed too often; one that is
-        the file's fault is not retried (flamenco.core.faults)."""
-        if update.status != TaskStatus.FAILED:
-            return TaskStatus(update.status)
-        task.failure_count += 1
-        if task.failure_count < self.max_task_failures and update.fault != Fault.FILE:
-            return TaskStatus.SOFT_FAILED
-        return TaskStatus.FAILED
-
-    @staticmethod
-    def _append_log(s: Session, task: TaskRow, update: wire.TaskUpdate) -> None:
-        lines = list(update.log)
-        if update.error:
-            lines.append(f"ERROR: {update.error}")
-        if not lines:
-            return
-        text = "\n".join(lines) + "\n"
-        s.add(TaskLogChunk(task_id=task.id, text=text))
-        task.log_tail = (task.log_tail + text)[-LOG_TAIL_CHARS:]

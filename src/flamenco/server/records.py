@@ -91,3 +91,13 @@ def online_workers(
             if summary.status in wire.WORKING_STATUSES:
                 capabilities[summary.name] = summary.capabilities()
     return capabilities
+
+
+def dependencies_done(s: Session, task: TaskRow) -> bool:
+    """Whether every task this one waits for has completed."""
+    statuses = s.scalars(
+        select(TaskRow.status).where(
+            TaskRow.job_id == task.job_id, TaskRow.index.in_(task.depends_on)
+        )
+    ).all()
+    return all(status == TaskStatus.COMPLETED for status in statuses)
