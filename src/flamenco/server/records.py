@@ -1,4 +1,5 @@
-"""Queries over what Managers reported, shared by the job and lease services."""
+"""Queries shared by the job and lease services: what Managers reported, and whether the tasks
+a task waits for are done."""
 
 from __future__ import annotations
 
