@@ -11,9 +11,12 @@ the bound must never fail a task.
 
 Room is made before a blob is written whenever its size is known (a download's
 Content-Length, a local file), so the folder stays within its bound while a blob arrives;
-one whose size was not announced is made room for as soon as it is in. Once a cache is full,
-room is made down to `low_water` of the bound (95 %), so that asking for the pins (every held
-task's files, on a busy Manager) happens once per few hundred MB, not with every frame.
+one whose size was not announced is made room for as soon as it is in. The kept bytes of
+uploads that may resume (`tmp/partial-*`, frames coming up from Workers) count against the
+bound as they lie on disk, and room for the rest of one is made when it resumes. Once a
+cache is full, room is made down to `low_water` of the bound (95 %), so that asking for the
+pins (every held task's files, on a busy Manager) happens once per few hundred MB, not with
+every frame.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterable, Callable, Iterator, Mapping
 from pathlib import Path
 
-from flamenco.blobs import BlobStore, is_sha256
+from flamenco.blobs import PARTIAL_PREFIX, BlobStore, is_sha256
 from flamenco.core.sizes import UNLIMITED, format_size
 
 log = logging.getLogger("flamenco.cache")
@@ -106,6 +109,25 @@ class BoundedBlobStore(BlobStore):
         self._added(digest)
         return digest
 
+    async def append_partial(
+        self, sha256: str, uploader: str, offset: int, total: int, chunks: AsyncIterable[bytes]
+    ) -> int:
+        self._make_room(total - offset)
+        return await super().append_partial(sha256, uploader, offset, total, chunks)
+
+    def commit_partial(self, sha256: str, uploader: str) -> str:
+        digest = super().commit_partial(sha256, uploader)  # its bytes were counted as kept
+        self._added(digest)
+        return digest
+
+    def _partial_bytes(self) -> int:
+        """The bytes of unfinished uploads kept for resuming (blobs.py `append_partial`)."""
+        total = 0
+        for path in (self.root / "tmp").glob(f"{PARTIAL_PREFIX}*"):
+            with contextlib.suppress(FileNotFoundError):
+                total += path.stat().st_size
+        return total
+
     @contextlib.contextmanager
     def _room_for(self, incoming: int) -> Iterator[None]:
         self._make_room(incoming)
@@ -128,6 +150,7 @@ class BoundedBlobStore(BlobStore):
         the low-water mark."""
         if self.cap == UNLIMITED:
             return
+        incoming += self._partial_bytes()
         wanted = self.bytes_used + self._reserved + incoming
         if wanted <= self.cap:
             return
