@@ -265,6 +265,12 @@ class ScriptProc(Proc):
             )
 
 
+BOOTSTRAP = (
+    "import sys, pathlib; from flamenco.cli.up import bootstrap; "
+    "bootstrap(pathlib.Path(sys.argv[1]))"
+)
+
+
 class BenchFarm(TestFarm):
     """A TestFarm whose Worker may be the cold one and whose parts may carry probes."""
 
@@ -275,6 +281,15 @@ class BenchFarm(TestFarm):
     ) -> None:
         super().__init__(root)
         self.cold, self.trace, self.code = cold, trace, code
+
+    def start_server(self, *args: Any, **kwargs: Any) -> str:
+        if self.code is not None:  # the farm's database made by the code that will serve it
+            subprocess.run(
+                [sys.executable, "-c", BOOTSTRAP, str(self.root)],
+                env={**os.environ, "PYTHONPATH": str(self.code)},
+                check=True,
+            )
+        return super().start_server(*args, **kwargs)  # reads the farm.toml written above
 
     def _start(self, label: str, args: list[str], env: dict[str, str], *more: Any) -> Proc:
         if self.code is not None:  # every part of the farm runs this copy of the code
