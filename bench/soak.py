@@ -1,7 +1,7 @@
 """Does a farm stay flat under steady work? Memory and disk of one Server and one Manager.
 
     .venv/bin/python bench/soak.py [--workers 300] [--minutes 10] [--warmup-s 180]
-        [--render-s 60] [--job-size 50] [--keep-days 0.0007] [--samples 6] [--json PATH]
+        [--render-s 60] [--job-size 10] [--keep-days 0.0007] [--samples 6] [--json PATH]
     .venv/bin/python bench/soak.py --quick      # 5 Workers, 12 s: does the script work?
 
 A real Server and a real Manager run as processes (tests/farmkit.TestFarm: loopback, free
@@ -121,8 +121,34 @@ def update(task_id: str, worker: str, status: str, progress: float, activity: st
     }
 
 
+async def render(
+    conn: SoakConnection, tally: Tally, task_id: str, seconds: float, heartbeat_s: float
+) -> bool:
+    """Wait `seconds`, syncing every `heartbeat_s` as a rendering Worker does (the Manager
+    takes a task back from a Worker silent for worker_timeout_s, 60 s); False if the task
+    was taken back or canceled meanwhile."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        await asyncio.sleep(min(left, heartbeat_s))
+        if time.monotonic() >= end:
+            break
+        body = {"want_task": False, "running_task_id": task_id}
+        status, reply = await conn.post("/api/v1/worker/sync", body)
+        if status != 200:
+            tally.errors[f"heartbeat HTTP {status}"] += 1
+        elif task_id in (reply.get("cancel") or []):
+            tally.errors["task taken back while rendering"] += 1
+            return False
+    return True
+
+
 async def worker_loop(
-    conn: SoakConnection, tally: Tally, index: int, name: str, render_s: float
+    conn: SoakConnection,
+    tally: Tally,
+    index: int,
+    name: str,
+    render_s: float,
+    heartbeat_s: float,
 ) -> None:
     rng = random.Random(index)
     warm: str | None = None
@@ -149,12 +175,14 @@ async def worker_loop(
         frame = assignment["frames"][0]
         half = render_s * rng.uniform(0.5, 1.5) / 2
         try:
-            await asyncio.sleep(half)
+            if not await render(conn, tally, task_id, half, heartbeat_s):
+                continue
             progress = update(task_id, name, "active", 0.5, f"frame {frame}: sample 8/16")
             status, _ = await conn.post("/api/v1/worker/updates", {"updates": [progress]})
             if status != 200:
                 tally.errors[f"updates HTTP {status}"] += 1
-            await asyncio.sleep(half)
+            if not await render(conn, tally, task_id, half, heartbeat_s):
+                continue
             png = tiny_png(tally.frames + 1 + (index << 20))
             tally.frames += 1
             path = f"/api/v1/worker/tasks/{task_id}/frames/{frame}?filename=frame_{frame:06d}.png"
@@ -312,7 +340,7 @@ async def drive(farm: BenchFarm, args: argparse.Namespace) -> dict[str, Any]:
     conns = [SoakConnection(farm.manager_url, token) for _, token in creds]
     running = [asyncio.create_task(keep_fed(farm, tally, args, jobs))]
     running += [
-        asyncio.create_task(worker_loop(conn, tally, i, name, args.render_s))
+        asyncio.create_task(worker_loop(conn, tally, i, name, args.render_s, args.heartbeat_s))
         for i, (conn, (name, _)) in enumerate(zip(conns, creds, strict=True))
     ]
     samples: list[dict[str, Any]] = []
@@ -409,7 +437,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup-s", type=float, default=180.0, help="before the first sample")
     parser.add_argument("--samples", type=int, default=6, help="samples after the first")
     parser.add_argument("--render-s", type=float, default=60.0, help="mean time per task")
-    parser.add_argument("--job-size", type=int, default=50, help="one-frame tasks per job")
+    parser.add_argument(
+        "--heartbeat-s",
+        type=float,
+        default=10.0,
+        help="sync while rendering every (real Workers: 1 s; the Manager's timeout is 60 s)",
+    )
+    parser.add_argument("--job-size", type=int, default=10, help="one-frame tasks per job")
     parser.add_argument("--backlog", type=int, default=None, help="tasks kept waiting [2xN]")
     parser.add_argument(
         "--keep-days", type=float, default=0.0007, help="Server --keep-days (0: keep all)"
