@@ -136,11 +136,15 @@ def submit_session(plan: dict[str, Any], addon: Any) -> dict[str, Any]:
 
     # The same scene again: its texture and library have not changed since they were hashed,
     # so only the new copy of the scene is read (the hash cache, shared with the CLI).
+    # This one frame is rendered as 2 tiles ("Tiles" set).
     settings.use_scene_frames = False
     settings.frames = "1"
+    settings.tiles = 2
     out["again"] = call(bpy.ops.flamenco.submit)
     again = addon.state.last_outcome
     out["again_hashed"] = [again.hashed, again.total] if again else None
+    out["again_job"] = again.job if again else None
+    settings.tiles = 0
 
     # The same scene again, its dependencies found by Blender's own list instead of BAT.
     addon.state.use_bat = False
@@ -210,6 +214,17 @@ def error_session(plan: dict[str, Any], addon: Any) -> dict[str, Any]:
     settings.after_jobs = "nosuchjob"
     out["bad_after"] = call(bpy.ops.flamenco.submit)
     settings.after_jobs = ""
+    # 5c. Tiles: more than the frame's pixels (refused by the add-on before saving a copy),
+    # then with two frames (sent: the Server refuses it).
+    render = bpy.context.scene.render
+    pct = render.resolution_percentage
+    out["pixels"] = [render.resolution_x * pct // 100, render.resolution_y * pct // 100]
+    settings.tiles = out["pixels"][0] * out["pixels"][1] + 1
+    out["too_many_tiles"] = call(bpy.ops.flamenco.submit)
+    out["too_many_tiles_status"] = settings.status
+    settings.tiles, settings.frames = 4, "1-2"
+    out["tiles_two_frames"] = call(bpy.ops.flamenco.submit)
+    settings.tiles, settings.frames = 0, "1"
     # 6. A texture of the scene is gone.
     bpy.ops.wm.open_mainfile(filepath=plan["missing_scene"])
     out["missing"] = call(bpy.ops.flamenco.submit)

@@ -288,6 +288,9 @@ def test_submit_from_blender_uploads_the_dependencies_and_renders_them(
     # were remembered by the hash cache in the user's cache folder.
     assert r["again"] == {"result": ["FINISHED"], "error": ""}, r
     assert r["again_hashed"] == [1, 3]
+    # ... and that frame was sent as 2 tiles ("Tiles" 2), joined by the Server into one frame.
+    tiled = r["again_job"]
+    assert tiled["settings"]["tiles"] == 2 and "tiles" not in job["settings"]
     assert (tmp_path / "session" / "cache" / "flamenco" / "hashes.sqlite3").is_file()
 
     # The texture and the library are on the Server.
@@ -311,6 +314,14 @@ def test_submit_from_blender_uploads_the_dependencies_and_renders_them(
     assert r["statuses"][-1] == "Completed: 1/1 frames", r["statuses"]
     assert r["refresh"] == {"result": ["FINISHED"], "error": ""}
     assert r["final_progress"] == pytest.approx(1.0)
+
+    assert farm.wait_job(tiled["id"], timeout=120).status == "completed", farm.logs()
+    assert sorted(t.name for t in farm.tasks(tiled["id"])) == [
+        "render 1 tile 1/2",
+        "render 1 tile 2/2",
+    ]
+    tiled_frames = farm.api().request("GET", f"/api/v1/jobs/{tiled['id']}/frames").json()
+    assert [f["filename"] for f in tiled_frames] == ["frame_000001.png"]
 
     for job_id, frames in ((job["id"], 2), (fallback["id"], 1)):
         assert farm.wait_job(job_id, timeout=120).status == "completed", farm.logs()
@@ -362,6 +373,10 @@ def test_errors_are_one_clear_sentence_and_create_no_job(
     assert r["rejected_status"] == r["rejected"]["error"]
     failed("bad_notify", "notification URL 'ftp://example.com/hook' is not an http://")
     failed("bad_after", "There is no job with id 'nosuchjob' to wait for.")
+    width, height = r["pixels"]
+    failed("too_many_tiles", f"--tiles {width * height + 1} is more than the {width}x{height}")
+    assert r["too_many_tiles_status"] == r["too_many_tiles"]["error"]
+    failed("tiles_two_frames", "--tiles splits one frame over many machines", "2 frames")
     failed("missing", "missing", "green.png", "Allow missing files")
     assert r["missing_status"] == r["missing"]["error"]
 

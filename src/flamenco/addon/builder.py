@@ -2,9 +2,10 @@
 
 The zip holds ``render_flamenco/`` at its root (``blender_manifest.toml`` with Flamenco's
 version, the Python modules) plus blender-asset-tracer, copied from the installed package
-into ``_vendor/`` at build time. Entries are sorted and dated 1980-01-01, so the same
-sources always give the same bytes: the zip `flamenco addon build` writes is the one the
-Server offers.
+into ``_vendor/`` at build time, and Flamenco's own ``core/tiles.py`` as ``flamenco_tiles.py``
+(standard library only), so the add-on checks a tile count as the CLI and Server do.
+Entries are sorted and dated 1980-01-01, so the same sources always give the same bytes: the
+zip `flamenco addon build` writes is the one the Server offers.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ VENDOR = "_vendor"
 BAT = "blender_asset_tracer"
 # Parts of BAT the add-on does not use and that need packages Blender lacks (requests, boto3).
 BAT_LEFT_OUT = ("cli/", "pack/shaman/", "pack/s3.py", "__main__.py")
+# Flamenco modules the add-on uses, copied in at build time: zip path -> source.
+SHARED = {"flamenco_tiles.py": Path(__file__).parents[1] / "core" / "tiles.py"}
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
@@ -92,6 +95,7 @@ def addon_files(version: str = __version__) -> dict[str, bytes]:
         if path.name != MANIFEST
     }
     files[MANIFEST] = _manifest(version)
+    files.update({name: source.read_bytes() for name, source in SHARED.items()})
     files.update(_bat_files())
     return files
 

@@ -22,6 +22,7 @@ from bpy.app.handlers import persistent
 
 from . import state
 from .api import FlamencoError, Server, dashboard_url, describe_connection, normalise_url
+from .flamenco_tiles import TileError, grid_shape  # core/tiles.py, copied in by the builder
 from .packing import load_bat
 from .preferences import preferences
 from .properties import FINAL_STATUSES, scene_frames
@@ -71,6 +72,18 @@ class FLAMENCO_OT_check_connection(bpy.types.Operator):
 # ---- submitting ------------------------------------------------------------------------------
 
 
+def check_tiles(scene: bpy.types.Scene, tiles: int) -> None:
+    """Refuse a tile count the frame cannot be split into, with the CLI's sentence, before
+    anything is saved or sent (the Server refuses a job of more than one frame itself)."""
+    render = scene.render
+    pct = render.resolution_percentage  # the size Blender renders, as the Worker counts it
+    width, height = render.resolution_x * pct // 100, render.resolution_y * pct // 100
+    try:
+        grid_shape(tiles, width, height)
+    except TileError as exc:
+        raise FlamencoError(str(exc)) from None
+
+
 def prepare_request(context: bpy.types.Context) -> JobRequest:
     """Read the settings and save a copy of the scene; raise FlamencoError if that fails."""
     prefs = preferences(context)
@@ -86,6 +99,9 @@ def prepare_request(context: bpy.types.Context) -> JobRequest:
     frames = scene_frames(scene) if settings.use_scene_frames else settings.frames.strip()
     if not frames:
         raise FlamencoError("Type the frames to render (e.g. 1-10,15) or use the scene's range.")
+    tiles = settings.tiles if settings.tiles >= 2 else 0  # 0 and 1: whole frames
+    if tiles:
+        check_tiles(scene, tiles)
     original = Path(bpy.data.filepath)
     use_bat = state.use_bat and load_bat() is not None
     workdir = Path(tempfile.mkdtemp(prefix="flamenco-submit-"))
@@ -124,6 +140,8 @@ def prepare_request(context: bpy.types.Context) -> JobRequest:
         name=settings.job_name.strip() or original.stem,
         frames=frames,
         chunk_size=settings.chunk_size,
+        task_seconds=settings.task_seconds if settings.chunk_by_time else 0.0,
+        tiles=tiles,
         priority=settings.priority,
         sites=[site] if site else [],
         notify=settings.notify_url.strip(),

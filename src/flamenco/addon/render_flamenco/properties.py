@@ -58,6 +58,27 @@ class FlamencoJobSettings(bpy.types.PropertyGroup):
         min=1,
         soft_max=100,
     )
+    chunk_by_time: bpy.props.BoolProperty(
+        name="Chunks by Time",
+        description="Start with one frame per task, then size the queued tasks so that each "
+        "takes about Task Seconds (the CLI's --chunk auto); not with tiles or a preview video",
+        default=False,
+    )
+    task_seconds: bpy.props.FloatProperty(
+        name="Task Seconds",
+        description="With Chunks by Time: the seconds each task should take",
+        default=60.0,
+        min=0.1,
+        soft_max=3600.0,
+    )
+    tiles: bpy.props.IntProperty(
+        name="Tiles",
+        description="Split a single frame into this many regions, rendered on different "
+        "Workers and joined by the Server; 0 or 1: render whole frames",
+        default=0,
+        min=0,
+        soft_max=64,
+    )
     priority: bpy.props.IntProperty(
         name="Priority", description="0-100, higher renders first", default=50, min=0, max=100
     )

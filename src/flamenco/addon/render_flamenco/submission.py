@@ -44,6 +44,8 @@ class JobRequest:
     name: str
     frames: str
     chunk_size: int = 1
+    task_seconds: float = 0.0  # above 0: chunks by time (the CLI's --chunk auto --task-seconds)
+    tiles: int = 0  # from 2: the single frame is rendered as that many tiles
     priority: int = 50
     sites: list[str] = field(default_factory=list)
     notify: str = ""  # an http(s) URL told of the job's end (the Server checks it)
@@ -73,6 +75,10 @@ class JobRequest:
             settings["scripts"] = False  # like the CLI's --no-scripts
         if self.check_blank:
             settings["check_blank"] = True  # like the CLI's --check-blank
+        if self.tiles:
+            settings["tiles"] = self.tiles  # like the CLI's --tiles
+        if self.task_seconds > 0:  # like the CLI's --chunk auto --task-seconds
+            settings["chunk_size"], settings["task_seconds"] = "auto", self.task_seconds
         return settings
 
 

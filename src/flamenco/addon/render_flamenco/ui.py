@@ -32,7 +32,12 @@ class RENDER_PT_flamenco(bpy.types.Panel):
         sub = col.column()
         sub.enabled = not settings.use_scene_frames
         sub.prop(settings, "frames")
-        col.prop(settings, "chunk_size")
+        col.prop(settings, "chunk_by_time")
+        if settings.chunk_by_time:
+            col.prop(settings, "task_seconds")
+        else:
+            col.prop(settings, "chunk_size")
+        col.prop(settings, "tiles")
         col.prop(settings, "priority")
         col.prop(settings, "target_site", icon="WORLD")
         col.prop(settings, "render_device")
