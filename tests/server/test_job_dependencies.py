@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serverkit import BLEND, add_job, add_manager, alice, lease_sync, make_services, task_update
+from serverkit import (
+    BLEND,
+    ONE_CPU_WORKER,
+    add_job,
+    add_manager,
+    alice,
+    lease_sync,
+    make_services,
+    task_update,
+)
 
 from flamenco import wire
 from flamenco.core.actions import JobAction
@@ -78,6 +88,33 @@ def test_a_waiting_job_leases_nothing_until_every_job_it_waits_for_completed(
     ]
     complete_leases(svc, manager, leases)
     assert svc.jobs.get(waiting.id).status == JobStatus.COMPLETED
+
+
+def test_a_held_sync_answers_as_soon_as_a_completion_frees_a_waiting_job(
+    svc: ServerServices,
+) -> None:
+    """A Manager's long-polled sync is woken by the completion that frees a waiting job, not
+    left held until its wait runs out."""
+    baker, waiter = add_manager(svc, "baker"), add_manager(svc, "waiter")
+    bake = add_job(svc, "1")
+    render = add_job_after(svc, "1", [bake.id])
+    (lease,) = lease_sync(svc, baker, want=1).leases
+
+    async def scenario() -> wire.ManagerSyncReply:
+        lease_sync(svc, waiter)  # told everything: the next sync may be held
+        request = wire.ManagerSync(want=1, workers=ONE_CPU_WORKER, wait_s=30.0)
+        sync = asyncio.create_task(svc.leases.sync_waiting(waiter, request))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5.0
+        while not (svc.leases.bell.waiting or sync.done()):
+            assert loop.time() < deadline, "the sync was never held"
+            await asyncio.sleep(0.01)
+        assert not sync.done(), f"answered at once: {sync.result()}"
+        await asyncio.to_thread(complete_leases, svc, baker, [lease])
+        return await asyncio.wait_for(sync, 5.0)  # held up to 15 s otherwise
+
+    reply = asyncio.run(scenario())
+    assert [lease.job_id for lease in reply.leases] == [render.id]
 
 
 def test_a_failed_prerequisite_keeps_it_waiting_until_requeued_and_completed(
