@@ -83,6 +83,25 @@ def test_plan_chunks(
 
 
 @pytest.mark.parametrize(
+    ("frames", "target", "workers", "expected"),
+    [
+        # 2 Workers, 12 s left, 5 s tasks: 5, then 7/2 -> 3, 4/2 -> 2, 1, 1
+        (range(1, 13), 5.0, 2, [5, 3, 2, 1, 1]),
+        # one Worker: no tail to balance
+        (range(1, 13), 5.0, 1, [5, 5, 2]),
+        # far from the end the target rules: 20 s left, 3 Workers
+        (range(1, 21), 5.0, 3, [5, 5, 3, 2, 1, 1, 1, 1, 1]),
+    ],
+)
+def test_the_last_tasks_shrink_so_the_workers_finish_together(
+    frames: range, target: float, workers: int, expected: list[int]
+) -> None:
+    plan = plan_chunks(list(frames), FLAT_1S, target, workers)
+    assert [len(chunk) for chunk in plan] == expected
+    assert [f for chunk in plan for f in chunk] == list(frames)
+
+
+@pytest.mark.parametrize(
     ("queued", "done", "target", "expected"),
     [
         # nothing rendered yet: the plan stays

@@ -57,7 +57,7 @@ def test_completions_merge_then_split_only_queued_tasks(svc: ServerServices) -> 
     held = {t.id: t for t in merged}[second.task_id]
     assert (held.status, held.frames) == (TaskStatus.LEASED, [2])  # a leased task is untouched
     queued = [t for t in merged if t.status == TaskStatus.QUEUED]
-    assert all(len(t.frames) > 1 for t in queued[:-1])
+    assert len(queued[0].frames) > 1  # the last ones shrink for the end (core tables)
     assert all(
         t.name == f"render {t.frames[0]}-{t.frames[-1]}" for t in queued if len(t.frames) > 1
     )

@@ -17,6 +17,10 @@ time tasks complete, the Server re-plans the job's trailing queued tasks from th
 - *Chunks*: the queued frames, in order, are cut greedily: a task takes the next frame while
   its predicted seconds stay within the target (a frame dearer than the target alone still
   makes a task of one frame).
+- *The end*: near the end of the job a task also stays within the predicted work left from
+  it on, divided by the Workers seen rendering the job (in the recent samples), so the last
+  tasks shrink and the Workers finish together rather than one rendering a full-size last
+  task while the others idle.
 
 A task's run includes what a task costs besides its frames (the lease, loading the file in
 a cold Blender, sending the frames): that is counted in the samples, so the planned tasks
@@ -40,6 +44,7 @@ class DoneTask:
 
     frames: tuple[int, ...]
     seconds: float
+    worker: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,17 +82,22 @@ def estimate_frame_cost(done: Sequence[DoneTask]) -> FrameCost | None:
 
 
 def plan_chunks(
-    frames: Sequence[int], cost: FrameCost, task_seconds: float
+    frames: Sequence[int], cost: FrameCost, task_seconds: float, workers: int = 1
 ) -> list[tuple[int, ...]]:
-    """Cut `frames` (in order) into tasks of about `task_seconds` each by the cost line."""
+    """Cut `frames` (in order) into tasks of about `task_seconds` each by the cost line; near
+    the end, of at most the work left divided by `workers`."""
     chunks: list[tuple[int, ...]] = []
     current: list[int] = []
     total = 0.0
+    left = sum(cost.seconds(frame) for frame in frames)
+    limit = min(task_seconds, left / max(1, workers))
     for frame in frames:
         seconds = cost.seconds(frame)
-        if current and (total + seconds > task_seconds or len(current) >= MAX_AUTO_CHUNK):
+        if current and (total + seconds > limit or len(current) >= MAX_AUTO_CHUNK):
             chunks.append(tuple(current))
+            left -= total
             current, total = [], 0.0
+            limit = min(task_seconds, left / max(1, workers))
         current.append(frame)
         total += seconds
     if current:
@@ -105,7 +115,8 @@ def rechunk(
     if cost is None or not queued:
         return None
     frames = [frame for task in queued for frame in task]
-    plan = plan_chunks(frames, cost, task_seconds)
+    workers = len({task.worker for task in done[-RECENT_SAMPLES:]})
+    plan = plan_chunks(frames, cost, task_seconds, workers)
     if plan == [tuple(task) for task in queued]:
         return None
     return plan

@@ -121,7 +121,5 @@ def _done_tasks(s: Session, job_id: str) -> list[DoneTask]:
     ]
     runs.sort(key=lambda run: run.end or run.start)
     return [
-        DoneTask(frames[run.task_id], (run.end - run.start).total_seconds())
-        for run in runs
-        if run.end
+        DoneTask(frames[run.task_id], run.seconds(run.end or run.start), run.worker) for run in runs
     ]
