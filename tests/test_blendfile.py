@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from flamenco.blendfile import blend_version_text
+from flamenco.blendfile import blend_version_text, scene_resolution
 from testdata import CORPUS
 
 
@@ -55,3 +57,39 @@ def test_version_of_a_file_saved_by_blender_5(demo_scene: Path) -> None:
 
 def test_version_of_a_missing_file(tmp_path: Path) -> None:
     assert blend_version_text(tmp_path / "gone.blend") is None
+
+
+SAVE_TWO_SCENES = """
+import sys, bpy
+first = bpy.context.scene
+first.render.resolution_x, first.render.resolution_y = 64, 32
+second = bpy.data.scenes.new("Second")
+second.render.resolution_x, second.render.resolution_y = 300, 121
+second.render.resolution_percentage = 50
+bpy.context.window.scene = second
+bpy.ops.wm.save_as_mainfile(filepath=sys.argv[1], compress=sys.argv[2] == "compress")
+"""
+
+
+@pytest.mark.blender
+@pytest.mark.parametrize("compress", ["plain", "compress"])
+def test_scene_resolution_is_the_current_scenes_rendered_size(
+    tmp_path: Path, compress: str
+) -> None:
+    """What Blender renders (the window's scene at its percentage), read without Blender."""
+    blend = tmp_path / "two.blend"
+    done = subprocess.run(
+        [sys.executable, "-c", SAVE_TWO_SCENES, str(blend), compress],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert scene_resolution(blend) == (150, 60)
+
+
+def test_scene_resolution_of_what_is_not_a_blend_is_unknown(tmp_path: Path) -> None:
+    (tmp_path / "not.blend").write_bytes(b"BLENDER but not really")
+    assert scene_resolution(tmp_path / "not.blend") is None
+    assert scene_resolution(tmp_path / "missing.blend") is None
+    assert scene_resolution(CORPUS / "basic_file.blend") is not None  # 2.79 files too

@@ -1,4 +1,5 @@
-"""Recognise .blend files from their first bytes, without Blender.
+"""Recognise .blend files from their first bytes, without Blender (and read the render size
+of the file's scene, for tiles).
 
 The Server refuses a job whose scene is not a .blend before any Worker wastes a Blender
 start on it. Blender writes plain, gzip- or zstd-compressed files.
@@ -69,3 +70,25 @@ def blend_version_text(path: Path) -> str | None:
     """The version that wrote the file as Blender names it ("2.79", "5.0"), or None."""
     version = blend_version(path)
     return None if version is None else f"{version[0]}.{version[1]}"
+
+
+def scene_resolution(path: Path) -> tuple[int, int] | None:
+    """The size in pixels that Blender renders the file's current scene at (resolution times
+    its percentage, as worker/blender_child.effective_resolution counts it), read with
+    blender-asset-tracer without Blender; None when the file cannot be read so."""
+    # Imported here: reading the DNA is only needed for tiles, and BAT's import is not free.
+    from blender_asset_tracer import blendfile as bat_blendfile
+
+    try:
+        blend = bat_blendfile.BlendFile(path)
+    except Exception:  # any file BAT cannot parse: the Worker checks the size instead
+        return None
+    try:
+        scene = blend.find_blocks_from_code(b"GLOB")[0].get_pointer(b"curscene")
+        width, height = (int(scene.get((b"r", field))) for field in (b"xsch", b"ysch"))
+        percentage = int(scene.get((b"r", b"size")))
+    except Exception:  # no GLOB block or scene, or a layout BAT does not know
+        return None
+    finally:
+        blend.close()
+    return width * percentage // 100, height * percentage // 100

@@ -29,6 +29,10 @@ V5, V34 = (5, 0, 1), (3, 4, 1)
         ("Cannot render, no camera", (5, 0), V34, M),
         # Same major and minor: the patch level is not in the file.
         ("Cannot render, no camera", (5, 0), (5, 0, 0), F),
+        # More tiles than the scene's frame allows: every Worker's Blender reports that size.
+        ("--tiles 5185 is more than the 96x54 frame's 5184 pixels.", (5, 0), V5, F),
+        ("--tiles 97 cannot split the 96x54 frame into a grid; choose a count.", None, V5, F),
+        ("Blender crashed:\n--tiles 5185 is more than the 96x54 frame's 5184 pixels.", None, V5, M),
         # A blank frame (--check-blank) is the scene's: it renders so on every Worker.
         ("Frame 3 (frame_0003.png) is blank: every pixel has the same value.", None, V5, F),
         # The machine's: retried elsewhere.

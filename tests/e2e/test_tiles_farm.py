@@ -53,6 +53,8 @@ def test_a_frame_in_four_tiles_on_two_workers_equals_the_one_process_render(
         (("--frames", "3", "--tiles", "1"), "--tiles must be at least 2, got 1."),
         (("--frames", "3-4", "--tiles", "4"), "but the job has 2 frames"),
         (("--frames", "3", "--tiles", "4", "--chunk", "auto"), "cannot be combined with tiles"),
+        # the scene's 96x54 frame, read from the .blend by the CLI (blendfile.scene_resolution)
+        (("--frames", "3", "--tiles", "5185"), "--tiles 5185 is more than the 96x54 frame's"),
     ]:
         refused = farm.cli("submit", str(demo_scene), *extra)
         assert refused.returncode != 0

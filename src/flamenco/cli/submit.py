@@ -16,7 +16,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColum
 
 from flamenco import wire
 from flamenco.addon.render_flamenco.hash_cache import HashCache, default_path
-from flamenco.blendfile import blend_problem, blend_version_text
+from flamenco.blendfile import blend_problem, blend_version_text, scene_resolution
 from flamenco.cli.console import err
 from flamenco.client import SyncApi
 from flamenco.core.compiler import (
@@ -27,6 +27,7 @@ from flamenco.core.compiler import (
 )
 from flamenco.core.names import check_label
 from flamenco.core.notify import check_notify_url
+from flamenco.core.tiles import grid_shape
 from flamenco.packing import Collected, pack_scene
 
 UPLOAD_ROUNDS = 3  # ask, upload, ask again (renewing the claims); once more if a blob went
@@ -147,6 +148,8 @@ def submit_scene(api: SyncApi, req: SubmitRequest) -> wire.Job:
     if "tiles" in req.settings:  # its sentences before anything is uploaded
         check = {"blend": "check.blend", "frames": req.frames, "chunk_size": req.chunk}
         compile_job("blender-render", {**req.settings, **check})
+        if resolution := scene_resolution(req.scene):  # else the Worker checks, from Blender's
+            grid_shape(int(req.settings["tiles"]), *resolution)  # TileError: its sentence
     notify = check_notify_url(req.notify) if req.notify is not None else None
     blend, files, packed = collect_files(req)
     settings = {**req.settings, **_saved_by(req)}

@@ -28,6 +28,9 @@ FILE_SENTENCES = (
     re.compile(r"^Could not read blend file "),  # the child, when open_mainfile refuses it
     re.compile(r"^Blend file .* has no scene to render"),
     re.compile(r"^The file's own script "),  # the child: a handler in the .blend raised
+    # A tile count the scene's frame cannot be split into (core/tiles.py's sentences, checked
+    # by the Worker with the size its Blender reports): every Worker reports the same size.
+    re.compile(r"^--tiles \d+ (is more than|cannot split) the \d+x\d+ frame"),
 )
 
 
