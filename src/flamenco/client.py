@@ -284,12 +284,22 @@ class AsyncApi:
 
     async def download_blob(self, sha256: str, store: BlobStore) -> None:
         """Stream a blob into the store; the store checks the bytes against the hash. A
-        dropped connection resumes from the bytes already received (Range)."""
+        dropped connection resumes from the bytes already received (Range). An answer that
+        does not begin within the stall time is asked for again with back-off: a Manager
+        fetching a big file from its Server sends nothing until it has it all."""
         path = f"/api/v1/blobs/{sha256}"
-        try:
-            response = await self._open_blob(path, 0)
-        except httpx.TransportError as exc:
-            raise await self._unreachable(exc) from exc
+        waiting = Resumption(f"Download of {sha256[:12]}")
+        while True:
+            try:
+                response = await self._open_blob(path, 0)
+                break
+            except httpx.TimeoutException as exc:
+                delay = waiting.next_delay(0, exc)
+                if delay is None:
+                    raise await self._unreachable(exc) from exc
+                await asyncio.sleep(delay)
+            except httpx.TransportError as exc:
+                raise await self._unreachable(exc) from exc
         length = response.headers.get("content-length", "")
         size = int(length) if length.isdigit() else None
         await store.put_stream(

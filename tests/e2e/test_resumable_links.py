@@ -156,10 +156,9 @@ def test_a_cut_link_resumes_uploads_and_downloads_and_the_job_completes(
             "remote", prefix=net.prefix(net.site), server_url=remote_server, env=manager_env
         )
         manager = farm.managers["remote"].proc
-        # The Worker's request waits while its Manager fetches the blob (cuts included).
-        farm.start_worker(
-            "remote-1", manager="remote", env={"FLAMENCO_WORKER_TRANSFER_STALL_S": "300"}
-        )
+        # The Worker's request gets no byte while its Manager fetches the blob, cuts included:
+        # with its default stall time it asks again until the Manager has it (client.py).
+        farm.start_worker("remote-1", manager="remote")
         blend_sha = (
             farm.api()
             .call(
