@@ -17,6 +17,12 @@ One job per mode, one after another on the same farm: `--chunk N` for each of --
 completed, the tasks it ended with, and the ideal (the frames' total cost / Workers). What a
 task costs besides its frames here is a sync and a few small requests; a real Worker also
 loads the file in Blender for a new job, so fixed chunks of 1 look better here than on a farm.
+
+`--model` adds, without a farm, a discrete-event model of the same job (the Workers, the
+per-task overhead --overhead-s, the costs), re-planned by `core/chunking.py` and by a model of
+AWS Deadline Cloud's adaptive chunking (`targetRuntimeSeconds`): after each completion the
+queued frames are cut into chunks of target / (mean seconds per frame of the completed
+chunks), with no trend and no shrinking at the end. The same model runs the fixed chunks.
 """
 
 from __future__ import annotations
@@ -80,6 +86,53 @@ async def worker_loop(conn: SoakConnection, name: str, args: argparse.Namespace)
             if put != 201:
                 raise RuntimeError(f"{name}: frame {frame} answered HTTP {put}")
         carried = [_update(task_id, name, "completed")]
+
+
+# ---- the model (no farm) ------------------------------------------------------------------
+
+
+def _mean_rate_plan(frames: list[int], done: list[Any], target: float) -> list[tuple[int, ...]]:
+    """Our model of targetRuntimeSeconds: one chunk size from the mean seconds per frame."""
+    per_frame = sum(d.seconds for d in done) / sum(len(d.frames) for d in done)
+    size = max(1, int(target / per_frame))
+    return [tuple(frames[i : i + size]) for i in range(0, len(frames), size)]
+
+
+def model(mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Wall time and tasks of the job in the model: Workers take the first queued task, run
+    it for the overhead plus its frames' costs; each completion re-plans the queue."""
+    from flamenco.core.chunking import DoneTask, rechunk
+
+    frames = list(range(1, args.frames + 1))
+    size = 1 if mode in ("auto", "mean-rate") else int(mode)
+    queue = [tuple(frames[i : i + size]) for i in range(0, len(frames), size)]
+    free_at = [0.0] * args.workers
+    running: list[tuple[float, int, tuple[int, ...], float]] = []  # end, worker, frames, start
+    done: list[DoneTask] = []
+    tasks = len(queue)
+    now = 0.0
+    while queue or running:
+        for worker in range(args.workers):
+            if queue and free_at[worker] <= now and all(r[1] != worker for r in running):
+                chunk = queue.pop(0)
+                seconds = args.overhead_s + sum(frame_cost(f, args) for f in chunk)
+                running.append((now + seconds, worker, chunk, now))
+        running.sort()
+        end, worker, chunk, start = running.pop(0)
+        now = free_at[worker] = end
+        done.append(DoneTask(chunk, end - start, f"w{worker}"))
+        if queue and mode in ("auto", "mean-rate"):
+            left = [f for task in queue for f in task]
+            plan = (
+                rechunk(queue, done, args.task_seconds)
+                if mode == "auto"
+                else _mean_rate_plan(left, done, args.task_seconds)
+            )
+            if plan is not None and plan != queue:
+                tasks += len(plan) - len(queue)
+                queue = plan
+    label = {"auto": "auto", "mean-rate": "mean rate (targetRuntimeSeconds model)"}.get(mode, mode)
+    return {"chunk": label, "model_wall_s": round(now, 2), "tasks": tasks}
 
 
 def run_job(farm: BenchFarm, sha: str, chunk: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -153,10 +206,25 @@ def main() -> None:
     parser.add_argument("--fixed", default="1,10,50", help="fixed chunk sizes to compare")
     parser.add_argument("--quick", action="store_true", help="60 frames, costs /10")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--model", action="store_true", help="also the model, without a farm")
+    parser.add_argument("--model-only", action="store_true", help="only the model")
+    parser.add_argument("--overhead-s", type=float, default=0.08, help="per task, in the model")
     args = parser.parse_args()
     if args.quick:
         args.frames, args.low_s, args.high_s, args.task_seconds = 60, 0.005, 0.05, 1.0
     ideal = sum(frame_cost(f, args) for f in range(1, args.frames + 1)) / args.workers
+    if args.model or args.model_only:
+        print("\nmodel (no farm): overhead", args.overhead_s, "s per task\n")
+        print("| chunk | model wall s | vs ideal | tasks |")
+        print("|---|---|---|---|")
+        for mode in [*args.fixed.split(","), "mean-rate", "auto"]:
+            r = model(mode.strip(), args)
+            print(
+                f"| {r['chunk']} | {r['model_wall_s']:.1f} | {r['model_wall_s'] / ideal:.2f}x "
+                f"| {r['tasks']} |"
+            )
+        if args.model_only:
+            return
     info = machine()
     print(json.dumps({"machine": info, "ideal_wall_s": round(ideal, 2)}), flush=True)
     root = Path(tempfile.mkdtemp(prefix="flamenco-chunking-"))
