@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
 from flamenco import wire
 from flamenco.cli.console import err
-from flamenco.client import ApiError, SyncApi, Unreachable, api_path
+from flamenco.client import ApiError, SyncApi, TlsFailure, Unreachable, api_path
 from flamenco.core.watching import (
     GREETING,
     JobProgress,
@@ -118,6 +118,7 @@ class JobWatch:
         self.api, self.job_id, self.view = api, job_id, view
         self.told: dict[str, str] = {}
         self.drops = 0  # in a row: the back-off starts again once a stream connects
+        self.connected = False  # a Server never reached (a wrong URL) is told, not retried
 
     def run(self) -> wire.Job:
         while True:
@@ -126,7 +127,11 @@ class JobWatch:
                 if job is not None:
                     return job
                 why = "the Server closed it"
+            except TlsFailure:
+                raise  # an untrusted certificate stays untrusted
             except Unreachable as exc:
+                if not self.connected:
+                    raise
                 why = str(exc).rstrip(".")
             except ApiError as exc:
                 if exc.status < 500:  # the job is gone, or the token: waiting will not mend it
@@ -149,7 +154,7 @@ class JobWatch:
             for line in lines:
                 kind = parser.feed(line)
                 if kind == GREETING:
-                    self.drops = 0
+                    self.drops, self.connected = 0, True
                 if kind is None or reaction(kind) is not Reaction.REREAD:
                     continue
                 job = self._read()
