@@ -1,7 +1,8 @@
 """One frame over many machines, end to end with real Blender: a frame rendered as 4 tiles on
 2 Workers and joined by the Server equals, bit for bit, the same frame rendered in one
 process (Cycles, denoising off: the demo scene); the job's frames are the joined frame alone
-and the tiles are gone; bad --tiles input is one sentence before anything is uploaded."""
+and the tiles are gone; bad --tiles input is one sentence before anything is uploaded.
+EXR tiles (OPEN_EXR, OPEN_EXR_MULTILAYER) are joined in float: every channel equal."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from PIL import Image
 
 from farmkit import TestFarm
 from flamenco import wire
+from test_tile_join_exr import channels
 
 pytestmark = pytest.mark.blender
 
@@ -79,3 +81,57 @@ def test_a_frame_in_four_tiles_on_two_workers_equals_the_one_process_render(
     assert joined.shape == alone.shape
     assert np.array_equal(joined, alone), f"{int((joined != alone).sum())} values differ"
     assert not list(farm.root.rglob("*.tile-*-of-4")), "tiles left after the join"
+
+
+ONE_PROCESS_AS = """
+import sys, bpy
+from flamenco.worker.blender_child import use_output_format
+bpy.ops.wm.open_mainfile(filepath=sys.argv[1])
+scene = bpy.context.scene
+scene.frame_set(int(sys.argv[3]))
+use_output_format(scene, sys.argv[4])  # as the Worker sets the job's format
+scene.render.filepath = sys.argv[2]
+bpy.ops.render.render(write_still=True)
+"""
+
+
+def test_exr_tiles_through_the_farm_join_in_float_to_the_one_process_frame(
+    farm: TestFarm, demo_scene: Path, tmp_path: Path
+) -> None:
+    """Both EXR formats, one job each on one farm: the frame the Server joined equals the
+    one-process render in every float channel of every layer, bit for bit."""
+    farm.start_server()
+    farm.start_manager()
+    farm.start_worker("w1")
+    farm.start_worker("w2")
+    for fmt in ("OPEN_EXR", "OPEN_EXR_MULTILAYER"):
+        done = farm.cli(
+            "submit",
+            str(demo_scene),
+            "--json",
+            "--frames",
+            "2",
+            "--tiles",
+            "2",
+            "--output-format",
+            fmt,
+        )
+        assert done.returncode == 0, done.stderr
+        job_id = str(json.loads(done.stdout)["id"])
+        assert farm.wait_job(job_id).status == "completed", farm.logs()
+        dest = tmp_path / fmt
+        fetched = farm.cli("jobs", "download", job_id, str(dest / "dl"))
+        assert fetched.returncode == 0, fetched.stderr
+        assert [p.name for p in (dest / "dl").iterdir()] == ["frame_000002.exr"]
+        alone = subprocess.run(
+            [sys.executable, "-c", ONE_PROCESS_AS, str(demo_scene), str(dest / "alone"), "2", fmt],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert alone.returncode == 0, alone.stderr[-2000:]
+        expected = channels(dest / "alone.exr")
+        got = channels(dest / "dl" / "frame_000002.exr")
+        assert sorted(got) == sorted(expected), fmt
+        for name, value in expected.items():
+            assert got[name] == value, f"{fmt} {name}: the joined float pixels differ"
