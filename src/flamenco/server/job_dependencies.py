@@ -14,16 +14,25 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy import delete, event, func, select
+from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from flamenco.core.states import JobStatus, TaskStatus
 from flamenco.errors import Unprocessable
+from flamenco.server.events import EventBus
 from flamenco.server.models import JobDependency, JobRow, TaskRow
 
 log = logging.getLogger("flamenco.server.job_dependencies")
 
 MAX_AFTER = 100  # jobs one job may wait for
+EVENTS_KEY = "flamenco.job_events"  # the EventBus on the sessions' info (install_events)
+CHANGED_KEY = "flamenco.jobs_waiting_changed"  # a session's re-evaluated jobs, until commit
+
+
+def install_events(sessions: sessionmaker, events: EventBus) -> None:
+    """Let a re-evaluated waiting job be announced (a "job" event, after the commit), so that
+    the Dashboard and `jobs watch` show its new waiting reason although it did not move."""
+    sessions.configure(info={**sessions.kw.get("info", {}), EVENTS_KEY: events})
 
 
 def checked_after(s: Session, after: list[str]) -> list[str]:
@@ -61,6 +70,7 @@ def job_status_changed(job: JobRow, new: JobStatus) -> None:
     )
     for dependent in dependents:
         waits = _still_waits(s, dependent.id)
+        _announce_after_commit(s, dependent.id)
         if waits != dependent.waits_for_jobs:
             dependent.waits_for_jobs = waits
             log.info(
@@ -143,3 +153,21 @@ def frees_jobs(s: Session, job_ids: set[str]) -> bool:
             )
         )
     )
+
+
+def _announce_after_commit(s: Session, job_id: str) -> None:
+    """Publish a "job" event for `job_id` once this transaction commits (its reason changed)."""
+    events: EventBus | None = s.info.get(EVENTS_KEY)
+    if events is None:
+        return
+    changed: set[str] | None = s.info.get(CHANGED_KEY)
+    if changed is None:
+        changed = s.info[CHANGED_KEY] = set()
+
+        def publish(session: Session) -> None:
+            for changed_id in sorted(session.info.pop(CHANGED_KEY, set())):
+                events.publish("job", id=changed_id)
+
+        event.listen(s, "after_commit", publish, once=True)
+        event.listen(s, "after_rollback", lambda session: session.info.pop(CHANGED_KEY, None))
+    changed.add(job_id)

@@ -14,6 +14,7 @@ from flamenco.server.auth import AuthService
 from flamenco.server.blob_gc import BlobCollector
 from flamenco.server.doorbell import Doorbell
 from flamenco.server.events import EventBus
+from flamenco.server.job_dependencies import install_events
 from flamenco.server.jobs import JobService
 from flamenco.server.leases import LeaseService
 from flamenco.server.notifications import NotifyPolicy, install_policy
@@ -44,6 +45,7 @@ def build_services(settings: ServerSettings) -> ServerServices:
     engine = make_engine(url)
     sessions = make_sessions(engine)
     install_policy(sessions, NotifyPolicy.of(settings))  # what job ends queue (notifications.py)
+    install_events(sessions, events)  # waiting jobs re-evaluated are announced (job_dependencies)
     blobs = BlobStore(settings.data_dir / "blobs", max_blob_bytes=settings.max_upload_bytes)
     blob_gc = BlobCollector(sessions, blobs)
     return ServerServices(
