@@ -1,7 +1,7 @@
 """The Dashboard's job page of a job that waits for another (submit --after): it names the job
 it waits for, and once that job is canceled says so without a reload (the Server announces the
-waiting job). A real Server without Managers (the jobs
-stay queued), a Dashboard and Debian's Chromium."""
+waiting job). A real Server without Managers (the jobs stay queued), a Dashboard and Debian's
+Chromium."""
 
 from __future__ import annotations
 

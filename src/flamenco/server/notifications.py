@@ -59,7 +59,7 @@ class NotifyPolicy:
 
 def install_policy(sessions: sessionmaker, policy: NotifyPolicy) -> None:
     """Make `policy` what every session of `sessions` queues notifications by."""
-    sessions.configure(info={POLICY_KEY: policy})
+    sessions.configure(info={**sessions.kw.get("info", {}), POLICY_KEY: policy})
 
 
 def queue_job_end(job: JobRow) -> list[Notification]:
