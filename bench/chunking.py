@@ -153,9 +153,12 @@ def run_job(farm: BenchFarm, sha: str, chunk: str, args: argparse.Namespace) -> 
     t0 = time.monotonic()
     job = api.call("POST", "/api/v1/jobs", wire.Job, sub)
     first_plan = job.tasks_total
+    give_up = t0 + 600 + 10 * sum(frame_cost(f, args) for f in range(1, args.frames + 1))
     while (job := api.call("GET", f"/api/v1/jobs/{job.id}", wire.Job)).status != "completed":
         if job.status in ("failed", "canceled"):
             raise RuntimeError(f"job {job.id} ({chunk}) {job.status}")
+        if time.monotonic() > give_up:
+            raise RuntimeError(f"job {job.id} ({chunk}) did not complete in time")
         time.sleep(0.05)  # the wall time is this fine
     wall = time.monotonic() - t0
     tasks = api.call("GET", f"/api/v1/jobs/{job.id}/tasks", wire.TaskList).root

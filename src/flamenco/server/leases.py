@@ -27,6 +27,7 @@ from flamenco.server.events import EventBus
 from flamenco.server.hangs import take_back
 from flamenco.server.manager_views import ManagerViews
 from flamenco.server.models import JobRow, JobSite, ManagerRow, OutputRow, TaskRow
+from flamenco.server.rechunk import plan_guard
 from flamenco.server.records import blocked_workers, dependencies_done, failed_by
 from flamenco.server.transitions import lease_task, release_task
 from flamenco.server.update_intake import UpdateIntake
@@ -164,7 +165,7 @@ class LeaseService(UpdateIntake, ManagerViews):
 
     def _sync(self, manager_id: int, req: wire.ManagerSync, record: bool) -> Synced:
         """Look at what there is for the Manager; with `record`, also store what it reports."""
-        with self.sessions.begin() as s:
+        with plan_guard(self.sessions), self.sessions.begin() as s:
             expired = self.expire_leases(s)
             row, reported = self._manager(s, manager_id, req, record)
             progress = req.progress if record else []

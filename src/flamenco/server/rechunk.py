@@ -15,9 +15,11 @@ the Worker's `active` report to its `completed` one), each divided by its frames
 from __future__ import annotations
 
 import logging
+import threading
+from contextlib import AbstractContextManager, nullcontext
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from flamenco.core.chunking import RECENT_SAMPLES, DoneTask, rechunk
 from flamenco.core.compiler import JobCompileError, read_chunk_auto, rechunked_render
@@ -27,6 +29,21 @@ from flamenco.server.models import AppliedUpdate, JobRow, TaskRow
 from flamenco.server.transitions import replan_queued_tasks
 
 log = logging.getLogger("flamenco.server.rechunk")
+
+# SQLite (pysqlite) reads outside any transaction until a transaction's first write, so a
+# lease could read a queued task, a re-plan change its frames and commit, and the lease then
+# hand out the frames it read while the row holds others: frames marked done unrendered (seen
+# in bench/chunking.py). On SQLite, leases and the update batches that may re-plan therefore
+# take this lock around their transactions; SQLite writes one transaction at a time anyway.
+# PostgreSQL needs none: both lock the rows they take (FOR UPDATE SKIP LOCKED).
+_PLAN_LOCK = threading.Lock()
+
+
+def plan_guard(sessions: sessionmaker) -> AbstractContextManager[object]:
+    """Hold around a lease's or an update batch's transaction (see `_PLAN_LOCK`)."""
+    bind = sessions.kw.get("bind")
+    sqlite = bind is not None and bind.dialect.name == "sqlite"
+    return _PLAN_LOCK if sqlite else nullcontext()
 
 
 def rechunk_completed_jobs(s: Session, entered: dict[str, set[TaskStatus]]) -> None:

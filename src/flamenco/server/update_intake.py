@@ -27,7 +27,7 @@ from flamenco.server.events import EventBus
 from flamenco.server.hangs import record_error
 from flamenco.server.job_dependencies import frees_jobs
 from flamenco.server.models import AppliedUpdate, JobRow, ManagerRow, TaskLogChunk, TaskRow
-from flamenco.server.rechunk import rechunk_completed_jobs
+from flamenco.server.rechunk import plan_guard, rechunk_completed_jobs
 from flamenco.server.records import dependencies_done
 from flamenco.server.transitions import report_task
 
@@ -89,7 +89,7 @@ class UpdateIntake:
 
     def _apply_batch(self, manager_id: int, updates: list[wire.TaskUpdate]) -> AppliedBatch:
         batch = AppliedBatch()
-        with self.sessions.begin() as s:
+        with plan_guard(self.sessions), self.sessions.begin() as s:
             fresh = self._fresh(s, updates)
             tasks = self._lock_tasks(s, {u.task_id for u in fresh})
             for update in fresh:
