@@ -164,6 +164,8 @@ def run_job(farm: BenchFarm, sha: str, chunk: str, args: argparse.Namespace) -> 
     tasks = api.call("GET", f"/api/v1/jobs/{job.id}/tasks", wire.TaskList).root
     frames = [f for task in tasks for f in task.frames]
     assert frames == list(range(1, args.frames + 1)), "frames lost, repeated or out of order"
+    stored = api.call("GET", f"/api/v1/jobs/{job.id}/frames", wire.FrameList).root
+    assert [f.frame for f in stored] == frames, "a frame of a completed task never arrived"
     sizes = sorted(len(task.frames) for task in tasks)
     return {
         "chunk": chunk if chunk != "auto" else f"auto {args.task_seconds:g} s",
