@@ -133,7 +133,7 @@ class JobSubmission(Strict):
         description="An http(s) URL the Server POSTs a signed JobEnded document to when the "
         "job completes, fails or is canceled (besides the Server's own notify_url).",
     )
-    after: list[str] = Field(
+    after: list[Annotated[str, StringConstraints(max_length=64)]] = Field(
         default_factory=list,
         max_length=100,
         description="Ids of jobs that must complete before this one starts (submit --after).",
