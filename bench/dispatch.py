@@ -55,7 +55,9 @@ import contextlib
 import json
 import os
 import random
+import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -88,6 +90,8 @@ from simfarm import (
     stats_delta,
     submit_jobs,
 )
+
+from farmkit import free_port, wait_until
 
 console = Console(width=130)
 
@@ -247,22 +251,26 @@ def manager_status(farm: BenchFarm) -> dict[str, Any]:
     return {}
 
 
-async def drive(farm: BenchFarm, args: argparse.Namespace) -> dict[str, Any]:
-    assert farm.secrets is not None
-    client = SimClient(farm.manager_url)
+async def drive(farm: BenchFarm | PlainTarget, args: argparse.Namespace) -> dict[str, Any]:
+    """Drive a farm (Server + Manager) or the plain dispatcher (its one process is counted as
+    the 'manager'; its 'server' is that same process, so only the manager line counts)."""
+    plain = isinstance(farm, PlainTarget)
+    base_url = farm.url if plain else farm.manager_url
+    secret = farm.token if plain else farm.secrets.worker_secret  # type: ignore[union-attr]
+    client = SimClient(base_url)
     loop = asyncio.get_running_loop()
-    server_pid = farm.procs[0].pid
-    manager_pid = farm.managers["local"].proc.pid
-    result: dict[str, Any] = {}
+    manager_pid = farm.pid if plain else farm.managers["local"].proc.pid
+    server_pid = 0 if plain else farm.procs[0].pid
+    result: dict[str, Any] = {"target": "plain" if plain else "flamenco"}
     try:
         t = time.perf_counter()
-        creds = await register_workers(client, farm.secrets.worker_secret, args.workers)
+        creds = await register_workers(client, secret, args.workers)
         result["register_s"] = time.perf_counter() - t
         run = Run(args.workers)
         tasks = [
             asyncio.create_task(
                 worker_loop(
-                    sync_client(args.client, client, farm.manager_url, token),
+                    sync_client(args.client, client, base_url, token),
                     run,
                     i,
                     name,
@@ -280,9 +288,9 @@ async def drive(farm: BenchFarm, args: argparse.Namespace) -> dict[str, Any]:
             "manager": cpu_seconds(manager_pid),
             "load generator": time.process_time(),
         }
-        probes0 = {c: farm.read_stats(c) for c in ("server", "manager")}
+        probes0 = {} if plain else {c: farm.read_stats(c) for c in ("server", "manager")}
         spies = {}
-        if args.py_spy:
+        if args.py_spy and not plain:
             args.py_spy.mkdir(parents=True, exist_ok=True)
             for label, pid in (("manager", manager_pid), ("server", server_pid)):
                 out = args.py_spy / f"{label}-{args.workers}.txt"
@@ -296,8 +304,8 @@ async def drive(farm: BenchFarm, args: argparse.Namespace) -> dict[str, Any]:
             "manager": cpu_seconds(manager_pid),
             "load generator": time.process_time(),
         }
-        probes1 = {c: farm.read_stats(c) for c in ("server", "manager")}
-        status = await loop.run_in_executor(None, manager_status, farm)
+        probes1 = {} if plain else {c: farm.read_stats(c) for c in ("server", "manager")}
+        status = {} if plain else await loop.run_in_executor(None, manager_status, farm)
         for task in tasks:
             task.cancel()
         for outcome in await asyncio.gather(*tasks, return_exceptions=True):
@@ -357,7 +365,7 @@ async def drive(farm: BenchFarm, args: argparse.Namespace) -> dict[str, Any]:
             "tasks_on_server": args.tasks,
         }
     )
-    if args.probes:
+    if args.probes and not plain:
         result["probes"] = {c: stats_delta(probes0[c], probes1[c]) for c in ("server", "manager")}
     if spies:
         result["py_spy"] = {}
@@ -384,6 +392,72 @@ async def drive(farm: BenchFarm, args: argparse.Namespace) -> dict[str, Any]:
                     (k, round(v / denom, 3)) for k, v in prof.main_leaf.most_common(15)
                 ],
             }
+    return result
+
+
+class PlainTarget:
+    """bench/plain_dispatcher.py as a process: the reference a Manager is measured against."""
+
+    def __init__(self, root: Path, tasks: int, synchronous: str) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.token = secrets.token_hex(16)
+        self.log = (root / "plain.log").open("wb")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).resolve().parent / "plain_dispatcher.py"),
+                *("--db", str(root / "plain.sqlite"), "--port", str(port)),
+                *("--token", self.token, "--tasks", str(tasks)),
+                *("--synchronous", synchronous),
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.pid = self.proc.pid
+
+    def __enter__(self) -> PlainTarget:
+        def answers() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the plain dispatcher exited: {self.proc.returncode}")
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.post(f"{self.url}/api/v1/worker/sync", json={}, timeout=2)
+                return True
+            return False
+
+        try:
+            wait_until(answers, 120, "the plain dispatcher answers")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def run_plain(args: argparse.Namespace) -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix="flamenco-plain-", dir=args.tmp_root))
+    loadavg_start = list(os.getloadavg())
+    try:
+        t = time.perf_counter()
+        with PlainTarget(root, args.tasks, args.plain_synchronous) as plain:
+            submit_s = time.perf_counter() - t
+            result = uvloop.run(drive(plain, args))
+            result["submit_s"] = round(submit_s, 1)
+            result["plain_synchronous"] = args.plain_synchronous
+            result["client"] = args.client
+            result["loadavg_start"] = loadavg_start
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     return result
 
 
@@ -424,7 +498,8 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
 def show(result: dict[str, Any]) -> None:
     lat = result["latency_ms"]
     render = f", render {result['render_s']} s" if result["render_s"] else ""
-    table = Table(title=f"dispatch: {result['workers']} simulated Workers{render}, one Manager")
+    who = "the plain dispatcher" if result.get("target") == "plain" else "one Manager"
+    table = Table(title=f"dispatch: {result['workers']} simulated Workers{render}, {who}")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_column("target", justify="right")
@@ -566,6 +641,18 @@ def main() -> None:
         default="lean",
         help="how simulated Workers post: a lean connection each, or one aiohttp session",
     )
+    parser.add_argument(
+        "--target",
+        choices=("flamenco", "plain", "both"),
+        default="flamenco",
+        help="a real Server + Manager, bench/plain_dispatcher.py, or both one after the other",
+    )
+    parser.add_argument(
+        "--plain-synchronous",
+        choices=("NORMAL", "FULL"),
+        default="NORMAL",
+        help="SQLite synchronous of the plain dispatcher (WAL either way)",
+    )
     parser.add_argument("--py-spy", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--keep", default=None, help="farm folder to keep (one worker count)")
@@ -581,12 +668,14 @@ def main() -> None:
     results = []
     for workers in args.workers:
         one = argparse.Namespace(**{**vars(args), "workers": workers})
-        console.print(f"[bold]{workers} simulated Workers[/bold]")
-        result = run_once(one)
-        results.append(result)
-        show(result)
-        show_probes(result)
-        show_pyspy(result)
+        targets = ("plain", "flamenco") if args.target == "both" else (args.target,)
+        for target in targets:
+            console.print(f"[bold]{workers} simulated Workers against {target}[/bold]")
+            result = run_plain(one) if target == "plain" else run_once(one)
+            results.append(result)
+            show(result)
+            show_probes(result)
+            show_pyspy(result)
     info["loadavg_end"] = list(os.getloadavg())
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "runs": results}, indent=2, default=str))
