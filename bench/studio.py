@@ -15,17 +15,28 @@ Reported: the submission's time; assignments per second over all Managers; the S
 the Server, each the first request after the run).
 
 Targets (issue 15 §5): submission <= 3 s, >= 2,000 assignments/s, pages < 0.5 s.
+
+--big-frame MB instead: one Server, one Manager, and this process as one Worker, which
+takes the one task of a one-frame job and PUTs a real EXR of about MB megabytes (random
+float pixels, uncompressed, written by a child process so that this one's memory stays
+clean) to its Manager, streamed from disk, then reports it completed; the Manager hands it
+on to the Server, which checks it. The RSS of the three processes is sampled (psutil, every
+50 ms) from before the upload until the job is completed on the Server; the target is a rise
+of at most 50 MB each.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -42,6 +53,7 @@ from simfarm import (
     BenchFarm,
     SimClient,
     WorkerConnection,
+    completed_update,
     machine,
     percentile,
     register_workers,
@@ -158,6 +170,113 @@ def first_view(farm: BenchFarm, job_id: str) -> dict[str, float]:
     return out
 
 
+EXR_WRITER = """
+import sys, numpy as np, OpenEXR
+mb, path = float(sys.argv[1]), sys.argv[2]
+width = 4096
+height = max(1, int(mb * 1e6 / (width * 4 * 4)))
+rgba = np.random.default_rng(1).random((height, width, 4), dtype=np.float32)
+header = {"compression": OpenEXR.NO_COMPRESSION, "type": OpenEXR.scanlineimage}
+OpenEXR.File(header, {"RGBA": rgba}).write(path)
+"""
+
+
+def make_exr(path: Path, megabytes: float) -> None:
+    subprocess.run([sys.executable, "-c", EXR_WRITER, str(megabytes), str(path)], check=True)
+
+
+class RssPeaks:
+    """The highest RSS of some processes since start(), sampled in a thread."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.procs = {label: psutil.Process(pid) for label, pid in pids.items()}
+        self.start_rss = {label: p.memory_info().rss for label, p in self.procs.items()}
+        self.peak = dict(self.start_rss)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        while not self.stop.wait(0.05):
+            for label, proc in self.procs.items():
+                with contextlib.suppress(psutil.Error):
+                    self.peak[label] = max(self.peak[label], proc.memory_info().rss)
+
+    def rise_mb(self) -> dict[str, float]:
+        self.stop.set()
+        self.thread.join()
+        return {k: round((self.peak[k] - self.start_rss[k]) / 1e6, 1) for k in self.procs}
+
+
+def big_frame(megabytes: float) -> dict[str, Any]:
+    """One frame of `megabytes` Worker -> Manager -> Server; each process's RSS rise."""
+    from flamenco import wire
+    from flamenco.blobs import sha256_file
+
+    with (
+        tempfile.TemporaryDirectory(prefix="flamenco-bigframe-") as tmp,
+        BenchFarm(Path(tmp)) as farm,
+    ):
+        exr = Path(tmp) / "frame_000001.exr"
+        make_exr(exr, megabytes)
+        size, sha = exr.stat().st_size, sha256_file(exr)
+        farm.start_server()
+        blend = upload_blob(farm, BASIC_BLEND)
+        sub = wire.JobSubmission(
+            name="big-frame",
+            files={BASIC_BLEND.name: blend},
+            settings={"blend": BASIC_BLEND.name, "frames": "1", "chunk_size": 1},
+        )
+        job_id = farm.api().call("POST", "/api/v1/jobs", wire.Job, sub).id
+        url = farm.start_manager("local")
+        handle = farm.managers["local"]
+        with httpx.Client(base_url=url, timeout=600) as worker:
+            reg = worker.post(
+                "/api/v1/workers/register",
+                json={"secret": handle.secret, "name": "big", "platform": "sim", "cpu_count": 1},
+            )
+            reg.raise_for_status()
+            auth = {"Authorization": f"Bearer {reg.json()['token']}"}
+            sync = {"want_task": True, "wait_s": 30, "status": "awake", "updates": []}
+            reply = worker.post("/api/v1/worker/sync", json=sync, headers=auth).json()
+            task = reply["assignment"]
+            if task is None:
+                raise RuntimeError("the Manager handed out no task in 30 s")
+            pids = {"server": farm.procs[0].pid, "manager": handle.proc.pid, "worker": os.getpid()}
+            peaks = RssPeaks(pids)
+            t = time.perf_counter()
+
+            def chunks() -> Any:
+                with exr.open("rb") as f:
+                    while block := f.read(1 << 20):
+                        yield block
+
+            put = worker.put(
+                f"/api/v1/worker/tasks/{task['task_id']}/frames/1?filename={exr.name}",
+                content=chunks(),
+                headers={**auth, "X-Flamenco-SHA256": sha, "Content-Length": str(size)},
+            )
+            if put.status_code != 201:
+                raise RuntimeError(f"frame upload: HTTP {put.status_code} {put.text}")
+            done = {
+                **sync,
+                "want_task": False,
+                "updates": [completed_update(task["task_id"], "big")],
+            }
+            worker.post("/api/v1/worker/sync", json=done, headers=auth).raise_for_status()
+            job = farm.wait_job(job_id, timeout=600)
+            seconds = time.perf_counter() - t
+            rise = peaks.rise_mb()
+    return {
+        "frame_bytes": size,
+        "job_status": str(job.status),
+        "upload_to_completed_s": round(seconds, 2),
+        "rss_rise_mb": rise,
+        "target_rise_mb": 50,
+        "met": all(v <= 50 for v in rise.values()),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--managers", type=int, default=10)
@@ -166,7 +285,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="dispatch window")
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--big-frame", type=float, default=0, metavar="MB", help="only the big-frame mode"
+    )
     args = parser.parse_args()
+    if args.big_frame:
+        result = {"machine": machine(), "big_frame": big_frame(args.big_frame)}
+        print(json.dumps(result["big_frame"], indent=1))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=1, default=str))
+        return
     for flag in ("managers", "workers", "frames", "seconds"):
         if getattr(args, flag) <= 0:
             parser.error(f"--{flag} must be more than 0.")
