@@ -4,16 +4,19 @@ the "render" is the time between a task's active and completed reports (real tim
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from serverkit import BLEND, add_manager, lease_sync, make_services, task_update
+from serverkit import BLEND, ONE_CPU_WORKER, add_manager, lease_sync, make_services, task_update
 
 from flamenco import wire
 from flamenco.core.states import TaskStatus
 from flamenco.errors import Unprocessable
+from flamenco.server.leases import LeaseService
 from flamenco.server.models import ManagerRow
 from flamenco.server.services import ServerServices
 
@@ -128,3 +131,46 @@ def test_bad_auto_settings_create_nothing(
         add_auto_job(svc, "1-10", **settings)
     assert str(caught.value) == sentence
     assert svc.jobs.list() == []
+
+
+def test_a_lease_racing_a_replan_hands_out_the_frames_its_task_holds(
+    svc: ServerServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lease that has read its candidates when a completion re-plans the queue: the frames
+    it hands out are the ones its task holds after both (SQLite: the plan lock; PostgreSQL:
+    the rows the lease locked are not re-planned)."""
+    manager = add_manager(svc, "site")
+    job = add_auto_job(svc, "1-40", task_seconds=5.0)
+    (first,) = lease_sync(svc, manager, want=1).leases
+    svc.leases.apply_updates(manager, [task_update(first.task_id, TaskStatus.ACTIVE, worker="w1")])
+    read, go = threading.Event(), threading.Event()
+    original = LeaseService._may_lease
+
+    def pausing(self: LeaseService, s: Any, task: Any, allowed: Any) -> bool:
+        read.set()  # the candidates are read; the lease has not written yet
+        go.wait(30)
+        return original(self, s, task, allowed)
+
+    monkeypatch.setattr(LeaseService, "_may_lease", pausing)
+    replies: list[wire.ManagerSyncReply] = []
+    # A sync that was held until there was work (sync_waiting) stores nothing before it
+    # leases: its reads come first, as in a busy farm.
+    request = wire.ManagerSync(want=1, held=[first.task_id], workers=ONE_CPU_WORKER)
+    lease = threading.Thread(
+        target=lambda: replies.append(svc.leases._sync(manager.id, request, False).reply)
+    )
+    lease.start()
+    assert read.wait(30)
+    done = task_update(first.task_id, TaskStatus.COMPLETED, worker="w1")
+    completion = threading.Thread(target=svc.leases.apply_updates, args=(manager, [done]))
+    completion.start()
+    completion.join(timeout=1.0)  # on SQLite it waits for the lease; elsewhere it may finish
+    go.set()
+    lease.join(30)
+    completion.join(30)
+    assert not lease.is_alive() and not completion.is_alive()
+    (given,) = replies[0].leases
+    tasks = svc.jobs.tasks(job.id)
+    assert {t.id: t.frames for t in tasks}[given.task_id] == given.frames
+    assert len(tasks) < 40  # the completion did re-plan
+    assert frames_of(tasks) == list(range(1, 41))
