@@ -173,3 +173,12 @@ def test_the_cache_lives_in_the_users_cache_folder(
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     expected = tmp_path / "home" / ".cache" / "flamenco" / "hashes.sqlite3"
     assert hash_cache.default_path() == expected
+
+
+def test_the_cache_and_the_folders_it_makes_are_this_users_only(tmp_path: Path) -> None:
+    # It names every file of the user's projects: no other user may read it.
+    path = tmp_path / "cache-root" / "flamenco" / "hashes.sqlite3"
+    with HashCache(path):
+        pass
+    modes = {p: p.stat().st_mode & 0o777 for p in (path.parent.parent, path.parent, path)}
+    assert modes == {path.parent.parent: 0o700, path.parent: 0o700, path: 0o600}

@@ -26,16 +26,17 @@ BLOCKED = (
 NO_CAMERA = CORPUS / "basic_file.blend"  # a real file without a camera (see its README)
 
 
-def flaky_blender(folder: Path) -> tuple[Path, Path]:
-    """A Blender executable that fails at once while its flag file exists, and is the real
-    Blender (the bpy module of this Python) otherwise. Returns (executable, flag)."""
+def flaky_blender(folder: Path, fail_after_s: float = 0.0) -> tuple[Path, Path]:
+    """A Blender executable that fails (after `fail_after_s`) while its flag file exists, and
+    is the real Blender (the bpy module of this Python) otherwise. Returns (executable, flag)."""
     folder.mkdir(parents=True, exist_ok=True)
     flag = folder / "broken"
     path = folder / "blender"
     path.write_text(
         "#!/bin/sh\n"
         '[ "$1" = "--version" ] && { echo "Blender 5.0.1"; exit 0; }\n'
-        f'[ -e "{flag}" ] && {{ echo "Error: this Blender is broken on purpose"; exit 1; }}\n'
+        f'[ -e "{flag}" ] && {{ sleep {fail_after_s}; echo "Error: this Blender is broken on '
+        'purpose"; exit 1; }\n'
         # Blender's own arguments up to "--python SCRIPT --": bpy runs the script directly.
         'while [ "$1" != "--python" ]; do shift; done\n'
         'script="$2"; shift 3\n'
@@ -148,7 +149,10 @@ def test_a_file_without_a_camera_fails_its_job_at_once_and_blocklists_nobody(
 def test_a_site_hands_back_the_tasks_none_of_its_workers_may_run(
     farm: TestFarm, slow_scene: Path, tmp_path: Path
 ) -> None:
-    blender, _ = flaky_blender(tmp_path / "flaky")  # broken for good
+    # Broken for good, and slow to say so: failing at once, the Worker would run through every
+    # task its site holds before the Server's blocklist reached the site, leaving none to hand
+    # back.
+    blender, _ = flaky_blender(tmp_path / "flaky", fail_after_s=1.0)
     farm.start_server()
     farm.start_manager("site-a", env={"FLAMENCO_MANAGER_PREFETCH": "4"})
     farm.start_manager("site-b")

@@ -113,6 +113,10 @@ def test_an_upgrade_keeps_every_job_frame_token_and_outbox_item(
         ):
             assert sqlite_rows(manager_dir / store, "PRAGMA user_version") == [(len(migrations),)]
 
+        def history() -> list[wire.TaskEvent]:
+            path = f"/api/v1/jobs/{waiting['id']}/history"
+            return farm.api().call("GET", path, wire.TaskEventList).root
+
         def delivered() -> bool:
             frames = (
                 farm.api().call("GET", f"/api/v1/jobs/{waiting['id']}/frames", wire.FrameList).root
@@ -121,14 +125,18 @@ def test_an_upgrade_keeps_every_job_frame_token_and_outbox_item(
                 (i["task_id"], i["frame"]) for i in waiting["frames"]
             }
 
-        wait_until(delivered, 120, "the Manager's outbox frames on the Server")
-        history = (
-            farm.api().call("GET", f"/api/v1/jobs/{waiting['id']}/history", wire.TaskEventList).root
+        def reported() -> set[tuple[str, str, str]]:
+            return {(e.task_id, e.status, e.outcome) for e in history()}
+
+        # The outbox sends its frames before the updates behind them: wait for both.
+        statuses = {
+            (u["task_id"], u["status"], "applied") for u in waiting["updates"] if u.get("status")
+        }
+        wait_until(
+            lambda: delivered() and statuses <= reported(),
+            120,
+            "the Manager's outbox frames and updates on the Server",
         )
-        reported = {(e.task_id, e.status, e.outcome) for e in history}
-        for update in waiting["updates"]:
-            if update.get("status"):
-                assert (update["task_id"], update["status"], "applied") in reported, history
 
         # And the farm renders: the jobs from before and a new one.
         farm.start_worker("w1")

@@ -115,7 +115,7 @@ class HashCache:
 
     @staticmethod
     def _open(path: Path) -> sqlite3.Connection:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _private_file(path)
         try:
             return _connect_checked(path)
         except sqlite3.DatabaseError as exc:
@@ -189,6 +189,16 @@ class HashCache:
                 )
         except sqlite3.Error as exc:  # locked for long, disk full: the next run hashes again
             log.warning("hash cache could not remember %s (%s)", key.path, exc)
+
+
+def _private_file(path: Path) -> None:
+    """Make the cache's folders (0700) and file (0600) as only this user may read them: it
+    names every file of the user's projects."""
+    missing = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=0o700)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 def _connect_checked(path: Path) -> sqlite3.Connection:
