@@ -60,7 +60,6 @@ class TaskQueue:
                 return min(candidates, key=lambda held: held.seq)
         return None
 
-
     def unwanted(self, anyone_may: Anyone) -> list[HeldTask]:
         """The queued tasks `anyone_may` turns down, asked once per job and requirements."""
         verdicts: dict[tuple[str, Requirements], bool] = {}
