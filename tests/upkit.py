@@ -129,8 +129,9 @@ class UpFarm:
                 if command == "worker":
                     data = cmdline.split("--data-dir ", 1)[1].split()[0]
                     found[f"Worker {data.rsplit('-', 1)[1]}"] = pid
-                else:
+                elif command in COMMAND_LABELS:
                     found[COMMAND_LABELS[command]] = pid
+                # else: a child up has forked but not yet exec'd still reads "flamenco up"
         return found
 
     def answers(self, url: str) -> bool:
