@@ -107,6 +107,21 @@ def auth_headers(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
+def http_options(base_url: str, token: str, timeout: float, ca_bundle: str) -> dict[str, Any]:
+    """What the synchronous and the asynchronous client are both made with."""
+    return {
+        "base_url": base_url.rstrip("/"),
+        "headers": auth_headers(token),
+        "timeout": timeout,
+        "verify": client_context(ca_bundle),
+    }
+
+
+def transfer_timeout(timeout: float, stall_s: float) -> httpx.Timeout:
+    """Streamed transfers: silent for `stall_s` counts as dropped (then resumed)."""
+    return httpx.Timeout(timeout, read=stall_s, write=stall_s)
+
+
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
@@ -125,15 +140,8 @@ class AsyncApi:
         ca_bundle: str = "",
         transfer_stall_s: float = TRANSFER_STALL_S,
     ) -> None:
-        self.http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            headers=auth_headers(token),
-            timeout=timeout,
-            verify=client_context(ca_bundle),
-        )
-        self.transfer_timeout = httpx.Timeout(
-            timeout, read=transfer_stall_s, write=transfer_stall_s
-        )
+        self.http = httpx.AsyncClient(**http_options(base_url, token, timeout, ca_bundle))
+        self.transfer_timeout = transfer_timeout(timeout, transfer_stall_s)
         self.transfers = TransferCounters()
         self._unfinished: set[str] = set()  # uploads given up on: ask where to resume first
 
@@ -321,15 +329,8 @@ class SyncApi:
         ca_bundle: str = "",
         transfer_stall_s: float = TRANSFER_STALL_S,
     ) -> None:
-        self.http = httpx.Client(
-            base_url=base_url.rstrip("/"),
-            headers=auth_headers(token),
-            timeout=timeout,
-            verify=client_context(ca_bundle),
-        )
-        self.transfer_timeout = httpx.Timeout(
-            timeout, read=transfer_stall_s, write=transfer_stall_s
-        )
+        self.http = httpx.Client(**http_options(base_url, token, timeout, ca_bundle))
+        self.transfer_timeout = transfer_timeout(timeout, transfer_stall_s)
         self.transfers = TransferCounters()
 
     def _unreachable(self, exc: httpx.TransportError) -> Unreachable:
