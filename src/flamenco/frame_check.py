@@ -15,7 +15,6 @@ naming the frame and what is wrong; `core/faults.py` says whose fault it is.
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,9 +26,11 @@ import OpenEXR
 from PIL import Image
 
 from flamenco.core.compiler import FROM_SCENE, read_output_format
+from flamenco.core.exr_layout import TILED, HeadersCutOff
 from flamenco.core.faults import BLANK_FRAME_WORDS
 from flamenco.errors import Unprocessable
-from flamenco.images import EXR_MAGIC, beauty_pixels, image_size
+from flamenco.exr_strips import beauty_strips, read_exr_layout
+from flamenco.images import EXR_MAGIC, image_size
 
 # Blender's file format names → the extension Blender gives them.
 BLENDER_EXTENSIONS = {
@@ -60,21 +61,6 @@ _MAGIC = (
 )
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 JPEG_END = b"\xff\xd9"
-# Scan lines per EXR chunk, by compression; a compression not listed is not checked for
-# completeness (its header still is).
-_EXR_LINES = {
-    int(OpenEXR.NO_COMPRESSION): 1,
-    int(OpenEXR.RLE_COMPRESSION): 1,
-    int(OpenEXR.ZIPS_COMPRESSION): 1,
-    int(OpenEXR.ZIP_COMPRESSION): 16,
-    int(OpenEXR.PIZ_COMPRESSION): 32,
-    int(OpenEXR.PXR24_COMPRESSION): 16,
-    int(OpenEXR.B44_COMPRESSION): 32,
-    int(OpenEXR.B44A_COMPRESSION): 32,
-    int(OpenEXR.DWAA_COMPRESSION): 32,
-    int(OpenEXR.DWAB_COMPRESSION): 256,
-}
-_EXR_TILED, _EXR_DEEP, _EXR_MULTIPART = 0x200, 0x800, 0x1000
 
 
 class BadFrame(Unprocessable):
@@ -188,57 +174,19 @@ def _tiff_incomplete(path: Path, size: int) -> str | None:
     return None
 
 
-# ---- EXR: the headers as the format's specification lays them out, then the offset tables
-
-
-# How much of an EXR's start to read for its headers and offset tables: a little first, more
-# only for files with very many parts or chunks; never the pixels of a big frame.
-_EXR_READS = (1 << 20, 64 << 20)
+# ---- EXR: the headers and offset tables (core/exr_layout.py), then the last chunk's length
 
 
 def _exr_incomplete(path: Path, size: int) -> str | None:
     OpenEXR.File(str(path), header_only=True)  # the library decodes the headers, or raises
-    for amount in _EXR_READS:
-        with open(path, "rb") as f:
-            data = f.read(min(size, amount))
-        try:
-            return _exr_layout_problem(path, data, size)
-        except _ReadMore:
-            if len(data) == size:
-                break
-    return "its headers or chunk offset table are cut off"
-
-
-class _ReadMore(Exception):
-    """The headers and offset tables go on past what was read."""
-
-
-def _exr_layout_problem(path: Path, data: bytes, size: int) -> str | None:
     try:
-        return _exr_offsets_problem(path, data, size)
-    except (IndexError, ValueError, struct.error):
-        raise _ReadMore from None
-
-
-def _exr_offsets_problem(path: Path, data: bytes, size: int) -> str | None:
-    version = struct.unpack_from("<I", data, 4)[0]
-    multipart, tiled = bool(version & _EXR_MULTIPART), bool(version & _EXR_TILED)
-    headers, pos = _exr_headers(data, multipart)
-    if version & _EXR_DEEP or any(h.get("type", b"").startswith(b"deep") for h in headers):
-        return None  # deep data: the header decoded, that is all
-    table: list[int] = []
-    for header in headers:
-        count = header.get("chunkCount")
-        if count is None:
-            count = _scanline_chunks(header) if not tiled else None
-        if count is None:
-            return None  # a layout this check does not know: the header decoded, that is all
-        end = pos + 8 * count
-        if end > len(data):
-            raise _ReadMore
-        table += struct.unpack_from(f"<{count}Q", data, pos)
-        pos = end
-    if any(offset < pos or offset >= size for offset in table):
+        _, layout = read_exr_layout(path)
+    except HeadersCutOff:
+        return "its headers or chunk offset table are cut off"
+    if layout.tables is None:
+        return None  # deep data, or a layout this check does not know: the header decoded
+    table = [offset for offsets in layout.tables for offset in offsets]
+    if any(offset < layout.tables_end or offset >= size for offset in table):
         return "its chunk offset table points past the end of the file, or was never written"
     last = max(table)
     with open(path, "rb") as f:
@@ -246,12 +194,12 @@ def _exr_offsets_problem(path: Path, data: bytes, size: int) -> str | None:
         chunk_header = f.read(24)
     if len(chunk_header) < 8:
         return "its last chunk is cut off"
-    head = 0
-    if multipart:
+    head, tiled = 0, bool(layout.version & TILED)
+    if layout.multipart:
         part = struct.unpack_from("<i", chunk_header, 0)[0]
-        if not 0 <= part < len(headers):
+        if not 0 <= part < len(layout.parts):
             return "its last chunk names a part the file does not have"
-        tiled = headers[part].get("type") == b"tiledimage"
+        tiled = layout.parts[part].kind == b"tiledimage"
         head = 4
     head += 16 if tiled else 4  # tile coordinates and levels, or the first scan line
     if len(chunk_header) < head + 4:
@@ -262,47 +210,15 @@ def _exr_offsets_problem(path: Path, data: bytes, size: int) -> str | None:
     return None
 
 
-def _exr_headers(data: bytes, multipart: bool) -> tuple[list[dict[str, object]], int]:
-    """Each part's attributes that say how many chunks it has; and where the headers end."""
-    pos, headers = 8, []
-    while True:
-        header: dict[str, object] = {}
-        while data[pos] != 0:
-            name_end = data.index(b"\0", pos)
-            type_end = data.index(b"\0", name_end + 1)
-            name = data[pos:name_end].decode("latin-1")
-            length = struct.unpack_from("<i", data, type_end + 1)[0]
-            value = data[type_end + 5 : type_end + 5 + length]
-            if name == "chunkCount":
-                header[name] = struct.unpack("<i", value)[0]
-            elif name == "compression":
-                header[name] = value[0]
-            elif name == "dataWindow":
-                header[name] = struct.unpack("<4i", value)
-            elif name == "type":
-                header[name] = value
-            pos = type_end + 5 + length
-        pos += 1
-        headers.append(header)
-        if not multipart:
-            return headers, pos
-        if data[pos] == 0:  # an empty header ends a multi-part file's headers
-            return headers, pos + 1
-
-
-def _scanline_chunks(header: dict[str, object]) -> int | None:
-    lines = _EXR_LINES.get(int(header.get("compression", -1)))  # type: ignore[call-overload]
-    window = header.get("dataWindow")
-    if lines is None or not isinstance(window, tuple):
-        return None
-    return math.ceil((window[3] - window[1] + 1) / lines)
-
-
 def _is_blank(path: Path, kind: str) -> bool:
-    if kind == "EXR":
-        pixels = beauty_pixels(OpenEXR.File(str(path)))
-        flat = pixels.reshape(-1, pixels.shape[2] if pixels.ndim == 3 else 1)
-        return bool(np.all(flat == flat[0]))
+    if kind == "EXR":  # a strip at a time: a big frame is never whole in memory
+        first = None
+        for strip in beauty_strips(path):
+            flat = strip.reshape(-1, strip.shape[2] if strip.ndim == 3 else 1)
+            first = flat[0].copy() if first is None else first
+            if not np.all(flat == first):
+                return False
+        return True
     with Image.open(path) as img:
         extrema, mode = img.getextrema(), img.mode
     if not isinstance(extrema[0], tuple):  # one band: (min, max)
