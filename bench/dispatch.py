@@ -251,6 +251,18 @@ def manager_status(farm: BenchFarm) -> dict[str, Any]:
     return {}
 
 
+def updates_taken(farm: BenchFarm) -> int:
+    """How many task updates the Server has recorded so far (each one gets an applied_updates
+    row): with the Manager's outbox, whether the Server keeps up with the completions."""
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{farm.root / 'server' / 'server.sqlite'}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT coalesce(max(rowid), 0) FROM applied_updates").fetchone()[0]
+    finally:
+        db.close()
+
+
 async def drive(farm: BenchFarm | PlainTarget, args: argparse.Namespace) -> dict[str, Any]:
     """Drive a farm (Server + Manager) or the plain dispatcher (its one process is counted as
     the 'manager'; its 'server' is that same process, so only the manager line counts)."""
@@ -289,6 +301,8 @@ async def drive(farm: BenchFarm | PlainTarget, args: argparse.Namespace) -> dict
             "load generator": time.process_time(),
         }
         probes0 = {} if plain else {c: farm.read_stats(c) for c in ("server", "manager")}
+        taken0 = 0 if plain else updates_taken(farm)  # type: ignore[arg-type]
+        outbox0 = {} if plain else await loop.run_in_executor(None, manager_status, farm)
         spies = {}
         if args.py_spy and not plain:
             args.py_spy.mkdir(parents=True, exist_ok=True)
@@ -305,6 +319,7 @@ async def drive(farm: BenchFarm | PlainTarget, args: argparse.Namespace) -> dict
             "load generator": time.process_time(),
         }
         probes1 = {} if plain else {c: farm.read_stats(c) for c in ("server", "manager")}
+        taken1 = 0 if plain else updates_taken(farm)  # type: ignore[arg-type]
         status = {} if plain else await loop.run_in_executor(None, manager_status, farm)
         for task in tasks:
             task.cancel()
@@ -362,6 +377,10 @@ async def drive(farm: BenchFarm | PlainTarget, args: argparse.Namespace) -> dict
             },
             "machine_busy_cores": round(busy_cores_between(ticks0, ticks1), 2),
             "manager_status_at_end": status,
+            # Completions the Server recorded in the window, and the Manager's backlog of
+            # them: a Server that falls behind shows as an outbox that grows.
+            "server_updates_per_s": None if plain else round((taken1 - taken0) / seconds, 1),
+            "outbox_at_start_end": None if plain else (outbox0.get("outbox"), status.get("outbox")),
             "tasks_on_server": args.tasks,
         }
     )
@@ -519,6 +538,13 @@ def show(result: dict[str, Any]) -> None:
         "0",
     )
     table.add_row("long polls that ended empty", str(result["empty_long_polls"]), "")
+    if result.get("server_updates_per_s") is not None:
+        start, end = result["outbox_at_start_end"]
+        table.add_row(
+            "completions the Server took /s; Manager outbox at window start / end",
+            f"{result['server_updates_per_s']:.0f}; {start} / {end}",
+            "= rate; flat",
+        )
     own = result["load_generator_loop_lag_ms"]
     table.add_row("load generator's own loop lag p50 / p99 (ms)", f"{own[50]} / {own[99]}", "")
     table.add_row("errors", json.dumps(result["errors"]) if result["errors"] else "0", "")
@@ -532,7 +558,7 @@ def show(result: dict[str, Any]) -> None:
     total_ms = sum(per.values())
     table.add_row(
         "CPU ms per assignment: Server / Manager / load gen",
-        f"{per['server']:.1f} / {per['manager']:.1f} / {per['load generator']:.1f}",
+        f"{per['server']:.2f} / {per['manager']:.2f} / {per['load generator']:.2f}",
         "",
     )
     if total_ms and per["manager"]:

@@ -14,7 +14,7 @@ import pytest
 from flamenco import wire
 from flamenco.client import ApiError, Unreachable
 from flamenco.core.states import TaskStatus
-from flamenco.outbox import STRIKES, FrameItem, Outbox
+from flamenco.outbox import MAX_BATCH_BYTES, STRIKES, FrameItem, Outbox
 
 LONG_NAME = "x" * 250 + "_000001.png"
 TOO_LONG = "The frame file name is too long for the Server's output folder."
@@ -218,3 +218,22 @@ def test_a_task_the_other_side_no_longer_gives_us_is_not_reported(outbox: Outbox
     assert flush(outbox, upstream) == 1
     assert upstream.updates() == [done]
     assert [a.status for a in outbox.set_aside()] == [404]
+
+
+def test_updates_go_up_in_requests_of_up_to_a_thousand_and_a_bounded_size(
+    outbox: Outbox,
+) -> None:
+    """A busy site's completions leave in a few large requests (the wire's bound of 1000 a
+    batch), and updates carrying long logs in batches small enough for any body limit."""
+    small = [update(f"t{n}", TaskStatus.COMPLETED) for n in range(2500)]
+    line = "y" * 10_000
+    logged = [update(f"l{n}", TaskStatus.ACTIVE, log=[line] * 100) for n in range(12)]
+    for item in [*small, *logged]:
+        outbox.add_update(item)
+    upstream = Upstream(lambda _: None)
+    assert flush(outbox, upstream) == len(small) + len(logged)
+    assert [len(batch) for batch in upstream.batches[:2]] == [1000, 1000]
+    sizes = [sum(len(u.model_dump_json()) for u in batch) for batch in upstream.batches]
+    assert len(sizes) >= 5 and max(sizes) <= MAX_BATCH_BYTES  # 12 MB of logs: 3 at least
+    assert [u.update_id for u in upstream.updates()] == [u.update_id for u in small + logged]
+    assert len(outbox) == 0

@@ -31,7 +31,12 @@ from flamenco.store_versions import StoreMigration, open_store, script
 
 log = logging.getLogger("flamenco.outbox")
 
-MAX_BATCH = 200
+# Items read per look at the queue; one request carries at most this many updates (the wire's
+# own bound, wire.UpdateBatch) and MAX_BATCH_BYTES of them, so that a busy site's completions
+# go up in a few large requests instead of many small ones, and stay far within the receiver's
+# JSON body limit (16 MiB) whatever logs they carry.
+MAX_BATCH = 1000
+MAX_BATCH_BYTES = 4 * 1024 * 1024
 STRIKES = 5  # server errors in a row for one item before it counts as refused for good
 # Gateway answers: the other side is not there (a proxy in front of it says so), as when it
 # cannot be reached at all. They say nothing about the item.
@@ -355,9 +360,12 @@ class Outbox:
 
 
 def _leading_run(rows: list[Row], kind: str) -> list[Row]:
-    run = []
+    """The items of `kind` at the head, up to MAX_BATCH_BYTES of payload (at least one)."""
+    run: list[Row] = []
+    size = 0
     for row in rows:
-        if row[1] != kind:
+        size += len(row[2])
+        if row[1] != kind or (run and size > MAX_BATCH_BYTES):
             break
         run.append(row)
     return run

@@ -31,7 +31,11 @@ T = TypeVar("T")
 MAX_BACKOFF_S = 10.0
 LONG_POLL_S = 15.0  # how long the Server may hold a sync while this site holds no task
 REQUEST_MARGIN_S = 10.0  # a held sync's request times out this much after the hold
-GATHER_S = 0.1  # deliveries, and syncs while no Worker waits, are at least this far apart
+GATHER_S = 0.1  # deliveries are at least this far apart
+# Syncs that refill the queue while no Worker waits are at least this far apart: the queue
+# holds about LOOKAHEAD_S of tasks (service.py), so a refill can take what a quarter of a
+# second of finished tasks made room for, in one Server request instead of several.
+REFILL_GATHER_S = 0.25
 
 
 class ServerLink:
@@ -94,9 +98,9 @@ class ServerLink:
     async def _sync_loop(self, stop: asyncio.Event) -> None:
         """Sync every `interval_s`, at once when Workers want tasks; long-poll while they do.
 
-        While tasks are queued here, the syncs that refill the queue are GATHER_S apart at
-        least, so that one sync takes what many finished tasks made room for; a Worker that
-        waits for a task ends that pause.
+        While tasks are queued here, the syncs that refill the queue are REFILL_GATHER_S
+        apart at least, so that one sync takes what many finished tasks made room for; a
+        Worker that waits for a task ends that pause.
         """
         wake, waits = self.service.sync_wake, self.service.worker_waits
         loop = asyncio.get_running_loop()
@@ -115,7 +119,7 @@ class ServerLink:
             if not (self.service.want() > 0 and (leased or took >= self.interval_s)):
                 await wait_any(stop, wake, timeout=max(0.0, self.interval_s - took))
             if not self.service.workers_waiting():
-                await wait_any(stop, waits, timeout=GATHER_S - (loop.time() - started))
+                await wait_any(stop, waits, timeout=REFILL_GATHER_S - (loop.time() - started))
 
     async def _reap_loop(self, stop: asyncio.Event) -> None:
         """Silent Workers lose their tasks, whether or not a sync is being held."""

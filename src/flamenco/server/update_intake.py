@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import String, cast, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, load_only, sessionmaker
 
 from flamenco import wire
 from flamenco.core.faults import Fault
@@ -37,6 +37,20 @@ log = logging.getLogger("flamenco.server.update_intake")
 RINGING_STATUSES = {TaskStatus.QUEUED, TaskStatus.SOFT_FAILED, TaskStatus.FAILED}
 LOG_TAIL_CHARS = 4000
 BATCH_ATTEMPTS = 3
+# What applying an update reads of its task: not its frames, command and requirements, whose
+# JSON would be decoded for every update of a busy farm and never used.
+UPDATED_COLUMNS = (
+    TaskRow.id,
+    TaskRow.job_id,
+    TaskRow.status,
+    TaskRow.manager_id,
+    TaskRow.worker,
+    TaskRow.blender_pid,
+    TaskRow.activity,
+    TaskRow.progress,
+    TaskRow.failure_count,
+    TaskRow.log_tail,
+)
 
 
 @dataclass
@@ -155,7 +169,11 @@ class UpdateIntake:
         if not task_ids:
             return {}
         rows = s.scalars(
-            select(TaskRow).where(TaskRow.id.in_(task_ids)).order_by(TaskRow.id).with_for_update()
+            select(TaskRow)
+            .options(load_only(*UPDATED_COLUMNS))
+            .where(TaskRow.id.in_(task_ids))
+            .order_by(TaskRow.id)
+            .with_for_update()
         )
         return {task.id: task for task in rows}
 
