@@ -5,15 +5,15 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from flamenco.core.compiler import (
-    JOB_TYPES,
     JobCompileError,
     TaskSpec,
     compile_job,
     output_format_label,
-    register_job_type,
 )
+from flamenco.core.job_types.blender_render import JOB_TYPE as BLENDER_RENDER
 from flamenco.core.matching import Requirements
 
 BASE: dict[str, Any] = {"blend": "shots/010.blend", "frames": "1-3"}
@@ -38,7 +38,7 @@ def _render(frames: list[int], **command: Any) -> TaskSpec:
     full = {**defaults, **command}
     return TaskSpec(
         name=f"render {_name(frames)}",
-        type="blender",
+        type="blender-render",
         frames=tuple(frames),
         command={
             "blend": full["blend"],
@@ -107,11 +107,11 @@ def _name(frames: list[int]) -> str:
     ],
 )
 def test_blender_render(settings: dict[str, Any], expected: list[TaskSpec]) -> None:
-    assert compile_job("blender-render", settings) == expected
+    assert compile_job(BLENDER_RENDER, settings) == expected
 
 
 def test_blender_render_chunks_across_gaps() -> None:
-    tasks = compile_job("blender-render", _with(frames="1-10,15,20-24", chunk_size=3))
+    tasks = compile_job(BLENDER_RENDER, _with(frames="1-10,15,20-24", chunk_size=3))
     assert [task.name for task in tasks] == [
         "render 1-3",
         "render 4-6",
@@ -142,7 +142,7 @@ def test_blender_render_chunks_across_gaps() -> None:
     ],
 )
 def test_blender_render_preview_video(settings: dict[str, Any], fps: int, renders: int) -> None:
-    tasks = compile_job("blender-render", settings)
+    tasks = compile_job(BLENDER_RENDER, settings)
     assert len(tasks) == renders + 1
     assert tasks[-1] == TaskSpec(
         name="preview video",
@@ -155,15 +155,14 @@ def test_blender_render_preview_video(settings: dict[str, Any], fps: int, render
             "fps": fps,
         },
         depends_on=tuple(range(renders)),
+        renders_frames=False,
     )
-    assert all(task.type == "blender" for task in tasks[:-1])
+    assert all(task.type == "blender-render" for task in tasks[:-1])
 
 
 @pytest.mark.parametrize(
     ("job_type", "settings", "fragment"),
     [
-        ("nope", BASE, "Unknown job type 'nope'; known types: blender-render."),
-        ("", BASE, "Unknown job type ''"),
         ("blender-render", ["blend"], "Job settings must be a mapping of names to values"),
         # Unknown keys.
         ("blender-render", _with(chunksize=2), "Unknown setting 'chunksize'"),
@@ -233,31 +232,60 @@ def test_blender_render_preview_video(settings: dict[str, Any], fps: int, render
     ],
 )
 def test_compile_errors(job_type: str, settings: Mapping[str, Any], fragment: str) -> None:
+    assert job_type == BLENDER_RENDER.name
     with pytest.raises(JobCompileError) as caught:
-        compile_job(job_type, settings)
+        compile_job(BLENDER_RENDER, settings)
     message = str(caught.value)
     assert fragment in message
     assert message.endswith(".")
     assert "\n" not in message
 
 
-def test_new_job_types_plug_in() -> None:
-    @register_job_type("echo-test")
-    def compile_echo(settings: Mapping[str, Any]) -> list[TaskSpec]:
-        return [TaskSpec(name="echo", type="echo", frames=(), command=dict(settings))]
+class _EchoSettings(BaseModel):
+    say: str
+    times: int = 1
 
-    try:
-        assert compile_job("echo-test", {"say": "hi"}) == [
-            TaskSpec(name="echo", type="echo", frames=(), command={"say": "hi"})
-        ]
-        with pytest.raises(JobCompileError, match="known types: blender-render, echo-test\\."):
-            compile_job("missing", {})
-    finally:
-        del JOB_TYPES["echo-test"]
+
+class _Echo:
+    """A job type of one's own: anything with the JobType interface compiles."""
+
+    name = "echo-test"
+    label = "Echo"
+    description = "Says it."
+    Settings = _EchoSettings
+
+    def compile(self, settings: _EchoSettings) -> list[TaskSpec]:
+        return [TaskSpec("echo", "echo", (), {"say": settings.say * settings.times})]
+
+
+@pytest.mark.parametrize(
+    ("settings", "outcome"),
+    [
+        ({"say": "hi"}, [TaskSpec("echo", "echo", (), {"say": "hi"})]),
+        ({"say": "hi", "times": 2}, [TaskSpec("echo", "echo", (), {"say": "hihi"})]),
+        # Pydantic's own refusals, as one sentence naming the setting.
+        ({}, "Setting 'say' is required."),
+        (
+            {"say": "hi", "times": "many"},
+            "Setting 'times': Input should be a valid integer, unable to parse string as an "
+            "integer, got 'many'.",
+        ),
+        ({"say": "hi", "loud": True}, "Unknown setting 'loud' for job type 'echo-test'."),
+    ],
+)
+def test_a_job_type_of_ones_own_compiles(
+    settings: dict[str, Any], outcome: list[TaskSpec] | str
+) -> None:
+    if isinstance(outcome, str):
+        with pytest.raises(JobCompileError) as caught:
+            compile_job(_Echo(), settings)
+        assert str(caught.value) == outcome
+    else:
+        assert compile_job(_Echo(), settings) == outcome
 
 
 def test_task_spec_is_frozen() -> None:
-    task = compile_job("blender-render", BASE)[0]
+    task = compile_job(BLENDER_RENDER, BASE)[0]
     with pytest.raises(AttributeError):
         task.name = "other"  # type: ignore[misc]
 
@@ -274,7 +302,7 @@ def test_task_spec_is_frozen() -> None:
 def test_requirements_travel_with_every_render_task(
     changes: dict[str, Any], expected: Requirements
 ) -> None:
-    tasks = compile_job("blender-render", _with(**changes))
+    tasks = compile_job(BLENDER_RENDER, _with(**changes))
     assert {task.requirements for task in tasks} == {expected}
 
 
@@ -289,7 +317,7 @@ def test_requirements_travel_with_every_render_task(
 )
 def test_bad_requirements_are_refused(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(JobCompileError, match=message):
-        compile_job("blender-render", _with(**changes))
+        compile_job(BLENDER_RENDER, _with(**changes))
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,7 @@ def test_a_job_with_a_preview_video_gets_an_mp4_of_all_its_frames_and_thumbnails
 
     *renders, preview = farm.tasks(job.id)
     assert [t.frames for t in renders] == [[1, 2, 3], [4, 5, 6], [7, 8, 9], [10]]
-    assert {t.type for t in renders} == {"blender"}
+    assert {t.type for t in renders} == {"blender-render"}
     assert (preview.type, preview.name, preview.status) == ("ffmpeg", "preview video", "completed")
     assert preview.frames == list(range(1, DEMO_FRAMES + 1))
 

@@ -139,7 +139,7 @@ def test_a_held_sync_gets_the_preview_task_when_the_last_render_completes_elsewh
     )
     job = svc.jobs.submit(sub, submitter="alice")
     renders = lease_sync(svc, renderer, want=5).leases
-    assert [lease.type for lease in renders] == ["blender", "blender"]
+    assert [lease.type for lease in renders] == ["blender-render", "blender-render"]
 
     async def scenario() -> None:
         sync = held_sync(svc, waiting)

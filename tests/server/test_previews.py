@@ -80,7 +80,7 @@ def test_the_preview_task_gets_the_rendered_frames_once_every_render_is_done(
     site = add_manager(svc, "site")
     job = _preview_job(svc, "1-3")
     renders = lease_sync(svc, site, want=10).leases
-    assert [lease.type for lease in renders] == ["blender"] * 3  # the preview waits
+    assert [lease.type for lease in renders] == ["blender-render"] * 3  # the preview waits
     shas = {}
     for lease in renders:
         (frame,) = lease.frames
@@ -203,7 +203,7 @@ def test_a_requeue_that_renders_another_format_keeps_the_frames_already_rendered
     )
     _complete(svc, site, lease.task_id)
     svc.jobs.act(job.id, JobAction.REQUEUE, alice(svc))
-    (again,) = [r for r in lease_sync(svc, site, want=5).leases if r.type == "blender"]
+    (again,) = [r for r in lease_sync(svc, site, want=5).leases if r.type == "blender-render"]
     _frame(svc, site, again.task_id, 1, _png((20, 10), (0, 0, 200)))
 
     # The job's frame is the new render; the EXR stays in the output folder and its blob.

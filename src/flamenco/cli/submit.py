@@ -19,12 +19,9 @@ from flamenco.addon.render_flamenco.hash_cache import HashCache, default_path
 from flamenco.blendfile import blend_problem, blend_version_text, scene_resolution
 from flamenco.cli.console import err
 from flamenco.client import SyncApi
-from flamenco.core.compiler import (
-    AUTO_CHUNK,
-    compile_job,
-    read_chunk_auto,
-    read_output_format,
-)
+from flamenco.core.compiler import compile_job, read_output_format
+from flamenco.core.job_types.blender_render import AUTO_CHUNK, read_chunk_auto
+from flamenco.core.job_types.blender_render import JOB_TYPE as BLENDER_RENDER
 from flamenco.core.names import check_label
 from flamenco.core.notify import check_notify_url
 from flamenco.core.tiles import grid_shape
@@ -147,7 +144,7 @@ def submit_scene(api: SyncApi, req: SubmitRequest) -> wire.Job:
     read_chunk_auto({"chunk_size": req.chunk, **req.settings})
     if "tiles" in req.settings:  # its sentences before anything is uploaded
         check = {"blend": "check.blend", "frames": req.frames, "chunk_size": req.chunk}
-        compile_job("blender-render", {**req.settings, **check})
+        compile_job(BLENDER_RENDER, {**req.settings, **check})
         if resolution := scene_resolution(req.scene):  # else the Worker checks, from Blender's
             grid_shape(int(req.settings["tiles"]), *resolution)  # TileError: its sentence
     notify = check_notify_url(req.notify) if req.notify is not None else None

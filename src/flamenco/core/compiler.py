@@ -1,30 +1,36 @@
-"""Job compilation: turn a job type and its settings into the list of tasks to run.
+"""Job compilation: a job type turns its settings into the list of tasks to run.
 
-Compilers are pure functions registered in JOB_TYPES, so a new job type plugs in by
-registering one function; the Server stores whatever TaskSpecs come back.
+A job type (the `JobType` interface below) is a pure compiler: a name, a label and a
+description for people, a Pydantic model of its settings, and `compile`, from validated
+settings to `TaskSpec`s. The built-ins live one a file in `core/job_types/`; every job type,
+built-in or a studio's own, is found through the `flamenco.job_types` entry point group
+(`flamenco/job_type_registry.py`). This module holds what all of them share: `TaskSpec`,
+`compile_job` (settings checked against the model, every refusal one sentence), the setting
+readers a model's fields validate with, and the render output settings the Server, the CLI
+and the Worker read back.
 """
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Annotated, Any, ClassVar, Protocol
 
-from flamenco.core.chunking import DEFAULT_TASK_SECONDS
-from flamenco.core.frames import (
-    FrameRangeError,
-    chunk_frames,
-    format_frame_range,
-    parse_frame_range,
-    quote_for_message,
-)
-from flamenco.core.matching import RENDER_DEVICES, TAG_PATTERN, Requirements, parse_version
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, ValidationInfo
+
+from flamenco.core.frames import FrameRangeError, parse_frame_range, quote_for_message
+from flamenco.core.matching import TAG_PATTERN, Requirements, parse_version
 from flamenco.core.names import MAX_LABEL_BYTES, UnsafePath, check_file_name
-from flamenco.core.tiles import MAX_TILES, TileError, check_tile_count
 
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """One task to create; depends_on holds indexes of other TaskSpecs in the same list."""
+    """One task to create; depends_on holds indexes of other TaskSpecs in the same list.
+
+    `type` names the Worker command that runs it (the `flamenco.commands` entry point group)
+    and `command` is the parameters that command receives. `renders_frames`: the task's
+    frames are frames of the job it makes (counted in the job's frames); False for a task
+    that only reads them (a preview video) or makes other files.
+    """
 
     name: str
     type: str
@@ -32,58 +38,96 @@ class TaskSpec:
     command: dict[str, Any]
     depends_on: tuple[int, ...] = ()
     requirements: Requirements = field(default_factory=Requirements)
+    renders_frames: bool = True
 
 
 class JobCompileError(ValueError):
     """Job settings cannot be compiled; the message is one sentence for the user."""
 
 
-JobCompiler = Callable[[Mapping[str, Any]], list[TaskSpec]]
+class JobType(Protocol):
+    """What a job type is: found by its entry point, listed by `flamenco job-types`."""
 
-JOB_TYPES: dict[str, JobCompiler] = {}
-"""Job type name -> compiler; add to it with register_job_type."""
+    name: str  # the entry point's name, e.g. "blender-render"
+    label: str  # a few words for a menu
+    description: str  # one or two sentences
+    Settings: ClassVar[type[BaseModel]]
 
-
-def register_job_type(name: str) -> Callable[[JobCompiler], JobCompiler]:
-    """Decorator that adds a compiler to JOB_TYPES under `name`."""
-
-    def register(compiler: JobCompiler) -> JobCompiler:
-        JOB_TYPES[name] = compiler
-        return compiler
-
-    return register
+    def compile(self, settings: Any) -> list[TaskSpec]:
+        """Tasks from settings that validated against `Settings`; JobCompileError for a
+        refusal only the whole of them shows."""
+        ...
 
 
-def compile_job(job_type: str, settings: Mapping[str, Any]) -> list[TaskSpec]:
-    """Compile settings for `job_type` into tasks, raising JobCompileError on bad input."""
-    compiler = JOB_TYPES.get(job_type)
-    if compiler is None:
-        known = ", ".join(sorted(JOB_TYPES))
-        raise JobCompileError(
-            f"Unknown job type {quote_for_message(job_type)}; known types: {known}."
-        )
+# --- Settings that are files. Marked on a model's field with json_schema_extra. ---
+
+FILE_KIND = "flamenco_file"
+SCENE_FILE: dict[str, Any] = {FILE_KIND: "scene"}
+"""The job's .blend: submitted with everything it uses, the Server checks it is a .blend."""
+LOCAL_FILE: dict[str, Any] = {FILE_KIND: "local"}
+"""A file on the submitter's machine: uploaded with the job, the setting rewritten to its
+path in the job's files."""
+
+
+def file_settings(settings_model: type[BaseModel]) -> dict[str, str]:
+    """The model's fields that name files of the job, and their kind ("scene", "local")."""
+    marked = {}
+    for name, info in settings_model.model_fields.items():
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and isinstance(extra.get(FILE_KIND), str):
+            marked[name] = str(extra[FILE_KIND])
+    return marked
+
+
+# --- Compiling ---
+
+
+def read_settings(job_type: JobType, settings: Mapping[str, Any]) -> BaseModel:
+    """`settings` validated against the job type's model, or JobCompileError with one
+    sentence naming the setting. Public: the CLI checks settings before uploading."""
     if not isinstance(settings, Mapping):
         raise JobCompileError(
             f"Job settings must be a mapping of names to values, got {type(settings).__name__}."
         )
-    return compiler(settings)
-
-
-# --- Setting readers, shared by compilers. Each returns a valid value or raises. ---
-
-
-def _check_known_keys(job_type: str, settings: Mapping[str, Any], allowed: set[str]) -> None:
-    """Refuse unknown keys: a typo like 'chunksize' must not be silently ignored."""
-    unknown = sorted(str(key) for key in settings if key not in allowed)
-    if unknown:
+    known = set(job_type.Settings.model_fields)
+    unknown = sorted(str(key) for key in settings if key not in known)
+    if unknown:  # a typo like 'chunksize' must not be silently ignored
         names = ", ".join(quote_for_message(key) for key in unknown)
         noun = "setting" if len(unknown) == 1 else "settings"
-        raise JobCompileError(f"Unknown {noun} {names} for job type {job_type!r}.")
+        raise JobCompileError(f"Unknown {noun} {names} for job type {job_type.name!r}.")
+    try:
+        return job_type.Settings.model_validate(dict(settings))
+    except ValidationError as exc:
+        raise JobCompileError(_sentence(exc)) from None
 
 
-def _read_str(settings: Mapping[str, Any], key: str, default: str | None = None) -> str:
-    """Read a string setting; a None default means the setting is required."""
-    value = settings.get(key, default)
+def compile_job(job_type: JobType, settings: Mapping[str, Any]) -> list[TaskSpec]:
+    """Compile `settings` for `job_type` into tasks, raising JobCompileError on bad input."""
+    return job_type.compile(read_settings(job_type, settings))
+
+
+def _sentence(exc: ValidationError) -> str:
+    """The first of Pydantic's errors as one sentence: a reader's own sentence as it is, else
+    Pydantic's message with the setting it is about."""
+    first = exc.errors(include_url=False)[0]
+    cause = first.get("ctx", {}).get("error")
+    if isinstance(cause, JobCompileError):
+        return str(cause)
+    where = ".".join(str(part) for part in first["loc"])
+    if first["type"] == "missing":
+        return f"Setting {where!r} is required."
+    message = " ".join(str(first["msg"]).split()).rstrip(".")
+    if not where:  # a check of the whole model
+        return f"{message.removeprefix('Value error, ')}."
+    return f"Setting {where!r}: {message}, got {quote_for_message(first.get('input'))}."
+
+
+# --- Setting readers. Each returns a valid value or raises JobCompileError. Used as a field's
+# BeforeValidator, so a model's refusals read like the rest. ---
+
+
+def read_str(key: str, value: Any) -> str:
+    """A required string: None is a missing setting."""
     if value is None:
         raise JobCompileError(f"Setting {key!r} is required.")
     if not isinstance(value, str):
@@ -93,9 +137,8 @@ def _read_str(settings: Mapping[str, Any], key: str, default: str | None = None)
     return value
 
 
-def _read_int(settings: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
-    """Read a whole-number setting within [low, high]; bools and numeric strings are refused."""
-    value = settings.get(key, default)
+def read_int(key: str, value: Any, low: int, high: int) -> int:
+    """A whole number within [low, high]; bools and numeric strings are refused."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise JobCompileError(
             f"Setting {key!r} must be a whole number, got {quote_for_message(value)}."
@@ -105,9 +148,8 @@ def _read_int(settings: Mapping[str, Any], key: str, default: int, low: int, hig
     return value
 
 
-def _read_bool(settings: Mapping[str, Any], key: str, default: bool) -> bool:
-    """Read a true/false setting; truthy strings like 'no' are refused rather than guessed."""
-    value = settings.get(key, default)
+def read_bool(key: str, value: Any) -> bool:
+    """True or false; truthy strings like 'no' are refused rather than guessed."""
     if not isinstance(value, bool):
         raise JobCompileError(
             f"Setting {key!r} must be true or false, got {quote_for_message(value)}."
@@ -115,19 +157,100 @@ def _read_bool(settings: Mapping[str, Any], key: str, default: bool) -> bool:
     return value
 
 
-def _read_choice(
-    settings: Mapping[str, Any], key: str, default: str, choices: tuple[str, ...]
-) -> str:
-    """Read a string setting that must be one of `choices`."""
-    value = _read_str(settings, key, default)
-    if value not in choices:
+def read_choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
+    """A string that must be one of `choices`."""
+    text = read_str(key, value)
+    if text not in choices:
         raise JobCompileError(
-            f"Setting {key!r} must be one of {', '.join(choices)}, got {quote_for_message(value)}."
+            f"Setting {key!r} must be one of {', '.join(choices)}, got {quote_for_message(text)}."
+        )
+    return text
+
+
+def read_job_path(key: str, value: Any, suffix: str) -> str:
+    """A relative path inside the job's files naming a `suffix` file, so it cannot escape
+    them."""
+    path = read_str(key, value)
+    parts = path.replace("\\", "/").split("/")
+    if path.startswith(("/", "\\")) or ":" in path or ".." in parts:
+        raise JobCompileError(
+            f"Setting {key!r} must be a relative path inside the job's files, "
+            f"got {quote_for_message(path)}."
+        )
+    if not path.endswith(suffix) or parts[-1] == suffix:
+        raise JobCompileError(
+            f"Setting {key!r} must name a {suffix} file, got {quote_for_message(path)}."
+        )
+    return path
+
+
+def read_frames(key: str, value: Any) -> str:
+    """A frame range as written; the frame parser's sentence passes through unchanged."""
+    text = read_str(key, value)
+    try:
+        parse_frame_range(text)
+    except FrameRangeError as err:
+        raise JobCompileError(str(err)) from err
+    return text
+
+
+def _with_name(reader: Any, *args: Any) -> BeforeValidator:
+    """A field validator that runs `reader(field name, value, *args)`."""
+
+    def validate(value: Any, info: ValidationInfo) -> Any:
+        return reader(info.field_name or "?", value, *args)
+
+    return BeforeValidator(validate)
+
+
+def whole_number(low: int, high: int) -> Any:
+    """An int field from `low` to `high` (the bounds are in its JSON schema too)."""
+    return Annotated[int, Field(ge=low, le=high), _with_name(read_int, low, high)]
+
+
+def one_of(choices: tuple[str, ...]) -> Any:
+    """A str field that is one of `choices` (an enum in its JSON schema)."""
+    return Annotated[
+        str, Field(json_schema_extra={"enum": list(choices)}), _with_name(read_choice, choices)
+    ]
+
+
+def job_path(suffix: str) -> Any:
+    """A str field naming a `suffix` file by its relative path in the job's files."""
+    return Annotated[str, _with_name(read_job_path, suffix)]
+
+
+Text = Annotated[str, _with_name(read_str)]
+Flag = Annotated[bool, _with_name(read_bool)]
+FrameRange = Annotated[str, Field(examples=["1-10,15,20-24", "1-100x5"]), _with_name(read_frames)]
+
+
+def _read_tag(key: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not TAG_PATTERN.match(value):
+        raise JobCompileError(
+            f"Setting {key!r} must be letters, digits, '.', '_' or '-', "
+            f"got {quote_for_message(value)}."
         )
     return value
 
 
-# --- blender-render ---
+def _read_min_blender(key: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        parse_version(str(value))
+    except ValueError as exc:
+        raise JobCompileError(f"Setting {key!r}: {exc}") from None
+    return str(value)
+
+
+WorkerTag = Annotated[str | None, _with_name(_read_tag)]
+BlenderVersion = Annotated[str | None, _with_name(_read_min_blender)]
+
+
+# --- Render output, shared by the render and video job types and read back by the Server. ---
 
 FROM_SCENE = "SCENE"
 """The output_format that keeps the .blend file's own output settings (the default)."""
@@ -150,52 +273,17 @@ OUTPUT_FORMATS = (
     "TARGA_RAW",
 )
 DEFAULT_OUTPUT_PATTERN = "frame_######"
-_BLENDER_RENDER_KEYS = {
-    "blend",
-    "frames",
-    "chunk_size",
-    "output_format",
-    "render_device",
-    "output_pattern",
-    "preview_video",
-    "fps",
-    "worker_tag",
-    "min_blender_version",
-    "persistent_data",
-    "scripts",
-    "check_blank",
-    "task_seconds",
-    "tiles",
-}
-# Chunks larger than the frame limit can never be filled, so this only stops absurd input.
-_MAX_CHUNK_SIZE = 100_000
 
 
-def _read_blend_path(settings: Mapping[str, Any]) -> str:
-    """Read 'blend': a relative path inside the job's files, so it cannot escape them."""
-    blend = _read_str(settings, "blend")
-    parts = blend.replace("\\", "/").split("/")
-    if blend.startswith(("/", "\\")) or ":" in blend or ".." in parts:
-        raise JobCompileError(
-            "Setting 'blend' must be a relative path inside the job's files, "
-            f"got {quote_for_message(blend)}."
-        )
-    if not blend.endswith(".blend") or parts[-1] == ".blend":
-        raise JobCompileError(
-            f"Setting 'blend' must name a .blend file, got {quote_for_message(blend)}."
-        )
-    return blend
-
-
-def _read_output_pattern(settings: Mapping[str, Any]) -> str:
-    """Read 'output_pattern': a file name stem with '#' frame padding, never a path.
+def read_output_pattern(key: str, value: Any) -> str:
+    """A file name stem with '#' frame padding, never a path.
 
     ':' is refused too, because on Windows 'C:name' would switch drives when joined.
     """
-    pattern = _read_str(settings, "output_pattern", DEFAULT_OUTPUT_PATTERN)
+    pattern = read_str(key, value)
     if "#" not in pattern:
         raise JobCompileError(
-            f"Setting 'output_pattern' must contain '#' for the frame number, "
+            f"Setting {key!r} must contain '#' for the frame number, "
             f"got {quote_for_message(pattern)}."
         )
     try:  # the rules the frames' own names are checked with when they arrive
@@ -206,18 +294,30 @@ def _read_output_pattern(settings: Mapping[str, Any]) -> str:
         plain = False
     if not plain:
         raise JobCompileError(
-            f"Setting 'output_pattern' must be a plain file name of at most {MAX_LABEL_BYTES} "
+            f"Setting {key!r} must be a plain file name of at most {MAX_LABEL_BYTES} "
             f"bytes without '/', '\\', '..' or ':', got {quote_for_message(pattern)}."
         )
     return pattern
 
 
-def read_output_format(settings: Mapping[str, Any]) -> str:
-    """Read 'output_format': one of Blender's file format names, or SCENE (also when absent or
-    empty) for the file's own output settings. Public: the CLI checks it before uploading."""
-    if settings.get("output_format") in (None, ""):
+def _read_output_format_value(key: str, value: Any) -> str:
+    if value in (None, ""):
         return FROM_SCENE
-    return _read_choice(settings, "output_format", FROM_SCENE, (FROM_SCENE, *OUTPUT_FORMATS))
+    return read_choice(key, value, (FROM_SCENE, *OUTPUT_FORMATS))
+
+
+OutputPattern = Annotated[str, _with_name(read_output_pattern)]
+OutputFormat = Annotated[
+    str,
+    Field(json_schema_extra={"enum": [FROM_SCENE, *OUTPUT_FORMATS]}),
+    _with_name(_read_output_format_value),
+]
+
+
+def read_output_format(settings: Mapping[str, Any]) -> str:
+    """A job's 'output_format': one of Blender's file format names, or SCENE (also when absent
+    or empty) for the file's own output settings."""
+    return _read_output_format_value("output_format", settings.get("output_format"))
 
 
 def output_format_label(settings: Mapping[str, Any], frame_names: Iterable[str]) -> str:
@@ -231,193 +331,6 @@ def output_format_label(settings: Mapping[str, Any], frame_names: Iterable[str])
     return f"from the scene ({', '.join(extensions)})" if extensions else "from the scene"
 
 
-def _read_frames(settings: Mapping[str, Any]) -> list[int]:
-    """Read 'frames', passing the frame parser's user-facing sentence through unchanged."""
-    try:
-        return parse_frame_range(_read_str(settings, "frames"))
-    except FrameRangeError as err:
-        raise JobCompileError(str(err)) from err
-
-
-@register_job_type("blender-render")
-def compile_blender_render(settings: Mapping[str, Any]) -> list[TaskSpec]:
-    """One 'blender' task per chunk of frames, plus an optional 'ffmpeg' preview video task."""
-    _check_known_keys("blender-render", settings, _BLENDER_RENDER_KEYS)
-    blend = _read_blend_path(settings)
-    frames = _read_frames(settings)
-    # "auto": one frame per task until frames have rendered, then re-planned by time.
-    chunk_size = (
-        1 if read_chunk_auto(settings) else _read_int(settings, "chunk_size", 1, 1, _MAX_CHUNK_SIZE)
-    )
-    output = {
-        "output_pattern": _read_output_pattern(settings),
-        "output_format": read_output_format(settings),
-    }
-    device = _read_choice(settings, "render_device", "CPU", RENDER_DEVICES)
-    fps = _read_int(settings, "fps", 24, 1, 240)  # Validated even without a preview video.
-    needs = Requirements(_read_tag(settings), _read_min_blender(settings), device)
-    # Cycles keeps BVH and images between a job's frames in its warm Blender unless told not to.
-    persistent = _read_bool(settings, "persistent_data", True)
-    # The file's own Python (drivers, registered text blocks) runs, as on a workstation.
-    scripts = _read_bool(settings, "scripts", True)
-    # A frame whose pixels are all one value fails its task (flamenco.frame_check).
-    check_blank = _read_bool(settings, "check_blank", False)
-    tiles = _read_tiles(settings, frames)
-    if tiles:
-        # The Server checks the joined frame for blankness: a tile is mostly unrendered.
-        tile_tasks = _tile_tasks(blend, frames[0], tiles, output, device, persistent, scripts)
-        tasks = [replace(task, requirements=needs) for task in tile_tasks]
-    else:
-        tasks = [
-            replace(
-                _render_task(blend, chunk, output, device, persistent, scripts, check_blank),
-                requirements=needs,
-            )
-            for chunk in chunk_frames(frames, chunk_size)
-        ]
-    if _read_bool(settings, "preview_video", False):
-        preview = _preview_task(frames, output, fps, len(tasks))
-        tasks.append(replace(preview, requirements=Requirements(tag=needs.tag)))
-    return tasks
-
-
-AUTO_CHUNK = "auto"
-# Options whose tasks are tied to the render tasks as first planned, which re-chunking changes.
-_FIXED_PLAN_OPTIONS = {"preview_video": "a preview video", "tiles": "tiles"}
-
-
-def read_chunk_auto(settings: Mapping[str, Any]) -> float | None:
-    """For `chunk_size` "auto", the seconds each task should take ('task_seconds', default
-    60); None for a fixed chunk size. Public: the Server re-chunks the jobs it names."""
-    if settings.get("chunk_size") != AUTO_CHUNK:
-        if "task_seconds" in settings:
-            raise JobCompileError("Setting 'task_seconds' needs chunk_size 'auto'.")
-        return None
-    seconds = settings.get("task_seconds", DEFAULT_TASK_SECONDS)
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
-        raise JobCompileError(
-            f"Setting 'task_seconds' must be a number of seconds above 0, "
-            f"got {quote_for_message(seconds)}."
-        )
-    for key, what in _FIXED_PLAN_OPTIONS.items():
-        if settings.get(key):
-            raise JobCompileError(
-                f"Chunk size 'auto' cannot be combined with {what}: it re-plans the render "
-                "tasks that these depend on; give a fixed chunk size."
-            )
-    return float(seconds)
-
-
-def _read_tiles(settings: Mapping[str, Any], frames: list[int]) -> int:
-    """Read 'tiles': 0 when absent (whole frames), else from 2, for a job of one frame
-    ('chunk_size' auto refuses it: read_chunk_auto). How many tiles the frame's pixels allow
-    only Blender knows: the Worker checks that (core/tiles.py), the CLI too where it can."""
-    if "tiles" not in settings:
-        return 0
-    tiles = _read_int(settings, "tiles", 0, 0, MAX_TILES)
-    try:
-        check_tile_count(tiles, MAX_TILES, 1)
-    except TileError as exc:
-        raise JobCompileError(str(exc)) from None
-    if len(frames) != 1:
-        raise JobCompileError(
-            f"--tiles splits one frame over many machines, but the job has {len(frames)} "
-            "frames; give --frames a single frame."
-        )
-    return tiles
-
-
-def _tile_tasks(
-    blend: str,
-    frame: int,
-    tiles: int,
-    output: dict[str, str],
-    device: str,
-    persistent_data: bool,
-    scripts: bool,
-) -> list[TaskSpec]:
-    """One task per tile of `frame`; the Worker turns index and count into the tile's region
-    (flamenco.core.tiles) from the resolution its Blender reports."""
-    whole = _render_task(blend, [frame], output, device, persistent_data, scripts)
-    return [
-        replace(
-            whole,
-            name=f"render {frame} tile {index + 1}/{tiles}",
-            command={**whole.command, "tile": {"index": index, "count": tiles}},
-        )
-        for index in range(tiles)
-    ]
-
-
-def _read_tag(settings: Mapping[str, Any]) -> str | None:
-    tag = settings.get("worker_tag")
-    if tag is None or tag == "":
-        return None
-    if not isinstance(tag, str) or not TAG_PATTERN.match(tag):
-        raise JobCompileError(
-            f"Setting 'worker_tag' must be letters, digits, '.', '_' or '-', "
-            f"got {quote_for_message(tag)}."
-        )
-    return tag
-
-
-def _read_min_blender(settings: Mapping[str, Any]) -> str | None:
-    version = settings.get("min_blender_version")
-    if version is None or version == "":
-        return None
-    try:
-        parse_version(str(version))
-    except ValueError as exc:
-        raise JobCompileError(f"Setting 'min_blender_version': {exc}") from None
-    return str(version)
-
-
-def _render_task(
-    blend: str,
-    chunk: list[int],
-    output: dict[str, str],
-    device: str,
-    persistent_data: bool,
-    scripts: bool,
-    check_blank: bool = False,
-) -> TaskSpec:
-    """The Blender task rendering one chunk of frames."""
-    command = {
-        "blend": blend,
-        "frames": chunk,
-        **output,
-        "render_device": device,
-        "persistent_data": persistent_data,
-        "scripts": scripts,
-    }
-    if check_blank:  # absent when off, as in jobs from before the setting
-        command["check_blank"] = True
-    return TaskSpec(
-        name=render_task_name(chunk),
-        type="blender",
-        frames=tuple(chunk),
-        command=command,
-    )
-
-
-def render_task_name(frames: Iterable[int]) -> str:
-    return f"render {format_frame_range(list(frames))}"
-
-
-@dataclass(frozen=True)
-class RenderChunk:
-    """A render task's frames as re-planned (`--chunk auto`): its name and command."""
-
-    name: str
-    frames: tuple[int, ...]
-    command: dict[str, Any]
-
-
-def rechunked_render(command: Mapping[str, Any], frames: tuple[int, ...]) -> RenderChunk:
-    """The render task of `frames`, with the rest of its command from one of its job's."""
-    return RenderChunk(render_task_name(frames), frames, {**command, "frames": list(frames)})
-
-
 PREVIEW_FRAMES_DIR = "frames"
 
 
@@ -428,14 +341,3 @@ def preview_frame_path(frame: int, filename: str) -> str:
     file names look like and whichever order the files arrive in.
     """
     return f"{PREVIEW_FRAMES_DIR}/{frame}/{filename}"
-
-
-def _preview_task(frames: list[int], output: dict[str, str], fps: int, renders: int) -> TaskSpec:
-    """The ffmpeg task that turns all rendered frames into a video, after every render task."""
-    return TaskSpec(
-        name="preview video",
-        type="ffmpeg",
-        frames=tuple(frames),
-        command={"frames": list(frames), **output, "fps": fps},
-        depends_on=tuple(range(renders)),
-    )

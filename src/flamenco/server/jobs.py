@@ -18,7 +18,7 @@ from flamenco import wire
 from flamenco.blendfile import blend_problem
 from flamenco.blobs import BlobStore
 from flamenco.core.actions import ActionNotAllowed, ActionPlan, JobAction, plan_job_action
-from flamenco.core.compiler import JobCompileError, compile_job
+from flamenco.core.compiler import JobCompileError, JobType, compile_job, file_settings
 from flamenco.core.notify import BadNotifyUrl, check_notify_url
 from flamenco.core.states import (
     FINISHED_JOB_STATUSES,
@@ -33,6 +33,7 @@ from flamenco.errors import (
     Unprocessable,
     UnsupportedMedia,
 )
+from flamenco.job_type_registry import find_job_type
 from flamenco.server.blob_gc import BlobCollector
 from flamenco.server.doorbell import Doorbell
 from flamenco.server.events import EventBus
@@ -95,14 +96,18 @@ class JobService(JobViews, OutputIntake):
 
     def submit(self, sub: wire.JobSubmission, submitter: str) -> wire.Job:
         try:
-            specs = compile_job(sub.type, sub.settings)
+            job_type = find_job_type(sub.type)
+            specs = compile_job(job_type, sub.settings)
         except JobCompileError as exc:
             raise Unprocessable(str(exc)) from exc
         notify_url = _checked_notify_url(sub.notify)
-        self._check_files(sub)
+        self._check_files(sub, job_type)
         self._check_sites(sub.sites)
         job_id = new_id()
-        frames_total = sum(len(spec.frames) for spec in specs if spec.type == "blender")
+        # a frame split into tiles is still one frame; a preview video's are not its own
+        frames_total = len(
+            {frame for spec in specs if spec.renders_frames for frame in spec.frames}
+        )
         output_dir = self.outputs_root / f"{slug(sub.name)}-{job_id}"
         with self.sessions.begin() as s:
             after = checked_after(s, sub.after)
@@ -146,20 +151,29 @@ class JobService(JobViews, OutputIntake):
         self.bell.ring()
         return self.get(job_id)
 
-    def _check_files(self, sub: wire.JobSubmission) -> None:
+    def _check_files(self, sub: wire.JobSubmission, job_type: JobType) -> None:
+        """The files the settings name (the fields the job type marks) are the job's, and
+        a scene is a .blend file."""
         # Each path is a safe relative path already: wire.RelativePath checked it on arrival.
-        blend = str(sub.settings.get("blend", ""))
-        if blend not in sub.files:
-            raise Unprocessable(f"The scene '{blend}' is not among the job's files.")
+        named = {
+            key: (str(sub.settings[key]), kind)
+            for key, kind in file_settings(job_type.Settings).items()
+            if sub.settings.get(key) is not None
+        }
+        for key, (path, kind) in named.items():
+            if path not in sub.files:
+                what = "scene" if kind == "scene" else f"file of setting '{key}'"
+                raise Unprocessable(f"The {what} '{path}' is not among the job's files.")
         missing = self.blobs.missing(sub.files.values())
         if missing:
             names = [p for p, h in sub.files.items() if h in missing]
             raise Unprocessable(
                 f"{len(missing)} file(s) of the job were never uploaded, e.g. '{names[0]}'."
             )
-        problem = blend_problem(self.blobs.path(sub.files[blend]), blend)
-        if problem:
-            raise UnsupportedMedia(problem)
+        for path, kind in named.values():
+            problem = kind == "scene" and blend_problem(self.blobs.path(sub.files[path]), path)
+            if problem:
+                raise UnsupportedMedia(problem)
 
     def _check_sites(self, sites: list[str]) -> None:
         if not sites:

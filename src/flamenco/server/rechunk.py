@@ -22,7 +22,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from flamenco.core.chunking import RECENT_SAMPLES, DoneTask, rechunk
-from flamenco.core.compiler import JobCompileError, read_chunk_auto, rechunked_render
+from flamenco.core.compiler import JobCompileError
+from flamenco.core.job_types.blender_render import (
+    JOB_TYPE as BLENDER_RENDER,
+)
+from flamenco.core.job_types.blender_render import (
+    RENDER_TASK_TYPE,
+    read_chunk_auto,
+    rechunked_render,
+)
 from flamenco.core.runs import task_runs
 from flamenco.core.states import TaskStatus
 from flamenco.server.models import AppliedUpdate, JobRow, TaskRow
@@ -57,7 +65,7 @@ def rechunk_completed_jobs(s: Session, entered: dict[str, set[TaskStatus]]) -> N
 def rechunk_job(s: Session, job_id: str) -> bool:
     """Re-plan the job's trailing queued tasks by time; whether they changed."""
     job = s.get(JobRow, job_id)
-    if job is None:
+    if job is None or job.type != BLENDER_RENDER.name:  # only its render tasks re-plan
         return False
     try:
         target = read_chunk_auto(job.settings)
@@ -90,7 +98,7 @@ def _trailing_queued(s: Session, job_id: str) -> list[TaskRow]:
             .where(
                 TaskRow.job_id == job_id,
                 TaskRow.status == TaskStatus.QUEUED,
-                TaskRow.type == "blender",
+                TaskRow.type == RENDER_TASK_TYPE,
             )
             .order_by(TaskRow.index)
             .with_for_update(skip_locked=True)
@@ -111,7 +119,7 @@ def _done_tasks(s: Session, job_id: str) -> list[DoneTask]:
         .where(
             TaskRow.job_id == job_id,
             TaskRow.status == TaskStatus.COMPLETED,
-            TaskRow.type == "blender",
+            TaskRow.type == RENDER_TASK_TYPE,
         )
         .order_by(TaskRow.updated.desc())
         .limit(RECENT_SAMPLES)

@@ -20,7 +20,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from flamenco.core.compiler import RenderChunk
+from flamenco.core.job_types.blender_render import RenderChunk
 from flamenco.core.states import (
     FINISHED_JOB_STATUSES,
     InvalidTransition,
