@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from exrkit import HEADER, rgba, write_exr
+from flamenco import exr_strips
 from flamenco.frame_check import BadFrame, FrameExpectation, check_frame
 
 W, H = 64, 48
@@ -188,3 +189,25 @@ def test_a_blank_exr_is_judged_by_its_beauty_not_its_other_passes(tmp_path: Path
     with pytest.raises(BadFrame, match="is blank"):
         check_frame(path, path.name, 2, BLANK)
     check_frame(path, path.name, 2, SIZE)
+
+
+@pytest.mark.parametrize("changed_row", [None, 0, H // 2, H - 1])
+def test_the_blank_check_reads_strips_and_sees_a_pixel_in_any_of_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, changed_row: int | None
+) -> None:
+    """Strips of two rows: one pixel that differs, in the first, a middle or the last strip,
+    makes the frame not blank; without it the frame is blank."""
+    monkeypatch.setattr(exr_strips, "STRIP_BYTES", 2 * W * 4 * 2)
+    pixels = rgba(H, W, (0.2, 0.2, 0.2))
+    if changed_row is not None:
+        pixels[changed_row, W - 1, 1] = 0.25
+    path = tmp_path / "f_0003.exr"
+    OpenEXR.File(dict(HEADER, compression=OpenEXR.NO_COMPRESSION), {"RGBA": pixels}).write(
+        str(path)
+    )
+    assert len(list(exr_strips.beauty_strips(path))) == H // 2
+    if changed_row is None:
+        with pytest.raises(BadFrame, match="is blank"):
+            check_frame(path, path.name, 3, BLANK)
+    else:
+        check_frame(path, path.name, 3, BLANK)
