@@ -13,6 +13,7 @@ from pathlib import Path
 import OpenEXR
 import pytest
 
+from flamenco import tile_join
 from flamenco.tile_join import join_tiles
 
 pytestmark = pytest.mark.blender
@@ -63,7 +64,7 @@ def channels(path: Path) -> dict[str, tuple[str, bytes, tuple[int, ...]]]:
 
 @pytest.mark.parametrize("fmt", ["OPEN_EXR", "OPEN_EXR_MULTILAYER"])
 def test_real_exr_tiles_join_into_the_one_process_frame_in_float(
-    demo_scene: Path, tmp_path: Path, fmt: str
+    demo_scene: Path, tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     done = subprocess.run(
         [sys.executable, "-c", RENDER_TILES, str(demo_scene), str(tmp_path), fmt, str(TILES)],
@@ -76,6 +77,13 @@ def test_real_exr_tiles_join_into_the_one_process_frame_in_float(
     tiles = [tmp_path / f"tile-{i}.exr" for i in range(TILES)]
     joined = tmp_path / "joined.exr"
 
+    # Joined in strips of one chunk or so, as a big frame is, never read whole.
+    monkeypatch.setattr(tile_join, "STRIP_BYTES", 1)
+
+    def joined_whole(*args: object) -> None:
+        raise AssertionError("the tiles were joined whole, not in strips")
+
+    monkeypatch.setattr(tile_join, "_join_exr_whole", joined_whole)
     join_tiles(tiles, joined)
 
     expected, got = channels(whole), channels(joined)

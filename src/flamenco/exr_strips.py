@@ -14,6 +14,7 @@ import math
 import struct
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import OpenEXR
@@ -92,7 +93,10 @@ def beauty_strips(path: Path, multiple_of: int = 1) -> Iterator[np.ndarray]:
     offsets = layout.tables[part]  # type: ignore[index]
     with open(path, "rb") as f:
         for first in range(0, len(offsets), chunks_per_strip):
-            chunks = [_chunk(f, layout, at) for at in offsets[first : first + chunks_per_strip]]
+            chunks = [
+                read_scanline_chunk(f, layout, at)
+                for at in offsets[first : first + chunks_per_strip]
+            ]
             strip = OpenEXR.File(io.BytesIO(strip_file(head, layout, part, first, chunks)))
             yield strip.parts[0].channels[name].pixels
 
@@ -108,7 +112,7 @@ def _beauty_part(path: Path, head: bytes, layout: Layout) -> tuple[int, str, int
         for part, offsets in enumerate(layout.tables):
             if not offsets:
                 continue
-            one = strip_file(head, layout, part, 0, [_chunk(f, layout, offsets[0])])
+            one = strip_file(head, layout, part, 0, [read_scanline_chunk(f, layout, offsets[0])])
             for name, channel in OpenEXR.File(io.BytesIO(one)).parts[0].channels.items():
                 channels.setdefault(name, (part, channel.pixels))
     if not channels:
@@ -118,7 +122,7 @@ def _beauty_part(path: Path, head: bytes, layout: Layout) -> tuple[int, str, int
     return part, name, pixels.nbytes // max(1, pixels.shape[0])
 
 
-def _chunk(f: io.BufferedReader, layout: Layout, offset: int) -> bytes:
+def read_scanline_chunk(f: BinaryIO, layout: Layout, offset: int) -> bytes:
     """A scan-line chunk as a single-part file stores it: y, length, data."""
     skip = chunk_header_size(layout) - 8  # a multi-part file's part number
     f.seek(offset + skip)

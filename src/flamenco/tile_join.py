@@ -5,18 +5,29 @@ region and nothing else. EXR tiles are joined in their own float channels (half 
 the OpenEXR library, every layer and pass of every part; other formats with Pillow and numpy in
 the tile's own mode and format, pixels unchanged (a JPEG is encoded again, at quality 100: its
 compression is lossy whatever is done). Blocking: run it in a thread.
+
+An EXR of scan lines is joined a strip of chunks at a time, so a 200 MB frame never lies in
+memory whole: each tile's strip is cut out as a small EXR (`core/exr_layout.strip_file`), the
+tiles' regions are put together in the first tile's strip, which the library encodes again, and
+its chunks go into the joined file under the first tile's headers. A tiled or deep EXR is
+joined whole.
 """
 
 from __future__ import annotations
 
+import io
+import struct
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import OpenEXR
 from PIL import Image
 
+from flamenco.core.exr_layout import Layout, chunk_header_size, read_layout, strip_file
 from flamenco.core.tiles import TileRegion, tile_regions
+from flamenco.exr_strips import STRIP_BYTES, read_exr_layout, read_scanline_chunk
 from flamenco.images import image_size, is_exr
 
 PNG_BIT_DEPTH_OFFSET = 24  # the IHDR's bit depth byte, after the signature and chunk header
@@ -49,6 +60,116 @@ def _rows(region: TileRegion, height: int) -> slice:
 
 
 def _join_exr(tiles: Sequence[Path], regions: list[TileRegion], height: int, dest: Path) -> None:
+    heads = [read_exr_layout(tile) for tile in tiles]
+    if all(_cuttable(layout, heads[0][1]) for _, layout in heads):
+        _join_exr_strips(tiles, heads, regions, height, dest)
+    else:
+        _join_exr_whole(tiles, regions, height, dest)
+
+
+def _cuttable(layout: Layout, first: Layout) -> bool:
+    """Whether a tile can be joined in strips: scan lines only, laid out as the first tile."""
+    return (
+        layout.tables is not None
+        and first.tables is not None
+        and all(layout.is_scanline(i) for i in range(len(layout.parts)))
+        and [len(t) for t in layout.tables] == [len(t) for t in first.tables]
+        and [(p.data_window, p.compression) for p in layout.parts]
+        == [(p.data_window, p.compression) for p in first.parts]
+    )
+
+
+def _join_exr_strips(
+    tiles: Sequence[Path],
+    heads: list[tuple[bytes, Layout]],
+    regions: list[TileRegion],
+    height: int,
+    dest: Path,
+) -> None:
+    head, layout = heads[0]
+    assert layout.tables is not None  # _cuttable said so
+    headers_end = layout.tables_end - 8 * sum(len(t) for t in layout.tables)
+    files = [open(tile, "rb") for tile in tiles]  # noqa: SIM115 - closed below, all of them
+    try:
+        with open(dest, "wb") as out:
+            out.write(head[:headers_end])
+            out.write(bytes(layout.tables_end - headers_end))  # the tables, written at the end
+            offsets: list[int] = []
+            for part, table in enumerate(layout.tables):
+                prefix = struct.pack("<i", part) if layout.multipart else b""
+                step = _chunks_per_strip(files[0], heads[0], part)
+                for first in range(0, len(table), step):
+                    strip = _joined_strip(files, heads, regions, height, part, first, step)
+                    for chunk in strip:
+                        offsets.append(out.tell())
+                        out.write(prefix + chunk)
+            out.seek(headers_end)
+            out.write(struct.pack(f"<{len(offsets)}Q", *offsets))
+    finally:
+        for f in files:
+            f.close()
+
+
+def _chunks_per_strip(f: BinaryIO, head: tuple[bytes, Layout], part: int) -> int:
+    """As many chunks as make about STRIP_BYTES of the part's pixels, decoded."""
+    data, layout = head
+    table = layout.tables[part]  # type: ignore[index]
+    one = OpenEXR.File(
+        io.BytesIO(strip_file(data, layout, part, 0, [read_scanline_chunk(f, layout, table[0])]))
+    )
+    chunk_bytes = sum(c.pixels.nbytes for c in one.parts[0].channels.values())
+    return max(1, STRIP_BYTES // max(1, chunk_bytes))
+
+
+def _joined_strip(
+    files: list[BinaryIO],
+    heads: list[tuple[bytes, Layout]],
+    regions: list[TileRegion],
+    height: int,
+    part: int,
+    first: int,
+    count: int,
+) -> list[bytes]:
+    """The chunks first .. first + count - 1 of a part of the joined frame, encoded."""
+
+    def strip_of(tile: int) -> OpenEXR.File:
+        data, layout = heads[tile]
+        table = layout.tables[part][first : first + count]  # type: ignore[index]
+        chunks = [read_scanline_chunk(files[tile], layout, at) for at in table]
+        return OpenEXR.File(io.BytesIO(strip_file(data, layout, part, first, chunks)))
+
+    joined = strip_of(0)
+    window = heads[0][1].parts[part].data_window
+    assert window is not None  # a scan-line part has one
+    lines = heads[0][1].parts[part].lines_per_chunk or 1
+    top = first * lines  # the strip's first row, counted from the frame's top
+    rows = next(iter(joined.parts[0].channels.values())).pixels.shape[0]
+    for tile, region in enumerate(regions[1:], start=1):
+        wanted = _rows(region, height)
+        low, high = max(wanted.start, top), min(wanted.stop, top + rows)
+        if low >= high:
+            continue  # this tile has nothing in the strip
+        theirs = strip_of(tile).parts[0].channels
+        for name, channel in joined.parts[0].channels.items():
+            here = slice(low - top, high - top)
+            channel.pixels[here, region.x0 : region.x1] = theirs[name].pixels[
+                here, region.x0 : region.x1
+            ]
+    encoded = io.BytesIO()
+    joined.write(encoded)
+    data = encoded.getvalue()
+    layout = read_layout(data)
+    assert layout.tables is not None  # a scan-line part, written by the library
+    skip = chunk_header_size(layout) - 8
+    return [
+        data[at + skip : at + 8 + struct.unpack_from("<i", data, at + 4)[0]]
+        for at in layout.tables[0]
+    ]
+
+
+def _join_exr_whole(
+    tiles: Sequence[Path], regions: list[TileRegion], height: int, dest: Path
+) -> None:
     joined = OpenEXR.File(str(tiles[0]))
     for tile, region in zip(tiles[1:], regions[1:], strict=True):
         source = OpenEXR.File(str(tile))
