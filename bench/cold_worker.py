@@ -21,20 +21,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import probes  # bench/ is not a package
 
 from flamenco.worker import agent
-from flamenco.worker.blender import WarmBlender
+from flamenco.worker.blender_pool import BlenderPool
+from flamenco.worker.warm_blender import WarmBlender
+
+
+class ColdBlenderPool(BlenderPool):
+    async def for_job(self, *args: Any, **kwargs: Any) -> WarmBlender:
+        await self.stop()  # never reuse: the parent class then starts a new one
+        return await super().for_job(*args, **kwargs)
 
 
 class ColdWorkerAgent(agent.WorkerAgent):
-    async def _warm_blender(self, a: Any, job_dir: Path, on_event: Any) -> WarmBlender:
-        await self._stop_blender()  # never reuse: the parent class then starts a new one
-        return await super()._warm_blender(a, job_dir, on_event)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        pool = self.pool
+        self.pool = ColdBlenderPool(
+            pool.installs,
+            user_resources=pool.user_resources,
+            env=pool.env,
+            temp_root=pool.temp_root,
+            standby=pool.standby_wanted,
+            worker_name=pool.worker_name,
+        )
 
     async def _run_task(self, run: agent.TaskRun) -> None:
         try:
             await super()._run_task(run)
         finally:
             # Before the Worker asks for its next task, like `blender -b file -f N` exiting.
-            await self._stop_blender()
+            await self.pool.stop()
 
 
 def main() -> None:

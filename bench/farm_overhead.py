@@ -93,7 +93,8 @@ from flamenco import wire  # noqa: E402
 from flamenco.cli.submit import SubmitRequest, submit_scene  # noqa: E402
 from flamenco.core.states import JobStatus  # noqa: E402
 from flamenco.demo.scene import build_demo_scene  # noqa: E402
-from flamenco.worker.blender import BlenderInstall, WarmBlender, find_blender  # noqa: E402
+from flamenco.worker.blender import BlenderInstall, find_blender  # noqa: E402
+from flamenco.worker.warm_blender import WarmBlender  # noqa: E402
 
 COLD_WORKER = BENCH / "cold_worker.py"
 PROBES = BENCH / "probes.py"

@@ -157,30 +157,38 @@ def install(component: str, path: str) -> None:
 
     if component == "worker":
         from flamenco.worker.agent import WorkerAgent
-        from flamenco.worker.blender import WarmBlender
+        from flamenco.worker.blender_pool import BlenderPool
+        from flamenco.worker.delivery import Delivery
+        from flamenco.worker.lent_blender import LentBlender
+        from flamenco.worker.warm_blender import WarmBlender
 
         _wrap_async(WorkerAgent, "_run_task", "task", _task)
         _wrap_async(WorkerAgent, "_fetch_files", "fetch_files")
-        _wrap_async(WorkerAgent, "_warm_blender", "warm_blender")
-        _wrap_async(WorkerAgent, "_deliver", "deliver")
+        _wrap_async(BlenderPool, "for_job", "warm_blender")
+        _wrap_async(Delivery, "deliver", "deliver")
         _wrap_async(WorkerAgent, "_sync_once", "sync_once")
         _wrap_async(WarmBlender, "start", "blender.start")
         _wrap_async(WarmBlender, "render", "blender.render", _render)
         _wrap_async(WarmBlender, "terminate", "blender.terminate")
-        original_event = WorkerAgent._on_blender_event
+        original_events = LentBlender._events
 
-        async def on_event(self: Any, run: Any, event: dict[str, Any]) -> None:
-            if event.get("event") in ("frame", "ready", "done"):
-                record(
-                    "blender." + event["event"],
-                    time.time(),
-                    task=run.a.task_id,
-                    frame=event.get("frame"),
-                    seconds=event.get("seconds"),
-                )
-            await original_event(self, run, event)
+        def events(self: Any, *args: Any, **kwargs: Any) -> Any:
+            relay = original_events(self, *args, **kwargs)
 
-        WorkerAgent._on_blender_event = on_event  # type: ignore[method-assign]
+            async def on_event(event: dict[str, Any]) -> None:
+                if event.get("event") in ("frame", "ready", "done"):
+                    record(
+                        "blender." + event["event"],
+                        time.time(),
+                        task=self.run.a.task_id,
+                        frame=event.get("frame"),
+                        seconds=event.get("seconds"),
+                    )
+                await relay(event)
+
+            return on_event
+
+        LentBlender._events = events  # type: ignore[method-assign]
     elif component == "manager":
         from flamenco.manager.service import ManagerService
         from flamenco.manager.upstream import ServerLink

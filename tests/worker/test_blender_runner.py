@@ -15,15 +15,8 @@ from PIL import Image
 from flamenco.blendfile import blend_version
 from flamenco.core.faults import Fault, classify_failure
 from flamenco.demo.scene import build_demo_scene
-from flamenco.worker.blender import (
-    BlenderFailed,
-    BlenderInstall,
-    BlenderTerminated,
-    Event,
-    WarmBlender,
-    child_env,
-    parse_line,
-)
+from flamenco.worker.blender import BlenderInstall, Event, child_env, parse_line
+from flamenco.worker.warm_blender import BlenderFailed, BlenderTerminated, WarmBlender
 
 pytestmark = pytest.mark.blender
 

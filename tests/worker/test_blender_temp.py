@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from flamenco.demo.scene import build_demo_scene
-from flamenco.worker.blender import BlenderInstall, WarmBlender
+from flamenco.worker.blender import BlenderInstall
+from flamenco.worker.warm_blender import WarmBlender
 
 pytestmark = pytest.mark.blender
 

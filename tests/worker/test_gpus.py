@@ -10,8 +10,8 @@ import pytest
 
 from flamenco import wire
 from flamenco.config import WorkerSettings
-from flamenco.worker.agent import TaskRun, WorkerAgent
-from flamenco.worker.blender import BlenderFailed, BlenderInstall
+from flamenco.worker.agent import WorkerAgent
+from flamenco.worker.blender import BlenderInstall
 from flamenco.worker.gpus import (
     CyclesDevice,
     detect_gpus,
@@ -22,6 +22,8 @@ from flamenco.worker.gpus import (
     refused_device,
     without_backend,
 )
+from flamenco.worker.reporting import TaskRun
+from flamenco.worker.warm_blender import BlenderFailed
 
 H200 = "NVIDIA H200"
 PCI = "0000:01:00"
@@ -195,7 +197,7 @@ def test_a_backend_blender_refuses_leaves_the_workers_capabilities(
             job_id="j1",
             job_name="gpu job",
             name="render 1",
-            type="blender",
+            type="blender-render",
             frames=[1],
             command={"blend": "scene.blend", "render_device": "OPTIX"},
             files={},
@@ -204,9 +206,9 @@ def test_a_backend_blender_refuses_leaves_the_workers_capabilities(
 
     async def render() -> None:
         try:
-            await agent._render(run, job_dir)
+            await agent._run_command(run, job_dir, agent._reporter(run, job_dir))
         finally:
-            await agent._stop_blender()
+            await agent.pool.stop()
             await agent.api.close()
             agent.outbox.close()
 

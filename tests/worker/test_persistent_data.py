@@ -9,7 +9,8 @@ import pytest
 from PIL import Image, ImageChops
 
 from flamenco.demo.scene import build_demo_scene
-from flamenco.worker.blender import BlenderInstall, Event, WarmBlender
+from flamenco.worker.blender import BlenderInstall, Event
+from flamenco.worker.warm_blender import WarmBlender
 
 pytestmark = pytest.mark.blender
 

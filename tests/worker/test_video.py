@@ -12,8 +12,8 @@ import pytest
 from PIL import Image, ImageStat
 
 from exrkit import rgba, write_exr
+from flamenco.commands.ffmpeg import EncodingFailed, encode_video, ordered_frames
 from flamenco.core.compiler import preview_frame_path
-from flamenco.worker.video import EncodingFailed, encode_video, ordered_frames
 
 # Frame numbers with gaps, each frame one solid colour, so the video's order can be checked.
 COLOURS = {

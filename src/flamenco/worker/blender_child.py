@@ -6,7 +6,8 @@ may be used here: Blender's own Python cannot see the worker's virtualenv.
 
 Events go to stdout as single lines ``@@FLAMENCO@@ {json}``; everything else Blender prints
 on the same stream stays a plain log line for the parent. Commands arrive on stdin, one JSON
-object per line: ``{"op": "render", ...}`` or ``{"op": "quit"}``. Started without ``--blend``,
+object per line: ``{"op": "render", ...}``, ``{"op": "script", ...}`` (a job's own script,
+blender-script) or ``{"op": "quit"}``. Started without ``--blend``,
 it waits on standby, bpy already imported, for
 ``{"op": "open", "blend": ..., "device": ..., "scripts": true}``.
 """
@@ -354,6 +355,46 @@ def run_render(scene: bpy.types.Scene, cmd: dict[str, Any]) -> None:
     emit("done", frames=frames, persistent_data=scene.render.use_persistent_data)
 
 
+def run_script(cmd: dict[str, Any]) -> None:
+    """Run a job's script with its file open, in the job's folder, as ``__main__``; it gets
+    FLAMENCO_ARGS (its arguments) and FLAMENCO_OUTPUTS (a list it appends the paths of the
+    files it made to: absolute, or relative to the job's folder)."""
+    if cmd.get("frame") is not None:
+        bpy.context.scene.frame_set(int(cmd["frame"]))
+    path, job_dir = str(cmd["script"]), str(cmd["job_dir"])
+    with open(path, encoding="utf-8") as source:
+        code = source.read()
+    outputs: list[Any] = []
+    namespace = {
+        "__name__": "__main__",
+        "__file__": path,
+        "FLAMENCO_ARGS": [str(arg) for arg in cmd.get("args", [])],
+        "FLAMENCO_OUTPUTS": outputs,
+    }
+    previous = os.getcwd()
+    os.chdir(job_dir)
+    try:
+        exec(compile(code, path, "exec"), namespace)
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            script_failed(exc)
+            return
+    except Exception as exc:
+        script_failed(exc)
+        return
+    finally:
+        os.chdir(previous)
+    emit("script_done", outputs=[os.path.join(job_dir, os.fspath(out)) for out in outputs])
+
+
+def script_failed(exc: BaseException) -> None:
+    """The whole traceback goes to the task's log; the failure is its last line."""
+    traceback.print_exception(exc, file=sys.stdout)
+    sys.stdout.flush()
+    last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    emit("error", message=last, script=True)
+
+
 def handle(scene: bpy.types.Scene, line: str) -> None:
     """Run one command; errors are reported and the loop goes on with the next command."""
     global _command_frame
@@ -364,9 +405,12 @@ def handle(scene: bpy.types.Scene, line: str) -> None:
         op = cmd.get("op")
         if op == "quit":
             _exit(0)
-        if op != "render":
+        if op == "script":
+            run_script(cmd)
+        elif op == "render":
+            run_render(scene, cmd)
+        else:
             raise ValueError(f"unknown op {op!r}")
-        run_render(scene, cmd)
     except Exception as exc:  # any failure must reach the parent as an event
         emit("error", message=clean_error(exc), frame=_command_frame)
 

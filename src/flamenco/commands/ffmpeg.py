@@ -1,10 +1,10 @@
-"""The preview video task: a job's rendered frames, in frame order, as one H.264 MP4.
+"""`ffmpeg`: the preview video, a job's rendered frames in frame order as one H.264 MP4.
 
 The Server leases an 'ffmpeg' task with the job's frames as its files (see
 `core.compiler.preview_frame_path`), so the Worker fetches them through its Manager's cache
 like any job file. Here they are linked into a numbered sequence without gaps, encoded by the
-FFmpeg that the imageio-ffmpeg wheel ships, and the MP4 goes into the Worker's outbox as an
-artifact of the task, ahead of the task's completion.
+FFmpeg that the imageio-ffmpeg wheel ships, and the MP4 is sent as an artifact of the task,
+ahead of the task's completion. Parameters: fps (default 24).
 """
 
 from __future__ import annotations
@@ -15,21 +15,16 @@ import logging
 import os
 import shutil
 import tempfile
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 
 from flamenco.blobs import safe_join
+from flamenco.commands import CommandFailed, CommandTask, Reporter
 from flamenco.core.compiler import PREVIEW_FRAMES_DIR
 from flamenco.images import exr_beauty, is_exr
-from flamenco.outbox import FrameItem
 from flamenco.procs import spawn_options
 
-if TYPE_CHECKING:
-    from flamenco.worker.agent import TaskRun, WorkerAgent
-
-log = logging.getLogger("flamenco.worker.video")
+log = logging.getLogger("flamenco.commands.ffmpeg")
 
 PREVIEW_NAME = "preview.mp4"
 DEFAULT_FPS = 24
@@ -39,7 +34,7 @@ STREAM_LIMIT = 1024 * 1024
 EVEN_SIZE = "scale=ceil(iw/2)*2:ceil(ih/2)*2"
 
 
-class EncodingFailed(Exception):
+class EncodingFailed(CommandFailed):
     """FFmpeg could not make the video; the message says why in one sentence."""
 
 
@@ -53,7 +48,7 @@ def ffmpeg_exe() -> str:
         raise EncodingFailed(f"FFmpeg is not available on this Worker: {exc}") from None
 
 
-def ordered_frames(files: Mapping[str, str], job_dir: Path) -> list[tuple[int, Path]]:
+def ordered_frames(files: Iterable[str], job_dir: Path) -> list[tuple[int, Path]]:
     """The fetched frames of a preview task, (frame, path) by frame number."""
     found = []
     for relpath in files:
@@ -209,47 +204,38 @@ def _link(source: Path, dest: Path) -> None:
 
 
 class PreviewVideo:
-    """The Worker's runner for 'ffmpeg' tasks: `async (run, job_dir) -> None`."""
+    name = "ffmpeg"
 
-    def __init__(self, agent: WorkerAgent) -> None:
-        self.agent = agent
-
-    async def __call__(self, run: TaskRun, job_dir: Path) -> None:
-        agent, a = self.agent, run.a
-        frames = ordered_frames(a.files, job_dir)
-        missing = sorted(set(a.frames) - {frame for frame, _ in frames})
+    async def run(self, task: CommandTask, report: Reporter) -> None:
+        frames = ordered_frames(task.files, task.job_dir)
+        missing = sorted(set(task.frames) - {frame for frame, _ in frames})
         if missing:
-            run.log_lines.append(
+            report.log(
                 f"WARNING: {len(missing)} frame(s) were never rendered and are left out, "
                 f"e.g. frame {missing[0]}"
             )
-        fps = int(a.command.get("fps") or DEFAULT_FPS)
+        fps = int(task.parameters.get("fps") or DEFAULT_FPS)
         total = len(frames)
-        run.log_lines.append(f"encoding {total} frames at {fps} fps into {PREVIEW_NAME}")
-        agent._report(run, activity=f"encoding {total} frames")
-        dest = agent.data / "jobs" / a.job_id / "out" / a.task_id / PREVIEW_NAME
+        report.log(f"encoding {total} frames at {fps} fps into {PREVIEW_NAME}")
+        report.progress(0.0, f"encoding {total} frames")
+        dest = task.out_dir / PREVIEW_NAME
 
         def on_progress(encoded: int) -> None:
-            run.last_sign_of_life = time.monotonic()
-            run.frames_done = encoded
-            run.set_progress(0.0, f"encoding frame {encoded}/{total}")
+            report.progress(encoded / max(total, 1), f"encoding frame {encoded}/{total}")
 
         def on_log(line: str) -> None:
-            run.last_sign_of_life = time.monotonic()
-            run.log_lines.append(f"ffmpeg: {line}")
+            report.log(f"ffmpeg: {line}")
 
         await encode_video([path for _, path in frames], dest, fps, on_progress, on_log)
-        size = dest.stat().st_size
-        run.log_lines.append(f"{PREVIEW_NAME}: {total} frames, {size} bytes")
-        sha256 = agent.blobs.put_file(dest)
-        agent.outbox.add_frame(
-            FrameItem(a.task_id, 0, sha256, PREVIEW_NAME, kind="artifact", job_id=a.job_id)
-        )
-        agent.deliver_wake.set()
+        report.log(f"{PREVIEW_NAME}: {total} frames, {dest.stat().st_size} bytes")
+        await report.output(dest, name=PREVIEW_NAME)
         log.info(
             "task %s: %s made of %d frames",
-            a.task_id,
+            task.task_id,
             PREVIEW_NAME,
             total,
-            extra={"job": a.job_id, "task": a.task_id},
+            extra={"job": task.job_id, "task": task.task_id},
         )
+
+
+COMMAND = PreviewVideo()
