@@ -1,6 +1,6 @@
-"""Credentials from the command line: `flamenco tokens`, `users passwd|remove`,
-`managers revoke|rotate|rotate-secret`. Each acts through the Server's API (server/auth.py),
-except rotate-secret, which acts on a Manager's data folder on this machine."""
+"""People and credentials from the command line: `flamenco tokens`, `users add|passwd|remove`,
+`managers add|list|revoke|rotate|rotate-secret`. Each acts through the Server's API
+(server/auth.py), except rotate-secret, which acts on a Manager's data folder on this machine."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ import typer
 from rich.table import Table
 
 from flamenco import wire
-from flamenco.cli.console import err, out
-from flamenco.cli.main import (
+from flamenco.cli.base import (
     JsonOpt,
     ServerOpt,
     app,
@@ -24,6 +23,7 @@ from flamenco.cli.main import (
     managers_app,
     users_app,
 )
+from flamenco.cli.console import err, out
 from flamenco.client import api_path
 from flamenco.config import ManagerSettings, load
 from flamenco.manager.join_secret import new_join_secret, secret_file, write_join_secret
@@ -84,9 +84,34 @@ def _new_password(name: str, from_stdin: bool) -> str:
         password = typer.prompt(
             f"New password for {name}", hide_input=True, confirmation_prompt=True
         )
+    _check_length(password)
+    return password
+
+
+def _check_length(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise ValueError(f"The password needs at least {MIN_PASSWORD} characters.")
-    return password
+
+
+@users_app.command("add")
+@friendly_errors
+def users_add(
+    name: Annotated[str, typer.Argument(help="The new user's login name.")],
+    admin: Annotated[
+        bool, typer.Option("--admin", help="May manage users, sites, Workers.")
+    ] = False,
+    password: Annotated[
+        str | None, typer.Option(help="The password; asked for when not given.")
+    ] = None,
+    server: ServerOpt = None,
+) -> None:
+    """Add a user who can log in to the Dashboard and use the API (administrators only)."""
+    if password is None:
+        password = typer.prompt(f"Password for {name}", hide_input=True, confirmation_prompt=True)
+    _check_length(password)
+    body = {"name": name, "password": password, "admin": admin}
+    client(server).request("POST", "/api/v1/users", json=body)
+    err.print(f"User '{name}' added{' as an administrator' if admin else ''}.")
 
 
 @users_app.command("passwd")
@@ -116,6 +141,38 @@ def users_remove(
     """Remove a user and revoke their tokens (administrators; never the last one)."""
     client(server).request("DELETE", api_path("users", name))
     err.print(f"User '{name}' removed; their tokens are revoked.")
+
+
+@managers_app.command("add")
+@friendly_errors
+def managers_add(name: str, server: ServerOpt = None) -> None:
+    """Register a Manager on the Server and print its token."""
+    issued = client(server).call(
+        "POST", "/api/v1/managers", wire.TokenIssued, wire.ManagerCreate(name=name)
+    )
+    err.print(
+        f"Manager '{name}' added. Start it with: flamenco manager --name {name} "
+        "--token TOKEN --server URL"
+    )
+    print(issued.token)
+
+
+@managers_app.command("list")
+@friendly_errors
+def managers_list(server: ServerOpt = None, as_json: JsonOpt = False) -> None:
+    """Every Manager (site), whether it is online, and what its Workers do."""
+    managers = client(server).call("GET", "/api/v1/managers", wire.ManagerList).root
+    if as_json:
+        print(json.dumps([m.model_dump(mode="json") for m in managers]))
+        return
+    table = Table("site", "state", "address", "workers")
+    for m in managers:
+        workers = "\n".join(
+            f"{w.name}: {w.status}" + (f", task {w.task_id}" if w.task_id else "")
+            for w in m.workers
+        )
+        table.add_row(m.name, m.status, m.address, workers or "none")
+    out.print(table)
 
 
 @managers_app.command("revoke")

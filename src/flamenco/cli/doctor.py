@@ -25,7 +25,7 @@ import httpx
 import psutil
 import typer
 
-from flamenco.cli.main import app, package_version
+from flamenco.cli.base import app, package_version
 from flamenco.client import TlsFailure, transport_failure
 from flamenco.config import (
     BadSetting,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 
 from flamenco import wire
+from flamenco.cli.base import ServerOpt, app, client, friendly_errors
 from flamenco.cli.console import err
-from flamenco.cli.main import ServerOpt, app, client, friendly_errors
 
 metrics_app = typer.Typer(help="Prometheus metrics of the farm.", no_args_is_help=True)
 app.add_typer(metrics_app, name="metrics")

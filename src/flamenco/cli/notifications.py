@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from flamenco import wire
+from flamenco.cli.base import ServerOpt, app, client, friendly_errors
 from flamenco.cli.console import err
-from flamenco.cli.main import ServerOpt, app, client, friendly_errors
 
 notify_app = typer.Typer(help="Notifications of jobs' ends.", no_args_is_help=True)
 app.add_typer(notify_app, name="notify")

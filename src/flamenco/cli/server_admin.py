@@ -125,6 +125,6 @@ def database_errors() -> Iterator[None]:
 def _database_settings(data_dir: Path | None, database_url: str | None) -> ServerSettings:
     """The Server's settings for a command on its database: flags, else the Server's own
     FLAMENCO_SERVER_* variables and [server] in the config file, as `flamenco server` reads."""
-    from flamenco.cli.main import load_settings
+    from flamenco.cli.base import load_settings
 
     return load_settings(ServerSettings, {"data_dir": data_dir, "database_url": database_url})
