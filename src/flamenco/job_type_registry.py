@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from flamenco import wire
 from flamenco.core.compiler import JobCompileError, JobType, TaskSpec, compile_job
 from flamenco.core.frames import quote_for_message
 
@@ -70,3 +71,16 @@ def find_job_type(name: str) -> JobType:
 def compile_named(name: str, settings: Mapping[str, Any]) -> list[TaskSpec]:
     """Compile `settings` for the installed job type `name`."""
     return compile_job(find_job_type(name), settings)
+
+
+def job_type_listing() -> list[wire.JobTypeInfo]:
+    """Each installed job type with its settings' JSON schema, for people and the add-on."""
+    return [
+        wire.JobTypeInfo(
+            name=name,
+            label=job_type.label,
+            description=job_type.description,
+            settings_schema=job_type.Settings.model_json_schema(),
+        )
+        for name, job_type in installed_job_types().items()
+    ]

@@ -140,6 +140,19 @@ class JobSubmission(Strict):
     )
 
 
+class JobTypeInfo(Wire):
+    """An installed job type (GET /api/v1/job-types, `flamenco job-types`, the add-on's panel)."""
+
+    name: str
+    label: str
+    description: str
+    settings_schema: dict[str, Any] = Field(
+        description="The JSON schema of its settings (JobSubmission.settings); a field whose "
+        "schema has flamenco_file names a file: 'scene' the job's .blend, 'local' a file the "
+        "submitter uploads with the job."
+    )
+
+
 class Job(Wire):
     id: str
     name: str

@@ -16,6 +16,7 @@ from flamenco.server.account_routes import install_account_routes
 from flamenco.server.deps import current_user
 from flamenco.server.health import health_check
 from flamenco.server.job_routes import install_job_routes
+from flamenco.server.job_type_routes import install_job_type_routes
 from flamenco.server.metrics import install_metrics
 from flamenco.server.notify_delivery import NotificationSender
 from flamenco.server.notify_routes import install_notify_routes
@@ -52,4 +53,5 @@ def create_server_app(svc: ServerServices) -> FastAPI:
     install_account_routes(app)
     install_transfer_routes(app)
     install_job_routes(app)
+    install_job_type_routes(app)  # the installed job types
     return app
