@@ -103,13 +103,33 @@ def test_a_file_name_may_have_a_tighter_limit() -> None:
         check_file_name("x" * 201, limit=200)
 
 
-def test_an_artifact_name_is_a_file_name_of_at_most_200_bytes() -> None:
+def test_an_artifact_name_is_at_most_200_bytes() -> None:
     assert check_artifact_name("preview.mp4") == "preview.mp4"
     assert check_artifact_name("x" * 196 + ".mp4")
     with pytest.raises(UnsafePath, match=r"The artifact name 'xxx.* is longer than 200 bytes"):
         check_artifact_name("x" * 197 + ".mp4")
-    with pytest.raises(UnsafePath, match="must not contain a folder"):
-        check_artifact_name("sub/preview.mp4")
+
+
+@pytest.mark.parametrize(
+    ("name", "refusal"),
+    [
+        ("cache/fluid_0001.vdb", None),
+        ("bake/a/b/c.abc", None),
+        ("../preview.mp4", "tries to leave its folder"),
+        ("/abs/preview.mp4", "tries to leave its folder"),
+        ("cache//x.vdb", "has an empty or '.' part"),
+        ("cache/.hidden", "is not a plain file name"),
+        ("ca:che/x.vdb", "tries to leave its folder"),
+        ("cache/x?.vdb", "is not a plain file name"),
+        ("c/" * 100 + "xy", "is longer than 200 bytes"),
+    ],
+)
+def test_an_artifact_name_is_a_path_in_the_jobs_folder(name: str, refusal: str | None) -> None:
+    if refusal is None:
+        assert check_artifact_name(name) == name
+    else:
+        with pytest.raises(UnsafePath, match=refusal):
+            check_artifact_name(name)
 
 
 @pytest.mark.parametrize(

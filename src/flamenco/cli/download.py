@@ -9,9 +9,10 @@ from pathlib import Path
 from rich.progress import Progress
 
 from flamenco import wire
-from flamenco.blobs import HashMismatch, check_file_name, safe_join, temp_beside
+from flamenco.blobs import HashMismatch, safe_join, temp_beside
 from flamenco.cli.console import err
 from flamenco.client import ApiError, SyncApi, api_path
+from flamenco.core.names import check_artifact_name
 
 
 def download_frames(api: SyncApi, job_id: str, dest: Path) -> list[Path]:
@@ -27,14 +28,15 @@ def download_frames(api: SyncApi, job_id: str, dest: Path) -> list[Path]:
 
 
 def download_artifacts(api: SyncApi, job_id: str, dest: Path) -> list[Path]:
-    """The job's other files than frames (its preview video), next to the frames."""
+    """The job's other files than frames (its preview video, a script's files), next to the
+    frames, each at its path in the job's folder."""
     artifacts = api.call("GET", api_path("jobs", job_id, "artifacts"), wire.ArtifactList).root
     dest.mkdir(parents=True, exist_ok=True)
     return [
         _fetch(
             api,
             api_path("jobs", job_id, "artifacts", info.name),
-            safe_join(dest, check_file_name(info.name, "artifact")),
+            safe_join(dest, check_artifact_name(info.name)),
             info.sha256,
             info.name,
         )
@@ -49,6 +51,7 @@ def _download_one(api: SyncApi, job_id: str, info: wire.FrameInfo, dest: Path) -
 
 
 def _fetch(api: SyncApi, url: str, target: Path, sha256: str, what: str) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
     partial = temp_beside(target)
     digest = hashlib.sha256()
     try:

@@ -107,9 +107,18 @@ def check_file_name(name: str, what: str = "file", limit: int = MAX_COMPONENT_BY
 
 
 def check_artifact_name(name: str) -> str:
-    """Return `name` if it can name a job's output besides its frames (its preview video): a
-    plain file name (see check_file_name) of at most MAX_LABEL_BYTES."""
-    return check_file_name(name, "artifact", MAX_LABEL_BYTES)
+    """Return `name` if it can name a job's output besides its frames (its preview video, the
+    files a blender-script task lists): its path in the job's folder, `cache/fluid_0001.vdb`,
+    each part a plain name (see check_file_name), at most MAX_LABEL_BYTES in all."""
+    check_relative_path(name, "artifact name")  # says so when it tries to leave its folder
+    for part in name.split("/"):
+        check_file_name(part, "artifact")
+    if byte_length(name) > MAX_LABEL_BYTES:
+        raise UnsafePath(
+            f"The artifact name {quote_name(name)} is longer than {MAX_LABEL_BYTES} bytes "
+            f"({byte_length(name)} in UTF-8)."
+        )
+    return name
 
 
 def check_frame_file_name(name: str) -> str:

@@ -151,10 +151,11 @@ def install_job_routes(app: FastAPI) -> None:
     def job_artifacts(job_id: str, _: AnyUser, svc: Services) -> list[wire.ArtifactInfo]:
         return svc.jobs.artifacts(job_id)
 
+    # `:path`: an artifact's name is its path in the job's folder (cache/fluid_0001.vdb).
     @app.get(
-        "/api/v1/jobs/{job_id}/artifacts/{name}",
+        "/api/v1/jobs/{job_id}/artifacts/{name:path}",
         response_class=FileResponse,
         responses=body_answer(*ARTIFACT_TYPES),
     )
     def artifact_file(job_id: str, name: str, _: AnyUser, svc: Services) -> FileResponse:
-        return job_file(svc.jobs.artifact_file(job_id, name), name)
+        return job_file(svc.jobs.artifact_file(job_id, name), pathlib.PurePosixPath(name).name)
