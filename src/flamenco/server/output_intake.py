@@ -10,8 +10,9 @@ import dataclasses
 import logging
 import shutil
 import uuid
-from collections.abc import AsyncIterable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -41,6 +42,8 @@ from flamenco.server.outputs import place_output, remove_output
 from flamenco.tile_join import TilesDoNotJoin, join_tiles
 
 log = logging.getLogger("flamenco.server.output_intake")
+
+_Output = TypeVar("_Output", OutputRow, JobArtifact)
 
 THUMBNAIL_SIZE = 256  # longest side, in pixels
 THUMBNAIL_QUALITY = 80
@@ -97,28 +100,23 @@ class OutputIntake:
         self, job_id: str, task_id: str, frame: int, filename: str, digest: str
     ) -> wire.FrameInfo:
         path = self.blobs.path(digest)
-        size = path.stat().st_size
         width = height = None
         try:
             width, height = image_size(path)
         except Exception:
             log.info("frame %d of job %s: size unknown", frame, job_id, extra={"job": job_id})
-        # The file first, then its row: frames_done never counts a file that is not there.
-        what = f"Frame {frame} ({quote_name(filename)}) of job {job_id}"
-        dest = self._place(job_id, path, filename, what)
-        self._write_thumbnail(job_id, frame, path)
-        with self._committing(dest) as s:
-            job_or_404(s, job_id)
-            if s.get(BlobRow, digest) is None:
-                s.add(BlobRow(sha256=digest, size=size))
-            row = s.scalar(
-                select(OutputRow).where(OutputRow.job_id == job_id, OutputRow.frame == frame)
-            )
-            if row is None:
-                row = OutputRow(job_id=job_id, frame=frame)
-                s.add(row)
-            row.task_id, row.sha256, row.size = task_id, digest, size
+        with self._record_output(
+            OutputRow,
+            {"frame": frame},
+            job_id,
+            task_id,
+            digest,
+            filename,
+            what=f"Frame {frame} ({quote_name(filename)}) of job {job_id}",
+            placed=lambda: self._write_thumbnail(job_id, frame, path),
+        ) as row:
             row.width, row.height, row.filename = width, height, filename
+            size = row.size
         self.events.publish("frame", job_id=job_id, frame=frame)
         self.events.publish("job", id=job_id)
         return wire.FrameInfo(
@@ -203,6 +201,40 @@ class OutputIntake:
                 "frame %d of job %s: no thumbnail (%s)", frame, job_id, exc, extra={"job": job_id}
             )
 
+    @contextlib.contextmanager
+    def _record_output(
+        self,
+        model: type[_Output],
+        key: dict[str, Any],
+        job_id: str,
+        task_id: str,
+        digest: str,
+        name: str,
+        *,
+        what: str,
+        placed: Callable[[], None] | None = None,
+    ) -> Iterator[_Output]:
+        """Store an output that arrived as a blob, a frame or another file: its file placed in
+        the job's output folder as `name` (then `placed` runs: the frame's thumbnail), then in
+        one transaction its blob's row and its own row (the job's `model` row with `key`, made
+        when new) holding the task, hash and size; the caller fills in the rest. The file first,
+        then its row: frames_done never counts a file that is not there."""
+        path = self.blobs.path(digest)
+        size = path.stat().st_size
+        dest = self._place(job_id, path, name, what)
+        if placed is not None:
+            placed()
+        with self._committing(dest) as s:
+            job_or_404(s, job_id)
+            if s.get(BlobRow, digest) is None:
+                s.add(BlobRow(sha256=digest, size=size))
+            row = s.scalar(select(model).filter_by(job_id=job_id, **key))
+            if row is None:
+                row = model(job_id=job_id, **key)
+                s.add(row)
+            row.task_id, row.sha256, row.size = task_id, digest, size
+            yield row
+
     def _place(self, job_id: str, source: Path, name: str, what: str) -> Path:
         """Put an output's file in place in the job's output folder, or say why it cannot be."""
         with self.sessions() as s:
@@ -245,21 +277,12 @@ class OutputIntake:
     def _record_artifact(
         self, job_id: str, task_id: str, name: str, digest: str
     ) -> wire.ArtifactInfo:
-        path = self.blobs.path(digest)
-        size = path.stat().st_size
-        dest = self._place(job_id, path, name, f"The file {quote_name(name)} of job {job_id}")
-        with self._committing(dest) as s:
-            job_or_404(s, job_id)
-            if s.get(BlobRow, digest) is None:
-                s.add(BlobRow(sha256=digest, size=size))
-            row = s.scalar(
-                select(JobArtifact).where(JobArtifact.job_id == job_id, JobArtifact.name == name)
-            )
-            if row is None:
-                row = JobArtifact(job_id=job_id, name=name)
-                s.add(row)
-            row.task_id, row.sha256, row.size, row.created = task_id, digest, size, utcnow()
+        what = f"The file {quote_name(name)} of job {job_id}"
+        with self._record_output(
+            JobArtifact, {"name": name}, job_id, task_id, digest, name, what=what
+        ) as row:
+            row.created = utcnow()
             info = artifact_to_wire(row)
-        log.info("job %s: %s stored (%d bytes)", job_id, name, size, extra={"job": job_id})
+        log.info("job %s: %s stored (%d bytes)", job_id, name, info.size, extra={"job": job_id})
         self.events.publish("job", id=job_id)
         return info
