@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import String, cast, select
+from sqlalchemy import String, cast, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, load_only, sessionmaker
 
@@ -20,6 +20,7 @@ from flamenco.core.states import (
     JobStatus,
     TaskStatus,
 )
+from flamenco.db import utcnow
 from flamenco.errors import Unavailable
 from flamenco.server import transitions
 from flamenco.server.doorbell import Doorbell
@@ -106,19 +107,23 @@ class UpdateIntake:
         with plan_guard(self.sessions), self.sessions.begin() as s:
             fresh = self._fresh(s, updates)
             tasks = self._lock_tasks(s, {u.task_id for u in fresh})
+            # The record of each update, written in one statement after the loop (before the
+            # re-planning, which reads the runs they make): no ORM object per update.
+            records = []
             for update in fresh:
                 task = tasks.get(update.task_id)
                 before = task.status if task is not None else None
                 outcome = self._apply(s, manager_id, task, update)
-                s.add(
-                    AppliedUpdate(
-                        update_id=update.update_id,
-                        task_id=update.task_id,
-                        outcome=outcome,
-                        status=update.status,
-                        worker=update.worker,
-                        manager_id=manager_id,
-                    )
+                records.append(
+                    {
+                        "update_id": update.update_id,
+                        "task_id": update.task_id,
+                        "outcome": outcome,
+                        "status": update.status,
+                        "worker": update.worker,
+                        "manager_id": manager_id,
+                        "received": utcnow(),
+                    }
                 )
                 if task is None:
                     continue
@@ -133,6 +138,8 @@ class UpdateIntake:
                         transitions.refresh_job_status(s, task.job_id, max_failed_tasks=0)
                 if task.status != before:
                     batch.moved(task)
+            if records:
+                s.execute(insert(AppliedUpdate), records)
             rechunk_completed_jobs(s, batch.entered)  # --chunk auto: sized by time
             self._refresh_jobs(s, batch.entered)
         return batch
