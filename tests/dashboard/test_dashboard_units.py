@@ -13,10 +13,11 @@ import pytest
 
 from flamenco.client import ApiError
 from flamenco.core.runs import task_runs
-from flamenco.dashboard.app import allowed_actions, embed_json, safe_next
 from flamenco.dashboard.archive import stream_zip
+from flamenco.dashboard.login import safe_next
 from flamenco.dashboard.sessions import SessionStore
 from flamenco.dashboard.timing import duration_text, job_timing, runs_of, timeline_svg
+from flamenco.dashboard.views import allowed_actions, embed_json
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
