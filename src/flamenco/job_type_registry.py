@@ -61,11 +61,16 @@ def find_job_type(name: str) -> JobType:
     """The installed job type `name`, or JobCompileError with the installed ones."""
     installed = installed_job_types()
     if name not in installed:
-        known = ", ".join(installed) or "none"
-        raise JobCompileError(
-            f"Unknown job type {quote_for_message(name)}; installed job types: {known}."
-        )
+        raise unknown_job_type(name, list(installed))
     return installed[name]
+
+
+def unknown_job_type(name: str, installed: list[str]) -> JobCompileError:
+    """The refusal of a job type that is not among `installed`."""
+    known = ", ".join(installed) or "none"
+    return JobCompileError(
+        f"Unknown job type {quote_for_message(name)}; installed job types: {known}."
+    )
 
 
 def compile_named(name: str, settings: Mapping[str, Any]) -> list[TaskSpec]:

@@ -21,8 +21,24 @@ from flamenco.core.compiler import output_format_label
 @app.command()
 @friendly_errors
 def submit(
-    scene: Annotated[Path, typer.Argument(help="The .blend file to render.")],
-    frames: Annotated[str, typer.Option(help="Frames, e.g. 1-10,15,20-24.")],
+    scene: Annotated[Path, typer.Argument(help="The .blend file of the job.")],
+    frames: Annotated[
+        str | None, typer.Option(help="Frames, e.g. 1-10,15,20-24 (blender-render).")
+    ] = None,
+    job_type: Annotated[
+        str,
+        typer.Option(
+            "--type", help="The job type; `flamenco job-types` lists them with their settings."
+        ),
+    ] = "blender-render",
+    assignments: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="A setting of the job type, read as its kind; repeatable (README: Job types).",
+        ),
+    ] = None,
     chunk: Annotated[
         str,
         typer.Option(
@@ -114,7 +130,7 @@ def submit(
     server: ServerOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Upload a scene and create a render job; prints the job id."""
+    """Upload a scene and create a job (a render job unless --type); prints the job id."""
     from flamenco.cli.submit import SubmitRequest, parse_after, parse_chunk, submit_scene
     from flamenco.cli.watch import exit_code_of, watch_job
 
@@ -149,6 +165,8 @@ def submit(
         settings,
         notify,
         parse_after(after or []),
+        job_type,
+        assignments or [],
     )
     job = submit_scene(api, request)
     err.print(f"Submitted job {job.id} ({job.name}), {job.tasks_total} tasks.")

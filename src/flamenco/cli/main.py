@@ -145,4 +145,5 @@ def up(
 
 # `tokens`, `users`, `managers`: cli/accounts.py; registered by importing, after `up`.
 # `metrics token`: cli/metrics.py. `doctor`: cli/doctor.py. `notify secret`: cli/notifications.py.
-from flamenco.cli import accounts, doctor, metrics, notifications  # noqa: E402, F401
+# `job-types`: cli/job_types.py.
+from flamenco.cli import accounts, doctor, job_types, metrics, notifications  # noqa: E402, F401

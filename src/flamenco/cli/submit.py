@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn
@@ -18,13 +18,15 @@ from flamenco import wire
 from flamenco.addon.render_flamenco.hash_cache import HashCache, default_path
 from flamenco.blendfile import blend_problem, blend_version_text, scene_resolution
 from flamenco.cli.console import err
+from flamenco.cli.job_types import fetch_job_types
 from flamenco.client import SyncApi
-from flamenco.core.compiler import compile_job, read_output_format
-from flamenco.core.job_types.blender_render import AUTO_CHUNK, read_chunk_auto
-from flamenco.core.job_types.blender_render import JOB_TYPE as BLENDER_RENDER
+from flamenco.core.compiler import JobType, read_settings
+from flamenco.core.job_types.blender_render import AUTO_CHUNK
 from flamenco.core.names import check_label
 from flamenco.core.notify import check_notify_url
+from flamenco.core.settings_schema import SettingField, parse_settings, setting_fields
 from flamenco.core.tiles import grid_shape
+from flamenco.job_type_registry import installed_job_types, unknown_job_type
 from flamenco.packing import Collected, pack_scene
 
 UPLOAD_ROUNDS = 3  # ask, upload, ask again (renewing the claims); once more if a blob went
@@ -33,7 +35,7 @@ UPLOAD_ROUNDS = 3  # ask, upload, ask again (renewing the claims); once more if 
 @dataclass
 class SubmitRequest:
     scene: Path
-    frames: str
+    frames: str | None  # None: not given (a job type without frames)
     chunk: int | str = 1  # frames per task, or "auto"
     name: str | None = None
     priority: int = 50
@@ -42,6 +44,75 @@ class SubmitRequest:
     settings: dict[str, Any] = field(default_factory=dict)
     notify: str | None = None  # an http(s) URL told of the job's end
     after: list[str] = field(default_factory=list)  # jobs that must complete first
+    job_type: str = "blender-render"
+    assignments: list[str] = field(default_factory=list)  # --set key=value, read per setting
+
+
+# Settings that submit's options always give: left out for a job type without them while they
+# hold the option's default (a value the user chose goes, and the Server names it).
+_OPTION_DEFAULTS: dict[str, object] = {"chunk_size": 1, "render_device": "CPU"}
+# Where a local file from outside the scene's folder goes among the job's files.
+SUBMITTED_DIR = "_submitted"
+
+
+@dataclass(frozen=True)
+class ChosenType:
+    """The job type of a submission: its settings, and the type itself when installed here
+    too (its model then checks the settings before anything is uploaded)."""
+
+    name: str
+    fields: list[SettingField]
+    local: JobType | None
+
+    def marked(self, kind: str) -> list[str]:
+        return [f.name for f in self.fields if f.file == kind]
+
+
+def choose_job_type(api: SyncApi, name: str) -> ChosenType:
+    """The job type `name` as installed here, else as the Server lists it."""
+    local = installed_job_types().get(name)
+    if local is not None:
+        return ChosenType(name, setting_fields(local.Settings.model_json_schema()), local)
+    listing = {job_type.name: job_type for job_type in fetch_job_types(api)}
+    if name not in listing:
+        raise unknown_job_type(name, list(listing))
+    return ChosenType(name, setting_fields(listing[name].settings_schema), None)
+
+
+def requested_settings(req: SubmitRequest, chosen: ChosenType) -> dict[str, Any]:
+    """The options' settings and the --set ones (which win), for the chosen type."""
+    names = {f.name for f in chosen.fields}
+    frames = {} if req.frames is None else {"frames": req.frames}
+    given = {**frames, "chunk_size": req.chunk, **req.settings}
+    settings = {
+        key: value
+        for key, value in given.items()
+        if key in names or _OPTION_DEFAULTS.get(key, object()) != value
+    }
+    return settings | parse_settings(chosen.fields, req.assignments, chosen.name)
+
+
+def local_files(chosen: ChosenType, settings: dict[str, Any]) -> dict[str, Path]:
+    """The files named by the settings the type marks as local: setting -> file."""
+    found = {}
+    for key in chosen.marked("local"):
+        if settings.get(key) is None:
+            continue
+        path = Path(str(settings[key])).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"The file '{path}' of setting '{key}' does not exist.")
+        found[key] = path.resolve()
+    return found
+
+
+def local_job_path(key: str, path: Path, scene: Path, blend: str) -> str:
+    """Where a local file goes among the job's files: where it lies from the scene's folder,
+    or for a file outside it `_submitted/<setting>/<name>`."""
+    try:
+        inside = path.relative_to(scene.resolve().parent)
+    except ValueError:
+        return f"{SUBMITTED_DIR}/{key}/{path.name}"
+    return str(PurePosixPath(blend).parent / inside.as_posix())
 
 
 def parse_chunk(text: str) -> int | str:
@@ -139,30 +210,44 @@ def collect_files(req: SubmitRequest) -> tuple[str, dict[str, Path], Collected |
 
 
 def submit_scene(api: SyncApi, req: SubmitRequest) -> wire.Job:
-    name = check_label(req.name or req.scene.stem, "job name")  # before uploading anything
-    read_output_format(req.settings)
-    read_chunk_auto({"chunk_size": req.chunk, **req.settings})
-    if "tiles" in req.settings:  # its sentences before anything is uploaded
-        check = {"blend": "check.blend", "frames": req.frames, "chunk_size": req.chunk}
-        compile_job(BLENDER_RENDER, {**req.settings, **check})
-        if resolution := scene_resolution(req.scene):  # else the Worker checks, from Blender's
-            grid_shape(int(req.settings["tiles"]), *resolution)  # TileError: its sentence
+    # Everything that can be refused is, before anything is uploaded.
+    name = check_label(req.name or req.scene.stem, "job name")
+    chosen = choose_job_type(api, req.job_type)
+    settings = requested_settings(req, chosen)
+    local = local_files(chosen, settings)
+    if chosen.local is not None:  # the Server's own sentences, from the same model
+        stand_ins = {key: f"{SUBMITTED_DIR}/{key}/{path.name}" for key, path in local.items()}
+        read_settings(
+            chosen.local,
+            settings | dict.fromkeys(chosen.marked("scene"), "check.blend") | stand_ins,
+        )
+    if settings.get("tiles") and (resolution := scene_resolution(req.scene)):
+        grid_shape(int(settings["tiles"]), *resolution)  # else the Worker checks, from Blender's
     notify = check_notify_url(req.notify) if req.notify is not None else None
     blend, files, packed = collect_files(req)
-    settings = {**req.settings, **_saved_by(req)}
     try:
+        settings |= dict.fromkeys(chosen.marked("scene") or ["blend"], blend)
+        for key, path in local.items():
+            settings[key] = job_path = local_job_path(key, path, req.scene, blend)
+            if files.setdefault(job_path, path) != path:
+                raise ValueError(
+                    f"The file of setting '{key}' would replace the scene's '{job_path}'."
+                )
+        if "min_blender_version" in {f.name for f in chosen.fields}:
+            settings = _saved_by(req) | settings
         manifest = upload_missing(api, files, packed.written if packed else None)
     finally:
         if packed is not None:
             packed.close()
     submission = wire.JobSubmission(
         name=name,
+        type=chosen.name,
         priority=req.priority,
         files=manifest,
         sites=req.sites,
         notify=notify,
         after=req.after,
-        settings={"blend": blend, "frames": req.frames, "chunk_size": req.chunk, **settings},
+        settings=settings,
     )
     return api.call("POST", "/api/v1/jobs", wire.Job, submission)
 
