@@ -55,6 +55,7 @@ from flamenco.server.models import (
 )
 from flamenco.server.output_intake import OutputIntake
 from flamenco.server.records import blocked_workers
+from flamenco.server.task_inserts import insert_tasks
 from flamenco.server.transitions import release_task, set_job_status
 
 log = logging.getLogger("flamenco.server.jobs")
@@ -129,21 +130,7 @@ class JobService(JobViews, OutputIntake):
             s.flush()
             s.add_all(JobSite(job_id=job_id, site=site) for site in job.sites)
             record_after(s, job, after)
-            for index, spec in enumerate(specs):
-                s.add(
-                    TaskRow(
-                        id=secrets.token_hex(8),
-                        job_id=job_id,
-                        index=index,
-                        name=spec.name,
-                        type=spec.type,
-                        status=TaskStatus.QUEUED,
-                        frames=list(spec.frames),
-                        command=spec.command,
-                        depends_on=list(spec.depends_on),
-                        requirements=spec.requirements.to_dict(),
-                    )
-                )
+            insert_tasks(s, job_id, specs)  # a few statements, however many tasks
         log.info(
             "job %s submitted: %s, %d tasks", job_id, sub.name, len(specs), extra={"job": job_id}
         )
