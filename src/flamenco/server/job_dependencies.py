@@ -8,6 +8,10 @@ jobs that wait for that one (and the job itself when it is queued again). A job 
 any job it names has not completed; one that failed or was canceled keeps it waiting until it
 is requeued (and completes) or the waiting job is canceled. A job names only jobs that exist
 when it is submitted and never changes them, so no cycle can arise.
+
+The artifacts of the jobs a job waits for (a blender-script bake's cache, say) are files of
+that job too, at their names (`awaited_artifacts`, added to what its leases list), so a bake
+and the render that reads it need no shared disk.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from sqlalchemy.orm import Session, object_session, sessionmaker
 from flamenco.core.states import JobStatus, TaskStatus
 from flamenco.errors import Unprocessable
 from flamenco.server.events import EventBus
-from flamenco.server.models import JobDependency, JobRow, TaskRow
+from flamenco.server.models import JobArtifact, JobDependency, JobRow, TaskRow
 
 log = logging.getLogger("flamenco.server.job_dependencies")
 
@@ -171,3 +175,15 @@ def _announce_after_commit(s: Session, job_id: str) -> None:
         event.listen(s, "after_commit", publish, once=True)
         event.listen(s, "after_rollback", lambda session: session.info.pop(CHANGED_KEY, None))
     changed.add(job_id)
+
+
+def awaited_artifacts(s: Session, job_id: str) -> dict[str, str]:
+    """The artifacts of the jobs `job_id` waits for: name in the job's folder -> blob. Of two
+    with one name, the one stored last."""
+    rows = s.execute(
+        select(JobArtifact.name, JobArtifact.sha256)
+        .join(JobDependency, JobDependency.after_job_id == JobArtifact.job_id)
+        .where(JobDependency.job_id == job_id)
+        .order_by(JobArtifact.created, JobArtifact.id)
+    ).all()
+    return {name: sha256 for name, sha256 in rows}

@@ -25,6 +25,7 @@ from flamenco.server import transitions
 from flamenco.server.doorbell import Doorbell
 from flamenco.server.events import EventBus
 from flamenco.server.hangs import take_back
+from flamenco.server.job_dependencies import awaited_artifacts
 from flamenco.server.manager_views import ManagerViews
 from flamenco.server.models import JobRow, JobSite, ManagerRow, OutputRow, TaskRow
 from flamenco.server.rechunk import plan_guard
@@ -392,10 +393,11 @@ class LeaseService(UpdateIntake, ManagerViews):
 
     @staticmethod
     def _files_for(s: Session, task: TaskRow, job: JobRow) -> dict[str, str]:
-        """What the Worker fetches: the job's files, or for a preview video its rendered frames
+        """What the Worker fetches: the job's files with the artifacts of the jobs it waited for
+        (which win: the job waited to use them), or for a preview video its rendered frames
         (the same blobs, fetched through the Manager's cache like any job file)."""
         if task.type != "ffmpeg":
-            return job.files
+            return {**job.files, **awaited_artifacts(s, job.id)}
         wanted = set(task.frames)
         rows = s.execute(
             select(OutputRow.frame, OutputRow.filename, OutputRow.sha256)

@@ -1,0 +1,106 @@
+"""The artifacts of the jobs a job waits for are files of that job (bake, then render, with no
+shared disk), through the Server's services on SQLite and PostgreSQL; a blender-script job's
+script must be among its files."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from serverkit import BLEND, add_job, add_manager, lease_sync, make_services, task_update
+
+from flamenco import wire
+from flamenco.core.states import JobStatus, TaskStatus
+from flamenco.errors import Unprocessable
+from flamenco.server.models import ManagerRow
+from flamenco.server.services import ServerServices
+
+SCRIPT = b"FLAMENCO_OUTPUTS.append('cache/fluid_0001.vdb')\n"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def svc(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerServices]:
+    yield from make_services(request, tmp_path)
+
+
+def bake_job(svc: ServerServices, files: dict[str, str] | None = None) -> wire.Job:
+    scene = svc.blobs.put_file(BLEND)
+    script = asyncio.run(svc.blobs.put_stream(_chunks(SCRIPT), hashlib.sha256(SCRIPT).hexdigest()))
+    sub = wire.JobSubmission(
+        name="bake",
+        type="blender-script",
+        files={"s.blend": scene, "scripts/bake.py": script} if files is None else files,
+        settings={"blend": "s.blend", "script": "scripts/bake.py", "args": ["--fast"]},
+    )
+    return svc.jobs.submit(sub, submitter="alice")
+
+
+def render_after(svc: ServerServices, after: list[str]) -> wire.Job:
+    sub = wire.JobSubmission(
+        name="render",
+        files={"s.blend": svc.blobs.put_file(BLEND)},
+        settings={"blend": "s.blend", "frames": "1-2"},
+        after=after,
+    )
+    return svc.jobs.submit(sub, submitter="alice")
+
+
+def store_artifact(
+    svc: ServerServices, manager: ManagerRow, task_id: str, name: str, data: bytes
+) -> str:
+    sha = hashlib.sha256(data).hexdigest()
+    asyncio.run(svc.jobs.receive_artifact(manager.id, task_id, name, sha, _chunks(data)))
+    return sha
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def test_a_render_after_a_bake_gets_the_bakes_files(svc: ServerServices) -> None:
+    manager = add_manager(svc, "site")
+    bake = bake_job(svc)
+    render = render_after(svc, [bake.id])
+    alone = add_job(svc, "1")
+
+    leases = lease_sync(svc, manager, want=10).leases
+    (script_lease,) = [lease for lease in leases if lease.job_id == bake.id]
+    assert (script_lease.type, script_lease.frames) == ("blender-script", [])
+    assert script_lease.command == {
+        "blend": "s.blend",
+        "script": "scripts/bake.py",
+        "args": ["--fast"],
+        "frame": None,
+    }
+    assert set(script_lease.files) == {"s.blend", "scripts/bake.py"}
+    cache = store_artifact(svc, manager, script_lease.task_id, "cache/fluid_0001.vdb", b"vdb 1")
+    store_artifact(svc, manager, script_lease.task_id, "cache/fluid_0001.vdb", b"vdb again")
+    newest = hashlib.sha256(b"vdb again").hexdigest()
+    assert newest != cache
+    svc.leases.apply_updates(
+        manager, [task_update(script_lease.task_id, TaskStatus.COMPLETED, worker="w1")]
+    )
+    assert svc.jobs.get(bake.id).status == JobStatus.COMPLETED
+    assert svc.jobs.get(bake.id).frames_total == 0
+
+    renders = lease_sync(svc, manager, want=10).leases
+    assert {lease.job_id for lease in renders} == {render.id}
+    for lease in renders:
+        assert lease.type == "blender-render"
+        assert lease.files == {
+            "s.blend": hashlib.sha256(BLEND.read_bytes()).hexdigest(),
+            "cache/fluid_0001.vdb": newest,  # the one stored last
+        }
+    (alone_lease,) = [lease for lease in leases if lease.job_id == alone.id]
+    assert set(alone_lease.files) == {"s.blend"}  # it waited for nothing
+
+
+def test_a_script_that_is_not_among_the_files_is_refused(svc: ServerServices) -> None:
+    with pytest.raises(Unprocessable) as refused:
+        bake_job(svc, files={"s.blend": svc.blobs.put_file(BLEND)})
+    assert str(refused.value) == (
+        "The file of setting 'script' 'scripts/bake.py' is not among the job's files."
+    )
