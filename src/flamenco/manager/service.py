@@ -1,7 +1,9 @@
 """The Manager's logic: its Workers, the tasks it holds, and its cache of job files.
 
 Everything is decided in memory; `ManagerStore` writes it behind to SQLite, and answers that
-must survive a crash wait for that write (see store.py).
+must survive a crash wait for that write (see store.py). This module is the Workers' side:
+registration, their syncs and assignments, their updates, frames and artifacts;
+`server_side.py` what the link to the Server reads and takes, `job_files.py` the job files.
 """
 
 from __future__ import annotations
@@ -10,25 +12,25 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import math
 import secrets
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterable
 from datetime import timedelta
-from pathlib import Path
 
 from flamenco import wire
 from flamenco.blob_cache import BoundedBlobStore
-from flamenco.client import ApiError, AsyncApi, Unreachable
+from flamenco.client import AsyncApi
 from flamenco.config import ManagerSettings
-from flamenco.core.matching import Capabilities, Requirements, unmet
+from flamenco.core.matching import Capabilities, unmet
 from flamenco.core.names import check_artifact_name, check_frame_file_name, quote_name
 from flamenco.core.states import RELEASING_TASK_STATUSES
 from flamenco.db import utcnow
-from flamenco.errors import BadRequest, Conflict, NotFound, Unauthorized, Unavailable, writing
+from flamenco.errors import BadRequest, Conflict, NotFound, Unauthorized, writing
+from flamenco.manager.job_files import JobFiles
 from flamenco.manager.join_secret import JoinSecret
 from flamenco.manager.queue import TaskQueue
+from flamenco.manager.server_side import ServerSide
 from flamenco.manager.store import HeldTask, ManagerStore, WorkerState
 from flamenco.outbox import FrameItem, Outbox
 from flamenco.security import new_token, token_hash
@@ -36,12 +38,9 @@ from flamenco.security import new_token, token_hash
 log = logging.getLogger("flamenco.manager")
 
 SEEN_UPDATES = 100_000  # update ids remembered to drop replays (the Server drops them too)
-RATE_WINDOW_S = 5.0  # how far back finished tasks count towards the task rate
-LOOKAHEAD_S = 1.0  # tasks held ahead: about this long of the recent rate of finished tasks
-AHEAD_PER_WORKER = 2  # ... but at most this many per working Worker
 
 
-class ManagerService:
+class ManagerService(ServerSide, JobFiles):
     def __init__(
         self,
         settings: ManagerSettings,
@@ -362,109 +361,7 @@ class ManagerService:
         self.link_wake.set()
         await self.outbox.saved()
 
-    # ---- job files ---------------------------------------------------------------------------
-
-    async def blob_path(self, sha256: str) -> Path:
-        """The cached blob, fetched from the Server once however many Workers ask at once."""
-        path = self.blobs.path(sha256)
-        if not path.is_file():
-            lock = self._blob_locks.setdefault(sha256, asyncio.Lock())
-            async with lock:
-                if not path.is_file():
-                    await self._download(sha256)
-            self._blob_locks.pop(sha256, None)
-        self.blobs.use(sha256)  # the last to go from the bounded cache
-        return path
-
-    def needed_blobs(self) -> dict[str, str]:
-        """Blob -> the job and task that need it, which the bounded cache keeps: the files of
-        every held task, and the frames and artifacts the outbox has still to send."""
-        needed = self.outbox.pending_files()
-        for held in self.held.values():
-            for sha256 in held.lease.files.values():
-                needed.setdefault(sha256, f"job {held.job_id} task {held.task_id}")
-        return needed
-
-    async def _download(self, sha256: str) -> None:
-        try:
-            await self.server.download_blob(sha256, self.blobs)
-        except ApiError as exc:
-            if exc.status == 404:
-                raise NotFound(f"The Server has no blob {sha256}.") from exc
-            raise Unavailable(f"The Server refused blob {sha256}: {exc.message}") from exc
-        except Unreachable as exc:
-            raise Unavailable(
-                "The Server cannot be reached to fetch the blob; retry later."
-            ) from exc
-        self.blob_downloads += 1
-        self.blob_download_bytes += self.blobs.path(sha256).stat().st_size
-
-    # ---- the Server side ---------------------------------------------------------------------
-
-    def take_worker_states(self, states: dict[str, str]) -> None:
-        """Operators' wishes from the Server: which Workers sleep, wake or are disabled."""
-        for worker in self.workers_by_id.values():
-            wanted = states.get(worker.name)
-            if wanted is not None and wanted != worker.wanted:
-                worker.wanted = wanted
-                self.store.worker_changed(worker)
-
-    def take_blocklist(self, blocklist: dict[str, list[str]]) -> None:
-        self.blocklist = {job_id: set(names) for job_id, names in blocklist.items()}
-
-    def unrunnable(self) -> list[str]:
-        """Queued tasks none of the working Workers may run (each kept off the job, or lacking
-        what the task needs): handed back to the Server, so that another site runs them."""
-        working = [self.workers_by_id[worker_id] for worker_id in self._working]
-
-        def anyone_may(job_id: str, needs: Requirements) -> bool:
-            blocked = self.blocklist.get(job_id, ())
-            return any(
-                w.name not in blocked and unmet(needs, w.capabilities) is None for w in working
-            )
-
-        return [held.task_id for held in self.queue.unwanted(anyone_may)]
-
-    def handed_back(self, task_ids: list[str]) -> None:
-        """The Server took these tasks back (see unrunnable): forget those still queued."""
-        for task_id in task_ids:
-            held = self.held.get(task_id)
-            if held is None or held.state != "queued":
-                continue
-            log.info(
-                "task %s handed back: no Worker here may run it",
-                task_id,
-                extra={"job": held.job_id, "task": task_id},
-            )
-            self._forget(held)
-        if task_ids:
-            self._want_more()
-
-    def take_leases(self, leases: list[wire.Lease]) -> None:
-        new = [lease for lease in leases if lease.task_id not in self.held]
-        for lease in new:
-            held = HeldTask.from_lease(lease, self._next_seq)
-            self._next_seq += 1
-            self.held[held.task_id] = held
-            self.queue.add(held)
-            self.store.task_changed(held)
-        if new:
-            self._notify_work(len(new))
-
-    def revoke(self, task_ids: list[str]) -> None:
-        for task_id in task_ids:
-            held = self.held.get(task_id)
-            if held is None:
-                continue
-            worker = self.workers_by_id.get(held.worker_id or "")
-            if worker is not None:
-                worker.cancel = [*worker.cancel, held.task_id]
-            log.info(
-                "task %s revoked by the Server",
-                held.task_id,
-                extra={"job": held.job_id, "task": held.task_id},
-            )
-            self._forget(held)
+    # ---- waiting Workers ---------------------------------------------------------------------
 
     async def _wait_for_work(self, timeout: float) -> bool:
         """Wait until woken for new work (True) or until the timeout (False)."""
@@ -498,68 +395,6 @@ class ManagerService:
 
     def workers_waiting(self) -> bool:
         return bool(self._idle)
-
-    def want(self) -> int:
-        """How many more tasks to lease: one per idle Worker, plus some ahead while any works.
-
-        Ahead: the configured prefetch, or about LOOKAHEAD_S of the recent rate of finished
-        tasks when that is more. Short tasks finish faster than a sync with the Server comes
-        back, so the queue must outlast about two round trips; at most AHEAD_PER_WORKER per
-        working Worker, so that a busy site does not hoard tasks that another site's idle
-        Workers could run (long tasks never reach that bound: the rate stays low).
-        """
-        working = len(self._working)
-        ahead = 0
-        if working:
-            by_rate = math.ceil(self.task_rate() * LOOKAHEAD_S)
-            ahead = max(self.settings.prefetch, min(AHEAD_PER_WORKER * working, by_rate))
-        return max(0, len(self._idle) + ahead - len(self.queue))
-
-    def task_rate(self) -> float:
-        """Tasks finished per second over the last RATE_WINDOW_S."""
-        cutoff = time.monotonic() - RATE_WINDOW_S
-        while self._finished and self._finished[0] < cutoff:
-            self._finished.popleft()
-        return len(self._finished) / RATE_WINDOW_S
-
-    def held_ids(self) -> list[str]:
-        return list(self.held)
-
-    def progress(self) -> list[wire.Progress]:
-        return [
-            wire.Progress(task_id=h.task_id, progress=h.progress, activity=h.activity)
-            for h in self.held.values()
-            if h.state == "assigned"
-        ]
-
-    def roster(self) -> list[tuple[str, str]]:
-        """What the Server must hear of at once about the Workers: who they are and their
-        status. Their tasks, load and progress change many times a second on a busy site and
-        go up once an interval."""
-        return sorted((w.name, w.status) for w in self.workers_by_id.values())
-
-    def workers(self) -> list[wire.WorkerSummary]:
-        return [self._summary(w) for w in self.workers_by_id.values()]
-
-    def _summary(self, w: WorkerState) -> wire.WorkerSummary:
-        info = w.info_model
-        task = self.held.get(w.current_task or "")
-        return wire.WorkerSummary(
-            name=w.name,
-            status=w.status,
-            task_id=w.current_task,
-            last_seen=w.last_seen,
-            tags=info.tags,
-            gpus=info.gpus,
-            blender_version=info.blender_version,
-            blender_versions=info.blender_versions,
-            platform=info.platform,
-            cpu_count=info.cpu_count,
-            memory_mb=info.memory_mb,
-            **wire.WorkerStats.model_validate(w.stats).model_dump(),
-            progress=task.progress if task else 0.0,
-            activity=task.activity if task else "",
-        )
 
     def reap_silent_workers(self) -> None:
         """A Worker silent past the timeout is offline; its task goes back to the queue."""
