@@ -13,7 +13,8 @@ MODELS = sorted(
     (
         model
         for _, model in inspect.getmembers(wire, inspect.isclass)
-        if issubclass(model, BaseModel) and model.__module__ == wire.__name__
+        # wire.py's own and those it re-exports from wire_farm.py and wire_types.py
+        if issubclass(model, BaseModel) and model.__module__.startswith(wire.__name__)
     ),
     key=lambda model: model.__name__,
 )

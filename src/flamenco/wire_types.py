@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 from pydantic_core import PydanticCustomError
 
 from flamenco.core.names import UnsafePath, check_label, check_relative_path
@@ -53,3 +53,14 @@ Name = Annotated[
 RelativePath = Annotated[str, _checked(check_relative_path)]
 # Free-form JSON (settings, commands): whatever it holds, its numbers are finite.
 JsonObject = Annotated[dict[str, Any], AfterValidator(_finite)]
+
+
+class Wire(BaseModel):
+    """The base of every model here: NaN and infinity are refused wherever a number goes, so
+    that a value one component accepts never makes another refuse what carries it."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class Strict(Wire):
+    model_config = ConfigDict(extra="forbid")
