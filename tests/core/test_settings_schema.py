@@ -1,6 +1,7 @@
 """core/settings_schema.py, table-driven: the built-in job types' schemas read as settings, and
 `--set` texts read as each setting's kind, or refused in one sentence."""
 
+from pathlib import PurePosixPath
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ from flamenco.core.job_types.blender_render import JOB_TYPE as BLENDER_RENDER
 from flamenco.core.job_types.blender_script import JOB_TYPE as BLENDER_SCRIPT
 from flamenco.core.settings_schema import (
     SettingTextError,
+    local_job_path,
     parse_assignment,
     parse_setting,
     parse_settings,
@@ -139,3 +141,17 @@ def test_assignments(assignments: list[str], outcome: dict | str) -> None:
 
 def test_an_assignment_keeps_equals_in_its_value() -> None:
     assert parse_assignment(" key =a=b") == ("key", "a=b")
+
+
+@pytest.mark.parametrize(
+    ("file", "blend", "job_path"),
+    [
+        ("/p/scripts/bake.py", "shot.blend", "scripts/bake.py"),
+        ("/p/bake.py", "shot.blend", "bake.py"),
+        ("/p/bake.py", "shots/shot.blend", "shots/bake.py"),
+        ("/elsewhere/bake.py", "shot.blend", "_submitted/script/bake.py"),
+        ("/pp/bake.py", "shot.blend", "_submitted/script/bake.py"),  # not inside /p
+    ],
+)
+def test_where_a_local_file_goes_among_the_jobs_files(file: str, blend: str, job_path: str) -> None:
+    assert local_job_path("script", PurePosixPath(file), PurePosixPath("/p"), blend) == job_path

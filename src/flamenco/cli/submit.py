@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn
@@ -24,7 +24,14 @@ from flamenco.core.compiler import JobType, read_settings
 from flamenco.core.job_types.blender_render import AUTO_CHUNK
 from flamenco.core.names import check_label
 from flamenco.core.notify import check_notify_url
-from flamenco.core.settings_schema import SettingField, parse_settings, setting_fields
+from flamenco.core.settings_schema import (
+    SUBMITTED_DIR,
+    SettingField,
+    local_job_path,
+    missing_local_file,
+    parse_settings,
+    setting_fields,
+)
 from flamenco.core.tiles import grid_shape
 from flamenco.job_type_registry import installed_job_types, unknown_job_type
 from flamenco.packing import Collected, pack_scene
@@ -51,8 +58,6 @@ class SubmitRequest:
 # Settings that submit's options always give: left out for a job type without them while they
 # hold the option's default (a value the user chose goes, and the Server names it).
 _OPTION_DEFAULTS: dict[str, object] = {"chunk_size": 1, "render_device": "CPU"}
-# Where a local file from outside the scene's folder goes among the job's files.
-SUBMITTED_DIR = "_submitted"
 
 
 @dataclass(frozen=True)
@@ -100,19 +105,9 @@ def local_files(chosen: ChosenType, settings: dict[str, Any]) -> dict[str, Path]
             continue
         path = Path(str(settings[key])).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"The file '{path}' of setting '{key}' does not exist.")
+            raise missing_local_file(key, path)
         found[key] = path.resolve()
     return found
-
-
-def local_job_path(key: str, path: Path, scene: Path, blend: str) -> str:
-    """Where a local file goes among the job's files: where it lies from the scene's folder,
-    or for a file outside it `_submitted/<setting>/<name>`."""
-    try:
-        inside = path.relative_to(scene.resolve().parent)
-    except ValueError:
-        return f"{SUBMITTED_DIR}/{key}/{path.name}"
-    return str(PurePosixPath(blend).parent / inside.as_posix())
 
 
 def parse_chunk(text: str) -> int | str:
@@ -228,7 +223,8 @@ def submit_scene(api: SyncApi, req: SubmitRequest) -> wire.Job:
     try:
         settings |= dict.fromkeys(chosen.marked("scene") or ["blend"], blend)
         for key, path in local.items():
-            settings[key] = job_path = local_job_path(key, path, req.scene, blend)
+            job_path = local_job_path(key, path, req.scene.resolve().parent, blend)
+            settings[key] = job_path
             if files.setdefault(job_path, path) != path:
                 raise ValueError(
                     f"The file of setting '{key}' would replace the scene's '{job_path}'."

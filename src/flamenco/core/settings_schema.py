@@ -15,6 +15,7 @@ import math
 import re
 import shlex
 from dataclasses import dataclass
+from pathlib import PurePath, PurePosixPath
 from typing import Any
 
 TEXT, WHOLE, NUMBER, FLAG, LIST, ANY = "text", "whole number", "number", "true/false", "list", "any"
@@ -22,6 +23,7 @@ _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
 _NONE = ("", "none", "null")
 _WHOLE = re.compile(r"[+-]?[0-9]+")
+SUBMITTED_DIR = "_submitted"  # where a local file from outside the scene's folder goes
 
 
 class SettingTextError(ValueError):
@@ -190,3 +192,18 @@ def parse_settings(
             )
         settings[key] = parse_setting(by_name[key], text)
     return settings
+
+
+def local_job_path(key: str, file: PurePath, scene_folder: PurePath, blend: str) -> str:
+    """Where a local file (a setting marked "local") goes among the job's files: where it lies
+    from the scene's folder, the scene being `blend` in the job; a file outside that folder
+    goes to `_submitted/<setting>/<name>`. Both paths absolute and resolved."""
+    try:
+        inside = file.relative_to(scene_folder)
+    except ValueError:
+        return f"{SUBMITTED_DIR}/{key}/{file.name}"
+    return str(PurePosixPath(blend).parent / inside.as_posix())
+
+
+def missing_local_file(key: str, file: PurePath) -> SettingTextError:
+    return SettingTextError(f"The file '{file}' of setting '{key}' does not exist.")
