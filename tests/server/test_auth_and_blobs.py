@@ -6,7 +6,6 @@ One real Server process serves the whole module.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -14,20 +13,6 @@ import pytest
 from farmkit import TestFarm
 
 WRONG_LOGIN = "The user name or password is wrong."
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestFarm]:
-    with TestFarm(tmp_path_factory.mktemp("auth-and-blobs") / "farm") as farm:
-        farm.start_server()
-        yield farm
-
-
-@pytest.fixture(scope="module")
-def http(srv: TestFarm) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {srv.token}"}
-    with httpx.Client(base_url=srv.server_url, headers=headers, timeout=60) as client:
-        yield client
 
 
 def sha256(data: bytes) -> str:

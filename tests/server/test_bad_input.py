@@ -51,13 +51,6 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestFarm]:
 
 
 @pytest.fixture(scope="module")
-def http(srv: TestFarm) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {srv.token}"}
-    with httpx.Client(base_url=srv.server_url, headers=headers, timeout=60) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def scene_sha(http: httpx.Client, demo_scene: Path) -> str:
     return upload(http, demo_scene.read_bytes())
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,20 +31,6 @@ def png(colour: tuple[int, int, int] | None = None) -> bytes:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestFarm]:
-    with TestFarm(tmp_path_factory.mktemp("frame-intake") / "farm") as farm:
-        farm.start_server()
-        yield farm
-
-
-@pytest.fixture(scope="module")
-def http(srv: TestFarm) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {srv.token}"}
-    with httpx.Client(base_url=srv.server_url, headers=headers, timeout=60) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import hashlib
 import io
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,20 +19,6 @@ from flamenco.blobs import BlobStore
 
 DATA = os.urandom(300_000)
 SHA = hashlib.sha256(DATA).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestFarm]:
-    with TestFarm(tmp_path_factory.mktemp("resumable") / "farm") as farm:
-        farm.start_server()
-        yield farm
-
-
-@pytest.fixture(scope="module")
-def http(srv: TestFarm) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {srv.token}"}
-    with httpx.Client(base_url=srv.server_url, headers=headers, timeout=60) as client:
-        yield client
 
 
 def put_part(http: httpx.Client, sha: str, body: bytes, offset: int, total: int) -> httpx.Response:
