@@ -313,7 +313,10 @@ class LeaseService(UpdateIntake, ManagerViews):
             if len(granted) >= want or scanned >= SCAN_LIMIT:
                 break
         failed = failed_by(s, [task.id for task, _ in granted], manager.id)
-        return [self._lease_of(s, task, job, failed.get(task.id, [])) for task, job in granted]
+        files: dict[str, dict[str, str]] = {}  # job id -> its files, read once a sync
+        return [
+            self._lease_of(s, task, job, failed.get(task.id, []), files) for task, job in granted
+        ]
 
     def _leasable_jobs(self, s: Session, site: str) -> list[str]:
         """Jobs with runnable tasks that may run on this site, in the order they lease."""
@@ -368,7 +371,14 @@ class LeaseService(UpdateIntake, ManagerViews):
         needs = Requirements.from_dict(task.requirements)
         return any(unmet(needs, cap) is None for cap in allowed)  # else another site may
 
-    def _lease_of(self, s: Session, task: TaskRow, job: JobRow, failed_by: list[str]) -> wire.Lease:
+    def _lease_of(
+        self,
+        s: Session,
+        task: TaskRow,
+        job: JobRow,
+        failed_by: list[str],
+        files: dict[str, dict[str, str]],
+    ) -> wire.Lease:
         assert task.lease_expires is not None
         return wire.Lease(
             task_id=task.id,
@@ -379,7 +389,7 @@ class LeaseService(UpdateIntake, ManagerViews):
             name=task.name,
             frames=task.frames,
             command=task.command,
-            files=self._files_for(s, task, job),
+            files=self._files_for(s, task, job, files),
             lease_expires=task.lease_expires,
             requirements=task.requirements,
             failed_by=failed_by,
@@ -392,12 +402,17 @@ class LeaseService(UpdateIntake, ManagerViews):
         return or_(~sites.exists(), sites.where(JobSite.site == site).exists())
 
     @staticmethod
-    def _files_for(s: Session, task: TaskRow, job: JobRow) -> dict[str, str]:
+    def _files_for(
+        s: Session, task: TaskRow, job: JobRow, job_files: dict[str, dict[str, str]]
+    ) -> dict[str, str]:
         """What the Worker fetches: the job's files with the artifacts of the jobs it waited for
         (which win: the job waited to use them), or for a preview video its rendered frames
-        (the same blobs, fetched through the Manager's cache like any job file)."""
+        (the same blobs, fetched through the Manager's cache like any job file). `job_files`
+        keeps the former per job for the rest of the sync: one query a job, not a task."""
         if task.type != "ffmpeg":
-            return {**job.files, **awaited_artifacts(s, job.id)}
+            if job.id not in job_files:
+                job_files[job.id] = {**job.files, **awaited_artifacts(s, job.id)}
+            return job_files[job.id]
         wanted = set(task.frames)
         rows = s.execute(
             select(OutputRow.frame, OutputRow.filename, OutputRow.sha256)
