@@ -78,7 +78,7 @@ def test_render_tasks_are_renamed_and_lease_under_the_new_name(
             conn.execute(text(statement))
     engine.dispose()
 
-    upgrade = upgrade_schema(database_url)
+    upgrade = upgrade_schema(database_url, target="0005_task_command_names")
 
     assert (upgrade.before, upgrade.after) == (BEFORE, "0005_task_command_names")
     assert task_types(database_url) == {

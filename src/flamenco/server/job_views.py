@@ -43,7 +43,7 @@ from flamenco.server.models import (
     TaskRow,
 )
 from flamenco.server.records import blocked_workers, manager_names, online_workers
-from flamenco.server.transitions import status_counts
+from flamenco.server.transitions import PROGRESSING, status_counts
 
 MAX_TASK_PAGE = 1000  # tasks in one page of a job's tasks
 MAX_SEARCH = 200  # characters of text to look for in task names and Workers
@@ -80,28 +80,26 @@ class JobViews:
             return [self._to_wire(s, job) for job in jobs]
 
     def _to_wire(self, s: Session, job: JobRow) -> wire.Job:
-        # Aggregates in SQL: a job may have tens of thousands of tasks.
-        per_status = {
-            TaskStatus(status): (count, progress or 0.0)
-            for status, count, progress in s.execute(
-                select(TaskRow.status, func.count(), func.sum(TaskRow.progress))
-                .where(TaskRow.job_id == job.id)
-                .group_by(TaskRow.status)
+        # Aggregates in SQL: a job may have 100,000 tasks. The counts come from an index
+        # alone, partial progress from the few tasks that can have any (PROGRESSING).
+        counts = {TaskStatus(status): n for status, n in status_counts(s, job.id).items()}
+        running = (
+            s.scalar(
+                select(func.sum(TaskRow.progress)).where(
+                    TaskRow.job_id == job.id, TaskRow.status.in_(PROGRESSING)
+                )
             )
-        }
+            or 0.0
+        )
         frames_done = (
             s.scalar(select(func.count()).select_from(OutputRow).where(OutputRow.job_id == job.id))
             or 0
         )
-        total = sum(count for count, _ in per_status.values())
-        completed = per_status.get(TaskStatus.COMPLETED, (0, 0.0))[0]
+        total = sum(counts.values())
+        completed = counts.get(TaskStatus.COMPLETED, 0)
         blocked = blocked_workers(s, {job.id}, self.blocklist_threshold).get(job.id, set())
         # Tasks weigh the same: chunks are of one size but for the last one.
-        done = completed + sum(
-            progress
-            for status, (_, progress) in per_status.items()
-            if status != TaskStatus.COMPLETED
-        )
+        done = completed + running
         return wire.Job(
             id=job.id,
             name=job.name,
@@ -120,30 +118,38 @@ class JobViews:
             output_dir=job.output_dir,
             sites=job.sites,
             waiting_reason=waiting_for_jobs_reason(s, job)
-            or self._waiting_reason(s, job, per_status, blocked),
+            or self._waiting_reason(s, job, counts, blocked),
             after=after_of(s, job.id),
             blocklist=sorted(blocked),
             last_error=last_error(s, job.id),
         )
 
     def _waiting_reason(
-        self, s: Session, job: JobRow, per_status: dict[TaskStatus, Any], blocked: set[str]
+        self, s: Session, job: JobRow, counts: dict[TaskStatus, int], blocked: set[str]
     ) -> str | None:
         """Why a job's remaining tasks find no Worker, when that is so. A leased task counts
         as remaining: its site may hold it with no Worker there allowed to run it."""
         if job.status not in (JobStatus.QUEUED, JobStatus.ACTIVE):
             return None
-        waiting = (*RUNNABLE_TASK_STATUSES, TaskStatus.LEASED)
-        if not any(status in per_status for status in waiting):
+        waiting = [st for st in (*RUNNABLE_TASK_STATUSES, TaskStatus.LEASED) if st in counts]
+        if not waiting:
             return None
-        requirements = s.scalar(
-            select(TaskRow.requirements)
-            .where(TaskRow.job_id == job.id, TaskRow.status.in_(waiting))
-            .order_by(TaskRow.index)
-            .limit(1)
+        # The first of each status by the (job, status, index) index, then the first of
+        # those: one IN over the statuses would sort every remaining task of the job.
+        first = min(
+            (
+                s.execute(
+                    select(TaskRow.index, TaskRow.requirements)
+                    .where(TaskRow.job_id == job.id, TaskRow.status == status)
+                    .order_by(TaskRow.index)
+                    .limit(1)
+                ).one()
+                for status in waiting
+            ),
+            key=lambda row: row.index,
         )
         workers = online_workers(s, utcnow() - self.manager_offline, job.sites)
-        return job_waiting_reason(Requirements.from_dict(requirements), workers, blocked)
+        return job_waiting_reason(Requirements.from_dict(first.requirements), workers, blocked)
 
     def tasks(self, job_id: str) -> list[wire.Task]:
         with self.sessions() as s:

@@ -112,9 +112,11 @@ class TaskRow(Base):
         # A job's tasks of one status in order (the next ones to lease), and its counts by
         # status, without reading every task of a big job.
         Index("ix_tasks_job_status_index", "job_id", "status", "index"),
+        # A job's tasks in order (a page of them), and its tasks at all (the foreign key).
+        Index("ix_tasks_job_index", "job_id", "index"),
     )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     index: Mapped[int]
     name: Mapped[str] = mapped_column(String(200))
     type: Mapped[str] = mapped_column(String(32))

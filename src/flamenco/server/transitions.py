@@ -39,6 +39,9 @@ log = logging.getLogger("flamenco.server.transitions")
 # A Worker's report of these ends its Manager's hold on the task: it may be leased anew.
 _LETS_GO = (TaskStatus.SOFT_FAILED, TaskStatus.FAILED, TaskStatus.QUEUED)
 _UNFINISHED = (TaskStatus.QUEUED, TaskStatus.LEASED, TaskStatus.ACTIVE, TaskStatus.SOFT_FAILED)
+# The only statuses whose tasks have partial progress: a task that leaves them gets 1.0
+# (completed) or 0.0 (anything else) from report_task and release_task below.
+PROGRESSING = (TaskStatus.LEASED, TaskStatus.ACTIVE)
 
 
 def _move_task(task: TaskRow, new: TaskStatus) -> None:
