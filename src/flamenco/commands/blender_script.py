@@ -31,8 +31,11 @@ class BlenderScript:
         )
         missing = [path for path in outputs if not path.is_file()]
         if missing:
+            listed = missing[0]
+            if listed.is_relative_to(task.job_dir):  # as the script named it
+                listed = listed.relative_to(task.job_dir)
             raise CommandFailed(
-                f"The script {script} listed {missing[0]} in FLAMENCO_OUTPUTS, "
+                f"The script {script} listed {listed.as_posix()} in FLAMENCO_OUTPUTS, "
                 "but there is no such file.",
                 Fault.FILE,
             )
