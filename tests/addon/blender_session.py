@@ -11,10 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import ssl
 import sys
 import tempfile
+import threading
 import time
 import traceback
+import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -96,6 +99,50 @@ def configure(plan: dict[str, Any], url: str | None = None, token: str | None = 
     p.api_token = token if token is not None else plan["token"]
 
 
+def show_fetched_status(addon: Any, deadline: float) -> float | None:
+    """One turn of the panel's timer function as Blender calls it: the first call starts the
+    job's fetch in a thread, which is awaited; the second shows what it fetched and returns
+    what the timer would (None once the job has ended)."""
+    running = set(threading.enumerate())
+    addon.operators.watch_jobs()
+    for fetch in set(threading.enumerate()) - running:
+        fetch.join(max(0.0, deadline - time.monotonic()))
+    return addon.operators.watch_jobs()
+
+
+def next_line(stream: Any, prefix: str) -> None:
+    """Read the event stream up to its next line that starts with `prefix`."""
+    while not (line := stream.readline().decode()).startswith(prefix):
+        if not line:
+            raise AssertionError(f"the Server's event stream ended before {prefix!r}")
+
+
+def follow_last_job(addon: Any, wait_s: float) -> list[str]:
+    """Follow the last job until it ends, as the panel does, woken by the Server's events of
+    the job instead of Blender's timer: a turn of the timer function at first and after each
+    event (the stream is subscribed before the first, so no change is missed). The statuses
+    the panel showed, in order."""
+    settings = bpy.context.scene.flamenco
+    server = (settings.last_job_server or prefs().server_url).rstrip("/")
+    request = urllib.request.Request(
+        f"{server}/api/v1/events?job={settings.last_job_id}",
+        headers={"Authorization": f"Bearer {prefs().api_token.strip()}"},
+    )
+    trust = ssl.create_default_context(cafile=prefs().ca_bundle or None)
+    deadline = time.monotonic() + wait_s
+    statuses: list[str] = []
+    with urllib.request.urlopen(request, timeout=wait_s, context=trust) as stream:
+        next_line(stream, ": connected")
+        while time.monotonic() < deadline:
+            again = show_fetched_status(addon, deadline)
+            if not statuses or statuses[-1] != settings.status:
+                statuses.append(settings.status)
+            if again is None:
+                break
+            next_line(stream, "event:")
+    return statuses
+
+
 def submit_session(plan: dict[str, Any], addon: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     configure(plan)
@@ -161,19 +208,9 @@ def submit_session(plan: dict[str, Any], addon: Any) -> dict[str, Any]:
     out["fallback_method"] = fallback.method if fallback else None
     addon.state.use_bat = True
 
-    # Follow the last job until it ends, as the panel does: Blender calls the timer
-    # function (which fetches in a thread) until it returns None; here the loop does.
+    # Follow the last job until it ends, as the panel does (see follow_last_job).
     out["watching"] = bpy.app.timers.is_registered(addon.operators.watch_jobs)
-    statuses = []
-    deadline = time.monotonic() + plan.get("wait_s", 60)
-    while time.monotonic() < deadline:
-        again = addon.operators.watch_jobs()
-        if not statuses or statuses[-1] != settings.status:
-            statuses.append(settings.status)
-        if again is None:
-            break
-        time.sleep(0.2)
-    out["statuses"] = statuses
+    out["statuses"] = follow_last_job(addon, plan.get("wait_s", 60))
     out["refresh"] = call(bpy.ops.flamenco.refresh_status)
     out["final_progress"] = settings.progress
     out["file_unchanged_at_end"] = fingerprint(plan["scene"]) == before
@@ -268,11 +305,42 @@ def tls_session(plan: dict[str, Any], addon: Any) -> dict[str, Any]:
     out["submit"] = call(bpy.ops.flamenco.submit)
     outcome = addon.state.last_outcome
     out["job"] = outcome.job if outcome else None
-    deadline = time.monotonic() + plan.get("wait_s", 60)
-    while time.monotonic() < deadline and addon.operators.watch_jobs() is not None:
-        time.sleep(0.2)  # the panel's timer, fetching over HTTPS in its thread
+    follow_last_job(addon, plan.get("wait_s", 60))  # the panel's fetches, over HTTPS
     out["final_status"] = settings.last_job_status
     out["preferences_panel"] = draw(type(prefs()), prefs())
+    return out
+
+
+def job_types_session(plan: dict[str, Any], addon: Any) -> dict[str, Any]:
+    """The Server's job types in the panel: blender-script chosen, its settings drawn from its
+    schema and typed in, a bad value refused with one sentence, then the job submitted."""
+    out: dict[str, Any] = {}
+    configure(plan)
+    bpy.ops.wm.open_mainfile(filepath=plan["scene"])
+    settings = bpy.context.scene.flamenco
+    out["default_type"] = settings.job_type
+    out["unlisted"] = addon.job_types.type_suggestions(settings, bpy.context, "")
+    out["check"] = call(bpy.ops.flamenco.check_connection)
+    out["listed"] = addon.job_types.type_suggestions(settings, bpy.context, "script")
+    out["render_panel"] = draw(addon.ui.RENDER_PT_flamenco)
+    settings.job_type = "blender-script"
+    out["type_settings"] = [[i.name, i.kind, i.local_file] for i in settings.type_settings]
+    out["script_panel"] = draw(addon.ui.RENDER_PT_flamenco)
+    items = {item.name: item for item in settings.type_settings}
+    items["script"].path = plan["script"]
+    items["args"].text = "--count 3 'two words'"
+    items["frame"].text = "x"
+    out["bad_frame"] = call(bpy.ops.flamenco.submit)
+    out["bad_frame_status"] = settings.status
+    items["frame"].text = "2"
+    settings.job_name = "bake"
+    out["submit"] = call(bpy.ops.flamenco.submit)
+    outcome = addon.state.last_outcome
+    out["job"] = outcome.job if outcome else None
+    out["uploaded"] = [outcome.uploaded, outcome.total] if outcome else None
+    settings.job_type = "blender-render"  # back to the render panel, its settings as they were
+    out["render_panel_again"] = draw(addon.ui.RENDER_PT_flamenco)
+    out["leftovers"] = leftovers()
     return out
 
 
@@ -284,9 +352,12 @@ def main() -> None:
         addon = install(plan["zip"])
         result["install_s"] = time.monotonic() - started
         result["enabled"] = ADDON in bpy.context.preferences.addons
-        session = {"submit": submit_session, "errors": error_session, "tls": tls_session}[
-            plan["mode"]
-        ]
+        session = {
+            "submit": submit_session,
+            "errors": error_session,
+            "tls": tls_session,
+            "job_types": job_types_session,
+        }[plan["mode"]]
         result.update(session(plan, addon))
     except BaseException:
         result["crash"] = traceback.format_exc()
