@@ -28,7 +28,10 @@ BAT = "blender_asset_tracer"
 # Parts of BAT the add-on does not use and that need packages Blender lacks (requests, boto3).
 BAT_LEFT_OUT = ("cli/", "pack/shaman/", "pack/s3.py", "__main__.py")
 # Flamenco modules the add-on uses, copied in at build time: zip path -> source.
-SHARED = {"flamenco_tiles.py": Path(__file__).parents[1] / "core" / "tiles.py"}
+SHARED = {
+    "flamenco_tiles.py": Path(__file__).parents[1] / "core" / "tiles.py",
+    "flamenco_settings_schema.py": Path(__file__).parents[1] / "core" / "settings_schema.py",
+}
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 

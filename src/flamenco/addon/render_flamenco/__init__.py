@@ -11,9 +11,9 @@ from types import ModuleType
 
 
 def _modules() -> tuple[ModuleType, ...]:
-    from . import operators, preferences, properties, ui
+    from . import job_types, operators, preferences, properties, ui
 
-    return (preferences, properties, operators, ui)
+    return (preferences, job_types, properties, operators, ui)
 
 
 def register() -> None:

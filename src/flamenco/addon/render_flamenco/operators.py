@@ -9,6 +9,7 @@ script or in background mode (``execute``), it polls the same thread until it is
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import tempfile
@@ -23,6 +24,8 @@ from bpy.app.handlers import persistent
 from . import state
 from .api import FlamencoError, Server, dashboard_url, describe_connection, normalise_url
 from .flamenco_tiles import TileError, grid_shape  # core/tiles.py, copied in by the builder
+from .job_types import RENDER, fetch_job_types
+from .job_types import read_settings as read_type_settings
 from .packing import load_bat
 from .preferences import preferences
 from .properties import FINAL_STATUSES, scene_frames
@@ -63,6 +66,8 @@ class FLAMENCO_OT_check_connection(bpy.types.Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         state.managers = managers
+        with contextlib.suppress(FlamencoError):  # a Server from before job types has none
+            fetch_job_types(context)
         state.connection = describe_connection(version, managers)
         _redraw(context)
         self.report({"INFO"}, state.connection)
@@ -96,13 +101,25 @@ def prepare_request(context: bpy.types.Context) -> JobRequest:
         )
     scene = context.scene
     settings = scene.flamenco
-    frames = scene_frames(scene) if settings.use_scene_frames else settings.frames.strip()
-    if not frames:
-        raise FlamencoError("Type the frames to render (e.g. 1-10,15) or use the scene's range.")
-    tiles = settings.tiles if settings.tiles >= 2 else 0  # 0 and 1: whole frames
-    if tiles:
-        check_tiles(scene, tiles)
     original = Path(bpy.data.filepath)
+    frames, tiles, of_type = "", 0, {}
+    if settings.job_type == RENDER:
+        frames = scene_frames(scene) if settings.use_scene_frames else settings.frames.strip()
+        if not frames:
+            raise FlamencoError(
+                "Type the frames to render (e.g. 1-10,15) or use the scene's range."
+            )
+        tiles = settings.tiles if settings.tiles >= 2 else 0  # 0 and 1: whole frames
+        if tiles:
+            check_tiles(scene, tiles)
+    else:  # another job type: its settings from the panel (job_types.py)
+        values, files, scene_settings = read_type_settings(settings, original)
+        of_type = {
+            "job_type": settings.job_type,
+            "type_settings": values,
+            "scene_settings": scene_settings,
+            "local_files": files,
+        }
     use_bat = state.use_bat and load_bat() is not None
     workdir = Path(tempfile.mkdtemp(prefix="flamenco-submit-"))
     copy = workdir / "scene" / original.name
@@ -155,6 +172,7 @@ def prepare_request(context: bpy.types.Context) -> JobRequest:
         min_blender="{}.{}".format(*bpy.app.version[:2]),
         use_bat=use_bat,
         dependencies=dependencies,
+        **of_type,
     )
 
 

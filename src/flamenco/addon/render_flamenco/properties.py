@@ -5,6 +5,7 @@ from __future__ import annotations
 import bpy
 
 from . import state
+from .job_types import FlamencoTypeSetting, job_type_changed, type_suggestions
 
 RENDER_DEVICES = (
     ("CPU", "CPU", "Render on the Workers' processors"),
@@ -40,6 +41,14 @@ def _site_suggestions(
 
 
 class FlamencoJobSettings(bpy.types.PropertyGroup):
+    job_type: bpy.props.StringProperty(
+        name="Job Type",
+        description="What the farm does with the file; Refresh lists the Server's job types",
+        default="blender-render",
+        search=type_suggestions,
+        update=job_type_changed,
+    )
+    type_settings: bpy.props.CollectionProperty(type=FlamencoTypeSetting)
     job_name: bpy.props.StringProperty(
         name="Job Name", description="Name of the job; empty: the file's name"
     )

@@ -12,6 +12,8 @@ active: Submission | None = None
 last_outcome: Outcome | None = None
 # The Managers (sites) the last connection check or job refresh found, for the site field.
 managers: list[dict[str, Any]] = []
+# The Server's job types (GET /api/v1/job-types), from the last refresh or connection check.
+job_types: list[dict[str, Any]] = []
 # The last connection check's result, shown in the preferences.
 connection: str = ""
 # False: find dependencies with bpy.utils.blend_paths even when BAT is available (testing).

@@ -60,8 +60,16 @@ class JobRequest:
     # Absolute paths of the scene's dependencies (bpy.utils.blend_paths), for use without BAT.
     dependencies: list[Path] = field(default_factory=list)
     hash_cache: Path | None = field(default_factory=default_path)  # None: hash every file
+    # A job type other than blender-render (job_types.py): its settings as the Server takes
+    # them, those the job's .blend fills, and the local files sent with it (path in the job).
+    job_type: str = "blender-render"
+    type_settings: dict[str, Any] = field(default_factory=dict)
+    scene_settings: list[str] = field(default_factory=list)
+    local_files: dict[str, Path] = field(default_factory=dict)
 
     def settings(self, blend: str) -> dict[str, Any]:
+        if self.job_type != "blender-render":
+            return {**self.type_settings, **dict.fromkeys(self.scene_settings, blend)}
         settings = {
             "blend": blend,
             "frames": self.frames,
@@ -134,16 +142,20 @@ def submit_blocking(
 def _send(
     server: Server, req: JobRequest, collected: Collected, report: ProgressCallback
 ) -> Outcome:
-    report(0.10, f"Hashing {len(collected.files)} files")
+    files = {**collected.files, **req.local_files}
+    for rel, path in req.local_files.items():
+        if collected.files.get(rel, path) != path:
+            raise FlamencoError(f"The file '{path}' would replace the scene's '{rel}' in the job.")
+    report(0.10, f"Hashing {len(files)} files")
     # The copy of the scene is new with every submission: never worth remembering.
-    fresh = collected.written | {rel for rel, p in collected.files.items() if p == req.blend_copy}
+    fresh = collected.written | {rel for rel, p in files.items() if p == req.blend_copy}
     with HashCache(req.hash_cache) as cache:
-        manifest = cache.manifest(collected.files, fresh)
+        manifest = cache.manifest(files, fresh)
         hashed = cache.stats.hashed
     report(0.15, "Asking the Server which files it lacks")
     answer = server.post("/api/v1/blobs/missing", {"hashes": sorted(set(manifest.values()))})
     missing = set(answer.get("missing", [])) if isinstance(answer, dict) else set()
-    to_send = {sha: collected.files[rel] for rel, sha in manifest.items() if sha in missing}
+    to_send = {sha: files[rel] for rel, sha in manifest.items() if sha in missing}
     total = sum(path.stat().st_size for path in to_send.values()) or 1
     sent = 0
 
@@ -163,11 +175,11 @@ def _send(
         for rel, sha in manifest.items():
             if sha in gone:
                 gone.discard(sha)
-                server.upload_blob(collected.files[rel], sha, advance)
+                server.upload_blob(files[rel], sha, advance)
     report(0.96, "Creating the job")
     submission = {
         "name": req.name,
-        "type": "blender-render",
+        "type": req.job_type,
         "priority": req.priority,
         "files": manifest,
         "settings": req.settings(collected.blend),
