@@ -9,7 +9,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,18 +30,8 @@ from flamenco.server.schema import (
     upgrade_schema,
 )
 from flamenco.server.services import build_services
-from pgkit import postgres_database
 
 HEAD = head_revision()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'server.sqlite'}"
-    else:
-        with postgres_database() as url:
-            yield url
 
 
 def run_sql(url: str, *statements: str) -> list[tuple]:

@@ -4,17 +4,14 @@ a page of a job's tasks reads them from the index instead of sorting them all.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import inspect, text
 
 from flamenco.config import ServerSettings
 from flamenco.db import make_engine
 from flamenco.server.schema import upgrade_schema
 from flamenco.server.services import build_services
-from pgkit import postgres_database
 
 BEFORE = "0005_task_command_names"
 AFTER = "0006_task_order_index"
@@ -31,15 +28,6 @@ TASK = (
     " '{job}', {index}, 'render {frame}', 'blender-render', '{status}', '[{frame}]', '{{}}',"
     " '[]', '{{}}', {progress}, '', 0, '', '2026-01-02 03:04:05')"
 )
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'server.sqlite'}"
-    else:
-        with postgres_database() as url:
-            yield url
 
 
 def task_indexes(url: str) -> dict[str, list[str]]:

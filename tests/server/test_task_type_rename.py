@@ -4,10 +4,8 @@ one is then leased under its new name and the finished ones keep theirs."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from serverkit import add_manager, lease_sync
 from sqlalchemy import text
 
@@ -15,14 +13,13 @@ from flamenco.config import ServerSettings
 from flamenco.db import make_engine
 from flamenco.server.schema import upgrade_schema
 from flamenco.server.services import build_services
-from pgkit import postgres_database
 
 BEFORE = "0004_job_dependencies"
 JOB = (
     "INSERT INTO jobs (id, name, type, status, priority, submitter, settings, files, sites,"
     " output_dir, frames_total, created, updated, waits_for_jobs, notify_url) VALUES ('{id}',"
     " '{id}', 'blender-render', '{status}', 50, 'alice',"
-    " '{{\"blend\": \"s.blend\", \"frames\": \"1-2\"}}',"
+    ' \'{{"blend": "s.blend", "frames": "1-2"}}\','
     " '{{\"s.blend\": \"{sha}\"}}', '[]', '/tmp/out', 2, '2026-01-02 03:04:05',"
     " '2026-01-02 03:04:05', false, '')"
 )
@@ -33,15 +30,6 @@ TASK = (
     " '', 0, '', '2026-01-02 03:04:05')"
 )
 SHA = "a" * 64
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'server.sqlite'}"
-    else:
-        with postgres_database() as url:
-            yield url
 
 
 def task_types(url: str) -> dict[str, str]:
