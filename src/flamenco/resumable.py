@@ -21,9 +21,9 @@ from starlette.requests import ClientDisconnect
 
 from flamenco import wire
 from flamenco.aio import wait_any
-from flamenco.blobs import CHUNK, PARTIAL_KEEP_S, BlobStore
+from flamenco.blobs import CHUNK, PARTIAL_KEEP_S, BlobStore, is_sha256
 from flamenco.core.byte_ranges import RangeError, download_range, resume_mismatch, upload_range
-from flamenco.errors import Conflict, RangeNotSatisfiable
+from flamenco.errors import BadRequest, Conflict, RangeNotSatisfiable
 
 log = logging.getLogger("flamenco.transfers")
 SWEEP_INTERVAL_S = 3600.0
@@ -98,7 +98,10 @@ async def upload_body(
     request: Request, store: BlobStore, sha256: str, uploader: str
 ) -> AsyncIterator[bytes] | Response:
     """A frame's or artifact's bytes for its intake: the request's own, or its resumed
-    upload's once complete; else the answer to give now (202 with the offset)."""
+    upload's once complete; else the answer to give now (202 with the offset). `sha256` is
+    the X-Flamenco-SHA256 header the file is stored under: one that is not a hash is a 400."""
+    if not is_sha256(sha256):
+        raise BadRequest("The X-Flamenco-SHA256 header is not a SHA-256 hex digest.")
     try:
         body = await receive_upload(request, store, sha256, uploader)
     except Incomplete as incomplete:

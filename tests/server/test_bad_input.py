@@ -757,6 +757,21 @@ def test_an_artifact_with_a_plain_name_is_stored_listed_and_served(
 
 
 @blender
+@pytest.mark.parametrize("route", ["frames/1?filename=f.png", "artifacts/preview.mp4"])
+def test_a_frame_or_artifact_whose_hash_header_is_not_a_hash_is_a_400(
+    srv: TestFarm, http: httpx.Client, leased: tuple[str, str], route: str
+) -> None:
+    _, task_id = leased
+    with leaves_nothing(srv, http):
+        response = httpx.put(
+            f"{srv.server_url}/api/v1/manager/tasks/{task_id}/{route}",
+            content=b"some bytes",
+            headers={**_manager_auth(srv), "X-Flamenco-SHA256": "not-a-hash"},
+        )
+        assert_refused(response, 400, "X-Flamenco-SHA256 header is not a SHA-256 hex digest")
+
+
+@blender
 def test_a_job_without_thumbnails_or_artifacts_says_so(
     srv: TestFarm, http: httpx.Client, scene_sha: str
 ) -> None:

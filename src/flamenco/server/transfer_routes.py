@@ -12,8 +12,7 @@ from fastapi.responses import FileResponse, Response
 
 from flamenco import wire
 from flamenco.apidoc import STREAMED_BODY, body_answer, error_answers
-from flamenco.blobs import is_sha256
-from flamenco.errors import BadRequest, NotFound
+from flamenco.errors import NotFound
 from flamenco.resumable import Incomplete, receive_upload, serve_blob, upload_body, upload_offset
 from flamenco.server.deps import AnyManager, AnyUser, Meters, Services, Uploader, user_or_manager
 
@@ -133,8 +132,6 @@ def install_transfer_routes(app: FastAPI) -> None:
         filename: Annotated[str, Query(max_length=300)],
         x_flamenco_sha256: Annotated[str, Header()],
     ) -> wire.FrameInfo:
-        if not is_sha256(x_flamenco_sha256):
-            raise BadRequest("The X-Flamenco-SHA256 header is not a SHA-256 hex digest.")
         started = time.perf_counter()
         body = await upload_body(request, svc.blobs, x_flamenco_sha256, f"manager {manager.name}")
         if isinstance(body, Response):
@@ -161,8 +158,6 @@ def install_transfer_routes(app: FastAPI) -> None:
         meters: Meters,
         x_flamenco_sha256: Annotated[str, Header()],
     ) -> wire.ArtifactInfo:
-        if not is_sha256(x_flamenco_sha256):
-            raise BadRequest("The X-Flamenco-SHA256 header is not a SHA-256 hex digest.")
         started = time.perf_counter()
         body = await upload_body(request, svc.blobs, x_flamenco_sha256, f"manager {manager.name}")
         if isinstance(body, Response):
