@@ -176,6 +176,11 @@ class Job(Wire):
     last_error: str | None = Field(
         default=None, description="The latest error a task of the job failed with."
     )
+    frame_extensions: list[str] | None = Field(
+        default=None,
+        description="The extensions of the job's frames stored so far ('.exr'), lowercase and "
+        "sorted; in a job's own answer only, not in the list of jobs.",
+    )
 
 
 class JobEnded(Wire):

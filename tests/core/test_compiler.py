@@ -11,6 +11,7 @@ from flamenco.core.compiler import (
     JobCompileError,
     TaskSpec,
     compile_job,
+    frame_extension,
     output_format_label,
 )
 from flamenco.core.job_types.blender_render import JOB_TYPE as BLENDER_RENDER
@@ -333,4 +334,4 @@ def test_bad_requirements_are_refused(changes: dict[str, Any], message: str) -> 
     ],
 )
 def test_output_format_label(settings: dict[str, Any], frame_names: list[str], label: str) -> None:
-    assert output_format_label(settings, frame_names) == label
+    assert output_format_label(settings, map(frame_extension, frame_names)) == label

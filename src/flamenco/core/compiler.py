@@ -320,14 +320,19 @@ def read_output_format(settings: Mapping[str, Any]) -> str:
     return _read_output_format_value("output_format", settings.get("output_format"))
 
 
-def output_format_label(settings: Mapping[str, Any], frame_names: Iterable[str]) -> str:
+def frame_extension(name: str) -> str:
+    """A frame file's extension as a job's format shows it: '.exr' (lowercase), or ''."""
+    return PurePosixPath(name).suffix.lower()
+
+
+def output_format_label(settings: Mapping[str, Any], frame_extensions: Iterable[str]) -> str:
     """What a job renders to, for people: the format it names, or for a job that keeps the
-    scene's own output, the extensions of the frames Blender wrote so far (nothing reads the
-    .blend file's settings outside Blender)."""
+    scene's own output, the extensions (`frame_extension`) of the frames Blender wrote so far
+    (nothing reads the .blend file's settings outside Blender)."""
     named = settings.get("output_format")
     if named not in (None, "", FROM_SCENE):
         return str(named)
-    extensions = sorted({PurePosixPath(name).suffix.lower() for name in frame_names} - {""})
+    extensions = sorted(set(frame_extensions) - {""})
     return f"from the scene ({', '.join(extensions)})" if extensions else "from the scene"
 
 

@@ -4,7 +4,7 @@ frames, thumbnails and other files. Nothing here changes anything."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from flamenco import wire
 from flamenco.blobs import BlobStore
+from flamenco.core.compiler import frame_extension
 from flamenco.core.matching import Requirements, job_waiting_reason
 from flamenco.core.runs import (
     end_stopped_runs,
@@ -72,7 +73,9 @@ class JobViews:
 
     def get(self, job_id: str) -> wire.Job:
         with self.sessions() as s:
-            return self._to_wire(s, job_or_404(s, job_id))
+            job = self._to_wire(s, job_or_404(s, job_id))
+            job.frame_extensions = frame_extensions(s, job_id)
+            return job
 
     def list(self) -> list[wire.Job]:
         with self.sessions() as s:
@@ -287,6 +290,28 @@ class JobViews:
         if sha256 is None:
             raise NotFound(f"Job '{job_id}' has no file '{name}' besides its frames.")
         return self.blobs.path(sha256)
+
+
+def frame_extensions(s: Session, job_id: str) -> list[str]:
+    """The extensions of the job's stored frames ('.exr'), lowercase and sorted: one query
+    per extension found, for a frame of none found yet, and one more; the frames' names stay
+    in the database (a studio's job has 100,000)."""
+    names: list[str] = []  # one per suffix as written: PostgreSQL's LIKE minds the case
+    while True:
+        name = s.scalar(
+            select(OutputRow.filename)
+            .where(
+                OutputRow.job_id == job_id,
+                *(
+                    ~OutputRow.filename.endswith(PurePosixPath(seen).suffix, autoescape=True)
+                    for seen in names
+                ),
+            )
+            .limit(1)
+        )
+        if name is None:
+            return sorted({frame_extension(seen) for seen in names} - {""})
+        names.append(name)
 
 
 def check_page(offset: int, limit: int, status: str, search: str) -> None:

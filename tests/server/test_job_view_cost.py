@@ -1,0 +1,117 @@
+"""What a job's answer costs does not grow with its tasks or frames, on a real SQLite file and
+a real PostgreSQL: the same statements for 20 tasks as for 6,000, none a full scan of a
+job's tasks or frames (SQLite's query plans), no task read as an object; and the extensions
+of its frames, which the Dashboard and `jobs show` print, come without its frames' list."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from serverkit import add_job, add_manager, lease_sync, make_services, task_update
+from sqlalchemy import event, insert
+
+from flamenco import wire
+from flamenco.core.states import TaskStatus
+from flamenco.server.models import OutputRow, TaskRow
+from flamenco.server.services import ServerServices
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def svc(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerServices]:
+    yield from make_services(request, tmp_path)
+
+
+def add_frames(svc: ServerServices, job_id: str, names: list[str]) -> None:
+    with svc.jobs.sessions.begin() as s:
+        s.execute(
+            insert(OutputRow),
+            [
+                {
+                    "job_id": job_id,
+                    "task_id": "t",
+                    "frame": frame,
+                    "sha256": "0" * 64,
+                    "size": 1,
+                    "filename": name,
+                }
+                for frame, name in enumerate(names, start=1)
+            ],
+        )
+
+
+def started_job(svc: ServerServices, tasks: int, priority: int) -> wire.Job:
+    """A job of `tasks` one-frame tasks: 3 completed with a frame each, 2 rendering (the
+    priority above earlier jobs', so that its tasks are the ones leased)."""
+    job = add_job(svc, f"1-{tasks}", priority=priority)
+    manager = add_manager(svc, f"site-{tasks}")
+    leases = lease_sync(svc, manager, want=5).leases
+    updates = [task_update(lease.task_id, TaskStatus.COMPLETED) for lease in leases[:3]]
+    updates += [task_update(lease.task_id, TaskStatus.ACTIVE, progress=0.5) for lease in leases[3:]]
+    svc.leases.apply_updates(manager, updates)
+    add_frames(svc, job.id, [f"f_{n}.png" for n in (1, 2, 3)])
+    return job
+
+
+def statements_of_get(svc: ServerServices, job_id: str) -> tuple[wire.Job, list[Any]]:
+    seen: list[Any] = []
+    loaded: list[Any] = []
+
+    def statement(_conn: Any, _cursor: Any, sql: str, params: Any, *_: Any) -> None:
+        seen.append((sql, params))
+
+    def task_object(*args: Any) -> None:
+        loaded.append(args)
+
+    event.listen(svc.engine, "before_cursor_execute", statement)
+    event.listen(TaskRow, "load", task_object)
+    try:
+        job = svc.jobs.get(job_id)
+    finally:
+        event.remove(svc.engine, "before_cursor_execute", statement)
+        event.remove(TaskRow, "load", task_object)
+    assert loaded == []
+    return job, seen
+
+
+def test_a_jobs_answer_costs_the_same_for_20_tasks_as_for_6000(svc: ServerServices) -> None:
+    small, small_sql = statements_of_get(svc, started_job(svc, 20, priority=50).id)
+    big, big_sql = statements_of_get(svc, started_job(svc, 6000, priority=60).id)
+    assert (small.tasks_total, big.tasks_total) == (20, 6000)
+    assert (big.tasks_completed, big.frames_done, big.frame_extensions) == (3, 3, [".png"])
+    assert big.progress == round((3 + 2 * 0.5) / 6000, 4)
+    assert small.progress == round((3 + 2 * 0.5) / 20, 4)
+    assert big.waiting_reason is None and small.waiting_reason is None
+    assert [sql for sql, _ in big_sql] == [sql for sql, _ in small_sql]
+    if svc.engine.dialect.name != "sqlite":
+        return
+    raw = svc.engine.raw_connection()
+    try:
+        for sql, params in big_sql:
+            lines = [row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+            plan = " | ".join(lines)
+            assert "SCAN tasks" not in plan and "SCAN outputs" not in plan, (sql, plan)
+            assert "TEMP B-TREE FOR ORDER BY" not in plan, (sql, plan)
+            # Every task of the job, row by row, unless the index alone answers.
+            for line in lines:
+                if line.startswith("SEARCH tasks") and line.endswith("(job_id=?)"):
+                    assert "COVERING INDEX" in line, (sql, plan)
+    finally:
+        raw.close()
+
+
+def test_frame_extensions_without_the_frames_list(svc: ServerServices) -> None:
+    job = add_job(svc, "1-5")
+    assert svc.jobs.get(job.id).frame_extensions == []
+    # Requeued after the scene's output changed: both kinds are the job's; the case of an
+    # extension is not a kind of its own.
+    add_frames(svc, job.id, ["a_1.png", "a_2.EXR", "a_3.exr", "a_4.png", "a_5.exr"])
+    answer, statements = statements_of_get(svc, job.id)
+    assert answer.frame_extensions == [".exr", ".png"]
+    outputs = [sql for sql, _ in statements if "FROM outputs" in sql and "filename" in sql]
+    # One per suffix as written, and one that finds none left: never one per frame.
+    assert len(outputs) <= 4
+    # Lists do not carry them (every job's frames would be looked at).
+    assert [j.frame_extensions for j in svc.jobs.list()] == [None]
