@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +20,7 @@ from flamenco.cli.base import (
     client,
     friendly_errors,
     managers_app,
+    print_json_list,
     users_app,
 )
 from flamenco.cli.console import err, out
@@ -51,7 +51,7 @@ def tokens_list(
     path = "/api/v1/tokens?all=true" if everyone else "/api/v1/tokens"
     tokens = client(server).call("GET", path, wire.TokenList).root
     if as_json:
-        print(json.dumps([t.model_dump(mode="json") for t in tokens]))
+        print_json_list(tokens)
         return
     table = Table("id", "user", "label", "created", "expires", "last used")
     for t in tokens:
@@ -163,7 +163,7 @@ def managers_list(server: ServerOpt = None, as_json: JsonOpt = False) -> None:
     """Every Manager (site), whether it is online, and what its Workers do."""
     managers = client(server).call("GET", "/api/v1/managers", wire.ManagerList).root
     if as_json:
-        print(json.dumps([m.model_dump(mode="json") for m in managers]))
+        print_json_list(managers)
         return
     table = Table("site", "state", "address", "workers")
     for m in managers:

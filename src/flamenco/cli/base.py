@@ -6,11 +6,13 @@ themselves live in `components.py`, `job_commands.py`, `accounts.py` and the mod
 from __future__ import annotations
 
 import functools
+import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import BaseModel
 
 from flamenco.cli.console import err
 from flamenco.cli.server_admin import server_app
@@ -116,6 +118,11 @@ def friendly_errors(fn: F) -> F:
         raise typer.Exit(1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def print_json_list(models: Iterable[BaseModel]) -> None:
+    """A listing's --json: its models as one JSON document, a list, on stdout."""
+    print(json.dumps([model.model_dump(mode="json") for model in models]))
 
 
 def serve_http(
