@@ -12,15 +12,7 @@ import typer
 from rich.table import Table
 
 from flamenco import wire
-from flamenco.cli.base import (
-    JsonOpt,
-    ServerOpt,
-    app,
-    client,
-    friendly_errors,
-    jobs_app,
-    print_json_list,
-)
+from flamenco.cli.base import JsonOpt, ServerOpt, app, client, friendly_errors, jobs_app
 from flamenco.cli.console import err, out
 from flamenco.client import api_path
 from flamenco.core.compiler import output_format_label
@@ -29,9 +21,7 @@ from flamenco.core.compiler import output_format_label
 @app.command()
 @friendly_errors
 def submit(
-    scene: Annotated[
-        Path | None, typer.Argument(help="The .blend file of the job (none for ffmpeg).")
-    ] = None,
+    scene: Annotated[Path, typer.Argument(help="The .blend file of the job.")],
     frames: Annotated[
         str | None, typer.Option(help="Frames, e.g. 1-10,15,20-24 (blender-render).")
     ] = None,
@@ -197,7 +187,7 @@ def jobs_list(server: ServerOpt = None, as_json: JsonOpt = False) -> None:
     """All jobs, newest first."""
     jobs = client(server).call("GET", "/api/v1/jobs", wire.JobList).root
     if as_json:
-        print_json_list(jobs)
+        print(json.dumps([j.model_dump(mode="json") for j in jobs]))
         return
     table = Table("name", "status", "progress", "frames", "priority", "submitter")
     table.add_column("id", no_wrap=True)  # ids are typed back into other commands
