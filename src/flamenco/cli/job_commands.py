@@ -12,7 +12,15 @@ import typer
 from rich.table import Table
 
 from flamenco import wire
-from flamenco.cli.base import JsonOpt, ServerOpt, app, client, friendly_errors, jobs_app
+from flamenco.cli.base import (
+    JsonOpt,
+    ServerOpt,
+    app,
+    client,
+    friendly_errors,
+    jobs_app,
+    print_json_list,
+)
 from flamenco.cli.console import err, out
 from flamenco.client import api_path
 from flamenco.core.compiler import output_format_label
@@ -21,7 +29,9 @@ from flamenco.core.compiler import output_format_label
 @app.command()
 @friendly_errors
 def submit(
-    scene: Annotated[Path, typer.Argument(help="The .blend file of the job.")],
+    scene: Annotated[
+        Path | None, typer.Argument(help="The .blend file of the job (none for ffmpeg).")
+    ] = None,
     frames: Annotated[
         str | None, typer.Option(help="Frames, e.g. 1-10,15,20-24 (blender-render).")
     ] = None,
@@ -187,7 +197,7 @@ def jobs_list(server: ServerOpt = None, as_json: JsonOpt = False) -> None:
     """All jobs, newest first."""
     jobs = client(server).call("GET", "/api/v1/jobs", wire.JobList).root
     if as_json:
-        print(json.dumps([j.model_dump(mode="json") for j in jobs]))
+        print_json_list(jobs)
         return
     table = Table("name", "status", "progress", "frames", "priority", "submitter")
     table.add_column("id", no_wrap=True)  # ids are typed back into other commands
