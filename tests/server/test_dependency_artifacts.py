@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from serverkit import BLEND, add_job, add_manager, lease_sync, make_services, task_update
 
 from flamenco import wire
@@ -104,3 +106,46 @@ def test_a_script_that_is_not_among_the_files_is_refused(svc: ServerServices) ->
     assert str(refused.value) == (
         "The file of setting 'script' 'scripts/bake.py' is not among the job's files."
     )
+
+
+def png(frame: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (frame * 40, 0, 0)).save(out, "PNG")
+    return out.getvalue()
+
+
+def video_after(svc: ServerServices, after: str, settings: dict) -> wire.Job:
+    sub = wire.JobSubmission(
+        name="video", type="ffmpeg", files={}, settings=settings, after=[after]
+    )
+    return svc.jobs.submit(sub, submitter="alice")
+
+
+def test_a_video_job_encodes_the_frames_of_the_job_it_waits_for(svc: ServerServices) -> None:
+    manager = add_manager(svc, "site")
+    render = add_job(svc, "1-2")
+    every, second = video_after(svc, render.id, {}), video_after(svc, render.id, {"frames": "2"})
+    assert (every.frames_total, svc.jobs.get(every.id).status) == (0, JobStatus.QUEUED)
+    shas = {}
+    for lease in lease_sync(svc, manager, want=10).leases:
+        assert lease.job_id == render.id  # the videos wait
+        (frame,) = lease.frames
+        data = png(frame)
+        shas[frame] = hashlib.sha256(data).hexdigest()
+        name = f"frame_{frame:06d}.png"
+        asyncio.run(
+            svc.jobs.receive_frame(
+                manager.id, lease.task_id, frame, name, shas[frame], _chunks(data)
+            )
+        )
+        svc.leases.apply_updates(
+            manager, [task_update(lease.task_id, TaskStatus.COMPLETED, worker="w1")]
+        )
+    videos = {lease.job_id: lease for lease in lease_sync(svc, manager, want=10).leases}
+    assert videos[every.id].type == "ffmpeg"
+    assert videos[every.id].command == {"frames": [], "fps": 24}
+    assert videos[every.id].files == {
+        "frames/1/frame_000001.png": shas[1],
+        "frames/2/frame_000002.png": shas[2],
+    }
+    assert videos[second.id].files == {"frames/2/frame_000002.png": shas[2]}

@@ -41,7 +41,7 @@ UPLOAD_ROUNDS = 3  # ask, upload, ask again (renewing the claims); once more if 
 
 @dataclass
 class SubmitRequest:
-    scene: Path
+    scene: Path | None  # None: a job type without a scene (ffmpeg)
     frames: str | None  # None: not given (a job type without frames)
     chunk: int | str = 1  # frames per task, or "auto"
     name: str | None = None
@@ -204,32 +204,42 @@ def collect_files(req: SubmitRequest) -> tuple[str, dict[str, Path], Collected |
     return packed.blend, packed.files, packed
 
 
+def scene_needed(req: SubmitRequest, chosen: ChosenType) -> list[str]:
+    """The settings the scene fills (those the type marks, or its 'blend'); a scene given to
+    a type without any, or none to a type with some, is refused."""
+    filled = chosen.marked("scene") or [f.name for f in chosen.fields if f.name == "blend"]
+    if filled and req.scene is None:
+        raise ValueError(f"Job type '{chosen.name}' needs a .blend file: give it first.")
+    if req.scene is not None and not filled:
+        raise ValueError(f"Job type '{chosen.name}' takes no .blend file; leave it out.")
+    return filled
+
+
 def submit_scene(api: SyncApi, req: SubmitRequest) -> wire.Job:
     # Everything that can be refused is, before anything is uploaded.
-    name = check_label(req.name or req.scene.stem, "job name")
+    name = check_label(req.name or (req.scene.stem if req.scene else req.job_type), "job name")
     chosen = choose_job_type(api, req.job_type)
+    filled = scene_needed(req, chosen)
     settings = requested_settings(req, chosen)
     local = local_files(chosen, settings)
     if chosen.local is not None:  # the Server's own sentences, from the same model
         stand_ins = {key: f"{SUBMITTED_DIR}/{key}/{path.name}" for key, path in local.items()}
-        read_settings(
-            chosen.local,
-            settings | dict.fromkeys(chosen.marked("scene"), "check.blend") | stand_ins,
-        )
-    if settings.get("tiles") and (resolution := scene_resolution(req.scene)):
+        read_settings(chosen.local, settings | dict.fromkeys(filled, "check.blend") | stand_ins)
+    if req.scene and settings.get("tiles") and (resolution := scene_resolution(req.scene)):
         grid_shape(int(settings["tiles"]), *resolution)  # else the Worker checks, from Blender's
     notify = check_notify_url(req.notify) if req.notify is not None else None
-    blend, files, packed = collect_files(req)
+    blend, files, packed = collect_files(req) if req.scene else ("", {}, None)
     try:
-        settings |= dict.fromkeys(chosen.marked("scene") or ["blend"], blend)
+        settings |= dict.fromkeys(filled, blend)
+        folder = req.scene.resolve().parent if req.scene else Path.cwd()
         for key, path in local.items():
-            job_path = local_job_path(key, path, req.scene.resolve().parent, blend)
+            job_path = local_job_path(key, path, folder, blend)
             settings[key] = job_path
             if files.setdefault(job_path, path) != path:
                 raise ValueError(
                     f"The file of setting '{key}' would replace the scene's '{job_path}'."
                 )
-        if "min_blender_version" in {f.name for f in chosen.fields}:
+        if req.scene and "min_blender_version" in {f.name for f in chosen.fields}:
             settings = _saved_by(req) | settings
         manifest = upload_missing(api, files, packed.written if packed else None)
     finally:

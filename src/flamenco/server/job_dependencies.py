@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import delete, event, func, select
+from sqlalchemy import case, delete, event, func, or_, select
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
+from flamenco.core.compiler import preview_frame_path
 from flamenco.core.states import JobStatus, TaskStatus
 from flamenco.errors import Unprocessable
 from flamenco.server.events import EventBus
-from flamenco.server.models import JobArtifact, JobDependency, JobRow, TaskRow
+from flamenco.server.models import JobArtifact, JobDependency, JobRow, OutputRow, TaskRow
 
 log = logging.getLogger("flamenco.server.job_dependencies")
 
@@ -187,3 +188,18 @@ def awaited_artifacts(s: Session, job_id: str) -> dict[str, str]:
         .order_by(JobArtifact.created, JobArtifact.id)
     ).all()
     return {name: sha256 for name, sha256 in rows}
+
+
+def video_frames(s: Session, job_id: str, wanted: set[int]) -> dict[str, str]:
+    """What an ffmpeg task encodes, as its files (`frames/<frame>/<file name>` -> blob): the
+    rendered frames of its job (a render job's preview video) and of the jobs it waits for
+    (an `ffmpeg` job); `wanted` empty: every frame. A frame of its own job comes first, then
+    the one stored last."""
+    awaited = select(JobDependency.after_job_id).where(JobDependency.job_id == job_id)
+    rows = s.execute(
+        select(OutputRow.frame, OutputRow.filename, OutputRow.sha256)
+        .where(or_(OutputRow.job_id == job_id, OutputRow.job_id.in_(awaited)))
+        .order_by(case((OutputRow.job_id == job_id, 1), else_=0), OutputRow.created)
+    ).all()
+    latest = {r.frame: r for r in rows if not wanted or r.frame in wanted}
+    return {preview_frame_path(r.frame, r.filename): r.sha256 for _, r in sorted(latest.items())}

@@ -17,7 +17,6 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session, load_only, sessionmaker
 
 from flamenco import wire
-from flamenco.core.compiler import preview_frame_path
 from flamenco.core.matching import Capabilities, Requirements, unmet
 from flamenco.core.states import RUNNABLE_TASK_STATUSES, JobStatus, TaskStatus
 from flamenco.db import utcnow
@@ -25,9 +24,9 @@ from flamenco.server import transitions
 from flamenco.server.doorbell import Doorbell
 from flamenco.server.events import EventBus
 from flamenco.server.hangs import take_back
-from flamenco.server.job_dependencies import awaited_artifacts
+from flamenco.server.job_dependencies import awaited_artifacts, video_frames
 from flamenco.server.manager_views import ManagerViews
-from flamenco.server.models import JobRow, JobSite, ManagerRow, OutputRow, TaskRow
+from flamenco.server.models import JobRow, JobSite, ManagerRow, TaskRow
 from flamenco.server.rechunk import plan_guard
 from flamenco.server.records import blocked_workers, dependencies_done, failed_by
 from flamenco.server.transitions import lease_task, release_task
@@ -406,19 +405,12 @@ class LeaseService(UpdateIntake, ManagerViews):
         s: Session, task: TaskRow, job: JobRow, job_files: dict[str, dict[str, str]]
     ) -> dict[str, str]:
         """What the Worker fetches: the job's files with the artifacts of the jobs it waited for
-        (which win: the job waited to use them), or for a preview video its rendered frames
-        (the same blobs, fetched through the Manager's cache like any job file). `job_files`
+        (which win: the job waited to use them), or for a video the frames it encodes
+        (`video_frames`: the same blobs, fetched through the Manager's cache like any job
+        file). `job_files`
         keeps the former per job for the rest of the sync: one query a job, not a task."""
         if task.type != "ffmpeg":
             if job.id not in job_files:
                 job_files[job.id] = {**job.files, **awaited_artifacts(s, job.id)}
             return job_files[job.id]
-        wanted = set(task.frames)
-        rows = s.execute(
-            select(OutputRow.frame, OutputRow.filename, OutputRow.sha256)
-            .where(OutputRow.job_id == job.id)
-            .order_by(OutputRow.frame)
-        ).all()
-        return {
-            preview_frame_path(r.frame, r.filename): r.sha256 for r in rows if r.frame in wanted
-        }
+        return video_frames(s, job.id, set(task.frames))
