@@ -8,6 +8,7 @@ import hashlib
 import json
 import shutil
 import sqlite3
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 from farmkit import TestFarm
 from testdata import CORPUS
 
-INSTALLED = "blender-render, blender-script"
+INSTALLED = "blender-render, blender-script, ffmpeg"
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,8 @@ def test_job_types_lists_each_type_with_its_settings(srv: TestFarm) -> None:
     assert any(line.startswith("  fps: whole number from 1 to 240; default 24.") for line in lines)
     assert any(line.startswith("  script: text, a local file; required.") for line in lines)
     as_json = srv.cli("job-types", "--json")
-    assert [t["name"] for t in json.loads(as_json.stdout)] == ["blender-render", "blender-script"]
+    names = [t["name"] for t in json.loads(as_json.stdout)]
+    assert names == ["blender-render", "blender-script", "ffmpeg"]
 
 
 def test_a_blender_script_job_carries_its_script_and_typed_settings(
@@ -95,6 +97,22 @@ def test_a_script_outside_the_scenes_folder_goes_under_submitted(
     assert json.loads(submitted.stdout)["settings"]["script"] == "_submitted/script/elsewhere.py"
 
 
+def test_a_video_job_of_the_frames_of_another_takes_no_scene(srv: TestFarm, project: Path) -> None:
+    render = srv.cli("submit", str(project / "scene.blend"), "--frames", "1-3", "--json")
+    assert render.returncode == 0, render.stderr
+    render_id = json.loads(render.stdout)["id"]
+    submitted = srv.cli(
+        "submit", "--type", "ffmpeg", "--after", render_id, "--set", "fps=30", "--json"
+    )  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr
+    job = json.loads(submitted.stdout)
+    assert (job["type"], job["name"], job["after"]) == ("ffmpeg", "ffmpeg", [render_id])
+    assert job["settings"] == {"fps": 30}
+    (task,) = srv.tasks(job["id"])
+    assert (task.type, task.frames) == ("ffmpeg", [])
+    assert stored_command(srv, task.id) == {"frames": [], "fps": 30}
+
+
 @pytest.mark.parametrize(
     ("args", "sentence"),
     [
@@ -112,6 +130,7 @@ def test_a_script_outside_the_scenes_folder_goes_under_submitted(
             ["--type", "blender-script", "--frames", "1-3", "--set", "script=x.py"],
             "Unknown setting 'frames' for job type 'blender-script'.",
         ),
+        (["--type", "ffmpeg"], "Job type 'ffmpeg' takes no .blend file; leave it out."),
     ],
 )
 def test_bad_types_and_settings_are_one_sentence_before_uploading(
@@ -120,6 +139,15 @@ def test_bad_types_and_settings_are_one_sentence_before_uploading(
     if "script=x.py" in args:
         args = [a.replace("script=x.py", f"script={project / 'scripts' / 'bake.py'}") for a in args]
     result = srv.cli("submit", str(project / "scene.blend"), *args)
+    assert_refused(result, sentence)
+
+
+def test_a_render_without_a_scene_is_refused(srv: TestFarm) -> None:
+    result = srv.cli("submit", "--frames", "1")
+    assert_refused(result, "Job type 'blender-render' needs a .blend file: give it first.")
+
+
+def assert_refused(result: subprocess.CompletedProcess, sentence: str) -> None:
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert sentence in one_line(result.stderr)
