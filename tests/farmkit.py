@@ -341,6 +341,19 @@ class TestFarm:
             )
         return self._clients[(self.server_url, token)]
 
+    def join_worker(self, name: str, **info: Any) -> dict[str, str]:
+        """Register a Worker at the farm's Manager over HTTP, as a Worker process would (with
+        Blender 5.0.1 unless `info` says otherwise); the headers its requests then carry."""
+        assert self.secrets is not None
+        registration = {"name": name, "secret": self.secrets.worker_secret}
+        joined = httpx.post(
+            f"{self.manager_url}/api/v1/workers/register",
+            json={**registration, "blender_version": "5.0.1", **info},
+            timeout=30,
+        )
+        assert joined.status_code == 200, joined.text
+        return {"Authorization": f"Bearer {joined.json()['token']}"}
+
     def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> Any:
         """Run the `flamenco` CLI as a user would, pointed at this farm."""
         full_env = {

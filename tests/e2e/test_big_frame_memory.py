@@ -94,14 +94,7 @@ def test_a_big_exr_frame_passes_through_manager_and_server_in_bounded_memory(
     done = site.cli("submit", str(demo_scene), "--json", "--frames", "1", "--chunk", "1")
     assert done.returncode == 0, done.stderr
     job_id = json.loads(done.stdout)["id"]
-    assert site.secrets is not None
-    registered = httpx.post(
-        f"{site.manager_url}/api/v1/workers/register",
-        json={"name": "big", "secret": site.secrets.worker_secret, "blender_version": "5.0.1"},
-        timeout=30,
-    )
-    assert registered.status_code == 200, registered.text
-    worker = {"Authorization": f"Bearer {registered.json()['token']}"}
+    worker = site.join_worker("big")
     reply = httpx.post(
         f"{site.manager_url}/api/v1/worker/sync",
         json={"want_task": True, "wait_s": 20},

@@ -23,17 +23,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestFarm]:
         yield farm
 
 
-def worker_headers(site: TestFarm) -> dict[str, str]:
-    assert site.secrets is not None
-    registered = httpx.post(
-        f"{site.manager_url}/api/v1/workers/register",
-        json={"name": "w1", "secret": site.secrets.worker_secret, "blender_version": "5.0.1"},
-        timeout=30,
-    )
-    assert registered.status_code == 200, registered.text
-    return {"Authorization": f"Bearer {registered.json()['token']}"}
-
-
 def test_the_manager_serves_the_rest_of_a_blob_and_refuses_past_its_end(site: TestFarm) -> None:
     data = os.urandom(200_000)
     sha = hashlib.sha256(data).hexdigest()
@@ -43,7 +32,7 @@ def test_the_manager_serves_the_rest_of_a_blob_and_refuses_past_its_end(site: Te
         headers={"Authorization": f"Bearer {site.token}"},
     )
     assert uploaded.status_code == 201, uploaded.text
-    worker = worker_headers(site)
+    worker = site.join_worker("w1")
     url = f"{site.manager_url}/api/v1/blobs/{sha}"
 
     rest = httpx.get(url, headers={**worker, "Range": "bytes=150000-"}, timeout=30)

@@ -24,13 +24,8 @@ def submit(farm: TestFarm, scene: Path, frames: str) -> str:
 
 class FakeWorker:
     def __init__(self, farm: TestFarm) -> None:
-        assert farm.secrets is not None
         self.url = farm.manager_url
-        joined = httpx.post(
-            f"{self.url}/api/v1/workers/register",
-            json={"name": "w", "secret": farm.secrets.worker_secret, "blender_version": "5.0.1"},
-        ).json()
-        self.headers = {"Authorization": f"Bearer {joined['token']}"}
+        self.headers = farm.join_worker("w")
 
     def sync(self, **fields: Any) -> dict[str, Any]:
         reply = httpx.post(
