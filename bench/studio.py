@@ -16,11 +16,12 @@ the Server, each the first request after the run).
 
 Targets (issue 15 §5): submission <= 3 s, >= 2,000 assignments/s, pages < 0.5 s.
 
---big-frame MB instead: one Server, one Manager, and this process as one Worker, which
-takes the one task of a one-frame job and PUTs a real EXR of about MB megabytes (random
-float pixels, uncompressed, written by a child process so that this one's memory stays
-clean) to its Manager, streamed from disk, then reports it completed; the Manager hands it
-on to the Server, which checks it. The RSS of the three processes is sampled (psutil, every
+--big-frame MB [--check-blank] instead: one Server, one Manager, and this process as one
+Worker, which takes the one task of a one-frame job and PUTs a real EXR of about MB megabytes
+(random float pixels, uncompressed, written by a child process so that this one's memory
+stays clean) to its Manager, streamed from disk, then reports it completed; the Manager hands
+it on to the Server, which checks it (with --check-blank, its pixels too) and makes its
+thumbnail. The RSS of the three processes is sampled (psutil, every
 50 ms) from before the upload until the job is completed on the Server; the target is a rise
 of at most 50 MB each.
 """
@@ -136,7 +137,8 @@ async def dispatch(farm: BenchFarm, args: argparse.Namespace, server_pid: int) -
 
 
 def first_view(farm: BenchFarm, job_id: str) -> dict[str, float]:
-    """The Dashboard's job page (HTML) and the job's JSON, each the first request for it."""
+    """The Dashboard's job page (HTML), then what its script asks for (its first tasks, the
+    timeline, the frames), and the job's JSON, each the first request for it."""
     password = secrets.token_urlsafe(12)
     httpx.post(
         f"{farm.server_url}/api/v1/users",
@@ -159,6 +161,11 @@ def first_view(farm: BenchFarm, job_id: str) -> dict[str, float]:
         out["job_page_html_s"] = round(time.perf_counter() - t, 3)
         if page.status_code != 200:
             raise RuntimeError(f"job page: HTTP {page.status_code}")
+        # What the page's script asks for as it loads (the page started fetching them).
+        for name, path in (("tasks", "tasks"), ("timeline", "timeline.svg"), ("frames", "frames")):
+            t = time.perf_counter()
+            dash.get(f"/ui/jobs/{job_id}/{path}").raise_for_status()
+            out[f"job_page_{name}_s"] = round(time.perf_counter() - t, 3)
     with httpx.Client(base_url=farm.server_url, timeout=120) as api:
         headers = {"Authorization": f"Bearer {farm.token}"}
         t = time.perf_counter()
@@ -208,8 +215,9 @@ class RssPeaks:
         return {k: round((self.peak[k] - self.start_rss[k]) / 1e6, 1) for k in self.procs}
 
 
-def big_frame(megabytes: float) -> dict[str, Any]:
-    """One frame of `megabytes` Worker -> Manager -> Server; each process's RSS rise."""
+def big_frame(megabytes: float, check_blank: bool = False) -> dict[str, Any]:
+    """One frame of `megabytes` Worker -> Manager -> Server; each process's RSS rise. With
+    `check_blank`, the job asks the Server to compare the frame's pixels too."""
     from flamenco import wire
     from flamenco.blobs import sha256_file
 
@@ -225,7 +233,12 @@ def big_frame(megabytes: float) -> dict[str, Any]:
         sub = wire.JobSubmission(
             name="big-frame",
             files={BASIC_BLEND.name: blend},
-            settings={"blend": BASIC_BLEND.name, "frames": "1", "chunk_size": 1},
+            settings={
+                "blend": BASIC_BLEND.name,
+                "frames": "1",
+                "chunk_size": 1,
+                **({"check_blank": True} if check_blank else {}),
+            },
         )
         job_id = farm.api().call("POST", "/api/v1/jobs", wire.Job, sub).id
         url = farm.start_manager("local")
@@ -288,9 +301,12 @@ def main() -> None:
     parser.add_argument(
         "--big-frame", type=float, default=0, metavar="MB", help="only the big-frame mode"
     )
+    parser.add_argument(
+        "--check-blank", action="store_true", help="big-frame mode: the job has check_blank"
+    )
     args = parser.parse_args()
     if args.big_frame:
-        result = {"machine": machine(), "big_frame": big_frame(args.big_frame)}
+        result = {"machine": machine(), "big_frame": big_frame(args.big_frame, args.check_blank)}
         print(json.dumps(result["big_frame"], indent=1))
         if args.json:
             args.json.write_text(json.dumps(result, indent=1, default=str))
