@@ -1,0 +1,163 @@
+"""The Worker runs each task with the command its type names (flamenco.commands): the
+installed built-ins and the old type name, the contract's sentence for a command it lacks,
+and what a command reports reaching the Worker's outbox (a real one) as updates and files."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from flamenco import wire
+from flamenco.commands import CommandTask, Reporter
+from flamenco.commands.blender_render import BlenderRender
+from flamenco.commands.registry import CommandNotInstalled, command_for, installed_commands
+from flamenco.config import WorkerSettings
+from flamenco.core.faults import Fault
+from flamenco.outbox import FrameItem
+from flamenco.worker.agent import WorkerAgent
+from flamenco.worker.blender import BlenderInstall
+from flamenco.worker.reporting import TaskRun
+
+pytestmark = pytest.mark.blender  # a WorkerAgent looks for its Blender
+
+
+def test_the_built_in_commands_are_installed_and_blender_is_blender_render() -> None:
+    installed = installed_commands()
+    assert {"blender-render", "blender-script", "ffmpeg"} <= set(installed)
+    assert all(command.name == name for name, command in installed.items())
+    assert isinstance(command_for("blender", installed), BlenderRender)  # leased before 16 §3
+    with pytest.raises(CommandNotInstalled) as missing:
+        command_for("bake-ocean", installed)
+    assert missing.value.message == "This Worker has no command bake-ocean installed."
+    assert missing.value.fault == Fault.MACHINE
+
+
+class Writes:
+    """Two frames, one job file inside the job's folder and one outside it."""
+
+    name = "writes"
+
+    async def run(self, task: CommandTask, report: Reporter) -> None:
+        task.out_dir.mkdir(parents=True)
+        for frame in task.frames:
+            path = task.out_dir / f"f_{frame:04d}.png"
+            Image.new("RGB", (4, 3), (frame, 0, 0)).save(path)
+            await report.output(path, frame, size=(4, 3), file_format="PNG")
+        inside = task.job_dir / "cache" / "data.bin"
+        inside.parent.mkdir(parents=True)
+        inside.write_bytes(b"baked")
+        await report.output(inside)
+        (task.out_dir / "summary.txt").write_text("2 frames")
+        await report.output(task.out_dir / "summary.txt")
+        report.log("all written")
+
+
+class WritesAFrameOfAnotherTask:
+    name = "strays"
+
+    async def run(self, task: CommandTask, report: Reporter) -> None:
+        task.out_dir.mkdir(parents=True)
+        Image.new("RGB", (4, 3)).save(task.out_dir / "f_0009.png")
+        await report.output(task.out_dir / "f_0009.png", 9)
+
+
+class Breaks:
+    name = "breaks"
+
+    async def run(self, task: CommandTask, report: Reporter) -> None:
+        report.log("about to break")
+        raise KeyError("size")
+
+
+def _run(
+    agent: WorkerAgent, task_type: str, frames: list[int]
+) -> tuple[list[wire.TaskUpdate], list[FrameItem]]:
+    """Run one hand-made task through the Worker; what its outbox then holds."""
+    assignment = wire.Assignment(
+        task_id=f"t-{task_type}",
+        job_id="j1",
+        job_name="job",
+        name=f"{task_type} task",
+        type=task_type,
+        frames=frames,
+        command={},
+        files={},
+    )
+    updates: list[wire.TaskUpdate] = []
+    files: list[FrameItem] = []
+
+    async def take_updates(batch: list[wire.TaskUpdate]) -> None:
+        updates.extend(batch)
+
+    async def take_file(item: FrameItem) -> None:
+        files.append(item)
+
+    async def scenario() -> None:
+        await agent._run_task(TaskRun(assignment))
+        await agent.outbox.flush(take_updates, take_file)
+
+    asyncio.run(scenario())
+    return updates, files
+
+
+@pytest.fixture
+def agent(blender_install: BlenderInstall, tmp_path: Path) -> Iterator[WorkerAgent]:
+    settings = WorkerSettings(data_dir=tmp_path / "w", manager="http://127.0.0.1:9", name="w1")
+    worker = WorkerAgent(settings, blender_install)
+    for command in (Writes(), WritesAFrameOfAnotherTask(), Breaks()):
+        worker.commands[command.name] = command
+    yield worker
+    worker.outbox.close()
+
+
+def test_what_a_command_reports_goes_into_the_outbox(agent: WorkerAgent) -> None:
+    updates, files = _run(agent, "writes", [1, 2])
+    assert [(f.kind, f.frame, f.filename) for f in files] == [
+        ("frame", 1, "f_0001.png"),
+        ("frame", 2, "f_0002.png"),
+        ("artifact", 0, "cache/data.bin"),  # its path in the job's folder
+        ("artifact", 0, "summary.txt"),  # outside it: its file name
+    ]
+    assert agent.blobs.path(files[2].sha256).read_bytes() == b"baked"
+    assert [u.activity for u in updates if u.activity and "saved" in u.activity] == [
+        "frame 1 saved",
+        "frame 2 saved",
+    ]
+    assert any(u.log and "all written" in u.log for u in updates)
+    assert (updates[-1].status, updates[-1].progress) == ("completed", 1.0)
+
+
+def test_a_task_whose_command_is_not_installed_fails_as_the_machines_fault(
+    agent: WorkerAgent,
+) -> None:
+    updates, files = _run(agent, "bake-ocean", [1])
+    last = updates[-1]
+    assert (last.status, last.error, last.fault) == (
+        "failed",
+        "This Worker has no command bake-ocean installed.",
+        "machine",
+    )
+    assert files == []
+
+
+def test_a_frame_not_of_the_task_and_a_commands_own_bug_fail_the_task_saying_why(
+    agent: WorkerAgent,
+) -> None:
+    updates, files = _run(agent, "strays", [1, 2])
+    assert (updates[-1].status, updates[-1].error) == (
+        "failed",
+        "Frame 9 is not one of the frames of task strays task.",
+    )
+    assert files == []
+
+    updates, _ = _run(agent, "breaks", [1])
+    assert (updates[-1].status, updates[-1].error, updates[-1].fault) == (
+        "failed",
+        "'size'",
+        "machine",
+    )
+    assert any(u.log and "about to break" in u.log for u in updates)
