@@ -20,9 +20,12 @@ SCENE_SCRIPT = Path(__file__).parents[1] / "scenes" / "deps_scene.py"
 TEXTURE_RGB = (40, 200, 60)
 
 
-def build_scene_with_dependencies(install: BlenderInstall, root: Path) -> Path:
-    """project/scenes/shot.blend uses project/textures/green.png and elsewhere/lib.blend."""
-    texture = root / "project" / "textures" / "green.png"
+def build_scene_with_dependencies(
+    install: BlenderInstall, root: Path, texture_at: str = "project/textures/green.png"
+) -> Path:
+    """project/scenes/shot.blend uses project/textures/green.png (or `texture_at`) and
+    elsewhere/lib.blend."""
+    texture = root / texture_at
     library = root / "elsewhere" / "libs" / "lib.blend"
     scene = root / "project" / "scenes" / "shot.blend"
     for path in (texture, library, scene):
