@@ -60,9 +60,10 @@ def save_jpeg(source: Path, dest: Path, quality: int, max_side: int | None = Non
             if max_side:
                 img.draft("RGB", (max_side, max_side))  # JPEG: decode smaller
                 img.thumbnail((max_side, max_side))
-            picture = img.convert("RGB")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        picture.save(tmp, "JPEG", quality=quality)
+            # No copy of an image that is RGB already: a full-size frame's is tens of MB.
+            picture = img if img.mode == "RGB" else img.convert("RGB")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            picture.save(tmp, "JPEG", quality=quality)
         tmp.replace(dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
