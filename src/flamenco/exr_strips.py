@@ -90,14 +90,9 @@ def beauty_strips(path: Path, multiple_of: int = 1) -> Iterator[np.ndarray]:
     rows = max(1, STRIP_BYTES // max(1, row_bytes))
     rows = max(unit, rows - rows % unit)
     chunks_per_strip = rows // (layout.parts[part].lines_per_chunk or 1)
-    offsets = layout.tables[part]  # type: ignore[index]
     with open(path, "rb") as f:
-        for first in range(0, len(offsets), chunks_per_strip):
-            chunks = [
-                read_scanline_chunk(f, layout, at)
-                for at in offsets[first : first + chunks_per_strip]
-            ]
-            strip = OpenEXR.File(io.BytesIO(strip_file(head, layout, part, first, chunks)))
+        for first in range(0, len(layout.tables[part]), chunks_per_strip):  # type: ignore[index]
+            strip = decode_strip(f, head, layout, part, first, chunks_per_strip)
             yield strip.parts[0].channels[name].pixels
 
 
@@ -112,8 +107,9 @@ def _beauty_part(path: Path, head: bytes, layout: Layout) -> tuple[int, str, int
         for part, offsets in enumerate(layout.tables):
             if not offsets:
                 continue
-            one = strip_file(head, layout, part, 0, [read_scanline_chunk(f, layout, offsets[0])])
-            for name, channel in OpenEXR.File(io.BytesIO(one)).parts[0].channels.items():
+            for name, channel in (
+                decode_strip(f, head, layout, part, 0, 1).parts[0].channels.items()
+            ):
                 channels.setdefault(name, (part, channel.pixels))
     if not channels:
         return None
@@ -122,7 +118,28 @@ def _beauty_part(path: Path, head: bytes, layout: Layout) -> tuple[int, str, int
     return part, name, pixels.nbytes // max(1, pixels.shape[0])
 
 
-def read_scanline_chunk(f: BinaryIO, layout: Layout, offset: int) -> bytes:
+def decode_strip(
+    f: BinaryIO, head: bytes, layout: Layout, part: int, first: int, count: int
+) -> OpenEXR.File:
+    """The chunks first .. first + count - 1 of a scan-line part of the open file `f` (whose
+    first bytes are `head`), decoded: a File of one part, its data window those rows."""
+    table = layout.tables[part][first : first + count]  # type: ignore[index]
+    chunks = [_scanline_chunk(f, layout, at) for at in table]
+    return OpenEXR.File(io.BytesIO(strip_file(head, layout, part, first, chunks)))
+
+
+def encoded_chunks(strip: OpenEXR.File) -> list[bytes]:
+    """The chunks of a File of one scan-line part as the library encodes them, in order: each
+    as a single-part file stores it (y, length, data)."""
+    out = io.BytesIO()
+    strip.write(out)
+    data = out.getvalue()
+    table = read_layout(data).tables
+    assert table is not None  # one scan-line part, just written by the library
+    return [data[at : at + 8 + struct.unpack_from("<i", data, at + 4)[0]] for at in table[0]]
+
+
+def _scanline_chunk(f: BinaryIO, layout: Layout, offset: int) -> bytes:
     """A scan-line chunk as a single-part file stores it: y, length, data."""
     skip = chunk_header_size(layout) - 8  # a multi-part file's part number
     f.seek(offset + skip)

@@ -15,7 +15,6 @@ joined whole.
 
 from __future__ import annotations
 
-import io
 import struct
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,9 +24,9 @@ import numpy as np
 import OpenEXR
 from PIL import Image
 
-from flamenco.core.exr_layout import Layout, chunk_header_size, read_layout, strip_file
+from flamenco.core.exr_layout import Layout
 from flamenco.core.tiles import TileRegion, tile_regions
-from flamenco.exr_strips import STRIP_BYTES, read_exr_layout, read_scanline_chunk
+from flamenco.exr_strips import STRIP_BYTES, decode_strip, encoded_chunks, read_exr_layout
 from flamenco.images import image_size, is_exr
 
 PNG_BIT_DEPTH_OFFSET = 24  # the IHDR's bit depth byte, after the signature and chunk header
@@ -112,11 +111,7 @@ def _join_exr_strips(
 
 def _chunks_per_strip(f: BinaryIO, head: tuple[bytes, Layout], part: int) -> int:
     """As many chunks as make about STRIP_BYTES of the part's pixels, decoded."""
-    data, layout = head
-    table = layout.tables[part]  # type: ignore[index]
-    one = OpenEXR.File(
-        io.BytesIO(strip_file(data, layout, part, 0, [read_scanline_chunk(f, layout, table[0])]))
-    )
+    one = decode_strip(f, *head, part, 0, 1)
     chunk_bytes = sum(c.pixels.nbytes for c in one.parts[0].channels.values())
     return max(1, STRIP_BYTES // max(1, chunk_bytes))
 
@@ -130,41 +125,21 @@ def _joined_strip(
     first: int,
     count: int,
 ) -> list[bytes]:
-    """The chunks first .. first + count - 1 of a part of the joined frame, encoded."""
-
-    def strip_of(tile: int) -> OpenEXR.File:
-        data, layout = heads[tile]
-        table = layout.tables[part][first : first + count]  # type: ignore[index]
-        chunks = [read_scanline_chunk(files[tile], layout, at) for at in table]
-        return OpenEXR.File(io.BytesIO(strip_file(data, layout, part, first, chunks)))
-
-    joined = strip_of(0)
-    window = heads[0][1].parts[part].data_window
-    assert window is not None  # a scan-line part has one
-    lines = heads[0][1].parts[part].lines_per_chunk or 1
-    top = first * lines  # the strip's first row, counted from the frame's top
+    """The chunks first .. first + count - 1 of a part of the joined frame, encoded: the first
+    tile's strip with every other tile's region in it."""
+    joined = decode_strip(files[0], *heads[0], part, first, count)
+    top = first * (heads[0][1].parts[part].lines_per_chunk or 1)  # its first row from the top
     rows = next(iter(joined.parts[0].channels.values())).pixels.shape[0]
     for tile, region in enumerate(regions[1:], start=1):
         wanted = _rows(region, height)
         low, high = max(wanted.start, top), min(wanted.stop, top + rows)
         if low >= high:
             continue  # this tile has nothing in the strip
-        theirs = strip_of(tile).parts[0].channels
+        theirs = decode_strip(files[tile], *heads[tile], part, first, count).parts[0].channels
+        here, columns = slice(low - top, high - top), slice(region.x0, region.x1)
         for name, channel in joined.parts[0].channels.items():
-            here = slice(low - top, high - top)
-            channel.pixels[here, region.x0 : region.x1] = theirs[name].pixels[
-                here, region.x0 : region.x1
-            ]
-    encoded = io.BytesIO()
-    joined.write(encoded)
-    data = encoded.getvalue()
-    layout = read_layout(data)
-    assert layout.tables is not None  # a scan-line part, written by the library
-    skip = chunk_header_size(layout) - 8
-    return [
-        data[at + skip : at + 8 + struct.unpack_from("<i", data, at + 4)[0]]
-        for at in layout.tables[0]
-    ]
+            channel.pixels[here, columns] = theirs[name].pixels[here, columns]
+    return encoded_chunks(joined)
 
 
 def _join_exr_whole(
