@@ -23,6 +23,7 @@ class BlenderRender:
             device=str(params.get("render_device", "CPU")).upper(),
             scripts=bool(params.get("scripts", True)),
         )
+        report.log(f"Flamenco: rendering with Blender {ready.version} ({ready.where})")
         try:
             # The region of a tile task, from the frame size its Blender reports; every
             # Worker reports the same size, so a count that does not fit is the file's.

@@ -22,7 +22,8 @@ class BlenderScript:
         params = task.parameters
         script = str(params["script"])
         frame = params.get("frame")
-        await task.blender.open(task.job_file(str(params["blend"])))
+        ready = await task.blender.open(task.job_file(str(params["blend"])))
+        report.log(f"Flamenco: running {script} in Blender {ready.version} ({ready.where})")
         report.progress(0.0, f"running {script}")
         outputs = await task.blender.run_script(
             task.job_file(script),

@@ -20,14 +20,12 @@ from typing import Any
 
 from flamenco import wire
 from flamenco.aio import wait_any, wait_quietly
-from flamenco.blendfile import blend_version
 from flamenco.blob_cache import BoundedBlobStore
 from flamenco.blobs import safe_join
 from flamenco.client import ApiError, AsyncApi, Unreachable
 from flamenco.commands import CommandTask
 from flamenco.commands.registry import command_for, installed_commands
 from flamenco.config import WorkerSettings
-from flamenco.core.matching import parse_version
 from flamenco.core.states import TaskStatus
 from flamenco.outbox import Outbox
 from flamenco.worker.blender import BlenderInstall, find_blenders
@@ -40,7 +38,12 @@ from flamenco.worker.identity import register, until_registered
 from flamenco.worker.lent_blender import LentBlender
 from flamenco.worker.machine import StatsSampler, describe_machine
 from flamenco.worker.reporting import TaskReporter, TaskRun
-from flamenco.worker.task_failure import FORESEEN_FAILURES, failure_fault, failure_sentence
+from flamenco.worker.task_failure import (
+    FORESEEN_FAILURES,
+    failure_fault,
+    failure_sentence,
+    versions,
+)
 
 log = logging.getLogger("flamenco.worker")
 
@@ -354,11 +357,9 @@ class WorkerAgent:
         if not isinstance(exc, FORESEEN_FAILURES):
             log.exception("task %s: its command raised", a.task_id, extra=self._ctx(run))
         blend = self.data / "jobs" / a.job_id / "files" / str(a.command.get("blend", ""))
-        try:
-            ours = parse_version(self.pool.install_for(blend).version)
-        except (ValueError, OSError):
-            ours = None
-        fault = failure_fault(exc, message, run.hung, blend_version(blend), ours)
+        fault = failure_fault(
+            exc, message, run.hung, lambda: versions(blend, self.pool.install_for)
+        )
         log.error("task %s failed (%s): %s", a.task_id, fault, message, extra=self._ctx(run))
         if reporter is not None:
             reporter.flush_log(wake=False)
