@@ -143,7 +143,8 @@ def install_ui_routes(app: FastAPI, dash: Dashboard) -> None:
         cache = "private, max-age=86400, immutable" if v else "no-store"
         return await _proxy_file(s, api_path("jobs", job_id, "frames", frame, "view"), cache)
 
-    @app.get("/ui/jobs/{job_id}/artifacts/{name}")
+    # `:path`: an artifact's name is its path in the job's folder (cache/fluid_0001.vdb).
+    @app.get("/ui/jobs/{job_id}/artifacts/{name:path}")
     async def ui_artifact(job_id: str, name: str, s: UiSession) -> Response:
         return await _proxy_file(s, api_path("jobs", job_id, "artifacts", name), "no-store")
 
