@@ -80,6 +80,9 @@ def test_a_blender_script_job_carries_its_script_and_typed_settings(
         "args": ["--count", "3", "two words"],
         "frame": 7,
     }
+    shown = srv.cli("jobs", "show", job["id"]).stdout.splitlines()
+    assert "Type: blender-script" in shown
+    assert not [line for line in shown if line.startswith("Format:")]  # it renders no frames
     uploaded = srv.api().request("GET", f"/api/v1/blobs/{_sha(script)}")
     assert uploaded.content == script.read_bytes()
 

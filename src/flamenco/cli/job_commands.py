@@ -258,7 +258,9 @@ def jobs_show(
     out.print(f"Output folder: {job.output_dir}")
     if job.after:
         out.print(f"Starts after: {', '.join(job.after)}")
-    out.print(f"Format: {output_format_label(job.settings, job.frame_extensions or [])}")
+    out.print(f"Type: {job.type}")
+    if job.frames_total:  # a job that renders frames (not a script's or a video's)
+        out.print(f"Format: {output_format_label(job.settings, job.frame_extensions or [])}")
     if job.last_error:
         out.print(f"Last error: {job.last_error}", style="red")
     if job.waiting_reason:
