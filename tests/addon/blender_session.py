@@ -334,6 +334,7 @@ def job_types_session(plan: dict[str, Any], addon: Any) -> dict[str, Any]:
     out["bad_frame_status"] = settings.status
     items["frame"].text = "2"
     settings.job_name = "bake"
+    addon.state.job_types = []  # as after a restart of Blender: submitting asks the Server
     out["submit"] = call(bpy.ops.flamenco.submit)
     outcome = addon.state.last_outcome
     out["job"] = outcome.job if outcome else None

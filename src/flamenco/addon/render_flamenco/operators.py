@@ -24,7 +24,7 @@ from bpy.app.handlers import persistent
 from . import state
 from .api import FlamencoError, Server, dashboard_url, describe_connection, normalise_url
 from .flamenco_tiles import TileError, grid_shape  # core/tiles.py, copied in by the builder
-from .job_types import RENDER, fetch_job_types
+from .job_types import RENDER, fetch_job_types, schema_of
 from .job_types import read_settings as read_type_settings
 from .packing import load_bat
 from .preferences import preferences
@@ -113,6 +113,8 @@ def prepare_request(context: bpy.types.Context) -> JobRequest:
         if tiles:
             check_tiles(scene, tiles)
     else:  # another job type: its settings from the panel (job_types.py)
+        if schema_of(settings.job_type) is None:  # not asked since Blender started
+            fetch_job_types(context)
         values, files, scene_settings = read_type_settings(settings, original)
         of_type = {
             "job_type": settings.job_type,
