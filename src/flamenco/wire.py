@@ -267,7 +267,8 @@ class TaskPage(Wire):
 
 
 class JobRuns(Wire):
-    """Every run of every task of a job, in the order they started: its timeline."""
+    """Every run of every task of a job (or, asked with `last`, of its last tasks to start),
+    in the order they started: its timeline."""
 
     started: datetime | None
     runs: list[TaskRun]

@@ -1,7 +1,8 @@
 """What a job's answer costs does not grow with its tasks or frames, on a real SQLite file and
 a real PostgreSQL: the same statements for 20 tasks as for 6,000, none a full scan of a
-job's tasks or frames (SQLite's query plans), no task read as an object; and the extensions
-of its frames, which the Dashboard and `jobs show` print, come without its frames' list."""
+job's tasks or frames (SQLite's query plans), no task read as an object; the extensions of
+its frames, which the Dashboard and `jobs show` print, come without its frames' list; and the
+runs of its latest tasks (the Dashboard's timeline) without reading all of them."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy import event, insert
 
 from flamenco import wire
 from flamenco.core.states import TaskStatus
+from flamenco.errors import Unprocessable
 from flamenco.server.models import OutputRow, TaskRow
 from flamenco.server.services import ServerServices
 
@@ -115,3 +117,32 @@ def test_frame_extensions_without_the_frames_list(svc: ServerServices) -> None:
     assert len(outputs) <= 4
     # Lists do not carry them (every job's frames would be looked at).
     assert [j.frame_extensions for j in svc.jobs.list()] == [None]
+
+
+def test_the_latest_runs_of_a_big_job_are_read_without_all_of_them(svc: ServerServices) -> None:
+    job = add_job(svc, "1-40", priority=70)
+    manager = add_manager(svc, "site")
+    leases = lease_sync(svc, manager, want=14).leases
+    assert [lease.frames for lease in leases] == [[n] for n in range(1, 15)]
+    done = [task_update(lease.task_id, TaskStatus.ACTIVE, worker="w1") for lease in leases]
+    done += [task_update(lease.task_id, TaskStatus.COMPLETED, worker="w1") for lease in leases]
+    svc.leases.apply_updates(manager, done[:14] + done[14:26])  # the last two keep running
+    everything = svc.jobs.runs(job.id)
+    assert len(everything.runs) == 14
+
+    seen: list[str] = []
+    hook = lambda _c, _k, sql, *_: seen.append(sql)  # noqa: E731
+    event.listen(svc.engine, "before_cursor_execute", hook)
+    try:
+        latest = svc.jobs.runs(job.id, last=5)
+    finally:
+        event.remove(svc.engine, "before_cursor_execute", hook)
+    # Tasks 10-14 by the job's order; the two still running have open runs.
+    assert [run.task_name for run in latest.runs] == [f"render {n}" for n in range(10, 15)]
+    assert [run.end is None for run in latest.runs] == [False] * 3 + [True] * 2
+    assert latest.started == everything.started is not None
+    # One read per status that is not queued, the runs, the start; whatever the job's size.
+    assert len(seen) <= len(TaskStatus) + 3
+    assert svc.jobs.runs(job.id, last=100).runs == everything.runs
+    with pytest.raises(Unprocessable, match="'last' must be from 1 to 10000 tasks, not 0"):
+        svc.jobs.runs(job.id, last=0)

@@ -37,6 +37,9 @@ log = logging.getLogger("flamenco.dashboard")
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 TASK_PAGE = 100  # rows the job page shows at once (job.js asks for as many)
+# The timeline draws the runs of a job's last tasks to start, at most this many: a studio's
+# job of 100,000 tasks would be too many bars to read, and too long to draw.
+TIMELINE_TASKS = 1000
 ALL_JOBS = "*"  # the cache's key for the list of jobs
 STALE_S = 120.0  # an answer this old may still be shown while a fresh one is fetched
 
@@ -211,11 +214,13 @@ class Dashboard:
         return {key: page[key] for key in keep} | {"tasks": rows, "at": now.isoformat()}
 
     async def timeline(self, s: Session, job_id: str) -> tuple[str, bool]:
-        """The picture of every run of the job's tasks (see timing.py), from shared runs;
-        `fresh` as in `jobs`."""
+        """The picture of the runs of the job's last TIMELINE_TASKS tasks to start (all of a
+        smaller job's; see timing.py), from shared runs; `fresh` as in `jobs`."""
 
         async def build() -> tuple[list[Any], dict[str, str]]:
-            answer = await self.upstream.json(s.token, api_path("jobs", job_id, "runs"))
+            answer = await self.upstream.json(
+                s.token, api_path("jobs", job_id, "runs"), params={"last": TIMELINE_TASKS}
+            )
             self._learn_start(job_id, answer["started"])
             names = {r["task_id"]: r["task_name"] for r in answer["runs"]}
             return runs_of(answer["runs"]), names

@@ -102,8 +102,9 @@ def install_job_routes(app: FastAPI) -> None:
         return svc.jobs.task_page(job_id, offset, limit, status, search)
 
     @app.get("/api/v1/jobs/{job_id}/runs")
-    def job_runs(job_id: str, _: AnyUser, svc: Services) -> wire.JobRuns:
-        return svc.jobs.runs(job_id)
+    def job_runs(job_id: str, _: AnyUser, svc: Services, last: int | None = None) -> wire.JobRuns:
+        """Every run of the job's tasks, or with `last` those of its last tasks to start."""
+        return svc.jobs.runs(job_id, last)
 
     @app.get("/api/v1/jobs/{job_id}/tasks/{task_id}/log", response_class=PlainTextResponse)
     def task_log(job_id: str, task_id: str, _: AnyUser, svc: Services) -> str:

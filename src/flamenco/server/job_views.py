@@ -3,7 +3,7 @@ frames, thumbnails and other files. Nothing here changes anything."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -15,14 +15,6 @@ from flamenco import wire
 from flamenco.blobs import BlobStore
 from flamenco.core.compiler import frame_extension
 from flamenco.core.matching import Requirements, job_waiting_reason
-from flamenco.core.runs import (
-    end_stopped_runs,
-    last_failed_task_ids,
-    mark_retried_failures,
-    open_task_ids,
-    parse_time,
-    task_runs,
-)
 from flamenco.core.states import (
     RUNNABLE_TASK_STATUSES,
     JobStatus,
@@ -35,6 +27,7 @@ from flamenco.errors import (
 )
 from flamenco.server.hangs import last_error
 from flamenco.server.job_dependencies import after_of, waiting_for_jobs_reason
+from flamenco.server.job_runs import job_started, latest_task_ids, runs_of_tasks
 from flamenco.server.models import (
     AppliedUpdate,
     JobArtifact,
@@ -48,6 +41,7 @@ from flamenco.server.transitions import PROGRESSING, status_counts
 
 MAX_TASK_PAGE = 1000  # tasks in one page of a job's tasks
 MAX_SEARCH = 200  # characters of text to look for in task names and Workers
+MAX_RUN_TASKS = 10_000  # tasks whose runs one answer of a job's latest runs may hold
 
 
 def job_or_404(s: Session, job_id: str) -> JobRow:
@@ -190,17 +184,25 @@ class JobViews:
                 offset=offset,
                 limit=limit,
                 tasks=tasks,
-                runs=_runs(s, TaskRow.id.in_([t.id for t in tasks])),
-                started=_started(s, job_id),
+                runs=runs_of_tasks(s, TaskRow.id.in_([t.id for t in tasks])),
+                started=job_started(s, job_id),
             )
 
-    def runs(self, job_id: str) -> wire.JobRuns:
-        """Every run of every task of the job (its timeline), from its applied reports only."""
+    def runs(self, job_id: str, last: int | None = None) -> wire.JobRuns:
+        """Every run of every task of the job (its timeline), from its applied reports only;
+        with `last`, the runs of the job's last `last` tasks to have left the queue, in task
+        order (`job_runs.latest_task_ids`): the timeline's end, whatever the job's size."""
+        if last is not None and not 1 <= last <= MAX_RUN_TASKS:
+            raise Unprocessable(f"'last' must be from 1 to {MAX_RUN_TASKS} tasks, not {last}.")
         with self.sessions() as s:
             job_or_404(s, job_id)
-            runs = _runs(s, TaskRow.job_id == job_id)
-        # The job started with its first run (flamenco.core.runs).
-        return wire.JobRuns(started=runs[0]["start"] if runs else None, runs=runs)
+            if last is None:
+                runs = runs_of_tasks(s, TaskRow.job_id == job_id)
+                # The job started with its first run (flamenco.core.runs).
+                return wire.JobRuns(started=runs[0]["start"] if runs else None, runs=runs)
+            latest = latest_task_ids(s, job_id, last)
+            runs = runs_of_tasks(s, TaskRow.id.in_(latest)) if latest else []
+            return wire.JobRuns(started=job_started(s, job_id), runs=runs)
 
     def task_log(self, job_id: str, task_id: str) -> str:
         """The whole log of a task, as the Worker sent it."""
@@ -346,65 +348,6 @@ def _matching(
     if search:
         return s.scalar(select(func.count()).select_from(TaskRow).where(*where)) or 0
     return counts.get(status, 0) if status else sum(counts.values())
-
-
-def _started(s: Session, job_id: str) -> datetime | None:
-    """When the job's first run started: its first applied `active` report."""
-    started = s.scalar(
-        select(func.min(AppliedUpdate.received))
-        .join(TaskRow, TaskRow.id == AppliedUpdate.task_id)
-        .where(
-            TaskRow.job_id == job_id,
-            AppliedUpdate.status == TaskStatus.ACTIVE,
-            AppliedUpdate.outcome == "applied",
-        )
-    )
-    return None if started is None else parse_time(started)
-
-
-def _runs(s: Session, *where: Any) -> list[dict[str, Any]]:
-    """The runs (flamenco.core.runs) of the tasks that match `where`, as `wire.TaskRun`
-    fields: from the applied status reports alone, five narrow columns each."""
-    reports = s.execute(
-        select(
-            AppliedUpdate.task_id,
-            AppliedUpdate.status,
-            AppliedUpdate.worker,
-            AppliedUpdate.received,
-            TaskRow.name,
-        )
-        .join(TaskRow, TaskRow.id == AppliedUpdate.task_id)
-        .where(*where, AppliedUpdate.status.is_not(None), AppliedUpdate.outcome == "applied")
-        .order_by(AppliedUpdate.received)
-    ).all()
-    runs = task_runs(report[:4] for report in reports)  # (task id, status, worker, when)
-    states = _task_states(s, open_task_ids(runs) | last_failed_task_ids(runs))
-    end_stopped_runs(runs, states)
-    mark_retried_failures(runs, states)
-    names = {report.task_id: report.name for report in reports}
-    return [
-        {
-            "task_id": run.task_id,
-            "task_name": names[run.task_id],
-            "worker": run.worker,
-            "start": run.start,
-            "end": run.end,
-            "outcome": run.outcome,
-        }
-        for run in runs
-    ]
-
-
-def _task_states(s: Session, task_ids: set[str], chunk: int = 500) -> dict[str, Any]:
-    """Task id -> its status and last change, for a few tasks."""
-    ids = sorted(task_ids)
-    states: dict[str, Any] = {}
-    for start in range(0, len(ids), chunk):
-        query = select(TaskRow.id, TaskRow.status, TaskRow.updated).where(
-            TaskRow.id.in_(ids[start : start + chunk])
-        )
-        states.update((row.id, row._mapping) for row in s.execute(query))
-    return states
 
 
 def artifact_to_wire(row: JobArtifact) -> wire.ArtifactInfo:

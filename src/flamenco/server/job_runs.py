@@ -1,0 +1,98 @@
+"""A job's runs (which Worker rendered which task, from when until when), read from its
+applied status reports (`flamenco.core.runs`): of all its tasks (the timeline), of a page of
+them, or of its latest tasks, which a big job's timeline shows; and when the job started."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from flamenco.core.runs import (
+    end_stopped_runs,
+    last_failed_task_ids,
+    mark_retried_failures,
+    open_task_ids,
+    parse_time,
+    task_runs,
+)
+from flamenco.core.states import TaskStatus
+from flamenco.server.models import AppliedUpdate, TaskRow
+
+
+def latest_task_ids(s: Session, job_id: str, count: int) -> list[str]:
+    """The job's last `count` tasks, in task order, among those that have left the queue:
+    tasks are leased in that order, so theirs are the latest runs (a retry of an early task
+    is not among them). Each status is read backwards from the (job, status, index) index,
+    `count` at most: never every task of a big job."""
+    found: list[Any] = []
+    for status in TaskStatus:
+        if status != TaskStatus.QUEUED:
+            found += s.execute(
+                select(TaskRow.index, TaskRow.id)
+                .where(TaskRow.job_id == job_id, TaskRow.status == status)
+                .order_by(TaskRow.index.desc())
+                .limit(count)
+            ).all()
+    return [row.id for row in sorted(found, reverse=True)[:count]]
+
+
+def job_started(s: Session, job_id: str) -> datetime | None:
+    """When the job's first run started: its first applied `active` report."""
+    started = s.scalar(
+        select(func.min(AppliedUpdate.received))
+        .join(TaskRow, TaskRow.id == AppliedUpdate.task_id)
+        .where(
+            TaskRow.job_id == job_id,
+            AppliedUpdate.status == TaskStatus.ACTIVE,
+            AppliedUpdate.outcome == "applied",
+        )
+    )
+    return None if started is None else parse_time(started)
+
+
+def runs_of_tasks(s: Session, *where: Any) -> list[dict[str, Any]]:
+    """The runs (flamenco.core.runs) of the tasks that match `where`, as `wire.TaskRun`
+    fields: from the applied status reports alone, five narrow columns each."""
+    reports = s.execute(
+        select(
+            AppliedUpdate.task_id,
+            AppliedUpdate.status,
+            AppliedUpdate.worker,
+            AppliedUpdate.received,
+            TaskRow.name,
+        )
+        .join(TaskRow, TaskRow.id == AppliedUpdate.task_id)
+        .where(*where, AppliedUpdate.status.is_not(None), AppliedUpdate.outcome == "applied")
+        .order_by(AppliedUpdate.received)
+    ).all()
+    runs = task_runs(report[:4] for report in reports)  # (task id, status, worker, when)
+    states = _task_states(s, open_task_ids(runs) | last_failed_task_ids(runs))
+    end_stopped_runs(runs, states)
+    mark_retried_failures(runs, states)
+    names = {report.task_id: report.name for report in reports}
+    return [
+        {
+            "task_id": run.task_id,
+            "task_name": names[run.task_id],
+            "worker": run.worker,
+            "start": run.start,
+            "end": run.end,
+            "outcome": run.outcome,
+        }
+        for run in runs
+    ]
+
+
+def _task_states(s: Session, task_ids: set[str], chunk: int = 500) -> dict[str, Any]:
+    """Task id -> its status and last change, for a few tasks."""
+    ids = sorted(task_ids)
+    states: dict[str, Any] = {}
+    for start in range(0, len(ids), chunk):
+        query = select(TaskRow.id, TaskRow.status, TaskRow.updated).where(
+            TaskRow.id.in_(ids[start : start + chunk])
+        )
+        states.update((row.id, row._mapping) for row in s.execute(query))
+    return states
