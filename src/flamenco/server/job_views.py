@@ -132,19 +132,25 @@ class JobViews:
         if not waiting:
             return None
         # The first of each status by the (job, status, index) index, then the first of
-        # those: one IN over the statuses would sort every remaining task of the job.
-        first = min(
-            (
-                s.execute(
+        # those: one IN over the statuses would sort every remaining task of the job. A
+        # status counted a moment ago may have no task left (a lease or an update between
+        # the two reads), hence first() and not one().
+        firsts = [
+            row
+            for status in waiting
+            if (
+                row := s.execute(
                     select(TaskRow.index, TaskRow.requirements)
                     .where(TaskRow.job_id == job.id, TaskRow.status == status)
                     .order_by(TaskRow.index)
                     .limit(1)
-                ).one()
-                for status in waiting
-            ),
-            key=lambda row: row.index,
-        )
+                ).first()
+            )
+            is not None
+        ]
+        if not firsts:
+            return None
+        first = min(firsts, key=lambda row: row.index)
         workers = online_workers(s, utcnow() - self.manager_offline, job.sites)
         return job_waiting_reason(Requirements.from_dict(first.requirements), workers, blocked)
 
