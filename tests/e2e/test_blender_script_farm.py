@@ -7,12 +7,14 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import httpx
 import pytest
 
 from farmkit import TestFarm
 from flamenco import wire
 
 pytestmark = pytest.mark.blender
+FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 BAKES = """
 import os
@@ -79,6 +81,14 @@ def test_a_script_job_bakes_a_file_that_reaches_the_server_and_failures_say_why(
     fetched = farm.cli("jobs", "download", baked.id, str(tmp_path / "download"))
     assert fetched.returncode == 0, fetched.stderr
     assert (tmp_path / "download" / "cache" / "fluid_0007.txt").read_bytes() == expected
+    # The Dashboard's link to it (job.js: the name encoded as one path segment).
+    dashboard, _ = farm.start_dashboard()
+    assert farm.secrets is not None
+    with httpx.Client(base_url=dashboard, timeout=10) as browser:
+        login = f"username=admin&password={farm.secrets.admin_password}"
+        assert browser.post("/login", content=login, headers=FORM).status_code == 303
+        linked = browser.get(f"/ui/jobs/{baked.id}/artifacts/cache%2Ffluid_0007.txt")
+        assert (linked.status_code, linked.content) == (200, expected)
 
     raised = farm.wait_job(_submit(farm, demo_scene, RAISES, scripts))
     (task,) = farm.tasks(raised.id)

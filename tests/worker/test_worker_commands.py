@@ -111,6 +111,7 @@ def agent(blender_install: BlenderInstall, tmp_path: Path) -> Iterator[WorkerAge
     for command in (Writes(), WritesAFrameOfAnotherTask(), Breaks()):
         worker.commands[command.name] = command
     yield worker
+    asyncio.run(worker.api.close())
     worker.outbox.close()
 
 
