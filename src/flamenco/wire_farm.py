@@ -83,11 +83,17 @@ class HasCapabilities(Wire):
     blender_versions: list[str] = Field(
         default_factory=list, max_length=50, description="Every Blender it can render with."
     )
+    commands: list[Annotated[str, StringConstraints(max_length=200)]] | None = Field(
+        default=None,
+        max_length=1000,
+        description="The Worker commands it has (entry points flamenco.commands); none from "
+        "a Worker older than commands, which is taken to run any task.",
+    )
 
     def capabilities(self) -> Capabilities:
         backends = {backend for gpu in self.gpus for backend in gpu.backends}
         versions = self.blender_versions or [self.blender_version or ""]
-        return Capabilities.of(self.tags, versions, backends)
+        return Capabilities.of(self.tags, versions, backends, self.commands)
 
 
 class WorkerInfo(HasCapabilities):

@@ -18,6 +18,28 @@ CPU_ONLY = Capabilities.of([], ["5.0.1"], [])
 NVIDIA = Capabilities.of(["gpu-room"], ["4.2.3"], ["CUDA", "OPTIX"])
 OLD = Capabilities.of(["gpu-room"], ["3.4.1"], [])
 SEVERAL = Capabilities.of([], ["4.2.23", "4.5.15", "3.6.0"], [])
+WITH_COMMANDS = Capabilities.of([], ["5.0.1"], [], ["blender-render", "blender", "ffmpeg"])
+
+
+@pytest.mark.parametrize(
+    "req",
+    [
+        Requirements(),
+        Requirements("gpu-room", "4.2", "OPTIX"),
+        Requirements(command="blender-script"),
+        Requirements("t", None, "GPU", "swatch"),
+    ],
+)
+def test_requirements_survive_their_stored_form(req: Requirements) -> None:
+    assert Requirements.from_dict(req.to_dict()) == req
+    assert ("command" in req.to_dict()) == (req.command is not None)  # older rows have none
+
+
+def test_a_job_whose_command_no_worker_has_says_so() -> None:
+    reason = waiting_reason(Requirements(command="swatch"), [WITH_COMMANDS])
+    assert reason == (
+        "Waiting: the job needs a Worker with the command 'swatch', and no Worker online has that."
+    )
 
 
 @pytest.mark.parametrize(
@@ -40,6 +62,17 @@ SEVERAL = Capabilities.of([], ["4.2.23", "4.5.15", "3.6.0"], [])
         (Requirements(device="OPTIX"), NVIDIA, None),
         (Requirements(device="HIP"), NVIDIA, "needs a Worker with a HIP GPU"),
         (Requirements(device="CPU"), NVIDIA, None),
+        # The command a task's type names: a Worker that says which it has must have it; one
+        # that does not say (older than commands) is taken to have them all.
+        (Requirements(command="blender-render"), WITH_COMMANDS, None),
+        (Requirements(command="swatch"), WITH_COMMANDS, "needs a Worker with the command 'swatch'"),
+        (Requirements(command="swatch"), CPU_ONLY, None),
+        (Requirements(), WITH_COMMANDS, None),
+        (
+            Requirements(tag="gpu-room", command="swatch"),
+            WITH_COMMANDS,
+            "needs a Worker with the command 'swatch'",
+        ),
     ],
 )
 def test_unmet(req: Requirements, cap: Capabilities, reason: str | None) -> None:

@@ -1,7 +1,8 @@
 """A studio's own job type and command, from a pip-installable package (tests/data/
 example_job_type), run through a real farm: installed with `pip --target` into a folder that
 only the farm's processes see (PYTHONPATH), listed by the Server, compiled at submit, run by
-the Worker's command, its frames and job file stored on the Server."""
+the Worker's command, its frames and job file stored on the Server. A Worker without the
+package is never given its tasks: Workers say which commands they have."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from farmkit import TestFarm
+from farmkit import TestFarm, wait_until
 from flamenco import wire
 
 PACKAGE = Path(__file__).parents[1] / "data" / "example_job_type"
@@ -58,7 +59,9 @@ def test_a_job_type_from_a_package_runs_through_the_farm(farm: TestFarm, tmp_pat
     with_package = {"PYTHONPATH": str(site)}
     farm.start_server(env=with_package)
     farm.start_manager(env=with_package)
-    farm.start_worker("worker-a", env=with_package)
+    # A Worker without the package first: it says which commands it has, so the job's tasks
+    # are never given to it; the job waits saying why.
+    farm.start_worker("worker-plain")
 
     listed = {t["name"]: t for t in farm.api().request("GET", "/api/v1/job-types").json()}
     assert {"blender-render", "blender-script", "swatches"} <= set(listed)
@@ -77,10 +80,21 @@ def test_a_job_type_from_a_package_runs_through_the_farm(farm: TestFarm, tmp_pat
         settings={"frames": "1-5", "chunk": 2, "size": SIZE, "colour": "#80a0c0"},
     )
     job = farm.api().call("POST", "/api/v1/jobs", wire.Job, submission)
+    waiting = wait_until(
+        # (first it waits for worker-plain to come online)
+        lambda: "command" in ((seen := farm.job(job.id)).waiting_reason or "") and seen,
+        60,
+        "the job to wait for a Worker with its command",
+    )
+    assert waiting.waiting_reason == (
+        "Waiting: the job needs a Worker with the command 'swatch', and no Worker online has that."
+    )
+    farm.start_worker("worker-a", env=with_package)
     job = farm.wait_job(job.id)
     assert job.status == "completed", farm.logs()
     assert job.frames_done == len(FRAMES)
     tasks = farm.tasks(job.id)
+    assert {(t.worker, t.failure_count) for t in tasks} == {("worker-a", 0)}
     assert [(t.type, t.frames) for t in tasks] == [
         ("swatch", [1, 2]),
         ("swatch", [3, 4]),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,8 @@ def test_the_rows_are_those_the_orm_wrote(svc: ServerServices) -> None:
                 frames=list(spec.frames),
                 command=spec.command,
                 depends_on=list(spec.depends_on),
-                requirements=spec.requirements.to_dict(),
+                # The command its type names is one of its requirements (core/matching.py).
+                requirements=replace(spec.requirements, command=spec.type).to_dict(),
             )
             for index, spec in enumerate(SPECS)
         )
@@ -114,7 +116,12 @@ def test_the_rows_are_those_the_orm_wrote(svc: ServerServices) -> None:
         by_index = {t.index: t for t in tasks}
     assert [by_index[i].id for i in range(3)] == ids
     assert by_index[2].depends_on == [0, 1]
-    assert by_index[1].requirements == {"tag": "gpu-farm", "min_blender": "4.2", "device": "OPTIX"}
+    assert by_index[1].requirements == {
+        "tag": "gpu-farm",
+        "min_blender": "4.2",
+        "device": "OPTIX",
+        "command": "blender",
+    }
     assert by_index[1].command["nested"] == {"a": [1.5, None, True]}
     assert by_index[0].command["é"] == "ü"
     for task in tasks:  # one creation time, timezone-aware, in UTC
@@ -138,7 +145,12 @@ def test_a_submitted_job_has_its_tasks_frames_and_dependencies(svc: ServerServic
         ).all()
     # The preview video waits for every render task.
     assert [row.depends_on for row in rows] == [[], [], [], [0, 1, 2]]
-    assert rows[0].requirements == {"tag": None, "min_blender": None, "device": "CPU"}
+    assert rows[0].requirements == {
+        "tag": None,
+        "min_blender": None,
+        "device": "CPU",
+        "command": "blender-render",
+    }
 
 
 @contextmanager

@@ -45,6 +45,13 @@ def installed_commands() -> dict[str, Command]:
     return found
 
 
+def advertised(commands: dict[str, Command]) -> list[str]:
+    """The task types a Worker with `commands` runs, as it tells its Manager: their names and
+    the old names of those among them, sorted."""
+    aliases = [old for old, name in ALIASES.items() if name in commands]
+    return sorted([*commands, *aliases])
+
+
 def command_for(task_type: str, commands: dict[str, Command]) -> Command:
     """The command that runs tasks of `task_type`; CommandNotInstalled when there is none."""
     command = commands.get(ALIASES.get(task_type, task_type))

@@ -1,4 +1,5 @@
-"""Which Worker may run which task: tags, Blender version and render device.
+"""Which Worker may run which task: tags, Blender version, render device and the command the
+task's type names (flamenco.commands).
 
 Pure: a task's Requirements against a Worker's Capabilities gives either None (it may) or
 the reason it may not, in one sentence, which is also what a waiting job shows its user.
@@ -29,14 +30,21 @@ class Requirements:
     tag: str | None = None
     min_blender: str | None = None
     device: str = "CPU"  # CPU, GPU (any GPU) or one GPU backend
+    command: str | None = None  # the Worker command that runs the task (its type)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tag": self.tag, "min_blender": self.min_blender, "device": self.device}
+        needs = {"tag": self.tag, "min_blender": self.min_blender, "device": self.device}
+        return needs | ({"command": self.command} if self.command else {})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "Requirements":
         data = data or {}
-        return cls(data.get("tag"), data.get("min_blender"), data.get("device") or "CPU")
+        return cls(
+            data.get("tag"),
+            data.get("min_blender"),
+            data.get("device") or "CPU",
+            data.get("command"),
+        )
 
 
 @dataclass(frozen=True)
@@ -44,17 +52,27 @@ class Capabilities:
     tags: frozenset[str] = frozenset()
     blender_versions: frozenset[str] = frozenset()  # every Blender the Worker can render with
     gpu_backends: frozenset[str] = frozenset()
+    # The commands it has; None from a Worker that does not say (older than commands), which
+    # is taken to run any task, as before.
+    commands: frozenset[str] | None = None
 
     @classmethod
     def of(
-        cls, tags: Iterable[str], blender_versions: Iterable[str], backends: Iterable[str]
+        cls,
+        tags: Iterable[str],
+        blender_versions: Iterable[str],
+        backends: Iterable[str],
+        commands: Iterable[str] | None = None,
     ) -> "Capabilities":
         versions = frozenset(v for v in blender_versions if v)
-        return cls(frozenset(tags), versions, frozenset(b.upper() for b in backends))
+        known = None if commands is None else frozenset(commands)
+        return cls(frozenset(tags), versions, frozenset(b.upper() for b in backends), known)
 
 
 def unmet(req: Requirements, cap: Capabilities) -> str | None:
     """Why a Worker with `cap` cannot run a task needing `req`, or None when it can."""
+    if req.command and cap.commands is not None and req.command not in cap.commands:
+        return f"needs a Worker with the command '{req.command}'"
     if req.tag and req.tag not in cap.tags:
         return f"needs a Worker with the tag '{req.tag}'"
     if req.min_blender and not any(_new_enough(v, req.min_blender) for v in cap.blender_versions):

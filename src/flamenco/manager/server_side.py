@@ -169,6 +169,7 @@ class ServerSide:
             gpus=info.gpus,
             blender_version=info.blender_version,
             blender_versions=info.blender_versions,
+            commands=info.commands,
             platform=info.platform,
             cpu_count=info.cpu_count,
             memory_mb=info.memory_mb,

@@ -19,6 +19,7 @@ import json
 import operator
 import secrets
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Column, Connection, Dialect, insert
@@ -44,7 +45,10 @@ def insert_tasks(s: Session, job_id: str, specs: Sequence[TaskSpec]) -> list[str
     compiled = insert(_TASKS).compile(dialect=conn.dialect)
     # Shared by every task, or nearly: encoded once per distinct value.
     depends_on_json = functools.cache(lambda depends_on: encode_json(list(depends_on)))
-    requirements_json = functools.cache(lambda needs: encode_json(needs.to_dict()))
+    # A task needs a Worker with the command its type names (core/matching.py).
+    requirements_json = functools.cache(
+        lambda needs, command: encode_json(replace(needs, command=command).to_dict())
+    )
     constant = _model_defaults(conn.dialect) | {
         "job_id": job_id,
         "status": TaskStatus.QUEUED.value,
@@ -61,7 +65,7 @@ def insert_tasks(s: Session, job_id: str, specs: Sequence[TaskSpec]) -> list[str
             "frames": encode_json(list(spec.frames)),
             "command": encode_json(spec.command),
             "depends_on": depends_on_json(spec.depends_on),
-            "requirements": requirements_json(spec.requirements),
+            "requirements": requirements_json(spec.requirements, spec.type),
         }
         for index, (task_id, spec) in enumerate(zip(ids, specs, strict=True))
     ]

@@ -24,7 +24,7 @@ from flamenco.blob_cache import BoundedBlobStore
 from flamenco.blobs import safe_join
 from flamenco.client import ApiError, AsyncApi, Unreachable
 from flamenco.commands import CommandTask
-from flamenco.commands.registry import command_for, installed_commands
+from flamenco.commands.registry import advertised, command_for, installed_commands
 from flamenco.config import WorkerSettings
 from flamenco.core.states import TaskStatus
 from flamenco.outbox import Outbox
@@ -73,12 +73,15 @@ class WorkerAgent:
         )
         self.gpu_pin = settings.gpu if settings.gpu >= 0 else None
         self.blender_env = gpu_environment(self.data, self.gpu_pin)
+        self.commands = installed_commands()
+        log.info("commands: %s", ", ".join(sorted(self.commands)), extra={"worker": settings.name})
         self.info = describe_machine(
             blender_versions=[i.version for i in self.installs],
             tags=[t.strip() for t in settings.tags.split(",") if t.strip()],
             gpus=detect_gpus(
                 self.install, self.gpu_pin, self.blender_env, self.data / "blender-user"
             ),
+            commands=advertised(self.commands),
         )
         self.info_sent = False
         self.stats = StatsSampler()
@@ -113,8 +116,6 @@ class WorkerAgent:
         self.runner: asyncio.Task[None] | None = None
         self.next: wire.Assignment | None = None  # reserved while the current task runs
         self.frame_s: tuple[str, float] | None = None  # job id, seconds of its last frame
-        self.commands = installed_commands()
-        log.info("commands: %s", ", ".join(sorted(self.commands)), extra={"worker": settings.name})
 
     # ---- main loops --------------------------------------------------------------------------
 

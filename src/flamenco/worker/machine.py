@@ -6,9 +6,13 @@ from flamenco import procs, wire
 
 
 def describe_machine(
-    blender_versions: list[str], tags: list[str], gpus: list[wire.GpuInfo]
+    blender_versions: list[str],
+    tags: list[str],
+    gpus: list[wire.GpuInfo],
+    commands: list[str] | None = None,
 ) -> wire.WorkerInfo:
-    """What the Worker tells its Manager about itself when it registers (newest Blender last)."""
+    """What the Worker tells its Manager about itself when it registers (newest Blender last,
+    the commands it has)."""
     return wire.WorkerInfo(
         platform=procs.os_description(),
         cpu_count=procs.cpu_count(),
@@ -17,6 +21,7 @@ def describe_machine(
         blender_versions=blender_versions,
         tags=tags,
         gpus=gpus,
+        commands=commands,
     )
 
 
