@@ -32,6 +32,9 @@ Measured over --duration seconds after --warmup seconds:
   - tasks handed out twice, over the whole run: to two different Workers (must be 0) and to
     the same Worker again;
   - CPU seconds per second of the Server, the Manager and this load generator (/proc);
+  - completions the Server took per second (its applied_updates rows) and the Manager's
+    outbox at the window's start and end: a Server that falls behind the completions shows
+    as a rate below the assignments and an outbox that grows;
   - how late this process's own event loop is (it adds to every latency measured here).
 
 Simulated Workers that die are counted among the errors. With --tasks too few for the
