@@ -5,6 +5,7 @@ and what a command reports reaching the Worker's outbox (a real one) as updates 
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -162,3 +163,73 @@ def test_a_frame_not_of_the_task_and_a_commands_own_bug_fail_the_task_saying_why
         "machine",
     )
     assert any(u.log and "about to break" in u.log for u in updates)
+
+
+SILENT_BAKE = """
+import time
+
+time.sleep(2.5)  # a bake that prints nothing for longer than hung_timeout_s
+with open("baked.txt", "w") as out:
+    out.write("baked")
+FLAMENCO_OUTPUTS.append("baked.txt")
+"""
+
+
+def test_a_silent_script_is_not_stopped_as_hung(
+    blender_install: BlenderInstall, demo_scene: Path, tmp_path: Path
+) -> None:
+    settings = WorkerSettings(
+        data_dir=tmp_path / "w", manager="http://127.0.0.1:9", name="w1", hung_timeout_s=0.5
+    )
+    agent = WorkerAgent(settings, blender_install)
+    job_dir = settings.data_dir / "jobs" / "j1" / "files"
+    job_dir.mkdir(parents=True)
+    shutil.copy(demo_scene, job_dir / "scene.blend")
+    (job_dir / "bake.py").write_text(SILENT_BAKE)
+    run = TaskRun(
+        wire.Assignment(
+            task_id="t1",
+            job_id="j1",
+            job_name="bake",
+            name="script bake.py",
+            type="blender-script",
+            frames=[],
+            command={"blend": "scene.blend", "script": "bake.py", "args": [], "frame": None},
+            files={},
+        )
+    )
+    updates: list[wire.TaskUpdate] = []
+    files: list[FrameItem] = []
+
+    async def take_updates(batch: list[wire.TaskUpdate]) -> None:
+        updates.extend(batch)
+
+    async def take_file(item: FrameItem) -> None:
+        files.append(item)
+
+    async def scenario() -> None:
+        agent.run = run  # as the sync loop sees it: it checks the running task for hangs
+
+        async def watch_for_hangs() -> None:
+            # From when the script runs (its progress says so): Blender's start is another
+            # matter, watched as for any render.
+            while not run.progress.activity.startswith("running bake.py"):
+                await asyncio.sleep(0.05)
+            while True:
+                await agent._stop_if_hung()
+                await asyncio.sleep(0.1)
+
+        watching = asyncio.create_task(watch_for_hangs())
+        try:
+            await agent._run_task(run)
+        finally:
+            watching.cancel()
+            await agent.pool.shutdown()
+            await agent.api.close()
+        await agent.outbox.flush(take_updates, take_file)
+
+    asyncio.run(scenario())
+    agent.outbox.close()
+    assert not run.hung
+    assert (updates[-1].status, updates[-1].error) == ("completed", None), updates[-1]
+    assert [(f.kind, f.filename) for f in files] == [("artifact", "baked.txt")]

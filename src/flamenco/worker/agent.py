@@ -398,7 +398,7 @@ class WorkerAgent:
     async def _stop_if_hung(self) -> None:
         """A render with no output at all past the timeout is stopped, and so fails."""
         run, blender = self.run, self.pool.blender
-        if run is None or blender is None or run.hung:
+        if run is None or blender is None or run.hung or run.may_be_silent:
             return
         silent = time.monotonic() - run.last_sign_of_life
         if silent > self.settings.hung_timeout_s:

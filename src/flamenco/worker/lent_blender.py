@@ -87,12 +87,14 @@ class LentBlender:
         self, script: Path, args: Sequence[str], frame: int | None = None
     ) -> list[Path]:
         blender = self._opened()
+        self.run.may_be_silent = True  # a bake may print nothing for long; cancel stops it
         try:
             return await blender.run_script(script, args, self.job_dir, frame, self._events())
         except ScriptFailed as exc:
             # The job's own code raised: it would on every Worker.
             raise CommandFailed(str(exc), Fault.FILE) from None
         finally:
+            self.run.may_be_silent = False
             if self.pool.blender is blender:
                 await self.pool.stop()  # stopped by now; the pool forgets it
 

@@ -33,6 +33,8 @@ class TaskRun:
         self.a = assignment
         self.last_sign_of_life = time.monotonic()
         self.hung = False
+        # A job's own script (blender-script) may bake for long without a word: not hung.
+        self.may_be_silent = False
         self.frames_done = 0
         self.progress = wire.Progress(task_id=assignment.task_id, progress=0.0, activity="")
         self.log_lines: list[str] = []
