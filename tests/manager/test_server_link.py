@@ -19,7 +19,7 @@ import pytest
 from flamenco import wire
 from flamenco.client import AsyncApi
 from flamenco.manager.service import ManagerService
-from flamenco.manager.upstream import GATHER_S, LONG_POLL_S, ServerLink
+from flamenco.manager.upstream import GATHER_S, LONG_POLL_S, REFILL_GATHER_S, ServerLink
 from flamenco.outbox import Outbox
 
 BOUND_S = 5.0
@@ -35,6 +35,7 @@ class FakeService:
         self.sync_wake = asyncio.Event()
         self.worker_waits = asyncio.Event()
         self.wanted = 0
+        self.waiting: bool | None = None  # None: Workers wait whenever the site wants tasks
         self.held: list[str] = []
         self.leases: list[wire.Lease] = []
         self.summaries: list[wire.WorkerSummary] = []
@@ -43,7 +44,7 @@ class FakeService:
         return self.wanted
 
     def workers_waiting(self) -> bool:
-        return self.wanted > 0
+        return self.wanted > 0 if self.waiting is None else self.waiting
 
     def held_ids(self) -> list[str]:
         return list(self.held)
@@ -91,6 +92,8 @@ class FakeServer:
         self.updates_open = asyncio.Event()  # deliveries are answered while this is set
         self.updates_open.set()
         self.delivered_at: list[float] = []
+        self.synced_at: list[float] = []
+        self.leasing = False  # every sync leases one task
         self.refused_activity = ""  # a batch with an update of this activity is a 422
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
@@ -104,9 +107,11 @@ class FakeServer:
             if any(u.get("activity") == self.refused_activity for u in body["updates"]):
                 return httpx.Response(422, json={"detail": "The update is not valid."})
             return httpx.Response(200, json={"applied": [u["update_id"] for u in body["updates"]]})
+        self.synced_at.append(asyncio.get_running_loop().time())
         if self.holding and body.get("wait_s"):
             await self.hold.wait()
-        reply = {"leases": [], "revoked": [], "next_sync_s": self.next_sync_s}
+        leases = [lease(f"t{len(self.synced_at)}")] if self.leasing else []
+        reply = {"leases": leases, "revoked": [], "next_sync_s": self.next_sync_s}
         return httpx.Response(200, json=reply)
 
     def syncs(self) -> list[dict[str, Any]]:
@@ -145,6 +150,21 @@ async def until(check: Callable[[], object], timeout: float = BOUND_S) -> None:
     while not check():
         assert loop.time() < deadline, "timed out"
         await asyncio.sleep(0.01)
+
+
+def lease(task_id: str) -> dict[str, Any]:
+    return {
+        "task_id": task_id,
+        "job_id": "j1",
+        "job_name": "job",
+        "job_priority": 50,
+        "type": "blender-render",
+        "name": task_id,
+        "frames": [1],
+        "command": {},
+        "files": {},
+        "lease_expires": "2030-01-01T00:00:00Z",
+    }
 
 
 def update() -> wire.TaskUpdate:
@@ -305,5 +325,27 @@ def test_an_update_the_server_refuses_for_good_is_set_aside_and_the_rest_go_up(
         assert taken[2]["error"] == "An update of task t2 was refused: The update is not valid."
         assert [a.task_id for a in link.outbox.set_aside()] == ["t2"]
         assert link.online
+
+    run_link(tmp_path, scenario)
+
+
+def test_refill_syncs_are_gathered_while_no_worker_waits_and_a_waiting_worker_ends_the_pause(
+    tmp_path: Path,
+) -> None:
+    """A busy site that has tasks queued refills at most every REFILL_GATHER_S, so that one
+    sync takes what many finished tasks made room for; a Worker that waits ends the pause."""
+
+    async def scenario(link: ServerLink, server: FakeServer, service: FakeService) -> None:
+        service.wanted, service.waiting, server.leasing = 5, False, True
+        service.sync_wake.set()
+        await until(lambda: len(server.syncs()) >= 4)
+        gaps = [b - a for a, b in zip(server.synced_at[1:], server.synced_at[2:], strict=False)]
+        assert min(gaps) >= REFILL_GATHER_S * 0.9  # (arrivals: a few ms of jitter)
+        seen = len(server.syncs())
+        await until(lambda: len(server.syncs()) > seen)  # a refill has just gone out
+        service.waiting = True
+        service.worker_waits.set()
+        await until(lambda: len(server.syncs()) > seen + 1)
+        assert server.synced_at[seen + 1] - server.synced_at[seen] < REFILL_GATHER_S
 
     run_link(tmp_path, scenario)
