@@ -70,7 +70,7 @@ def test_the_order_index_replaces_the_job_index_and_rows_are_served_in_order(
             )
     engine.dispose()
 
-    upgrade = upgrade_schema(database_url)
+    upgrade = upgrade_schema(database_url, target=AFTER)
 
     assert (upgrade.before, upgrade.after) == (BEFORE, AFTER)
     indexes = task_indexes(database_url)

@@ -1,13 +1,13 @@
 """A job's runs (which Worker rendered which task, from when until when), read from its
 applied status reports (`flamenco.core.runs`): of all its tasks (the timeline), of a page of
-them, or of its latest tasks, which a big job's timeline shows; and when the job started."""
+them, or of its latest tasks, which a big job's timeline shows; and when jobs started."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from flamenco.core.runs import (
@@ -15,11 +15,10 @@ from flamenco.core.runs import (
     last_failed_task_ids,
     mark_retried_failures,
     open_task_ids,
-    parse_time,
     task_runs,
 )
 from flamenco.core.states import TaskStatus
-from flamenco.server.models import AppliedUpdate, TaskRow
+from flamenco.server.models import AppliedUpdate, JobRow, TaskRow
 
 
 def latest_task_ids(s: Session, job_id: str, count: int) -> list[str]:
@@ -39,18 +38,17 @@ def latest_task_ids(s: Session, job_id: str, count: int) -> list[str]:
     return [row.id for row in sorted(found, reverse=True)[:count]]
 
 
-def job_started(s: Session, job_id: str) -> datetime | None:
-    """When the job's first run started: its first applied `active` report."""
-    started = s.scalar(
-        select(func.min(AppliedUpdate.received))
-        .join(TaskRow, TaskRow.id == AppliedUpdate.task_id)
-        .where(
-            TaskRow.job_id == job_id,
-            AppliedUpdate.status == TaskStatus.ACTIVE,
-            AppliedUpdate.outcome == "applied",
+def record_job_starts(s: Session, starts: dict[str, datetime]) -> None:
+    """Note when jobs started (`jobs.started`: the time of their first applied `active`
+    report), for those not started before; a job's answer then reads one column instead of
+    the reports of every job."""
+    for job_id, when in sorted(starts.items()):
+        s.execute(
+            update(JobRow)
+            .where(JobRow.id == job_id, JobRow.started.is_(None))
+            # `updated` as it was: a run starting is no change of the job by anyone.
+            .values(started=when, updated=JobRow.updated)
         )
-    )
-    return None if started is None else parse_time(started)
 
 
 def runs_of_tasks(s: Session, *where: Any) -> list[dict[str, Any]]:

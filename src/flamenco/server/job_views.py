@@ -27,7 +27,7 @@ from flamenco.errors import (
 )
 from flamenco.server.hangs import last_error
 from flamenco.server.job_dependencies import after_of, waiting_for_jobs_reason
-from flamenco.server.job_runs import job_started, latest_task_ids, runs_of_tasks
+from flamenco.server.job_runs import latest_task_ids, runs_of_tasks
 from flamenco.server.models import (
     AppliedUpdate,
     JobArtifact,
@@ -171,7 +171,7 @@ class JobViews:
         status, the runs of these tasks and when the job started."""
         check_page(offset, limit, status, search)
         with self.sessions() as s:
-            job_or_404(s, job_id)
+            job = job_or_404(s, job_id)
             counts = status_counts(s, job_id)
             where = _task_filter(job_id, status, search)
             rows = s.execute(
@@ -191,7 +191,7 @@ class JobViews:
                 limit=limit,
                 tasks=tasks,
                 runs=runs_of_tasks(s, TaskRow.id.in_([t.id for t in tasks])),
-                started=job_started(s, job_id),
+                started=job.started,
             )
 
     def runs(self, job_id: str, last: int | None = None) -> wire.JobRuns:
@@ -201,14 +201,14 @@ class JobViews:
         if last is not None and not 1 <= last <= MAX_RUN_TASKS:
             raise Unprocessable(f"'last' must be from 1 to {MAX_RUN_TASKS} tasks, not {last}.")
         with self.sessions() as s:
-            job_or_404(s, job_id)
+            job = job_or_404(s, job_id)
             if last is None:
                 runs = runs_of_tasks(s, TaskRow.job_id == job_id)
                 # The job started with its first run (flamenco.core.runs).
                 return wire.JobRuns(started=runs[0]["start"] if runs else None, runs=runs)
             latest = latest_task_ids(s, job_id, last)
             runs = runs_of_tasks(s, TaskRow.id.in_(latest)) if latest else []
-            return wire.JobRuns(started=job_started(s, job_id), runs=runs)
+            return wire.JobRuns(started=job.started, runs=runs)
 
     def task_log(self, job_id: str, task_id: str) -> str:
         """The whole log of a task, as the Worker sent it."""

@@ -86,6 +86,8 @@ class JobRow(Base):
     # Some job it waits for (--after) has not completed: none of its tasks may be leased.
     # Kept by `server/job_dependencies.py` at each status change, so leasing reads a column.
     waits_for_jobs: Mapped[bool] = mapped_column(default=False)
+    # When its first run was reported active (`update_intake.py`); None until then.
+    started: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class JobSite(Base):

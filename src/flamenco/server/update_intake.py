@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import String, cast, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -27,6 +28,7 @@ from flamenco.server.doorbell import Doorbell
 from flamenco.server.events import EventBus
 from flamenco.server.hangs import record_error
 from flamenco.server.job_dependencies import frees_jobs
+from flamenco.server.job_runs import record_job_starts
 from flamenco.server.models import AppliedUpdate, JobRow, ManagerRow, TaskLogChunk, TaskRow
 from flamenco.server.rechunk import plan_guard, rechunk_completed_jobs
 from flamenco.server.records import dependencies_done
@@ -110,6 +112,7 @@ class UpdateIntake:
             # The record of each update, written in one statement after the loop (before the
             # re-planning, which reads the runs they make): no ORM object per update.
             records = []
+            starts: dict[str, datetime] = {}  # job -> its first run reported active here
             for update in fresh:
                 task = tasks.get(update.task_id)
                 before = task.status if task is not None else None
@@ -127,6 +130,8 @@ class UpdateIntake:
                 )
                 if task is None:
                     continue
+                if outcome == "applied" and update.status == TaskStatus.ACTIVE:
+                    starts.setdefault(task.job_id, records[-1]["received"])
                 batch.touched(task, bool(update.log or update.error))
                 if outcome == "applied":
                     record_error(s, task, update)
@@ -140,6 +145,7 @@ class UpdateIntake:
                     batch.moved(task)
             if records:
                 s.execute(insert(AppliedUpdate), records)
+            record_job_starts(s, starts)
             rechunk_completed_jobs(s, batch.entered)  # --chunk auto: sized by time
             self._refresh_jobs(s, batch.entered)
         return batch
