@@ -14,7 +14,7 @@ import pytest
 from flamenco import wire
 from flamenco.client import ApiError, Unreachable
 from flamenco.core.states import TaskStatus
-from flamenco.outbox import MAX_BATCH_BYTES, STRIKES, FrameItem, Outbox
+from flamenco.outbox import MAX_BATCH_BYTES, PARALLEL_FILES, STRIKES, FrameItem, Outbox
 
 LONG_NAME = "x" * 250 + "_000001.png"
 TOO_LONG = "The frame file name is too long for the Server's output folder."
@@ -236,4 +236,91 @@ def test_updates_go_up_in_requests_of_up_to_a_thousand_and_a_bounded_size(
     sizes = [sum(len(u.model_dump_json()) for u in batch) for batch in upstream.batches]
     assert len(sizes) >= 5 and max(sizes) <= MAX_BATCH_BYTES  # 12 MB of logs: 3 at least
     assert [u.update_id for u in upstream.updates()] == [u.update_id for u in small + logged]
+    assert len(outbox) == 0
+
+
+class ParallelUpstream(Upstream):
+    """Counts how many files are in flight at once, and the order things arrive in."""
+
+    def __init__(self, refuse: Callable[[object], Exception | None]) -> None:
+        super().__init__(refuse)
+        self.in_flight: set[str] = set()
+        self.most_in_flight = 0
+        self.arrivals: list[str] = []
+
+    async def send_frame(self, item: FrameItem) -> None:
+        assert item.sha256 not in self.in_flight, "one blob uploaded twice at once"
+        self.in_flight.add(item.sha256)
+        self.most_in_flight = max(self.most_in_flight, len(self.in_flight))
+        try:
+            await asyncio.sleep(0)  # the others start meanwhile, if they may
+            await super().send_frame(item)
+            self.arrivals.append(f"frame {item.task_id}/{item.frame}")
+        finally:
+            self.in_flight.discard(item.sha256)
+
+    async def send_updates(self, updates: list[wire.TaskUpdate]) -> None:
+        await super().send_updates(updates)
+        self.arrivals += [f"update {u.task_id}" for u in updates]
+
+
+def own_frame(task_id: str, number: int, name: str = "") -> FrameItem:
+    """A frame with a blob of its own."""
+    sha256 = f"{number:064x}"
+    return FrameItem(task_id, number, sha256, name or f"f_{number:06d}.png", job_id="job1")
+
+
+def flush_to(outbox: Outbox, upstream: ParallelUpstream) -> int:
+    return asyncio.run(outbox.flush(upstream.send_updates, upstream.send_frame))
+
+
+def test_files_go_up_several_at_once_and_what_follows_them_waits_for_all(
+    outbox: Outbox,
+) -> None:
+    for number in range(1, 7):
+        outbox.add_frame(own_frame("t1", number))
+    outbox.add_update(update("t1", TaskStatus.COMPLETED))
+    upstream = ParallelUpstream(lambda _: None)
+
+    assert flush_to(outbox, upstream) == 7
+    assert upstream.most_in_flight == PARALLEL_FILES
+    assert sorted(upstream.arrivals[:6]) == sorted(f"frame t1/{n}" for n in range(1, 7))
+    assert upstream.arrivals[6:] == ["update t1"]
+    assert len(outbox) == 0
+
+
+def test_one_blob_is_never_uploaded_twice_at_once(outbox: Outbox) -> None:
+    outbox.add_frame(frame("t1", 1))
+    outbox.add_frame(frame("t2", 1))  # the same picture, so the same blob
+    outbox.add_frame(own_frame("t3", 3))
+    upstream = ParallelUpstream(lambda _: None)
+
+    assert flush_to(outbox, upstream) == 3
+    assert len(upstream.frames) == 3 and len(outbox) == 0
+
+
+def test_a_file_of_a_parallel_run_refused_for_good_is_set_aside_and_the_others_go_up(
+    outbox: Outbox,
+) -> None:
+    outbox.add_frame(own_frame("good", 1))
+    outbox.add_frame(own_frame("bad", 2, LONG_NAME))
+    outbox.add_frame(own_frame("good", 3))
+    flaky = {"left": 1}  # frame 3 is refused once with a server error, then taken
+
+    def refuse(item: object) -> Exception | None:
+        if isinstance(item, FrameItem) and item.frame == 3 and flaky["left"]:
+            flaky["left"] -= 1
+            return ApiError(500, "Try again.")
+        return refuse_long_names()(item)
+
+    outbox.add_updates([update("good", TaskStatus.COMPLETED), update("bad", TaskStatus.COMPLETED)])
+    upstream = ParallelUpstream(refuse)
+
+    assert flush_to(outbox, upstream) == 4
+    assert sorted(f.frame for f in upstream.frames) == [1, 3]
+    sent = {u.task_id: u for u in upstream.updates()}
+    assert sent["good"].status == TaskStatus.COMPLETED
+    assert sent["bad"].status == TaskStatus.FAILED and TOO_LONG in (sent["bad"].error or "")
+    [aside] = outbox.set_aside()
+    assert (aside.task_id, aside.status) == ("bad", 422)
     assert len(outbox) == 0

@@ -14,6 +14,7 @@ the same item gets a server error (5xx other than 502-504) `STRIKES` times in a 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -37,6 +38,10 @@ log = logging.getLogger("flamenco.outbox")
 # JSON body limit (16 MiB) whatever logs they carry.
 MAX_BATCH = 1000
 MAX_BATCH_BYTES = 4 * 1024 * 1024
+# Files at the head of the queue go up this many at a time (one request each): a frame's
+# request waits on the other side's checks, so one at a time caps a site at a few frames a
+# second. What follows them still waits until every one of them is taken.
+PARALLEL_FILES = 4
 STRIKES = 5  # server errors in a row for one item before it counts as refused for good
 # Gateway answers: the other side is not there (a proxy in front of it says so), as when it
 # cannot be reached at all. They say nothing about the item.
@@ -110,6 +115,7 @@ class Outbox:
         )
         self._strikes = (0, 0, 0)  # head seq, batch size, server errors in a row for them
         self._one_by_one_to = 0  # updates up to this seq go one at a time: one was refused
+        self._files_one_by_one_to = 0  # files up to this seq too: one of a parallel run failed
         # Items added in one turn of the event loop are written in one transaction; whoever
         # must know they are on disk (before acknowledging them) awaits `saved()`.
         self._pending: list[tuple[str, str]] = []
@@ -174,7 +180,9 @@ class Outbox:
         Transport errors and temporary refusals propagate, leaving the rest queued for the next
         try. An item the other side refuses for good is set aside (`_set_aside`), so that one
         bad item cannot block the queue; in a batch of updates that is refused, the updates
-        then go one at a time until the refused one is found. With `keep_updates`, updates
+        then go one at a time until the refused one is found. Files at the head go up
+        PARALLEL_FILES at a time; when one of them fails, those taken leave the queue and the
+        rest go one at a time, their failures judged as any item's. With `keep_updates`, updates
         that are all that is left stay queued for the caller to carry in another request
         (`pending_updates`).
         """
@@ -182,6 +190,13 @@ class Outbox:
         end = self._last_seq() if queued_now else None
         while head := [row for row in self._head() if end is None or row[0] <= end]:
             seq, kind, payload = head[0]
+            files = _files_at_head(head) if seq > self._files_one_by_one_to else []
+            if len(files) > 1:
+                taken = await self._send_files(send_frame, files)
+                delivered += taken
+                if taken < len(files):
+                    self._files_one_by_one_to = files[-1][0]
+                continue
             if kind in FILE_KINDS:
                 batch = head[:1]
                 sending = send_frame(FrameItem(**json.loads(payload)))
@@ -203,6 +218,21 @@ class Outbox:
                 if end is not None and reported is not None:
                     end = reported  # a failure this flush reported goes with it
         return delivered
+
+    async def _send_files(self, send_frame: SendFrame, files: list[Row]) -> int:
+        """Send these files at once; those taken leave the queue. How many were taken."""
+        outcomes = await asyncio.gather(
+            *(send_frame(FrameItem(**json.loads(payload))) for _, _, payload in files),
+            return_exceptions=True,
+        )
+        taken = [
+            row[0]
+            for row, outcome in zip(files, outcomes, strict=True)
+            if not isinstance(outcome, BaseException)
+        ]
+        if taken:
+            self._remove(taken)
+        return len(taken)
 
     def pending_updates(self) -> tuple[list[int], list[wire.TaskUpdate]]:
         """The queued updates with their sequence numbers, when the queue holds nothing else
@@ -367,6 +397,22 @@ def _leading_run(rows: list[Row], kind: str) -> list[Row]:
         size += len(row[2])
         if row[1] != kind or (run and size > MAX_BATCH_BYTES):
             break
+        run.append(row)
+    return run
+
+
+def _files_at_head(rows: list[Row]) -> list[Row]:
+    """The files at the head that may go up together: at most PARALLEL_FILES, each blob once
+    (two uploads of one blob by one uploader would share its partial file on the other side)."""
+    run: list[Row] = []
+    blobs: set[str] = set()
+    for row in rows:
+        if row[1] not in FILE_KINDS or len(run) == PARALLEL_FILES:
+            break
+        sha256 = json.loads(row[2])["sha256"]
+        if sha256 in blobs:
+            break
+        blobs.add(sha256)
         run.append(row)
     return run
 
