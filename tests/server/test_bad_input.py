@@ -676,7 +676,7 @@ def test_cli_submit_with_a_job_name_over_200_bytes_says_so_before_uploading(
     assert sorted((srv.root / "server" / "blobs").rglob("*")) == blobs_before
 
 
-# ---- 8. artifacts: other outputs of a job, such as its preview video -------------------------
+# ---- 8. artifacts: other outputs of a job (its preview video, a script's files in folders) ----
 
 
 @pytest.fixture(scope="module")
@@ -717,11 +717,12 @@ def _put_artifact(srv: TestFarm, task_id: str, name: str, data: bytes) -> httpx.
         ("..%2Fevil.mp4", "tries to leave its folder"),
         ("..%2F..%2F..%2Fevil.mp4", "tries to leave its folder"),
         ("%2Fetc%2Fevil.mp4", "tries to leave its folder"),
-        ("sub%2Fpreview.mp4", "must not contain a folder"),
-        ("%2E%2E", "is not a plain file name"),
+        ("sub%2F%2Fpreview.mp4", "has an empty or '.' part"),
+        ("%2E%2E", "tries to leave its folder"),
         ("%2Ehidden.mp4", "is not a plain file name"),
+        ("%2Ehidden%2Fpreview.mp4", "is not a plain file name"),
     ],
-    ids=["dot-dot", "deep-dot-dot", "absolute", "folder", "only-dots", "hidden"],
+    ids=["dot-dot", "deep-dot-dot", "absolute", "empty-part", "only-dots", "hidden", "hidden-dir"],
 )
 def test_an_artifact_name_that_tries_to_leave_its_folder_is_a_400(
     srv: TestFarm, http: httpx.Client, leased: tuple[str, str], name: str, why: str
