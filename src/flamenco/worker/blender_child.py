@@ -384,7 +384,8 @@ def run_script(cmd: dict[str, Any]) -> None:
         return
     finally:
         os.chdir(previous)
-    emit("script_done", outputs=[os.path.join(job_dir, os.fspath(out)) for out in outputs])
+    listed = [os.path.normpath(os.path.join(job_dir, os.fspath(out))) for out in outputs]
+    emit("script_done", outputs=listed)
 
 
 def script_failed(exc: BaseException) -> None:
