@@ -186,6 +186,8 @@ def test_statements_grow_with_batches_not_tasks(svc: ServerServices) -> None:
         job = svc.jobs.submit(submission(svc, f"1-{big}"), "alice")
     assert job.tasks_total == big
     extra_batches = math.ceil(big / INSERT_BATCH) - math.ceil(small / INSERT_BATCH)
+    if svc.engine.dialect.name == "postgresql":  # one COPY, on the driver's own cursor
+        extra_batches = 0
     assert many["statements"] == few["statements"] + extra_batches
     # No task became an ORM object on the way in or out (100 µs each: 15 s for 100,000).
     assert few["task_objects"] == many["task_objects"] == 0

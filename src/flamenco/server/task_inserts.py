@@ -4,7 +4,8 @@ A job of 100,000 one-frame tasks is 100,000 rows. As ORM objects each cost about
 (instrumented attributes, the unit of work): 15 s for such a job. Here the table's Core insert
 is compiled once for the connection's dialect and given to the driver's `executemany` in
 batches of `INSERT_BATCH` rows, as plain tuples (or dictionaries, for a driver that names its
-parameters), which skips SQLAlchemy's per-row parameter processing as well (another ~0.5 s).
+parameters), which skips SQLAlchemy's per-row parameter processing as well (another ~0.5 s);
+on PostgreSQL the same rows go in one COPY.
 
 What is stored is what an ORM insert stored: the columns the job does not set take their
 defaults from the model, the one timestamp and the JSON columns are converted as their column
@@ -42,7 +43,6 @@ _PER_ROW_JSON = ("frames", "command", "depends_on", "requirements")
 def insert_tasks(s: Session, job_id: str, specs: Sequence[TaskSpec]) -> list[str]:
     """Insert a job's tasks, queued, their index their place in `specs`; their ids in order."""
     conn = s.connection()
-    compiled = insert(_TASKS).compile(dialect=conn.dialect)
     # Shared by every task, or nearly: encoded once per distinct value.
     depends_on_json = functools.cache(lambda depends_on: encode_json(list(depends_on)))
     # A task needs a Worker with the command its type names (core/matching.py).
@@ -69,11 +69,26 @@ def insert_tasks(s: Session, job_id: str, specs: Sequence[TaskSpec]) -> list[str
         }
         for index, (task_id, spec) in enumerate(zip(ids, specs, strict=True))
     ]
+    if conn.dialect.name == "postgresql":
+        _copy_rows(conn, rows)
+        return ids
+    compiled = insert(_TASKS).compile(dialect=conn.dialect)
     if compiled.positiontup is not None:  # "?" placeholders (sqlite3): tuples in their order
         in_order = operator.itemgetter(*compiled.positiontup)
         rows = [in_order(row) for row in rows]
     _execute_in_batches(conn, compiled.string, rows)
     return ids
+
+
+def _copy_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """PostgreSQL: the rows in one COPY (psycopg's copy protocol), which spares the server a
+    statement per row; 100,000 tasks in about 1.5 s less than by executemany."""
+    columns = [column.name for column in _TASKS.c]
+    names = ", ".join(f'"{name}"' for name in columns)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(f"COPY tasks ({names}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[name] for name in columns])
 
 
 def _execute_in_batches(conn: Connection, sql: str, rows: list[Any]) -> None:
