@@ -161,7 +161,7 @@ def test_gpu_jobs_go_to_gpu_workers_and_fail_loudly_without_the_device(
     runtime = executable(
         fake_bin / "bpy-with-a-gpu",
         "#!/bin/sh\n"
-        f"case \"$*\" in *cycles_probe.py*)\n"
+        f'case "$*" in *cycles_probe.py*)\n'
         f"  printf '\\n@@FLAMENCO@@ %s\\n' '{devices}'; exit 0;;\nesac\n"
         f'exec "{sys.executable}" "$@"\n',
     )
@@ -184,9 +184,7 @@ def test_gpu_jobs_go_to_gpu_workers_and_fail_loudly_without_the_device(
     # Blender refuses OptiX on the GPU Worker, with its reason; that Worker stops offering
     # OptiX, so the job waits for one that has it. The CPU-only Worker never gets it, and
     # nothing renders on a CPU.
-    wait_until(
-        lambda: "OPTIX" in (farm.job(job_id).waiting_reason or ""), 120, "the job to wait"
-    )
+    wait_until(lambda: "OPTIX" in (farm.job(job_id).waiting_reason or ""), 120, "the job to wait")
     assert "OPTIX" not in workers_of(farm)["gpu-1"].gpus[0].backends
     assert farm.job(job_id).frames_done == 0
     history = farm.api().call("GET", f"/api/v1/jobs/{job_id}/history", wire.TaskEventList).root

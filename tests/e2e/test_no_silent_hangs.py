@@ -171,8 +171,9 @@ def test_a_site_hands_back_the_tasks_none_of_its_workers_may_run(
     # Worker is kept off the job, A hands the rest back. Only then does site B get a Worker,
     # which renders them all: the job does not wait for A for ever.
     wait_until(
-        lambda: farm.api().call("GET", f"/api/v1/jobs/{job_id}", wire.Job).blocklist
-        == ["broken-a"],
+        lambda: (
+            farm.api().call("GET", f"/api/v1/jobs/{job_id}", wire.Job).blocklist == ["broken-a"]
+        ),
         120,
         "broken-a kept off the job",
     )

@@ -69,9 +69,7 @@ def test_a_blob_a_submission_was_told_the_server_has_survives_a_delete(
     assert svc.jobs.get(job.id).status == "queued"
 
 
-def test_a_blob_a_submission_uploaded_survives_a_delete(
-    svc: ServerServices, clock: Clock
-) -> None:
+def test_a_blob_a_submission_uploaded_survives_a_delete(svc: ServerServices, clock: Clock) -> None:
     old = add_job(svc, "1")
     scene = sha256_file(BLEND)
     size = asyncio.run(svc.blob_gc.upload(scene, chunks_of(BLEND)))  # sent without asking

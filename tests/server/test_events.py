@@ -90,8 +90,6 @@ def test_a_stream_of_a_job_that_does_not_exist_is_refused_with_a_sentence(
 ) -> None:
     farm.start_server()
     headers = {"Authorization": f"Bearer {farm.token}"}
-    refused = httpx.get(
-        f"{farm.server_url}/api/v1/events", params={"job": "nope"}, headers=headers
-    )
+    refused = httpx.get(f"{farm.server_url}/api/v1/events", params={"job": "nope"}, headers=headers)
     assert refused.status_code == 404
     assert refused.json() == {"detail": "There is no job with id 'nope'."}
