@@ -28,6 +28,7 @@ from flamenco.db import Base, make_engine, make_sessions, sqlite_url, utcnow
 from flamenco.server.models import JobRow, ManagerRow, TaskRow
 from flamenco.server.transitions import (
     lease_task,
+    lease_tasks,
     refresh_job_status,
     release_task,
     report_task,
@@ -173,6 +174,51 @@ def test_task_door_writes_exactly_what_the_table_allows(
             )
     (after,) = _task_states(sessions, job_id)
     assert after == (_expected(door, new, before) if allowed else before)
+
+
+@pytest.mark.parametrize("old", list(TaskStatus))
+def test_the_bulk_lease_door_writes_exactly_what_the_table_allows(
+    sessions: sessionmaker, old: TaskStatus
+) -> None:
+    """lease_tasks, pair by pair, against the same table and with the same columns as the
+    one-task door; a refused pair in a batch leaves every task of it as it was."""
+    job_id = _store(sessions, J.ACTIVE, [old, T.QUEUED])
+    before = _task_states(sessions, job_id)
+    with sessions() as s:
+        ids = list(
+            s.scalars(select(TaskRow.id).where(TaskRow.job_id == job_id).order_by(TaskRow.index))
+        )
+    allowed = _allowed(TASK_TRANSITIONS, old, T.LEASED)
+    with sessions.begin() as s:
+        pairs = [(ids[0], old), (ids[1], T.QUEUED)]
+        if allowed:
+            assert lease_tasks(s, pairs, 2, EXPIRES) == set(ids)
+        else:
+            with pytest.raises(
+                InvalidTransition, match=rf"^A task cannot go from {old} to leased\.$"
+            ):
+                lease_tasks(s, pairs, 2, EXPIRES)
+    after = _task_states(sessions, job_id)
+    assert after == (
+        [_expected("lease", T.LEASED, state) for state in before] if allowed else before
+    )
+
+
+def test_the_bulk_lease_door_leaves_a_task_whose_status_moved_since_it_was_read(
+    sessions: sessionmaker,
+) -> None:
+    """A task read queued that is active by the time it is leased keeps its status and
+    holder, and is missing from the ids returned; the session's copy shows what is stored."""
+    job_id = _store(sessions, J.ACTIVE, [T.ACTIVE, T.QUEUED])
+    before = _task_states(sessions, job_id)
+    with sessions.begin() as s:
+        moved, queued = s.scalars(
+            select(TaskRow).where(TaskRow.job_id == job_id).order_by(TaskRow.index)
+        ).all()
+        pairs = [(moved.id, T.QUEUED), (queued.id, T.QUEUED)]  # the first was read queued
+        assert lease_tasks(s, pairs, 2, EXPIRES) == {queued.id}
+        assert (queued.status, queued.manager_id, queued.lease_expires) == (T.LEASED, 2, EXPIRES)
+    assert _task_states(sessions, job_id) == [before[0], _expected("lease", T.LEASED, before[1])]
 
 
 @pytest.mark.parametrize(("old", "new"), list(itertools.product(JobStatus, JobStatus)))

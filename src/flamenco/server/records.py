@@ -4,8 +4,9 @@ a task waits for are done."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Row, func, or_, select
 from sqlalchemy.orm import Session
 
 from flamenco import wire
@@ -94,8 +95,9 @@ def online_workers(
     return capabilities
 
 
-def dependencies_done(s: Session, task: TaskRow) -> bool:
-    """Whether every task this one waits for has completed."""
+def dependencies_done(s: Session, task: TaskRow | Row[Any]) -> bool:
+    """Whether every task this one waits for has completed (`task`: its ORM object, or a row
+    with its job_id and depends_on)."""
     statuses = s.scalars(
         select(TaskRow.status).where(
             TaskRow.job_id == task.job_id, TaskRow.index.in_(task.depends_on)

@@ -15,9 +15,11 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from flamenco.core.job_types.blender_render import RenderChunk
@@ -54,6 +56,46 @@ def lease_task(task: TaskRow, manager_id: int, expires: datetime) -> None:
     """Hand a runnable task to a Manager until `expires`."""
     _move_task(task, TaskStatus.LEASED)
     task.manager_id, task.lease_expires = manager_id, expires
+
+
+def lease_tasks(
+    s: Session, tasks: Iterable[tuple[str, str]], manager_id: int, expires: datetime
+) -> set[str]:
+    """`lease_task` for many tasks at once, given as (task id, the status it was read in),
+    without an ORM object each: what a busy farm's syncs spend most of their time on."""
+    return _move_tasks(
+        s, tasks, TaskStatus.LEASED, {"manager_id": manager_id, "lease_expires": expires}
+    )
+
+
+def _move_tasks(
+    s: Session, tasks: Iterable[tuple[str, str]], new: TaskStatus, values: dict[str, Any]
+) -> set[str]:
+    """Move the tasks (id, the status it was read in) to `new`, writing `values` with it.
+
+    Every pair is checked against the table before anything is written: one refused change
+    raises `InvalidTransition` and writes nothing. Then one UPDATE per status read, each only
+    where the task is still in it: a task whose status moved since it was read is left as it
+    is and missing from the ids returned, which are those moved.
+    """
+    by_old: dict[TaskStatus, list[str]] = {}
+    for task_id, old in tasks:
+        check_task_transition(TaskStatus(old), new)
+        by_old.setdefault(TaskStatus(old), []).append(task_id)
+    moved: set[str] = set()
+    for old, ids in by_old.items():
+        statement = (
+            update(TaskRow)
+            .where(TaskRow.id.in_(ids), TaskRow.status == old)
+            .values(status=new, **values)
+            .returning(TaskRow.id)
+        )
+        moved.update(s.scalars(statement, execution_options={"synchronize_session": False}))
+        for task_id in ids:  # a copy this session holds would still show the old columns
+            loaded = s.identity_map.get(Session.identity_key(TaskRow, task_id))
+            if loaded is not None:
+                s.expire(loaded, ["status", *values])
+    return moved
 
 
 def report_task(task: TaskRow, new: TaskStatus) -> None:
