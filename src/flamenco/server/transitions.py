@@ -86,7 +86,9 @@ def _move_tasks(
     for old, ids in by_old.items():
         statement = (
             update(TaskRow)
-            .where(TaskRow.id.in_(ids), TaskRow.status == old)
+            # `status || ''`: compared as is, SQLite reads the status index (every queued
+            # task: 12 ms for 50 of 60,000) instead of the ids' primary key (0.2 ms).
+            .where(TaskRow.id.in_(ids), TaskRow.status.concat("") == old)
             .values(status=new, **values)
             .returning(TaskRow.id)
         )
