@@ -27,7 +27,6 @@ from flamenco.core.states import (
 from flamenco.db import Base, make_engine, make_sessions, sqlite_url, utcnow
 from flamenco.server.models import JobRow, ManagerRow, TaskRow
 from flamenco.server.transitions import (
-    lease_task,
     lease_tasks,
     refresh_job_status,
     release_task,
@@ -115,11 +114,6 @@ def _allowed(table: dict, old: object, new: object) -> bool:
 TaskDoor = Callable[[TaskRow, TaskStatus], None]
 
 
-def _lease(task: TaskRow, new: TaskStatus) -> None:
-    assert new == T.LEASED
-    lease_task(task, 2, EXPIRES)
-
-
 def _expected(door: str, new: TaskStatus, before: TaskState) -> TaskState:
     if door == "lease":
         return TaskState(new, 2, EXPIRES, before.progress, before.worker)
@@ -137,7 +131,6 @@ def _expected(door: str, new: TaskStatus, before: TaskState) -> TaskState:
 
 
 TASK_DOORS: dict[str, TaskDoor] = {
-    "lease": _lease,
     "report": report_task,
     "release": release_task,
     "release, forgetting the Worker": lambda task, new: release_task(task, new, True),
@@ -146,7 +139,6 @@ TASK_CASES = [
     (door, old, new)
     for door in TASK_DOORS
     for old, new in itertools.product(TaskStatus, TaskStatus)
-    if door != "lease" or new == T.LEASED
 ]
 
 

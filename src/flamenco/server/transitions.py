@@ -52,17 +52,11 @@ def _move_task(task: TaskRow, new: TaskStatus) -> None:
     task.status = new
 
 
-def lease_task(task: TaskRow, manager_id: int, expires: datetime) -> None:
-    """Hand a runnable task to a Manager until `expires`."""
-    _move_task(task, TaskStatus.LEASED)
-    task.manager_id, task.lease_expires = manager_id, expires
-
-
 def lease_tasks(
     s: Session, tasks: Iterable[tuple[str, str]], manager_id: int, expires: datetime
 ) -> set[str]:
-    """`lease_task` for many tasks at once, given as (task id, the status it was read in),
-    without an ORM object each: what a busy farm's syncs spend most of their time on."""
+    """Hand runnable tasks, given as (task id, the status it was read in), to a Manager until
+    `expires`: in bulk, without an ORM object each (a busy farm's syncs lease all the time)."""
     return _move_tasks(
         s, tasks, TaskStatus.LEASED, {"manager_id": manager_id, "lease_expires": expires}
     )
