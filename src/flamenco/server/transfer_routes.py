@@ -142,7 +142,7 @@ def install_transfer_routes(app: FastAPI) -> None:
         meters.uploaded("frame", info.size, time.perf_counter() - started)
         return info
 
-    # `:path` lets a name with a folder in it reach the check, which refuses it with a 400.
+    # `:path`: an artifact's name is its path in the job's folder (cache/fluid_0001.vdb).
     @app.put(
         "/api/v1/manager/tasks/{task_id}/artifacts/{name:path}",
         status_code=201,
