@@ -5,12 +5,12 @@ not fit the interface is logged and left out, and an unknown name gets the insta
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from distkit import installed_distribution
 from flamenco.core.compiler import JobCompileError
 from flamenco.job_type_registry import (
     compile_named,
@@ -54,19 +54,12 @@ no-model = studio_types:NO_MODEL
 
 @pytest.fixture
 def studio_package(tmp_path: Path) -> Iterator[Path]:
-    (tmp_path / "studio_types.py").write_text(STUDIO)
-    info = tmp_path / "studio_types-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: studio-types\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(ENTRY_POINTS)
-    sys.path.insert(0, str(tmp_path))
-    installed_job_types.cache_clear()
-    try:
-        yield tmp_path
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop("studio_types", None)
+    with installed_distribution(tmp_path, "studio_types", STUDIO, ENTRY_POINTS):
         installed_job_types.cache_clear()
+        try:
+            yield tmp_path
+        finally:
+            installed_job_types.cache_clear()
 
 
 def test_a_studios_job_type_is_found_and_misfits_are_left_out(

@@ -6,12 +6,12 @@ built-ins are still there, so one broken package never keeps a Worker from the o
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from distkit import installed_distribution
 from flamenco.commands.registry import advertised, command_for, installed_commands
 
 STUDIO = """
@@ -37,17 +37,8 @@ no-run = studio_commands:NO_RUN
 
 @pytest.fixture
 def studio_commands(tmp_path: Path) -> Iterator[Path]:
-    (tmp_path / "studio_commands.py").write_text(STUDIO)
-    info = tmp_path / "studio_commands-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: studio-commands\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(ENTRY_POINTS)
-    sys.path.insert(0, str(tmp_path))
-    try:
+    with installed_distribution(tmp_path, "studio_commands", STUDIO, ENTRY_POINTS):
         yield tmp_path
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop("studio_commands", None)
 
 
 def test_a_studios_command_is_found_and_broken_ones_are_left_out_and_logged(
