@@ -88,6 +88,16 @@ def _run(
         command={},
         files={},
     )
+
+    async def scenario() -> tuple[list[wire.TaskUpdate], list[FrameItem]]:
+        await agent._run_task(TaskRun(assignment))
+        return await _outbox_contents(agent)
+
+    return asyncio.run(scenario())
+
+
+async def _outbox_contents(agent: WorkerAgent) -> tuple[list[wire.TaskUpdate], list[FrameItem]]:
+    """Everything the Worker's outbox holds, in order: its updates and its files."""
     updates: list[wire.TaskUpdate] = []
     files: list[FrameItem] = []
 
@@ -97,11 +107,7 @@ def _run(
     async def take_file(item: FrameItem) -> None:
         files.append(item)
 
-    async def scenario() -> None:
-        await agent._run_task(TaskRun(assignment))
-        await agent.outbox.flush(take_updates, take_file)
-
-    asyncio.run(scenario())
+    await agent.outbox.flush(take_updates, take_file)
     return updates, files
 
 
@@ -198,16 +204,8 @@ def test_a_silent_script_is_not_stopped_as_hung(
             files={},
         )
     )
-    updates: list[wire.TaskUpdate] = []
-    files: list[FrameItem] = []
 
-    async def take_updates(batch: list[wire.TaskUpdate]) -> None:
-        updates.extend(batch)
-
-    async def take_file(item: FrameItem) -> None:
-        files.append(item)
-
-    async def scenario() -> None:
+    async def scenario() -> tuple[list[wire.TaskUpdate], list[FrameItem]]:
         agent.run = run  # as the sync loop sees it: it checks the running task for hangs
 
         async def watch_for_hangs() -> None:
@@ -226,9 +224,9 @@ def test_a_silent_script_is_not_stopped_as_hung(
             watching.cancel()
             await agent.pool.shutdown()
             await agent.api.close()
-        await agent.outbox.flush(take_updates, take_file)
+        return await _outbox_contents(agent)
 
-    asyncio.run(scenario())
+    updates, files = asyncio.run(scenario())
     agent.outbox.close()
     assert not run.hung
     assert (updates[-1].status, updates[-1].error) == ("completed", None), updates[-1]
