@@ -33,7 +33,7 @@ from flamenco.config import ManagerSettings, ServerSettings
 from flamenco.manager.app import build_manager, create_manager_app
 from flamenco.server.app import create_server_app
 from flamenco.server.services import build_services
-from flamenco.web import RawJsonRoutes
+from flamenco.web import FarmApp
 
 # ---- the documents, built from the apps ----------------------------------------------------
 
@@ -65,9 +65,8 @@ def served_routes(app: FastAPI) -> set[tuple[str, str]]:
         if isinstance(route, APIRoute)
         for method in route.methods
     }
-    for middleware in app.user_middleware:
-        if middleware.cls is RawJsonRoutes:
-            routes |= {(method.lower(), path) for method, path in middleware.kwargs["routes"]}
+    if isinstance(app, FarmApp) and app.raw_json_routes is not None:
+        routes |= {(method.lower(), path) for method, path in app.raw_json_routes.routes}
     return routes
 
 

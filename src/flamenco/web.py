@@ -142,6 +142,16 @@ class RouteLimits:
         return self.json_limit
 
 
+def too_large_sentence(limit: int) -> str:
+    return f"The request body is larger than the limit of {limit} bytes."
+
+
+def declared_over(headers: dict[bytes, bytes], limit: int) -> bool:
+    """Whether the request's Content-Length says its body is over `limit`."""
+    declared = headers.get(b"content-length")
+    return declared is not None and declared.isdigit() and int(declared) > limit
+
+
 class BodyLimit:
     """Refuses request bodies over their route's limit: at once by Content-Length, else (a
     chunked body) as soon as what arrived passes it. Either way the answer is a 413, whatever
@@ -156,10 +166,8 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = self.limit_for(scope["method"], scope["path"])
-        too_large = f"The request body is larger than the limit of {limit} bytes."
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        too_large = too_large_sentence(limit)
+        if declared_over(dict(scope.get("headers") or []), limit):
             await _error(413, too_large)(scope, receive, send)
             return
         received, over, started = 0, False, False
@@ -193,16 +201,21 @@ class Disconnected(Exception):
     """The client went away before its request body arrived."""
 
 
-async def read_body(receive: Receive) -> bytes:
-    """The whole request body (BodyLimit, around every route, keeps it within the limit)."""
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body; BlobTooLarge as soon as what arrived passes `limit`."""
     chunks = []
+    received = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise Disconnected
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        received += len(chunk)
+        if received > limit:
+            raise BlobTooLarge(too_large_sentence(limit))
+        chunks.append(chunk)
         if not message.get("more_body", False):
-            return b"".join(chunks)
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 JsonHandler = Callable[[dict[bytes, bytes], bytes], Awaitable[bytes]]
@@ -211,26 +224,34 @@ JsonHandler = Callable[[dict[bytes, bytes], bytes], Awaitable[bytes]]
 class RawJsonRoutes:
     """A few busy JSON endpoints, answered before the framework sees the request.
 
-    FastAPI's routing, dependencies and middleware cost about a fifth of the Manager's CPU on a
-    Worker sync, its busiest call by far. A handler here gets the headers and the whole body
-    (within BodyLimit's limit, which runs around it) and returns the reply's JSON; its errors
-    get the statuses and sentences of every other route (`error_for`); anything else is a 500
-    as elsewhere.
+    FastAPI's routing, dependencies and middleware stack (its error, telemetry and body-limit
+    layers, and ours) cost about a fifth of the Manager's CPU on a Worker sync, its busiest
+    call by far, so `FarmApp` hands these requests here before any of them. A handler gets
+    the headers and the whole body and returns the reply's JSON. What the skipped layers did
+    is done here the same way: the body limit of the route (`limit_for`, a 413 with
+    BodyLimit's sentence), the statuses and sentences of every other route for its errors
+    (`error_for`); anything else propagates, and uvicorn answers 500 and logs it, as
+    elsewhere.
     """
 
-    def __init__(self, app: ASGIApp, routes: dict[tuple[str, str], JsonHandler]) -> None:
-        self.app = app
+    def __init__(self, routes: dict[tuple[str, str], JsonHandler], limit_for: LimitFor) -> None:
         self.routes = routes
+        self.limits = {route: limit_for(*route) for route in routes}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = None
-        if scope["type"] == "http":
-            handler = self.routes.get((scope["method"], scope["path"]))
-        if handler is None:
-            await self.app(scope, receive, send)
-            return
+    async def serve(
+        self,
+        route: tuple[str, str],
+        handler: JsonHandler,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        limit = self.limits[route]
+        headers = dict(scope["headers"])
         try:
-            reply = await handler(dict(scope["headers"]), await read_body(receive))
+            if declared_over(headers, limit):
+                raise BlobTooLarge(too_large_sentence(limit))
+            reply = await handler(headers, await read_body(receive, limit))
         except Disconnected:
             return
         except ANSWERED_ERRORS as exc:
@@ -241,6 +262,22 @@ class RawJsonRoutes:
         start_headers = [(b"content-type", b"application/json"), (b"content-length", length)]
         await send({"type": "http.response.start", "status": 200, "headers": start_headers})
         await send({"type": "http.response.body", "body": reply})
+
+
+class FarmApp(FastAPI):
+    """FastAPI, with the routes of `raw_json_routes` answered before its middleware stack."""
+
+    raw_json_routes: RawJsonRoutes | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = self.raw_json_routes
+        if raw is not None and scope["type"] == "http":
+            route = (scope["method"], scope["path"])
+            handler = raw.routes.get(route)
+            if handler is not None:
+                await raw.serve(route, handler, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 # What stops a service from serving (a sentence), or None while it can; /healthz asks it.
@@ -258,12 +295,13 @@ def create_app(
     health: HealthCheck = always_healthy,
     **kwargs: Any,
 ) -> FastAPI:
-    app = FastAPI(title=title, version=__version__, **kwargs)
+    app = FarmApp(title=title, version=__version__, **kwargs)
     install_error_handlers(app)
     install_documented_errors(app)
-    if raw_routes:  # added first: it runs inside BodyLimit
-        app.add_middleware(RawJsonRoutes, routes=raw_routes)
-    app.add_middleware(BodyLimit, limit_for=limit_for or RouteLimits((), 0))
+    limit_for = limit_for or RouteLimits((), 0)
+    if raw_routes:
+        app.raw_json_routes = RawJsonRoutes(raw_routes, limit_for)
+    app.add_middleware(BodyLimit, limit_for=limit_for)
 
     @app.get("/api/v1/version")
     def version() -> dict[str, str]:
