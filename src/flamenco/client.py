@@ -163,12 +163,14 @@ class AsyncApi:
         method: str,
         path: str,
         reply: type[M],
-        body: BaseModel | None = None,
+        body: BaseModel | str | None = None,
         timeout: float | None = None,
     ) -> M:
+        """`body` is a model, or its JSON text already made (sent as it is)."""
         extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
         if body is not None:  # pydantic's own JSON: no detour through dicts and the json module
-            extra |= {"content": body.model_dump_json(), "headers": JSON_HEADERS}
+            content = body if isinstance(body, str) else body.model_dump_json()
+            extra |= {"content": content, "headers": JSON_HEADERS}
         response = await self.request(method, path, **extra)
         return reply.model_validate_json(response.content)
 

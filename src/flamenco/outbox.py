@@ -88,6 +88,8 @@ MIGRATIONS: list[StoreMigration] = [
 
 
 SendUpdates = Callable[[list[wire.TaskUpdate]], Awaitable[None]]
+# The updates as queued: each one's JSON text (wire.TaskUpdate), to go on as they are.
+SendUpdateTexts = Callable[[list[str]], Awaitable[None]]
 SendFrame = Callable[[FrameItem], Awaitable[None]]
 Row = tuple[int, str, str]  # seq, kind, payload
 
@@ -169,13 +171,16 @@ class Outbox:
 
     async def flush(
         self,
-        send_updates: SendUpdates,
+        send_updates: SendUpdates | None,
         send_frame: SendFrame,
         keep_updates: bool = False,
         queued_now: bool = False,
+        send_update_texts: SendUpdateTexts | None = None,
     ) -> int:
         """Deliver everything in order; return how many items went out. With `queued_now`,
         only what is queued when the flush starts: later items wait for the next flush.
+        Updates go to `send_update_texts`, when given, as the JSON texts they were queued as
+        (no parse and dump on the way), else to `send_updates` as models.
 
         Transport errors and temporary refusals propagate, leaving the rest queued for the next
         try. An item the other side refuses for good is set aside (`_set_aside`), so that one
@@ -206,7 +211,12 @@ class Outbox:
                     break
                 if seq <= self._one_by_one_to:
                     batch = batch[:1]
-                sending = send_updates([wire.TaskUpdate.model_validate_json(r[2]) for r in batch])
+                if send_update_texts is not None:
+                    sending = send_update_texts([row[2] for row in batch])
+                else:
+                    assert send_updates is not None, "flush needs a sender for updates"
+                    updates = [wire.TaskUpdate.model_validate_json(row[2]) for row in batch]
+                    sending = send_updates(updates)
             refusal = await self._refusal(sending, batch)
             if refusal is None:
                 self._remove([row[0] for row in batch])

@@ -142,8 +142,11 @@ class ServerSide:
         return list(self.held)
 
     def progress(self) -> list[wire.Progress]:
+        # Not validated again: the Workers' numbers and texts were, when they arrived.
         return [
-            wire.Progress(task_id=h.task_id, progress=h.progress, activity=h.activity)
+            wire.Progress.model_construct(
+                task_id=h.task_id, progress=h.progress, activity=h.activity
+            )
             for h in self.held.values()
             if h.state == "assigned"
         ]

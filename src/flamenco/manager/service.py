@@ -61,7 +61,7 @@ class ManagerService(ServerSide, JobFiles):
         self.link_wake = asyncio.Event()  # the outbox has something for the Server
         self.sync_wake = asyncio.Event()  # the Manager wants tasks from the Server now
         self.worker_waits = asyncio.Event()  # ... and a Worker waits for one: do not delay
-        self._waiters: deque[asyncio.Event] = deque()  # long polls waiting for work
+        self._waiters: deque[asyncio.Future[None]] = deque()  # long polls waiting for work
         self._promised = 0  # waiting Workers woken for new tasks that have not looked yet
         self._idle: dict[str, float] = {}  # Worker id -> waiting for work since
         self._blob_locks: dict[str, asyncio.Lock] = {}
@@ -293,7 +293,10 @@ class ManagerService(ServerSide, JobFiles):
                 )
                 continue
             self._hold_or_release(held, worker, update)
-            upstream.append(update.model_copy(update={"worker": worker.name}))
+            # The Server hears who sent it. Set on the request's own object, which nothing
+            # reads after this: a copy of every update cost more than its journey upstream.
+            update.worker = worker.name
+            upstream.append(update)
         if upstream:
             self.outbox.add_updates(upstream)
             self.link_wake.set()
@@ -364,18 +367,24 @@ class ManagerService(ServerSide, JobFiles):
     # ---- waiting Workers ---------------------------------------------------------------------
 
     async def _wait_for_work(self, timeout: float) -> bool:
-        """Wait until woken for new work (True) or until the timeout (False)."""
-        waiter = asyncio.Event()
+        """Wait until woken for new work (True) or until the timeout (False).
+
+        A future and a timer, not asyncio.wait_for: that makes a Task per long poll."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.append(waiter)
+        timer = loop.call_later(timeout, _time_up, waiter)
         try:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter.wait(), timeout)
+                await waiter
         finally:
-            if waiter.is_set():
+            timer.cancel()
+            woken = waiter.done() and not waiter.cancelled() and waiter.exception() is None
+            if woken:
                 self._promised -= 1  # this one looks now (or is gone)
             else:
                 self._waiters.remove(waiter)
-        return waiter.is_set()
+        return woken
 
     def _notify_work(self, count: int = 1) -> None:
         """Wake as many waiting Workers as there are new tasks, not all of them, longest
@@ -386,7 +395,7 @@ class ManagerService(ServerSide, JobFiles):
         A woken Worker that cannot take the task passes the turn on (see worker_sync).
         """
         for _ in range(min(count, len(self._waiters))):
-            self._waiters.popleft().set()
+            self._waiters.popleft().set_result(None)
             self._promised += 1
 
     def _want_more(self) -> None:
@@ -414,3 +423,9 @@ class ManagerService(ServerSide, JobFiles):
                 self.queue.add(held)
                 self.store.task_changed(held)
             self._notify_work(len(requeued))
+
+
+def _time_up(waiter: asyncio.Future[None]) -> None:
+    """A long poll's wait for work ran out (ManagerService._wait_for_work)."""
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())

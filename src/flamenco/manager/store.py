@@ -227,4 +227,8 @@ class ManagerStore:
 
 def _worker_state(w: WorkerState) -> tuple[str, str, str, str]:
     """The columns of a Worker's row that change while it works."""
-    return w.status, json.dumps(w.tasks), json.dumps(w.cancel), w.wanted
+    return w.status, _list_json(w.tasks), _list_json(w.cancel), w.wanted
+
+
+def _list_json(items: list[str]) -> str:
+    return json.dumps(items) if items else "[]"  # most often empty, rewritten on every change

@@ -158,7 +158,9 @@ class ServerLink:
     async def deliver(self) -> int:
         """Send what is queued in the outbox, in order; return how many items went out. What
         comes in meanwhile waits for the next delivery, GATHER_S later at the earliest."""
-        return await self.outbox.flush(self._send_updates, self._send_frame, queued_now=True)
+        return await self.outbox.flush(
+            None, self._send_frame, queued_now=True, send_update_texts=self._send_updates
+        )
 
     async def sync_once(self) -> list[wire.Lease]:
         """One sync, which the Server may hold while this site wants tasks; the new leases.
@@ -218,13 +220,11 @@ class ServerLink:
             handed_back=handed_back,
         )
 
-    async def _send_updates(self, updates: list[wire.TaskUpdate]) -> None:
-        await self.server.call(
-            "POST",
-            "/api/v1/manager/updates",
-            wire.UpdatesApplied,
-            wire.UpdateBatch(updates=updates),
-        )
+    async def _send_updates(self, updates: list[str]) -> None:
+        """The queued updates (their JSON, `worker` set when queued: service.py), sent on as
+        a wire.UpdateBatch without parsing and dumping each again."""
+        batch = '{"updates":[' + ",".join(updates) + "]}"
+        await self.server.call("POST", "/api/v1/manager/updates", wire.UpdatesApplied, batch)
 
     async def _send_frame(self, item: FrameItem) -> None:
         source, started = self.service.blobs.path(item.sha256), time.perf_counter()
