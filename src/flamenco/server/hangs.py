@@ -17,14 +17,14 @@ from flamenco import wire
 from flamenco.core.states import TaskStatus
 from flamenco.db import utcnow
 from flamenco.server.models import AppliedUpdate, BlocklistClear, JobError, TaskRow
-from flamenco.server.transitions import release_task
+from flamenco.server.transitions import ReportedTask, release_task
 
 log = logging.getLogger("flamenco.server.hangs")
 
 HANDED_BACK = (TaskStatus.LEASED, TaskStatus.ACTIVE)  # what a site may hand back
 
 
-def record_error(s: Session, task: TaskRow, update: wire.TaskUpdate) -> None:
+def record_error(s: Session, task: TaskRow | ReportedTask, update: wire.TaskUpdate) -> None:
     """Keep the error of an applied update as its job's latest."""
     if not update.error:
         return

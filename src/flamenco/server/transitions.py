@@ -16,10 +16,12 @@ import logging
 import secrets
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from operator import attrgetter
+from typing import Any, Protocol
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from flamenco.core.job_types.blender_render import RenderChunk
@@ -32,6 +34,7 @@ from flamenco.core.states import (
     check_task_transition,
     job_status_from_tasks,
 )
+from flamenco.db import utcnow
 from flamenco.server.job_dependencies import job_status_changed
 from flamenco.server.models import JobRow, TaskRow
 from flamenco.server.notifications import queue_job_end
@@ -46,7 +49,85 @@ _UNFINISHED = (TaskStatus.QUEUED, TaskStatus.LEASED, TaskStatus.ACTIVE, TaskStat
 PROGRESSING = (TaskStatus.LEASED, TaskStatus.ACTIVE)
 
 
-def _move_task(task: TaskRow, new: TaskStatus) -> None:
+class MovableTask(Protocol):
+    """What the one-task doors touch: a TaskRow, or a ReportedTask read as a plain row."""
+
+    status: str
+    manager_id: int | None
+    lease_expires: datetime | None
+    progress: float
+
+
+@dataclass(slots=True, eq=False)
+class ReportedTask:
+    """The columns of a task that a Worker's report may change, read as a plain row instead of
+    an ORM object: the intake of updates (`update_intake.py`) handles thousands a second, and
+    an object, its change tracking and its flush cost more than the rest of an update.
+    `report_task` moves it as it moves a TaskRow; `write_reported_tasks` stores what changed."""
+
+    id: str
+    job_id: str
+    status: str
+    manager_id: int | None
+    lease_expires: datetime | None
+    worker: str | None
+    blender_pid: int | None
+    activity: str
+    progress: float
+    failure_count: int
+    log_tail: str
+    stored: tuple[Any, ...] = field(init=False, repr=False)  # as the database holds them
+
+    def __post_init__(self) -> None:
+        self.stored = _reported_values(self)
+
+
+_REPORTED_NAMES = tuple(f.name for f in fields(ReportedTask) if f.init)
+_reported_values = attrgetter(*_REPORTED_NAMES)
+# The columns ReportedTask is read from, in the order of its fields.
+REPORTED_COLUMNS = tuple(TaskRow.__table__.c[name] for name in _REPORTED_NAMES)
+_STATUS_AT = _REPORTED_NAMES.index("status")
+
+
+class TasksMoved(Exception):
+    """A task's status changed since it was read, by another transaction: the caller's
+    transaction is rolled back and tried again (on PostgreSQL the rows are locked; on SQLite
+    a read takes no lock until the transaction's first write)."""
+
+
+def write_reported_tasks(s: Session, tasks: Iterable[ReportedTask]) -> None:
+    """Store what changed of the tasks since they were read or last written: their statuses
+    were checked by `report_task` as they moved. One executemany UPDATE per set of changed
+    columns (a busy batch has two: started and completed tasks), each row only where its
+    status is still the one read; a row that moved meanwhile raises `TasksMoved`."""
+    by_changed: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    now_utc = utcnow()  # each row's `updated`, given instead of computed by its onupdate
+    for task in tasks:
+        now = _reported_values(task)
+        changed = tuple(
+            name
+            for name, value, stored in zip(_REPORTED_NAMES, now, task.stored, strict=True)
+            if value != stored
+        )
+        if not changed:
+            continue
+        row = {name: getattr(task, name) for name in changed}
+        row["updated"], row["read_id"] = now_utc, task.id
+        row["read_status"] = task.stored[_STATUS_AT]
+        by_changed.setdefault(changed, []).append(row)
+        task.stored = now
+    table = TaskRow.__table__
+    connection = s.connection()
+    for rows in by_changed.values():
+        # The columns set are the keys of the rows that name one.
+        statement = table.update().where(
+            table.c.id == bindparam("read_id"), table.c.status == bindparam("read_status")
+        )
+        if connection.execute(statement, rows).rowcount != len(rows):
+            raise TasksMoved("a reported task's status changed since it was read")
+
+
+def _move_task(task: MovableTask, new: TaskStatus) -> None:
     """Check, then write, the task's new status: a refused change writes nothing."""
     check_task_transition(TaskStatus(task.status), new)
     task.status = new
@@ -94,7 +175,7 @@ def _move_tasks(
     return moved
 
 
-def report_task(task: TaskRow, new: TaskStatus) -> None:
+def report_task(task: MovableTask, new: TaskStatus) -> None:
     """Enter the status a Worker reported (through its Manager) for the task it runs."""
     _move_task(task, new)
     if new == TaskStatus.COMPLETED:

@@ -8,9 +8,9 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import String, cast, insert, select
+from sqlalchemy import String, cast, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, load_only, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from flamenco import wire
 from flamenco.core.faults import Fault
@@ -32,7 +32,13 @@ from flamenco.server.job_runs import record_job_starts
 from flamenco.server.models import AppliedUpdate, JobRow, ManagerRow, TaskLogChunk, TaskRow
 from flamenco.server.rechunk import plan_guard, rechunk_completed_jobs
 from flamenco.server.records import dependencies_done
-from flamenco.server.transitions import report_task
+from flamenco.server.transitions import (
+    REPORTED_COLUMNS,
+    ReportedTask,
+    TasksMoved,
+    report_task,
+    write_reported_tasks,
+)
 
 log = logging.getLogger("flamenco.server.update_intake")
 
@@ -40,20 +46,6 @@ log = logging.getLogger("flamenco.server.update_intake")
 RINGING_STATUSES = {TaskStatus.QUEUED, TaskStatus.SOFT_FAILED, TaskStatus.FAILED}
 LOG_TAIL_CHARS = 4000
 BATCH_ATTEMPTS = 3
-# What applying an update reads of its task: not its frames, command and requirements, whose
-# JSON would be decoded for every update of a busy farm and never used.
-UPDATED_COLUMNS = (
-    TaskRow.id,
-    TaskRow.job_id,
-    TaskRow.status,
-    TaskRow.manager_id,
-    TaskRow.worker,
-    TaskRow.blender_pid,
-    TaskRow.activity,
-    TaskRow.progress,
-    TaskRow.failure_count,
-    TaskRow.log_tail,
-)
 
 
 @dataclass
@@ -63,11 +55,11 @@ class AppliedBatch:
     tasks: dict[tuple[str, str], bool] = field(default_factory=dict)  # (job, task) -> logged
     entered: dict[str, set[TaskStatus]] = field(default_factory=dict)  # job -> task statuses
 
-    def touched(self, task: TaskRow, logged: bool) -> None:
+    def touched(self, task: ReportedTask, logged: bool) -> None:
         key = (task.job_id, task.id)
         self.tasks[key] = self.tasks.get(key, False) or logged
 
-    def moved(self, task: TaskRow) -> None:
+    def moved(self, task: ReportedTask) -> None:
         self.entered.setdefault(task.job_id, set()).add(TaskStatus(task.status))
 
     @property
@@ -99,6 +91,11 @@ class UpdateIntake:
                 # The same update arrived twice at once (a retry racing the first try) and the
                 # other transaction recorded it first: the next attempt skips it.
                 log.info("update batch of manager %s raced a replay; applying again", manager.id)
+            except TasksMoved:
+                # SQLite: another transaction changed one of the tasks after this one read it.
+                log.info(
+                    "update batch of manager %s raced a task change; applying again", manager.id
+                )
         else:
             raise Unavailable("The updates could not be applied; send them again.")
         self._announce(batch)
@@ -110,7 +107,8 @@ class UpdateIntake:
             fresh = self._fresh(s, updates)
             tasks = self._lock_tasks(s, {u.task_id for u in fresh})
             # The record of each update, written in one statement after the loop (before the
-            # re-planning, which reads the runs they make): no ORM object per update.
+            # re-planning, which reads the runs they make), and the tasks written once
+            # (before anything reads the tasks table): no ORM object per update or task.
             records = []
             starts: dict[str, datetime] = {}  # job -> its first run reported active here
             for update in fresh:
@@ -140,11 +138,12 @@ class UpdateIntake:
                         # the batch: the job's other failures in it (a file without a camera
                         # fails within milliseconds on every Worker) find their tasks
                         # canceled, and blocklist nobody.
-                        transitions.refresh_job_status(s, task.job_id, max_failed_tasks=0)
+                        self._fail_job_now(s, tasks, task.job_id)
                 if task.status != before:
                     batch.moved(task)
+            write_reported_tasks(s, tasks.values())
             if records:
-                s.execute(insert(AppliedUpdate), records)
+                s.connection().execute(AppliedUpdate.__table__.insert(), records)
             record_job_starts(s, starts)
             rechunk_completed_jobs(s, batch.entered)  # --chunk auto: sized by time
             self._refresh_jobs(s, batch.entered)
@@ -176,19 +175,30 @@ class UpdateIntake:
         return fresh
 
     @staticmethod
-    def _lock_tasks(s: Session, task_ids: set[str]) -> dict[str, TaskRow]:
+    def _lock_tasks(s: Session, task_ids: set[str]) -> dict[str, ReportedTask]:
         """The tasks, locked on PostgreSQL (in one order: no deadlock) until the batch ends, so
-        that two Managers reporting the same task cannot both win."""
+        that two Managers reporting the same task cannot both win. Plain rows of the columns
+        an update changes: not the frames, command and requirements, whose JSON would be
+        decoded for every update of a busy farm and never used."""
         if not task_ids:
             return {}
-        rows = s.scalars(
-            select(TaskRow)
-            .options(load_only(*UPDATED_COLUMNS))
-            .where(TaskRow.id.in_(task_ids))
-            .order_by(TaskRow.id)
+        id_column = REPORTED_COLUMNS[0]
+        rows = s.connection().execute(
+            select(*REPORTED_COLUMNS)
+            .where(id_column.in_(task_ids))
+            .order_by(id_column)
             .with_for_update()
         )
-        return {task.id: task for task in rows}
+        return {row.id: ReportedTask(*row) for row in rows}
+
+    def _fail_job_now(self, s: Session, tasks: dict[str, ReportedTask], job_id: str) -> None:
+        """Fail the job of a task failed by its file's fault, in the middle of a batch: what
+        the batch changed so far is written first (the job's status is counted from the
+        table), and its tasks read again after, so that later updates find them canceled."""
+        write_reported_tasks(s, tasks.values())
+        transitions.refresh_job_status(s, job_id, max_failed_tasks=0)
+        s.flush()
+        tasks.update(self._lock_tasks(s, {t.id for t in tasks.values() if t.job_id == job_id}))
 
     def _announce(self, batch: AppliedBatch) -> None:
         """After the commit: tell the Dashboard, and wake waiting syncs if there is work."""
@@ -218,7 +228,7 @@ class UpdateIntake:
             return any(dependencies_done(s, task) for task in waiting)
 
     def _apply(
-        self, s: Session, manager_id: int, task: TaskRow | None, update: wire.TaskUpdate
+        self, s: Session, manager_id: int, task: ReportedTask | None, update: wire.TaskUpdate
     ) -> str:
         if task is None:
             return "unknown-task"
@@ -252,7 +262,7 @@ class UpdateIntake:
             log.info("task %s: %s -> %s", task.id, old, new, extra=ctx)
         return "applied"
 
-    def _outcome_status(self, task: TaskRow, update: wire.TaskUpdate) -> TaskStatus:
+    def _outcome_status(self, task: ReportedTask, update: wire.TaskUpdate) -> TaskStatus:
         """A failure is retried (soft-failed) until the task has failed too often; one that is
         the file's fault is not retried (flamenco.core.faults)."""
         if update.status != TaskStatus.FAILED:
@@ -263,7 +273,7 @@ class UpdateIntake:
         return TaskStatus.FAILED
 
     @staticmethod
-    def _append_log(s: Session, task: TaskRow, update: wire.TaskUpdate) -> None:
+    def _append_log(s: Session, task: ReportedTask, update: wire.TaskUpdate) -> None:
         lines = list(update.log)
         if update.error:
             lines.append(f"ERROR: {update.error}")
