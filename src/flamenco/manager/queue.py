@@ -54,10 +54,17 @@ class TaskQueue:
             warm = jobs.get(warm_job_id) if warm_job_id else None
             if warm is not None and (held := _first(warm.values(), fits)) is not None:
                 return held
-            heads = [_first(tasks.values(), fits) for tasks in jobs.values() if tasks is not warm]
-            candidates = [held for held in heads if held is not None]
-            if candidates:
-                return min(candidates, key=lambda held: held.seq)
+            # The first fit leased, over the jobs: a job whose first task came after that
+            # fit cannot hold an earlier one, so jobs are asked in the order of their first
+            # task, and only until then (not every job's head on every assignment).
+            best: HeldTask | None = None
+            for tasks in sorted(jobs.values(), key=_first_seq):
+                if best is not None and _first_seq(tasks) > best.seq:
+                    break
+                if tasks is not warm and (held := _first(tasks.values(), fits)) is not None:
+                    best = held if best is None or held.seq < best.seq else best
+            if best is not None:
+                return best
         return None
 
     def unwanted(self, anyone_may: Anyone) -> list[HeldTask]:
@@ -77,3 +84,7 @@ class TaskQueue:
 
 def _first(tasks: Iterable[HeldTask], fits: Fits) -> HeldTask | None:
     return next((held for held in islice(tasks, PICK_SCAN) if fits(held)), None)
+
+
+def _first_seq(tasks: dict[str, HeldTask]) -> int:
+    return next(iter(tasks.values())).seq
