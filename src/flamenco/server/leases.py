@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from anyio import to_thread
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import Text, cast, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session, load_only, sessionmaker
 
@@ -25,43 +25,35 @@ from flamenco.server.doorbell import Doorbell
 from flamenco.server.events import EventBus
 from flamenco.server.hangs import take_back
 from flamenco.server.job_dependencies import awaited_artifacts, video_frames
+from flamenco.server.lease_queries import (
+    CANDIDATES,
+    EXPIRED,
+    HELD_TASK_STATUSES,
+    LEASABLE_JOBS,
+    LEASED_TO_MANAGER,
+    NEXT_EXPIRY,
+)
 from flamenco.server.manager_views import ManagerViews
-from flamenco.server.models import JobRow, JobSite, ManagerRow, TaskRow
+from flamenco.server.models import JobRow, ManagerRow, TaskRow
 from flamenco.server.rechunk import plan_guard
 from flamenco.server.records import blocked_workers, dependencies_done, failed_by
+from flamenco.server.rosters import Roster, Rosters
 from flamenco.server.transitions import lease_tasks, release_task
 from flamenco.server.update_intake import UpdateIntake
 
 log = logging.getLogger("flamenco.server.leases")
 
-LEASABLE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.ACTIVE)
-HELD_TASK_STATUSES = (TaskStatus.LEASED, TaskStatus.ACTIVE)
 SCAN_LIMIT = 500  # candidate tasks looked at per lease request
 PAGE_SLACK = 4  # candidates read beyond those wanted, for the ones that do not fit
 EXPIRY_MARGIN_S = 0.05
 SYNC_MANAGER_COLUMNS = (ManagerRow.id, ManagerRow.name, ManagerRow.worker_states)  # not workers
-HELD_COLUMNS = (
+PROGRESS_COLUMNS = (
     TaskRow.id,
     TaskRow.job_id,
     TaskRow.manager_id,
     TaskRow.status,
     TaskRow.progress,
     TaskRow.activity,
-    TaskRow.lease_expires,
-)
-# What leasing reads of a candidate task: plain rows, no ORM object each (its cost was a
-# third of a busy farm's syncs); they are leased in one statement (`transitions.lease_tasks`).
-CANDIDATE_COLUMNS = (
-    TaskRow.id,
-    TaskRow.job_id,
-    TaskRow.index,
-    TaskRow.status,
-    TaskRow.type,
-    TaskRow.name,
-    TaskRow.frames,
-    TaskRow.command,
-    TaskRow.requirements,
-    TaskRow.depends_on,
 )
 RENEW_AFTER = 0.25  # a lease is extended once this fraction of the lease timeout has passed
 
@@ -110,6 +102,7 @@ class LeaseService(UpdateIntake, ManagerViews):
         bell: Doorbell | None = None,
     ) -> None:
         self.bell = bell or Doorbell()
+        self.rosters = Rosters()  # each Manager's Workers, parsed once, not at every sync
         self._told: dict[int, tuple[Any, ...]] = {}  # manager id -> _news of its last reply
         self.max_failed_tasks = max_failed_tasks
         self.events = events or EventBus()
@@ -181,11 +174,10 @@ class LeaseService(UpdateIntake, ManagerViews):
         """Look at what there is for the Manager; with `record`, also store what it reports."""
         with plan_guard(self.sessions), self.sessions.begin() as s:
             expired = self.expire_leases(s)
-            row, reported = self._manager(s, manager_id, req, record)
+            row, roster = self._manager(s, manager_id, req, record)
             progress = req.progress if record else []
             renewal = self._renew(s, manager_id, req.held, progress)
-            workers = [w for w in reported if w.status in wire.WORKING_STATUSES]
-            leases = self._lease(s, row, req.want, workers)
+            leases = self._lease(s, row, req.want, roster)
             # After leasing: what this site hands back is not leased to it again at once.
             handed = take_back(s, manager_id, req.handed_back) if record else []
             jobs = {lease.job_id for lease in leases} | renewal.jobs
@@ -209,32 +201,29 @@ class LeaseService(UpdateIntake, ManagerViews):
         )
         return Synced(reply, next_expiry)
 
-    @staticmethod
     def _manager(
-        s: Session, manager_id: int, req: wire.ManagerSync, record: bool
-    ) -> tuple[ManagerRow, list[wire.WorkerSummary]]:
-        """The Manager's row and its Workers: with `record`, those of the request, stored
-        (the stored list is not read); else the latest stored, which an ordinary sync may
-        have sent while this one was held."""
-        stores = record and req.workers is not None
-        columns = SYNC_MANAGER_COLUMNS if stores else (*SYNC_MANAGER_COLUMNS, ManagerRow.workers)
-        row = s.get(ManagerRow, manager_id, options=[load_only(*columns)])
-        assert row is not None
-        if stores:
-            assert req.workers is not None
+        self, s: Session, manager_id: int, req: wire.ManagerSync, record: bool
+    ) -> tuple[Any, Roster]:
+        """The Manager's row (id, name, worker_states) and its Workers: with `record`, those
+        of the request, stored; else the latest stored, which an ordinary sync may have sent
+        while this one was held (read as text: decoded only when it changed, see Rosters)."""
+        if record and req.workers is not None:
+            row = s.get(ManagerRow, manager_id, options=[load_only(*SYNC_MANAGER_COLUMNS)])
+            assert row is not None
             for problem in req.dropped_workers:  # the sync goes on with the Manager's others
                 log.warning("Manager %s: a Worker's row was left out: %s", row.name, problem)
-            row.workers = [w.model_dump(mode="json") for w in req.workers]
-            return row, req.workers
-        return row, wire.worker_summaries(row.workers)[0]
+            roster = self.rosters.reported(manager_id, req.workers)
+            row.workers = roster.stored
+            return row, roster
+        stored = cast(ManagerRow.workers, Text).label("workers")
+        found = s.execute(
+            select(*SYNC_MANAGER_COLUMNS, stored).where(ManagerRow.id == manager_id)
+        ).one()
+        return found, self.rosters.stored(manager_id, found.workers)
 
     def expire_leases(self, s: Session) -> int:
         """Tasks whose Manager stayed silent past the lease timeout go back to the queue."""
-        expired = s.scalars(
-            select(TaskRow).where(
-                TaskRow.status.in_(HELD_TASK_STATUSES), TaskRow.lease_expires < utcnow()
-            )
-        ).all()
+        expired = s.scalars(EXPIRED, {"now": utcnow()}).all()
         for task in expired:
             log.warning(
                 "task %s: lease of manager %s expired",
@@ -248,67 +237,76 @@ class LeaseService(UpdateIntake, ManagerViews):
     @staticmethod
     def _next_expiry(s: Session) -> datetime | None:
         """When the next lease expires, if nobody renews it."""
-        return s.scalar(
-            select(func.min(TaskRow.lease_expires)).where(TaskRow.status.in_(HELD_TASK_STATUSES))
-        )
+        return s.scalar(NEXT_EXPIRY)
 
     def _renew(
         self, s: Session, manager_id: int, held: list[str], progress: list[wire.Progress]
     ) -> Renewal:
         """Extend the leases the Manager still holds and store their volatile progress.
 
-        Only the columns needed are read, and each change is one statement for all tasks. A
-        busy Manager syncs several times a second: a lease is written again only once a
+        A busy Manager holds a thousand tasks and syncs several times a second: what the
+        Server has leased to it is read through the status index (looking its held ids up
+        one by one cost a sync a millisecond), and a lease is written again only once a
         quarter of its timeout has passed, not at every sync.
         """
-        ids = set(held) | {p.task_id for p in progress}
-        if not ids:
-            return Renewal([], [], set())
-        rows = {
-            r.id: r
-            for r in s.execute(
-                select(*HELD_COLUMNS, JobRow.status.label("job_status"))
-                .join(JobRow, JobRow.id == TaskRow.job_id)
-                .where(TaskRow.id.in_(ids))
-            )
-        }
-        mine = {i for i, r in rows.items() if _held_by(r, manager_id)}
-        renewed = {i for i in held if i in mine and rows[i].job_status in LEASABLE_JOB_STATUSES}
+        if not held:
+            return Renewal([], self._store_progress(s, manager_id, progress), set())
         expires = utcnow() + self.lease_timeout
         due_before = expires - self.lease_timeout * RENEW_AFTER
-        due = [i for i in renewed if (rows[i].lease_expires or due_before) <= due_before]
+        values = {"manager_id": manager_id, "due_before": due_before}
+        leased = {row.id: row for row in s.execute(LEASED_TO_MANAGER, values)}
+        renewed = [i for i in held if i in leased]
+        revoked = [i for i in held if i not in leased]
+        due = [i for i in renewed if leased[i].due]
         if due:
             s.execute(
                 sql_update(TaskRow).where(TaskRow.id.in_(due)).values(lease_expires=expires),
                 execution_options={"synchronize_session": False},
             )
-        moved = [p for p in progress if p.task_id in mine and _moved(rows[p.task_id], p)]
+        jobs = {leased[i].job_id for i in renewed}
+        if revoked:  # their jobs' blocklists are still told, as long as the tasks exist
+            jobs.update(s.scalars(select(TaskRow.job_id).where(TaskRow.id.in_(set(revoked)))))
+        return Renewal(revoked, self._store_progress(s, manager_id, progress), jobs)
+
+    @staticmethod
+    def _store_progress(
+        s: Session, manager_id: int, progress: list[wire.Progress]
+    ) -> list[tuple[str, str]]:
+        """Store the progress of the tasks the Manager holds; (job, task) of those it moved."""
+        if not progress:
+            return []
+        rows = {
+            r.id: r
+            for r in s.execute(
+                select(*PROGRESS_COLUMNS).where(TaskRow.id.in_({p.task_id for p in progress}))
+            )
+        }
+        moved = [
+            p
+            for p in progress
+            if p.task_id in rows
+            and _held_by(rows[p.task_id], manager_id)
+            and _moved(rows[p.task_id], p)
+        ]
         if moved:
             s.execute(
                 sql_update(TaskRow),
                 [{"id": p.task_id, "progress": p.progress, "activity": p.activity} for p in moved],
             )
-        return Renewal(
-            revoked=[i for i in held if i not in renewed],
-            moved=[(rows[p.task_id].job_id, p.task_id) for p in moved],
-            jobs={rows[i].job_id for i in held if i in rows},
-        )
+        return [(rows[p.task_id].job_id, p.task_id) for p in moved]
 
-    def _lease(
-        self, s: Session, manager: ManagerRow, want: int, workers: list[wire.WorkerSummary]
-    ) -> list[wire.Lease]:
+    def _lease(self, s: Session, manager: Any, want: int, roster: Roster) -> list[wire.Lease]:
         """Up to `want` runnable tasks that this Manager's Workers may run: by job priority,
         then age, then task order. Candidates are read a few at a time, job by job: reading
         a whole queue's rows (JSON columns and all) cost tens of milliseconds a sync."""
-        if want <= 0 or not workers:
+        if want <= 0 or not roster.capable:
             return []
-        capable = {w.name: w.capabilities() for w in workers}
         expires = utcnow() + self.lease_timeout
         granted: list[tuple[Any, JobRow]] = []
         scanned = 0
         for job_id in self._leasable_jobs(s, manager.name):
             blocked = blocked_workers(s, {job_id}, self.blocklist_threshold, manager.id)
-            allowed = [cap for name, cap in capable.items() if name not in blocked.get(job_id, ())]
+            allowed = roster.allowed(blocked.get(job_id, set()))
             if not allowed:
                 continue  # every Worker of this Manager failed this job too often
             job = s.get(JobRow, job_id)
@@ -334,25 +332,10 @@ class LeaseService(UpdateIntake, ManagerViews):
             for task, job in granted
         ]
 
-    def _leasable_jobs(self, s: Session, site: str) -> list[str]:
+    @staticmethod
+    def _leasable_jobs(s: Session, site: str) -> list[str]:
         """Jobs with runnable tasks that may run on this site, in the order they lease."""
-        runnable = (
-            select(TaskRow.id)
-            .where(TaskRow.job_id == JobRow.id, TaskRow.status.in_(RUNNABLE_TASK_STATUSES))
-            .exists()
-        )
-        return list(
-            s.scalars(
-                select(JobRow.id)
-                .where(
-                    JobRow.status.in_(LEASABLE_JOB_STATUSES),
-                    JobRow.waits_for_jobs.is_(False),  # submit --after: kept by the status door
-                    self._allowed_on(site),
-                    runnable,
-                )
-                .order_by(JobRow.priority.desc(), JobRow.created, JobRow.id)
-            )
-        )
+        return list(s.scalars(LEASABLE_JOBS, {"site": site}))
 
     @staticmethod
     def _candidates(s: Session, job_id: str, wanted: int) -> Iterator[Any]:
@@ -365,13 +348,7 @@ class LeaseService(UpdateIntake, ManagerViews):
                 task
                 for status in RUNNABLE_TASK_STATUSES
                 for task in s.execute(
-                    select(*CANDIDATE_COLUMNS)
-                    .where(
-                        TaskRow.job_id == job_id, TaskRow.status == status, TaskRow.index > after
-                    )
-                    .order_by(TaskRow.index)
-                    .limit(size)
-                    .with_for_update(skip_locked=True)
+                    CANDIDATES, {"job_id": job_id, "status": status, "after": after, "size": size}
                 )
             ]
             page = sorted(found, key=lambda task: task.index)[:size]
@@ -396,7 +373,9 @@ class LeaseService(UpdateIntake, ManagerViews):
         failed_by: list[str],
         files: dict[str, dict[str, str]],
     ) -> wire.Lease:
-        return wire.Lease(
+        # Not validated again: every value was validated when the job was submitted, and
+        # validating each lease cost a busy sync a tenth of its time.
+        return wire.Lease.model_construct(
             task_id=task.id,
             job_id=job.id,
             job_name=job.name,
@@ -410,12 +389,6 @@ class LeaseService(UpdateIntake, ManagerViews):
             requirements=task.requirements,
             failed_by=failed_by,
         )
-
-    @staticmethod
-    def _allowed_on(site: str) -> ColumnElement[bool]:
-        """Jobs without a site list run anywhere; the others only on the sites they name."""
-        sites = select(JobSite.site).where(JobSite.job_id == JobRow.id)
-        return or_(~sites.exists(), sites.where(JobSite.site == site).exists())
 
     @staticmethod
     def _files_for(
