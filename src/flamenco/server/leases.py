@@ -177,11 +177,12 @@ class LeaseService(UpdateIntake, ManagerViews):
             row, roster = self._manager(s, manager_id, req, record)
             progress = req.progress if record else []
             renewal = self._renew(s, manager_id, req.held, progress)
-            leases = self._lease(s, row, req.want, roster)
+            blocked: dict[str, set[str]] = {}  # job -> Workers kept off it, as read so far
+            leases = self._lease(s, row, req.want, roster, blocked)
             # After leasing: what this site hands back is not leased to it again at once.
             handed = take_back(s, manager_id, req.handed_back) if record else []
             jobs = {lease.job_id for lease in leases} | renewal.jobs
-            blocked = blocked_workers(s, jobs, self.blocklist_threshold, manager_id)
+            blocklist = self._blocklist(s, manager_id, jobs, blocked)
             states = dict(row.worker_states)
             waits = req.want and req.wait_s and not leases and not renewal.revoked
             next_expiry = self._next_expiry(s) if waits else None
@@ -196,7 +197,7 @@ class LeaseService(UpdateIntake, ManagerViews):
             leases=leases,
             revoked=renewal.revoked,
             next_sync_s=self.sync_interval_s,
-            blocklist={job: sorted(names) for job, names in blocked.items()},
+            blocklist=blocklist,
             worker_states=states,
         )
         return Synced(reply, next_expiry)
@@ -295,18 +296,22 @@ class LeaseService(UpdateIntake, ManagerViews):
             )
         return [(rows[p.task_id].job_id, p.task_id) for p in moved]
 
-    def _lease(self, s: Session, manager: Any, want: int, roster: Roster) -> list[wire.Lease]:
+    def _lease(
+        self, s: Session, manager: Any, want: int, roster: Roster, blocked: dict[str, set[str]]
+    ) -> list[wire.Lease]:
         """Up to `want` runnable tasks that this Manager's Workers may run: by job priority,
         then age, then task order. Candidates are read a few at a time, job by job: reading
-        a whole queue's rows (JSON columns and all) cost tens of milliseconds a sync."""
+        a whole queue's rows (JSON columns and all) cost tens of milliseconds a sync.
+        `blocked` gets the Workers kept off each job looked at, for the reply's blocklist."""
         if want <= 0 or not roster.capable:
             return []
         expires = utcnow() + self.lease_timeout
         granted: list[tuple[Any, JobRow]] = []
         scanned = 0
         for job_id in self._leasable_jobs(s, manager.name):
-            blocked = blocked_workers(s, {job_id}, self.blocklist_threshold, manager.id)
-            allowed = roster.allowed(blocked.get(job_id, set()))
+            kept_off = blocked_workers(s, {job_id}, self.blocklist_threshold, manager.id)
+            blocked[job_id] = kept_off.get(job_id, set())
+            allowed = roster.allowed(blocked[job_id])
             if not allowed:
                 continue  # every Worker of this Manager failed this job too often
             job = s.get(JobRow, job_id)
@@ -331,6 +336,16 @@ class LeaseService(UpdateIntake, ManagerViews):
             self._lease_of(s, task, job, expires, failed.get(task.id, []), files)
             for task, job in granted
         ]
+
+    def _blocklist(
+        self, s: Session, manager_id: int, jobs: set[str], blocked: dict[str, set[str]]
+    ) -> dict[str, list[str]]:
+        """The Workers of this Manager kept off each of these jobs that keeps any off; the
+        jobs leasing looked at are not read again (`blocked`, see _lease)."""
+        unread = jobs - blocked.keys()
+        blocked.update({job: set() for job in unread})
+        blocked.update(blocked_workers(s, unread, self.blocklist_threshold, manager_id))
+        return {job: sorted(blocked[job]) for job in jobs if blocked[job]}
 
     @staticmethod
     def _leasable_jobs(s: Session, site: str) -> list[str]:
