@@ -164,6 +164,12 @@ class Outbox:
         self._write_pending()
         return self.db.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
 
+    def _remove_head(self, last: int) -> None:
+        """Remove the items at the head up to `last`: a batch taken (one statement)."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM outbox WHERE seq <= ?", (last,))
+
     def _remove(self, seqs: list[int]) -> None:
         with self.db:  # one transaction for the whole batch
             self.db.execute("BEGIN")
@@ -219,7 +225,7 @@ class Outbox:
                     sending = send_updates(updates)
             refusal = await self._refusal(sending, batch)
             if refusal is None:
-                self._remove([row[0] for row in batch])
+                self._remove_head(batch[-1][0])
                 delivered += len(batch)
             elif len(batch) > 1:
                 self._one_by_one_to = batch[-1][0]
