@@ -183,12 +183,13 @@ class UpdateIntake:
         if not task_ids:
             return {}
         id_column = REPORTED_COLUMNS[0]
-        rows = s.connection().execute(
+        statement = (
             select(*REPORTED_COLUMNS)
             .where(id_column.in_(task_ids))
             .order_by(id_column)
             .with_for_update()
         )
+        rows = s.connection().execute(statement).all()  # one fetchall, not a fetchone a row
         return {row.id: ReportedTask(*row) for row in rows}
 
     def _fail_job_now(self, s: Session, tasks: dict[str, ReportedTask], job_id: str) -> None:
