@@ -38,7 +38,7 @@ CANDIDATES = (
     select(*CANDIDATE_COLUMNS)
     .where(
         TaskRow.job_id == bindparam("job_id"),
-        TaskRow.status == bindparam("status"),
+        TaskRow.status == bindparam("in_status"),  # not "status": that key reads as a write
         TaskRow.index > bindparam("after"),
     )
     .order_by(TaskRow.index)

@@ -363,7 +363,8 @@ class LeaseService(UpdateIntake, ManagerViews):
                 task
                 for status in RUNNABLE_TASK_STATUSES
                 for task in s.execute(
-                    CANDIDATES, {"job_id": job_id, "status": status, "after": after, "size": size}
+                    CANDIDATES,
+                    {"job_id": job_id, "in_status": status, "after": after, "size": size},
                 )
             ]
             page = sorted(found, key=lambda task: task.index)[:size]
