@@ -255,16 +255,18 @@ class LeaseService(UpdateIntake, ManagerViews):
         expires = utcnow() + self.lease_timeout
         due_before = expires - self.lease_timeout * RENEW_AFTER
         values = {"manager_id": manager_id, "due_before": due_before}
-        leased = {row.id: row for row in s.execute(LEASED_TO_MANAGER, values)}
+        s.flush()  # leases expired just now are not held any more; then plain rows, no ORM
+        rows = s.connection().execute(LEASED_TO_MANAGER, values).all()
+        leased = {task_id: (job_id, due) for task_id, job_id, due in rows}
         renewed = [i for i in held if i in leased]
         revoked = [i for i in held if i not in leased]
-        due = [i for i in renewed if leased[i].due]
+        due = [i for i in renewed if leased[i][1]]
         if due:
             s.execute(
                 sql_update(TaskRow).where(TaskRow.id.in_(due)).values(lease_expires=expires),
                 execution_options={"synchronize_session": False},
             )
-        jobs = {leased[i].job_id for i in renewed}
+        jobs = {leased[i][0] for i in renewed}
         if revoked:  # their jobs' blocklists are still told, as long as the tasks exist
             jobs.update(s.scalars(select(TaskRow.job_id).where(TaskRow.id.in_(set(revoked)))))
         return Renewal(revoked, self._store_progress(s, manager_id, progress), jobs)
