@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import case, delete, event, func, or_, select
+from sqlalchemy import bindparam, case, delete, event, func, or_, select
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from flamenco.core.compiler import preview_frame_path
@@ -178,15 +178,19 @@ def _announce_after_commit(s: Session, job_id: str) -> None:
     changed.add(job_id)
 
 
+# Built once: a busy Manager's syncs read it for each job they lease from.
+_AWAITED_ARTIFACTS = (
+    select(JobArtifact.name, JobArtifact.sha256)
+    .join(JobDependency, JobDependency.after_job_id == JobArtifact.job_id)
+    .where(JobDependency.job_id == bindparam("job_id"))
+    .order_by(JobArtifact.created, JobArtifact.id)
+)
+
+
 def awaited_artifacts(s: Session, job_id: str) -> dict[str, str]:
     """The artifacts of the jobs `job_id` waits for: name in the job's folder -> blob. Of two
     with one name, the one stored last."""
-    rows = s.execute(
-        select(JobArtifact.name, JobArtifact.sha256)
-        .join(JobDependency, JobDependency.after_job_id == JobArtifact.job_id)
-        .where(JobDependency.job_id == job_id)
-        .order_by(JobArtifact.created, JobArtifact.id)
-    ).all()
+    rows = s.execute(_AWAITED_ARTIFACTS, {"job_id": job_id}).all()
     return {name: sha256 for name, sha256 in rows}
 
 

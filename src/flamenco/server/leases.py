@@ -360,11 +360,12 @@ class LeaseService(UpdateIntake, ManagerViews):
         leasing right now are skipped on PostgreSQL). Each status is read in index order
         (ix_tasks_job_status_index): a page costs its own rows, not the job's."""
         after, size = -1, wanted + PAGE_SLACK
+        s.flush()  # what this sync changed so far is seen; then plain rows, no ORM loading
         while True:
             found = [
                 task
                 for status in RUNNABLE_TASK_STATUSES
-                for task in s.execute(
+                for task in s.connection().execute(
                     CANDIDATES,
                     {"job_id": job_id, "in_status": status, "after": after, "size": size},
                 )
