@@ -382,8 +382,9 @@ class ManagerService(ServerSide, JobFiles):
             woken = waiter.done() and not waiter.cancelled() and waiter.exception() is None
             if woken:
                 self._promised -= 1  # this one looks now (or is gone)
-            else:
-                self._waiters.remove(waiter)
+            else:  # unless _notify_work passed it over already (see there)
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
         return woken
 
     def _notify_work(self, count: int = 1) -> None:
@@ -394,9 +395,13 @@ class ManagerService(ServerSide, JobFiles):
 
         A woken Worker that cannot take the task passes the turn on (see worker_sync).
         """
-        for _ in range(min(count, len(self._waiters))):
-            self._waiters.popleft().set_result(None)
+        while count > 0 and self._waiters:
+            waiter = self._waiters.popleft()
+            if waiter.done():
+                continue  # its wait ended a moment ago (ran out, or the request went away)
+            waiter.set_result(None)
             self._promised += 1
+            count -= 1
 
     def _want_more(self) -> None:
         if self.want() > 0:
