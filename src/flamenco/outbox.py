@@ -88,7 +88,6 @@ MIGRATIONS: list[StoreMigration] = [
 
 
 SendUpdates = Callable[[list[wire.TaskUpdate]], Awaitable[None]]
-# The updates as queued: each one's JSON text (wire.TaskUpdate), to go on as they are.
 SendUpdateTexts = Callable[[list[str]], Awaitable[None]]
 SendFrame = Callable[[FrameItem], Awaitable[None]]
 Row = tuple[int, str, str]  # seq, kind, payload
@@ -217,12 +216,12 @@ class Outbox:
                     break
                 if seq <= self._one_by_one_to:
                     batch = batch[:1]
+                texts = [row[2] for row in batch]
                 if send_update_texts is not None:
-                    sending = send_update_texts([row[2] for row in batch])
+                    sending = send_update_texts(texts)
                 else:
                     assert send_updates is not None, "flush needs a sender for updates"
-                    updates = [wire.TaskUpdate.model_validate_json(row[2]) for row in batch]
-                    sending = send_updates(updates)
+                    sending = send_updates([wire.TaskUpdate.model_validate_json(t) for t in texts])
             refusal = await self._refusal(sending, batch)
             if refusal is None:
                 self._remove_head(batch[-1][0])
