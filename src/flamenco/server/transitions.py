@@ -12,6 +12,7 @@ checks the source).
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from collections import Counter
@@ -21,7 +22,7 @@ from datetime import datetime
 from operator import attrgetter
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Dialect, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from flamenco.core.job_types.blender_render import RenderChunk
@@ -35,6 +36,7 @@ from flamenco.core.states import (
     job_status_from_tasks,
 )
 from flamenco.db import utcnow
+from flamenco.server.driver_rows import DriverRows
 from flamenco.server.job_dependencies import job_status_changed
 from flamenco.server.models import JobRow, TaskRow
 from flamenco.server.notifications import queue_job_end
@@ -101,7 +103,6 @@ def write_reported_tasks(s: Session, tasks: Iterable[ReportedTask]) -> None:
     columns (a busy batch has two: started and completed tasks), each row only where its
     status is still the one read; a row that moved meanwhile raises `TasksMoved`."""
     by_changed: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    now_utc = utcnow()  # each row's `updated`, given instead of computed by its onupdate
     for task in tasks:
         now = _reported_values(task)
         changed = tuple(
@@ -112,19 +113,29 @@ def write_reported_tasks(s: Session, tasks: Iterable[ReportedTask]) -> None:
         if not changed:
             continue
         row = {name: getattr(task, name) for name in changed}
-        row["updated"], row["read_id"] = now_utc, task.id
-        row["read_status"] = task.stored[_STATUS_AT]
+        row["read_id"], row["read_status"] = task.id, task.stored[_STATUS_AT]
         by_changed.setdefault(changed, []).append(row)
         task.stored = now
-    table = TaskRow.__table__
     connection = s.connection()
-    for rows in by_changed.values():
-        # The columns set are the keys of the rows that name one.
-        statement = table.update().where(
-            table.c.id == bindparam("read_id"), table.c.status == bindparam("read_status")
-        )
-        if connection.execute(statement, rows).rowcount != len(rows):
+    for changed, rows in by_changed.items():
+        statement = _reported_update(connection.dialect, changed)
+        updated = statement.bind("updated", utcnow())  # converted once for all the rows
+        for row in rows:
+            row["updated"] = updated
+        if statement.execute(connection, rows) != len(rows):
             raise TasksMoved("a reported task's status changed since it was read")
+
+
+@functools.lru_cache(maxsize=64)
+def _reported_update(dialect: Dialect, changed: tuple[str, ...]) -> DriverRows:
+    """The UPDATE of `write_reported_tasks` for one set of changed columns, `updated` with
+    them (the model's onupdate, which the driver would not compute)."""
+    table = TaskRow.__table__
+    statement = table.update().where(
+        table.c.id == bindparam("read_id"), table.c.status == bindparam("read_status")
+    )
+    keys = (*changed, "updated", "read_id", "read_status")
+    return DriverRows(statement, dialect, keys, bound=("updated",))
 
 
 def _move_task(task: MovableTask, new: TaskStatus) -> None:

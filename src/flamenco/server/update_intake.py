@@ -4,11 +4,12 @@ touched brought to the status their tasks imply, and waiting syncs woken."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import String, cast, select
+from sqlalchemy import Dialect, String, cast, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,6 +26,7 @@ from flamenco.db import utcnow
 from flamenco.errors import Unavailable
 from flamenco.server import transitions
 from flamenco.server.doorbell import Doorbell
+from flamenco.server.driver_rows import DriverRows
 from flamenco.server.events import EventBus
 from flamenco.server.hangs import record_error
 from flamenco.server.job_dependencies import frees_jobs
@@ -46,6 +48,13 @@ log = logging.getLogger("flamenco.server.update_intake")
 RINGING_STATUSES = {TaskStatus.QUEUED, TaskStatus.SOFT_FAILED, TaskStatus.FAILED}
 LOG_TAIL_CHARS = 4000
 BATCH_ATTEMPTS = 3
+
+
+@functools.lru_cache(maxsize=8)
+def _record_insert(dialect: Dialect) -> DriverRows:
+    """The INSERT of a batch's records of its updates (`AppliedUpdate`), every column given."""
+    keys = ("update_id", "task_id", "outcome", "status", "worker", "manager_id", "received")
+    return DriverRows(insert(AppliedUpdate.__table__), dialect, keys)
 
 
 @dataclass
@@ -143,7 +152,8 @@ class UpdateIntake:
                     batch.moved(task)
             write_reported_tasks(s, tasks.values())
             if records:
-                s.connection().execute(AppliedUpdate.__table__.insert(), records)
+                connection = s.connection()
+                _record_insert(connection.dialect).execute(connection, records)
             record_job_starts(s, starts)
             rechunk_completed_jobs(s, batch.entered)  # --chunk auto: sized by time
             self._refresh_jobs(s, batch.entered)
