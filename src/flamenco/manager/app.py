@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import gc
 import hmac
 import logging
 import time
@@ -49,13 +48,6 @@ UPLOAD_ROUTES = (
     ("PUT", "/api/v1/worker/tasks/{task_id}/artifacts/{name:path}"),
 )
 UPLOAD_LIMIT = 50 * 1024**3  # a frame or a preview video; the Server has the farm's own limit
-# The cyclic garbage collector's thresholds while the Manager serves. Python's (700, 10, 10)
-# collect the young objects every 700 allocations; a busy Manager makes some 70,000 a second,
-# nearly all freed by their reference counts within a request, but each collection came too
-# soon for that and moved the survivors on to older generations, whose collections (5 ms and
-# 30 ms each, over its held leases) took about a fifth of its CPU. Rarer young collections
-# find those objects gone; cycles wait a little longer to be freed.
-GC_THRESHOLDS = (50_000, 20, 20)
 
 
 @dataclass
@@ -127,8 +119,6 @@ AnyWorker = Annotated[WorkerState, Depends(current_worker)]
 def create_manager_app(manager: Manager) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        thresholds = gc.get_threshold()
-        gc.set_threshold(*GC_THRESHOLDS)
         stop = asyncio.Event()
         link_task = asyncio.create_task(manager.link.run(stop))
         sweeping = asyncio.create_task(sweep_partials(manager.service.blobs, stop))
@@ -142,7 +132,6 @@ def create_manager_app(manager: Manager) -> FastAPI:
         await manager.service.server.close()
         manager.service.store.close()
         manager.service.outbox.close()
-        gc.set_threshold(*thresholds)
 
     limit_for = RouteLimits(UPLOAD_ROUTES, UPLOAD_LIMIT)
     meters = manager.link.meters

@@ -16,6 +16,18 @@ from typing import Any
 
 from sqlalchemy import Connection, Dialect
 from sqlalchemy.sql.expression import ClauseElement
+from sqlalchemy.types import TypeEngine
+
+
+def bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
+    """How the column type `type_` converts a value for `dialect`'s driver (None: as it is)."""
+    return type_.dialect_impl(dialect).bind_processor(dialect)
+
+
+def driver_value(type_: TypeEngine[Any], value: Any, dialect: Dialect) -> Any:
+    """`value` as the column type hands it to the driver (a timestamp's UTC text on SQLite)."""
+    process = bind_processor(type_, dialect)
+    return value if process is None else process(value)
 
 
 class DriverRows:
@@ -38,7 +50,7 @@ class DriverRows:
         self.sql = compiled.string
         self._processors: dict[str, Callable[[Any], Any]] = {}
         for name, bind in compiled.binds.items():
-            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            process = bind_processor(bind.type, dialect)
             if process is not None:
                 self._processors[name] = process
         self._converted = {name: self._processors.pop(name, None) for name in bound}

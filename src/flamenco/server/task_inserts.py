@@ -23,12 +23,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Column, Connection, Dialect, insert
+from sqlalchemy import Connection, Dialect, insert
 from sqlalchemy.orm import Session
 
 from flamenco.core.compiler import TaskSpec
 from flamenco.core.states import TaskStatus
 from flamenco.db import utcnow
+from flamenco.server.driver_rows import driver_value
 from flamenco.server.models import TaskRow
 
 INSERT_BATCH = 5000  # rows per executemany: big enough to amortise, small enough for memory
@@ -52,7 +53,8 @@ def insert_tasks(s: Session, job_id: str, specs: Sequence[TaskSpec]) -> list[str
     constant = _model_defaults(conn.dialect) | {
         "job_id": job_id,
         "status": TaskStatus.QUEUED.value,
-        "updated": _bound(_TASKS.c.updated, utcnow(), conn.dialect),  # the tasks' creation
+        # The tasks' creation.
+        "updated": driver_value(_TASKS.c.updated.type, utcnow(), conn.dialect),
     }
     ids = [secrets.token_hex(8) for _ in specs]
     rows: list[Any] = [
@@ -108,11 +110,5 @@ def _model_defaults(dialect: Dialect) -> dict[str, Any]:
         if default is not None and not default.is_scalar and column.name not in _SET_HERE:
             raise TypeError(f"tasks.{column.name} has a computed default: set it here too.")
         scalar = default is not None and default.is_scalar
-        defaults[column.name] = _bound(column, default.arg, dialect) if scalar else None
+        defaults[column.name] = driver_value(column.type, default.arg, dialect) if scalar else None
     return defaults
-
-
-def _bound(column: Column[Any], value: Any, dialect: Dialect) -> Any:
-    """`value` as the column's type hands it to the driver (a timestamp's UTC text on SQLite)."""
-    process = column.type.dialect_impl(dialect).bind_processor(dialect)
-    return value if process is None else process(value)
