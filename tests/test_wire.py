@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+from collections import OrderedDict
+from typing import Any
 
 import pytest
 from pydantic import BaseModel, RootModel, ValidationError
@@ -71,3 +73,25 @@ def test_a_manager_sync_keeps_its_good_worker_rows_and_names_the_bad_ones() -> N
         "Worker 'b': progress: Input should be a valid number",
     ]
     assert wire.ManagerSync(workers=[wire.WorkerSummary(name="d", status="awake")]).workers
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        {"deep": [{"x": float("nan")}]},
+        {"x": [1, "a", None, True, [float("inf")]]},
+        {"ordered": OrderedDict(x=float("-inf"))},  # a dict's subclass is looked inside too
+    ],
+    ids=["nan-deep", "inf-after-plain-values", "inf-in-dict-subclass"],
+)
+def test_a_json_object_given_as_python_values_refuses_what_is_not_finite(
+    command: dict[str, Any],
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        wire.Assignment.model_validate(
+            {"task_id": "t", "job_id": "j", "job_name": "n", "name": "n", "type": "x"}
+            | {"frames": [1], "files": {}, "command": command}
+        )
+    assert [(e["loc"], e["msg"]) for e in refused.value.errors()] == [
+        (("command",), "Input should be a finite number")
+    ]
