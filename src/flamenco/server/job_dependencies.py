@@ -144,20 +144,23 @@ def _done_fraction(s: Session, job_id: str) -> float:
     return completed / total if total else 0.0
 
 
+# Built once: the update intake asks it after every batch that completes tasks.
+_FREED_JOB = (
+    select(JobDependency.job_id)
+    .join(JobRow, JobRow.id == JobDependency.job_id)
+    .where(
+        JobDependency.after_job_id.in_(bindparam("job_ids", expanding=True)),
+        JobRow.status == JobStatus.QUEUED,
+        JobRow.waits_for_jobs.is_(False),
+    )
+    .limit(1)
+)
+
+
 def frees_jobs(s: Session, job_ids: set[str]) -> bool:
     """Whether a job that waited for one of these may now start (to wake waiting syncs)."""
-    return bool(
-        s.scalar(
-            select(func.count())
-            .select_from(JobDependency)
-            .join(JobRow, JobRow.id == JobDependency.job_id)
-            .where(
-                JobDependency.after_job_id.in_(job_ids),
-                JobRow.status == JobStatus.QUEUED,
-                JobRow.waits_for_jobs.is_(False),
-            )
-        )
-    )
+    found = s.connection().execute(_FREED_JOB, {"job_ids": list(job_ids)})
+    return found.first() is not None
 
 
 def _announce_after_commit(s: Session, job_id: str) -> None:

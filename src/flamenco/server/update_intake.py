@@ -63,6 +63,14 @@ _REPORTED_TASKS = (
     .with_for_update()
 )
 
+# Runnable tasks of some jobs that wait for other tasks: job and depends_on, as
+# `dependencies_done` reads them (asked after every batch that completes tasks).
+_WAITING_TASKS = select(TaskRow.job_id, TaskRow.depends_on).where(
+    TaskRow.job_id.in_(bindparam("job_ids", expanding=True)),
+    TaskRow.status.in_(RUNNABLE_TASK_STATUSES),
+    cast(TaskRow.depends_on, String) != "[]",
+)
+
 
 @functools.lru_cache(maxsize=8)
 def _record_insert(dialect: Dialect) -> DriverRows:
@@ -235,14 +243,8 @@ class UpdateIntake:
         with self.sessions() as s:
             if frees_jobs(s, job_ids):
                 return True
-            waiting = s.scalars(
-                select(TaskRow).where(
-                    TaskRow.job_id.in_(job_ids),
-                    TaskRow.status.in_(RUNNABLE_TASK_STATUSES),
-                    cast(TaskRow.depends_on, String) != "[]",
-                )
-            )
-            return any(dependencies_done(s, task) for task in waiting)
+            waiting = s.connection().execute(_WAITING_TASKS, {"job_ids": list(job_ids)})
+            return any(dependencies_done(s, task) for task in waiting.all())
 
     def _apply(
         self, s: Session, manager_id: int, task: ReportedTask | None, update: wire.TaskUpdate
