@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,22 +12,7 @@ from flamenco.config import ManagerSettings
 from flamenco.manager.app import build_manager
 from flamenco.manager.queue import TaskQueue
 from flamenco.manager.store import HeldTask, ManagerStore, WorkerState
-
-
-def held(task_id: str, job_id: str = "j1", priority: int = 50, seq: int = 1) -> HeldTask:
-    lease = wire.Lease(
-        task_id=task_id,
-        job_id=job_id,
-        job_name=job_id,
-        job_priority=priority,
-        type="blender",
-        name=task_id,
-        frames=[1],
-        command={"blend": "scene.blend"},
-        files={"scene.blend": "a" * 64},
-        lease_expires=datetime(2030, 1, 1, tzinfo=UTC),
-    )
-    return HeldTask.from_lease(lease, seq)
+from heldkit import held
 
 
 def queue_of(*tasks: HeldTask) -> TaskQueue:

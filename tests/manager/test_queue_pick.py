@@ -4,29 +4,12 @@ at every job's head would: highest priority, the warm job, else the fit leased f
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
 
 import pytest
 
-from flamenco import wire
 from flamenco.manager.queue import TaskQueue
 from flamenco.manager.store import HeldTask
-
-
-def held(task_id: str, job_id: str, priority: int, seq: int) -> HeldTask:
-    lease = wire.Lease(
-        task_id=task_id,
-        job_id=job_id,
-        job_name=job_id,
-        job_priority=priority,
-        type="blender",
-        name=task_id,
-        frames=[1],
-        command={},
-        files={},
-        lease_expires=datetime(2030, 1, 1, tzinfo=UTC),
-    )
-    return HeldTask.from_lease(lease, seq)
+from heldkit import held
 
 
 def every_head(queued: list[HeldTask], fits: set[str], warm: str | None) -> HeldTask | None:
