@@ -11,7 +11,6 @@ before. The hash is checked over the whole file once it is complete.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,38 +27,6 @@ from flamenco.errors import BadRequest, Conflict, RangeNotSatisfiable
 
 log = logging.getLogger("flamenco.transfers")
 SWEEP_INTERVAL_S = 3600.0
-
-
-class UploadTurns:
-    """One upload at a time of one blob by one uploader. Their kept bytes are one partial
-    file (`BlobStore.partial_path`), so two at once (two submissions by one user that share a
-    texture, both told it is missing) would write into each other's file, or truncate it while
-    the other puts it into place: a hash mismatch, or a file gone. The second waits for the
-    first; then, if the blob is complete, it has nothing left to store."""
-
-    def __init__(self) -> None:
-        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def turn(self, sha256: str, uploader: str) -> AsyncIterator[None]:
-        key = (sha256, uploader)
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]  # nobody else waits: no lock kept per blob ever sent
-            else:
-                self._locks[key] = (lock, users - 1)
-
-
-async def drain(request: Request) -> None:
-    """Read the request's body to its end, keeping none of it."""
-    async for _ in request.stream():
-        pass
 
 
 def serve_blob(path: Path, request: Request) -> tuple[FileResponse, int]:

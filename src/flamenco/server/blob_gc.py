@@ -70,12 +70,6 @@ class BlobCollector:
         await self.store.put_stream(chunks, expected=sha256)
         return self.store.size(sha256)
 
-    async def already_stored(self, sha256: str) -> int:
-        """An upload of a blob that is already here: claimed like a new one (a delete deciding
-        meanwhile keeps it); its size."""
-        await asyncio.to_thread(self.claim, [sha256])
-        return self.store.size(sha256)
-
     async def upload_completed(self, sha256: str, uploader: str) -> int:
         """Put a resumed upload, now complete, into place (hash-checked); return its size."""
         await asyncio.to_thread(self.claim, [sha256])

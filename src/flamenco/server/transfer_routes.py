@@ -13,15 +13,7 @@ from fastapi.responses import FileResponse, Response
 from flamenco import wire
 from flamenco.apidoc import STREAMED_BODY, body_answer, error_answers
 from flamenco.errors import NotFound
-from flamenco.resumable import (
-    Incomplete,
-    UploadTurns,
-    drain,
-    receive_upload,
-    serve_blob,
-    upload_body,
-    upload_offset,
-)
+from flamenco.resumable import Incomplete, receive_upload, serve_blob, upload_body, upload_offset
 from flamenco.server.deps import AnyManager, AnyUser, Meters, Services, Uploader, user_or_manager
 
 Sha = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
@@ -35,7 +27,6 @@ UPLOAD_ROUTES = (
 
 def install_transfer_routes(app: FastAPI) -> None:
     """The add-on, blobs and the Managers' side, on the Server's app."""
-    upload_turns = UploadTurns()
 
     # ---- Blender add-on (src/flamenco/addon): public, like any download page -----------------
 
@@ -70,20 +61,15 @@ def install_transfer_routes(app: FastAPI) -> None:
     async def upload_blob(
         sha256: Sha, request: Request, user: AnyUser, svc: Services, meters: Meters
     ) -> dict:
-        started, uploader = time.perf_counter(), f"user {user.name}"
-        async with upload_turns.turn(sha256, uploader):
-            if svc.blobs.has(sha256):  # another upload of it ended while this one waited
-                await drain(request)
-                size = await svc.blob_gc.already_stored(sha256)
-            else:
-                try:
-                    body = await receive_upload(request, svc.blobs, sha256, uploader)
-                except Incomplete as incomplete:
-                    return incomplete.answer  # type: ignore[return-value]
-                if body is None:
-                    size = await svc.blob_gc.upload_completed(sha256, uploader)
-                else:
-                    size = await svc.blob_gc.upload(sha256, body)
+        started = time.perf_counter()
+        try:
+            body = await receive_upload(request, svc.blobs, sha256, f"user {user.name}")
+        except Incomplete as incomplete:
+            return incomplete.answer  # type: ignore[return-value]
+        if body is None:
+            size = await svc.blob_gc.upload_completed(sha256, f"user {user.name}")
+        else:
+            size = await svc.blob_gc.upload(sha256, body)
         meters.uploaded("blob", size, time.perf_counter() - started)
         return {"sha256": sha256, "size": size}
 
