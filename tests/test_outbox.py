@@ -33,7 +33,8 @@ class Upstream:
             raise error
         self.frames.append(item)
 
-    async def send_updates(self, updates: list[wire.TaskUpdate]) -> None:
+    async def send_updates(self, texts: list[str]) -> None:
+        updates = [wire.TaskUpdate.model_validate_json(text) for text in texts]
         for update in updates:
             if (error := self.refuse(update)) is not None:
                 raise error
@@ -259,9 +260,9 @@ class ParallelUpstream(Upstream):
         finally:
             self.in_flight.discard(item.sha256)
 
-    async def send_updates(self, updates: list[wire.TaskUpdate]) -> None:
-        await super().send_updates(updates)
-        self.arrivals += [f"update {u.task_id}" for u in updates]
+    async def send_updates(self, texts: list[str]) -> None:
+        await super().send_updates(texts)
+        self.arrivals += [f"update {u.task_id}" for u in self.batches[-1]]
 
 
 def own_frame(task_id: str, number: int, name: str = "") -> FrameItem:

@@ -87,8 +87,8 @@ MIGRATIONS: list[StoreMigration] = [
 ]
 
 
-SendUpdates = Callable[[list[wire.TaskUpdate]], Awaitable[None]]
-SendUpdateTexts = Callable[[list[str]], Awaitable[None]]
+# Updates go as the JSON texts they were queued as: no parse and dump on the way.
+SendUpdates = Callable[[list[str]], Awaitable[None]]
 SendFrame = Callable[[FrameItem], Awaitable[None]]
 Row = tuple[int, str, str]  # seq, kind, payload
 
@@ -104,6 +104,12 @@ class SetAside:
     status: int
     reason: str
     set_aside_at: str
+
+
+def update_batch(texts: list[str]) -> str:
+    """The wire.UpdateBatch of updates given as the JSON texts they were queued as: the text
+    its model_dump_json would make, without parsing and dumping each update again."""
+    return '{"updates":[' + ",".join(texts) + "]}"
 
 
 class Outbox:
@@ -176,16 +182,14 @@ class Outbox:
 
     async def flush(
         self,
-        send_updates: SendUpdates | None,
+        send_updates: SendUpdates,
         send_frame: SendFrame,
         keep_updates: bool = False,
         queued_now: bool = False,
-        send_update_texts: SendUpdateTexts | None = None,
     ) -> int:
         """Deliver everything in order; return how many items went out. With `queued_now`,
         only what is queued when the flush starts: later items wait for the next flush.
-        Updates go to `send_update_texts`, when given, as the JSON texts they were queued as
-        (no parse and dump on the way), else to `send_updates` as models.
+        Updates go to `send_updates` as the JSON texts they were queued as (`update_batch`).
 
         Transport errors and temporary refusals propagate, leaving the rest queued for the next
         try. An item the other side refuses for good is set aside (`_set_aside`), so that one
@@ -216,12 +220,7 @@ class Outbox:
                     break
                 if seq <= self._one_by_one_to:
                     batch = batch[:1]
-                texts = [row[2] for row in batch]
-                if send_update_texts is not None:
-                    sending = send_update_texts(texts)
-                else:
-                    assert send_updates is not None, "flush needs a sender for updates"
-                    sending = send_updates([wire.TaskUpdate.model_validate_json(t) for t in texts])
+                sending = send_updates([row[2] for row in batch])
             refusal = await self._refusal(sending, batch)
             if refusal is None:
                 self._remove_head(batch[-1][0])

@@ -101,8 +101,8 @@ async def _outbox_contents(agent: WorkerAgent) -> tuple[list[wire.TaskUpdate], l
     updates: list[wire.TaskUpdate] = []
     files: list[FrameItem] = []
 
-    async def take_updates(batch: list[wire.TaskUpdate]) -> None:
-        updates.extend(batch)
+    async def take_updates(texts: list[str]) -> None:
+        updates.extend(wire.TaskUpdate.model_validate_json(text) for text in texts)
 
     async def take_file(item: FrameItem) -> None:
         files.append(item)

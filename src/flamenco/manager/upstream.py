@@ -23,7 +23,7 @@ from flamenco.aio import wait_any
 from flamenco.client import ApiError, AsyncApi, TlsFailure, Unreachable, api_path
 from flamenco.manager.metrics import ManagerMeters
 from flamenco.manager.service import ManagerService
-from flamenco.outbox import FrameItem, Outbox
+from flamenco.outbox import FrameItem, Outbox, update_batch
 
 log = logging.getLogger("flamenco.manager.upstream")
 T = TypeVar("T")
@@ -158,9 +158,7 @@ class ServerLink:
     async def deliver(self) -> int:
         """Send what is queued in the outbox, in order; return how many items went out. What
         comes in meanwhile waits for the next delivery, GATHER_S later at the earliest."""
-        return await self.outbox.flush(
-            None, self._send_frame, queued_now=True, send_update_texts=self._send_updates
-        )
+        return await self.outbox.flush(self._send_updates, self._send_frame, queued_now=True)
 
     async def sync_once(self) -> list[wire.Lease]:
         """One sync, which the Server may hold while this site wants tasks; the new leases.
@@ -221,10 +219,10 @@ class ServerLink:
         )
 
     async def _send_updates(self, updates: list[str]) -> None:
-        """The queued updates (their JSON, `worker` set when queued: service.py), sent on as
-        a wire.UpdateBatch without parsing and dumping each again."""
-        batch = '{"updates":[' + ",".join(updates) + "]}"
-        await self.server.call("POST", "/api/v1/manager/updates", wire.UpdatesApplied, batch)
+        """The queued updates (their JSON, `worker` set when queued: service.py)."""
+        await self.server.call(
+            "POST", "/api/v1/manager/updates", wire.UpdatesApplied, update_batch(updates)
+        )
 
     async def _send_frame(self, item: FrameItem) -> None:
         source, started = self.service.blobs.path(item.sha256), time.perf_counter()

@@ -10,7 +10,7 @@ from flamenco import wire
 from flamenco.aio import wait_any
 from flamenco.blob_cache import BoundedBlobStore
 from flamenco.client import ApiError, AsyncApi, Unreachable, api_path
-from flamenco.outbox import FrameItem, Outbox
+from flamenco.outbox import FrameItem, Outbox, update_batch
 
 log = logging.getLogger("flamenco.worker")
 
@@ -43,9 +43,10 @@ class Delivery:
         async with self.lock:
             await self.outbox.flush(self.send_updates, self.send_file, keep_updates=keep_updates)
 
-    async def send_updates(self, updates: list[wire.TaskUpdate]) -> None:
+    async def send_updates(self, updates: list[str]) -> None:
+        """The queued updates, as the JSON texts they were queued as."""
         await self.api.call(
-            "POST", "/api/v1/worker/updates", wire.UpdatesApplied, wire.UpdateBatch(updates=updates)
+            "POST", "/api/v1/worker/updates", wire.UpdatesApplied, update_batch(updates)
         )
 
     async def send_file(self, item: FrameItem) -> None:
