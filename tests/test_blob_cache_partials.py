@@ -33,8 +33,8 @@ def test_kept_partial_uploads_take_room_in_the_bound(tmp_path: Path) -> None:
     sha = hashlib.sha256(frame).hexdigest()
 
     # Half a frame arrives: with room made for all of it, both older blobs went.
-    kept = asyncio.run(store.append_partial(sha, "worker w1", 0, len(frame), _body(frame[:2000])))
-    assert kept == 2000
+    upload = asyncio.run(store.append_partial(sha, "worker w1", 0, len(frame), _body(frame[:2000])))
+    assert upload.kept == 2000
     assert [store.has(h) for h in old] == [False, False]
 
     # While it is kept, a new blob has to fit beside it.
@@ -52,8 +52,10 @@ def test_resuming_makes_room_for_the_rest(tmp_path: Path) -> None:
     asyncio.run(store.append_partial(sha, "worker w1", 0, len(frame), _body(frame[:1000])))
     a = store.put_file(_source(tmp_path, "a", 2 * KB))  # fits beside the 1 KB kept
     assert store.has(a)
-    asyncio.run(store.append_partial(sha, "worker w1", 1000, len(frame), _body(frame[1000:])))
+    rest = asyncio.run(
+        store.append_partial(sha, "worker w1", 1000, len(frame), _body(frame[1000:]))
+    )
     assert not store.has(a)  # the rest of the frame (2 KB) needed its room
-    assert store.commit_partial(sha, "worker w1") == sha
+    assert store.commit_partial(rest) == sha
     assert store.path(sha).read_bytes() == frame
     assert store.bytes_used == 3 * KB  # counted in the cache once in place

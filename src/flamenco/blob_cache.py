@@ -29,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterable, Callable, Iterator, Mapping
 from pathlib import Path
 
-from flamenco.blobs import PARTIAL_PREFIX, BlobStore, is_sha256
+from flamenco.blobs import BlobStore, PartialUpload, is_sha256
 from flamenco.core.sizes import UNLIMITED, format_size
 
 log = logging.getLogger("flamenco.cache")
@@ -111,19 +111,19 @@ class BoundedBlobStore(BlobStore):
 
     async def append_partial(
         self, sha256: str, uploader: str, offset: int, total: int, chunks: AsyncIterable[bytes]
-    ) -> int:
+    ) -> PartialUpload:
         self._make_room(total - offset)
         return await super().append_partial(sha256, uploader, offset, total, chunks)
 
-    def commit_partial(self, sha256: str, uploader: str) -> str:
-        digest = super().commit_partial(sha256, uploader)  # its bytes were counted as kept
+    def commit_partial(self, upload: PartialUpload) -> str:
+        digest = super().commit_partial(upload)  # its bytes were counted as kept
         self._added(digest)
         return digest
 
     def _partial_bytes(self) -> int:
         """The bytes of unfinished uploads kept for resuming (blobs.py `append_partial`)."""
         total = 0
-        for path in (self.root / "tmp").glob(f"{PARTIAL_PREFIX}*"):
+        for path in self.partial_files():
             with contextlib.suppress(FileNotFoundError):
                 total += path.stat().st_size
         return total

@@ -15,16 +15,20 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from flamenco.addon.render_flamenco.hash_cache import sha256_file
+from flamenco.core.byte_ranges import resume_mismatch
 from flamenco.core.names import UnsafePath, check_file_name, check_relative_path
+from flamenco.errors import Conflict
 
 # The name checks live in core.names; they are also reached here, next to safe_join.
 __all__ = [
     "BlobStore",
     "BlobTooLarge",
     "HashMismatch",
+    "PartialUpload",
     "UnsafePath",
     "check_file_name",
     "check_relative_path",
@@ -37,6 +41,7 @@ SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 1024 * 1024
 TEMP_PREFIX = ".tmp-"
 PARTIAL_PREFIX = "partial-"
+ATTEMPT_PREFIX = "attempt-"  # one request's own name for a kept upload's file
 PARTIAL_KEEP_S = 24 * 3600.0  # an upload not resumed for this long is given up: its bytes go
 
 
@@ -61,6 +66,17 @@ def temp_beside(dest: Path) -> Path:
 
 def safe_join(root: Path, relpath: str) -> Path:
     return root.joinpath(*check_relative_path(relpath).parts)
+
+
+@dataclass(frozen=True)
+class PartialUpload:
+    """What one request appended to an upload that resumes: `kept` bytes are in now, and,
+    once all are in, `path` is this request's own name for them (blobs.py, kept uploads)."""
+
+    sha256: str
+    uploader: str
+    kept: int
+    path: Path
 
 
 class BlobStore:
@@ -146,6 +162,12 @@ class BlobStore:
         return self._commit(tmp_name, digest.hexdigest(), expected)
 
     # ---- uploads that resume: the bytes kept so far, per blob and uploader --------------------
+    #
+    # `partial_path` holds what resuming continues. Each request also names the same file
+    # under an attempt name of its own (a hard link) and writes and commits through that name,
+    # so when the same uploader sends the same blob twice at once (two submissions sharing a
+    # texture), a second upload from byte 0 takes over the kept name with a file of its own
+    # and never truncates nor commits the first one's bytes.
 
     def partial_path(self, sha256: str, uploader: str) -> Path:
         """Where the bytes of `uploader`'s unfinished upload of a blob are kept. Each uploader
@@ -163,47 +185,90 @@ class BlobStore:
 
     async def append_partial(
         self, sha256: str, uploader: str, offset: int, total: int, chunks: AsyncIterable[bytes]
-    ) -> int:
+    ) -> PartialUpload:
         """Write a body at `offset` of the kept bytes (0 starts over); return how many bytes
-        are kept now. Every byte that arrived stays, also when the connection drops, so the
-        next request resumes there. The caller checked `offset` against `partial_size`."""
+        are kept now, and the attempt's own name for them while they are all in. Every byte
+        that arrived stays, also when the connection drops, so the next request resumes
+        there. The caller checked `offset` against `partial_size`."""
         if self.max_blob_bytes is not None and total > self.max_blob_bytes:
             raise BlobTooLarge(
                 f"The upload is larger than the limit of {self.max_blob_bytes} bytes."
             )
-        path = self.partial_path(sha256, uploader)
-        kept = offset
-        # Unbuffered: what arrived is on disk at once, so the offset asked next is all of it.
-        with path.open("r+b" if offset and path.exists() else "wb", buffering=0) as out:
-            out.truncate(offset)
-            out.seek(offset)
-            async for chunk in chunks:
-                if kept + len(chunk) > total:
-                    raise BlobTooLarge(
-                        f"The upload sends more than the {total} bytes its Content-Range announced."
-                    )
-                out.write(chunk)
-                kept += len(chunk)
-        return kept
+        kept_path = self.partial_path(sha256, uploader)
+        attempt = kept_path.with_name(f"{ATTEMPT_PREFIX}{kept_path.name}-{uuid.uuid4().hex}")
+        try:
+            self._name_attempt(kept_path, attempt, offset)
+            kept = offset
+            # Unbuffered: what arrived is on disk at once, so the offset asked next is all of it.
+            with attempt.open("r+b", buffering=0) as out:
+                out.truncate(offset)
+                out.seek(offset)
+                async for chunk in chunks:
+                    if kept + len(chunk) > total:
+                        raise BlobTooLarge(
+                            f"The upload sends more than the {total} bytes "
+                            "its Content-Range announced."
+                        )
+                    out.write(chunk)
+                    kept += len(chunk)
+        except BaseException:
+            attempt.unlink(missing_ok=True)  # the kept name holds what arrived
+            raise
+        if kept < total:
+            attempt.unlink()
+        return PartialUpload(sha256, uploader, kept, attempt)
 
-    def commit_partial(self, sha256: str, uploader: str) -> str:
-        """A complete upload into place, if its bytes hash to `sha256` (else it is deleted and
-        HashMismatch raised: the uploader starts over)."""
-        path = self.partial_path(sha256, uploader)
-        return self._commit(str(path), sha256_file(path), sha256)
+    @staticmethod
+    def _name_attempt(kept_path: Path, attempt: Path, offset: int) -> None:
+        if offset:  # resuming: the attempt continues the kept file
+            try:
+                os.link(kept_path, attempt)
+            except FileNotFoundError:  # put into place or swept since the offset was checked
+                raise Conflict(resume_mismatch(offset, 0) or "") from None
+            return
+        attempt.touch(exist_ok=False)  # starting over: a file of its own becomes the kept one
+        swap = temp_beside(kept_path)
+        os.link(attempt, swap)
+        os.replace(swap, kept_path)
 
-    def drop_partial(self, sha256: str, uploader: str) -> None:
-        self.partial_path(sha256, uploader).unlink(missing_ok=True)
+    def commit_partial(self, upload: PartialUpload) -> str:
+        """A complete upload into place, if its bytes hash to its SHA-256 (else it is deleted
+        and HashMismatch raised: the uploader starts over)."""
+        self._forget_kept(upload)
+        return self._commit(str(upload.path), sha256_file(upload.path), upload.sha256)
+
+    def drop_partial(self, upload: PartialUpload) -> None:
+        self._forget_kept(upload)
+        upload.path.unlink(missing_ok=True)
+
+    def _forget_kept(self, upload: PartialUpload) -> None:
+        """The kept name goes with its complete attempt, unless a newer attempt took it over."""
+        kept_path = self.partial_path(upload.sha256, upload.uploader)
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.samefile(kept_path, upload.path):
+                kept_path.unlink()
+
+    def partial_files(self) -> list[Path]:
+        """Every kept upload and attempt, each file once (an attempt names a kept file too)."""
+        seen: dict[tuple[int, int], Path] = {}
+        for path in (self.root / "tmp").iterdir():
+            if path.name.startswith((PARTIAL_PREFIX, ATTEMPT_PREFIX)):
+                with contextlib.suppress(FileNotFoundError):
+                    info = path.stat()
+                    seen.setdefault((info.st_dev, info.st_ino), path)
+        return list(seen.values())
 
     def sweep_partials(self, older_than_s: float = PARTIAL_KEEP_S) -> int:
         """Delete the unfinished uploads nobody resumed for `older_than_s`; return how many."""
         cutoff = time.time() - older_than_s
         swept = 0
-        for path in (self.root / "tmp").glob(f"{PARTIAL_PREFIX}*"):
+        for path in (self.root / "tmp").iterdir():
+            if not path.name.startswith((PARTIAL_PREFIX, ATTEMPT_PREFIX)):
+                continue
             with contextlib.suppress(FileNotFoundError):
                 if path.stat().st_mtime < cutoff:
                     path.unlink()
-                    swept += 1
+                    swept += path.name.startswith(PARTIAL_PREFIX)
         return swept
 
     def link_to(self, sha256: str, dest: Path) -> None:

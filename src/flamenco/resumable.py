@@ -21,7 +21,7 @@ from starlette.requests import ClientDisconnect
 
 from flamenco import wire
 from flamenco.aio import wait_any
-from flamenco.blobs import CHUNK, PARTIAL_KEEP_S, BlobStore, is_sha256
+from flamenco.blobs import CHUNK, PARTIAL_KEEP_S, BlobStore, PartialUpload, is_sha256
 from flamenco.core.byte_ranges import RangeError, download_range, resume_mismatch, upload_range
 from flamenco.errors import BadRequest, Conflict, RangeNotSatisfiable
 
@@ -62,9 +62,9 @@ class Incomplete(Exception):
 
 async def receive_upload(
     request: Request, store: BlobStore, sha256: str, uploader: str
-) -> AsyncIterator[bytes] | None:
+) -> AsyncIterator[bytes] | PartialUpload:
     """The body of an upload, to be stored as usual: the request's own stream when it has no
-    Content-Range; else None once the resumed upload is complete in `store`'s partial file
+    Content-Range; else the resumed upload once it is complete in `store`
     (`BlobStore.commit_partial` puts it into place). Raises Incomplete when the body ended
     early, Conflict (409) when it resumes elsewhere than where the kept bytes end,
     RangeNotSatisfiable (416) for a range that makes no sense."""
@@ -82,16 +82,16 @@ async def receive_upload(
     if wanted.offset:
         log.info("Upload of blob %s by %s resumes at byte %d", sha256, uploader, wanted.offset)
     try:
-        kept = await store.append_partial(
+        upload = await store.append_partial(
             sha256, uploader, wanted.offset, wanted.total, request.stream()
         )
     except ClientDisconnect:  # the bytes that came are kept; nobody hears the answer
         kept = store.partial_size(sha256, uploader)
         log.info("Upload of blob %s by %s dropped at byte %d", sha256, uploader, kept)
         raise Incomplete(sha256, kept) from None
-    if kept < wanted.total:
-        raise Incomplete(sha256, kept)
-    return None
+    if upload.kept < wanted.total:
+        raise Incomplete(sha256, upload.kept)
+    return upload
 
 
 async def upload_body(
@@ -106,19 +106,18 @@ async def upload_body(
         body = await receive_upload(request, store, sha256, uploader)
     except Incomplete as incomplete:
         return incomplete.answer
-    return partial_chunks(store, sha256, uploader) if body is None else body
+    return partial_chunks(store, body) if isinstance(body, PartialUpload) else body
 
 
-async def partial_chunks(store: BlobStore, sha256: str, uploader: str) -> AsyncIterator[bytes]:
+async def partial_chunks(store: BlobStore, upload: PartialUpload) -> AsyncIterator[bytes]:
     """A complete partial upload as a stream, for the intake that stores streams (frames,
     artifacts); the partial file goes once it has been read, whatever the intake decided."""
-    path = store.partial_path(sha256, uploader)
     try:
-        with path.open("rb") as f:
+        with upload.path.open("rb") as f:
             while chunk := f.read(CHUNK):
                 yield chunk
     finally:
-        store.drop_partial(sha256, uploader)
+        store.drop_partial(upload)
 
 
 async def sweep_partials(

@@ -7,7 +7,10 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -120,6 +123,40 @@ def test_a_resumed_upload_that_hashes_wrong_is_refused_and_starts_over(
     assert http.get(f"/api/v1/blobs/{claimed}").status_code == 404
     leftovers = list((srv.root / "server" / "blobs" / "tmp").glob(f"partial-{claimed}*"))
     assert leftovers == []
+
+
+def test_two_uploads_of_one_blob_by_one_user_at_once_both_succeed(
+    srv: TestFarm, http: httpx.Client
+) -> None:
+    """Two submissions sharing a texture upload it at once: the second, from byte 0, takes
+    over the kept bytes without spoiling the first (which once failed with a hash mismatch)."""
+    data = os.urandom(400_000)
+    sha = hashlib.sha256(data).hexdigest()
+    first_may_go_on = threading.Event()
+
+    def first_body() -> Iterator[bytes]:
+        yield data[:200_000]
+        assert first_may_go_on.wait(timeout=60)
+        yield data[200_000:]
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(
+            http.put,
+            f"/api/v1/blobs/{sha}",
+            content=first_body(),
+            headers={"Content-Range": f"bytes 0-*/{len(data)}"},
+        )
+        deadline = time.monotonic() + 30
+        while offset_of(http, sha)["offset"] < 200_000:  # the first one's half is kept
+            assert time.monotonic() < deadline, "the first upload's bytes never arrived"
+        second = put_part(http, sha, data, 0, len(data))
+        first_may_go_on.set()
+        assert (second.status_code, second.json()) == (201, {"sha256": sha, "size": len(data)})
+        answer = first.result(timeout=60)
+    assert (answer.status_code, answer.json()) == (201, {"sha256": sha, "size": len(data)})
+    assert http.get(f"/api/v1/blobs/{sha}").content == data
+    tmp = srv.root / "server" / "blobs" / "tmp"
+    assert [p.name for p in tmp.iterdir() if sha in p.name] == []
 
 
 def test_partial_uploads_nobody_resumed_are_swept(tmp_path: Path) -> None:

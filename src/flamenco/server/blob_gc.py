@@ -31,7 +31,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from flamenco.blobs import BlobStore
+from flamenco.blobs import BlobStore, PartialUpload
 from flamenco.db import utcnow
 from flamenco.server.models import BlobClaim, BlobRow
 
@@ -70,11 +70,11 @@ class BlobCollector:
         await self.store.put_stream(chunks, expected=sha256)
         return self.store.size(sha256)
 
-    async def upload_completed(self, sha256: str, uploader: str) -> int:
+    async def upload_completed(self, upload: PartialUpload) -> int:
         """Put a resumed upload, now complete, into place (hash-checked); return its size."""
-        await asyncio.to_thread(self.claim, [sha256])
-        await asyncio.to_thread(self.store.commit_partial, sha256, uploader)
-        return self.store.size(sha256)
+        await asyncio.to_thread(self.claim, [upload.sha256])
+        await asyncio.to_thread(self.store.commit_partial, upload)
+        return self.store.size(upload.sha256)
 
     def claim(self, hashes: Iterable[str]) -> None:
         with self._lock:

@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse, Response
 
 from flamenco import wire
 from flamenco.apidoc import STREAMED_BODY, body_answer, error_answers
+from flamenco.blobs import PartialUpload
 from flamenco.errors import NotFound
 from flamenco.resumable import Incomplete, receive_upload, serve_blob, upload_body, upload_offset
 from flamenco.server.deps import AnyManager, AnyUser, Meters, Services, Uploader, user_or_manager
@@ -66,8 +67,8 @@ def install_transfer_routes(app: FastAPI) -> None:
             body = await receive_upload(request, svc.blobs, sha256, f"user {user.name}")
         except Incomplete as incomplete:
             return incomplete.answer  # type: ignore[return-value]
-        if body is None:
-            size = await svc.blob_gc.upload_completed(sha256, f"user {user.name}")
+        if isinstance(body, PartialUpload):
+            size = await svc.blob_gc.upload_completed(body)
         else:
             size = await svc.blob_gc.upload(sha256, body)
         meters.uploaded("blob", size, time.perf_counter() - started)
