@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, DateTime, Engine, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -113,12 +115,27 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def json_text(value: Any) -> str:
+    """The text a JSON column stores: orjson's, about ten times as fast as the standard
+    library's on a task's command (a studio's job writes 100,000 of them). What orjson refuses
+    (a lone surrogate, an integer past 64 bits: a client's bad input) is written by the
+    standard library as before; either text reads back the same with json.loads, which the
+    engines keep for reading because orjson would read such an integer as a float."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value)
+
+
 def make_engine(url: str) -> Engine:
+    json_codec = {"json_serializer": json_text}
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 10}, **json_codec
+        )
         event.listen(engine, "connect", _tune_sqlite)
     else:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **json_codec)
     return engine
 
 

@@ -165,10 +165,11 @@ class BlenderRender:
             tasks = _tile_tasks(replace(whole, requirements=needs), frames[0], settings.tiles)
         else:
             check_blank = {"check_blank": True} if settings.check_blank else {}
+            # TaskSpec made directly, not by replace(): 100,000 of them in a studio's job.
             tasks = [
-                replace(
-                    whole,
+                TaskSpec(
                     name=render_task_name(chunk),
+                    type=whole.type,
                     frames=tuple(chunk),
                     # check_blank absent when off, as in jobs from before the setting
                     command={**whole.command, "frames": chunk, **check_blank},
@@ -221,7 +222,10 @@ def _tile_tasks(whole: TaskSpec, frame: int, tiles: int) -> list[TaskSpec]:
 
 
 def render_task_name(frames: Iterable[int]) -> str:
-    return f"render {format_frame_range(list(frames))}"
+    listed = list(frames)
+    if len(listed) == 1:  # the common chunk, named without the range formatter
+        return f"render {listed[0]}"
+    return f"render {format_frame_range(listed)}"
 
 
 @dataclass(frozen=True)
