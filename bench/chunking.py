@@ -35,14 +35,13 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from simfarm import BASIC_BLEND, BenchFarm, machine, upload_blob
+from simfarm import BASIC_BLEND, BenchFarm, machine, new_update_id, upload_blob
 from soak import SoakConnection, register, tiny_png
 
 
@@ -52,7 +51,7 @@ def frame_cost(frame: int, args: argparse.Namespace) -> float:
 
 def _update(task_id: str, worker: str, status: str) -> dict[str, Any]:
     return {
-        "update_id": uuid.uuid4().hex,
+        "update_id": new_update_id(),
         "task_id": task_id,
         "status": status,
         "progress": 1.0 if status == "completed" else 0.0,

@@ -26,7 +26,6 @@ import json
 import sys
 import tempfile
 import time
-import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from simfarm import BASIC_BLEND, cpu_seconds, machine, submit_jobs
+from simfarm import BASIC_BLEND, cpu_seconds, machine, new_update_id, submit_jobs
 
 from farmkit import TestFarm
 from flamenco import wire
@@ -52,7 +51,7 @@ def png_bytes() -> bytes:
 
 
 def update(task_id: str, status: str) -> dict[str, Any]:
-    return {"update_id": uuid.uuid4().hex, "task_id": task_id, "status": status, "worker": "w1"}
+    return {"update_id": new_update_id(), "task_id": task_id, "status": status, "worker": "w1"}
 
 
 class Meter:

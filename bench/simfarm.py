@@ -603,9 +603,19 @@ async def register_workers(
     return list(await asyncio.gather(*(one(i) for i in range(count))))
 
 
+def new_update_id() -> str:
+    """An update id as the Worker of the code under test makes it (`wire.new_update_id`,
+    ordered by time), or a random one as Workers made them before it."""
+    try:
+        from flamenco.wire import new_update_id as worker_update_id
+    except ImportError:
+        return uuid.uuid4().hex
+    return worker_update_id()
+
+
 def completed_update(task_id: str, worker: str) -> dict[str, Any]:
     return {
-        "update_id": uuid.uuid4().hex,
+        "update_id": new_update_id(),
         "task_id": task_id,
         "status": "completed",
         "progress": 1.0,

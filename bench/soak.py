@@ -51,7 +51,6 @@ import signal
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +63,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from simfarm import BASIC_BLEND, BenchFarm, WorkerConnection, machine, upload_blob
+from simfarm import BASIC_BLEND, BenchFarm, WorkerConnection, machine, new_update_id, upload_blob
 
 FLAT = 0.10  # the target: start and end within ±10 %
 
@@ -112,7 +111,7 @@ class Tally:
 
 def update(task_id: str, worker: str, status: str, progress: float, activity: str) -> dict:
     return {
-        "update_id": uuid.uuid4().hex,
+        "update_id": new_update_id(),
         "task_id": task_id,
         "status": status,
         "progress": progress,

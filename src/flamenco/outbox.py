@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -449,7 +448,7 @@ def _as_failure(update: wire.TaskUpdate, reason: str) -> wire.TaskUpdate:
 
 def _failure(task_id: str, worker: str | None, reason: str) -> wire.TaskUpdate:
     return wire.TaskUpdate(
-        update_id=f"{OWN_FAILURE_PREFIX}{uuid.uuid4().hex}",
+        update_id=f"{OWN_FAILURE_PREFIX}{wire.new_update_id()}",
         task_id=task_id,
         worker=worker,
         status=TaskStatus.FAILED,

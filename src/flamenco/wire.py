@@ -33,6 +33,7 @@ from flamenco.wire_farm import (  # noqa: F401
     WorkerSummary,
     WorkerSync,
     WorkerSyncReply,
+    new_update_id,
     worker_summaries,
 )
 from flamenco.wire_types import JsonObject, Name, RelativePath, Sha256, Strict, Wire

@@ -8,7 +8,6 @@ transactions.
 from __future__ import annotations
 
 import logging
-import uuid
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -76,7 +75,7 @@ def take_back(s: Session, manager_id: int, task_ids: list[str]) -> list[tuple[st
         release_task(task, TaskStatus.QUEUED, forget_worker=True)
         s.add(
             AppliedUpdate(
-                update_id=uuid.uuid4().hex,
+                update_id=wire.new_update_id(),
                 task_id=task.id,
                 outcome="applied",
                 status=TaskStatus.QUEUED,

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -293,7 +292,10 @@ class WorkerAgent:
     def _report(self, run: TaskRun, wake: bool = True, **fields: Any) -> None:
         """Queue an update; `wake=False` for a task's last ones, which ride with the next sync."""
         update = wire.TaskUpdate(
-            update_id=uuid.uuid4().hex, task_id=run.a.task_id, worker=self.settings.name, **fields
+            update_id=wire.new_update_id(),
+            task_id=run.a.task_id,
+            worker=self.settings.name,
+            **fields,
         )
         self.outbox.add_update(update)
         if wake:
