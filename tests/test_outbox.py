@@ -14,7 +14,8 @@ import pytest
 from flamenco import wire
 from flamenco.client import ApiError, Unreachable
 from flamenco.core.states import TaskStatus
-from flamenco.outbox import MAX_BATCH_BYTES, PARALLEL_FILES, STRIKES, FrameItem, Outbox
+from flamenco.outbox import MAX_BATCH_BYTES, PARALLEL_FILES, FrameItem, Outbox
+from flamenco.outbox_refusals import STRIKES
 
 LONG_NAME = "x" * 250 + "_000001.png"
 TOO_LONG = "The frame file name is too long for the Server's output folder."

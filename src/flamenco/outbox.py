@@ -9,7 +9,8 @@ One item the other side will never take (a permanent refusal) must not hold up t
 behind it: it is set aside, kept with its reason in the `set_aside` table, and the end of
 its task's run is reported as a failure with that reason, so the task is retried or fails
 visibly. A refusal is permanent when it is a 4xx other than 401, 408, 425 and 429, or when
-the same item gets a server error (5xx other than 502-504) `STRIKES` times in a row.
+the same item gets a server error (5xx other than 502-504) `STRIKES` times in a row
+(outbox_refusals.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,15 @@ from flamenco.client import ApiError
 from flamenco.core.names import quote_name
 from flamenco.core.states import RELEASING_TASK_STATUSES, TaskStatus
 from flamenco.db import utcnow
+from flamenco.outbox_refusals import (
+    NOT_HELD,
+    OWN_FAILURE_PREFIX,
+    SetAside,
+    Strikes,
+    as_failure,
+    clip,
+    own_failure,
+)
 from flamenco.store_versions import StoreMigration, open_store, script
 
 log = logging.getLogger("flamenco.outbox")
@@ -41,14 +51,6 @@ MAX_BATCH_BYTES = 4 * 1024 * 1024
 # request waits on the other side's checks, so one at a time caps a site at a few frames a
 # second. What follows them still waits until every one of them is taken.
 PARALLEL_FILES = 4
-STRIKES = 5  # server errors in a row for one item before it counts as refused for good
-# Gateway answers: the other side is not there (a proxy in front of it says so), as when it
-# cannot be reached at all. They say nothing about the item.
-ABSENT_STATUSES = (502, 503, 504)
-NOT_HELD = 404  # the other side no longer gives this task to us: its end is not ours to report
-# Ids of the failures an outbox reports itself: refused in turn, they are only set aside.
-OWN_FAILURE_PREFIX = "set-aside-"
-MAX_ERROR = 5000  # wire.TaskUpdate.error
 
 
 @dataclass(frozen=True)
@@ -92,19 +94,6 @@ SendFrame = Callable[[FrameItem], Awaitable[None]]
 Row = tuple[int, str, str]  # seq, kind, payload
 
 
-@dataclass(frozen=True)
-class SetAside:
-    """An item the other side refused for good, kept with why and when."""
-
-    seq: int
-    kind: str
-    payload: str
-    task_id: str
-    status: int
-    reason: str
-    set_aside_at: str
-
-
 def update_batch(texts: list[str]) -> str:
     """The wire.UpdateBatch of updates given as the JSON texts they were queued as: the text
     its model_dump_json would make, without parsing and dumping each update again."""
@@ -119,7 +108,7 @@ class Outbox:
         self._awaiting_end: dict[str, str] = dict(
             self.db.execute("SELECT task_id, reason FROM set_aside WHERE awaiting_end ORDER BY seq")
         )
-        self._strikes = (0, 0, 0)  # head seq, batch size, server errors in a row for them
+        self._strikes = Strikes()
         self._one_by_one_to = 0  # updates up to this seq go one at a time: one was refused
         self._files_one_by_one_to = 0  # files up to this seq too: one of a parallel run failed
         # Items added in one turn of the event loop are written in one transaction; whoever
@@ -220,7 +209,7 @@ class Outbox:
                 if seq <= self._one_by_one_to:
                     batch = batch[:1]
                 sending = send_updates([row[2] for row in batch])
-            refusal = await self._refusal(sending, batch)
+            refusal = await self._strikes.refusal(sending, batch[0][0], len(batch))
             if refusal is None:
                 self._remove_head(batch[-1][0])
                 delivered += len(batch)
@@ -271,24 +260,6 @@ class Outbox:
             files[item["sha256"]] = f"job {item.get('job_id') or '?'} task {item['task_id']}"
         return files
 
-    async def _refusal(self, sending: Awaitable[None], batch: list[Row]) -> ApiError | None:
-        """None when the batch was taken; the refusal when it is for good; else raises."""
-        try:
-            await sending
-        except ApiError as exc:
-            if exc.status >= 500 and exc.status not in ABSENT_STATUSES:
-                seq, size, strikes = self._strikes
-                same = (seq, size) == (batch[0][0], len(batch))
-                self._strikes = (batch[0][0], len(batch), strikes + 1 if same else 1)
-                if self._strikes[2] < STRIKES:
-                    raise
-            elif exc.transient:
-                raise
-            self._strikes = (0, 0, 0)
-            return exc
-        self._strikes = (0, 0, 0)
-        return None
-
     def _set_aside(self, row: Row, refusal: ApiError) -> int | None:
         """Move a refused item out of the queue, and see that its task's run ends as failed;
         return the sequence number of a failure it queued, if it did.
@@ -304,16 +275,16 @@ class Outbox:
         item, update = _parse(kind, payload)
         task_id = item.task_id if item is not None else update.task_id
         what = item.describe() if item is not None else f"An update of task {task_id}"
-        reason = _clip(f"{what} was refused: {refusal.message}")
+        reason = clip(f"{what} was refused: {refusal.message}")
         report = rewritten = awaiting = None
         if refusal.status == NOT_HELD:
             pass
         elif item is None and update.status in RELEASING_TASK_STATUSES:
             if not update.update_id.startswith(OWN_FAILURE_PREFIX):
-                report = _failure(task_id, update.worker, reason)
+                report = own_failure(task_id, update.worker, reason)
         elif (ending := self._queued_end(task_id, seq)) is not None:
             if ending[1].status == TaskStatus.COMPLETED:
-                rewritten = (ending[0], _as_failure(ending[1], reason))
+                rewritten = (ending[0], as_failure(ending[1], reason))
         else:
             awaiting = reason
         now = utcnow().isoformat()
@@ -384,7 +355,7 @@ class Outbox:
             reason,
             extra={"task": update.task_id, "worker": update.worker},
         )
-        return _as_failure(update, reason)
+        return as_failure(update, reason)
 
     def set_aside_count(self) -> int:
         return self.db.execute("SELECT count(*) FROM set_aside").fetchone()[0]
@@ -416,7 +387,7 @@ def _leading_run(rows: list[Row], kind: str) -> list[Row]:
 
 def _files_at_head(rows: list[Row]) -> list[Row]:
     """The files at the head that may go up together: at most PARALLEL_FILES, each blob once
-    (two uploads of one blob by one uploader would share its partial file on the other side)."""
+    (its bytes need not cross twice at the same time)."""
     run: list[Row] = []
     blobs: set[str] = set()
     for row in rows:
@@ -438,24 +409,3 @@ def _parse(kind: str, payload: str) -> tuple[FrameItem, None] | tuple[None, wire
     if kind in FILE_KINDS:
         return FrameItem(**json.loads(payload)), None
     return None, wire.TaskUpdate.model_validate_json(payload)
-
-
-def _as_failure(update: wire.TaskUpdate, reason: str) -> wire.TaskUpdate:
-    return update.model_copy(
-        update={"status": TaskStatus.FAILED, "error": reason, "activity": "failed"}
-    )
-
-
-def _failure(task_id: str, worker: str | None, reason: str) -> wire.TaskUpdate:
-    return wire.TaskUpdate(
-        update_id=f"{OWN_FAILURE_PREFIX}{wire.new_update_id()}",
-        task_id=task_id,
-        worker=worker,
-        status=TaskStatus.FAILED,
-        error=reason,
-        activity="failed",
-    )
-
-
-def _clip(sentence: str) -> str:
-    return sentence if len(sentence) <= MAX_ERROR else sentence[: MAX_ERROR - 1] + "…"
