@@ -8,9 +8,8 @@ upstream loses nothing; replays are harmless because every update carries its id
 One item the other side will never take (a permanent refusal) must not hold up the items
 behind it: it is set aside, kept with its reason in the `set_aside` table, and the end of
 its task's run is reported as a failure with that reason, so the task is retried or fails
-visibly. A refusal is permanent when it is a 4xx other than 401, 408, 425 and 429, or when
-the same item gets a server error (5xx other than 502-504) `STRIKES` times in a row
-(outbox_refusals.py).
+visibly. Which refusals are permanent, and the failure then reported, is outbox_refusals.py's
+to say.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from flamenco import wire
 from flamenco.client import ApiError
 from flamenco.core.states import TaskStatus
 
-STRIKES = 5  # server errors in a row for one item before it counts as refused for good
+STRIKES = 5  # server errors in a row for one head batch before it counts as refused for good
 ABSENT_STATUSES = (502, 503, 504)
 NOT_HELD = 404  # the other side no longer gives this task to us: its end is not ours to report
 # Ids of the failures an outbox reports itself: refused in turn, they are only set aside.
