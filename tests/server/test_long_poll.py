@@ -114,6 +114,27 @@ def test_a_held_sync_answers_when_the_lease_of_a_silent_manager_expires(
     asyncio.run(scenario())
 
 
+def test_a_held_sync_gets_the_tasks_of_a_manager_whose_token_is_revoked_at_once(
+    svc: ServerServices,
+) -> None:
+    """Revoking a Manager's token queues its tasks again there and then: another site's
+    waiting sync leases them without waiting out the lease timeout (two minutes here)."""
+    revoked, waiting = add_manager(svc, "revoked"), add_manager(svc, "waiting")
+    job = add_job(svc, "1-2")
+    taken = lease_sync(svc, revoked, want=2).leases
+    assert {task.manager for task in svc.jobs.tasks(job.id)} == {"revoked"}
+
+    async def scenario() -> None:
+        sync = held_sync(svc, waiting, want=2)
+        await held(svc, sync)
+        svc.auth.revoke_manager("revoked")
+        reply = await answer(sync)
+        assert sorted(lease.task_id for lease in reply.leases) == sorted(t.task_id for t in taken)
+
+    asyncio.run(scenario())
+    assert {task.manager for task in svc.jobs.tasks(job.id)} == {"waiting"}
+
+
 def test_a_held_sync_answers_when_an_operator_puts_a_worker_to_sleep(
     svc: ServerServices,
 ) -> None:

@@ -24,8 +24,11 @@ from flamenco.core.ratelimit import KeyedRateLimit, retry_after_header
 from flamenco.db import utcnow
 from flamenco.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized
 from flamenco.security import hash_password, new_token, token_hash, verify_password
+from flamenco.server.doorbell import Doorbell
+from flamenco.server.lease_queries import HELD_BY
 from flamenco.server.metrics_tokens import METRICS_LABEL, METRICS_ONLY
 from flamenco.server.models import ApiToken, ManagerRow, User
+from flamenco.server.transitions import release_leases
 
 log = logging.getLogger("flamenco.server.auth")
 
@@ -68,8 +71,10 @@ class AuthService:
         check_password: Callable[[str, str], bool] = verify_password,
         token_ttl: timedelta | None = timedelta(days=30),
         now: Callable[[], datetime] = utcnow,
+        bell: Doorbell | None = None,
     ) -> None:
         self.sessions = sessions
+        self.bell = bell or Doorbell()  # shared with the leases: see revoke_manager
         self.token_ttl = token_ttl  # of the tokens a login issues; None: they never expire
         self.now = now  # tests move it to expire tokens without waiting
         # Failed logins, per client address and per user name (see core/ratelimit.py).
@@ -301,13 +306,20 @@ class AuthService:
         return token
 
     def revoke_manager(self, name: str) -> None:
-        """The Manager's token stops working at once; `rotate_manager` issues a new one."""
+        """The Manager's token stops working at once, and the tasks leased to it go back to
+        the queue at once (not when their leases time out): other sites lease them now.
+        `rotate_manager` issues a new token."""
         with self.sessions.begin() as s:
             row = self._manager(s, name)
             if row.revoked is not None:
                 raise Conflict(f"The token of Manager '{name}' was already revoked.")
             row.revoked = utcnow()
-        log.info("token of manager %s revoked", name)
+            released = release_leases(
+                s.scalars(HELD_BY, {"manager_id": row.id}), "ended: its token was revoked"
+            )
+        log.info("token of manager %s revoked; %d of its tasks queued again", name, released)
+        if released:
+            self.bell.ring()  # Managers waiting for tasks look again
 
     @staticmethod
     def _manager(s: Session, name: str) -> ManagerRow:

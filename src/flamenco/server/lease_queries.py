@@ -85,6 +85,10 @@ LEASED_TO_MANAGER = (
     )
 )
 
+# The tasks a Manager holds (when its token is revoked, they go back to the queue).
+HELD_BY = select(TaskRow).where(
+    TaskRow.status.in_(HELD_TASK_STATUSES), TaskRow.manager_id == bindparam("manager_id")
+)
 # Held tasks whose lease ran out (their Manager stayed silent), and when the next one does.
 EXPIRED = select(TaskRow).where(
     TaskRow.status.in_(HELD_TASK_STATUSES), TaskRow.lease_expires < bindparam("now", type_=_TIME)

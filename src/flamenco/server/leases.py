@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, load_only, sessionmaker
 
 from flamenco import wire
 from flamenco.core.matching import Capabilities, Requirements, unmet
-from flamenco.core.states import RUNNABLE_TASK_STATUSES, JobStatus, TaskStatus
+from flamenco.core.states import RUNNABLE_TASK_STATUSES, JobStatus
 from flamenco.db import utcnow
 from flamenco.server import transitions
 from flamenco.server.doorbell import Doorbell
@@ -38,7 +38,7 @@ from flamenco.server.models import JobRow, ManagerRow, TaskRow
 from flamenco.server.rechunk import plan_guard
 from flamenco.server.records import blocked_workers, dependencies_done, failed_by
 from flamenco.server.rosters import Roster, Rosters
-from flamenco.server.transitions import lease_tasks, release_task
+from flamenco.server.transitions import lease_tasks, release_leases
 from flamenco.server.update_intake import UpdateIntake
 
 log = logging.getLogger("flamenco.server.leases")
@@ -224,16 +224,7 @@ class LeaseService(UpdateIntake, ManagerViews):
 
     def expire_leases(self, s: Session) -> int:
         """Tasks whose Manager stayed silent past the lease timeout go back to the queue."""
-        expired = s.scalars(EXPIRED, {"now": utcnow()}).all()
-        for task in expired:
-            log.warning(
-                "task %s: lease of manager %s expired",
-                task.id,
-                task.manager_id,
-                extra={"job": task.job_id, "task": task.id},
-            )
-            release_task(task, TaskStatus.QUEUED, forget_worker=True)
-        return len(expired)
+        return release_leases(s.scalars(EXPIRED, {"now": utcnow()}), "expired")
 
     @staticmethod
     def _next_expiry(s: Session) -> datetime | None:

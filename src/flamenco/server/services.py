@@ -56,6 +56,7 @@ def build_services(settings: ServerSettings) -> ServerServices:
             login_burst=settings.login_burst,
             login_refill_s=settings.login_refill_s,
             token_ttl=timedelta(days=settings.token_ttl_days) if settings.token_ttl_days else None,
+            bell=bell,
         ),
         jobs=JobService(
             sessions,

@@ -222,6 +222,23 @@ def release_task(task: TaskRow, new: TaskStatus, forget_worker: bool = False) ->
         task.worker = None
 
 
+def release_leases(tasks: Iterable[TaskRow], why: str) -> int:
+    """Leased tasks back to the queue, for any site to lease (their Worker forgotten): their
+    Manager stayed silent past the lease timeout, or its token was revoked. How many."""
+    count = 0
+    for task in tasks:
+        log.warning(
+            "task %s: lease of manager %s %s",
+            task.id,
+            task.manager_id,
+            why,
+            extra={"job": task.job_id, "task": task.id},
+        )
+        release_task(task, TaskStatus.QUEUED, forget_worker=True)
+        count += 1
+    return count
+
+
 def set_job_status(job: JobRow, new: JobStatus) -> None:
     """Check, then write, the job's new status: a refused change writes nothing. A job that
     ends (completed, failed, canceled) has its notifications queued in the same transaction,
