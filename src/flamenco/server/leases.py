@@ -43,7 +43,7 @@ from flamenco.server.update_intake import UpdateIntake
 
 log = logging.getLogger("flamenco.server.leases")
 
-SCAN_LIMIT = 1000  # candidate tasks looked at per lease request
+SCAN_LIMIT = 500  # candidate tasks looked at per lease request
 PAGE_SLACK = 4  # candidates read beyond those wanted, for the ones that do not fit
 EXPIRY_MARGIN_S = 0.05
 SYNC_MANAGER_COLUMNS = (ManagerRow.id, ManagerRow.name, ManagerRow.worker_states)  # not workers
