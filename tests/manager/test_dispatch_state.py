@@ -119,7 +119,7 @@ def test_while_tasks_are_scarce_the_worker_that_waited_longer_gets_the_next(
             return reply.assignment.task_id if reply.assignment else None
 
         waited = asyncio.create_task(ask("waited", 5))
-        while not service.refill_due():  # (no Worker works yet: due once one waits)
+        while not service.workers_waiting():
             await asyncio.sleep(0)
         service.take_leases([held("t1").lease])  # wakes "waited", which has not looked yet
         newcomer = asyncio.create_task(ask("newcomer", 0.2))

@@ -1,6 +1,6 @@
-"""How many tasks a Manager asks its Server for, and when a refill may not wait for the
-link's gather pause (manager/server_side.py: want, ahead, refill_due). Table-driven on the
-ServerSide part of the service alone: no Server, no loop."""
+"""How many tasks a Manager asks its Server for (manager/server_side.py `want`): one per idle
+Worker, plus tasks held ahead while any Worker works. Table-driven on the ServerSide part of
+the service alone: no Server, no loop."""
 
 from __future__ import annotations
 
@@ -24,33 +24,30 @@ def site(queued: int, idle: int, working: int, finished_per_s: float) -> ServerS
     side._idle = {f"idle-{n}": 0.0 for n in range(idle)}
     side._working = {f"w{n}" for n in range(working)}
     now = time.monotonic()
-    count = round(finished_per_s * RATE_WINDOW_S)
+    count = round(finished_per_s * RATE_WINDOW_S)  # spread over the newer half of the window
     side._finished = deque(now - RATE_WINDOW_S * n / max(count, 1) / 2 for n in range(count))
     return side
 
 
 @pytest.mark.parametrize(
-    ("queued", "idle", "working", "rate", "ahead", "want", "due"),
+    ("queued", "idle", "working", "rate", "want"),
     [
-        # nobody works: nothing ahead; an idle Worker wants one and makes the refill due
-        (0, 0, 0, 0.0, 0, 0, False),
-        (0, 1, 0, 0.0, 0, 1, True),
-        # long tasks: the prefetch (2) is held ahead; two queued are enough
-        (2, 0, 10, 0.2, 2, 0, False),
-        (1, 0, 10, 0.2, 2, 1, False),
-        (0, 0, 10, 0.2, 2, 2, True),
-        # short tasks: a second of the rate (100), at most 2 per working Worker (20)
-        (20, 0, 10, 100.0, 20, 0, False),
-        (11, 0, 10, 100.0, 20, 9, False),
-        (9, 0, 10, 100.0, 20, 11, True),  # less than half of what is held ahead is left
-        # a busy site: 4,000/s by 500 Workers; 1,000 ahead, due once fewer than 500 remain
-        (600, 0, 500, 4000.0, 1000, 400, False),
-        (499, 0, 500, 4000.0, 1000, 501, True),
-        (900, 3, 500, 4000.0, 1000, 103, True),  # a Worker waits: do not delay
+        # nobody works: nothing ahead, one task per idle Worker
+        (0, 0, 0, 0.0, 0),
+        (0, 3, 0, 0.0, 3),
+        (5, 3, 0, 0.0, 0),  # what is queued already counts
+        # long tasks: the prefetch (2) is held ahead
+        (2, 0, 10, 0.2, 0),
+        (0, 0, 10, 0.2, 2),
+        (0, 1, 10, 0.2, 3),
+        # short tasks: a second of the rate (100 a second) ahead, at most 2 per working Worker
+        (0, 0, 10, 100.0, 20),
+        (15, 0, 10, 100.0, 5),
+        (0, 0, 200, 100.0, 100),
+        # a busy site: 4,000 a second by 500 Workers holds 1,000 ahead
+        (600, 0, 500, 4000.0, 400),
+        (600, 50, 500, 4000.0, 450),
     ],
 )
-def test_want_ahead_and_refill_due(
-    queued: int, idle: int, working: int, rate: float, ahead: int, want: int, due: bool
-) -> None:
-    side = site(queued, idle, working, rate)
-    assert (side.ahead(), side.want(), side.refill_due()) == (ahead, want, due)
+def test_want(queued: int, idle: int, working: int, rate: float, want: int) -> None:
+    assert site(queued, idle, working, rate).want() == want

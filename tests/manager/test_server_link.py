@@ -33,7 +33,7 @@ class FakeService:
     def __init__(self) -> None:
         self.link_wake = asyncio.Event()
         self.sync_wake = asyncio.Event()
-        self.refill_now = asyncio.Event()
+        self.worker_waits = asyncio.Event()
         self.wanted = 0
         self.waiting: bool | None = None  # None: Workers wait whenever the site wants tasks
         self.held: list[str] = []
@@ -43,7 +43,7 @@ class FakeService:
     def want(self) -> int:
         return self.wanted
 
-    def refill_due(self) -> bool:
+    def workers_waiting(self) -> bool:
         return self.wanted > 0 if self.waiting is None else self.waiting
 
     def held_ids(self) -> list[str]:
@@ -329,12 +329,11 @@ def test_an_update_the_server_refuses_for_good_is_set_aside_and_the_rest_go_up(
     run_link(tmp_path, scenario)
 
 
-def test_refill_syncs_are_gathered_until_a_refill_is_due_which_ends_the_pause(
+def test_refill_syncs_are_gathered_while_no_worker_waits_and_a_waiting_worker_ends_the_pause(
     tmp_path: Path,
 ) -> None:
     """A busy site that has tasks queued refills at most every REFILL_GATHER_S, so that one
-    sync takes what many finished tasks made room for; a refill that falls due (a Worker
-    waits, or the queue runs low: ServerSide.refill_due) ends the pause."""
+    sync takes what many finished tasks made room for; a Worker that waits ends the pause."""
 
     async def scenario(link: ServerLink, server: FakeServer, service: FakeService) -> None:
         service.wanted, service.waiting, server.leasing = 5, False, True
@@ -345,7 +344,7 @@ def test_refill_syncs_are_gathered_until_a_refill_is_due_which_ends_the_pause(
         seen = len(server.syncs())
         await until(lambda: len(server.syncs()) > seen)  # a refill has just gone out
         service.waiting = True
-        service.refill_now.set()
+        service.worker_waits.set()
         await until(lambda: len(server.syncs()) > seen + 1)
         assert server.synced_at[seen + 1] - server.synced_at[seen] < REFILL_GATHER_S
 

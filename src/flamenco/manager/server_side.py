@@ -116,31 +116,20 @@ class ServerSide:
             self._forget(held)
 
     def want(self) -> int:
-        """How many more tasks to lease: one per idle Worker, plus some ahead while any works
-        (`ahead`)."""
-        return max(0, len(self._idle) + self.ahead() - len(self.queue))
+        """How many more tasks to lease: one per idle Worker, plus some ahead while any works.
 
-    def ahead(self) -> int:
-        """How many tasks to hold beyond the idle Workers' while any Worker works.
-
-        The configured prefetch, or about LOOKAHEAD_S of the recent rate of finished tasks
-        when that is more. Short tasks finish faster than a sync with the Server comes back,
-        so the queue must outlast about two round trips; at most AHEAD_PER_WORKER per working
-        Worker, so that a busy site does not hoard tasks that another site's idle Workers
-        could run (long tasks never reach that bound: the rate stays low).
+        Ahead: the configured prefetch, or about LOOKAHEAD_S of the recent rate of finished
+        tasks when that is more. Short tasks finish faster than a sync with the Server comes
+        back, so the queue must outlast about two round trips; at most AHEAD_PER_WORKER per
+        working Worker, so that a busy site does not hoard tasks that another site's idle
+        Workers could run (long tasks never reach that bound: the rate stays low).
         """
         working = len(self._working)
-        if not working:
-            return 0
-        by_rate = math.ceil(self.task_rate() * LOOKAHEAD_S)
-        return max(self.settings.prefetch, min(AHEAD_PER_WORKER * working, by_rate))
-
-    def refill_due(self) -> bool:
-        """Whether the next sync should go now rather than after the link's gather pause
-        (upstream.py REFILL_GATHER_S): a Worker waits for a task, or less than half of what
-        is held ahead is left, which a busy site would use up before the pause and the sync
-        are over (at 4,000 tasks/s, a second's worth lasts a quarter of a second)."""
-        return bool(self._idle) or 2 * len(self.queue) < self.ahead()
+        ahead = 0
+        if working:
+            by_rate = math.ceil(self.task_rate() * LOOKAHEAD_S)
+            ahead = max(self.settings.prefetch, min(AHEAD_PER_WORKER * working, by_rate))
+        return max(0, len(self._idle) + ahead - len(self.queue))
 
     def task_rate(self) -> float:
         """Tasks finished per second over the last RATE_WINDOW_S."""

@@ -61,7 +61,7 @@ class ManagerService(ServerSide, JobFiles):
         self.worker_timeout = timedelta(seconds=worker_timeout_s)
         self.link_wake = asyncio.Event()  # the outbox has something for the Server
         self.sync_wake = asyncio.Event()  # the Manager wants tasks from the Server now
-        self.refill_now = asyncio.Event()  # ... and it is due (refill_due): do not delay
+        self.worker_waits = asyncio.Event()  # ... and a Worker waits for one: do not delay
         self._waiters: deque[asyncio.Future[None]] = deque()  # long polls waiting for work
         self._promised = 0  # waiting Workers woken for new tasks that have not looked yet
         self._idle: dict[str, float] = {}  # Worker id -> waiting for work since
@@ -178,7 +178,7 @@ class ManagerService(ServerSide, JobFiles):
                     return None
                 self._idle[worker.id] = time.monotonic()
                 self._want_more()
-                self.refill_now.set()
+                self.worker_waits.set()
                 woken = await self._wait_for_work(remaining)
             return assignment
         finally:
@@ -410,8 +410,9 @@ class ManagerService(ServerSide, JobFiles):
     def _want_more(self) -> None:
         if self.want() > 0:
             self.sync_wake.set()
-            if self.refill_due():
-                self.refill_now.set()
+
+    def workers_waiting(self) -> bool:
+        return bool(self._idle)
 
     def reap_silent_workers(self) -> None:
         """A Worker silent past the timeout is offline; its task goes back to the queue."""

@@ -32,8 +32,8 @@ MAX_BACKOFF_S = 10.0
 LONG_POLL_S = 15.0  # how long the Server may hold a sync while this site holds no task
 REQUEST_MARGIN_S = 10.0  # a held sync's request times out this much after the hold
 GATHER_S = 0.1  # deliveries are at least this far apart
-# Syncs that refill the queue before a refill is due are at least this far apart: the queue
-# holds about LOOKAHEAD_S of tasks (server_side.py), so a refill can take what a quarter of a
+# Syncs that refill the queue while no Worker waits are at least this far apart: the queue
+# holds about LOOKAHEAD_S of tasks (service.py), so a refill can take what a quarter of a
 # second of finished tasks made room for, in one Server request instead of several.
 REFILL_GATHER_S = 0.25
 
@@ -100,15 +100,14 @@ class ServerLink:
 
         While tasks are queued here, the syncs that refill the queue are REFILL_GATHER_S
         apart at least, so that one sync takes what many finished tasks made room for; a
-        refill that falls due ends that pause (a Worker waits for a task, or the queue runs
-        low: ServerSide.refill_due).
+        Worker that waits for a task ends that pause.
         """
-        wake, due = self.service.sync_wake, self.service.refill_now
+        wake, waits = self.service.sync_wake, self.service.worker_waits
         loop = asyncio.get_running_loop()
         delay = self.interval_s
         while not stop.is_set():
             wake.clear()
-            due.clear()
+            waits.clear()
             started = loop.time()
             leased = await self._attempt(self.sync_once)
             if leased is None:
@@ -119,8 +118,8 @@ class ServerLink:
             took = loop.time() - started
             if not (self.service.want() > 0 and (leased or took >= self.interval_s)):
                 await wait_any(stop, wake, timeout=max(0.0, self.interval_s - took))
-            if not self.service.refill_due():
-                await wait_any(stop, due, timeout=REFILL_GATHER_S - (loop.time() - started))
+            if not self.service.workers_waiting():
+                await wait_any(stop, waits, timeout=REFILL_GATHER_S - (loop.time() - started))
 
     async def _reap_loop(self, stop: asyncio.Event) -> None:
         """Silent Workers lose their tasks, whether or not a sync is being held."""
