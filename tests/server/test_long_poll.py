@@ -8,6 +8,7 @@ within ANSWER_S of the change that makes it worth answering.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ from serverkit import (
 
 from flamenco import wire
 from flamenco.core.states import TaskStatus
+from flamenco.server.events import Subscriber
 from flamenco.server.models import ManagerRow
 from flamenco.server.services import ServerServices
 
@@ -133,6 +135,32 @@ def test_a_held_sync_gets_the_tasks_of_a_manager_whose_token_is_revoked_at_once(
 
     asyncio.run(scenario())
     assert {task.manager for task in svc.jobs.tasks(job.id)} == {"waiting"}
+
+
+def test_the_tasks_of_a_revoked_manager_are_queued_and_announced_with_no_site_waiting(
+    svc: ServerServices,
+) -> None:
+    """The Dashboard hears that they are queued again, though no sync leased them since."""
+    manager = add_manager(svc, "revoked")
+    job = add_job(svc, "1-2")
+    taken = {lease.task_id for lease in lease_sync(svc, manager, want=2).leases}
+
+    async def scenario() -> set[str]:
+        svc.events.bind(asyncio.get_running_loop())
+        dashboard = Subscriber(job.id)  # what the job's page hears
+        svc.events.subscribers.add(dashboard)
+        svc.auth.revoke_manager("revoked")
+        await until(lambda: dashboard.pending)
+        return {
+            json.loads(event.split("data: ")[1])["id"]
+            for event in dashboard.take()
+            if event.startswith("event: task")
+        }
+
+    assert asyncio.run(scenario()) == taken
+    assert {(task.status, task.manager) for task in svc.jobs.tasks(job.id)} == {
+        (TaskStatus.QUEUED, None)
+    }
 
 
 def test_a_held_sync_answers_when_an_operator_puts_a_worker_to_sleep(

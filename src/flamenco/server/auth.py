@@ -24,7 +24,6 @@ from flamenco.core.ratelimit import KeyedRateLimit, retry_after_header
 from flamenco.db import utcnow
 from flamenco.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized
 from flamenco.security import hash_password, new_token, token_hash, verify_password
-from flamenco.server.doorbell import Doorbell
 from flamenco.server.lease_queries import HELD_BY
 from flamenco.server.metrics_tokens import METRICS_LABEL, METRICS_ONLY
 from flamenco.server.models import ApiToken, ManagerRow, User
@@ -71,10 +70,10 @@ class AuthService:
         check_password: Callable[[str, str], bool] = verify_password,
         token_ttl: timedelta | None = timedelta(days=30),
         now: Callable[[], datetime] = utcnow,
-        bell: Doorbell | None = None,
+        released: Callable[[list[tuple[str, str]]], None] = lambda tasks: None,
     ) -> None:
         self.sessions = sessions
-        self.bell = bell or Doorbell()  # shared with the leases: see revoke_manager
+        self.released = released  # LeaseService.announce_released: see revoke_manager
         self.token_ttl = token_ttl  # of the tokens a login issues; None: they never expire
         self.now = now  # tests move it to expire tokens without waiting
         # Failed logins, per client address and per user name (see core/ratelimit.py).
@@ -317,9 +316,8 @@ class AuthService:
             released = release_leases(
                 s.scalars(HELD_BY, {"manager_id": row.id}), "ended: its token was revoked"
             )
-        log.info("token of manager %s revoked; %d of its tasks queued again", name, released)
-        if released:
-            self.bell.ring()  # Managers waiting for tasks look again
+        log.info("token of manager %s revoked; %d of its tasks queued again", name, len(released))
+        self.released(released)
 
     @staticmethod
     def _manager(s: Session, name: str) -> ManagerRow:

@@ -186,12 +186,11 @@ class LeaseService(UpdateIntake, ManagerViews):
             states = dict(row.worker_states)
             waits = req.want and req.wait_s and not leases and not renewal.revoked
             next_expiry = self._next_expiry(s) if waits else None
-        if expired or handed:
-            self.bell.ring()  # tasks to lease again: other waiting Managers may take them
+        self.announce_released(expired + handed)
         if record:
             self.events.publish("managers")
         leased = [(lease.job_id, lease.task_id) for lease in leases]
-        for job_id, task_id in renewal.moved + leased + handed:
+        for job_id, task_id in renewal.moved + leased:
             self.events.publish_task(job_id, task_id)
         reply = wire.ManagerSyncReply(
             leases=leases,
@@ -222,9 +221,19 @@ class LeaseService(UpdateIntake, ManagerViews):
         ).one()
         return found, self.rosters.stored(manager_id, found.workers)
 
-    def expire_leases(self, s: Session) -> int:
+    def expire_leases(self, s: Session) -> list[tuple[str, str]]:
         """Tasks whose Manager stayed silent past the lease timeout go back to the queue."""
         return release_leases(s.scalars(EXPIRED, {"now": utcnow()}), "expired")
+
+    def announce_released(self, tasks: list[tuple[str, str]]) -> None:
+        """Tasks (job id, task id) just queued again, committed: their lease expired, their
+        site handed them back or its token was revoked. Waiting Managers look again, and the
+        Dashboard hears of each task."""
+        if not tasks:
+            return
+        self.bell.ring()
+        for job_id, task_id in tasks:
+            self.events.publish_task(job_id, task_id)
 
     @staticmethod
     def _next_expiry(s: Session) -> datetime | None:

@@ -48,16 +48,27 @@ def build_services(settings: ServerSettings) -> ServerServices:
     install_events(sessions, events)  # waiting jobs re-evaluated are announced (job_dependencies)
     blobs = BlobStore(settings.data_dir / "blobs", max_blob_bytes=settings.max_upload_bytes)
     blob_gc = BlobCollector(sessions, blobs)
+    leases = LeaseService(
+        sessions,
+        lease_timeout_s=settings.lease_timeout_s,
+        max_task_failures=settings.max_task_failures,
+        manager_offline_s=settings.manager_offline_s,
+        blocklist_threshold=settings.blocklist_threshold,
+        events=events,
+        max_failed_tasks=settings.max_failed_tasks,
+        bell=bell,
+    )
+    auth = AuthService(
+        sessions,
+        login_burst=settings.login_burst,
+        login_refill_s=settings.login_refill_s,
+        token_ttl=timedelta(days=settings.token_ttl_days) if settings.token_ttl_days else None,
+        released=leases.announce_released,  # a revoked Manager's tasks
+    )
     return ServerServices(
         settings=settings,
         engine=engine,
-        auth=AuthService(
-            sessions,
-            login_burst=settings.login_burst,
-            login_refill_s=settings.login_refill_s,
-            token_ttl=timedelta(days=settings.token_ttl_days) if settings.token_ttl_days else None,
-            bell=bell,
-        ),
+        auth=auth,
         jobs=JobService(
             sessions,
             blobs,
@@ -69,16 +80,7 @@ def build_services(settings: ServerSettings) -> ServerServices:
             events=events,
             bell=bell,
         ),
-        leases=LeaseService(
-            sessions,
-            lease_timeout_s=settings.lease_timeout_s,
-            max_task_failures=settings.max_task_failures,
-            manager_offline_s=settings.manager_offline_s,
-            blocklist_threshold=settings.blocklist_threshold,
-            events=events,
-            max_failed_tasks=settings.max_failed_tasks,
-            bell=bell,
-        ),
+        leases=leases,
         blobs=blobs,
         blob_gc=blob_gc,
         events=events,

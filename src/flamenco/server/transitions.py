@@ -222,10 +222,11 @@ def release_task(task: TaskRow, new: TaskStatus, forget_worker: bool = False) ->
         task.worker = None
 
 
-def release_leases(tasks: Iterable[TaskRow], why: str) -> int:
+def release_leases(tasks: Iterable[TaskRow], why: str) -> list[tuple[str, str]]:
     """Leased tasks back to the queue, for any site to lease (their Worker forgotten): their
-    Manager stayed silent past the lease timeout, or its token was revoked. How many."""
-    count = 0
+    Manager stayed silent past the lease timeout, or its token was revoked. Their (job id,
+    task id), for LeaseService.announce_released once committed."""
+    released = []
     for task in tasks:
         log.warning(
             "task %s: lease of manager %s %s",
@@ -235,8 +236,8 @@ def release_leases(tasks: Iterable[TaskRow], why: str) -> int:
             extra={"job": task.job_id, "task": task.id},
         )
         release_task(task, TaskStatus.QUEUED, forget_worker=True)
-        count += 1
-    return count
+        released.append((task.job_id, task.id))
+    return released
 
 
 def set_job_status(job: JobRow, new: JobStatus) -> None:
