@@ -24,16 +24,17 @@ from pathlib import Path
 from flamenco import wire
 from flamenco.aio import TurnWriter
 from flamenco.client import ApiError
+from flamenco.core.frames import clip
 from flamenco.core.names import quote_name
 from flamenco.core.states import RELEASING_TASK_STATUSES, TaskStatus
 from flamenco.db import utcnow
 from flamenco.outbox_refusals import (
+    MAX_ERROR,
     NOT_HELD,
     OWN_FAILURE_PREFIX,
     SetAside,
     Strikes,
     as_failure,
-    clip,
     own_failure,
 )
 from flamenco.store_versions import StoreMigration, open_store, script
@@ -274,7 +275,7 @@ class Outbox:
         item, update = _parse(kind, payload)
         task_id = item.task_id if item is not None else update.task_id
         what = item.describe() if item is not None else f"An update of task {task_id}"
-        reason = clip(f"{what} was refused: {refusal.message}")
+        reason = clip(f"{what} was refused: {refusal.message}", MAX_ERROR)
         report = rewritten = awaiting = None
         if refusal.status == NOT_HELD:
             pass

@@ -78,7 +78,3 @@ def own_failure(task_id: str, worker: str | None, reason: str) -> wire.TaskUpdat
         error=reason,
         activity="failed",
     )
-
-
-def clip(sentence: str) -> str:
-    return sentence if len(sentence) <= MAX_ERROR else sentence[: MAX_ERROR - 1] + "…"

@@ -6,6 +6,7 @@ from flamenco.core.frames import (
     MAX_FRAMES,
     FrameRangeError,
     chunk_frames,
+    clip,
     format_frame_range,
     parse_frame_range,
     quote_for_message,
@@ -161,3 +162,17 @@ def test_chunk_frames_errors(chunk_size: int, message: str) -> None:
 )
 def test_quote_for_message(value: object, expected: str) -> None:
     assert quote_for_message(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "expected"),
+    [
+        ("render-01", 22, "render-01"),
+        ("abcde", 5, "abcde"),  # at the bound: kept whole
+        ("abcdef", 5, "abcd…"),  # past it: the bound, the ellipsis included
+        ("", 1, ""),
+    ],
+)
+def test_clip(text: str, limit: int, expected: str) -> None:
+    assert clip(text, limit) == expected
+    assert len(clip(text, limit)) <= limit

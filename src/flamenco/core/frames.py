@@ -34,6 +34,12 @@ def quote_for_message(value: object, limit: int = _QUOTE_LIMIT) -> str:
     return repr(value if len(value) <= limit else value[:limit] + "…")
 
 
+def clip(text: str, limit: int) -> str:
+    """`text`, or its first `limit` - 1 characters and "…" when it is longer than `limit`:
+    for a field with a bound (an error sentence, a label in a drawing)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def parse_frame_range(text: str) -> list[int]:
     """Parse ``"1-10,15,20-24x2"`` into the sorted unique frames it names.
 

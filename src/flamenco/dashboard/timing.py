@@ -18,6 +18,7 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
+from flamenco.core.frames import clip
 from flamenco.core.runs import Run, parse_time
 
 STOPPED_JOB = {"completed", "failed", "canceled", "paused"}
@@ -106,7 +107,7 @@ def timeline_svg(runs: list[Run], task_names: Mapping[str, str], now: datetime) 
         parts.append(
             f'<rect class="tl-lane" x="{LABEL_W}" y="{y}" width="{PLOT_W}" height="{LANE_H}"/>'
             f'<text class="tl-label" x="{LABEL_W - 8}" y="{y + LANE_H - 5}" '
-            f'text-anchor="end">{escape(_clip(worker, 22))}</text>'
+            f'text-anchor="end">{escape(clip(worker, 22))}</text>'
         )
     for k in range(6):
         x = LABEL_W + PLOT_W * k / 5
@@ -129,7 +130,3 @@ def timeline_svg(runs: list[Run], task_names: Mapping[str, str], now: datetime) 
         )
     parts.append("</svg>")
     return "".join(parts)
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
