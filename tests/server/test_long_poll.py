@@ -163,6 +163,31 @@ def test_the_tasks_of_a_revoked_manager_are_queued_and_announced_with_no_site_wa
     }
 
 
+def test_the_managers_page_hears_of_a_manager_added_its_token_replaced_and_revoked(
+    svc: ServerServices,
+) -> None:
+    """Each change of a Manager's account is a "managers" event at once, not news at the
+    page's next refresh."""
+
+    async def heard(change: Callable[[], object]) -> list[str]:
+        svc.events.bind(asyncio.get_running_loop())
+        page = Subscriber()  # the Managers page follows every event
+        svc.events.subscribers.add(page)
+        try:
+            change()
+            await until(lambda: page.pending)
+            return [event.split("\n")[0] for event in page.take()]
+        finally:
+            svc.events.subscribers.discard(page)
+
+    for change in (
+        lambda: svc.auth.create_manager("studio"),
+        lambda: svc.auth.revoke_manager("studio"),
+        lambda: svc.auth.rotate_manager("studio"),
+    ):
+        assert asyncio.run(heard(change)) == ["event: managers"]
+
+
 def test_a_held_sync_answers_when_an_operator_puts_a_worker_to_sleep(
     svc: ServerServices,
 ) -> None:

@@ -70,10 +70,11 @@ class AuthService:
         check_password: Callable[[str, str], bool] = verify_password,
         token_ttl: timedelta | None = timedelta(days=30),
         now: Callable[[], datetime] = utcnow,
-        released: Callable[[list[tuple[str, str]]], None] = lambda tasks: None,
+        manager_changed: Callable[[list[tuple[str, str]]], None] = lambda released: None,
     ) -> None:
         self.sessions = sessions
-        self.released = released  # LeaseService.announce_released: see revoke_manager
+        # LeaseService.manager_changed: the Managers page, and the tasks a revocation released
+        self.manager_changed = manager_changed
         self.token_ttl = token_ttl  # of the tokens a login issues; None: they never expire
         self.now = now  # tests move it to expire tokens without waiting
         # Failed logins, per client address and per user name (see core/ratelimit.py).
@@ -290,6 +291,7 @@ class AuthService:
             if s.scalar(select(ManagerRow).where(ManagerRow.name == name)):
                 raise Conflict(f"A Manager named '{name}' already exists.")
             s.add(ManagerRow(name=name, token_hash=token_hash(token), token_issued=utcnow()))
+        self.manager_changed([])
         return token
 
     def rotate_manager(self, name: str) -> str:
@@ -302,6 +304,7 @@ class AuthService:
                 row.replaced_token_hash = row.token_hash
             row.token_hash, row.token_issued, row.revoked = token_hash(token), utcnow(), None
         log.info("token of manager %s replaced", name)
+        self.manager_changed([])
         return token
 
     def revoke_manager(self, name: str) -> None:
@@ -317,7 +320,7 @@ class AuthService:
                 s.scalars(HELD_BY, {"manager_id": row.id}), "ended: its token was revoked"
             )
         log.info("token of manager %s revoked; %d of its tasks queued again", name, len(released))
-        self.released(released)
+        self.manager_changed(released)
 
     @staticmethod
     def _manager(s: Session, name: str) -> ManagerRow:

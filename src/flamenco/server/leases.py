@@ -225,6 +225,12 @@ class LeaseService(UpdateIntake, ManagerViews):
         """Tasks whose Manager stayed silent past the lease timeout go back to the queue."""
         return release_leases(s.scalars(EXPIRED, {"now": utcnow()}), "expired")
 
+    def manager_changed(self, released: list[tuple[str, str]]) -> None:
+        """A Manager's account changed (added, its token replaced or revoked), committed: the
+        Managers page hears of it at once, and of the tasks a revocation queued again."""
+        self.events.publish("managers")
+        self.announce_released(released)
+
     def announce_released(self, tasks: list[tuple[str, str]]) -> None:
         """Tasks (job id, task id) just queued again, committed: their lease expired, their
         site handed them back or its token was revoked. Waiting Managers look again, and the

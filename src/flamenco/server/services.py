@@ -63,7 +63,7 @@ def build_services(settings: ServerSettings) -> ServerServices:
         login_burst=settings.login_burst,
         login_refill_s=settings.login_refill_s,
         token_ttl=timedelta(days=settings.token_ttl_days) if settings.token_ttl_days else None,
-        released=leases.announce_released,  # a revoked Manager's tasks
+        manager_changed=leases.manager_changed,  # the Managers page; a revoked one's tasks
     )
     return ServerServices(
         settings=settings,
