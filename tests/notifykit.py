@@ -30,7 +30,8 @@ class Received:
 class Receiver:
     """Answers POSTs in order of `failures` ("500": an error answer, "drop": the connection
     closed without an answer), then 200 to each correctly signed one (401 otherwise). While
-    `refusing` is set it answers 503 to everything (a receiver that is down)."""
+    `refusing` is set it answers 503 to everything (a receiver that is down). With `hold`,
+    each POST waits for `release` before its answer (a slow receiver)."""
 
     def __init__(self, failures: tuple[str, ...] = ()) -> None:
         self.failures = list(failures)
@@ -38,6 +39,11 @@ class Receiver:
         self.refusing = threading.Event()
         self.received: list[Received] = []
         self.lock = threading.Lock()
+        # With `hold` set, each POST is answered only once `release` is set (a slow
+        # receiver); `arrived` is set when the first one is in.
+        self.hold = False
+        self.arrived = threading.Event()
+        self.release = threading.Event()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -50,6 +56,9 @@ class Receiver:
                     self.headers.get(SIGNATURE_HEADER, ""),
                     now=time.time(),
                 )
+                receiver.arrived.set()
+                if receiver.hold:
+                    receiver.release.wait(timeout=60)
                 answer = receiver._answer(signed)
                 with receiver.lock:
                     receiver.received.append(

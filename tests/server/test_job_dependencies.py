@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,8 @@ from serverkit import (
 from flamenco import wire
 from flamenco.core.actions import JobAction
 from flamenco.core.states import JobStatus, TaskStatus
-from flamenco.errors import Unprocessable
+from flamenco.db import utcnow
+from flamenco.errors import Conflict, NotFound, Unprocessable
 from flamenco.server.models import ManagerRow
 from flamenco.server.services import ServerServices
 
@@ -169,22 +171,51 @@ def test_a_requeued_waiting_job_waits_again_for_a_requeued_prerequisite(
     assert [lease.job_id for lease in lease_sync(svc, manager, want=5).leases] == [bake.id]
 
 
-def test_a_prerequisite_deleted_unfinished_keeps_it_waiting_a_completed_one_does_not(
-    svc: ServerServices,
-) -> None:
+def test_a_prerequisite_deleted_unfinished_keeps_it_waiting(svc: ServerServices) -> None:
     manager = add_manager(svc, "site")
     done, gone = add_job(svc, "1"), add_job(svc, "1")
     render = add_job_after(svc, "1", [done.id, gone.id])
     (lease, _) = lease_sync(svc, manager, want=2).leases
     assert lease.job_id == done.id
     complete_leases(svc, manager, [lease])
-    svc.jobs.delete(done.id, alice(svc))
     svc.jobs.act(gone.id, JobAction.CANCEL, alice(svc))
     svc.jobs.delete(gone.id, alice(svc))
     assert svc.jobs.get(render.id).waiting_reason == (
         f"Job {gone.id} was deleted before it completed; cancel this one."
     )
     assert lease_sync(svc, manager, want=5).leases == []
+
+
+def test_a_completed_prerequisite_is_kept_while_a_job_that_gets_its_files_is_unfinished(
+    svc: ServerServices,
+) -> None:
+    """A bake's files reach the render that waits for it through the render's leases: the bake
+    is not deleted, by a user or by --keep-days, until the render has finished."""
+    manager = add_manager(svc, "site")
+    bake = add_job(svc, "1")
+    render = add_job_after(svc, "1-2", [bake.id])
+    (baking,) = lease_sync(svc, manager, want=5).leases
+    complete_leases(svc, manager, [baking])
+    (first,) = lease_sync(svc, manager, want=1).leases  # one render task out, one queued
+
+    with pytest.raises(Conflict) as refused:
+        svc.jobs.delete(bake.id, alice(svc))
+    assert refused.value.message == (
+        f"Job {render.id} waits for job {bake.id} and gets its files; delete {bake.id} once "
+        f"{render.id} has finished, or cancel {render.id} first."
+    )
+    tomorrow = utcnow() + timedelta(days=1)
+    assert svc.jobs.delete(bake.id, None, finished_before=tomorrow) is False  # --keep-days
+    assert svc.jobs.get(bake.id).status == JobStatus.COMPLETED
+    assert first.job_id == render.id
+    (last,) = lease_sync(svc, manager, want=5, held=[first.task_id]).leases
+    assert last.job_id == render.id  # the rest of the render still leases
+
+    complete_leases(svc, manager, [first, last])
+    assert svc.jobs.get(render.id).status == JobStatus.COMPLETED
+    assert svc.jobs.delete(bake.id, None, finished_before=tomorrow) is True
+    with pytest.raises(NotFound):
+        svc.jobs.get(bake.id)
 
 
 def test_an_unknown_job_to_wait_for_is_refused_with_one_sentence(svc: ServerServices) -> None:

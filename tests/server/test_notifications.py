@@ -5,6 +5,7 @@ retried on the back-off schedule, delivered once, given up after the window."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ from flamenco import wire
 from flamenco.config import BadSetting, ServerSettings, load
 from flamenco.core.actions import JobAction
 from flamenco.core.states import TaskStatus
-from flamenco.db import utcnow
+from flamenco.db import make_engine, make_sessions, utcnow
 from flamenco.errors import Unprocessable
 from flamenco.server.models import JobRow, Notification
 from flamenco.server.notifications import NotifyPolicy, install_policy, notify_secret
@@ -125,6 +126,36 @@ def test_a_completed_job_goes_to_the_servers_url_and_its_own_once_each(
     document = wire.JobEnded.model_validate_json(first.body)
     assert (document.status, document.frames_total) == ("completed", 1)
     assert document.dashboard_url == f"https://dash.example/jobs/{plain.id}"
+
+
+def test_two_servers_on_one_database_post_a_delivery_once(svc: ServerServices) -> None:
+    """While one Server's POST is in flight, another Server's sender, on the same database,
+    finds the delivery taken and leaves it: the receiver gets it once."""
+    with Receiver() as slow:
+        job = submit(svc, "1", notify=slow.url)
+        svc.jobs.act(job.id, JobAction.CANCEL, alice(svc))
+        slow.secret = notify_secret(svc.jobs.sessions).secret
+        slow.hold = True
+        other_engine = make_engine(svc.engine.url.render_as_string(hide_password=False))
+        try:
+            first = NotificationSender(svc.jobs.sessions, svc.settings)
+            second = NotificationSender(make_sessions(other_engine), svc.settings)
+            delivered: list[int] = []
+            sending = threading.Thread(target=lambda: delivered.append(first.send_due()))
+            sending.start()
+            try:
+                assert slow.arrived.wait(timeout=30), "the first Server never posted"
+                assert second.send_due() == 0  # the delivery is the first Server's now
+            finally:
+                slow.release.set()
+                sending.join(timeout=30)
+        finally:
+            other_engine.dispose()
+        assert delivered == [1]
+        assert [r.answer for r in slow.all()] == ["200"]
+        (row,) = notifications(svc, job.id)
+        assert (row.attempts, row.next_at, row.last_error) == (1, None, "")
+        assert row.delivered is not None
 
 
 def test_delivery_is_given_up_after_its_window(svc: ServerServices) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, case, delete, event, func, or_, select
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from flamenco.core.compiler import preview_frame_path
-from flamenco.core.states import JobStatus, TaskStatus
+from flamenco.core.states import FINISHED_JOB_STATUSES, JobStatus, TaskStatus
 from flamenco.errors import Unprocessable
 from flamenco.server.events import EventBus
 from flamenco.server.models import JobArtifact, JobDependency, JobRow, OutputRow, TaskRow
@@ -94,6 +94,24 @@ def forget_job(s: Session, job: JobRow) -> None:
     s.execute(delete(JobDependency).where(JobDependency.job_id == job.id))
     if job.status == JobStatus.COMPLETED:
         s.execute(delete(JobDependency).where(JobDependency.after_job_id == job.id))
+
+
+def readers_of(s: Session, job: JobRow) -> list[str]:
+    """The unfinished jobs that wait for `job`, which completed, and so get its artifacts and
+    frames in the leases of their tasks still to run (`awaited_artifacts`, `video_frames`):
+    deleting `job` now would take those files from them. In id order."""
+    if job.status != JobStatus.COMPLETED:
+        return []  # a job deleted unfinished keeps them waiting instead (forget_job)
+    query = (
+        select(JobDependency.job_id)
+        .join(JobRow, JobRow.id == JobDependency.job_id)
+        .where(
+            JobDependency.after_job_id == job.id,
+            JobRow.status.not_in([str(status) for status in FINISHED_JOB_STATUSES]),
+        )
+        .order_by(JobDependency.job_id)
+    )
+    return list(s.scalars(query))
 
 
 def after_of(s: Session, job_id: str) -> list[str]:

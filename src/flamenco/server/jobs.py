@@ -38,7 +38,7 @@ from flamenco.server.blob_gc import BlobCollector
 from flamenco.server.doorbell import Doorbell
 from flamenco.server.events import EventBus
 from flamenco.server.hangs import clear_blocklist, forget_error
-from flamenco.server.job_dependencies import checked_after, forget_job, record_after
+from flamenco.server.job_dependencies import checked_after, forget_job, readers_of, record_after
 from flamenco.server.job_views import JobViews, job_or_404
 from flamenco.server.models import (
     AppliedUpdate,
@@ -240,6 +240,11 @@ class JobService(JobViews, OutputIntake):
                     _check_may_change(job, user)
                 elif not _finished_before(job, finished_before):
                     return False
+                readers = readers_of(s, job)
+                if readers and user is None:
+                    return False  # kept until the jobs that read its files are done
+                if readers:
+                    raise Conflict(_still_read(job_id, readers))
                 mine = (
                     set(job.files.values())
                     | set(s.scalars(select(OutputRow.sha256).where(OutputRow.job_id == job_id)))
@@ -276,6 +281,19 @@ def _checked_notify_url(url: str | None) -> str:
         return check_notify_url(url) if url else ""
     except BadNotifyUrl as exc:
         raise Unprocessable(str(exc)) from exc
+
+
+def _still_read(job_id: str, readers: list[str]) -> str:
+    """Why a completed job that unfinished jobs wait for is not deleted, in one sentence."""
+    if len(readers) == 1:
+        return (
+            f"Job {readers[0]} waits for job {job_id} and gets its files; delete {job_id} once "
+            f"{readers[0]} has finished, or cancel {readers[0]} first."
+        )
+    return (
+        f"Jobs {', '.join(readers)} wait for job {job_id} and get its files; delete {job_id} "
+        "once they have finished, or cancel them first."
+    )
 
 
 def _finished_before(job: JobRow, cutoff: datetime | None) -> bool:

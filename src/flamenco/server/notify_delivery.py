@@ -6,6 +6,12 @@ Each attempt signs the stored body with the current secret and a fresh timestamp
 dropped connection, a timeout) is tried again after the back-off (`notify_retry_s` doubling up
 to `notify_retry_max_s`) until `notify_give_up_s` after it was queued. What is due and how each
 attempt went is in the `notifications` table, so a restarted Server goes on where it stopped.
+
+Several Servers on one database each run a sender: a Server claims a delivery (moves its
+`next_at` past its attempt, `_claim`) before it posts it, and the Server that does not win
+the claim leaves it alone, so each attempt is made once. A Server that stops between its
+claim and its record leaves the delivery due again CLAIM_S later: at least once, never lost
+(the receiver tells a repeat by its delivery id).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
 
 from flamenco.aio import wait_any
@@ -39,6 +45,7 @@ log = logging.getLogger("flamenco.server.notifications")
 POST_TIMEOUT_S = 10.0
 BATCH = 20  # deliveries taken per look; the rest at the next
 LOOK_EVERY_S = 1.0  # a new job end is sent within this
+CLAIM_S = 3 * POST_TIMEOUT_S  # a claimed delivery not recorded by then is due again
 
 
 class NotificationSender:
@@ -71,10 +78,30 @@ class NotificationSender:
         delivered = 0
         with httpx.Client(timeout=POST_TIMEOUT_S, follow_redirects=False) as client:
             for notification in due:
+                if not self._claim(notification):
+                    continue  # another Server on this database attempts it now
                 error = self._post(client, secret, notification)
                 self._record(notification, error)
                 delivered += error is None
         return delivered
+
+    def _claim(self, notification: Notification) -> bool:
+        """Whether this Server won the attempt at a due delivery: the guarded UPDATE moves it
+        out of everyone's `due` (on PostgreSQL a second Server's UPDATE waits for the first's
+        commit, then finds it no longer due)."""
+        now = self.now()
+        with self.sessions.begin() as s:
+            claimed = s.execute(
+                update(Notification)
+                .where(
+                    Notification.id == notification.id,
+                    Notification.next_at.is_not(None),
+                    Notification.next_at <= now,
+                )
+                .values(next_at=now + timedelta(seconds=CLAIM_S))
+                .execution_options(synchronize_session=False)
+            )
+        return claimed.rowcount == 1
 
     def _post(self, client: httpx.Client, secret: str, notification: Notification) -> str | None:
         """POST it once: None when the receiver took it, else what went wrong."""
