@@ -285,6 +285,15 @@ class FrameInfo(Wire):
     filename: str
 
 
+class FramePage(Wire):
+    """Some of a job's rendered frames in frame order, with how many it has in all."""
+
+    total: int = Field(description="How many rendered frames the job has.")
+    offset: int
+    limit: int
+    frames: list[FrameInfo]
+
+
 class ArtifactInfo(Wire):
     """Another output of a job than its frames, such as its preview video."""
 

@@ -171,7 +171,8 @@ def test_the_otherwise_valid_submission_is_accepted(
 
 
 @pytest.mark.parametrize(
-    "suffix", ["", "/tasks", "/tasks/page", "/runs", "/history", "/frames", "/frames/1"]
+    "suffix",
+    ["", "/tasks", "/tasks/page", "/runs", "/history", "/frames", "/frames/page", "/frames/1"],
 )
 def test_an_unknown_job_is_a_404(srv: TestFarm, http: httpx.Client, suffix: str) -> None:
     with leaves_nothing(srv, http):

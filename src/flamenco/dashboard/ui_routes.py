@@ -21,12 +21,13 @@ from flamenco.core.media import relayed_file_headers
 from flamenco.dashboard.archive import stream_zip
 from flamenco.dashboard.login import ChangingSession, UiSession
 from flamenco.dashboard.sessions import Session
-from flamenco.dashboard.views import ALL_JOBS, TASK_PAGE, Dashboard, now_utc
+from flamenco.dashboard.views import ALL_JOBS, FRAME_PAGE, TASK_PAGE, Dashboard, now_utc
 from flamenco.errors import Forbidden
 
 WORKER_ACTIONS = ("sleep", "wake", "disable", "enable")
 SSE_RETRY_MS = 1500
 MAX_TASK_PAGE = 500
+MAX_FRAME_PAGE = 500
 JobAction = Literal["pause", "resume", "cancel", "requeue", "requeue-failed", "delete"]
 
 
@@ -110,9 +111,14 @@ def install_ui_routes(app: FastAPI, dash: Dashboard) -> None:
         return Response(svg, media_type="image/svg+xml", headers=headers)
 
     @app.get("/ui/jobs/{job_id}/frames")
-    async def ui_frames(job_id: str, s: UiSession) -> dict[str, Any]:
-        frames, fresh = await dash.frames(s, job_id)
-        return {"frames": frames, "fresh": fresh}
+    async def ui_frames(
+        job_id: str,
+        s: UiSession,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_FRAME_PAGE)] = FRAME_PAGE,
+    ) -> dict[str, Any]:
+        view, fresh = await dash.frames(s, job_id, offset, limit)
+        return view | {"fresh": fresh}
 
     async def _proxy_file(s: Session, path: str, cache: str) -> Response:
         upstream = await dash.upstream.open_stream(s.token, path)

@@ -37,6 +37,7 @@ log = logging.getLogger("flamenco.dashboard")
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 TASK_PAGE = 100  # rows the job page shows at once (job.js asks for as many)
+FRAME_PAGE = 48  # thumbnails the job page shows at once (job.js asks for as many)
 # The timeline draws the runs of a job's last tasks to start, at most this many: a studio's
 # job of 100,000 tasks would be too many bars to read, and too long to draw.
 TIMELINE_TASKS = 1000
@@ -232,10 +233,18 @@ class Dashboard:
         if started is not None:
             self.starts.known[job_id] = parse_time(started)
 
-    async def frames(self, s: Session, job_id: str) -> tuple[list[dict[str, Any]], bool]:
-        async def build() -> list[dict[str, Any]]:
-            frames = await self.upstream.json(s.token, api_path("jobs", job_id, "frames"))
-            return [
+    async def frames(
+        self, s: Session, job_id: str, offset: int = 0, limit: int = FRAME_PAGE
+    ) -> tuple[dict[str, Any], bool]:
+        """One page of a job's frames as its thumbnails need them, with how many it has (a
+        studio's job has 100,000: never all of them), shared by all sessions; `fresh` as in
+        `jobs`."""
+        params = {"offset": offset, "limit": limit}
+
+        async def build() -> dict[str, Any]:
+            path = api_path("jobs", job_id, "frames", "page")
+            page = await self.upstream.json(s.token, path, params=params)
+            frames = [
                 {
                     "frame": f["frame"],
                     "name": f["filename"],
@@ -243,10 +252,11 @@ class Dashboard:
                     "height": f["height"],
                     "v": f["sha256"][:12],
                 }
-                for f in frames
+                for f in page["frames"]
             ]
+            return {"total": page["total"], "offset": page["offset"], "frames": frames}
 
-        return await self.cache.get_soon(job_id, "frames", build, STALE_S)
+        return await self.cache.get_soon(job_id, f"frames?{urlencode(params)}", build, STALE_S)
 
     def prefetch(self, s: Session, job_id: str) -> None:
         """Start fetching a job's first page of tasks, its timeline and its frames now; the

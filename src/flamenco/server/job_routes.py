@@ -120,6 +120,15 @@ def install_job_routes(app: FastAPI) -> None:
     def job_frames(job_id: str, _: AnyUser, svc: Services) -> list[wire.FrameInfo]:
         return svc.jobs.frames(job_id)
 
+    # Before the route of one frame, whose {frame} would take "page" too.
+    @app.get("/api/v1/jobs/{job_id}/frames/page")
+    def job_frame_page(
+        job_id: str, _: AnyUser, svc: Services, offset: int = 0, limit: int = 48
+    ) -> wire.FramePage:
+        """Some of a job's frames, in frame order, and how many it has; see
+        `JobService.frame_page`."""
+        return svc.jobs.frame_page(job_id, offset, limit)
+
     @app.get(
         "/api/v1/jobs/{job_id}/frames/{frame}",
         response_class=FileResponse,

@@ -39,7 +39,7 @@ from flamenco.server.models import (
 from flamenco.server.records import blocked_workers, manager_names, online_workers
 from flamenco.server.transitions import PROGRESSING, status_counts
 
-MAX_TASK_PAGE = 1000  # tasks in one page of a job's tasks
+MAX_TASK_PAGE = 1000  # tasks, or frames, in one page of a job's list
 MAX_SEARCH = 200  # characters of text to look for in task names and Workers
 MAX_RUN_TASKS = 10_000  # tasks whose runs one answer of a job's latest runs may hold
 
@@ -261,6 +261,25 @@ class JobViews:
             )
             return FRAME_LIST.validate_python(rows.mappings())
 
+    def frame_page(self, job_id: str, offset: int = 0, limit: int = 48) -> wire.FramePage:
+        """Frames `offset` to `offset + limit` of a job in frame order, and how many it has: a
+        studio's job has 100,000, which a page of thumbnails need not read."""
+        check_page(offset, limit)
+        with self.sessions() as s:
+            job_or_404(s, job_id)
+            total = s.scalar(
+                select(func.count()).select_from(OutputRow).where(OutputRow.job_id == job_id)
+            )
+            rows = s.execute(
+                select(*FRAME_COLUMNS)
+                .where(OutputRow.job_id == job_id)
+                .order_by(OutputRow.frame)
+                .offset(offset)
+                .limit(limit)
+            )
+            frames = FRAME_LIST.validate_python(rows.mappings())
+        return wire.FramePage(total=total or 0, offset=offset, limit=limit, frames=frames)
+
     def frame_file(self, job_id: str, frame: int) -> tuple[Path, str]:
         with self.sessions() as s:
             job_or_404(s, job_id)
@@ -322,8 +341,8 @@ def frame_extensions(s: Session, job_id: str) -> list[str]:
         names.append(name)
 
 
-def check_page(offset: int, limit: int, status: str, search: str) -> None:
-    """Refuses, in one sentence, a page of tasks that cannot be given."""
+def check_page(offset: int, limit: int, status: str = "", search: str = "") -> None:
+    """Refuses, in one sentence, a page of tasks or frames that cannot be given."""
     if offset < 0:
         raise Unprocessable(f"The offset must be 0 or more, not {offset}.")
     if not 0 <= limit <= MAX_TASK_PAGE:

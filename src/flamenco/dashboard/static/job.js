@@ -88,60 +88,75 @@
 
   // ---- frames: thumbnails and viewer -----------------------------------------------------
 
+  // One page of thumbnails at a time, paged by the Server: a studio's job has 100,000 frames.
   const FRAMES_PER_PAGE = 48;
-  let frames = [];
+  let frames = [];  // the frames of the page shown
+  let framesTotal = 0;
   let framesPage = 0;
-  let seenFrames = null;
+  let seenFrames = null;  // the page's frames at its last drawing: the others are new
 
   function thumbUrl(f) { return `${base}/frames/${f.frame}/thumbnail?v=${f.v}`; }
   function frameUrl(f) { return `${base}/frames/${f.frame}?v=${f.v}`; }
   // What the viewer shows: the frame, or a JPEG of it where browsers cannot draw its type (EXR).
   function viewUrl(f) { return `${base}/frames/${f.frame}/view?v=${f.v}`; }
+  function framePages() { return Math.max(1, Math.ceil(framesTotal / FRAMES_PER_PAGE)); }
 
   function renderFrames() {
-    const pages = Math.max(1, Math.ceil(frames.length / FRAMES_PER_PAGE));
-    framesPage = Math.min(framesPage, pages - 1);
-    const slice = frames.slice(framesPage * FRAMES_PER_PAGE, (framesPage + 1) * FRAMES_PER_PAGE);
+    const pages = framePages();
     const fresh = seenFrames;
-    $("thumbs").innerHTML = slice.map((f) =>
+    $("thumbs").innerHTML = frames.map((f) =>
       `<button class="thumb${fresh && !fresh.has(f.frame) ? " new" : ""}" data-frame="${f.frame}" title="Frame ${f.frame}: ${F.esc(f.name)}">` +
       `<img loading="lazy" src="${thumbUrl(f)}" alt="Frame ${f.frame}"><span>${f.frame}</span></button>`).join("");
     seenFrames = new Set(frames.map((f) => f.frame));
-    $("thumbs-empty").hidden = frames.length > 0;
-    $("frames-count").textContent = frames.length ? `${frames.length} of ${job.frames_total}` : "";
+    $("thumbs-empty").hidden = framesTotal > 0;
+    $("frames-count").textContent = framesTotal ? `${framesTotal} of ${job.frames_total}` : "";
     $("frames-pager").innerHTML = pages > 1
       ? `<button data-page="-1" ${framesPage === 0 ? "disabled" : ""}>‹</button>${framesPage + 1} / ${pages}` +
         `<button data-page="1" ${framesPage >= pages - 1 ? "disabled" : ""}>›</button>` : "";
   }
+
+  async function loadFramePage(page) {
+    const answer = await F.call("GET", `${base}/frames?offset=${page * FRAMES_PER_PAGE}&limit=${FRAMES_PER_PAGE}`);
+    if (page !== framesPage) seenFrames = null;  // another page: none of it is "new"
+    framesPage = page;
+    frames = answer.frames;
+    framesTotal = answer.total;
+    renderFrames();
+    return answer;
+  }
   $("frames-pager").addEventListener("click", (e) => {
     const step = Number(e.target.dataset.page || 0);
-    if (step) { framesPage += step; renderFrames(); }
+    if (step) loadFramePage(Math.min(Math.max(framesPage + step, 0), framePages() - 1));
   });
 
   const refreshFrames = F.coalesce(async () => {
-    const answer = await F.call("GET", `${base}/frames`);
-    frames = answer.frames;
-    renderFrames();
+    const answer = await loadFramePage(framesPage);
+    if (framesPage > 0 && !frames.length) await loadFramePage(framePages() - 1);  // fewer now
     if (!answer.fresh) setTimeout(refreshFrames, 1000);
-    if (viewerIndex !== null && viewerIndex >= frames.length) viewerIndex = frames.length - 1;
   }, 500);
 
+  // The viewer steps through all of the job's frames; `viewerIndex` counts from the first.
   let viewerIndex = null;
-  function showFrame(index) {
-    if (!frames.length) return;
-    viewerIndex = (index + frames.length) % frames.length;
-    const f = frames[viewerIndex];
+  async function showFrame(index) {
+    if (!framesTotal) return;
+    index = (index + framesTotal) % framesTotal;
+    const page = Math.floor(index / FRAMES_PER_PAGE);
+    if (page !== framesPage) await loadFramePage(page);  // the thumbnails follow the viewer
+    const f = frames[index - page * FRAMES_PER_PAGE];
+    if (!f) return;
+    viewerIndex = index;
     $("viewer-img").src = viewUrl(f);
     $("viewer-img").alt = `Frame ${f.frame}`;
-    $("viewer-title").textContent = `Frame ${f.frame} · ${f.name}` + (f.width ? ` · ${f.width}×${f.height}` : "") + ` · ${viewerIndex + 1} of ${frames.length}`;
+    $("viewer-title").textContent = `Frame ${f.frame} · ${f.name}` + (f.width ? ` · ${f.width}×${f.height}` : "") + ` · ${viewerIndex + 1} of ${framesTotal}`;
     $("viewer-open").href = frameUrl(f);
     $("viewer").hidden = false;
-    for (const next of [frames[viewerIndex + 1], frames[viewerIndex - 1]]) if (next) new Image().src = viewUrl(next);
+    const local = index - page * FRAMES_PER_PAGE;
+    for (const next of [frames[local + 1], frames[local - 1]]) if (next) new Image().src = viewUrl(next);
   }
   function closeViewer() { $("viewer").hidden = true; viewerIndex = null; }
   $("thumbs").addEventListener("click", (e) => {
     const button = e.target.closest(".thumb");
-    if (button) showFrame(frames.findIndex((f) => f.frame === Number(button.dataset.frame)));
+    if (button) showFrame(framesPage * FRAMES_PER_PAGE + frames.findIndex((f) => f.frame === Number(button.dataset.frame)));
   });
   $("thumbs").addEventListener("error", (e) => {
     if (e.target.tagName === "IMG") e.target.replaceWith(Object.assign(document.createElement("div"), { className: "muted", textContent: "no preview" }));
