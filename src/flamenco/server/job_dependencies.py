@@ -107,7 +107,7 @@ def readers_of(s: Session, job: JobRow) -> list[str]:
         .join(JobRow, JobRow.id == JobDependency.job_id)
         .where(
             JobDependency.after_job_id == job.id,
-            JobRow.status.not_in([str(status) for status in FINISHED_JOB_STATUSES]),
+            JobRow.status.not_in(FINISHED_JOB_STATUSES),
         )
         .order_by(JobDependency.job_id)
     )
