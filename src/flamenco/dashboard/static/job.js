@@ -92,7 +92,8 @@
   const FRAMES_PER_PAGE = 48;
   let frames = [];  // the frames of the page shown
   let framesTotal = 0;
-  let framesPage = 0;
+  let framesPage = 0;  // the page shown
+  let framesWanted = 0;  // the page asked for last: shown once its answer is in
   let seenFrames = null;  // the page's frames at its last drawing: the others are new
 
   function thumbUrl(f) { return `${base}/frames/${f.frame}/thumbnail?v=${f.v}`; }
@@ -115,8 +116,12 @@
         `<button data-page="1" ${framesPage >= pages - 1 ? "disabled" : ""}>›</button>` : "";
   }
 
+  let framesAsked = 0;  // the latest page asked for wins: a slower, older answer is dropped
   async function loadFramePage(page) {
+    const ticket = ++framesAsked;
+    framesWanted = page;
     const answer = await F.call("GET", `${base}/frames?offset=${page * FRAMES_PER_PAGE}&limit=${FRAMES_PER_PAGE}`);
+    if (ticket !== framesAsked) return answer;
     if (page !== framesPage) seenFrames = null;  // another page: none of it is "new"
     framesPage = page;
     frames = answer.frames;
@@ -126,11 +131,11 @@
   }
   $("frames-pager").addEventListener("click", (e) => {
     const step = Number(e.target.dataset.page || 0);
-    if (step) loadFramePage(Math.min(Math.max(framesPage + step, 0), framePages() - 1));
+    if (step) loadFramePage(Math.min(Math.max(framesWanted + step, 0), framePages() - 1));
   });
 
   const refreshFrames = F.coalesce(async () => {
-    const answer = await loadFramePage(framesPage);
+    const answer = await loadFramePage(framesWanted);
     if (framesPage > 0 && !frames.length) await loadFramePage(framePages() - 1);  // fewer now
     if (!answer.fresh) setTimeout(refreshFrames, 1000);
   }, 500);
@@ -142,8 +147,8 @@
     index = (index + framesTotal) % framesTotal;
     const page = Math.floor(index / FRAMES_PER_PAGE);
     if (page !== framesPage) await loadFramePage(page);  // the thumbnails follow the viewer
-    const f = frames[index - page * FRAMES_PER_PAGE];
-    if (!f) return;
+    const f = page === framesPage ? frames[index - page * FRAMES_PER_PAGE] : null;
+    if (!f) return;  // another page was asked for meanwhile
     viewerIndex = index;
     $("viewer-img").src = viewUrl(f);
     $("viewer-img").alt = `Frame ${f.frame}`;
