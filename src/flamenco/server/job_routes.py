@@ -15,6 +15,7 @@ from flamenco.core import media
 from flamenco.core.actions import JobAction
 from flamenco.server.deps import AnyUser, Services
 from flamenco.server.frame_views import frame_view
+from flamenco.server.job_views import FRAME_PAGE
 
 
 def job_file(path: pathlib.Path, filename: str) -> FileResponse:
@@ -123,7 +124,7 @@ def install_job_routes(app: FastAPI) -> None:
     # Before the route of one frame, whose {frame} would take "page" too.
     @app.get("/api/v1/jobs/{job_id}/frames/page")
     def job_frame_page(
-        job_id: str, _: AnyUser, svc: Services, offset: int = 0, limit: int = 48
+        job_id: str, _: AnyUser, svc: Services, offset: int = 0, limit: int = FRAME_PAGE
     ) -> wire.FramePage:
         """Some of a job's frames, in frame order, and how many it has; see
         `JobService.frame_page`."""

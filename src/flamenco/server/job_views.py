@@ -40,6 +40,7 @@ from flamenco.server.records import blocked_workers, manager_names, online_worke
 from flamenco.server.transitions import PROGRESSING, status_counts
 
 MAX_TASK_PAGE = 1000  # tasks, or frames, in one page of a job's list
+FRAME_PAGE = 48  # frames in a page unless asked otherwise: the Dashboard's thumbnails
 MAX_SEARCH = 200  # characters of text to look for in task names and Workers
 MAX_RUN_TASKS = 10_000  # tasks whose runs one answer of a job's latest runs may hold
 
@@ -88,10 +89,7 @@ class JobViews:
             )
             or 0.0
         )
-        frames_done = (
-            s.scalar(select(func.count()).select_from(OutputRow).where(OutputRow.job_id == job.id))
-            or 0
-        )
+        frames_done = count_frames(s, job.id)
         total = sum(counts.values())
         completed = counts.get(TaskStatus.COMPLETED, 0)
         blocked = blocked_workers(s, {job.id}, self.blocklist_threshold).get(job.id, set())
@@ -261,15 +259,13 @@ class JobViews:
             )
             return FRAME_LIST.validate_python(rows.mappings())
 
-    def frame_page(self, job_id: str, offset: int = 0, limit: int = 48) -> wire.FramePage:
+    def frame_page(self, job_id: str, offset: int = 0, limit: int = FRAME_PAGE) -> wire.FramePage:
         """Frames `offset` to `offset + limit` of a job in frame order, and how many it has: a
         studio's job has 100,000, which a page of thumbnails need not read."""
         check_page(offset, limit)
         with self.sessions() as s:
             job_or_404(s, job_id)
-            total = s.scalar(
-                select(func.count()).select_from(OutputRow).where(OutputRow.job_id == job_id)
-            )
+            total = count_frames(s, job_id)
             rows = s.execute(
                 select(*FRAME_COLUMNS)
                 .where(OutputRow.job_id == job_id)
@@ -278,7 +274,7 @@ class JobViews:
                 .limit(limit)
             )
             frames = FRAME_LIST.validate_python(rows.mappings())
-        return wire.FramePage(total=total or 0, offset=offset, limit=limit, frames=frames)
+        return wire.FramePage(total=total, offset=offset, limit=limit, frames=frames)
 
     def frame_file(self, job_id: str, frame: int) -> tuple[Path, str]:
         with self.sessions() as s:
@@ -317,6 +313,13 @@ class JobViews:
         if sha256 is None:
             raise NotFound(f"Job '{job_id}' has no file '{name}' besides its frames.")
         return self.blobs.path(sha256)
+
+
+def count_frames(s: Session, job_id: str) -> int:
+    """How many rendered frames the job has (its job's `frames_done`, a page's `total`)."""
+    return (
+        s.scalar(select(func.count()).select_from(OutputRow).where(OutputRow.job_id == job_id)) or 0
+    )
 
 
 def frame_extensions(s: Session, job_id: str) -> list[str]:
