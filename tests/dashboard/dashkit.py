@@ -9,6 +9,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from playwright.sync_api import Page
 
 from farmkit import Proc, TestFarm
@@ -59,6 +60,24 @@ def submit_fake_job(
         priority=priority,
     )
     return api.call("POST", "/api/v1/jobs", wire.Job, sub)
+
+
+def as_manager(farm: TestFarm, method: str, path: str, **kwargs: object) -> httpx.Response:
+    """A request to the farm's Server with its Manager's token (a test playing the Manager)."""
+    assert farm.secrets is not None
+    headers = {"Authorization": f"Bearer {farm.secrets.manager_token}"}
+    headers |= kwargs.pop("headers", {})  # type: ignore[arg-type]
+    answer = httpx.request(
+        method, f"{farm.server_url}{path}", headers=headers, timeout=30, **kwargs
+    )
+    assert answer.is_success, answer.text
+    return answer
+
+
+def put_file(farm: TestFarm, path: str, data: bytes, **params: str) -> None:
+    """PUT a frame or artifact of a task as its Manager does: with its hash."""
+    sha = {"X-Flamenco-SHA256": hashlib.sha256(data).hexdigest()}
+    as_manager(farm, "PUT", path, content=data, headers=sha, params=params)
 
 
 def screenshot(page: Page, name: str, full_page: bool = True) -> Path:

@@ -4,15 +4,13 @@ viewer steps across pages. A real Server and Dashboard; this test plays the Mana
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re
 from collections.abc import Iterator
 
-import httpx
 import pytest
-from dashkit import submit_fake_job
+from dashkit import as_manager, put_file, submit_fake_job
 from PIL import Image
 from playwright.sync_api import Browser, Page, Response, expect
 
@@ -25,16 +23,6 @@ SIZE = "8\u00d78"  # as the viewer's title says it
 class Site:
     def __init__(self, farm: TestFarm, url: str, job_id: str) -> None:
         self.farm, self.url, self.job_id = farm, url, job_id
-
-
-def as_manager(farm: TestFarm, method: str, path: str, **kwargs: object) -> httpx.Response:
-    assert farm.secrets is not None
-    headers = {"Authorization": f"Bearer {farm.secrets.manager_token}"}
-    headers |= kwargs.pop("headers", {})  # type: ignore[arg-type]
-    url = f"{farm.server_url}{path}"
-    answer = httpx.request(method, url, headers=headers, timeout=30, **kwargs)
-    assert answer.is_success, answer.text
-    return answer
 
 
 def png(frame: int) -> bytes:
@@ -55,14 +43,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         ).json()
         for lease in sync["leases"]:
             for frame in lease["frames"]:
-                data = png(frame)
-                as_manager(
-                    farm,
-                    "PUT",
-                    f"/api/v1/manager/tasks/{lease['task_id']}/frames/{frame}",
-                    content=data,
-                    headers={"X-Flamenco-SHA256": hashlib.sha256(data).hexdigest()},
-                    params={"filename": f"frame_{frame:04d}.png"},
+                task = f"/api/v1/manager/tasks/{lease['task_id']}"
+                put_file(
+                    farm, f"{task}/frames/{frame}", png(frame), filename=f"frame_{frame:04d}.png"
                 )
         url, _ = farm.start_dashboard()
         yield Site(farm, url, job.id)

@@ -4,14 +4,13 @@ per browser, and a job's files served only as images, videos or downloads."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from dashkit import submit_fake_job
+from dashkit import as_manager, put_file, submit_fake_job
 from PIL import Image
 from playwright.sync_api import Browser, ConsoleMessage, expect
 
@@ -149,22 +148,6 @@ def test_a_login_that_is_not_a_utf8_form_is_a_400_with_its_reason(
 # ---- a job's files -------------------------------------------------------------------------
 
 
-def as_manager(site: Site, method: str, path: str, **kwargs: object) -> httpx.Response:
-    assert site.farm.secrets is not None
-    headers = {"Authorization": f"Bearer {site.farm.secrets.manager_token}"}
-    headers |= kwargs.pop("headers", {})  # type: ignore[arg-type]
-    answer = httpx.request(
-        method, f"{site.farm.server_url}{path}", headers=headers, timeout=30, **kwargs
-    )
-    assert answer.is_success, answer.text
-    return answer
-
-
-def put_file(site: Site, path: str, data: bytes, **params: str) -> None:
-    sha = {"X-Flamenco-SHA256": hashlib.sha256(data).hexdigest()}
-    as_manager(site, "PUT", path, content=data, headers=sha, params=params)
-
-
 def png() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (8, 8), (200, 30, 30)).save(out, "PNG")
@@ -174,12 +157,14 @@ def png() -> bytes:
 def test_a_jobs_files_are_images_videos_or_downloads(site: Site, tmp_path: Path) -> None:
     job = submit_fake_job(site.farm, tmp_path, "files", frames="1")
     worker = {"name": "w9", "status": "awake", "blender_version": "5.0.1"}
-    sync = as_manager(site, "POST", "/api/v1/manager/sync", json={"want": 10, "workers": [worker]})
+    sync = as_manager(
+        site.farm, "POST", "/api/v1/manager/sync", json={"want": 10, "workers": [worker]}
+    )
     (lease,) = [lease for lease in sync.json()["leases"] if lease["job_id"] == job.id]
     task = f"/api/v1/manager/tasks/{lease['task_id']}"
-    put_file(site, f"{task}/frames/1", png(), filename="frame_0001.png")
-    put_file(site, f"{task}/artifacts/report.html", b"<script>alert(document.cookie)</script>")
-    put_file(site, f"{task}/artifacts/preview.mp4", b"\x00\x00\x00\x18ftypmp42 not a movie")
+    put_file(site.farm, f"{task}/frames/1", png(), filename="frame_0001.png")
+    put_file(site.farm, f"{task}/artifacts/report.html", b"<script>alert(document.cookie)</script>")
+    put_file(site.farm, f"{task}/artifacts/preview.mp4", b"\x00\x00\x00\x18ftypmp42 not a movie")
 
     api = site.farm.api().http
     with dashboard(site.url) as dash:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,11 @@ from pgkit import postgres_database
 from testdata import CORPUS
 
 BLEND = CORPUS / "basic_file.blend"
+
+
+async def one_chunk(data: bytes) -> AsyncIterator[bytes]:
+    """`data` as the body stream a received frame or artifact is read from."""
+    yield data
 
 
 def make_services(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerServices]:

@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from serverkit import BLEND, add_job, add_manager, lease_sync, make_services, task_update
+from serverkit import BLEND, add_job, add_manager, lease_sync, make_services, one_chunk, task_update
 
 from flamenco import wire
 from flamenco.core.states import JobStatus, TaskStatus
@@ -30,7 +30,9 @@ def svc(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerServic
 
 def bake_job(svc: ServerServices, files: dict[str, str] | None = None) -> wire.Job:
     scene = svc.blobs.put_file(BLEND)
-    script = asyncio.run(svc.blobs.put_stream(_chunks(SCRIPT), hashlib.sha256(SCRIPT).hexdigest()))
+    script = asyncio.run(
+        svc.blobs.put_stream(one_chunk(SCRIPT), hashlib.sha256(SCRIPT).hexdigest())
+    )
     sub = wire.JobSubmission(
         name="bake",
         type="blender-script",
@@ -54,12 +56,8 @@ def store_artifact(
     svc: ServerServices, manager: ManagerRow, task_id: str, name: str, data: bytes
 ) -> str:
     sha = hashlib.sha256(data).hexdigest()
-    asyncio.run(svc.jobs.receive_artifact(manager.id, task_id, name, sha, _chunks(data)))
+    asyncio.run(svc.jobs.receive_artifact(manager.id, task_id, name, sha, one_chunk(data)))
     return sha
-
-
-async def _chunks(data: bytes) -> AsyncIterator[bytes]:
-    yield data
 
 
 def test_a_render_after_a_bake_gets_the_bakes_files(svc: ServerServices) -> None:
@@ -135,7 +133,7 @@ def test_a_video_job_encodes_the_frames_of_the_job_it_waits_for(svc: ServerServi
         name = f"frame_{frame:06d}.png"
         asyncio.run(
             svc.jobs.receive_frame(
-                manager.id, lease.task_id, frame, name, shas[frame], _chunks(data)
+                manager.id, lease.task_id, frame, name, shas[frame], one_chunk(data)
             )
         )
         svc.leases.apply_updates(

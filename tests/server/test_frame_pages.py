@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 from PIL import Image
-from serverkit import add_job, add_manager, lease_sync, make_services
+from serverkit import add_job, add_manager, lease_sync, make_services, one_chunk
 
 from flamenco.errors import NotFound, Unprocessable
 from flamenco.server.job_views import MAX_TASK_PAGE
@@ -33,7 +33,7 @@ def rendered(
             sha = hashlib.sha256(data).hexdigest()
             name = f"frame_{frame:04d}.png"
             task_id = leases[frame].task_id
-            asyncio.run(svc.jobs.receive_frame(site.id, task_id, frame, name, sha, _chunks(data)))
+            asyncio.run(svc.jobs.receive_frame(site.id, task_id, frame, name, sha, one_chunk(data)))
         yield svc, job.id
 
 
@@ -41,10 +41,6 @@ def _png(shade: int) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (32, 16), (shade * 20, 0, 0)).save(out, "PNG")
     return out.getvalue()
-
-
-async def _chunks(data: bytes) -> AsyncIterator[bytes]:
-    yield data
 
 
 @pytest.mark.parametrize(

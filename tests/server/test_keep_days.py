@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from serverkit import BLEND, add_manager, alice, lease_sync, make_services, task_update
+from serverkit import BLEND, add_manager, alice, lease_sync, make_services, one_chunk, task_update
 from sqlalchemy import update
 
 from flamenco import wire
@@ -32,10 +32,6 @@ from flamenco.server.services import ServerServices
 @pytest.fixture(params=["sqlite", "postgres"])
 def svc(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerServices]:
     yield from make_services(request, tmp_path)
-
-
-async def _chunks(data: bytes) -> AsyncIterator[bytes]:
-    yield data
 
 
 def _png(colour: tuple[int, int, int]) -> bytes:
@@ -63,7 +59,7 @@ def _rendered_job(
     frame = _png(tuple(255 - c for c in colour))  # type: ignore[arg-type]
     frame_sha = hashlib.sha256(frame).hexdigest()
     asyncio.run(
-        svc.jobs.receive_frame(site.id, lease.task_id, 1, "f_0001.png", frame_sha, _chunks(frame))
+        svc.jobs.receive_frame(site.id, lease.task_id, 1, "f_0001.png", frame_sha, one_chunk(frame))
     )
     svc.leases.apply_updates(site, [task_update(lease.task_id, TaskStatus.COMPLETED, worker="w")])
     assert svc.jobs.get(job.id).status == JobStatus.COMPLETED

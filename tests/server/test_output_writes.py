@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from serverkit import add_job, add_manager, lease_sync, make_services
+from serverkit import add_job, add_manager, lease_sync, make_services, one_chunk
 from sqlalchemy import update
 
 from flamenco import wire
@@ -29,10 +29,6 @@ PATH_MAX = 4096  # Linux: a path this long or longer is refused whatever its par
 @pytest.fixture(params=["sqlite", "postgres"])
 def svc(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerServices]:
     yield from make_services(request, tmp_path)
-
-
-async def _chunks(data: bytes) -> AsyncIterator[bytes]:
-    yield data
 
 
 def _png() -> bytes:
@@ -55,14 +51,14 @@ def _send_frame(
     sha = hashlib.sha256(data).hexdigest()
     frame = lease.frames[0]
     return asyncio.run(
-        svc.jobs.receive_frame(site.id, lease.task_id, frame, name, sha, _chunks(data))
+        svc.jobs.receive_frame(site.id, lease.task_id, frame, name, sha, one_chunk(data))
     )
 
 
 def _send_artifact(svc: ServerServices, site: ManagerRow, lease: wire.Lease, name: str) -> None:
     data = b"not really a video"
     sha = hashlib.sha256(data).hexdigest()
-    asyncio.run(svc.jobs.receive_artifact(site.id, lease.task_id, name, sha, _chunks(data)))
+    asyncio.run(svc.jobs.receive_artifact(site.id, lease.task_id, name, sha, one_chunk(data)))
 
 
 def _move_output_dir(svc: ServerServices, job_id: str, output_dir: Path) -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from serverkit import BLEND, add_manager, alice, lease_sync, make_services, task_update
+from serverkit import BLEND, add_manager, alice, lease_sync, make_services, one_chunk, task_update
 
 from exrkit import rgba, write_exr
 from flamenco import wire
@@ -38,10 +38,6 @@ def _preview_job(svc: ServerServices, frames: str) -> wire.Job:
     return svc.jobs.submit(sub, submitter="alice")
 
 
-async def _chunks(data: bytes) -> AsyncIterator[bytes]:
-    yield data
-
-
 def _png(size: tuple[int, int], colour: tuple[int, int, int]) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", size, colour).save(out, "PNG")
@@ -58,7 +54,7 @@ def _frame(
 ) -> str:
     sha = hashlib.sha256(data).hexdigest()
     name = name or f"frame_{frame:06d}.png"
-    asyncio.run(svc.jobs.receive_frame(manager.id, task_id, frame, name, sha, _chunks(data)))
+    asyncio.run(svc.jobs.receive_frame(manager.id, task_id, frame, name, sha, one_chunk(data)))
     return sha
 
 
@@ -66,7 +62,7 @@ def _artifact(
     svc: ServerServices, manager: ManagerRow, task_id: str, data: bytes, name: str = "preview.mp4"
 ) -> str:
     sha = hashlib.sha256(data).hexdigest()
-    asyncio.run(svc.jobs.receive_artifact(manager.id, task_id, name, sha, _chunks(data)))
+    asyncio.run(svc.jobs.receive_artifact(manager.id, task_id, name, sha, one_chunk(data)))
     return sha
 
 
@@ -134,7 +130,7 @@ def test_an_exr_frame_is_kept_as_it_is_and_its_thumbnail_is_its_beauty(
     )
     data = exr.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
-    asyncio.run(svc.jobs.receive_frame(site.id, lease.task_id, 1, exr.name, sha, _chunks(data)))
+    asyncio.run(svc.jobs.receive_frame(site.id, lease.task_id, 1, exr.name, sha, one_chunk(data)))
 
     (info,) = svc.jobs.frames(job.id)
     assert (info.filename, info.width, info.height, info.sha256) == (exr.name, 300, 100, sha)
@@ -161,7 +157,7 @@ def test_the_viewer_gets_browser_images_as_they_are_and_a_jpeg_of_anything_else(
     data = exr.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
     name = "frame_000002.exr"
-    asyncio.run(svc.jobs.receive_frame(site.id, second.task_id, 2, name, sha, _chunks(data)))
+    asyncio.run(svc.jobs.receive_frame(site.id, second.task_id, 2, name, sha, one_chunk(data)))
     _frame(svc, site, third.task_id, 3, b"SDPX not for browsers", name="frame_000003.dpx")
     # A broken EXR never becomes a frame (flamenco.frame_check): refused as it arrives.
     broken = b"v/1\x01 cut short"
@@ -169,7 +165,7 @@ def test_the_viewer_gets_browser_images_as_they_are_and_a_jpeg_of_anything_else(
     with pytest.raises(BadFrame, match=r"^Frame 3 \(frame_000003.exr\) does not decode as EXR"):
         asyncio.run(
             svc.jobs.receive_frame(
-                site.id, third.task_id, 3, "frame_000003.exr", sha, _chunks(broken)
+                site.id, third.task_id, 3, "frame_000003.exr", sha, one_chunk(broken)
             )
         )
     assert not svc.blobs.has(sha)
@@ -199,7 +195,9 @@ def test_a_requeue_that_renders_another_format_keeps_the_frames_already_rendered
     exr = write_exr(tmp_path / "f.exr", {"RGBA": rgba(10, 20, (0.5, 0.5, 0.5))}).read_bytes()
     exr_sha = hashlib.sha256(exr).hexdigest()
     asyncio.run(
-        svc.jobs.receive_frame(site.id, lease.task_id, 1, "frame_000001.exr", exr_sha, _chunks(exr))
+        svc.jobs.receive_frame(
+            site.id, lease.task_id, 1, "frame_000001.exr", exr_sha, one_chunk(exr)
+        )
     )
     _complete(svc, site, lease.task_id)
     svc.jobs.act(job.id, JobAction.REQUEUE, alice(svc))
