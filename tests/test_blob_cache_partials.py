@@ -10,9 +10,14 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from starlette.requests import Request
+
 from flamenco.blob_cache import BoundedBlobStore
+from flamenco.blobs import UploadBody
+from flamenco.resumable import upload_body
 
 KB = 1000
+MB = 1000 * KB  # a frame of MBs: its chunks pass the file buffer and reach the disk at once
 
 
 async def _body(data: bytes) -> AsyncIterator[bytes]:
@@ -59,3 +64,106 @@ def test_resuming_makes_room_for_the_rest(tmp_path: Path) -> None:
     assert store.commit_partial(rest) == sha
     assert store.path(sha).read_bytes() == frame
     assert store.bytes_used == 3 * KB  # counted in the cache once in place
+
+
+def _folder_bytes(folder: Path) -> int:
+    """As `du` counts: a kept upload and its attempt are one file under two names."""
+    files = {}
+    for path in folder.rglob("*"):
+        if path.is_file():
+            info = path.stat()
+            files[(info.st_dev, info.st_ino)] = info.st_size
+    return sum(files.values())
+
+
+def _upload_request(data: bytes) -> Request:
+    """A Worker's whole frame in one PUT that may resume (its Content-Range, as it sends)."""
+    headers = [
+        (b"content-length", str(len(data)).encode()),
+        (b"content-range", f"bytes 0-{len(data) - 1}/{len(data)}".encode()),
+    ]
+    sent = False
+
+    async def receive() -> dict:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": data, "more_body": False}
+
+    return Request({"type": "http", "method": "PUT", "headers": headers}, receive)
+
+
+def test_a_frame_taken_in_after_its_upload_stays_within_the_bound_while_it_is_copied(
+    tmp_path: Path,
+) -> None:
+    """The Manager's intake of a frame: the completed upload is read into its blob while
+    the kept upload still lies on disk. Room for that copy is made first."""
+    folder = tmp_path / "cache"
+    store = BoundedBlobStore(folder, cap=4 * MB, low_water=1.0)
+    older = [store.put_file(_source(tmp_path, name, 1500 * KB)) for name in "ab"]
+    frame = os.urandom(2 * MB)
+    sha = hashlib.sha256(frame).hexdigest()
+    largest = 0
+
+    async def intake() -> str:
+        nonlocal largest
+        body = await upload_body(_upload_request(frame), store, sha, "worker w1")
+        assert isinstance(body, UploadBody) and body.size == len(frame)
+
+        async def measured() -> AsyncIterator[bytes]:
+            nonlocal largest
+            async for chunk in body.chunks:
+                yield chunk
+                largest = max(largest, _folder_bytes(folder))  # the chunk is written now
+
+        return await store.put_stream(measured(), sha, size_hint=body.size)
+
+    assert asyncio.run(intake()) == sha
+    assert largest > 2 * MB, "the copy was measured while the kept upload lay beside it"
+    assert largest <= store.cap
+    assert [store.has(h) for h in older] == [False, False]
+    assert store.path(sha).read_bytes() == frame
+    assert _folder_bytes(folder) == store.bytes_used == 2 * MB
+
+
+def test_two_frames_arriving_at_once_stay_within_the_bound(tmp_path: Path) -> None:
+    """Two Workers upload at once: the second makes room for the first one's rest too."""
+    folder = tmp_path / "cache"
+    store = BoundedBlobStore(folder, cap=4 * KB, low_water=1.0)
+    older = [store.put_file(_source(tmp_path, name, 1500)) for name in "ab"]
+    first, second = os.urandom(1500), os.urandom(1500)
+    largest = 0
+
+    async def uploads() -> None:
+        nonlocal largest
+        halfway, second_in = asyncio.Event(), asyncio.Event()
+
+        async def slow(data: bytes) -> AsyncIterator[bytes]:
+            nonlocal largest
+            yield data[:500]
+            halfway.set()
+            await second_in.wait()
+            yield data[500:]
+            await asyncio.sleep(0)  # the second part is written once this resumes
+            largest = max(largest, _folder_bytes(folder))
+
+        async def both() -> None:
+            upload = asyncio.create_task(
+                store.append_partial(_sha(first), "worker w1", 0, 1500, slow(first))
+            )
+            await halfway.wait()
+            await store.append_partial(_sha(second), "worker w2", 0, 1500, _body(second))
+            second_in.set()
+            await upload
+
+        await both()
+
+    asyncio.run(uploads())
+    assert largest >= 2 * 1500, "measured with both uploads on disk"
+    assert largest <= store.cap
+    assert [store.has(h) for h in older] == [False, False]
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

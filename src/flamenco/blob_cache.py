@@ -13,10 +13,11 @@ Room is made before a blob is written whenever its size is known (a download's
 Content-Length, a local file), so the folder stays within its bound while a blob arrives;
 one whose size was not announced is made room for as soon as it is in. The kept bytes of
 uploads that may resume (`tmp/partial-*`, frames coming up from Workers) count against the
-bound as they lie on disk, and room for the rest of one is made when it resumes. Once a
-cache is full, room is made down to `low_water` of the bound (95 %), so that asking for the
-pins (every held task's files, on a busy Manager) happens once per few hundred MB, not with
-every frame.
+bound as they lie on disk; room for the rest of one is made (and held, as several arrive at
+once) when it resumes, and room for its copy into place when it is complete (the intake reads
+it into a blob). Once a cache is full, room is made down to `low_water` of the bound (95 %),
+so that asking for the pins (every held task's files, on a busy Manager) happens once per few
+hundred MB, not with every frame.
 """
 
 from __future__ import annotations
@@ -112,8 +113,10 @@ class BoundedBlobStore(BlobStore):
     async def append_partial(
         self, sha256: str, uploader: str, offset: int, total: int, chunks: AsyncIterable[bytes]
     ) -> PartialUpload:
-        self._make_room(total - offset)
-        return await super().append_partial(sha256, uploader, offset, total, chunks)
+        # Reserved while it arrives, as other uploads may arrive beside it; the bytes already
+        # written are counted twice meanwhile (kept and reserved), which errs on the safe side.
+        with self._room_for(total - offset):
+            return await super().append_partial(sha256, uploader, offset, total, chunks)
 
     def commit_partial(self, upload: PartialUpload) -> str:
         digest = super().commit_partial(upload)  # its bytes were counted as kept

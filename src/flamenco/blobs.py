@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +77,16 @@ class PartialUpload:
     uploader: str
     kept: int
     path: Path
+
+
+@dataclass(frozen=True)
+class UploadBody:
+    """A frame's or artifact's bytes for its intake, and how many there are where that is
+    known (Content-Length, a completed resumed upload), so that a bounded cache makes room
+    before it writes them (blob_cache.py)."""
+
+    chunks: AsyncIterator[bytes]
+    size: int | None
 
 
 class BlobStore:

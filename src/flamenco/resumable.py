@@ -21,7 +21,14 @@ from starlette.requests import ClientDisconnect
 
 from flamenco import wire
 from flamenco.aio import wait_any
-from flamenco.blobs import CHUNK, PARTIAL_KEEP_S, BlobStore, PartialUpload, is_sha256
+from flamenco.blobs import (
+    CHUNK,
+    PARTIAL_KEEP_S,
+    BlobStore,
+    PartialUpload,
+    UploadBody,
+    is_sha256,
+)
 from flamenco.core.byte_ranges import RangeError, download_range, resume_mismatch, upload_range
 from flamenco.errors import BadRequest, Conflict, RangeNotSatisfiable
 
@@ -96,7 +103,7 @@ async def receive_upload(
 
 async def upload_body(
     request: Request, store: BlobStore, sha256: str, uploader: str
-) -> AsyncIterator[bytes] | Response:
+) -> UploadBody | Response:
     """A frame's or artifact's bytes for its intake: the request's own, or its resumed
     upload's once complete; else the answer to give now (202 with the offset). `sha256` is
     the X-Flamenco-SHA256 header the file is stored under: one that is not a hash is a 400."""
@@ -106,7 +113,10 @@ async def upload_body(
         body = await receive_upload(request, store, sha256, uploader)
     except Incomplete as incomplete:
         return incomplete.answer
-    return partial_chunks(store, body) if isinstance(body, PartialUpload) else body
+    if isinstance(body, PartialUpload):
+        return UploadBody(partial_chunks(store, body), body.kept)
+    declared = request.headers.get("content-length", "")
+    return UploadBody(body, int(declared) if declared.isdigit() else None)
 
 
 async def partial_chunks(store: BlobStore, upload: PartialUpload) -> AsyncIterator[bytes]:

@@ -57,12 +57,15 @@ def _projects(install: BlenderInstall, root: Path) -> list[Path]:
 
 
 def _bytes_in(folder: Path) -> int:
-    total = 0
+    """The bytes the folder takes on disk: a file under two names (an upload's hard-linked
+    attempt, blobs.py) is counted once, as `du` does."""
+    files: dict[tuple[int, int], int] = {}
     for dirpath, _, names in os.walk(folder):
         for name in names:
             with contextlib.suppress(FileNotFoundError):  # evicted while we counted
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-    return total
+                info = os.lstat(os.path.join(dirpath, name))
+                files[(info.st_dev, info.st_ino)] = info.st_size
+    return sum(files.values())
 
 
 class CacheWatch:

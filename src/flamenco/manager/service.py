@@ -15,11 +15,11 @@ import logging
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterable
 from datetime import timedelta
 
 from flamenco import wire
 from flamenco.blob_cache import BoundedBlobStore
+from flamenco.blobs import UploadBody
 from flamenco.client import AsyncApi
 from flamenco.config import ManagerSettings
 from flamenco.core.matching import Capabilities, unmet
@@ -344,26 +344,26 @@ class ManagerService(ServerSide, JobFiles):
         frame: int,
         filename: str,
         sha256: str,
-        body: AsyncIterable[bytes],
+        body: UploadBody,
     ) -> None:
         check_frame_file_name(filename)
         held = self._held_by(worker, task_id)
         if frame not in held.lease.frames:
             raise BadRequest(f"Frame {frame} is not one of the frames of task '{task_id}'.")
         with writing(f"Frame {frame} of task {task_id}"):
-            digest = await self.blobs.put_stream(body, expected=sha256)
+            digest = await self.blobs.put_stream(body.chunks, sha256, size_hint=body.size)
         self.outbox.add_frame(FrameItem(task_id, frame, digest, filename, job_id=held.job_id))
         self.link_wake.set()
         await self.outbox.saved()
 
     async def receive_artifact(
-        self, worker: WorkerState, task_id: str, name: str, sha256: str, body: AsyncIterable[bytes]
+        self, worker: WorkerState, task_id: str, name: str, sha256: str, body: UploadBody
     ) -> None:
         """Another output of a task (its preview video): queued for the Server like a frame."""
         check_artifact_name(name)
         held = self._held_by(worker, task_id)
         with writing(f"The file {quote_name(name)} of task {task_id}"):
-            digest = await self.blobs.put_stream(body, expected=sha256)
+            digest = await self.blobs.put_stream(body.chunks, sha256, size_hint=body.size)
         self.outbox.add_frame(FrameItem(task_id, 0, digest, name, "artifact", held.job_id))
         self.link_wake.set()
         await self.outbox.saved()

@@ -138,7 +138,7 @@ def install_transfer_routes(app: FastAPI) -> None:
         if isinstance(body, Response):
             return body  # type: ignore[return-value]
         info = await svc.jobs.receive_frame(
-            manager.id, task_id, frame, filename, x_flamenco_sha256, body
+            manager.id, task_id, frame, filename, x_flamenco_sha256, body.chunks
         )
         meters.uploaded("frame", info.size, time.perf_counter() - started)
         return info
@@ -163,6 +163,8 @@ def install_transfer_routes(app: FastAPI) -> None:
         body = await upload_body(request, svc.blobs, x_flamenco_sha256, f"manager {manager.name}")
         if isinstance(body, Response):
             return body  # type: ignore[return-value]
-        info = await svc.jobs.receive_artifact(manager.id, task_id, name, x_flamenco_sha256, body)
+        info = await svc.jobs.receive_artifact(
+            manager.id, task_id, name, x_flamenco_sha256, body.chunks
+        )
         meters.uploaded("artifact", info.size, time.perf_counter() - started)
         return info
