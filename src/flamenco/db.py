@@ -6,6 +6,7 @@ import json
 import logging
 import sqlite3
 import threading
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,15 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+IN_CHUNK = 500  # ids in one `IN (...)` list: well under every driver's limit of bound parameters
+
+
+def in_chunks(ids: Sequence[str], size: int = IN_CHUNK) -> Iterator[Sequence[str]]:
+    """The ids in slices of `size`, one statement's `IN (...)` list each."""
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
 
 
 def sqlite_url(path: Path) -> str:

@@ -6,16 +6,18 @@ runs of its latest tasks (the Dashboard's timeline) without reading all of them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from serverkit import add_job, add_manager, lease_sync, make_services, task_update
+from serverkit import BLEND, add_job, add_manager, alice, lease_sync, make_services, task_update
 from sqlalchemy import event, insert
 
 from flamenco import wire
-from flamenco.core.states import TaskStatus
+from flamenco.core.actions import JobAction
+from flamenco.core.states import JobStatus, TaskStatus
 from flamenco.errors import Unprocessable
 from flamenco.server.models import OutputRow, TaskRow
 from flamenco.server.services import ServerServices
@@ -146,3 +148,71 @@ def test_the_latest_runs_of_a_big_job_are_read_without_all_of_them(svc: ServerSe
     assert svc.jobs.runs(job.id, last=100).runs == everything.runs
     with pytest.raises(Unprocessable, match="'last' must be from 1 to 10000 tasks, not 0"):
         svc.jobs.runs(job.id, last=0)
+
+
+def statements_of_list(svc: ServerServices) -> tuple[list[wire.Job], list[str]]:
+    seen: list[str] = []
+    hook = lambda _c, _k, sql, *_: seen.append(sql)  # noqa: E731
+    event.listen(svc.engine, "before_cursor_execute", hook)
+    try:
+        jobs = svc.jobs.list()
+    finally:
+        event.remove(svc.engine, "before_cursor_execute", hook)
+    return jobs, seen
+
+
+def shapes(statements: list[str]) -> list[str]:
+    """Statements with each list of bound values as one (PostgreSQL's are `%(name)s::TYPE`)."""
+    return [re.sub(r"IN \((?:[^()]|\([^()]*\))*\)", "IN (…)", sql) for sql in statements]
+
+
+def submit_after(svc: ServerServices, frames: str, after: list[str]) -> wire.Job:
+    sub = wire.JobSubmission(
+        name=f"after {frames}",
+        files={"s.blend": svc.blobs.put_file(BLEND)},
+        settings={"blend": "s.blend", "frames": frames, "chunk_size": 1},
+        after=after,
+    )
+    return svc.jobs.submit(sub, submitter="alice")
+
+
+def test_a_job_list_reads_its_jobs_together_and_says_of_each_what_its_answer_says(
+    svc: ServerServices,
+) -> None:
+    """A farm that kept months of jobs lists thousands: the statements of a list do not grow
+    with its finished jobs, and each job in it is what the job's own answer says."""
+    rendering = started_job(svc, 20, priority=60)
+    waiting = submit_after(svc, "1-3", after=[rendering.id])
+    failing = add_job(svc, "1", priority=90)
+    site = add_manager(svc, "other-site")
+    for _ in range(2):  # max_task_failures=2 (serverkit): the job fails with its error
+        (lease,) = lease_sync(svc, site, want=1).leases
+        assert lease.job_id == failing.id
+        svc.leases.apply_updates(
+            site, [task_update(lease.task_id, TaskStatus.FAILED, worker="w7", error="boom")]
+        )
+    canceled = [add_job(svc, "1-4", priority=10) for _ in range(2)]
+    for job in canceled:
+        svc.jobs.act(job.id, JobAction.CANCEL, alice(svc))
+
+    few, few_sql = statements_of_list(svc)
+    for _ in range(40):
+        svc.jobs.act(add_job(svc, "1-4", priority=10).id, JobAction.CANCEL, alice(svc))
+    many, many_sql = statements_of_list(svc)
+
+    assert len(few) == 5 and len(many) == 45
+    # The same statements for 5 jobs as for 45, their lists of job ids aside.
+    assert shapes(few_sql) == shapes(many_sql)
+    by_id = {job.id: job for job in many}
+    assert by_id[rendering.id].progress == round((3 + 2 * 0.5) / 20, 4)
+    assert (by_id[rendering.id].tasks_completed, by_id[rendering.id].frames_done) == (3, 3)
+    assert by_id[waiting.id].after == [rendering.id]
+    assert (
+        by_id[waiting.id].waiting_reason == f"Waits for job {rendering.id} (active, 15 %)."
+    )  # tasks completed
+    assert by_id[failing.id].status == JobStatus.FAILED
+    assert by_id[failing.id].last_error is not None and "boom" in by_id[failing.id].last_error
+    assert {job.status for job in many[:40]} == {JobStatus.CANCELED}  # newest first
+    for job in few:
+        alone = svc.jobs.get(job.id).model_copy(update={"frame_extensions": None})
+        assert by_id[job.id] == alone, job.id

@@ -8,13 +8,14 @@ transactions.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from flamenco import wire
 from flamenco.core.states import TaskStatus
-from flamenco.db import utcnow
+from flamenco.db import in_chunks, utcnow
 from flamenco.server.models import AppliedUpdate, BlocklistClear, JobError, TaskRow
 from flamenco.server.transitions import ReportedTask, release_task
 
@@ -35,8 +36,13 @@ def record_error(s: Session, task: TaskRow | ReportedTask, update: wire.TaskUpda
     row.fault, row.at = update.fault, utcnow()
 
 
-def last_error(s: Session, job_id: str) -> str | None:
-    return s.scalar(select(JobError.error).where(JobError.job_id == job_id))
+def last_errors(s: Session, job_ids: Sequence[str]) -> dict[str, str]:
+    """The last error kept of each of these jobs (jobs without one left out)."""
+    errors: dict[str, str] = {}
+    for ids in in_chunks(job_ids):
+        query = select(JobError.job_id, JobError.error).where(JobError.job_id.in_(ids))
+        errors.update({job_id: error for job_id, error in s.execute(query)})
+    return errors
 
 
 def forget_error(s: Session, job_id: str) -> None:

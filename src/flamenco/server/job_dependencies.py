@@ -17,12 +17,14 @@ and the render that reads it need no shared disk.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from sqlalchemy import bindparam, case, delete, event, func, or_, select
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from flamenco.core.compiler import preview_frame_path
 from flamenco.core.states import FINISHED_JOB_STATUSES, JobStatus, TaskStatus
+from flamenco.db import in_chunks
 from flamenco.errors import Unprocessable
 from flamenco.server.events import EventBus
 from flamenco.server.models import JobArtifact, JobDependency, JobRow, OutputRow, TaskRow
@@ -116,9 +118,19 @@ def readers_of(s: Session, job: JobRow) -> list[str]:
 
 def after_of(s: Session, job_id: str) -> list[str]:
     """The jobs `job_id` waits for (or waited for), in id order."""
-    return sorted(
-        s.scalars(select(JobDependency.after_job_id).where(JobDependency.job_id == job_id))
-    )
+    return afters_of(s, [job_id]).get(job_id, [])
+
+
+def afters_of(s: Session, job_ids: Sequence[str]) -> dict[str, list[str]]:
+    """after_of each of these jobs (jobs that wait for none left out)."""
+    after: dict[str, list[str]] = {}
+    for ids in in_chunks(job_ids):
+        query = select(JobDependency.job_id, JobDependency.after_job_id).where(
+            JobDependency.job_id.in_(ids)
+        )
+        for job_id, other in s.execute(query):
+            after.setdefault(job_id, []).append(other)
+    return {job_id: sorted(others) for job_id, others in after.items()}
 
 
 def waiting_for_jobs_reason(s: Session, job: JobRow) -> str | None:

@@ -18,6 +18,7 @@ from flamenco.core.runs import (
     task_runs,
 )
 from flamenco.core.states import TaskStatus
+from flamenco.db import in_chunks
 from flamenco.server.models import AppliedUpdate, JobRow, TaskRow
 
 
@@ -84,13 +85,10 @@ def runs_of_tasks(s: Session, *where: Any) -> list[dict[str, Any]]:
     ]
 
 
-def _task_states(s: Session, task_ids: set[str], chunk: int = 500) -> dict[str, Any]:
+def _task_states(s: Session, task_ids: set[str]) -> dict[str, Any]:
     """Task id -> its status and last change, for a few tasks."""
-    ids = sorted(task_ids)
     states: dict[str, Any] = {}
-    for start in range(0, len(ids), chunk):
-        query = select(TaskRow.id, TaskRow.status, TaskRow.updated).where(
-            TaskRow.id.in_(ids[start : start + chunk])
-        )
+    for ids in in_chunks(sorted(task_ids)):
+        query = select(TaskRow.id, TaskRow.status, TaskRow.updated).where(TaskRow.id.in_(ids))
         states.update((row.id, row._mapping) for row in s.execute(query))
     return states

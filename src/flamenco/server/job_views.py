@@ -14,20 +14,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from flamenco import wire
 from flamenco.blobs import BlobStore
 from flamenco.core.compiler import frame_extension
-from flamenco.core.matching import Requirements, job_waiting_reason
 from flamenco.core.states import (
-    RUNNABLE_TASK_STATUSES,
-    JobStatus,
     TaskStatus,
 )
-from flamenco.db import utcnow
 from flamenco.errors import (
     NotFound,
     Unprocessable,
 )
-from flamenco.server.hangs import last_error
-from flamenco.server.job_dependencies import after_of, waiting_for_jobs_reason
 from flamenco.server.job_runs import latest_task_ids, runs_of_tasks
+from flamenco.server.job_summaries import JobSummaries, count_frames
 from flamenco.server.models import (
     AppliedUpdate,
     JobArtifact,
@@ -36,8 +31,8 @@ from flamenco.server.models import (
     TaskLogChunk,
     TaskRow,
 )
-from flamenco.server.records import blocked_workers, manager_names, online_workers
-from flamenco.server.transitions import PROGRESSING, status_counts
+from flamenco.server.records import manager_names
+from flamenco.server.transitions import status_counts
 
 MAX_TASK_PAGE = 1000  # tasks, or frames, in one page of a job's list
 FRAME_PAGE = 48  # frames in a page unless asked otherwise: the Dashboard's thumbnails
@@ -68,89 +63,17 @@ class JobViews:
 
     def get(self, job_id: str) -> wire.Job:
         with self.sessions() as s:
-            job = self._to_wire(s, job_or_404(s, job_id))
+            (job,) = self._summaries(s).of([job_or_404(s, job_id)])
             job.frame_extensions = frame_extensions(s, job_id)
             return job
 
     def list(self) -> list[wire.Job]:
         with self.sessions() as s:
             jobs = s.scalars(select(JobRow).order_by(JobRow.created.desc())).all()
-            return [self._to_wire(s, job) for job in jobs]
+            return self._summaries(s).of(jobs)
 
-    def _to_wire(self, s: Session, job: JobRow) -> wire.Job:
-        # Aggregates in SQL: a job may have 100,000 tasks. The counts come from an index
-        # alone, partial progress from the few tasks that can have any (PROGRESSING).
-        counts = {TaskStatus(status): n for status, n in status_counts(s, job.id).items()}
-        running = (
-            s.scalar(
-                select(func.sum(TaskRow.progress)).where(
-                    TaskRow.job_id == job.id, TaskRow.status.in_(PROGRESSING)
-                )
-            )
-            or 0.0
-        )
-        frames_done = count_frames(s, job.id)
-        total = sum(counts.values())
-        completed = counts.get(TaskStatus.COMPLETED, 0)
-        blocked = blocked_workers(s, {job.id}, self.blocklist_threshold).get(job.id, set())
-        # Tasks weigh the same: chunks are of one size but for the last one.
-        done = completed + running
-        return wire.Job(
-            id=job.id,
-            name=job.name,
-            type=job.type,
-            status=JobStatus(job.status),
-            priority=job.priority,
-            submitter=job.submitter,
-            settings=job.settings,
-            created=job.created,
-            updated=job.updated,
-            tasks_total=total,
-            tasks_completed=completed,
-            frames_total=job.frames_total,
-            frames_done=frames_done,
-            progress=round(min(done / (total or 1), 1.0), 4),
-            output_dir=job.output_dir,
-            sites=job.sites,
-            waiting_reason=waiting_for_jobs_reason(s, job)
-            or self._waiting_reason(s, job, counts, blocked),
-            after=after_of(s, job.id),
-            blocklist=sorted(blocked),
-            last_error=last_error(s, job.id),
-        )
-
-    def _waiting_reason(
-        self, s: Session, job: JobRow, counts: dict[TaskStatus, int], blocked: set[str]
-    ) -> str | None:
-        """Why a job's remaining tasks find no Worker, when that is so. A leased task counts
-        as remaining: its site may hold it with no Worker there allowed to run it."""
-        if job.status not in (JobStatus.QUEUED, JobStatus.ACTIVE):
-            return None
-        waiting = [st for st in (*RUNNABLE_TASK_STATUSES, TaskStatus.LEASED) if st in counts]
-        if not waiting:
-            return None
-        # The first of each status by the (job, status, index) index, then the first of
-        # those: one IN over the statuses would sort every remaining task of the job. A
-        # status counted a moment ago may have no task left (a lease or an update between
-        # the two reads), hence first() and not one().
-        firsts = [
-            row
-            for status in waiting
-            if (
-                row := s.execute(
-                    select(TaskRow.index, TaskRow.requirements)
-                    .where(TaskRow.job_id == job.id, TaskRow.status == status)
-                    .order_by(TaskRow.index)
-                    .limit(1)
-                ).first()
-            )
-            is not None
-        ]
-        if not firsts:
-            return None
-        first = min(firsts, key=lambda row: row.index)
-        workers = online_workers(s, utcnow() - self.manager_offline, job.sites)
-        return job_waiting_reason(Requirements.from_dict(first.requirements), workers, blocked)
+    def _summaries(self, s: Session) -> JobSummaries:
+        return JobSummaries(s, self.manager_offline, self.blocklist_threshold)
 
     def tasks(self, job_id: str) -> list[wire.Task]:
         with self.sessions() as s:
@@ -313,13 +236,6 @@ class JobViews:
         if sha256 is None:
             raise NotFound(f"Job '{job_id}' has no file '{name}' besides its frames.")
         return self.blobs.path(sha256)
-
-
-def count_frames(s: Session, job_id: str) -> int:
-    """How many rendered frames the job has (its job's `frames_done`, a page's `total`)."""
-    return (
-        s.scalar(select(func.count()).select_from(OutputRow).where(OutputRow.job_id == job_id)) or 0
-    )
 
 
 def frame_extensions(s: Session, job_id: str) -> list[str]:

@@ -16,7 +16,7 @@ import functools
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from operator import attrgetter
@@ -35,7 +35,7 @@ from flamenco.core.states import (
     check_task_transition,
     job_status_from_tasks,
 )
-from flamenco.db import utcnow
+from flamenco.db import in_chunks, utcnow
 from flamenco.server.driver_rows import DriverRows
 from flamenco.server.job_dependencies import job_status_changed
 from flamenco.server.models import JobRow, TaskRow
@@ -255,12 +255,22 @@ def set_job_status(job: JobRow, new: JobStatus) -> None:
 
 def status_counts(s: Session, job_id: str) -> dict[str, int]:
     """How many of the job's tasks are in each status (statuses without tasks left out)."""
-    query = (
-        select(TaskRow.status, func.count())
-        .where(TaskRow.job_id == job_id)
-        .group_by(TaskRow.status)
-    )
-    return {status: count for status, count in s.execute(query)}
+    return status_counts_of(s, [job_id]).get(job_id, {})
+
+
+def status_counts_of(s: Session, job_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """status_counts of each of these jobs (jobs without tasks left out), by the index of
+    (job, status) alone."""
+    counts: dict[str, dict[str, int]] = {}
+    for ids in in_chunks(job_ids):
+        query = (
+            select(TaskRow.job_id, TaskRow.status, func.count())
+            .where(TaskRow.job_id.in_(ids))
+            .group_by(TaskRow.job_id, TaskRow.status)
+        )
+        for job_id, status, count in s.execute(query):
+            counts.setdefault(job_id, {})[status] = count
+    return counts
 
 
 def refresh_job_status(s: Session, job_id: str, max_failed_tasks: int = 0) -> None:
