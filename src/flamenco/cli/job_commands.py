@@ -191,17 +191,29 @@ def submit(
         raise typer.Exit(exit_code_of(job))
 
 
+NEWEST_JOBS = 100  # rows of `jobs list`: a table of thousands takes seconds and helps nobody
+
+
 @jobs_app.command("list")
 @friendly_errors
-def jobs_list(server: ServerOpt = None, as_json: JsonOpt = False) -> None:
-    """All jobs, newest first."""
+def jobs_list(
+    server: ServerOpt = None,
+    as_json: JsonOpt = False,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="How many of the newest jobs the table shows.")
+    ] = NEWEST_JOBS,
+    show_all: Annotated[bool, typer.Option("--all", help="Every job in the table.")] = False,
+) -> None:
+    """Jobs, newest first: the newest 100 in a table (a farm keeps months of them), every
+    one with --all or --json."""
     jobs = client(server).call("GET", "/api/v1/jobs", wire.JobList).root
     if as_json:
         print_json_list(jobs)
         return
+    shown = jobs if show_all else jobs[:limit]
     table = Table("name", "status", "progress", "frames", "priority", "submitter")
     table.add_column("id", no_wrap=True)  # ids are typed back into other commands
-    for j in jobs:
+    for j in shown:
         table.add_row(
             j.name,
             str(j.status),
@@ -212,6 +224,8 @@ def jobs_list(server: ServerOpt = None, as_json: JsonOpt = False) -> None:
             j.id,
         )
     out.print(table)
+    if len(shown) < len(jobs):
+        err.print(f"The newest {len(shown)} of {len(jobs)} jobs; --all shows every one.")
 
 
 @jobs_app.command("watch")
