@@ -177,6 +177,9 @@ class Job(Wire):
     last_error: str | None = Field(
         default=None, description="The latest error a task of the job failed with."
     )
+    started: datetime | None = Field(
+        default=None, description="When the job's first run started; null before it ran."
+    )
     frame_extensions: list[str] | None = Field(
         default=None,
         description="The extensions of the job's frames stored so far ('.exr'), lowercase and "

@@ -232,3 +232,33 @@ def test_a_big_job_shows_one_page_of_tasks_at_a_time_and_keeps_it_live(
         context.close()
     pages = [u for u in asked if f"/ui/jobs/{job.id}/tasks?" in u]
     assert pages and all("limit=100" in u for u in pages), pages  # never all tasks at once
+
+
+def test_the_jobs_list_has_each_started_jobs_time_at_once(farm: TestFarm, tmp_path: Path) -> None:
+    """The Server says when each job started, so the first list the Dashboard gives has
+    every job's time so far, without asking the Server for a page of each job's tasks."""
+    farm.start_server()  # no Manager process: this test plays the Manager itself
+    url, _ = start_dashboard(farm)
+    jobs = [submit_fake_job(farm, tmp_path, f"shot {n}", frames="1") for n in range(3)]
+    worker = {"name": "w9", "status": "awake", "blender_version": "5.0.1"}
+    leases = as_manager(farm, "/api/v1/manager/sync", {"want": 3, "workers": [worker]})["leases"]
+    assert len(leases) == 3
+    for status in ("active", "completed"):
+        updates = [
+            {"update_id": f"u-{status}-{n}", "task_id": lease["task_id"], "status": status}
+            | {"worker": "w9"}
+            for n, lease in enumerate(leases)
+        ]
+        as_manager(farm, "/api/v1/manager/updates", {"updates": updates})
+    listed = farm.api().call("GET", "/api/v1/jobs", wire.JobList).root
+    assert all(job.started is not None for job in listed)
+
+    admin = log_in(url, "admin", farm.secrets.admin_password)  # type: ignore[union-attr]
+    answer = admin.get("/ui/jobs").json()
+    assert answer["fresh"], "no start left to look up"
+    rows = {row["id"]: row for row in answer["jobs"]}
+    assert set(rows) == {job.id for job in jobs}
+    for job in listed:
+        assert rows[job.id]["status"] == "completed"
+        assert rows[job.id]["started"] == job.started.isoformat()  # type: ignore[union-attr]
+        assert rows[job.id]["elapsed_s"] is not None

@@ -184,8 +184,11 @@ class JobCache:
 class StartTimes:
     """When each job started rendering (its first run); known once, it never changes.
 
-    A job that has begun but whose start is unknown is looked up again after a few seconds
-    while it runs, and only after it changed once it has stopped.
+    The Server says it with each job (`Job.started`, recorded as read). For a Server that
+    does not, a job that has begun but whose start is unknown is looked up (a page of its
+    tasks) again after a few seconds while it runs, and only after it changed once it has
+    stopped: twenty jobs per listing, so a farm's history of thousands took minutes of
+    listings to learn.
     """
 
     RUNNING = ("queued", "active", "requeueing")

@@ -102,11 +102,11 @@ class Dashboard:
         jobs, fresh = await self.cache.get_soon(
             ALL_JOBS, "list", lambda: self.upstream.json(s.token, "/api/v1/jobs"), STALE_S
         )
+        now = now_utc()
+        rows = [self._job_row(j, now) for j in jobs]
         unknown = [j for j in jobs if self.starts.needs_check(j)][:20]
         if unknown:
             self.in_background(self._learn_starts(s, unknown))
-        now = now_utc()
-        rows = [self._job_row(j, now) for j in jobs]
         return {"jobs": rows, "now": now.isoformat(), "fresh": fresh and not unknown}
 
     async def job(self, s: Session, job_id: str) -> dict[str, Any]:
@@ -146,6 +146,8 @@ class Dashboard:
         await asyncio.gather(*(learn(job) for job in jobs))
 
     def _job_row(self, job: dict[str, Any], now: datetime) -> dict[str, Any]:
+        if "started" in job:  # the Server says (else a page of its tasks does, _learn_starts)
+            self.starts.record(job, job["started"] and parse_time(job["started"]))
         started = self.starts.get(job["id"])
         elapsed, eta = job_timing(job, started, now)
         return {

@@ -116,6 +116,7 @@ class JobSummaries:
                     after=after.get(job.id, []),
                     blocklist=sorted(job_blocked),
                     last_error=errors.get(job.id),
+                    started=job.started,
                 )
             )
         return answers
