@@ -1,9 +1,10 @@
 """What a user waits for to list the jobs of a farm that has kept months of them: `flamenco
-jobs list` from start to exit, and the Server's answer to `GET /api/v1/jobs` (what the
-Dashboard's jobs page relays), against the code before a change.
+jobs list` from start to exit, the Server's answer to `GET /api/v1/jobs` (what the Dashboard's
+jobs page relays), and with --dashboard the jobs page in Chromium (a reload until its rows are
+drawn, and two redraws as a live refresh does them), against the code before a change.
 
     .venv/bin/python bench/job_list.py [--jobs 5000] [--queued 50] [--before REF]
-        [--repeat 5] [--json PATH]
+        [--rounds 2] [--repeat 3] [--dashboard] [--json PATH]
 
 One farm folder is made by this tree's code (tests/farmkit.py's accounts; SQLite): --jobs jobs
 of one 4-frame task each, all completed but the last --queued, which wait for a Worker.
@@ -75,11 +76,57 @@ def make_farm(root: Path, jobs: int, queued: int) -> None:
         svc.close()
 
 
-def one_variant(root: Path, repeat: int) -> dict[str, list[float]]:
+CHROMIUM = "/usr/bin/chromium"  # Debian's, as the Dashboard tests use (scripts/test installs it)
+# Two redraws of the jobs list, as typing into its search and clearing it makes them.
+REDRAWS_JS = """() => {
+  const search = document.getElementById("search");
+  const started = performance.now();
+  for (const text of ["shot 0", ""]) {
+    search.value = text;
+    search.dispatchEvent(new Event("input"));
+  }
+  return performance.now() - started;
+}"""
+
+
+def time_dashboard(farm: BenchFarm, repeat: int, times: dict[str, list[float]]) -> None:
+    """The jobs page in Chromium: reloads until every row it draws is there, and redraws."""
+    from playwright.sync_api import sync_playwright
+
+    url, _ = farm.start_dashboard()
+    password = farm.secrets.admin_password  # type: ignore[union-attr]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(base_url=url)
+            page.goto("/")
+            page.fill("input[name=username]", "admin")
+            page.fill("input[name=password]", password)
+            page.click("button[type=submit]")
+            page.wait_for_selector("#jobs-body tr")
+            for _ in range(repeat):
+                started = time.perf_counter()
+                page.reload()
+                # Drawn: the rows stop growing (500 at most with Show more, all before it).
+                page.wait_for_function(
+                    "() => document.querySelectorAll('#jobs-body tr').length"
+                    " >= Math.min(500, JSON.parse("
+                    "document.getElementById('initial-data').textContent).jobs.length)",
+                    timeout=300_000,
+                )
+                times.setdefault("page_s", []).append(time.perf_counter() - started)
+                times.setdefault("redraws_ms", []).append(page.evaluate(REDRAWS_JS))
+        finally:
+            browser.close()
+
+
+def one_variant(root: Path, repeat: int, dashboard: bool) -> dict[str, list[float]]:
     """A Server of this process's code on the farm folder; the listings timed."""
     times: dict[str, list[float]] = {"cli_s": [], "api_s": []}
     with BenchFarm(root) as farm:
         farm.start_server(data_dir=root / "server")
+        if dashboard:
+            time_dashboard(farm, repeat, times)
         headers = {"Authorization": f"Bearer {farm.token}"}
         for _ in range(repeat):
             started = time.perf_counter()
@@ -118,6 +165,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                         str(root),
                         "--repeat",
                         str(args.repeat),
+                        *(["--dashboard"] if args.dashboard else []),
                     ],
                     env={**os.environ, **env},
                     check=True,
@@ -147,6 +195,7 @@ def main() -> None:
     parser.add_argument("--before", help="a git ref to measure side by side")
     parser.add_argument("--rounds", type=int, default=2, help="turns of the variants")
     parser.add_argument("--repeat", type=int, default=3, help="listings of each kind a turn")
+    parser.add_argument("--dashboard", action="store_true", help="also the jobs page (Chromium)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)  # a variant's child
     parser.add_argument("--farm", type=Path, help=argparse.SUPPRESS)
@@ -154,14 +203,19 @@ def main() -> None:
     if args.jobs <= 0 or not 0 <= args.queued <= args.jobs or args.repeat <= 0:
         parser.error("--jobs and --repeat must be more than 0, --queued from 0 to --jobs.")
     if args.one:
-        args.one.write_text(json.dumps(one_variant(args.farm, args.repeat)))
+        args.one.write_text(json.dumps(one_variant(args.farm, args.repeat, args.dashboard)))
         return
     with tempfile.TemporaryDirectory(prefix="flamenco-bench-job-list-") as work:
         result = run(args, Path(work))
     for code, row in result["rows"].items():
+        page = (
+            f", jobs page {row['page_s']:.2f} s, two redraws {row['redraws_ms']:.0f} ms"
+            if "page_s" in row
+            else ""
+        )
         print(
             f"{code}: {args.jobs} jobs listed: `flamenco jobs list` {row['cli_s']:.2f} s, "
-            f"GET /api/v1/jobs {row['api_s']:.2f} s (medians)"
+            f"GET /api/v1/jobs {row['api_s']:.2f} s{page} (medians)"
         )
     print(
         f"load average {result['loadavg_before'][0]:.2f} before, "
