@@ -66,6 +66,28 @@ def test_resuming_makes_room_for_the_rest(tmp_path: Path) -> None:
     assert store.bytes_used == 3 * KB  # counted in the cache once in place
 
 
+def test_an_arriving_upload_counts_each_byte_once(tmp_path: Path) -> None:
+    """Bytes of an upload on their way in are counted by what was made room for, those
+    already written by the kept file: never both, so a blob that fits is not evicted."""
+    store = BoundedBlobStore(tmp_path / "cache", cap=5 * KB, low_water=1.0)
+    a = store.put_file(_source(tmp_path, "a", KB))
+    frame = os.urandom(3 * KB)
+    kept_b: list[bool] = []
+
+    async def arriving() -> AsyncIterator[bytes]:
+        for start in range(0, len(frame), KB):
+            yield frame[start : start + KB]
+            if start == KB:  # resumed here: 2 KB written, 1 KB to come
+                b = store.put_file(_source(tmp_path, "b", KB))  # 1 + 2 + 1 + 1 = 5 KB: fits
+                kept_b.append(store.has(b))
+
+    upload = asyncio.run(store.append_partial(_sha(frame), "worker w1", 0, len(frame), arriving()))
+    assert upload.kept == len(frame)
+    assert kept_b == [True]
+    assert store.has(a), "nothing had to go: the cache never held more than its bound"
+    assert store.commit_partial(upload) == _sha(frame)
+
+
 def _folder_bytes(folder: Path) -> int:
     """As `du` counts: a kept upload and its attempt are one file under two names."""
     files = {}

@@ -27,7 +27,7 @@ import logging
 import os
 import shutil
 from collections import OrderedDict
-from collections.abc import AsyncIterable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 
 from flamenco.blobs import BlobStore, PartialUpload, is_sha256
@@ -42,6 +42,20 @@ LOW_WATER = 0.95  # a full cache is emptied down to this share of its bound
 
 def no_pins() -> Mapping[str, str]:
     return {}
+
+
+class Reservation:
+    """Room made for a blob that is arriving: what of it is not on disk yet."""
+
+    def __init__(self, incoming: int) -> None:
+        self.left = incoming
+
+    async def counting(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+        """`chunks`, each leaving the reservation once it is written (when the writer asks
+        for the next one)."""
+        async for chunk in chunks:
+            yield chunk
+            self.left = max(0, self.left - len(chunk))
 
 
 class BoundedBlobStore(BlobStore):
@@ -63,7 +77,7 @@ class BoundedBlobStore(BlobStore):
         self.owner = owner  # for the logs: "Worker w1", "Manager local"
         self._entries: OrderedDict[str, int] = OrderedDict()  # sha -> bytes, oldest use first
         self.bytes_used = 0
-        self._reserved = 0  # bytes of blobs being written, made room for
+        self._reservations: list[Reservation] = []  # blobs being written, made room for
         self._warned: frozenset[str] = frozenset()
         self.evictions = 0
         self._scan()
@@ -113,10 +127,11 @@ class BoundedBlobStore(BlobStore):
     async def append_partial(
         self, sha256: str, uploader: str, offset: int, total: int, chunks: AsyncIterable[bytes]
     ) -> PartialUpload:
-        # Reserved while it arrives, as other uploads may arrive beside it; the bytes already
-        # written are counted twice meanwhile (kept and reserved), which errs on the safe side.
-        with self._room_for(total - offset):
-            return await super().append_partial(sha256, uploader, offset, total, chunks)
+        # Reserved while it arrives, as other uploads may arrive beside it; each chunk on disk
+        # leaves the reservation, as the kept file (`_partial_bytes`) counts it from then on.
+        with self._room_for(total - offset) as reservation:
+            arriving = reservation.counting(chunks)
+            return await super().append_partial(sha256, uploader, offset, total, arriving)
 
     def commit_partial(self, upload: PartialUpload) -> str:
         digest = super().commit_partial(upload)  # its bytes were counted as kept
@@ -131,14 +146,20 @@ class BoundedBlobStore(BlobStore):
                 total += path.stat().st_size
         return total
 
+    @property
+    def _reserved(self) -> int:
+        """Bytes of blobs being written, made room for and not yet on disk."""
+        return sum(reservation.left for reservation in self._reservations)
+
     @contextlib.contextmanager
-    def _room_for(self, incoming: int) -> Iterator[None]:
+    def _room_for(self, incoming: int) -> Iterator[Reservation]:
         self._make_room(incoming)
-        self._reserved += incoming
+        reservation = Reservation(incoming)
+        self._reservations.append(reservation)
         try:
-            yield
+            yield reservation
         finally:
-            self._reserved -= incoming
+            self._reservations.remove(reservation)
 
     def _added(self, sha256: str) -> None:
         if sha256 not in self._entries:  # else the same blob arrived twice at once
