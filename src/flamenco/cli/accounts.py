@@ -200,7 +200,7 @@ def managers_rotate(name: str, server: ServerOpt = None) -> None:
 def managers_rotate_secret(
     data_dir: Annotated[
         Path | None,
-        typer.Option(help="The Manager's data folder on this machine [its configured one]."),
+        typer.Option(help="The Manager's data folder on this machine \\[its configured one]."),
     ] = None,
 ) -> None:
     """Give the Manager on this machine a new join secret; prints it once. Joined Workers keep

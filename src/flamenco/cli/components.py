@@ -98,7 +98,7 @@ def manager(
         typer.Option(
             "--announce/--no-announce",
             help="Announce the site and URL on the network (DNS-SD) so that Workers find it "
-            "without --manager; never on 127.0.0.1. [on]",
+            "without --manager; never on 127.0.0.1. \\[on]",
         ),
     ] = None,
     tls_cert: TlsCertOpt = None,
@@ -157,7 +157,9 @@ def manager(
 def worker(
     manager: Annotated[
         str | None,
-        typer.Option("--manager", help="Manager URL. [the one announced on the network (DNS-SD)]"),
+        typer.Option(
+            "--manager", help="Manager URL. \\[the one announced on the network (DNS-SD)]"
+        ),
     ] = None,
     site: Annotated[
         str | None,
@@ -170,7 +172,7 @@ def worker(
         list[str] | None,
         typer.Option(
             help="A Blender executable, or a Python 3.11 with the bpy module; repeatable: "
-            "the Worker offers them all. [every `blender` on PATH and this Python's bpy]"
+            "the Worker offers them all. \\[every `blender` on PATH and this Python's bpy]"
         ),
     ] = None,
     tags: Annotated[str | None, typer.Option(help="Comma-separated tags, e.g. gpu,fast.")] = None,

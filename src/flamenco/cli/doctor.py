@@ -356,7 +356,7 @@ def doctor(
     data_dir: Annotated[
         list[Path] | None,
         typer.Option(
-            "--data-dir", help="Data folder whose disk to check; repeatable [those configured]."
+            "--data-dir", help="Data folder whose disk to check; repeatable \\[those configured]."
         ),
     ] = None,
     no_blender: Annotated[

@@ -60,7 +60,7 @@ def submit(
         float | None,
         typer.Option(help="With --chunk auto, the seconds each task should take [60]."),
     ] = None,
-    name: Annotated[str | None, typer.Option(help="Job name [the file's name].")] = None,
+    name: Annotated[str | None, typer.Option(help="Job name \\[the file's name].")] = None,
     priority: Annotated[int, typer.Option(help="0-100, higher first.")] = 50,
     site: Annotated[
         list[str] | None, typer.Option("--site", help="Render only on this Manager; repeatable.")
@@ -77,7 +77,7 @@ def submit(
         str | None,
         typer.Option(
             help="Blender's file format name, e.g. OPEN_EXR_MULTILAYER, OPEN_EXR, PNG, JPEG, "
-            "TIFF [the scene's own output settings]."
+            "TIFF \\[the scene's own output settings]."
         ),
     ] = None,
     preview_video: Annotated[
@@ -89,7 +89,7 @@ def submit(
         typer.Option(
             "--no-scripts",
             help="Do not run the file's own Python (drivers, registered text blocks) "
-            "[they run, as on a workstation that trusts the file].",
+            "\\[they run, as on a workstation that trusts the file].",
         ),
     ] = False,
     tiles: Annotated[
@@ -355,7 +355,7 @@ def jobs_requeue(
 def jobs_unblock(
     job_id: Annotated[str, typer.Argument(metavar="JOB")],
     worker: Annotated[
-        str | None, typer.Argument(metavar="[WORKER]", help="Only this Worker [all].")
+        str | None, typer.Argument(metavar="[WORKER]", help="Only this Worker \\[all].")
     ] = None,
     server: ServerOpt = None,
 ) -> None:
