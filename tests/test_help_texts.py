@@ -7,6 +7,7 @@ written in words. The table is the CLI itself: every command, every parameter.
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Any
 
@@ -67,3 +68,23 @@ def test_each_parameters_help_is_shown_whole(path: tuple[str, ...]) -> None:
         help_text = getattr(param, "help", None)
         if help_text:
             assert _shown(help_text) in shown, f"{param.name}: {help_text!r} not in {shown!r}"
+
+
+GROUPS = [path for path in COMMANDS if hasattr(_command(path), "commands")] + [()]
+
+
+def _summary(command: Any) -> str:
+    """The first paragraph of a command's help, as one line: what a group lists it with."""
+    first = inspect.cleandoc(command.help or "").split("\n\n")[0]
+    return " ".join(first.replace("\\[", "[").split())
+
+
+@pytest.mark.parametrize("path", GROUPS, ids=["-".join(p) or "flamenco" for p in GROUPS])
+def test_a_group_lists_each_command_with_its_summary_on_one_line(path: tuple[str, ...]) -> None:
+    """Line breaks of a docstring are not kept in the list (they broke it mid-sentence)."""
+    result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "400", "NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    lines = [" ".join(BOX.sub(" ", line).split()) for line in result.output.splitlines()]
+    for name, command in _command(path).commands.items():
+        listed = f"{name} {_summary(command)}"
+        assert listed in lines, f"{listed!r} is not one line of {lines!r}"

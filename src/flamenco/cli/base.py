@@ -6,6 +6,7 @@ themselves live in `components.py`, `job_commands.py`, `accounts.py` and the mod
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -34,6 +35,22 @@ app.add_typer(addon_app, name="addon")  # cli/main.py
 app.add_typer(service_app, name="service")  # services: cli/service.py
 app.add_typer(server_app, name="server")  # `server migrate|init`: cli/server_admin.py
 app.add_typer(users_app, name="users")  # cli/accounts.py
+
+
+def one_line_summaries(typer_app: typer.Typer) -> None:
+    """Give each command the first paragraph of its help as its summary, on one line.
+
+    A group lists its commands with their summaries; Typer's Rich help keeps the line breaks
+    of a docstring there, which broke the list's sentences where the source wrapped them.
+    """
+    for info in typer_app.registered_commands:
+        text = info.help or (info.callback.__doc__ if info.callback else None)
+        if info.short_help is None and text:
+            info.short_help = " ".join(inspect.cleandoc(text).split("\n\n")[0].split())
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            one_line_summaries(group.typer_instance)
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 S = TypeVar("S")

@@ -28,6 +28,7 @@ from flamenco.cli.base import (
     jobs_app,
     load_settings,
     managers_app,
+    one_line_summaries,
     package_version,
     start_component,
     users_app,
@@ -147,3 +148,5 @@ def up(
 # `metrics token`: cli/metrics.py. `doctor`: cli/doctor.py. `notify secret`: cli/notifications.py.
 # `job-types`: cli/job_types.py.
 from flamenco.cli import accounts, doctor, job_types, metrics, notifications  # noqa: E402, F401
+
+one_line_summaries(app)  # once every command is registered
