@@ -410,10 +410,11 @@ def test_the_corrupt_file_is_refused_with_one_sentence(corpus: Corpus) -> None:
     refused = corpus.corrupt.result()
     assert refused.returncode != 0
     assert refused.stdout == ""
-    # The Server judges the scene: the CLI uploads its 36 bytes, then prints the refusal.
+    # Refused before anything is uploaded, with the sentence the Server would answer (415).
     assert refused.stderr.strip().splitlines()[-1] == (
-        f"Error (415): The file '{CORRUPT}' is a .blend file without any data blocks."
+        f"Error: The file '{CORRUPT}' is a .blend file without any data blocks."
     )
+    assert "Files:" not in refused.stderr, refused.stderr
     for sub in corpus.submissions.values():
         sub.result()  # every job that will be there is there
     jobs = corpus.farm.api().call("GET", "/api/v1/jobs", wire.JobList).root

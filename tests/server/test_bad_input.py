@@ -585,8 +585,11 @@ def assert_cli_says(result: Any, sentence: str) -> None:
     assert result.stdout == "", result.stdout
 
 
-def _submission_sentence(http: httpx.Client, path: Path, frames: str) -> str:
-    """What the Server says to the submission `flamenco submit PATH --frames FRAMES` makes."""
+def _submission_sentence(
+    http: httpx.Client, path: Path, frames: str, status: int | None = None
+) -> str:
+    """What the Server says to the submission `flamenco submit PATH --frames FRAMES` makes
+    (with `status`, the status it must say it with)."""
     digest = upload(http, path.read_bytes())
     body = {
         "name": path.stem,
@@ -595,6 +598,7 @@ def _submission_sentence(http: httpx.Client, path: Path, frames: str) -> str:
     }
     response = http.post("/api/v1/jobs", json=body)
     assert response.status_code >= 400, response.text
+    assert status is None or response.status_code == status, response.text
     return response.json()["detail"]
 
 
@@ -604,13 +608,15 @@ def _submission_sentence(http: httpx.Client, path: Path, frames: str) -> str:
 def test_cli_submit_of_a_file_that_is_not_a_blend_prints_the_servers_sentence(
     srv: TestFarm, http: httpx.Client, tmp_path: Path, filename: str, status: int
 ) -> None:
+    """Said before the file is uploaded (one given by mistake may be gigabytes)."""
     path = tmp_path / filename
     path.write_bytes(TEXT)
     with leaves_nothing(srv, http):
-        sentence = _submission_sentence(http, path, "1-3")
+        sentence = _submission_sentence(http, path, "1-3", status)
         result = srv.cli("submit", str(path), "--frames", "1-3")
     assert f"'{filename}'" in sentence
     assert_cli_says(result, sentence)
+    assert "Files:" not in result.stderr, "the refused file was uploaded"
 
 
 @blender

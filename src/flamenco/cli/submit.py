@@ -185,12 +185,14 @@ class MissingDependencies(ValueError):
 def collect_files(req: SubmitRequest) -> tuple[str, dict[str, Path], Collected | None]:
     """The scene's path in the job and every file to send, dependencies included.
 
-    A file that is not a .blend is sent alone, so that the Server's refusal explains why.
+    A file that is not a usable .blend is refused here, with the sentence the Server would
+    answer (the same check, `server/jobs.py`): before anything is read further or uploaded,
+    as a file given by mistake may be gigabytes.
     """
     if not req.scene.is_file():
         raise FileNotFoundError(f"The scene '{req.scene}' does not exist.")
-    if req.scene.suffix != ".blend" or blend_problem(req.scene, req.scene.name):
-        return req.scene.name, {req.scene.name: req.scene}, None
+    if problem := blend_problem(req.scene, req.scene.name):
+        raise ValueError(problem)
     packed = pack_scene(req.scene)
     if packed.missing and not req.allow_missing:
         packed.close()
@@ -224,7 +226,8 @@ def submit_scene(api: SyncApi, req: SubmitRequest) -> wire.Job:
     local = local_files(chosen, settings)
     if chosen.local is not None:  # the Server's own sentences, from the same model
         stand_ins = {key: f"{SUBMITTED_DIR}/{key}/{path.name}" for key, path in local.items()}
-        read_settings(chosen.local, settings | dict.fromkeys(filled, "check.blend") | stand_ins)
+        scene = req.scene.name if req.scene else "check.blend"
+        read_settings(chosen.local, settings | dict.fromkeys(filled, scene) | stand_ins)
     if req.scene and settings.get("tiles") and (resolution := scene_resolution(req.scene)):
         grid_shape(int(settings["tiles"]), *resolution)  # else the Worker checks, from Blender's
     notify = check_notify_url(req.notify) if req.notify is not None else None
