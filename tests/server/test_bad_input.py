@@ -646,8 +646,8 @@ def test_cli_jobs_show_of_an_unknown_job_prints_the_404_sentence(
 def test_cli_with_a_wrong_token_prints_the_401_sentence(
     srv: TestFarm, http: httpx.Client, tmp_path: Path, command: str
 ) -> None:
-    scene = tmp_path / "scene.blend"
-    scene.write_bytes(b"never uploaded: the token is checked first")
+    scene = tmp_path / "scene.blend"  # a real one: what the CLI judges itself passes
+    scene.write_bytes((CORPUS / "basic_file.blend").read_bytes())
     args = {
         "jobs-list": ["jobs", "list"],
         "jobs-show": ["jobs", "show", "nope"],
@@ -666,7 +666,10 @@ def test_cli_submit_of_a_path_that_does_not_exist_says_so(
     path = tmp_path / "nowhere" / name
     with leaves_nothing(srv, http):
         result = srv.cli("submit", str(path), "--frames", "1")
+        # Said first: without --frames too, whose absence would be the next thing to fix.
+        without_frames = srv.cli("submit", str(path))
     assert_cli_says(result, f"The scene '{path}' does not exist.")
+    assert_cli_says(without_frames, f"The scene '{path}' does not exist.")
 
 
 @blender

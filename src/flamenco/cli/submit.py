@@ -189,8 +189,6 @@ def collect_files(req: SubmitRequest) -> tuple[str, dict[str, Path], Collected |
     answer (the same check, `server/jobs.py`): before anything is read further or uploaded,
     as a file given by mistake may be gigabytes.
     """
-    if not req.scene.is_file():
-        raise FileNotFoundError(f"The scene '{req.scene}' does not exist.")
     if problem := blend_problem(req.scene, req.scene.name):
         raise ValueError(problem)
     packed = pack_scene(req.scene)
@@ -218,7 +216,10 @@ def scene_needed(req: SubmitRequest, chosen: ChosenType) -> list[str]:
 
 
 def submit_scene(api: SyncApi, req: SubmitRequest) -> wire.Job:
-    # Everything that can be refused is, before anything is uploaded.
+    # Everything that can be refused is, before anything is uploaded; a scene that is not
+    # there first, as no other setting matters then.
+    if req.scene is not None and not req.scene.is_file():
+        raise FileNotFoundError(f"The scene '{req.scene}' does not exist.")
     name = check_label(req.name or (req.scene.stem if req.scene else req.job_type), "job name")
     chosen = choose_job_type(api, req.job_type)
     filled = scene_needed(req, chosen)
