@@ -646,8 +646,10 @@ def test_cli_jobs_show_of_an_unknown_job_prints_the_404_sentence(
 def test_cli_with_a_wrong_token_prints_the_401_sentence(
     srv: TestFarm, http: httpx.Client, tmp_path: Path, command: str
 ) -> None:
-    scene = tmp_path / "scene.blend"  # a real one: what the CLI judges itself passes
-    scene.write_bytes((CORPUS / "basic_file.blend").read_bytes())
+    # A real .blend (what the CLI judges itself passes), with bytes after its end that make
+    # it this test's own: no other test uploads the same blob.
+    scene = tmp_path / "scene.blend"
+    scene.write_bytes((CORPUS / "basic_file.blend").read_bytes() + tmp_path.name.encode())
     args = {
         "jobs-list": ["jobs", "list"],
         "jobs-show": ["jobs", "show", "nope"],
