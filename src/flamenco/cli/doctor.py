@@ -335,7 +335,7 @@ def manager_url(worker: WorkerSettings) -> tuple[str | None, Finding | None]:
     try:
         return find_manager(worker, lambda _said: None), None
     except NoManagerChosen as exc:
-        return None, warn(f"Manager: none given; {exc}", "only a Worker needs one")
+        return None, warn(f"Manager: none given. {exc}", "only a Worker needs one")
 
 
 # ---- the command -----------------------------------------------------------------------------
