@@ -194,6 +194,19 @@ def submit(
 NEWEST_JOBS = 100  # rows of `jobs list`: a table of thousands takes seconds and helps nobody
 
 
+def listing(*headers: str) -> Table:
+    """A table whose columns marked "=" hold short values read or typed back whole (statuses,
+    counts, ids): they never wrap or end in an ellipsis while the others (names, free text)
+    can wrap instead, so that a listing stays readable in 80 columns."""
+    table = Table()
+    for header in headers:
+        if header.startswith("="):
+            table.add_column(header[1:], no_wrap=True)
+        else:
+            table.add_column(header, overflow="fold")
+    return table
+
+
 @jobs_app.command("list")
 @friendly_errors
 def jobs_list(
@@ -211,17 +224,11 @@ def jobs_list(
         print_json_list(jobs)
         return
     shown = jobs if show_all else jobs[:limit]
-    table = Table("name", "status", "progress", "frames", "priority", "submitter")
-    table.add_column("id", no_wrap=True)  # ids are typed back into other commands
+    table = listing("name", "=status", "=progress", "=priority", "submitter", "=id")
     for j in shown:
+        done = f"{j.frames_done}/{j.frames_total} " if j.frames_total else ""
         table.add_row(
-            j.name,
-            str(j.status),
-            f"{j.progress:.0%}",
-            f"{j.frames_done}/{j.frames_total}",
-            str(j.priority),
-            j.submitter,
-            j.id,
+            j.name, str(j.status), f"{done}{j.progress:.0%}", str(j.priority), j.submitter, j.id
         )
     out.print(table)
     if len(shown) < len(jobs):
@@ -281,8 +288,7 @@ def jobs_show(
         out.print(job.waiting_reason, style="yellow")
     if job.blocklist:
         out.print(f"Kept off this job after repeated failures: {', '.join(job.blocklist)}")
-    table = Table("name", "status", "progress", "worker", "activity")
-    table.add_column("task", no_wrap=True)
+    table = listing("name", "=status", "=progress", "worker", "activity", "=task")
     for t in tasks:
         table.add_row(t.name, str(t.status), f"{t.progress:.0%}", t.worker or "", t.activity, t.id)
     out.print(table)
