@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from flamenco import wire
 from flamenco.cli.base import (
@@ -23,7 +22,7 @@ from flamenco.cli.base import (
     print_json_list,
     users_app,
 )
-from flamenco.cli.console import err, out
+from flamenco.cli.console import err, listing, out
 from flamenco.client import api_path
 from flamenco.config import ManagerSettings, load
 from flamenco.manager.join_secret import new_join_secret, secret_file, write_join_secret
@@ -53,7 +52,7 @@ def tokens_list(
     if as_json:
         print_json_list(tokens)
         return
-    table = Table("id", "user", "label", "created", "expires", "last used")
+    table = listing("=id", "user", "label", "created", "expires", "last used")
     for t in tokens:
         table.add_row(
             f"{t.id}{' *' if t.current else ''}",
@@ -165,7 +164,7 @@ def managers_list(server: ServerOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json_list(managers)
         return
-    table = Table("site", "state", "address", "workers")
+    table = listing("site", "=state", "address", "workers")
     for m in managers:
         workers = "\n".join(
             f"{w.name}: {w.status}" + (f", task {w.task_id}" if w.task_id else "")

@@ -6,6 +6,7 @@ the secret. The terminal wraps long lines for the eye; tables still fit the widt
 """
 
 from rich.console import Console
+from rich.table import Table
 
 out = Console(markup=False, emoji=False, highlight=False, soft_wrap=True)
 err = Console(stderr=True, markup=False, emoji=False, highlight=False, soft_wrap=True)
@@ -18,3 +19,16 @@ def secret_for_terminal(secret: str, kept_in: str) -> str:
     session and is read by others, and a secret must never be there.
     """
     return secret if err.is_terminal else f"<{kept_in}>"
+
+
+def listing(*headers: str) -> Table:
+    """A table whose columns marked "=" hold short values read or typed back whole (statuses,
+    counts, ids): they never wrap or end in an ellipsis while the others (names, free text)
+    can wrap instead, so that a listing stays readable in 80 columns."""
+    table = Table()
+    for header in headers:
+        if header.startswith("="):
+            table.add_column(header[1:], no_wrap=True)
+        else:
+            table.add_column(header, overflow="fold")
+    return table

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from flamenco import wire
 from flamenco.cli.base import (
@@ -21,7 +20,7 @@ from flamenco.cli.base import (
     jobs_app,
     print_json_list,
 )
-from flamenco.cli.console import err, out
+from flamenco.cli.console import err, listing, out
 from flamenco.client import api_path
 from flamenco.core.compiler import output_format_label
 
@@ -192,19 +191,6 @@ def submit(
 
 
 NEWEST_JOBS = 100  # rows of `jobs list`: a table of thousands takes seconds and helps nobody
-
-
-def listing(*headers: str) -> Table:
-    """A table whose columns marked "=" hold short values read or typed back whole (statuses,
-    counts, ids): they never wrap or end in an ellipsis while the others (names, free text)
-    can wrap instead, so that a listing stays readable in 80 columns."""
-    table = Table()
-    for header in headers:
-        if header.startswith("="):
-            table.add_column(header[1:], no_wrap=True)
-        else:
-            table.add_column(header, overflow="fold")
-    return table
 
 
 @jobs_app.command("list")
