@@ -149,3 +149,29 @@ def test_a_cache_size_that_is_not_one_names_where_it_came_from(
     monkeypatch.setenv("FLAMENCO_MANAGER_CACHE_SIZE", "20 XB")
     with pytest.raises(BadSetting, match=r"^FLAMENCO_MANAGER_CACHE_SIZE: '20 XB' is not a size"):
         load(ManagerSettings, {})
+
+
+@pytest.mark.parametrize(
+    ("settings", "flag", "variable", "value"),
+    [
+        (ClientSettings, "--server", "FLAMENCO_SERVER", "farm:9999"),
+        (ClientSettings, "--server", "FLAMENCO_CLIENT_SERVER", "ftp://farm"),
+        (ManagerSettings, "--server", "FLAMENCO_MANAGER_SERVER", "notaurl"),
+        (WorkerSettings, "--manager", "FLAMENCO_WORKER_MANAGER", "localhost:7777"),
+    ],
+)
+def test_a_service_url_that_is_not_one_names_where_it_came_from(
+    monkeypatch: pytest.MonkeyPatch, settings: type, flag: str, variable: str, value: str
+) -> None:
+    """Refused when the settings are read, with the flag or the very variable that gave it,
+    instead of a component that starts and then cannot reach "notaurl"."""
+    field = flag.removeprefix("--")
+    sentence = f"'{value}' is not an http:// or https:// URL with a host."
+    with pytest.raises(BadSetting) as from_flag:
+        load(settings, {field: value})
+    assert str(from_flag.value) == f"{flag}: {sentence}"
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(BadSetting) as from_variable:
+        load(settings, {})
+    assert str(from_variable.value) == f"{variable}: {sentence}"
+    assert load(settings, {field: "http://127.0.0.1:1"}) is not None  # the flag comes first

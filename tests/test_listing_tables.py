@@ -1,6 +1,7 @@
-"""The CLI's listings (`jobs list`, `jobs show`, `tokens list`, `managers list`) in 80 columns, the width Rich assumes for a
-pipe and the narrowest terminal in use: statuses, progress and ids are shown whole (they
-were cut to "complet…"), names wrap within their column rather than end in an ellipsis."""
+"""The CLI's listings (`jobs list`, `jobs show`, `tokens list`, `managers list`) in 80
+columns, the width Rich assumes for a pipe and the narrowest terminal in use: statuses,
+progress and ids are shown whole (they were cut to "complet…"), names wrap within their
+column rather than end in an ellipsis."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from flamenco.core.sizes import parse_size
+from flamenco.core.urls import check_http_url
 from flamenco.procs import host_name, private_file
 
 DEFAULT_SERVER_PORT = 9999
@@ -25,6 +26,7 @@ DEFAULT_DASHBOARD_PORT = 8888
 # files of a few big jobs at once, small beside today's disks (README, "Disks").
 DEFAULT_CACHE_SIZE = 20 * 1000**3
 ByteSize = int  # a setting written as a size (`20GB`, `1.5TiB`), core.sizes.parse_size
+ServiceUrl = str  # the http(s) URL of a farm service, core.urls.check_http_url
 
 
 class BadSetting(ValueError):
@@ -88,7 +90,7 @@ class ManagerSettings:
     data_dir: Path = Path("flamenco-data/manager")
     host: str = "127.0.0.1"
     port: int = DEFAULT_MANAGER_PORT
-    server: str = f"http://127.0.0.1:{DEFAULT_SERVER_PORT}"
+    server: ServiceUrl = f"http://127.0.0.1:{DEFAULT_SERVER_PORT}"
     name: str = "local"
     token: str = ""  # the Manager's token issued by the Server
     secret: str = ""  # the join secret for Workers; generated on first start when empty
@@ -120,7 +122,7 @@ class WorkerSettings:
     data_dir: Path = Path("flamenco-data/worker")
     # Empty: find it by its announcement on the network (flamenco.discovery), else the
     # Manager on this machine's default port.
-    manager: str = ""
+    manager: ServiceUrl = ""
     site: str = ""  # with several Managers announced, join the one of this site
     discovery_timeout_s: float = 5.0  # how long to look for announced Managers
     secret: str = ""
@@ -149,7 +151,7 @@ class WorkerSettings:
 class DashboardSettings:
     host: str = "127.0.0.1"
     port: int = DEFAULT_DASHBOARD_PORT
-    server: str = f"http://127.0.0.1:{DEFAULT_SERVER_PORT}"  # the Server whose API it shows
+    server: ServiceUrl = f"http://127.0.0.1:{DEFAULT_SERVER_PORT}"  # the Server whose API it shows
     session_idle_s: float = 12 * 3600.0  # a login is forgotten after this long unused
     header_timeout_s: float = 10.0  # a connection without a request's headers by then is closed
     # HTTPS: a PEM certificate (chain) and its unencrypted key, both or neither (tls.py).
@@ -176,7 +178,7 @@ class UpSettings:
 
 @dataclass
 class ClientSettings:
-    server: str = f"http://127.0.0.1:{DEFAULT_SERVER_PORT}"
+    server: ServiceUrl = f"http://127.0.0.1:{DEFAULT_SERVER_PORT}"
     token: str = ""
     ca_bundle: str = ""  # FLAMENCO_CA_BUNDLE; empty: the system's trust store
 
@@ -214,6 +216,7 @@ def _cast(kind: Any, value: Any) -> Any:
         "bool": _to_bool,
         "list[str]": _to_list,
         "ByteSize": parse_size,
+        "ServiceUrl": check_http_url,
     }
     kind = casts.get(str(kind), kind)
     return kind(value) if callable(kind) else value
@@ -225,7 +228,8 @@ def _cast_setting(where: str, kind: Any, value: Any) -> Any:
     try:
         return _cast(kind, value)
     except ValueError as exc:
-        detail = str(exc) if str(kind) == "ByteSize" else f"{value!r} is not a valid {kind}."
+        explained = str(kind) in ("ByteSize", "ServiceUrl")  # their own sentence
+        detail = str(exc) if explained else f"{value!r} is not a valid {kind}."
         raise BadSetting(f"{where}: {detail}") from None
 
 
@@ -237,15 +241,10 @@ def load(cls: type[S], flags: dict[str, Any] | None = None) -> S:
         from_file = {**read_toml(client_config_file()), **from_file}
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        env = _client_env(f.name) if cls is ClientSettings else None
-        env_name = f"FLAMENCO_{section.upper()}_{f.name.upper()}"
-        env = env or os.environ.get(env_name)
-        if f.name in SHARED_VARIABLES:  # the machine's one variable, after the section's own
-            env = env or _client_env(f.name)
         given = (flags or {}).get(f.name)
         sources = (
             (f"--{f.name.replace('_', '-')}", given),
-            (env_name, env),
+            *((name, os.environ.get(name)) for name in _variables(cls, section, f.name)),
             (f"{f.name} in [{section}] of {config_file()}", from_file.get(f.name)),
         )
         for where, candidate in sources:
@@ -279,9 +278,15 @@ def _one_worker_per_gpu(values: dict[str, Any]) -> dict[str, Any]:
 SHARED_VARIABLES = frozenset({"ca_bundle"})
 
 
-def _client_env(name: str) -> str | None:
-    # The client's variables are the short, documented ones: FLAMENCO_SERVER, FLAMENCO_TOKEN.
-    return os.environ.get(f"FLAMENCO_{name.upper()}")
+def _variables(cls: type, section: str, name: str) -> list[str]:
+    """The environment variables of a setting, first found first. The client's are the
+    short, documented ones (FLAMENCO_SERVER, FLAMENCO_TOKEN), then its section's; every
+    other component's its section's (FLAMENCO_MANAGER_PORT), then for a shared setting the
+    machine's one variable."""
+    short, own = f"FLAMENCO_{name.upper()}", f"FLAMENCO_{section.upper()}_{name.upper()}"
+    if cls is ClientSettings:
+        return [short, own]
+    return [own, short] if name in SHARED_VARIABLES else [own]
 
 
 def write_client_config(server: str, token: str, ca_bundle: str = "") -> Path:

@@ -13,6 +13,8 @@ import hashlib
 import hmac
 from urllib.parse import urlsplit
 
+from flamenco.core.urls import check_http_url
+
 SIGNATURE_HEADER = "X-Flamenco-Signature"
 TIMESTAMP_HEADER = "X-Flamenco-Timestamp"
 DELIVERY_HEADER = "X-Flamenco-Delivery"  # the same for every attempt of one delivery
@@ -25,12 +27,10 @@ class BadNotifyUrl(ValueError):
 
 def check_notify_url(url: str) -> str:
     """The URL, if an http(s) URL with a host; else BadNotifyUrl."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadNotifyUrl(
-            f"The notification URL '{url}' is not an http:// or https:// URL with a host."
-        )
-    return url.strip()
+    try:
+        return check_http_url(url, "The notification URL")
+    except ValueError as exc:
+        raise BadNotifyUrl(str(exc)) from None
 
 
 def url_for_log(url: str) -> str:
