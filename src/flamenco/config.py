@@ -207,6 +207,10 @@ def _to_list(value: Any) -> list[str]:
     return [str(item).strip() for item in items if str(item).strip()]
 
 
+# The setting types whose checks refuse a value with a sentence of their own, kept as said.
+EXPLAINED_CASTS: dict[str, Any] = {"ByteSize": parse_size, "ServiceUrl": check_http_url}
+
+
 def _cast(kind: Any, value: Any) -> Any:
     casts = {
         "Path": Path,
@@ -215,8 +219,7 @@ def _cast(kind: Any, value: Any) -> Any:
         "str": str,
         "bool": _to_bool,
         "list[str]": _to_list,
-        "ByteSize": parse_size,
-        "ServiceUrl": check_http_url,
+        **EXPLAINED_CASTS,
     }
     kind = casts.get(str(kind), kind)
     return kind(value) if callable(kind) else value
@@ -228,7 +231,7 @@ def _cast_setting(where: str, kind: Any, value: Any) -> Any:
     try:
         return _cast(kind, value)
     except ValueError as exc:
-        explained = str(kind) in ("ByteSize", "ServiceUrl")  # their own sentence
+        explained = str(kind) in EXPLAINED_CASTS
         detail = str(exc) if explained else f"{value!r} is not a valid {kind}."
         raise BadSetting(f"{where}: {detail}") from None
 
