@@ -227,7 +227,7 @@ def submit_scene(api: SyncApi, req: SubmitRequest) -> wire.Job:
     local = local_files(chosen, settings)
     if chosen.local is not None:  # the Server's own sentences, from the same model
         stand_ins = {key: f"{SUBMITTED_DIR}/{key}/{path.name}" for key, path in local.items()}
-        scene = req.scene.name if req.scene else "check.blend"
+        scene = req.scene.name if req.scene else ""  # none to fill without one (scene_needed)
         read_settings(chosen.local, settings | dict.fromkeys(filled, scene) | stand_ins)
     if req.scene and settings.get("tiles") and (resolution := scene_resolution(req.scene)):
         grid_shape(int(settings["tiles"]), *resolution)  # else the Worker checks, from Blender's
