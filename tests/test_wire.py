@@ -95,3 +95,30 @@ def test_a_json_object_given_as_python_values_refuses_what_is_not_finite(
     assert [(e["loc"], e["msg"]) for e in refused.value.errors()] == [
         (("command",), "Input should be a finite number")
     ]
+
+
+LEASE = {
+    "task_id": "t1",
+    "job_id": "j1",
+    "job_name": "shot 010",
+    "job_priority": 50,
+    "type": "blender-render",
+    "name": "render 1-2",
+    "frames": [1, 2],
+    "command": {"blend": "s.blend", "frames": [1, 2]},
+    "files": {"s.blend": "ab" * 32},
+    "lease_expires": "2026-12-05T12:00:00Z",
+    "requirements": {"device": "GPU"},
+    "failed_by": ["w2"],
+}
+
+
+@pytest.mark.parametrize("given", [LEASE, {k: v for k, v in LEASE.items() if k != "failed_by"}])
+def test_a_trusted_model_is_the_validated_one(given: dict[str, Any]) -> None:
+    """`of_trusted` (every field given, or model_construct's defaults for those left out)
+    makes what validation makes of values already validated: equal, and the same JSON."""
+    validated = wire.Lease.model_validate(given)
+    trusted = wire.Lease.of_trusted(dict(validated.model_dump(exclude_unset=True)))
+    assert trusted == validated
+    assert trusted.model_dump_json() == validated.model_dump_json()
+    assert trusted.model_fields_set == validated.model_fields_set

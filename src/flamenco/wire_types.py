@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 from pydantic_core import PydanticCustomError
@@ -68,6 +68,21 @@ class Wire(BaseModel):
     that a value one component accepts never makes another refuse what carries it."""
 
     model_config = ConfigDict(allow_inf_nan=False)
+
+    @classmethod
+    def of_trusted(cls, values: dict[str, Any]) -> Self:
+        """The model of values that were validated before (every field given), without
+        validating them again: what `model_construct` makes, at a fifth of its cost (no
+        defaults or aliases to work out), for the messages a busy farm builds thousands of
+        times a second from rows and leases it checked on arrival."""
+        if len(values) != len(cls.model_fields):
+            return cls.model_construct(**values)
+        model = cls.__new__(cls)
+        object.__setattr__(model, "__dict__", values)
+        object.__setattr__(model, "__pydantic_fields_set__", set(values))
+        object.__setattr__(model, "__pydantic_extra__", None)
+        object.__setattr__(model, "__pydantic_private__", None)
+        return model
 
 
 class Strict(Wire):

@@ -149,7 +149,14 @@ def manager(
     )
     err.print(f"Workers join with: FLAMENCO_WORKER_SECRET={secret} flamenco worker --manager {url}")
     manager_app = create_manager_app(built)
-    serve_http(manager_app, settings.host, settings.port, settings.header_timeout_s, tls)
+    serve_http(
+        manager_app,
+        settings.host,
+        settings.port,
+        settings.header_timeout_s,
+        tls,
+        client_addresses=False,  # its Workers are known by their tokens, never by address
+    )
 
 
 @app.command()

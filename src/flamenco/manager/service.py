@@ -38,7 +38,7 @@ from flamenco.security import new_token, token_hash
 log = logging.getLogger("flamenco.manager")
 
 SEEN_UPDATES = 100_000  # update ids remembered to drop replays (the Server drops them too)
-ASSIGNMENT_FIELDS = frozenset(wire.Assignment.model_fields)  # each taken from the task's lease
+ASSIGNMENT_FIELDS = tuple(wire.Assignment.model_fields)  # each taken from the task's lease
 
 
 class ManagerService(ServerSide, JobFiles):
@@ -234,11 +234,10 @@ class ManagerService(ServerSide, JobFiles):
             worker.name,
             extra={"job": held.job_id, "task": held.task_id, "worker": worker.name},
         )
-        # Not validated again (the lease was, when it arrived); every field is set, which
-        # model_construct need not work out field by field.
+        # Not validated again: the lease was, when it arrived.
         lease = held.lease
-        return wire.Assignment.model_construct(
-            ASSIGNMENT_FIELDS, **{name: getattr(lease, name) for name in ASSIGNMENT_FIELDS}
+        return wire.Assignment.of_trusted(
+            {name: getattr(lease, name) for name in ASSIGNMENT_FIELDS}
         )
 
     def _pick(self, worker: WorkerState, warm_job_id: str | None) -> HeldTask | None:

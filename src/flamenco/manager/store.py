@@ -48,6 +48,14 @@ class HeldTask:
     worker_id: str | None = None
     progress: float = 0.0
     activity: str = ""
+    # The lease's, read on every pick and every write: plain attributes, not properties.
+    task_id: str = field(init=False)
+    job_id: str = field(init=False)
+    priority: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        lease = self.lease
+        self.task_id, self.job_id, self.priority = lease.task_id, lease.job_id, lease.job_priority
 
     @classmethod
     def from_lease(cls, lease: wire.Lease, seq: int, lease_json: str | None = None) -> HeldTask:
@@ -57,18 +65,6 @@ class HeldTask:
             lease_json=lease_json or lease.model_dump_json(),
             requirements=Requirements.from_dict(lease.requirements),
         )
-
-    @property
-    def task_id(self) -> str:
-        return self.lease.task_id
-
-    @property
-    def job_id(self) -> str:
-        return self.lease.job_id
-
-    @property
-    def priority(self) -> int:
-        return self.lease.job_priority
 
 
 @dataclass(eq=False)
