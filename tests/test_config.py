@@ -175,3 +175,30 @@ def test_a_service_url_that_is_not_one_names_where_it_came_from(
         load(settings, {})
     assert str(from_variable.value) == f"{variable}: {sentence}"
     assert load(settings, {field: "http://127.0.0.1:1"}) is not None  # the flag comes first
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [("--gpu", "-5"), ("--gpu", -2), ("FLAMENCO_WORKER_GPU", "two"), ("toml", "1.5")],
+)
+def test_a_gpu_index_that_is_not_one_names_where_it_came_from(
+    monkeypatch: pytest.MonkeyPatch, isolated: Path, where: str, value: str | int
+) -> None:
+    """A negative index other than -1 (every GPU) meant every GPU before, silently."""
+    config = isolated / "gpu.toml"
+    config.write_text(f"[worker]\ngpu = {value}\n" if where == "toml" else "")
+    monkeypatch.setenv("FLAMENCO_CONFIG", str(config))
+    monkeypatch.delenv("FLAMENCO_WORKER_GPU", raising=False)
+    if where.startswith("FLAMENCO_"):
+        monkeypatch.setenv(where, str(value))
+    with pytest.raises(BadSetting) as refused:
+        load(WorkerSettings, {"gpu": value} if where == "--gpu" else {})
+    named = f"gpu in [worker] of {config}" if where == "toml" else where
+    assert str(refused.value) == (
+        f"{named}: '{value}' is not a GPU index: give 0, 1, … for one GPU, or -1 for every GPU."
+    )
+
+
+@pytest.mark.parametrize(("given", "gpu"), [(None, -1), ("-1", -1), ("0", 0), (3, 3)])
+def test_a_gpu_index_is_read_as_given(isolated: Path, given: str | int | None, gpu: int) -> None:
+    assert load(WorkerSettings, {"gpu": given}).gpu == gpu

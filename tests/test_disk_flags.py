@@ -1,4 +1,5 @@
-"""A cache size or keep-days that cannot be used stops the command with one sentence."""
+"""A cache size, keep-days or GPU index that cannot be used stops the command with one
+sentence, before it makes anything."""
 
 from __future__ import annotations
 
@@ -40,8 +41,13 @@ def _flamenco(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> 
             {"FLAMENCO_SERVER_KEEP_DAYS": "a week"},
             "Error: FLAMENCO_SERVER_KEEP_DAYS: 'a week' is not a valid float.",
         ),
+        (
+            ["worker", "--gpu", "-5", "--manager", "http://127.0.0.1:1"],
+            {},
+            "Error: --gpu: '-5' is not a GPU index: give 0, 1, … for one GPU, or -1 for every GPU.",
+        ),
     ],
-    ids=["worker-flag", "manager-env", "up-flag", "server-keep-days-env"],
+    ids=["worker-flag", "manager-env", "up-flag", "server-keep-days-env", "worker-gpu-flag"],
 )
 def test_a_disk_setting_that_cannot_be_used_stops_the_command(
     tmp_path: Path, args: list[str], env: dict[str, str], sentence: str

@@ -27,6 +27,8 @@ DEFAULT_DASHBOARD_PORT = 8888
 DEFAULT_CACHE_SIZE = 20 * 1000**3
 ByteSize = int  # a setting written as a size (`20GB`, `1.5TiB`), core.sizes.parse_size
 ServiceUrl = str  # the http(s) URL of a farm service, core.urls.check_http_url
+GpuIndex = int  # one GPU by its index (0, 1, …), or EVERY_GPU; gpu_index
+EVERY_GPU = -1
 
 
 class BadSetting(ValueError):
@@ -132,7 +134,7 @@ class WorkerSettings:
     blender: list[str] = field(default_factory=list)
     warm_idle_s: float = 120.0  # how long a warm Blender waits for its job's next task
     tags: str = ""  # comma-separated; a job with a tag runs only on Workers that have it
-    gpu: int = -1  # render on this GPU only (one Worker per GPU); -1: every GPU
+    gpu: GpuIndex = EVERY_GPU  # render on this GPU only (one Worker per GPU)
     gpu_warmup: bool = True  # compile GPU kernels at start, not in a job's first task
     hung_timeout_s: float = 900.0  # a render without any sign of life this long is stopped
     # Keep a Blender with bpy loaded while idle, so that a new job's first task skips that.
@@ -207,8 +209,23 @@ def _to_list(value: Any) -> list[str]:
     return [str(item).strip() for item in items if str(item).strip()]
 
 
+def gpu_index(value: Any) -> int:
+    """A GPU index as given (a flag, a variable's text, a TOML number); ValueError with one
+    sentence for anything else, a negative index other than EVERY_GPU included."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.lstrip("-").isdigit() or int(text) < EVERY_GPU:
+        raise ValueError(
+            f"{text!r} is not a GPU index: give 0, 1, … for one GPU, or {EVERY_GPU} for every GPU."
+        )
+    return int(text)
+
+
 # The setting types whose checks refuse a value with a sentence of their own, kept as said.
-EXPLAINED_CASTS: dict[str, Any] = {"ByteSize": parse_size, "ServiceUrl": check_http_url}
+EXPLAINED_CASTS: dict[str, Any] = {
+    "ByteSize": parse_size,
+    "ServiceUrl": check_http_url,
+    "GpuIndex": gpu_index,
+}
 
 
 def _cast(kind: Any, value: Any) -> Any:
@@ -265,8 +282,8 @@ def _one_worker_per_gpu(values: dict[str, Any]) -> dict[str, Any]:
     """A Worker pinned to GPU N is one of several on its machine: unless named otherwise it is
     `<host>-gpuN`, and its data (cache, outbox, kernel caches) lives in `<data_dir>/gpuN`, so
     that the Workers of one machine, sharing one config file, never share a name or folder."""
-    gpu = values.get("gpu", -1)
-    if gpu < 0:
+    gpu = values.get("gpu", EVERY_GPU)
+    if gpu == EVERY_GPU:
         return values
     data = Path(values.get("data_dir", WorkerSettings.data_dir))
     own = f"gpu{gpu}"
