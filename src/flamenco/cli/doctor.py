@@ -106,7 +106,7 @@ def blenders(configured: list[str]) -> Iterator[Finding]:
     from flamenco.worker.gpus import probe_cycles_devices
 
     try:
-        installs = find_blenders(configured)
+        installs = find_blenders(configured, remembered=False)  # each started: a real check
     except BlenderNotFound as exc:
         if configured:
             yield fail(f"Blender: {exc}", "fix --blender / FLAMENCO_WORKER_BLENDER")

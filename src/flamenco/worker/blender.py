@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from flamenco.core.matching import parse_version
+from flamenco.worker.blender_versions import VersionMemory, install_key
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +72,19 @@ def find_blender(configured: str | None = None) -> BlenderInstall:
     return find_blenders([configured] if configured else [])[-1]
 
 
-def find_blenders(configured: Sequence[str] = ()) -> list[BlenderInstall]:
+def find_blenders(configured: Sequence[str] = (), remembered: bool = True) -> list[BlenderInstall]:
     """Every Blender a Worker offers, oldest first, one per version.
 
     Configured paths (Blender executables or Pythons with bpy) are all used and each must
-    work; without any, every `blender` on PATH and the bpy module of this Python.
+    work; without any, every `blender` on PATH and the bpy module of this Python. With
+    `remembered`, an install unchanged on disk since it last said its version is not started
+    to ask again (blender_versions.py); without, every one is.
     """
-    installs = [install_at(p) for p in configured] if configured else _found_on_this_machine()
+    memory = VersionMemory() if remembered else None
+    if configured:
+        installs = [install_at(p, memory) for p in configured]
+    else:
+        installs = _found_on_this_machine(memory)
     if not installs:
         raise BlenderNotFound(
             f"No Blender found: no `blender` on PATH and no bpy module. {_NOT_FOUND_HINT}"
@@ -88,7 +95,7 @@ def find_blenders(configured: Sequence[str] = ()) -> list[BlenderInstall]:
     return sorted(by_version.values(), key=lambda i: parse_version(i.version))
 
 
-def _found_on_this_machine() -> list[BlenderInstall]:
+def _found_on_this_machine(memory: VersionMemory | None) -> list[BlenderInstall]:
     installs, seen = [], set()
     for folder in os.environ.get("PATH", "").split(os.pathsep):
         path = shutil.which("blender", path=folder) if folder else None
@@ -96,15 +103,15 @@ def _found_on_this_machine() -> list[BlenderInstall]:
             continue
         seen.add(os.path.realpath(path))
         try:
-            installs.append(executable_install(path))
+            installs.append(executable_install(path, memory=memory))
         except BlenderNotFound as exc:  # one broken copy must not hide the others
             log.warning("not using %s: %s", path, exc)
     if importlib.util.find_spec("bpy") is not None:
-        installs.append(bpy_install())
+        installs.append(bpy_install(memory=memory))
     return installs
 
 
-def install_at(configured: str) -> BlenderInstall:
+def install_at(configured: str, memory: VersionMemory | None = None) -> BlenderInstall:
     """A configured Blender: a Blender executable, or a Python interpreter with bpy."""
     # Absolute: Blender children run with other working folders.
     path = os.path.abspath(shutil.which(configured) or configured)
@@ -113,30 +120,53 @@ def install_at(configured: str) -> BlenderInstall:
             f"--blender {configured!r} is not an executable file; give a Blender executable "
             "or a Python 3.11 interpreter that has the bpy module."
         )
+    if memory is not None and (version := memory.recall(install_key(path))) is not None:
+        return _executable(path, version)  # only executables are remembered by their file
     output = _probe([path, "--version"], path)
     if output.startswith("Python "):
-        return bpy_install(path)
+        return bpy_install(path, memory)
     if _VERSION_RE.search(output):
-        return executable_install(path, output)
+        return executable_install(path, output, memory)
     raise BlenderNotFound(
         f"--blender {configured!r} is neither Blender nor Python (its --version said "
         f"{output.strip()[:80]!r})."
     )
 
 
-def executable_install(path: str, version_output: str | None = None) -> BlenderInstall:
-    output = version_output or _probe([path, "--version"], path)
-    match = _VERSION_RE.search(output)
-    if not match:
-        raise BlenderNotFound(f"{path} does not look like Blender: {output.strip()[-500:]}")
+def executable_install(
+    path: str, version_output: str | None = None, memory: VersionMemory | None = None
+) -> BlenderInstall:
+    key = install_key(path) if memory is not None else None
+    version = memory.recall(key) if memory is not None and version_output is None else None
+    if version is None:
+        output = version_output or _probe([path, "--version"], path)
+        match = _VERSION_RE.search(output)
+        if not match:
+            raise BlenderNotFound(f"{path} does not look like Blender: {output.strip()[-500:]}")
+        version = match[1]
+        if memory is not None:
+            memory.remember(key, version)
+    return _executable(path, version)
+
+
+def _executable(path: str, version: str) -> BlenderInstall:
     # --python-exit-code makes an uncaught exception in our script end Blender non-zero
     # instead of Blender carrying on (and exiting 0) after printing the traceback.
     prefix = (path, "-b", "--factory-startup", "-y", "--python-exit-code", "1", "--python")
-    return BlenderInstall(argv_prefix=prefix, kind="executable", version=match[1])
+    return BlenderInstall(argv_prefix=prefix, kind="executable", version=version)
 
 
-def bpy_install(python: str = sys.executable) -> BlenderInstall:
-    """The bpy module of a Python interpreter (this one unless named)."""
+def bpy_install(
+    python: str = sys.executable, memory: VersionMemory | None = None
+) -> BlenderInstall:
+    """The bpy module of a Python interpreter (this one unless named). That of this Python is
+    remembered by its binary, found without importing it; another Python's is asked."""
+    key = None
+    if memory is not None and python == sys.executable:
+        spec = importlib.util.find_spec("bpy")
+        key = install_key(spec.origin) if spec is not None and spec.origin else None
+    if memory is not None and (version := memory.recall(key)) is not None:
+        return _bpy(python, version)
     code = "import bpy; print(bpy.app.version_string)"
     # Probe in a throwaway user folder: importing bpy would otherwise write to ~/.config.
     with tempfile.TemporaryDirectory(prefix="flamenco-bpy-probe-") as tmp:
@@ -153,6 +183,12 @@ def bpy_install(python: str = sys.executable) -> BlenderInstall:
     if not versions:
         raise BlenderNotFound(f"Could not read the bpy version: {output.strip()[-500:]}")
     version = _PLAIN_VERSION_RE.match(versions[-1].strip())[0]  # type: ignore[index]
+    if memory is not None:
+        memory.remember(key, version)
+    return _bpy(python, version)
+
+
+def _bpy(python: str, version: str) -> BlenderInstall:
     # -P: never put the child script's folder first on sys.path, where a sibling module
     # could shadow a standard-library module that bpy imports.
     return BlenderInstall(argv_prefix=(python, "-P"), kind="bpy", version=version)

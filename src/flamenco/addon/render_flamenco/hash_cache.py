@@ -46,16 +46,21 @@ def sha256_file(path: Path, progress: ReadProgress | None = None) -> str:
     return digest.hexdigest()
 
 
-def default_path() -> Path:
-    """The user's cache folder: XDG_CACHE_HOME (or ~/.cache), ~/Library/Caches on macOS,
-    LOCALAPPDATA on Windows; then flamenco/hashes.sqlite3."""
+def user_cache_dir() -> Path:
+    """Flamenco's folder in the user's cache folder: XDG_CACHE_HOME (or ~/.cache),
+    ~/Library/Caches on macOS, LOCALAPPDATA on Windows."""
     if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
         base = Path(os.environ["LOCALAPPDATA"])
     elif sys.platform == "darwin":
         base = Path.home() / "Library" / "Caches"
     else:
         base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "flamenco" / FILE_NAME
+    return base / "flamenco"
+
+
+def default_path() -> Path:
+    """hashes.sqlite3 in the user's cache folder (`user_cache_dir`)."""
+    return user_cache_dir() / FILE_NAME
 
 
 @dataclass
