@@ -34,11 +34,13 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         # request is being handled: a time to compare, not a timer per request, which cost a
         # busy Manager 3 % of its CPU (`HeaderDeadlines` looks a few times per deadline).
         self.headers_due: float | None = None
+        self.deadlines: HeaderDeadlines | None = None  # those of its loop, from connection_made
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         coalescing = CoalescingTransport(transport, self.loop)
         super().connection_made(coalescing)  # type: ignore[arg-type]
-        HeaderDeadlines.of(self.loop, self.header_timeout_s).watch(self)
+        self.deadlines = HeaderDeadlines.of(self.loop, self.header_timeout_s)
+        self.deadlines.watch(self)
         self._await_headers()
 
     def on_headers_complete(self) -> None:
@@ -53,7 +55,8 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.headers_due = None
-        HeaderDeadlines.of(self.loop, self.header_timeout_s).forget(self)
+        if self.deadlines is not None:
+            self.deadlines.forget(self)
         super().connection_lost(exc)
 
     def _await_headers(self) -> None:
