@@ -179,7 +179,13 @@ def test_a_service_url_that_is_not_one_names_where_it_came_from(
 
 @pytest.mark.parametrize(
     ("where", "value"),
-    [("--gpu", "-5"), ("--gpu", -2), ("FLAMENCO_WORKER_GPU", "two"), ("toml", "1.5")],
+    [
+        ("--gpu", "-5"),
+        ("--gpu", -2),
+        ("FLAMENCO_WORKER_GPU", "two"),
+        ("FLAMENCO_WORKER_GPU", "--5"),
+        ("toml", "1.5"),
+    ],
 )
 def test_a_gpu_index_that_is_not_one_names_where_it_came_from(
     monkeypatch: pytest.MonkeyPatch, isolated: Path, where: str, value: str | int

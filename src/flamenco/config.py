@@ -213,11 +213,15 @@ def gpu_index(value: Any) -> int:
     """A GPU index as given (a flag, a variable's text, a TOML number); ValueError with one
     sentence for anything else, a negative index other than EVERY_GPU included."""
     text = str(value).strip()
-    if isinstance(value, bool) or not text.lstrip("-").isdigit() or int(text) < EVERY_GPU:
+    try:
+        index = None if isinstance(value, bool) else int(text)
+    except ValueError:  # "two", "1.5" (a TOML float), "--5"
+        index = None
+    if index is None or index < EVERY_GPU:
         raise ValueError(
             f"{text!r} is not a GPU index: give 0, 1, … for one GPU, or {EVERY_GPU} for every GPU."
         )
-    return int(text)
+    return index
 
 
 # The setting types whose checks refuse a value with a sentence of their own, kept as said.
