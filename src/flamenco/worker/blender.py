@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from flamenco.core.matching import parse_version
-from flamenco.worker.blender_versions import VersionMemory, install_key
+from flamenco.worker.blender_versions import FORGETFUL, VersionMemory, install_key
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def find_blenders(configured: Sequence[str] = (), remembered: bool = True) -> li
     `remembered`, an install unchanged on disk since it last said its version is not started
     to ask again (blender_versions.py); without, every one is.
     """
-    memory = VersionMemory() if remembered else None
+    memory = VersionMemory() if remembered else FORGETFUL
     if configured:
         installs = [install_at(p, memory) for p in configured]
     else:
@@ -95,7 +95,7 @@ def find_blenders(configured: Sequence[str] = (), remembered: bool = True) -> li
     return sorted(by_version.values(), key=lambda i: parse_version(i.version))
 
 
-def _found_on_this_machine(memory: VersionMemory | None) -> list[BlenderInstall]:
+def _found_on_this_machine(memory: VersionMemory) -> list[BlenderInstall]:
     installs, seen = [], set()
     for folder in os.environ.get("PATH", "").split(os.pathsep):
         path = shutil.which("blender", path=folder) if folder else None
@@ -111,7 +111,7 @@ def _found_on_this_machine(memory: VersionMemory | None) -> list[BlenderInstall]
     return installs
 
 
-def install_at(configured: str, memory: VersionMemory | None = None) -> BlenderInstall:
+def install_at(configured: str, memory: VersionMemory = FORGETFUL) -> BlenderInstall:
     """A configured Blender: a Blender executable, or a Python interpreter with bpy."""
     # Absolute: Blender children run with other working folders.
     path = os.path.abspath(shutil.which(configured) or configured)
@@ -120,7 +120,7 @@ def install_at(configured: str, memory: VersionMemory | None = None) -> BlenderI
             f"--blender {configured!r} is not an executable file; give a Blender executable "
             "or a Python 3.11 interpreter that has the bpy module."
         )
-    if memory is not None and (version := memory.recall(install_key(path))) is not None:
+    if (version := memory.recall(install_key(path))) is not None:
         return _executable(path, version)  # only executables are remembered by their file
     output = _probe([path, "--version"], path)
     if output.startswith("Python "):
@@ -134,18 +134,17 @@ def install_at(configured: str, memory: VersionMemory | None = None) -> BlenderI
 
 
 def executable_install(
-    path: str, version_output: str | None = None, memory: VersionMemory | None = None
+    path: str, version_output: str | None = None, memory: VersionMemory = FORGETFUL
 ) -> BlenderInstall:
-    key = install_key(path) if memory is not None else None
-    version = memory.recall(key) if memory is not None and version_output is None else None
+    key = install_key(path) if memory.enabled else None
+    version = memory.recall(key) if version_output is None else None
     if version is None:
         output = version_output or _probe([path, "--version"], path)
         match = _VERSION_RE.search(output)
         if not match:
             raise BlenderNotFound(f"{path} does not look like Blender: {output.strip()[-500:]}")
         version = match[1]
-        if memory is not None:
-            memory.remember(key, version)
+        memory.remember(key, version)
     return _executable(path, version)
 
 
@@ -156,16 +155,14 @@ def _executable(path: str, version: str) -> BlenderInstall:
     return BlenderInstall(argv_prefix=prefix, kind="executable", version=version)
 
 
-def bpy_install(
-    python: str = sys.executable, memory: VersionMemory | None = None
-) -> BlenderInstall:
+def bpy_install(python: str = sys.executable, memory: VersionMemory = FORGETFUL) -> BlenderInstall:
     """The bpy module of a Python interpreter (this one unless named). That of this Python is
     remembered by its binary, found without importing it; another Python's is asked."""
     key = None
-    if memory is not None and python == sys.executable:
+    if memory.enabled and python == sys.executable:
         spec = importlib.util.find_spec("bpy")
         key = install_key(spec.origin) if spec is not None and spec.origin else None
-    if memory is not None and (version := memory.recall(key)) is not None:
+    if (version := memory.recall(key)) is not None:
         return _bpy(python, version)
     code = "import bpy; print(bpy.app.version_string)"
     # Probe in a throwaway user folder: importing bpy would otherwise write to ~/.config.
@@ -183,8 +180,7 @@ def bpy_install(
     if not versions:
         raise BlenderNotFound(f"Could not read the bpy version: {output.strip()[-500:]}")
     version = _PLAIN_VERSION_RE.match(versions[-1].strip())[0]  # type: ignore[index]
-    if memory is not None:
-        memory.remember(key, version)
+    memory.remember(key, version)
     return _bpy(python, version)
 
 

@@ -41,22 +41,29 @@ def _path_of(key: str) -> str:
 
 
 class VersionMemory:
-    """Install key -> the version that install said it was."""
+    """Install key -> the version that install said it was. One that is not `enabled`
+    (FORGETFUL) recalls nothing and remembers nothing: every install is asked."""
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path or user_cache_dir() / FILE_NAME
+    def __init__(self, path: Path | None = None, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.path = (path or user_cache_dir() / FILE_NAME) if enabled else None
+        self._known: dict[str, object] | None = None  # the file's, read at the first recall
 
     def recall(self, key: str | None) -> str | None:
-        if key is None:
+        if key is None or not self.enabled:
             return None
-        found = self._read().get(key)
+        if self._known is None:
+            self._known = self._read()
+        found = self._known.get(key)
         return found if isinstance(found, str) else None
 
     def remember(self, key: str | None, version: str) -> None:
-        if key is None:
+        if key is None or self.path is None:
             return
+        # Read again: another Worker may have written since; entries of installs gone go.
         kept = {k: v for k, v in self._read().items() if install_key(_path_of(k)) == k}
         kept[key] = version
+        self._known = kept
         tmp = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -72,6 +79,8 @@ class VersionMemory:
                     os.unlink(tmp)
 
     def _read(self) -> dict[str, object]:
+        if self.path is None:
+            return {}
         try:
             data = json.loads(self.path.read_text())
         except (OSError, ValueError):
@@ -80,3 +89,6 @@ class VersionMemory:
             return {}
         versions = data.get("versions")
         return versions if isinstance(versions, dict) else {}
+
+
+FORGETFUL = VersionMemory(enabled=False)
