@@ -140,8 +140,8 @@ def test_gpu_jobs_go_to_gpu_workers_and_fail_loudly_without_the_device(
     farm: TestFarm, demo_scene: Path, tmp_path: Path
 ) -> None:
     # This machine has no GPU, so two stand-ins play the GPU's part (and only that): an
-    # nvidia-smi listing two cards, and a bpy runtime whose Cycles device probe answers that
-    # Cycles sees card 1 with OptiX and CUDA. Everything else, the render included, is the
+    # nvidia-smi listing two cards, and a bpy runtime that, asked for Cycles' devices, answers
+    # that Cycles sees card 1 with OptiX and CUDA. Everything else, the render included, is the
     # real bpy, which then refuses the device as it would on a machine with a broken driver.
     fake_bin = tmp_path / "fake-bin"
     executable(
@@ -161,8 +161,12 @@ def test_gpu_jobs_go_to_gpu_workers_and_fail_loudly_without_the_device(
     runtime = executable(
         fake_bin / "bpy-with-a-gpu",
         "#!/bin/sh\n"
-        f'case "$*" in *cycles_probe.py*)\n'
-        f"  printf '\\n@@FLAMENCO@@ %s\\n' '{devices}'; exit 0;;\nesac\n"
+        # Asked by the Worker's first Blender on standby: it names the card, then goes on
+        # as the real Blender on standby.
+        'case "$*" in *--list-devices*)\n'
+        f"  printf '\\n@@FLAMENCO@@ %s\\n' '{devices}'\n"
+        '  for a in "$@"; do shift; [ "$a" = --list-devices ] || set -- "$@" "$a"; done;;\n'
+        "esac\n"
         f'exec "{sys.executable}" "$@"\n',
     )
     with_gpu = {"PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}"}

@@ -1,8 +1,11 @@
-"""GPUs as Cycles sees them: the pure merging, the probe in real Blender, a refused backend."""
+"""GPUs as Cycles sees them: the pure merging, the probe and the first standby Blender in real
+Blender, a refused backend."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import shlex
 import shutil
 from pathlib import Path
 
@@ -12,6 +15,7 @@ from flamenco import wire
 from flamenco.config import WorkerSettings
 from flamenco.worker.agent import WorkerAgent
 from flamenco.worker.blender import BlenderInstall
+from flamenco.worker.blender_pool import BlenderPool
 from flamenco.worker.gpus import (
     CyclesDevice,
     detect_gpus,
@@ -177,6 +181,88 @@ def test_cycles_in_real_blender_lists_the_machines_gpus(
         assert devices == [] and gpus == []
     else:  # a GPU machine: each card Cycles lists is offered with the backends it has
         assert gpus and all(g.backends and g.memory_mb > 0 for g in gpus if g.vendor == "NVIDIA")
+
+
+STAND_IN_CARD = "CUDA_NVIDIA Stand-In_0000:02:00"
+STAND_IN_DEVICES = [
+    {"backend": "OPTIX", "name": "NVIDIA Stand-In", "id": f"{STAND_IN_CARD}_OptiX"},
+    {"backend": "CUDA", "name": "NVIDIA Stand-In", "id": STAND_IN_CARD},
+]
+
+
+def _runtime_with_a_gpu(real: BlenderInstall, folder: Path) -> BlenderInstall:
+    """The real Blender behind a stand-in for the GPU only (this machine has none): asked for
+    Cycles' devices, by the probe or by a Blender on standby, it names one NVIDIA card. A probe
+    run leaves the file `probe-ran` in `folder`."""
+    devices = json.dumps({"event": "devices", "devices": STAND_IN_DEVICES})
+    say = f"printf '\\n@@FLAMENCO@@ %s\\n' '{devices}'"
+    wrapper = folder / "bpy-with-a-gpu"
+    folder.mkdir(parents=True, exist_ok=True)
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'case "$*" in *cycles_probe.py*) : > {folder / "probe-ran"}; {say}; exit 0;; esac\n'
+        f'case "$*" in *--list-devices*) {say}\n'
+        '  for a in "$@"; do shift; [ "$a" = --list-devices ] || set -- "$@" "$a"; done;;\nesac\n'
+        f'exec {shlex.join(real.argv_prefix)} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return BlenderInstall((str(wrapper),), real.kind, real.version)
+
+
+@pytest.mark.blender
+def test_the_first_standby_blender_names_the_devices_a_probe_would(
+    blender_install: BlenderInstall, tmp_path: Path
+) -> None:
+    async def standby_devices() -> tuple[object, bool]:
+        pool = BlenderPool(
+            [blender_install],
+            user_resources=tmp_path / "user",
+            env={},
+            temp_root=tmp_path / "temp",
+            standby=True,
+            worker_name="w1",
+        )
+        try:
+            event = await pool.standby_devices()
+            return event, pool.standby is not None and pool.standby.on_standby
+        finally:
+            await pool.shutdown()
+
+    event, still_on_standby = asyncio.run(standby_devices())
+    assert isinstance(event, dict) and event["event"] == "devices" and "error" not in event
+    assert parse_devices(event["devices"]) == probe_cycles_devices(
+        blender_install, None, tmp_path / "user"
+    )
+    assert still_on_standby  # it then waits for the first job, as any Blender on standby
+
+
+@pytest.mark.blender
+@pytest.mark.parametrize("standby", [True, False])
+def test_a_worker_offers_the_gpus_cycles_names_with_or_without_standby(
+    blender_install: BlenderInstall, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, standby: bool
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "no-nvidia-smi"))  # only Cycles' word counts
+    install = _runtime_with_a_gpu(blender_install, tmp_path / "bin")
+    settings = WorkerSettings(
+        data_dir=tmp_path / "w",
+        manager="http://127.0.0.1:9",
+        name="w1",
+        standby_blender=standby,
+    )
+    agent = WorkerAgent(settings, install)
+
+    async def find() -> tuple[list[wire.GpuInfo], bool]:
+        try:
+            return await agent._find_gpus(), agent.pool.standby is not None
+        finally:
+            await agent.pool.shutdown()
+            await agent.api.close()
+            agent.outbox.close()
+
+    gpus, standing_by = asyncio.run(find())
+    assert gpus == [_gpu(0, "NVIDIA", "NVIDIA Stand-In", ["OPTIX", "CUDA"])]
+    assert standing_by is standby  # with standby, the Blender that answered waits for a job
+    assert (tmp_path / "bin" / "probe-ran").exists() is not standby  # no Blender run for it
 
 
 @pytest.mark.blender

@@ -32,7 +32,14 @@ from flamenco.worker.blender_pool import BlenderPool
 from flamenco.worker.cleanup import JobFolders, needed_blobs, sweep_temp_folders
 from flamenco.worker.delivery import Delivery
 from flamenco.worker.gpu_warmup import warm_up_gpus
-from flamenco.worker.gpus import detect_gpus, gpu_environment, refused_device, without_backend
+from flamenco.worker.gpus import (
+    detect_gpus,
+    devices_of,
+    gpu_environment,
+    refused_device,
+    usable_gpus,
+    without_backend,
+)
 from flamenco.worker.identity import register, until_registered
 from flamenco.worker.lent_blender import LentBlender
 from flamenco.worker.machine import StatsSampler, describe_machine
@@ -77,9 +84,7 @@ class WorkerAgent:
         self.info = describe_machine(
             blender_versions=[i.version for i in self.installs],
             tags=[t.strip() for t in settings.tags.split(",") if t.strip()],
-            gpus=detect_gpus(
-                self.install, self.gpu_pin, self.blender_env, self.data / "blender-user"
-            ),
+            gpus=[],  # asked of Cycles as `serve` starts (_find_gpus)
             commands=advertised(self.commands),
         )
         self.info_sent = False
@@ -119,7 +124,12 @@ class WorkerAgent:
     # ---- main loops --------------------------------------------------------------------------
 
     async def serve(self, stop: asyncio.Event) -> None:
-        await until_registered(self.api, self.settings, self.info, stop)
+        try:
+            self.info = self.info.model_copy(update={"gpus": await self._find_gpus()})
+            await until_registered(self.api, self.settings, self.info, stop)
+        except BaseException:
+            await self.pool.shutdown()  # the Blender on standby that named the GPUs
+            raise
         warmup = None
         if self.info.gpus and self.settings.gpu_warmup:
             warmup = asyncio.create_task(self._warm_up_gpus(self.info.gpus[0].backends))
@@ -170,6 +180,17 @@ class WorkerAgent:
             if not long_polled:  # a long poll already waited; anything else waits here
                 await wait_any(stop, self.task_ended, timeout=self._until_reserve(delay))
                 self.task_ended.clear()
+
+    async def _find_gpus(self) -> list[wire.GpuInfo]:
+        """The GPUs to offer, as Cycles lists them: asked of the first Blender on standby (the
+        Worker keeps one anyway), or of a Blender run for it when standby is off or failed."""
+        event = await self.pool.standby_devices()
+        if event is not None:
+            return usable_gpus(devices_of(event, self.install), self.install, self.gpu_pin)
+        user_resources = self.data / "blender-user"
+        return await asyncio.to_thread(
+            detect_gpus, self.install, self.gpu_pin, self.blender_env, user_resources
+        )
 
     async def _reregister(self) -> None:
         with contextlib.suppress(Unreachable, ApiError):

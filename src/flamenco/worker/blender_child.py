@@ -20,6 +20,7 @@ import ctypes
 import json
 import os
 import re
+import runpy
 import sys
 import threading
 import time
@@ -82,6 +83,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--device", default="CPU", type=str.upper, choices=DEVICES)
     # The file's own scripts (drivers, registered text blocks) run unless the job says not.
     parser.add_argument("--no-scripts", dest="scripts", action="store_false")
+    # On standby, first print Cycles' devices as cycles_probe.py does: a Worker's first
+    # Blender answers at its start, instead of a Blender run of its own for the probe.
+    parser.add_argument("--list-devices", action="store_true")
     return parser.parse_args(script_args(argv))
 
 
@@ -430,6 +434,10 @@ def main() -> NoReturn:
     if args.blend:
         blend, device, scripts = args.blend, args.device, args.scripts
     else:
+        if args.list_devices:
+            runpy.run_path(
+                os.path.join(os.path.dirname(__file__), "cycles_probe.py"), run_name="__main__"
+            )
         blend, device, scripts = wait_for_open()
     scene = open_blend(os.path.abspath(blend), scripts)
     try:

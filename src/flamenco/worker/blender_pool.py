@@ -18,7 +18,7 @@ from pathlib import Path
 from flamenco.aio import wait_quietly
 from flamenco.blendfile import blend_version_text
 from flamenco.core.matching import choose_blender
-from flamenco.worker.blender import BlenderInstall
+from flamenco.worker.blender import BlenderInstall, Event
 from flamenco.worker.warm_blender import BlenderFailed, EventCallback, WarmBlender
 
 log = logging.getLogger("flamenco.worker")
@@ -91,6 +91,7 @@ class BlenderPool:
         scripts: bool = True,
         *,
         install: BlenderInstall | None = None,
+        list_devices: bool = False,
     ) -> WarmBlender:
         return WarmBlender(
             install or self.newest,
@@ -100,16 +101,27 @@ class BlenderPool:
             user_resources=self.user_resources,
             env=self.env,
             temp_root=self.temp_root,
+            list_devices=list_devices,
         )
 
     # ---- standby -----------------------------------------------------------------------------
 
-    def keep_standby(self) -> None:
-        """Start a Blender on standby in the background, unless one exists or cannot start."""
+    def keep_standby(self, list_devices: bool = False) -> None:
+        """Start a Blender on standby in the background, unless one exists or cannot start;
+        with `list_devices`, it names Cycles' devices first (`standby_devices`)."""
         if not self.standby_wanted or self.standby is not None or self.standby_failed:
             return
-        self.standby = self.new_blender(None)
+        self.standby = self.new_blender(None, list_devices=list_devices)
         self.standby_starting = asyncio.create_task(self._start_standby(self.standby))
+
+    async def standby_devices(self) -> Event | None:
+        """Cycles' `devices` event from a Blender started on standby for it, the Worker's first;
+        None when there is no standby to ask (turned off, or it failed to start)."""
+        self.keep_standby(list_devices=True)
+        standby, starting = self.standby, self.standby_starting
+        if standby is None or starting is None or not await starting:
+            return None
+        return standby.devices
 
     async def _start_standby(self, blender: WarmBlender) -> bool:
         try:

@@ -1,6 +1,7 @@
 """Finding the GPUs a Worker can render on, and keeping their compiled kernels.
 
-Which GPUs there are is asked of Cycles itself, in the Worker's Blender (`cycles_probe.py`):
+Which GPUs there are is asked of Cycles itself, in the Worker's Blender (`cycles_probe.py`,
+run by the Worker's first Blender on standby, or by a Blender of its own when there is none):
 only Cycles knows whether its kernels, the driver and a backend fit together. nvidia-smi,
 where it exists, only adds the model and memory of NVIDIA cards.
 
@@ -22,6 +23,7 @@ from flamenco import wire
 from flamenco.core.matching import GPU_BACKENDS
 from flamenco.worker.blender import (
     BlenderInstall,
+    Event,
     child_env,
     default_user_resources,
     parse_line,
@@ -61,7 +63,13 @@ def detect_gpus(
 ) -> list[wire.GpuInfo]:
     """The GPUs of this machine that Cycles in `install` can use; only GPU `pin` when given
     (`env` from gpu_environment hides the others from Cycles too)."""
-    devices = probe_cycles_devices(install, env, user_resources)
+    return usable_gpus(probe_cycles_devices(install, env, user_resources), install, pin)
+
+
+def usable_gpus(
+    devices: Sequence[CyclesDevice], install: BlenderInstall, pin: int | None = None
+) -> list[wire.GpuInfo]:
+    """The cards of Cycles' `devices` list, with what nvidia-smi adds (of GPU `pin` only)."""
     nvidia = [gpu for gpu in _nvidia_gpus() if pin is None or gpu.index == pin]
     gpus = merge_gpus(devices, nvidia)
     if nvidia and not any(gpu.vendor == "NVIDIA" for gpu in gpus):
@@ -102,7 +110,16 @@ def probe_cycles_devices(
         tail = b"\n".join(lines[-10:]).decode(errors="replace")
         log.warning("Blender %s did not list its Cycles devices: %s", install.version, tail)
         return []
-    return parse_devices(found[-1].get("devices"))
+    return devices_of(found[-1], install)
+
+
+def devices_of(event: Event, install: BlenderInstall) -> list[CyclesDevice]:
+    """The devices of a `devices` event (`cycles_probe.py`), saying why when Cycles failed."""
+    if event.get("error"):
+        log.warning(
+            "Blender %s could not list its Cycles devices: %s", install.version, event["error"]
+        )
+    return parse_devices(event.get("devices"))
 
 
 def parse_devices(raw: object) -> list[CyclesDevice]:

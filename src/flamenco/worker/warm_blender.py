@@ -83,6 +83,7 @@ class WarmBlender:
         start_timeout: float = DEFAULT_START_TIMEOUT,
         temp_root: Path | None = None,
         tail_lines: int = 30,
+        list_devices: bool = False,
     ) -> None:
         self.install = install
         # None: a standby process, bpy imported, waiting to be given its job's file (`open`).
@@ -102,6 +103,9 @@ class WarmBlender:
         self._child_progress = False  # True once the child reports progress itself
         self._renders = 0
         self._standby = False
+        # On standby, Blender first says which Cycles devices it has (`cycles_probe.py`).
+        self._list_devices = list_devices and self._blend_path is None
+        self.devices: Event | None = None  # that `devices` event, once it came
         self.ready: ReadyInfo | None = None
         # Blender reports a broken driver once (usually while loading) and then disables
         # it, so a warm process warns only once: keep the lines for every later task.
@@ -135,6 +139,8 @@ class WarmBlender:
         args = ["--device", self.device, *([] if self.scripts else ["--no-scripts"])]
         if self._blend_path is not None:
             args = ["--blend", str(self._blend_path), *args]
+        if self._list_devices:
+            args.append("--list-devices")
         return self.install.script_argv(CHILD_SCRIPT, args)
 
     async def __aenter__(self) -> WarmBlender:
@@ -382,6 +388,8 @@ class WarmBlender:
             if event is not None:
                 if event.get("event") == "progress":
                     self._child_progress = True
+                elif event.get("event") == "devices":
+                    self.devices = event
                 await _call(on_event, event)
                 return event
 
