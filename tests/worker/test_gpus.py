@@ -16,9 +16,11 @@ from flamenco.config import WorkerSettings
 from flamenco.worker.agent import WorkerAgent
 from flamenco.worker.blender import BlenderInstall
 from flamenco.worker.blender_pool import BlenderPool
+from flamenco.worker.gpu_warmup import warm_up_gpus
 from flamenco.worker.gpus import (
     CyclesDevice,
     detect_gpus,
+    find_gpus,
     merge_gpus,
     parse_devices,
     parse_nvidia_line,
@@ -253,7 +255,7 @@ def test_a_worker_offers_the_gpus_cycles_names_with_or_without_standby(
 
     async def find() -> tuple[list[wire.GpuInfo], bool]:
         try:
-            return await agent._find_gpus(), agent.pool.standby is not None
+            return await find_gpus(agent.pool, agent.gpu_pin), agent.pool.standby is not None
         finally:
             await agent.pool.shutdown()
             await agent.api.close()
@@ -302,3 +304,21 @@ def test_a_backend_blender_refuses_leaves_the_workers_capabilities(
         asyncio.run(render())
     assert agent.info.gpus == [_gpu(0, "NVIDIA", H200, ["CUDA"], 143771)]
     assert agent.info_sent is False  # the next sync carries the new capabilities
+
+
+@pytest.mark.blender
+def test_the_warm_up_renders_a_frame_with_each_backend_in_the_pools_blender(
+    blender_install: BlenderInstall, tmp_path: Path
+) -> None:
+    # "CPU" stands in for a GPU backend here (no GPU on this machine): the same render path.
+    pool = BlenderPool(
+        [blender_install],
+        user_resources=tmp_path / "user",
+        env={},
+        temp_root=tmp_path / "temp",
+        standby=False,
+        worker_name="w1",
+    )
+    asyncio.run(warm_up_gpus(pool, ["CPU"], tmp_path / "warmup"))
+    (frame,) = (tmp_path / "warmup" / "cpu").iterdir()
+    assert frame.stat().st_size > 0 and frame.suffix == ".png"

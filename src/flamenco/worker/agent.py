@@ -32,14 +32,7 @@ from flamenco.worker.blender_pool import BlenderPool
 from flamenco.worker.cleanup import JobFolders, needed_blobs, sweep_temp_folders
 from flamenco.worker.delivery import Delivery
 from flamenco.worker.gpu_warmup import warm_up_gpus
-from flamenco.worker.gpus import (
-    detect_gpus,
-    devices_of,
-    gpu_environment,
-    refused_device,
-    usable_gpus,
-    without_backend,
-)
+from flamenco.worker.gpus import find_gpus, gpu_environment, refused_device, without_backend
 from flamenco.worker.identity import register, until_registered
 from flamenco.worker.lent_blender import LentBlender
 from flamenco.worker.machine import StatsSampler, describe_machine
@@ -125,7 +118,8 @@ class WorkerAgent:
 
     async def serve(self, stop: asyncio.Event) -> None:
         try:
-            self.info = self.info.model_copy(update={"gpus": await self._find_gpus()})
+            gpus = await find_gpus(self.pool, self.gpu_pin)
+            self.info = self.info.model_copy(update={"gpus": gpus})
             await until_registered(self.api, self.settings, self.info, stop)
         except BaseException:
             await self.pool.shutdown()  # the Blender on standby that named the GPUs
@@ -180,17 +174,6 @@ class WorkerAgent:
             if not long_polled:  # a long poll already waited; anything else waits here
                 await wait_any(stop, self.task_ended, timeout=self._until_reserve(delay))
                 self.task_ended.clear()
-
-    async def _find_gpus(self) -> list[wire.GpuInfo]:
-        """The GPUs to offer, as Cycles lists them: asked of the first Blender on standby (the
-        Worker keeps one anyway), or of a Blender run for it when standby is off or failed."""
-        event = await self.pool.standby_devices()
-        if event is not None:
-            return usable_gpus(devices_of(event, self.install), self.install, self.gpu_pin)
-        user_resources = self.data / "blender-user"
-        return await asyncio.to_thread(
-            detect_gpus, self.install, self.gpu_pin, self.blender_env, user_resources
-        )
 
     async def _reregister(self) -> None:
         with contextlib.suppress(Unreachable, ApiError):
@@ -406,15 +389,7 @@ class WorkerAgent:
         """Compile the GPU kernels now, so that no job's first task waits minutes for them."""
         self.status = "compiling-gpu-kernels"
         try:
-            await warm_up_gpus(
-                self.install,
-                backends,
-                self.data / "gpu-warmup",
-                env=self.blender_env,
-                user_resources=self.data / "blender-user",
-                temp_root=self.blender_temp,
-                worker_name=self.settings.name,
-            )
+            await warm_up_gpus(self.pool, backends, self.data / "gpu-warmup")
         finally:
             self.status = "awake"
 

@@ -7,28 +7,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from flamenco.demo.scene import DemoSceneError, build_demo_scene
-from flamenco.worker.blender import BlenderInstall
-from flamenco.worker.warm_blender import BlenderFailed, WarmBlender
+from flamenco.worker.blender_pool import BlenderPool
+from flamenco.worker.warm_blender import BlenderFailed
 
 log = logging.getLogger("flamenco.worker")
 
 
-async def warm_up_gpus(
-    install: BlenderInstall,
-    backends: Sequence[str],
-    folder: Path,
-    *,
-    env: Mapping[str, str],
-    user_resources: Path,
-    temp_root: Path,
-    worker_name: str,
-) -> None:
-    """Render one small frame with each backend; a failure is logged, never raised (the
-    GPU jobs will tell why)."""
+async def warm_up_gpus(pool: BlenderPool, backends: Sequence[str], folder: Path) -> None:
+    """Render one small frame with each backend, in the pool's newest Blender (as a GPU job
+    would); a failure is logged, never raised (the GPU jobs will tell why)."""
+    install, worker_name = pool.newest, pool.worker_name
     try:
         scene = await asyncio.to_thread(
             build_demo_scene,
@@ -37,18 +29,11 @@ async def warm_up_gpus(
             frames=1,
             resolution=(32, 32),
             samples=1,
-            user_resources=user_resources,
+            user_resources=pool.user_resources,
         )
         for backend in backends:
             started = time.monotonic()
-            async with WarmBlender(
-                install,
-                scene,
-                device=backend,
-                env=env,
-                user_resources=user_resources,
-                temp_root=temp_root,
-            ) as blender:
+            async with pool.new_blender(scene, backend) as blender:
                 await blender.render([1], folder / backend.lower())
             log.info(
                 "GPU kernels for %s ready after %.1f s",

@@ -12,6 +12,7 @@ that they survive Blender processes and Worker restarts.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import subprocess
@@ -28,6 +29,7 @@ from flamenco.worker.blender import (
     default_user_resources,
     parse_line,
 )
+from flamenco.worker.blender_pool import BlenderPool
 
 log = logging.getLogger("flamenco.worker.gpus")
 
@@ -80,6 +82,17 @@ def usable_gpus(
             install.version,
         )
     return gpus
+
+
+async def find_gpus(pool: BlenderPool, pin: int | None) -> list[wire.GpuInfo]:
+    """The GPUs a Worker offers, as Cycles in its newest Blender lists them: asked of the first
+    Blender on standby (the Worker keeps one anyway), or of a Blender run for it when standby
+    is off or failed."""
+    install = pool.newest
+    event = await pool.standby_devices()
+    if event is not None:
+        return usable_gpus(devices_of(event, install), install, pin)
+    return await asyncio.to_thread(detect_gpus, install, pin, pool.env, pool.user_resources)
 
 
 def probe_cycles_devices(
