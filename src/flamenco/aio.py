@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 log = logging.getLogger("flamenco.aio")
+
+# Whether the client of a request being answered has gone away, asked without waiting.
+Gone = Callable[[], Awaitable[bool]]
 
 
 async def wait_any(*events: asyncio.Event, timeout: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
@@ -15,6 +16,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flamenco import __version__
+from flamenco.aio import Gone
 from flamenco.apidoc import error_answers, install_documented_errors
 from flamenco.blobs import BlobTooLarge, HashMismatch, UnsafePath
 from flamenco.core.frames import quote_for_message
@@ -218,7 +220,23 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-JsonHandler = Callable[[dict[bytes, bytes], bytes], Awaitable[bytes]]
+JsonHandler = Callable[[dict[bytes, bytes], bytes, Gone], Awaitable[bytes]]
+
+
+def gone_of(receive: Receive) -> Gone:
+    """`Gone` for a request whose body was read. The server cancels no handler when its client
+    leaves; a long poll asks before it takes work, so that no task goes to a closed connection.
+    A receive with nothing to say yet is given one turn of the loop, then cancelled."""
+
+    async def gone() -> bool:
+        look = asyncio.ensure_future(receive())
+        await asyncio.sleep(0)
+        if not look.done():
+            look.cancel()
+            return False
+        return look.result().get("type") == "http.disconnect"
+
+    return gone
 
 
 class RawJsonRoutes:
@@ -227,11 +245,11 @@ class RawJsonRoutes:
     FastAPI's routing, dependencies and middleware stack (its error, telemetry and body-limit
     layers, and ours) cost about a fifth of the Manager's CPU on a Worker sync, its busiest
     call by far, so `FarmApp` hands these requests here before any of them. A handler gets
-    the headers and the whole body and returns the reply's JSON. What the skipped layers did
-    is done here the same way: the body limit of the route (`limit_for`, a 413 with
-    BodyLimit's sentence), the statuses and sentences of every other route for its errors
-    (`error_for`); anything else propagates, and uvicorn answers 500 and logs it, as
-    elsewhere.
+    the headers, the whole body and a `Gone` for its client, and returns the reply's JSON.
+    What the skipped layers did is done here the same way: the body limit of the route
+    (`limit_for`, a 413 with BodyLimit's sentence), the statuses and sentences of every other
+    route for its errors (`error_for`); anything else propagates, and uvicorn answers 500 and
+    logs it, as elsewhere.
     """
 
     def __init__(self, routes: dict[tuple[str, str], JsonHandler], limit_for: LimitFor) -> None:
@@ -251,7 +269,7 @@ class RawJsonRoutes:
         try:
             if declared_over(headers, limit):
                 raise BlobTooLarge(too_large_sentence(limit))
-            reply = await handler(headers, await read_body(receive, limit))
+            reply = await handler(headers, await read_body(receive, limit), gone_of(receive))
         except Disconnected:
             return
         except ANSWERED_ERRORS as exc:

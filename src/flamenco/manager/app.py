@@ -16,7 +16,7 @@ from fastapi import Depends, FastAPI, Header, Path, Query, Request, Security
 from fastapi.responses import FileResponse, Response
 
 from flamenco import wire
-from flamenco.aio import TurnWriter
+from flamenco.aio import Gone, TurnWriter
 from flamenco.apidoc import (
     MANAGER_TOKEN_SCHEME,
     STREAMED_BODY,
@@ -136,14 +136,14 @@ def create_manager_app(manager: Manager) -> FastAPI:
     limit_for = RouteLimits(UPLOAD_ROUTES, UPLOAD_LIMIT)
     meters = manager.link.meters
 
-    async def sync(headers: dict[bytes, bytes], body: bytes) -> bytes:
+    async def sync(headers: dict[bytes, bytes], body: bytes, gone: Gone) -> bytes:
         """POST /api/v1/worker/sync (body: WorkerSync, reply: WorkerSyncReply), the busiest
         route: served before the framework (RawJsonRoutes)."""
         svc, started = manager.service, time.perf_counter()
         authorization = headers.get(b"authorization", b"").decode("latin-1")
         worker = svc.authenticate_worker(bearer_token(authorization))
         request = parse_json(body, wire.WorkerSync)
-        reply = await svc.worker_sync(worker, request)
+        reply = await svc.worker_sync(worker, request, gone)
         answer = reply.model_dump_json().encode()
         meters.worker_synced(
             request.wait_s, time.perf_counter() - started, reply.assignment is not None

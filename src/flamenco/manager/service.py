@@ -18,6 +18,7 @@ from collections import OrderedDict, deque
 from datetime import timedelta
 
 from flamenco import wire
+from flamenco.aio import Gone
 from flamenco.blob_cache import BoundedBlobStore
 from flamenco.blobs import UploadBody
 from flamenco.client import AsyncApi
@@ -145,13 +146,16 @@ class ManagerService(ServerSide, JobFiles):
             )
         return worker
 
-    async def worker_sync(self, worker: WorkerState, req: wire.WorkerSync) -> wire.WorkerSyncReply:
-        """Updates carried along, a check-in, and (long-polled) the next task if it wants one."""
+    async def worker_sync(
+        self, worker: WorkerState, req: wire.WorkerSync, gone: Gone | None = None
+    ) -> wire.WorkerSyncReply:
+        """Updates carried along, a check-in, and (long-polled) the next task if it wants one;
+        `gone` tells whether the Worker has closed the request meanwhile."""
         applied = self.apply_worker_updates(worker, req.updates) if req.updates else []
         cancel = self._check_in(worker, req)
         assignment = None
         if req.want_task and not cancel and worker.wanted == "awake":
-            assignment = await self._wait_for_assignment(worker, req)
+            assignment = await self._wait_for_assignment(worker, req, gone)
         await self.saved()
         return wire.WorkerSyncReply(
             assignment=assignment, cancel=cancel, state=worker.wanted, applied=applied
@@ -164,7 +168,7 @@ class ManagerService(ServerSide, JobFiles):
             await self.outbox.saved()
 
     async def _wait_for_assignment(
-        self, worker: WorkerState, req: wire.WorkerSync
+        self, worker: WorkerState, req: wire.WorkerSync, gone: Gone | None
     ) -> wire.Assignment | None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + req.wait_s
@@ -180,6 +184,11 @@ class ManagerService(ServerSide, JobFiles):
                 self._want_more()
                 self.worker_waits.set()
                 woken = await self._wait_for_work(remaining)
+                if woken and gone is not None and await gone():
+                    # A Worker that stopped while it waited: the task would wait with it until
+                    # it is found silent. The next Worker in line gets it.
+                    self._notify_work()
+                    return None
             return assignment
         finally:
             self._idle.pop(worker.id, None)

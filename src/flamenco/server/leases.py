@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -17,6 +17,7 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session, load_only, sessionmaker
 
 from flamenco import wire
+from flamenco.aio import Gone
 from flamenco.core.matching import Capabilities, Requirements, unmet
 from flamenco.core.states import RUNNABLE_TASK_STATUSES, JobStatus
 from flamenco.db import utcnow
@@ -56,8 +57,6 @@ PROGRESS_COLUMNS = (
     TaskRow.activity,
 )
 RENEW_AFTER = 0.25  # a lease is extended once this fraction of the lease timeout has passed
-
-Gone = Callable[[], Awaitable[bool]]
 
 
 @dataclass
