@@ -9,7 +9,7 @@ import secrets
 import time
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     ConfigDict,
@@ -250,7 +250,8 @@ class WorkerSync(Strict):
     wait_s: float = Field(default=0, ge=0, le=30)
     warm_job_id: str | None = None
     progress: Progress | None = None
-    status: str = "awake"
+    # What the Worker is doing; "offline" signs it off as it stops (its tasks go to others).
+    status: Literal["awake", "asleep", "disabled", "compiling-gpu-kernels", "offline"] = "awake"
     running_task_id: str | None = None
     # The task it holds as its next: with want_task while running, it reserves that next task.
     next_task_id: str | None = None

@@ -42,6 +42,7 @@ def sync(farm: TestFarm, token: str, **kwargs: object) -> httpx.Response:
             "The request is invalid: field 'want_task': Input should be a valid boolean",
         ),
         (b'{"wait_s": 3600}', 422, "The request is invalid: field 'wait_s': "),
+        (b'{"status": "on holiday"}', 422, "The request is invalid: field 'status': "),
         (b"x" * (17 * 1024 * 1024), 413, "The request body is larger than the limit of "),
     ],
 )

@@ -154,7 +154,7 @@ class ManagerService(ServerSide, JobFiles):
         applied = self.apply_worker_updates(worker, req.updates) if req.updates else []
         cancel = self._check_in(worker, req)
         assignment = None
-        if req.want_task and not cancel and worker.wanted == "awake":
+        if req.want_task and not cancel and worker.wanted == "awake" and req.status != "offline":
             assignment = await self._wait_for_assignment(worker, req, gone)
         await self.saved()
         return wire.WorkerSyncReply(
@@ -196,6 +196,11 @@ class ManagerService(ServerSide, JobFiles):
     def _check_in(self, worker: WorkerState, req: wire.WorkerSync) -> list[str]:
         """Record that the Worker is alive; return the tasks it must stop."""
         worker.last_seen = utcnow()
+        if req.status == "offline":  # it stops: shown offline at once, its tasks go to others
+            if worker.status != "offline":
+                log.info("worker %s signed off", worker.name, extra={"worker": worker.name})
+                self._take_offline(worker)
+            return []
         changed = worker.status != req.status or bool(worker.cancel)
         self._set_status(worker, req.status)
         if req.info is not None:
@@ -431,15 +436,19 @@ class ManagerService(ServerSide, JobFiles):
             log.warning(
                 "worker %s is silent; marked offline", worker.name, extra={"worker": worker.name}
             )
-            requeued = [self.held[task_id] for task_id in worker.tasks]
-            worker.tasks = []
-            self._set_status(worker, "offline")
-            self.store.worker_changed(worker)
-            for held in requeued:
-                held.state, held.worker_id, held.progress = "queued", None, 0.0
-                self.queue.add(held)
-                self.store.task_changed(held)
-            self._notify_work(len(requeued))
+            self._take_offline(worker)
+
+    def _take_offline(self, worker: WorkerState) -> None:
+        """The Worker is gone (silent, or it said so); the tasks it held go back to the queue."""
+        requeued = [self.held[task_id] for task_id in worker.tasks]
+        worker.tasks = []
+        self._set_status(worker, "offline")
+        self.store.worker_changed(worker)
+        for held in requeued:
+            held.state, held.worker_id, held.progress = "queued", None, 0.0
+            self.queue.add(held)
+            self.store.task_changed(held)
+        self._notify_work(len(requeued))
 
 
 def _time_up(waiter: asyncio.Future[None]) -> None:

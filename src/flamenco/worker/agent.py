@@ -142,9 +142,11 @@ class WorkerAgent:
                 await wait_quietly(warmup)
             await self._shutdown()
             await wait_quietly(delivery)
-            # One last delivery, so that what happened before the stop is not held back.
+            # One last delivery, so that what happened before the stop is not held back; then
+            # it signs off, so that the farm shows it offline now, not once found silent.
             with contextlib.suppress(Unreachable, ApiError, TimeoutError):
                 await asyncio.wait_for(self.delivery.deliver(), FINAL_DELIVERY_S)
+                await asyncio.wait_for(self._sign_off(), FINAL_DELIVERY_S)
             await self.api.close()
             self.outbox.close()
 
@@ -174,6 +176,10 @@ class WorkerAgent:
             if not long_polled:  # a long poll already waited; anything else waits here
                 await wait_any(stop, self.task_ended, timeout=self._until_reserve(delay))
                 self.task_ended.clear()
+
+    async def _sign_off(self) -> None:
+        req = wire.WorkerSync(status="offline")
+        await self.api.call("POST", "/api/v1/worker/sync", wire.WorkerSyncReply, req)
 
     async def _reregister(self) -> None:
         with contextlib.suppress(Unreachable, ApiError):
