@@ -88,6 +88,8 @@ if os.environ.get(SNAPSHOT_ENV):
 else:
     sys.path.insert(0, str(REPO / "tests"))
 
+from code_at import code_at  # noqa: E402  (bench/ is not a package)
+
 from farmkit import FINAL, Proc, TestFarm, wait_until  # noqa: E402
 from flamenco import wire  # noqa: E402
 from flamenco.cli.submit import SubmitRequest, submit_scene  # noqa: E402
@@ -629,13 +631,7 @@ def before_code(ref: str | None) -> Path:
     """A private copy of src/flamenco as it was at commit `ref` (for mode o)."""
     if not ref:
         raise SystemExit("mode o needs --before REF: the commit whose code it runs")
-    code = Path(tempfile.mkdtemp(prefix="farm-overhead-before-"))
-    atexit.register(shutil.rmtree, code, ignore_errors=True)
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", ref, "src/flamenco"], capture_output=True, check=True
-    )
-    subprocess.run(["tar", "-x", "-C", str(code)], input=archive.stdout, check=True)
-    return code / "src"
+    return code_at(ref, "farm-overhead-before-")
 
 
 def _stop_cleanly(signum: int, _frame: Any) -> None:

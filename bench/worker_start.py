@@ -24,7 +24,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,21 +35,12 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
+from code_at import code_at  # noqa: E402  (bench/ is not a package)
+
 from farmkit import Proc, TestFarm, wait_until  # noqa: E402
 from flamenco import wire  # noqa: E402
 from flamenco.demo.scene import build_demo_scene  # noqa: E402
 from flamenco.worker.blender import find_blender  # noqa: E402
-
-
-def code_of(ref: str) -> Path:
-    """A private copy of src/flamenco as it was at commit `ref`."""
-    folder = Path(tempfile.mkdtemp(prefix="worker-start-before-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", ref, "src/flamenco"], capture_output=True, check=True
-    )
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
-    return folder / "src"
 
 
 def tree_cpu_s(pid: int) -> float:
@@ -108,7 +98,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    before = code_of(args.before)
+    before = code_at(args.before, "worker-start-before-")
     root = Path(tempfile.mkdtemp(prefix="worker-start-"))
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     scene = build_demo_scene(

@@ -257,6 +257,17 @@ class TestFarm:
         self._wait_http(url, proc)
         return url, proc
 
+    def workers_on_manager(self, manager: str = "local") -> dict[str, dict[str, Any]]:
+        """The Workers as the Manager itself lists them now (its status), by name."""
+        assert self.secrets is not None
+        status = httpx.get(
+            f"{self.managers[manager].url}/api/v1/status",
+            headers={"Authorization": f"Bearer {self.secrets.manager_token}"},
+            timeout=30,
+            verify=self.verify(),
+        ).json()
+        return {w["name"]: w for w in status["workers"]}
+
     def manager_online(self, name: str) -> bool:
         managers = self.api().call("GET", "/api/v1/managers", wire.ManagerList).root
         return any(m.name == name and m.status == "online" for m in managers)

@@ -14,7 +14,6 @@ import signal
 import textwrap
 from pathlib import Path
 
-import httpx
 import psutil
 import pytest
 
@@ -90,13 +89,8 @@ def test_sigterm_stops_a_rendering_worker_and_its_whole_blender_tree(
     wait_until(handed_back, 30, "the task handed back by the stopped Worker")
     # It signed off as it stopped: offline on its Manager now, and on the Server with the
     # Manager's next sync, not once found silent (a minute by default).
-    assert farm.secrets is not None
-    status = httpx.get(
-        f"{farm.manager_url}/api/v1/status",
-        headers={"Authorization": f"Bearer {farm.secrets.manager_token}"},
-        timeout=30,
-    ).json()
-    assert [(w["name"], w["status"]) for w in status["workers"]] == [("w-sigterm", "offline")]
+    workers = farm.workers_on_manager()
+    assert [(name, w["status"]) for name, w in workers.items()] == [("w-sigterm", "offline")]
 
     def offline_on_the_server() -> bool:
         (site,) = farm.api().call("GET", "/api/v1/managers", wire.ManagerList).root

@@ -38,18 +38,8 @@ def joined(farm: TestFarm, name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {response.json()['token']}"}
 
 
-def worker_on_manager(farm: TestFarm, name: str) -> dict[str, Any]:
-    assert farm.secrets is not None
-    status = httpx.get(
-        f"{farm.manager_url}/api/v1/status",
-        headers={"Authorization": f"Bearer {farm.secrets.manager_token}"},
-        timeout=30,
-    ).json()
-    return next(w for w in status["workers"] if w["name"] == name)
-
-
 def last_seen(farm: TestFarm, name: str) -> str:
-    return str(worker_on_manager(farm, name)["last_seen"])
+    return str(farm.workers_on_manager()[name]["last_seen"])
 
 
 def sync(farm: TestFarm, headers: dict[str, str], **body: Any) -> dict[str, Any]:
@@ -106,6 +96,6 @@ def test_a_worker_that_signs_off_is_offline_at_once_and_its_task_goes_to_the_nex
 
     # It stops before it could report anything about the task.
     assert sync(farm, leaving, want_task=True, status="offline")["assignment"] is None
-    assert worker_on_manager(farm, "leaving")["status"] == "offline"
+    assert farm.workers_on_manager()["leaving"]["status"] == "offline"
     again = sync(farm, staying, want_task=True, wait_s=20)["assignment"]
     assert again is not None and again["task_id"] == taken["task_id"]

@@ -211,19 +211,24 @@ def _runtime_with_a_gpu(real: BlenderInstall, folder: Path) -> BlenderInstall:
     return BlenderInstall((str(wrapper),), real.kind, real.version)
 
 
+def _pool(install: BlenderInstall, folder: Path, standby: bool) -> BlenderPool:
+    """A Worker's Blender pool of `install` alone, with its folders under `folder`."""
+    return BlenderPool(
+        [install],
+        user_resources=folder / "user",
+        env={},
+        temp_root=folder / "temp",
+        standby=standby,
+        worker_name="w1",
+    )
+
+
 @pytest.mark.blender
 def test_the_first_standby_blender_names_the_devices_a_probe_would(
     blender_install: BlenderInstall, tmp_path: Path
 ) -> None:
     async def standby_devices() -> tuple[object, bool]:
-        pool = BlenderPool(
-            [blender_install],
-            user_resources=tmp_path / "user",
-            env={},
-            temp_root=tmp_path / "temp",
-            standby=True,
-            worker_name="w1",
-        )
+        pool = _pool(blender_install, tmp_path, standby=True)
         try:
             event = await pool.standby_devices()
             return event, pool.standby is not None and pool.standby.on_standby
@@ -311,14 +316,7 @@ def test_the_warm_up_renders_a_frame_with_each_backend_in_the_pools_blender(
     blender_install: BlenderInstall, tmp_path: Path
 ) -> None:
     # "CPU" stands in for a GPU backend here (no GPU on this machine): the same render path.
-    pool = BlenderPool(
-        [blender_install],
-        user_resources=tmp_path / "user",
-        env={},
-        temp_root=tmp_path / "temp",
-        standby=False,
-        worker_name="w1",
-    )
+    pool = _pool(blender_install, tmp_path, standby=False)
     asyncio.run(warm_up_gpus(pool, ["CPU"], tmp_path / "warmup"))
     (frame,) = (tmp_path / "warmup" / "cpu").iterdir()
     assert frame.stat().st_size > 0 and frame.suffix == ".png"
