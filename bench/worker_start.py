@@ -56,19 +56,6 @@ def tree_cpu_s(pid: int) -> float:
     return total
 
 
-def awake(farm: TestFarm, name: str) -> bool:
-    assert farm.secrets is not None
-    import httpx
-
-    reply = httpx.get(
-        f"{farm.manager_url}/api/v1/status",
-        headers={"Authorization": f"Bearer {farm.secrets.manager_token}"},
-        timeout=5,
-    )
-    workers = reply.json()["workers"] if reply.status_code == 200 else []
-    return any(w["name"] == name and w["status"] == "awake" for w in workers)
-
-
 def one_round(
     farm: TestFarm, scene: Path, label: str, n: int, code: Path | None
 ) -> dict[str, float]:
@@ -80,7 +67,11 @@ def one_round(
     env = {"PYTHONPATH": str(code)} if code is not None else {}
     t0 = time.time()
     worker: Proc = farm.start_worker(name, env=env)
-    wait_until(lambda: awake(farm, name), 120, f"{name} registered")
+    wait_until(
+        lambda: farm.workers_on_manager().get(name, {}).get("status") == "awake",
+        120,
+        f"{name} registered",
+    )
     registered = time.time() - t0
     job = wait_until(lambda: (j := farm.job(job_id)).status == "completed" and j, 120, "the job")
     cpu = tree_cpu_s(worker.pid)

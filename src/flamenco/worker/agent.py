@@ -33,7 +33,7 @@ from flamenco.worker.cleanup import JobFolders, needed_blobs, sweep_temp_folders
 from flamenco.worker.delivery import Delivery
 from flamenco.worker.gpu_warmup import warm_up_gpus
 from flamenco.worker.gpus import find_gpus, gpu_environment, refused_device, without_backend
-from flamenco.worker.identity import register, until_registered
+from flamenco.worker.identity import register, sign_off, until_registered
 from flamenco.worker.lent_blender import LentBlender
 from flamenco.worker.machine import StatsSampler, describe_machine
 from flamenco.worker.reporting import TaskReporter, TaskRun
@@ -77,7 +77,7 @@ class WorkerAgent:
         self.info = describe_machine(
             blender_versions=[i.version for i in self.installs],
             tags=[t.strip() for t in settings.tags.split(",") if t.strip()],
-            gpus=[],  # asked of Cycles as `serve` starts (_find_gpus)
+            gpus=[],  # asked of Cycles as `serve` starts (gpus.find_gpus)
             commands=advertised(self.commands),
         )
         self.info_sent = False
@@ -146,7 +146,7 @@ class WorkerAgent:
             # it signs off, so that the farm shows it offline now, not once found silent.
             with contextlib.suppress(Unreachable, ApiError, TimeoutError):
                 await asyncio.wait_for(self.delivery.deliver(), FINAL_DELIVERY_S)
-                await asyncio.wait_for(self._sign_off(), FINAL_DELIVERY_S)
+                await asyncio.wait_for(sign_off(self.api), FINAL_DELIVERY_S)
             await self.api.close()
             self.outbox.close()
 
@@ -176,10 +176,6 @@ class WorkerAgent:
             if not long_polled:  # a long poll already waited; anything else waits here
                 await wait_any(stop, self.task_ended, timeout=self._until_reserve(delay))
                 self.task_ended.clear()
-
-    async def _sign_off(self) -> None:
-        req = wire.WorkerSync(status="offline")
-        await self.api.call("POST", "/api/v1/worker/sync", wire.WorkerSyncReply, req)
 
     async def _reregister(self) -> None:
         with contextlib.suppress(Unreachable, ApiError):

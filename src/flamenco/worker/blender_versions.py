@@ -45,9 +45,12 @@ class VersionMemory:
     (FORGETFUL) recalls nothing and remembers nothing: every install is asked."""
 
     def __init__(self, path: Path | None = None, enabled: bool = True) -> None:
-        self.enabled = enabled
         self.path = (path or user_cache_dir() / FILE_NAME) if enabled else None
         self._known: dict[str, object] | None = None  # the file's, read at the first recall
+
+    @property
+    def enabled(self) -> bool:
+        return self.path is not None
 
     def recall(self, key: str | None) -> str | None:
         if key is None or not self.enabled:

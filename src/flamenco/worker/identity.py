@@ -1,5 +1,6 @@
-"""A Worker's registration with its Manager. The token it gets is kept in its data folder
-(`worker.json`, its user's alone), so a restarted Worker is the same Worker."""
+"""A Worker's registration with its Manager, and its sign-off as it stops. The token it gets
+is kept in its data folder (`worker.json`, its user's alone), so a restarted Worker is the
+same Worker."""
 
 from __future__ import annotations
 
@@ -62,3 +63,9 @@ async def until_registered(
             log.warning("Manager unreachable, retrying: %s", exc)
         await wait_any(stop, timeout=delay)
         delay = min(delay * 2, MAX_BACKOFF_S)
+
+
+async def sign_off(api: AsyncApi) -> None:
+    """Tell the Manager this Worker stops: offline at once, what it held goes to others."""
+    offline = wire.WorkerSync(status="offline")
+    await api.call("POST", "/api/v1/worker/sync", wire.WorkerSyncReply, offline)
