@@ -17,17 +17,17 @@ def test_a_wake_up_skips_a_poll_that_just_ended_and_goes_to_the_next(tmp_path: P
     async def main() -> None:
         service = build_manager(settings).service
         try:
-            gone = asyncio.create_task(service._wait_for_work(5))
-            next_in_line = asyncio.create_task(service._wait_for_work(5))
-            timed_out = asyncio.create_task(service._wait_for_work(0.01))
+            gone = asyncio.create_task(service.waiters.wait(5))
+            next_in_line = asyncio.create_task(service.waiters.wait(5))
+            timed_out = asyncio.create_task(service.waiters.wait(0.01))
             await asyncio.sleep(0.05)  # all three wait; the third's time runs out
             gone.cancel()  # its request went away: it has not resumed yet when work comes
-            service._notify_work(1)
+            service.waiters.notify(1)
             assert await next_in_line is True
             assert await timed_out is False
             assert gone.cancelled() or gone.exception() is None
             await asyncio.gather(gone, return_exceptions=True)
-            assert service._promised == 0 and not service._waiters
+            assert service.waiters.promised == 0 and service.waiters.waiting == 0
         finally:
             service.store.close()
             service.outbox.close()

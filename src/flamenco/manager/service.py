@@ -9,7 +9,6 @@ registration, their syncs and assignments, their updates, frames and artifacts;
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import logging
 import secrets
@@ -33,6 +32,7 @@ from flamenco.manager.join_secret import JoinSecret
 from flamenco.manager.queue import TaskQueue
 from flamenco.manager.server_side import ServerSide
 from flamenco.manager.store import HeldTask, ManagerStore, WorkerState
+from flamenco.manager.work_waiters import WorkWaiters
 from flamenco.outbox import FrameItem, Outbox
 from flamenco.security import new_token, token_hash
 
@@ -63,8 +63,7 @@ class ManagerService(ServerSide, JobFiles):
         self.link_wake = asyncio.Event()  # the outbox has something for the Server
         self.sync_wake = asyncio.Event()  # the Manager wants tasks from the Server now
         self.worker_waits = asyncio.Event()  # ... and a Worker waits for one: do not delay
-        self._waiters: deque[asyncio.Future[None]] = deque()  # long polls waiting for work
-        self._promised = 0  # waiting Workers woken for new tasks that have not looked yet
+        self.waiters = WorkWaiters()  # long polls waiting for work
         self._idle: dict[str, float] = {}  # Worker id -> waiting for work since
         self._blob_locks: dict[str, asyncio.Lock] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -183,7 +182,7 @@ class ManagerService(ServerSide, JobFiles):
                 self._idle[worker.id] = time.monotonic()
                 self._want_more()
                 self.worker_waits.set()
-                woken = await self._wait_for_work(remaining)
+                woken = await self.waiters.wait(remaining)
                 if woken and gone is not None and await gone():
                     # A Worker that stopped while it waited: the task would wait with it until
                     # it is found silent. The next Worker in line gets it.
@@ -231,7 +230,7 @@ class ManagerService(ServerSide, JobFiles):
         else:
             if len(worker.tasks) >= (2 if req.running_task_id else 1):
                 return None
-            if len(self.queue) <= self._promised:
+            if len(self.queue) <= self.waiters.promised:
                 return None  # kept for Workers that waited longer and were woken for them
             picked = self._pick(worker, req.warm_job_id)
             if picked is None:
@@ -383,42 +382,8 @@ class ManagerService(ServerSide, JobFiles):
 
     # ---- waiting Workers ---------------------------------------------------------------------
 
-    async def _wait_for_work(self, timeout: float) -> bool:
-        """Wait until woken for new work (True) or until the timeout (False).
-
-        A future and a timer, not asyncio.wait_for: that makes a Task per long poll."""
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(waiter)
-        timer = loop.call_later(timeout, _time_up, waiter)
-        try:
-            with contextlib.suppress(TimeoutError):
-                await waiter
-        finally:
-            timer.cancel()
-            woken = waiter.done() and not waiter.cancelled() and waiter.exception() is None
-            if woken:
-                self._promised -= 1  # this one looks now (or is gone)
-            else:  # unless _notify_work passed it over already (see there)
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(waiter)
-        return woken
-
     def _notify_work(self, count: int = 1) -> None:
-        """Wake as many waiting Workers as there are new tasks, not all of them, longest
-        waiting first. Until they have looked, that many queued tasks are theirs: a request
-        that arrives meanwhile does not take them (else, while tasks are scarce, newcomers
-        would win every time and some Workers would wait out their whole long poll).
-
-        A woken Worker that cannot take the task passes the turn on (see worker_sync).
-        """
-        while count > 0 and self._waiters:
-            waiter = self._waiters.popleft()
-            if waiter.done():
-                continue  # its wait ended a moment ago (ran out, or the request went away)
-            waiter.set_result(None)
-            self._promised += 1
-            count -= 1
+        self.waiters.notify(count)
 
     def _want_more(self) -> None:
         if self.want() > 0:
@@ -449,9 +414,3 @@ class ManagerService(ServerSide, JobFiles):
             self.queue.add(held)
             self.store.task_changed(held)
         self._notify_work(len(requeued))
-
-
-def _time_up(waiter: asyncio.Future[None]) -> None:
-    """A long poll's wait for work ran out (ManagerService._wait_for_work)."""
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
